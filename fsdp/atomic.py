@@ -1,0 +1,89 @@
+"""Atomic loads, stores and read-modify-writes on numpy array elements, usable from ``@njit``.
+
+The sim NIC's rings live in shared memory and are polled by other processes (one per core).  A
+single-producer/single-consumer ring needs exactly two orderings: the producer's *release* store of
+its tail after writing the slots, and the consumer's *acquire* load of that tail before reading
+them (and the mirror for the head).  Numba has no CPU atomics, so these intrinsics emit LLVM's
+atomic instructions directly; on x86-64 they compile to plain moves plus a compiler barrier.
+"""
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+
+def _element_pointer(context, builder, arrty, arr, idxty, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    index = context.cast(builder, idx, idxty, types.intp)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [index], wraparound=False)
+
+
+@intrinsic
+def load_acquire(typingctx, arr, idx):
+    """``arr[idx]`` with acquire ordering (pairs with :func:`store_release`)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = arr.dtype(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        arrty, idxty = signature.args
+        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+        width = context.get_abi_sizeof(context.get_value_type(arrty.dtype))
+        return builder.load_atomic(ptr, "acquire", width)
+
+    return sig, codegen
+
+
+@intrinsic
+def store_release(typingctx, arr, idx, val):
+    """``arr[idx] = val`` with release ordering: every earlier store is visible before this one."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, signature, args):
+        arrty, idxty, valty = signature.args
+        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+        value = context.cast(builder, args[2], valty, arrty.dtype)
+        width = context.get_abi_sizeof(context.get_value_type(arrty.dtype))
+        builder.store_atomic(value, ptr, "release", width)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def fetch_add(typingctx, arr, idx, val):
+    """Atomically ``arr[idx] += val``; returns the old value (sequentially consistent)."""
+    if not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Integer):
+        return None
+    sig = arr.dtype(arr, idx, val)
+
+    def codegen(context, builder, signature, args):
+        arrty, idxty, valty = signature.args
+        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+        value = context.cast(builder, args[2], valty, arrty.dtype)
+        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, arr, idx, expected, desired):
+    """Atomically replace ``arr[idx]`` by ``desired`` if it equals ``expected``; returns success."""
+    if not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Integer):
+        return None
+    sig = types.boolean(arr, idx, expected, desired)
+
+    def codegen(context, builder, signature, args):
+        arrty, idxty, expty, desty = signature.args
+        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+        exp = context.cast(builder, args[2], expty, arrty.dtype)
+        des = context.cast(builder, args[3], desty, arrty.dtype)
+        pair = builder.cmpxchg(ptr, exp, des, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return sig, codegen
+
+
+_ = ir  # llvmlite is the backend these intrinsics target; imported so a missing one fails early
