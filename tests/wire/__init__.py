@@ -1,0 +1,1 @@
+"""Tests for fsdp.wire: views, builders and checksums, checked against Scapy."""
