@@ -1,0 +1,3 @@
+from fsdp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The per-core poll loop: ``run_once(core, now)``, one jitted pass (DESIGN.md §1).
+
+    rx_burst -> Ethernet demux -> ARP | IPv4 -> ICMP | UDP | TCP
+    -> due timers -> (application calls) -> tx_burst
+
+Python enters once per pass, not once per packet.  ``now`` is integer microseconds: a monotonic
+clock in production, a virtual clock in tests.
+"""
+
+from numba import njit
+
+from fsdp.core.config import CFG_CAPTURE, CFG_MAC, CFG_RX_BURST
+from fsdp.core.output import CAPTURE_RX, capture_frame, tx_flush
+from fsdp.core.stats import (
+    STAT_ETH_NOT_FOR_US,
+    STAT_ETH_TRUNCATED,
+    STAT_ETH_UNKNOWN_TYPE,
+    STAT_IP_UNKNOWN_PROTO,
+    STAT_RX_BYTES,
+    STAT_RX_FRAMES,
+)
+from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
+from fsdp.driver.api import nic_next_event, nic_rx_burst
+from fsdp.pool.pool import frame_free
+from fsdp.tcp.icmp import icmp_input, icmp_send_error
+from fsdp.tcp.input import tcp_input
+from fsdp.tcp.ip import ip_validate
+from fsdp.tcp.neighbor import arp_input, arp_timers
+from fsdp.tcp.udp import udp_input
+from fsdp.wire.ethernet import (
+    ETH_HLEN,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    MAC_BROADCAST,
+    eth_dst,
+    eth_type,
+)
+from fsdp.wire.icmp import ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL
+from fsdp.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ip_proto
+
+
+@njit(cache=True)
+def ip_input(core, fid, now):
+    kind = ip_validate(core, fid)
+    if kind < 0:
+        return
+    pool = core.pool
+    proto = ip_proto(pool.data[fid], pool.off[fid] + ETH_HLEN)
+    if proto == IPPROTO_TCP:
+        tcp_input(core, fid, kind, now)
+    elif proto == IPPROTO_ICMP:
+        icmp_input(core, fid, kind, now)
+    elif proto == IPPROTO_UDP:
+        udp_input(core, fid, kind, now)
+    else:
+        # RFC 1122 §3.2.2.1: protocol unreachable SHOULD be sent (Linux does).
+        core.stats[STAT_IP_UNKNOWN_PROTO] += 1
+        icmp_send_error(core, fid, kind, ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL, 0, now)
+        frame_free(pool, fid)
+
+
+@njit(cache=True)
+def eth_input(core, fid, now):
+    """Demultiplex one received frame by EtherType; every path frees or keeps the frame."""
+    pool = core.pool
+    n = pool.length[fid]
+    core.stats[STAT_RX_FRAMES] += 1
+    core.stats[STAT_RX_BYTES] += n
+    if core.cfg[CFG_CAPTURE]:
+        capture_frame(core, fid, now, CAPTURE_RX)
+    if n < ETH_HLEN:
+        core.stats[STAT_ETH_TRUNCATED] += 1
+        frame_free(pool, fid)
+        return
+    buf = pool.data[fid]
+    off = pool.off[fid]
+    dst = eth_dst(buf, off)
+    if dst != core.cfg[CFG_MAC] and dst != MAC_BROADCAST:
+        # Another station's unicast (promiscuous delivery) or a multicast group we never joined.
+        core.stats[STAT_ETH_NOT_FOR_US] += 1
+        frame_free(pool, fid)
+        return
+    t = eth_type(buf, off)
+    if t == ETHERTYPE_IPV4:
+        ip_input(core, fid, now)
+    elif t == ETHERTYPE_ARP:
+        arp_input(core, fid, now)
+    else:
+        core.stats[STAT_ETH_UNKNOWN_TYPE] += 1
+        frame_free(pool, fid)
+
+
+@njit(cache=True)
+def core_timers(core, now):
+    t = core.var[V_ARP_TIMER_US]
+    if t != NO_DEADLINE and t <= now:
+        arp_timers(core, now)
+
+
+@njit(cache=True)
+def run_once(core, now):
+    """One pass of the core's loop at time ``now`` (µs); returns the number of frames received."""
+    core.var[V_NOW] = now
+    core.var[V_PASSES] += 1
+    n = nic_rx_burst(core.nic, core.pool, core.rx_ids, core.cfg[CFG_RX_BURST], now)
+    for i in range(n):
+        eth_input(core, core.rx_ids[i], now)
+    core_timers(core, now)
+    tx_flush(core, now)
+    return n
+
+
+@njit(cache=True)
+def next_deadline(core):
+    """The earliest time (µs) something is due on this core, or NO_DEADLINE."""
+    d = core.var[V_ARP_TIMER_US]
+    e = nic_next_event(core.nic)
+    if e != NO_DEADLINE and (d == NO_DEADLINE or e < d):
+        d = e
+    return d

@@ -1,0 +1,303 @@
+"""``fsdp.Stack``: one fsdp host attached to a NIC, with one ``CoreState`` per core.
+
+This object is the Python side of the stack: it validates arguments, builds the per-core state,
+and drives the jitted loop (``run_once``) for every core it owns.  Stacks register themselves
+process-wide so that a blocking call on any of them keeps every stack of the process polled
+(a client and a server stack can share one thread, CONTRACT.md §1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+
+from fsdp.core.config import CFG_CAPTURE, StackOptions
+from fsdp.core.loop import next_deadline, run_once
+from fsdp.core.state import CoreState, core_state_create
+from fsdp.core.stats import STAT_NAMES, stats_dict
+from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
+from fsdp.driver import open_nic
+from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
+from fsdp.pool.pool import pool_audit, pool_n_free
+from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
+from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
+from fsdp.wire.ethernet import mac_to_int, mac_to_str
+
+_live_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
+
+
+def monotonic_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+def poll_all_stacks() -> int:
+    """One pass of every live stack in this process; returns the frames they received."""
+    return sum(s.poll() for s in list(_live_stacks))
+
+
+def _parse_mac(mac) -> int:
+    if isinstance(mac, int) and not isinstance(mac, bool):
+        if not 0 <= mac < 1 << 48:
+            raise ValueError(f"invalid MAC address {mac!r}")
+        return mac
+    if isinstance(mac, str):
+        return mac_to_int(mac)
+    raise TypeError(f"MAC address must be a str like '02:00:00:00:00:01', not {type(mac).__name__}")
+
+
+def _parse_interface(ip) -> ipaddress.IPv4Interface:
+    if not isinstance(ip, str):
+        raise TypeError(f"ip must be a str like '10.0.0.2/24', not {type(ip).__name__}")
+    try:
+        iface = ipaddress.IPv4Interface(ip)
+    except ValueError as e:
+        raise ValueError(f"invalid IPv4 address/prefix {ip!r}: {e}") from None
+    if iface.ip.is_unspecified or iface.ip.is_multicast or iface.ip.is_loopback:
+        raise ValueError(f"{iface.ip} cannot be a host address")
+    if iface.network.prefixlen < 31 and iface.ip in (
+        iface.network.network_address, iface.network.broadcast_address
+    ):
+        raise ValueError(f"{iface.ip} is the network or broadcast address of {iface.network}")
+    return iface
+
+
+class Stack:
+    """A userspace TCP/IP host: ``Stack(nic="sim:lab", ip="10.0.0.2/24", cores=1)``.
+
+    ``nic`` is a URI (``sim:NAME``, ``tap:IF``, ``xdp:IF``, ``afpacket:IF``, ``verbs:DEV``);
+    ``mac`` defaults to a locally administered address derived from ``ip``; ``gateway`` is the
+    default route (none by default: only the on-link subnet is reachable).  ``options`` are the
+    tunables of :class:`fsdp.core.config.StackOptions`.
+    """
+
+    def __init__(
+        self,
+        nic: str = "sim:lab",
+        ip: str = "10.0.0.2/24",
+        *,
+        mac: str | int | None = None,
+        gateway: str | None = None,
+        cores: int = 1,
+        clock: Callable[[], int] | None = None,
+        **options,
+    ):
+        if isinstance(cores, bool) or not isinstance(cores, int):
+            raise TypeError(f"cores must be an int, not {type(cores).__name__}")
+        if not 1 <= cores <= 64:
+            raise ValueError(f"cores must be between 1 and 64, not {cores}")
+        self._opts = StackOptions.from_options(options)
+        self.interface = _parse_interface(ip)
+        self.ip = str(self.interface.ip)
+        ip_int = int(self.interface.ip)
+        self.mac = _parse_mac(mac) if mac is not None else 0x020000000000 | ip_int
+        gw = 0
+        if gateway is not None:
+            if not isinstance(gateway, str):
+                raise TypeError("gateway must be a str like '10.0.0.1'")
+            try:
+                gw_addr = ipaddress.IPv4Address(gateway)
+            except ValueError as e:
+                raise ValueError(f"invalid gateway {gateway!r}: {e}") from None
+            if gw_addr not in self.interface.network:
+                raise ValueError(f"gateway {gateway} is not on-link ({self.interface.network})")
+            gw = int(gw_addr)
+        self.gateway = gateway
+        self.cores = cores
+        self._clock = clock or monotonic_us
+        self._closed = False
+        if isinstance(nic, str):
+            self._port = open_nic(nic, cores, self.mac)
+            self._owns_port = True
+        else:  # an already-open port (the test harness attaches its own)
+            self._port = nic
+            self._owns_port = False
+        if self._port.n_queues != cores:
+            raise ValueError(f"NIC has {self._port.n_queues} queues, stack wants {cores}")
+        self.nic = nic if isinstance(nic, str) else getattr(nic, "uri", "sim")
+        # Where the NIC gives ARP to every queue, one core answers requests; elsewhere each core
+        # answers the requests it sees.
+        arp_reply_core = 0 if self._port.capabilities.get("arp_to_all_queues") else -1
+        self._cores: list[CoreState] = [
+            core_state_create(
+                self._opts, self._port.queue(i), ip=ip_int,
+                netmask=int(self.interface.network.netmask), gateway=gw, mac=self.mac,
+                core_id=i, n_cores=cores, arp_reply_core=arp_reply_core,
+            )
+            for i in range(cores)
+        ]
+        self._capture: PcapWriter | None = None
+        self._ping_ident = (id(self) >> 4) & 0xFFFF
+        _live_stacks.add(self)
+
+    # ---- the loop ----
+    def now_us(self) -> int:
+        return self._clock()
+
+    def poll(self, now: int | None = None) -> int:
+        """One pass of every core's loop; returns the frames received."""
+        if self._closed:
+            return 0
+        if now is None:
+            now = self._clock()
+        n = 0
+        for core in self._cores:
+            n += run_once(core, now)
+        if self._capture is not None:
+            for core in self._cores:
+                capture_drain(core.capture, self._capture)
+        return n
+
+    def next_deadline(self) -> int:
+        """The earliest µs time a timer or the NIC needs a pass, or -1."""
+        best = NO_DEADLINE
+        for core in self._cores:
+            d = next_deadline(core)
+            if d != NO_DEADLINE and (best == NO_DEADLINE or d < best):
+                best = d
+        return best
+
+    # ---- observability ----
+    def stats(self) -> dict:
+        """Counters summed over cores, plus ``per_core``: the list of each core's counters."""
+        per_core = []
+        total = dict.fromkeys(STAT_NAMES, 0)
+        for core in self._cores:
+            d = stats_dict(core.stats)
+            d["pool_frames"] = int(core.pool.refcnt.shape[0])
+            d["pool_free"] = int(pool_n_free(core.pool))
+            per_core.append(d)
+            for k, v in d.items():
+                total[k] = total.get(k, 0) + v
+        total["per_core"] = per_core
+        return total
+
+    def connections(self) -> list[dict]:
+        """Open connections, like ``ss`` (the TCP engine fills this in)."""
+        return []
+
+    def neighbors(self) -> list[dict]:
+        """The neighbour (ARP) caches of all cores."""
+        out = []
+        for i, core in enumerate(self._cores):
+            t = core.arp
+            for slot in np.nonzero(t.ip)[0]:
+                out.append({
+                    "core": i,
+                    "ip": str(ipaddress.IPv4Address(int(t.ip[slot]))),
+                    "mac": mac_to_str(int(t.mac[slot])),
+                    "state": ARP_STATE_NAMES[int(t.state[slot])],
+                    "queued": int(t.q_len[slot]),
+                })
+        return out
+
+    def add_neighbor(self, ip: str, mac: str | int) -> None:
+        """A static neighbour on every core (never aged, never changed by ARP)."""
+        addr = int(ipaddress.IPv4Address(ip))
+        m = _parse_mac(mac)
+        for core in self._cores:
+            if not arp_add_static(core, addr, m):
+                raise OSError(f"neighbour table full on core {core.cfg[4]}")
+
+    def audit(self) -> None:
+        """Assert that no packet buffer leaked: every frame of every core is free or held by a
+        known owner (a resolving neighbour's queue, the NIC).  Raises AssertionError."""
+        for i, core in enumerate(self._cores):
+            err = pool_audit(core.pool)
+            if err != 0:
+                raise AssertionError(f"core {i}: pool audit failed with code {err}")
+            owned = core.pool.refcnt.shape[0] - int(pool_n_free(core.pool))
+            held = int(arp_queued_frames(core)) + int(self._port.held_frames(i))
+            if owned != held:
+                raise AssertionError(
+                    f"core {i}: {owned} frames owned but only {held} accounted for (leak)"
+                )
+
+    # ---- ICMP echo ----
+    def ping(self, dst: str, count: int = 1, *, timeout: float = 1.0, size: int = 56,
+             interval: float = 0.0) -> list[float | None]:
+        """Send ``count`` echo requests to ``dst`` and wait (keeping every stack of the process
+        polled) for their replies; returns each round-trip time in seconds, None if lost."""
+        addr = int(ipaddress.IPv4Address(dst))
+        core = self._cores[0]
+        ident = self._ping_ident
+        rtts: list[float | None] = []
+        for seq in range(count):
+            seen = int(core.var[V_PING_COUNT])
+            t0 = self._clock()
+            if not icmp_send_echo(core, addr, ident, seq, size, t0):
+                raise OSError("cannot send echo request (message too long or no buffers)")
+            self.poll(t0)  # flush
+            deadline = t0 + int(timeout * 1e6)
+            rtt = None
+            while rtt is None and self._clock() < deadline:
+                poll_all_stacks()
+                rtt = self._find_reply(core, seen, addr, ident, seq, t0)
+                if rtt is None:
+                    self._idle_wait()
+            rtts.append(rtt)
+            if interval > 0 and seq + 1 < count:
+                end = self._clock() + int(interval * 1e6)
+                while self._clock() < end:
+                    poll_all_stacks()
+                    self._idle_wait()
+        return rtts
+
+    def _idle_wait(self) -> None:
+        time.sleep(0)
+
+    @staticmethod
+    def _find_reply(core, seen, addr, ident, seq, t0):
+        count = int(core.var[V_PING_COUNT])
+        log = core.echo_log
+        for k in range(max(seen, count - ECHO_LOG_SIZE), count):
+            i = k % ECHO_LOG_SIZE
+            if log.src[i] == addr and log.ident[i] == ident and log.seq[i] == seq:
+                return (int(log.t_us[i]) - t0) / 1e6
+        return None
+
+    # ---- capture ----
+    def capture(self, path, *, snaplen: int = 2048, slots: int = 4096) -> None:
+        """Start writing every frame this stack receives and sends to a pcap file."""
+        self.stop_capture()
+        self._capture = PcapWriter(path, snaplen=snaplen)
+        for i, core in enumerate(self._cores):
+            self._cores[i] = core._replace(capture=capture_ring_create(slots=slots, snaplen=snaplen))
+            self._cores[i].cfg[CFG_CAPTURE] = 1
+
+    def stop_capture(self) -> None:
+        if self._capture is None:
+            return
+        for core in self._cores:
+            capture_drain(core.capture, self._capture)
+            core.cfg[CFG_CAPTURE] = 0
+        self._capture.close()
+        self._capture = None
+
+    # ---- lifetime ----
+    @property
+    def port(self):
+        """The NIC port (sim: fault injection, flow rules, RSS settings)."""
+        return self._port
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.stop_capture()
+        self._closed = True
+        _live_stacks.discard(self)
+        if self._owns_port:
+            self._port.close()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.cores} core(s)"
+        return f"<fsdp.Stack {self.ip}/{self.interface.network.prefixlen} on {self.nic}, {state}>"

@@ -1,0 +1,182 @@
+"""IPv4 input and output for a host (RFC 791; RFC 1122 §3.2.1, §3.3).
+
+Input validates in two steps (integrity, then sanity), counts every drop by reason, and hands
+the transport payload to ICMP, UDP or TCP.  Output prepends a 20-byte header and picks the next
+hop: the destination itself when on-link, else the default gateway.
+"""
+
+from numba import njit
+
+from fsdp.core.config import (
+    CFG_GATEWAY,
+    CFG_MAC,
+    CFG_IP,
+    CFG_NETMASK,
+    CFG_RX_CSUM_OFFLOAD,
+    CFG_TTL,
+)
+from fsdp.core.stats import (
+    STAT_IP_BAD_CSUM,
+    STAT_IP_BAD_HLEN,
+    STAT_IP_BAD_SRC,
+    STAT_IP_BAD_TOTAL_LEN,
+    STAT_IP_BAD_VERSION,
+    STAT_IP_FRAGMENT,
+    STAT_IP_IN,
+    STAT_IP_NO_ROUTE,
+    STAT_IP_NOT_FOR_US,
+    STAT_IP_OUT,
+    STAT_IP_TRUNCATED,
+)
+from fsdp.core.output import tx_enqueue
+from fsdp.core.vars import V_IP_ID
+from fsdp.pool.pool import FRAME_F_RX_CSUM_OK, frame_free
+from fsdp.tcp.neighbor import neigh_output
+from fsdp.wire.ethernet import ETH_HLEN, ETHERTYPE_IPV4, MAC_BROADCAST, eth_build
+from fsdp.wire.ipv4 import (
+    ERR_IP_BAD_CSUM,
+    ERR_IP_BAD_HLEN,
+    ERR_IP_BAD_TOTAL_LEN,
+    ERR_IP_TRUNCATED,
+    ERR_IP_VERSION,
+    IP_BROADCAST,
+    IP_HLEN_MIN,
+    ip_build,
+    ip_check,
+    ip_dst,
+    ip_hlen,
+    ip_is_fragment,
+    ip_src,
+    ip_total_len,
+)
+
+# What ip_input tells the transport about the destination address.
+DST_UNICAST = 0
+DST_BROADCAST = 1
+
+
+@njit(inline="always", cache=True)
+def ip_is_martian_source(core, src):
+    """RFC 1122 §3.2.1.3: a source must be a unicast address of another host: not 0.0.0.0/8,
+    127/8 (loopback never appears on a wire), multicast/reserved (224/3), the limited or our
+    subnet's broadcast, or our own address."""
+    first = src >> 24
+    if first == 0 or first == 127 or first >= 224:
+        return True
+    mask = core.cfg[CFG_NETMASK]
+    if mask != 0xFFFFFFFF and (src | mask) & 0xFFFFFFFF == 0xFFFFFFFF:
+        return True  # directed broadcast of our subnet
+    return src == core.cfg[CFG_IP]
+
+
+@njit(inline="always", cache=True)
+def ip_dst_kind(core, dst):
+    """DST_UNICAST for our address, DST_BROADCAST for the limited or our directed broadcast,
+    -1 for anything else (a host does not forward: RFC 1122 §3.3.1)."""
+    if dst == core.cfg[CFG_IP]:
+        return DST_UNICAST
+    if dst == IP_BROADCAST:
+        return DST_BROADCAST
+    mask = core.cfg[CFG_NETMASK]
+    if mask != 0xFFFFFFFF and dst == ((core.cfg[CFG_IP] & mask) | (~mask & 0xFFFFFFFF)):
+        return DST_BROADCAST
+    return -1
+
+
+@njit(cache=True)
+def ip_validate(core, fid):
+    """Integrity and sanity checks of the IPv4 packet after the Ethernet header of frame ``fid``.
+
+    Returns the destination kind (>= 0) and trims the frame to the IP total length (Ethernet
+    padding), or a negative value after counting the reason and freeing the frame.
+    """
+    pool = core.pool
+    buf = pool.data[fid]
+    off = pool.off[fid] + ETH_HLEN
+    n = pool.length[fid] - ETH_HLEN
+    core.stats[STAT_IP_IN] += 1
+    verified = (pool.flags[fid] & FRAME_F_RX_CSUM_OK) != 0 and core.cfg[CFG_RX_CSUM_OFFLOAD] != 0
+    err = ip_check(buf, off, n, not verified)
+    if err != 0:
+        if err == ERR_IP_TRUNCATED:
+            core.stats[STAT_IP_TRUNCATED] += 1
+        elif err == ERR_IP_VERSION:
+            core.stats[STAT_IP_BAD_VERSION] += 1
+        elif err == ERR_IP_BAD_HLEN:
+            core.stats[STAT_IP_BAD_HLEN] += 1
+        elif err == ERR_IP_BAD_TOTAL_LEN:
+            core.stats[STAT_IP_BAD_TOTAL_LEN] += 1
+        elif err == ERR_IP_BAD_CSUM:
+            core.stats[STAT_IP_BAD_CSUM] += 1
+        frame_free(pool, fid)
+        return -1
+    pool.length[fid] = ETH_HLEN + ip_total_len(buf, off)  # drop link-layer padding
+    kind = ip_dst_kind(core, ip_dst(buf, off))
+    if kind < 0:
+        core.stats[STAT_IP_NOT_FOR_US] += 1
+        frame_free(pool, fid)
+        return -1
+    if ip_is_martian_source(core, ip_src(buf, off)):
+        core.stats[STAT_IP_BAD_SRC] += 1
+        frame_free(pool, fid)
+        return -1
+    if ip_is_fragment(buf, off):
+        # fsdp does not reassemble (RFC 1122 §3.3.2 makes it a MUST for hosts; not implemented,
+        # see docs/RFC_COMPLIANCE.md).  TCP avoids fragments with DF and MSS.
+        core.stats[STAT_IP_FRAGMENT] += 1
+        frame_free(pool, fid)
+        return -1
+    return kind
+
+
+@njit(inline="always", cache=True)
+def ip_payload_off(pool, fid):
+    """Offset of the transport header of a validated frame (IP options skipped via the IHL)."""
+    off = pool.off[fid] + ETH_HLEN
+    return off + ip_hlen(pool.data[fid], off)
+
+
+@njit(inline="always", cache=True)
+def ip_next_ident(core):
+    ident = core.var[V_IP_ID]
+    core.var[V_IP_ID] = (ident + 1) & 0xFFFF
+    return ident
+
+
+@njit(cache=True)
+def ip_output(core, fid, dst, proto, tos, dont_fragment, ident, now):
+    """Send the transport message at ``pool.off[fid]`` (``pool.length[fid]`` bytes) to ``dst``.
+
+    ``ident`` is the IPv4 identification, or -1 for the core's running counter.
+
+    Prepends the IPv4 header and routes: on-link destinations directly, others through the
+    gateway; the limited broadcast goes to the Ethernet broadcast address.  Takes ownership.
+    """
+    pool = core.pool
+    n = pool.length[fid]
+    off = pool.off[fid] - IP_HLEN_MIN
+    ip_build(
+        pool.data[fid], off, core.cfg[CFG_IP], dst, proto, n,
+        ip_next_ident(core) if ident < 0 else ident,
+        core.cfg[CFG_TTL], tos, dont_fragment,
+    )
+    pool.off[fid] = off
+    pool.length[fid] = n + IP_HLEN_MIN
+    core.stats[STAT_IP_OUT] += 1
+    if dst == IP_BROADCAST:
+        off -= ETH_HLEN
+        eth_build(pool.data[fid], off, MAC_BROADCAST, core.cfg[CFG_MAC], ETHERTYPE_IPV4)
+        pool.off[fid] = off
+        pool.length[fid] += ETH_HLEN
+        tx_enqueue(core, fid, now)
+        return
+    mask = core.cfg[CFG_NETMASK]
+    if (dst & mask) == (core.cfg[CFG_IP] & mask):
+        next_hop = dst
+    else:
+        next_hop = core.cfg[CFG_GATEWAY]
+        if next_hop == 0:
+            core.stats[STAT_IP_NO_ROUTE] += 1
+            frame_free(pool, fid)
+            return
+    neigh_output(core, fid, next_hop, now)
