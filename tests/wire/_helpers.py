@@ -50,7 +50,20 @@ def _byteorder_interpreted_ok() -> bool:
     )
 
 
+def _checksum_interpreted_ok() -> bool:
+    from fsdp.wire.checksum import checksum
+
+    try:
+        return interpreted(checksum)(buf(b"\x12\x34\x56"), 0, 3) == 0x97CB
+    except OverflowError:
+        return False
+
+
 # Under NumPy 2 (NEP 50) ``np.uint8 << 8`` stays uint8, so fsdp.wire.byteorder's loads give
 # wrong values when not jitted (reported with the fix).  Value comparisons in interpreted mode
 # are only made when that is fixed; no-crash and error-code checks always run.
 BYTEORDER_INTERPRETED_OK = _byteorder_interpreted_ok()
+# The same NEP 50 rule makes checksum.csum_partial's accumulator a uint8 when not jitted: wrong
+# sums, then OverflowError in csum_fold (reported with the fix).
+CHECKSUM_INTERPRETED_OK = _checksum_interpreted_ok()
+EXISTING_INTERPRETED_OK = BYTEORDER_INTERPRETED_OK and CHECKSUM_INTERPRETED_OK
