@@ -2,29 +2,32 @@
 
 Every wire accessor in fsdp is built from these.  They are tiny ``inline="always"`` kernels so a
 header field read compiles to one or two loads and a byte swap; none of them checks bounds (the
-``*_check`` function of each protocol validates lengths once, first, as in smoltcp).
+``*_check`` function of each protocol validates lengths once, first, as in smoltcp).  Loads
+return int64: numpy 2 keeps uint8 arithmetic in uint8 when interpreted, and a jitted
+uint64/int64 mix becomes float64.
 """
 
+import numpy as np
 from numba import njit
 
 
 @njit(inline="always", cache=True)
 def get_u8(buf, off):
-    return buf[off]
+    return np.int64(buf[off])
 
 
 @njit(inline="always", cache=True)
 def get_u16(buf, off):
-    return (buf[off] << 8) | buf[off + 1]
+    return (np.int64(buf[off]) << 8) | np.int64(buf[off + 1])
 
 
 @njit(inline="always", cache=True)
 def get_u32(buf, off):
     return (
-        (buf[off] << 24)
-        | (buf[off + 1] << 16)
-        | (buf[off + 2] << 8)
-        | buf[off + 3]
+        (np.int64(buf[off]) << 24)
+        | (np.int64(buf[off + 1]) << 16)
+        | (np.int64(buf[off + 2]) << 8)
+        | np.int64(buf[off + 3])
     )
 
 

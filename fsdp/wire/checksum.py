@@ -5,6 +5,7 @@ as unfolded 64-bit one's-complement accumulators so pieces (pseudo-header, heade
 up before a single fold.
 """
 
+import numpy as np
 from numba import njit
 
 
@@ -15,24 +16,24 @@ def csum_partial(buf, off, n, initial):
     An odd trailing byte is padded with a zero on the right (RFC 1071 §4.1); the caller must
     therefore start every piece but the last at an even offset *within the checksummed data*.
     """
-    s = initial
+    s = np.int64(initial)
     end = off + n
     i = off
     # Eight bytes per step: four 16-bit words summed into a 64-bit accumulator cannot overflow
     # for any frame size fsdp handles (2^48 words would be needed).
     while i + 8 <= end:
         s += (
-            ((buf[i] << 8) | buf[i + 1])
-            + ((buf[i + 2] << 8) | buf[i + 3])
-            + ((buf[i + 4] << 8) | buf[i + 5])
-            + ((buf[i + 6] << 8) | buf[i + 7])
+            ((np.int64(buf[i]) << 8) | np.int64(buf[i + 1]))
+            + ((np.int64(buf[i + 2]) << 8) | np.int64(buf[i + 3]))
+            + ((np.int64(buf[i + 4]) << 8) | np.int64(buf[i + 5]))
+            + ((np.int64(buf[i + 6]) << 8) | np.int64(buf[i + 7]))
         )
         i += 8
     while i + 2 <= end:
-        s += (buf[i] << 8) | buf[i + 1]
+        s += (np.int64(buf[i]) << 8) | np.int64(buf[i + 1])
         i += 2
     if i < end:
-        s += buf[i] << 8
+        s += np.int64(buf[i]) << 8
     return s
 
 

@@ -18,6 +18,7 @@
     |                    Options (IHL > 5)                          |
 """
 
+import numpy as np
 from numba import njit
 
 from fsdp.wire.byteorder import get_u16, get_u32, set_u8, set_u16, set_u32
@@ -62,7 +63,7 @@ def ip_version(buf, off):
 @njit(inline="always", cache=True)
 def ip_hlen(buf, off):
     """Header length in bytes (IHL * 4)."""
-    return (buf[off + IP_VHL] & 0x0F) * 4
+    return np.int64(buf[off + IP_VHL] & 0x0F) * 4
 
 
 @njit(inline="always", cache=True)
