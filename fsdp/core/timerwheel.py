@@ -1,0 +1,695 @@
+"""One hashed, hierarchical timing wheel per core for the TCP timers.
+
+Implements Varghese & Lauck, "Hashed and Hierarchical Timing Wheels" (SOSP 1987): scheme 6 (a
+hashed wheel, O(1) start/stop) arranged as scheme 7 (two levels plus an overflow list), the way
+Linux's timer wheel and Kafka's purgatory do it, with one change that TCP tests need: expiry is
+**exact to the microsecond and in time order**, never early and never rounded to a tick.
+
+Timers are named, not allocated.  A connection has at most one pending timer of each kind
+(``TIMER_RTO``, ``TIMER_DELACK`` ...), so timer ``(conn, kind)`` lives at the fixed index
+``conn * n_kinds + kind`` of preallocated columns; arming a pending timer moves it (re-arm), and
+nothing on any path allocates.  Each list is circular and doubly linked through ``next``/``prev``
+with a *sentinel* node per list (ids ``n_timers ...``), so unlinking needs no head bookkeeping and
+the sentinel left alone in a list tells which list just became empty.
+
+Time is cut into ticks of ``tick_us`` µs and ticks into *groups* of ``n_slots`` ticks.  With
+``cur`` the cursor tick (everything before it has fired) and ``G = cur // n_slots``::
+
+    level 0   n_slots slots, one tick each: the ticks of group G      (slot = tick % n_slots)
+    level 1   n_slots slots, one group each: groups G+1 .. G+n_slots  (slot = group % n_slots)
+    overflow  one unsorted list: anything later (> n_slots^2 ticks away)
+
+With the defaults (1 ms ticks, 4096 slots) level 0 spans 4.1 s, level 1 4.7 h: RTO, delayed ACK,
+TIME_WAIT (60 s) and keep-alive (2 h) never reach the overflow list.  A timer already due when
+armed goes into the cursor's slot.  When the cursor enters a new group, that group's level-1 slot
+is *cascaded* (each timer moves once, O(1)) into level 0; the overflow list is scanned only when
+its minimum (kept as a lower bound) comes within level 1's reach.
+
+Order and exactness.  A level-0 slot holds a single tick, so slots fire in time order; inside a
+slot timers fire by ``(expires, timer index)``.  Slots are appended to unsorted (O(1) arm) with a
+per-slot ``sorted`` flag that survives in-order appends (the usual case: TCP arms ``now + rto``);
+a slot that lost it is merge-sorted in place (O(k log k), no allocation) when it is expired.
+A timer fires when ``expires <= now``, never before.  ``timer_expire`` returns at most ``max_n``
+timers; the rest stay pending, still due, and come first in the next call.
+
+Costs.  ``timer_arm``, ``timer_cancel``, re-arm: O(1).  ``timer_expire``: O(fired) plus O(words)
+bitmap scans to skip empty slots, plus O(k) per cascaded group or overflow scan (not bounded by
+``max_n``: 100k keep-alives armed in the same millisecond cascade together, once, ~1 ms of work).
+``timer_next_deadline``: O(1) while the cached minimum is valid (an arm keeps it valid; cancelling
+the earliest timer or expiring invalidates it); otherwise O(n_slots / 64) bitmap words plus one
+scan of the first non-empty slot (level 0: the timers of one tick; level 1: of one group; the
+overflow list only when both levels are empty).
+
+Memory: 16 bytes per timer (``expires`` int64, ``next``/``prev`` int32), i.e. ``16 * n_kinds``
+bytes per connection (128 B with the 8 kinds below), plus 18 bytes per slot.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+# Timer kinds: one pending timer of each kind per connection.
+TIMER_RTO = 0  # retransmission, SYN retransmission included (RFC 6298, RFC 9293 §3.8.1)
+TIMER_DELACK = 1  # delayed ACK, < 500 ms (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2)
+TIMER_PERSIST = 2  # zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17)
+TIMER_KEEPALIVE = 3  # keep-alive idle / probe interval (RFC 1122 §4.2.3.6, RFC 9293 §3.8.4)
+TIMER_TIMEWAIT = 4  # 2*MSL in TIME-WAIT (RFC 9293 §3.6.1)
+TIMER_SYNACK = 5  # SYN-ACK retransmission in SYN-RECEIVED (RFC 9293 §3.5, RFC 6298 (5.7))
+TIMER_FIN_WAIT_2 = 6  # orphaned FIN-WAIT-2 timeout (Linux tcp_fin_timeout)
+TIMER_USER = 7  # user timeout / spare (RFC 9293 §3.8.4, RFC 5482)
+N_TIMER_KINDS = 8
+TIMER_NAMES = ("rto", "delack", "persist", "keepalive", "timewait", "synack", "fin_wait_2", "user")
+
+# Error codes
+ERR_TIMER_BAD_ID = -1  # connection or kind out of range
+ERR_TIMER_BAD_TIME = -2  # negative expiry
+
+# meta indices
+TW_CUR = 0  # cursor tick: every timer of an earlier tick has fired
+TW_TICK_US = 1
+TW_SHIFT = 2  # log2(n_slots)
+TW_N_KINDS = 3
+TW_PENDING = 4  # timers pending
+TW_NEXT = 5  # cached earliest expiry (-1 = none) ...
+TW_NEXT_VALID = 6  # ... valid when 1
+TW_OVF_MIN = 7  # lower bound of the overflow list's earliest expiry, -1 = list empty
+TW_FIRED = 8  # counters: timers fired ...
+TW_CASCADED = 9  # ... moved from level 1 or the overflow list into a lower level
+TW_OVF_SCANS = 10  # ... overflow list scans
+TW_SORTS = 11  # ... level-0 slots merge-sorted at expiry
+TW_META_SIZE = 16
+
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class TimerWheel(NamedTuple):
+    """Per-core timers.  Timer ``i = conn * n_kinds + kind``; ids ``>= n_timers`` are sentinels:
+    level-0 slot ``s`` at ``n_timers + s``, level-1 slot ``s`` at ``n_timers + n_slots + s``, the
+    overflow list at ``n_timers + 2 * n_slots``."""
+
+    expires: np.ndarray  # int64[n_timers]: due time (µs); -1 = not pending
+    next: np.ndarray  # int32[n_timers + 2 * n_slots + 1]
+    prev: np.ndarray  # int32[n_timers + 2 * n_slots + 1]
+    sorted: np.ndarray  # uint8[n_slots]: level-0 slot is in (expires, id) order
+    bitmap0: np.ndarray  # uint64[n_slots // 64]: non-empty level-0 slots
+    bitmap1: np.ndarray  # uint64[n_slots // 64]: non-empty level-1 slots
+    meta: np.ndarray  # int64[TW_META_SIZE]
+
+
+def timerwheel_create(
+    max_conns: int,
+    n_kinds: int = N_TIMER_KINDS,
+    tick_us: int = 1000,
+    n_slots: int = 4096,
+    now: int = 0,
+) -> TimerWheel:
+    """A wheel for ``max_conns`` connections with ``n_kinds`` timers each, ticks of ``tick_us`` µs
+    and ``n_slots`` slots per level (a power of two, >= 64); ``now`` is the clock at creation."""
+    if max_conns < 1 or n_kinds < 1 or max_conns * n_kinds + 2 * n_slots + 1 > 0x7FFFFFFF:
+        raise ValueError(f"bad wheel size: {max_conns} connections x {n_kinds} kinds")
+    if tick_us < 1:
+        raise ValueError(f"tick_us must be >= 1, not {tick_us}")
+    if n_slots < 64 or n_slots & (n_slots - 1):
+        raise ValueError(f"n_slots must be a power of two >= 64, not {n_slots}")
+    if now < 0:
+        raise ValueError("now must be >= 0")
+    n_timers = max_conns * n_kinds
+    n_nodes = n_timers + 2 * n_slots + 1
+    nxt = np.full(n_nodes, -1, np.int32)
+    prv = np.full(n_nodes, -1, np.int32)
+    sentinels = np.arange(n_timers, n_nodes, dtype=np.int32)
+    nxt[n_timers:] = sentinels  # every list starts empty: the sentinel points at itself
+    prv[n_timers:] = sentinels
+    meta = np.zeros(TW_META_SIZE, np.int64)
+    meta[TW_CUR] = now // tick_us
+    meta[TW_TICK_US] = tick_us
+    meta[TW_SHIFT] = n_slots.bit_length() - 1
+    meta[TW_N_KINDS] = n_kinds
+    meta[TW_NEXT] = -1
+    meta[TW_NEXT_VALID] = 1
+    meta[TW_OVF_MIN] = -1
+    return TimerWheel(
+        expires=np.full(n_timers, -1, np.int64),
+        next=nxt,
+        prev=prv,
+        sorted=np.ones(n_slots, np.uint8),
+        bitmap0=np.zeros(n_slots // 64, np.uint64),
+        bitmap1=np.zeros(n_slots // 64, np.uint64),
+        meta=meta,
+    )
+
+
+def timerwheel_bytes(w: TimerWheel) -> int:
+    """Bytes held by the wheel's arrays."""
+    return sum(a.nbytes for a in w)
+
+
+# --- bitmaps ------------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _bit_set(bm, i):
+    bm[i >> 6] |= _ONE << np.uint64(i & 63)
+
+
+@njit(inline="always", cache=True)
+def _bit_clear(bm, i):
+    bm[i >> 6] &= ~(_ONE << np.uint64(i & 63))
+
+
+@njit(inline="always", cache=True)
+def _ctz(x):
+    """Index of the lowest set bit of a non-zero uint64."""
+    n = 0
+    if (x & np.uint64(0xFFFFFFFF)) == _ZERO:
+        n += 32
+        x >>= np.uint64(32)
+    if (x & np.uint64(0xFFFF)) == _ZERO:
+        n += 16
+        x >>= np.uint64(16)
+    if (x & np.uint64(0xFF)) == _ZERO:
+        n += 8
+        x >>= np.uint64(8)
+    if (x & np.uint64(0xF)) == _ZERO:
+        n += 4
+        x >>= np.uint64(4)
+    if (x & np.uint64(0x3)) == _ZERO:
+        n += 2
+        x >>= np.uint64(2)
+    if (x & _ONE) == _ZERO:
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def _bitmap_next(bm, start):
+    """The first set bit at index >= ``start``, or -1."""
+    nw = bm.shape[0]
+    if start >= nw * 64:
+        return -1
+    wi = start >> 6
+    word = bm[wi] & (_ALL << np.uint64(start & 63))
+    while True:
+        if word != _ZERO:
+            return wi * 64 + _ctz(word)
+        wi += 1
+        if wi >= nw:
+            return -1
+        word = bm[wi]
+
+
+@njit(cache=True)
+def _bitmap_next_circular(bm, start):
+    """The first set bit at or cyclically after ``start``, or -1."""
+    i = _bitmap_next(bm, start)
+    if i < 0 and start > 0:
+        i = _bitmap_next(bm, 0)
+    return i
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _n_timers(w):
+    return w.expires.shape[0]
+
+
+@njit(inline="always", cache=True)
+def _before(w, a, b):
+    """Timer ``a`` fires before timer ``b``: ordered by (expires, index)."""
+    ea = w.expires[a]
+    eb = w.expires[b]
+    return ea < eb or (ea == eb and a < b)
+
+
+@njit(inline="always", cache=True)
+def _append(w, head, x):
+    p = w.prev[head]
+    w.next[p] = x
+    w.prev[x] = p
+    w.next[x] = head
+    w.prev[head] = x
+
+
+@njit(cache=True)
+def _unlink(w, x):
+    """Take pending timer ``x`` off its list, keeping the bitmaps and sorted flags right."""
+    p = w.prev[x]
+    q = w.next[x]
+    w.next[p] = q
+    w.prev[q] = p
+    w.next[x] = -1
+    w.prev[x] = -1
+    nt = _n_timers(w)
+    if p == q and p >= nt:  # only the sentinel is left: that list is now empty
+        n = w.sorted.shape[0]
+        lst = p - nt
+        if lst < n:
+            _bit_clear(w.bitmap0, lst)
+            w.sorted[lst] = 1
+        elif lst < 2 * n:
+            _bit_clear(w.bitmap1, lst - n)
+        else:
+            w.meta[TW_OVF_MIN] = -1
+
+
+@njit(cache=True)
+def _place(w, x):
+    """Put pending timer ``x`` (``expires`` already set) on the list its expiry belongs to."""
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    shift = w.meta[TW_SHIFT]
+    cur = w.meta[TW_CUR]
+    exp = w.expires[x]
+    tick = exp // w.meta[TW_TICK_US]
+    if tick < cur:
+        tick = cur  # already due: fire with the cursor's slot
+    g = tick >> shift
+    cur_g = cur >> shift
+    if g == cur_g:
+        s = tick & (n - 1)
+        head = nt + s
+        last = w.prev[head]
+        if w.sorted[s] and last != head and _before(w, x, last):
+            w.sorted[s] = 0
+        _append(w, head, x)
+        _bit_set(w.bitmap0, s)
+    elif g - cur_g <= n:
+        s = g & (n - 1)
+        _append(w, nt + n + s, x)
+        _bit_set(w.bitmap1, s)
+    else:
+        _append(w, nt + 2 * n, x)
+        om = w.meta[TW_OVF_MIN]
+        if om < 0 or exp < om:
+            w.meta[TW_OVF_MIN] = exp
+
+
+@njit(cache=True)
+def _sort_slot(w, s):
+    """Merge-sort level-0 slot ``s`` by (expires, index) in place: bottom-up merge sort of a
+    linked list (O(k log k) compares, no allocation), then the prev links are rebuilt."""
+    nt = _n_timers(w)
+    head = nt + s
+    first = w.next[head]
+    if first == head:
+        w.sorted[s] = 1
+        return
+    w.next[w.prev[head]] = -1  # a -1 terminated singly linked list from ``first``
+    lst = first
+    width = 1
+    while True:
+        p = lst
+        lst = -1
+        tail = -1
+        merges = 0
+        while p != -1:
+            merges += 1
+            q = p
+            psize = 0
+            for _ in range(width):
+                psize += 1
+                q = w.next[q]
+                if q == -1:
+                    break
+            qsize = width
+            while psize > 0 or (qsize > 0 and q != -1):
+                if psize == 0:
+                    e = q
+                    q = w.next[q]
+                    qsize -= 1
+                elif qsize == 0 or q == -1:
+                    e = p
+                    p = w.next[p]
+                    psize -= 1
+                elif _before(w, q, p):
+                    e = q
+                    q = w.next[q]
+                    qsize -= 1
+                else:  # stable: p first on ties (there are none: indices differ)
+                    e = p
+                    p = w.next[p]
+                    psize -= 1
+                if tail == -1:
+                    lst = e
+                else:
+                    w.next[tail] = e
+                tail = e
+            p = q
+        w.next[tail] = -1
+        if merges <= 1:
+            break
+        width *= 2
+    prv = head
+    x = lst
+    while x != -1:
+        w.prev[x] = prv
+        w.next[prv] = x
+        prv = x
+        x = w.next[x]
+    w.next[prv] = head
+    w.prev[head] = prv
+    w.sorted[s] = 1
+    w.meta[TW_SORTS] += 1
+
+
+@njit(cache=True)
+def _list_min(w, head):
+    """The earliest expiry on one list (a scan; the head when the list is a sorted slot)."""
+    best = -1
+    x = w.next[head]
+    while x != head:
+        e = w.expires[x]
+        if best < 0 or e < best:
+            best = e
+        x = w.next[x]
+    return best
+
+
+@njit(cache=True)
+def _scan_overflow(w):
+    """Move every overflow timer that level 1 (or 0) can now hold; recompute the list's minimum."""
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    head = nt + 2 * n
+    shift = w.meta[TW_SHIFT]
+    tick_us = w.meta[TW_TICK_US]
+    limit_g = (w.meta[TW_CUR] >> shift) + n
+    w.meta[TW_OVF_SCANS] += 1
+    best = -1
+    x = w.next[head]
+    while x != head:
+        nxt = w.next[x]
+        e = w.expires[x]
+        if ((e // tick_us) >> shift) <= limit_g:
+            _unlink(w, x)
+            _place(w, x)
+            w.meta[TW_CASCADED] += 1
+        elif best < 0 or e < best:
+            best = e
+        x = nxt
+    w.meta[TW_OVF_MIN] = best
+
+
+@njit(cache=True)
+def _advance_group(w, target):
+    """Move the cursor to the start of the next group that holds timers (or of ``target``'s group,
+    whichever is first), cascading that group's level-1 slot into level 0."""
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    mask = n - 1
+    shift = w.meta[TW_SHIFT]
+    g = w.meta[TW_CUR] >> shift
+    new_g = target >> shift
+    s1 = _bitmap_next_circular(w.bitmap1, (g + 1) & mask)
+    if s1 >= 0:
+        g1 = g + 1 + ((s1 - (g + 1)) & mask)
+        if g1 < new_g:
+            new_g = g1
+    om = w.meta[TW_OVF_MIN]
+    og = -1
+    if om >= 0:
+        og = (om // w.meta[TW_TICK_US]) >> shift
+        if og < new_g:
+            new_g = og
+    w.meta[TW_CUR] = new_g << shift
+    # Level 1 held groups g+1 .. g+n and none before new_g, so slot new_g % n holds group new_g.
+    head = nt + n + (new_g & mask)
+    while w.next[head] != head:
+        x = w.next[head]
+        _unlink(w, x)
+        _place(w, x)
+        w.meta[TW_CASCADED] += 1
+    if og >= 0 and og <= new_g + n:
+        _scan_overflow(w)
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _remove(w, x):
+    """Cancel pending timer ``x``."""
+    if w.meta[TW_NEXT_VALID] and w.expires[x] == w.meta[TW_NEXT]:
+        w.meta[TW_NEXT_VALID] = 0
+    _unlink(w, x)
+    w.expires[x] = -1
+    w.meta[TW_PENDING] -= 1
+
+
+@njit(cache=True)
+def timer_arm(w, conn, kind, expires):
+    """(Re-)arm timer ``(conn, kind)`` to fire at ``expires`` µs (absolute; may be in the past:
+    it then fires at the next ``timer_expire``).  Returns 0 or ERR_TIMER_*.  O(1)."""
+    nk = w.meta[TW_N_KINDS]
+    if conn < 0 or kind < 0 or kind >= nk or conn >= _n_timers(w) // nk:
+        return ERR_TIMER_BAD_ID
+    if expires < 0:
+        return ERR_TIMER_BAD_TIME
+    x = conn * nk + kind
+    if w.expires[x] >= 0:
+        _remove(w, x)
+    w.expires[x] = expires
+    _place(w, x)
+    w.meta[TW_PENDING] += 1
+    if w.meta[TW_NEXT_VALID]:
+        nd = w.meta[TW_NEXT]
+        if nd < 0 or expires < nd:
+            w.meta[TW_NEXT] = expires
+    return 0
+
+
+@njit(cache=True)
+def timer_cancel(w, conn, kind):
+    """Stop timer ``(conn, kind)``; True if it was pending.  O(1)."""
+    nk = w.meta[TW_N_KINDS]
+    if conn < 0 or kind < 0 or kind >= nk or conn >= _n_timers(w) // nk:
+        return False
+    x = conn * nk + kind
+    if w.expires[x] < 0:
+        return False
+    _remove(w, x)
+    return True
+
+
+@njit(cache=True)
+def timer_cancel_all(w, conn):
+    """Stop every timer of ``conn`` (when its TCB is freed); returns how many were pending."""
+    nk = w.meta[TW_N_KINDS]
+    if conn < 0 or conn >= _n_timers(w) // nk:
+        return 0
+    n = 0
+    for kind in range(nk):
+        x = conn * nk + kind
+        if w.expires[x] >= 0:
+            _remove(w, x)
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def timer_pending(w, conn, kind):
+    """True if timer ``(conn, kind)`` is armed."""
+    nk = w.meta[TW_N_KINDS]
+    if conn < 0 or kind < 0 or kind >= nk or conn >= _n_timers(w) // nk:
+        return False
+    return w.expires[conn * nk + kind] >= 0
+
+
+@njit(cache=True)
+def timer_expires(w, conn, kind):
+    """When timer ``(conn, kind)`` fires (µs), or -1 if it is not armed."""
+    nk = w.meta[TW_N_KINDS]
+    if conn < 0 or kind < 0 or kind >= nk or conn >= _n_timers(w) // nk:
+        return np.int64(-1)
+    return w.expires[conn * nk + kind]
+
+
+@njit(cache=True)
+def timer_count(w):
+    """Timers pending."""
+    return w.meta[TW_PENDING]
+
+
+@njit(cache=True)
+def timer_expire(w, now, out_conn, out_kind, max_n):
+    """Fire due timers: write up to ``max_n`` of those with ``expires <= now`` into ``out_conn``
+    / ``out_kind`` in time order (ties by timer index) and return how many.  Fired timers are no
+    longer pending (the caller re-arms what it needs).  Timers left over by ``max_n`` stay due and
+    come first next time.  ``now`` is monotonic: an earlier ``now`` than last time fires only
+    what is due by it, and is otherwise harmless."""
+    if max_n > out_conn.shape[0]:
+        max_n = out_conn.shape[0]
+    if max_n > out_kind.shape[0]:
+        max_n = out_kind.shape[0]
+    if max_n <= 0 or now < 0:
+        return 0
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    mask = n - 1
+    shift = w.meta[TW_SHIFT]
+    nk = w.meta[TW_N_KINDS]
+    target = now // w.meta[TW_TICK_US]
+    count = 0
+    while True:
+        cur = w.meta[TW_CUR]
+        s = cur & mask
+        head = nt + s
+        if w.next[head] != head:
+            if not w.sorted[s]:
+                _sort_slot(w, s)
+            while count < max_n:
+                x = w.next[head]
+                if x == head or w.expires[x] > now:
+                    break
+                _unlink(w, x)
+                w.expires[x] = -1
+                conn = x // nk
+                out_conn[count] = conn
+                out_kind[count] = x - conn * nk
+                count += 1
+            if w.next[head] != head:
+                break  # max_n reached, or the rest of this tick is not due yet
+        if count >= max_n or cur >= target:
+            break
+        g = cur >> shift
+        s2 = _bitmap_next(w.bitmap0, s + 1)
+        if s2 >= 0:
+            t2 = (g << shift) + s2
+            if t2 > target:
+                w.meta[TW_CUR] = target
+                break
+            w.meta[TW_CUR] = t2
+            continue
+        if target < ((g + 1) << shift):
+            w.meta[TW_CUR] = target
+            break
+        _advance_group(w, target)
+    if count > 0:
+        w.meta[TW_PENDING] -= count
+        w.meta[TW_FIRED] += count
+        w.meta[TW_NEXT_VALID] = 0
+    return count
+
+
+@njit(cache=True)
+def timer_next_deadline(w):
+    """The earliest pending expiry in µs (exact), or -1 when no timer is armed.
+
+    O(1) while cached; after an invalidation O(n_slots / 64) plus one slot scan (module doc)."""
+    if w.meta[TW_NEXT_VALID]:
+        return w.meta[TW_NEXT]
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    best = -1
+    s = _bitmap_next(w.bitmap0, 0)
+    if s >= 0:
+        head = nt + s
+        if w.sorted[s]:
+            best = w.expires[w.next[head]]
+        else:
+            best = _list_min(w, head)
+    else:
+        g = w.meta[TW_CUR] >> w.meta[TW_SHIFT]
+        s = _bitmap_next_circular(w.bitmap1, (g + 1) & (n - 1))
+        if s >= 0:
+            best = _list_min(w, nt + n + s)
+        else:
+            head = nt + 2 * n
+            if w.next[head] != head:
+                best = _list_min(w, head)
+                w.meta[TW_OVF_MIN] = best
+    w.meta[TW_NEXT] = best
+    w.meta[TW_NEXT_VALID] = 1
+    return best
+
+
+# timerwheel_audit() results
+TW_AUDIT_OK = 0
+TW_AUDIT_BAD_LINK = -1  # next/prev disagree, or a list does not close
+TW_AUDIT_BAD_COUNT = -2  # pending count, or a pending timer on no list / twice
+TW_AUDIT_BAD_BITMAP = -3
+TW_AUDIT_MISPLACED = -4  # a timer on a list its expiry does not belong to
+TW_AUDIT_UNSORTED = -5  # a slot flagged sorted is not
+TW_AUDIT_BAD_CACHE = -6  # cached next deadline or overflow bound wrong
+
+
+@njit(cache=True)
+def timerwheel_audit(w):
+    """Check every invariant the wheel relies on (tests; O(n_timers))."""
+    nt = _n_timers(w)
+    n = w.sorted.shape[0]
+    mask = n - 1
+    shift = w.meta[TW_SHIFT]
+    tick_us = w.meta[TW_TICK_US]
+    cur = w.meta[TW_CUR]
+    g = cur >> shift
+    seen = np.zeros(nt, np.uint8)
+    total = 0
+    true_min = -1
+    ovf_min = -1
+    for lst in range(2 * n + 1):
+        head = nt + lst
+        x = w.next[head]
+        prv = head
+        k = 0
+        last = -1
+        while x != head:
+            if x < 0 or x >= nt or w.prev[x] != prv or seen[x] or w.expires[x] < 0:
+                return TW_AUDIT_BAD_LINK
+            seen[x] = 1
+            k += 1
+            if k > nt:
+                return TW_AUDIT_BAD_LINK
+            e = w.expires[x]
+            if true_min < 0 or e < true_min:
+                true_min = e
+            tick = e // tick_us
+            if lst < n:
+                if lst < (cur & mask):
+                    return TW_AUDIT_MISPLACED
+                if tick != (g << shift) + lst and not (tick < cur and lst == (cur & mask)):
+                    return TW_AUDIT_MISPLACED
+                if w.sorted[lst] and last >= 0 and _before(w, x, last):
+                    return TW_AUDIT_UNSORTED
+            elif lst < 2 * n:
+                tg = tick >> shift
+                if tg <= g or tg > g + n or (tg & mask) != lst - n:
+                    return TW_AUDIT_MISPLACED
+            else:
+                if (tick >> shift) <= g + n:
+                    return TW_AUDIT_MISPLACED
+                if ovf_min < 0 or e < ovf_min:
+                    ovf_min = e
+            last = x
+            prv = x
+            x = w.next[x]
+        if w.prev[head] != prv:
+            return TW_AUDIT_BAD_LINK
+        total += k
+        if lst < n:
+            bit = (w.bitmap0[lst >> 6] >> np.uint64(lst & 63)) & _ONE
+            if (bit != _ZERO) != (k > 0):
+                return TW_AUDIT_BAD_BITMAP
+            if k == 0 and not w.sorted[lst]:
+                return TW_AUDIT_UNSORTED
+        elif lst < 2 * n:
+            s = lst - n
+            bit = (w.bitmap1[s >> 6] >> np.uint64(s & 63)) & _ONE
+            if (bit != _ZERO) != (k > 0):
+                return TW_AUDIT_BAD_BITMAP
+    for x in range(nt):
+        if (w.expires[x] >= 0) != (seen[x] == 1):
+            return TW_AUDIT_BAD_COUNT
+    if total != w.meta[TW_PENDING]:
+        return TW_AUDIT_BAD_COUNT
+    if w.meta[TW_NEXT_VALID] and w.meta[TW_NEXT] != true_min:
+        return TW_AUDIT_BAD_CACHE
+    om = w.meta[TW_OVF_MIN]
+    if (ovf_min < 0) != (om < 0) or om > ovf_min:
+        return TW_AUDIT_BAD_CACHE
+    return TW_AUDIT_OK
