@@ -120,3 +120,16 @@ def rss_hash_frame_ipv4(table, buf, ip_off, l4_off):
         for i in range(4):
             h ^= table[RSS_IPV4_BYTES + i, buf[l4_off + i]]
     return np.int64(h) & 0xFFFFFFFF
+
+
+@njit(inline="always", cache=True)
+def rss_hash_frame_ipv4_at(tables, k, buf, ip_off, l4_off):
+    """:func:`rss_hash_frame_ipv4` with table ``tables[k]`` of a stack of tables (one per port),
+    without making a view (a view costs Numba a reference-count update per frame)."""
+    h = np.uint32(0)
+    for i in range(RSS_IPV4_BYTES):
+        h ^= tables[k, i, buf[ip_off + 12 + i]]
+    if l4_off >= 0:
+        for i in range(4):
+            h ^= tables[k, RSS_IPV4_BYTES + i, buf[l4_off + i]]
+    return np.int64(h) & 0xFFFFFFFF

@@ -1,0 +1,65 @@
+"""Memory helpers for hot ``@njit`` code: ``copy_bytes`` (memcpy) and ``borrow`` (unowned view).
+
+``copy_bytes``: Numba compiles ``dst[a:b] = src[c:d]`` to an element loop with an overlap check; for a 1500-byte
+frame that is ~15x slower than the ``llvm.memcpy`` this intrinsic emits (measured on the sim NIC:
+~370 ns vs ~25 ns).  The sim NIC copies every frame twice (into a ring slot on transmit, out into
+the receiver's pool on receive, like DMA), so this is its hottest line.
+"""
+
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def borrow(typingctx, arr):
+    """A view of ``arr`` that owns nothing (no meminfo, no parent): free to pass to helpers.
+
+    Valid only while the caller's ``arr`` is alive; must not escape the current call.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr(arr)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        src = context.make_array(aryty)(context, builder, args[0])
+        dst = context.make_array(aryty)(context, builder)
+        for name in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(dst, name, getattr(src, name))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        return dst._getvalue()
+
+    return sig, codegen
+
+
+def _byte_pointer(context, builder, arrty, arr, offty, off):
+    ary = context.make_array(arrty)(context, builder, arr)
+    index = context.cast(builder, off, offty, types.intp)
+    return builder.gep(ary.data, [index])
+
+
+@intrinsic
+def copy_bytes(typingctx, dst, dst_off, src, src_off, n):
+    """Copy ``n`` bytes from ``src`` at flat offset ``src_off`` to ``dst`` at ``dst_off``.
+
+    Both arrays must be C-contiguous uint8 (any number of dimensions: offsets are flat byte
+    offsets from the first element) and must not overlap.  No bounds checks: the caller owns them.
+    """
+    for a in (dst, src):
+        if not isinstance(a, types.Array) or a.dtype != types.uint8 or a.layout != "C":
+            return None
+    for o in (dst_off, src_off, n):
+        if not isinstance(o, types.Integer):
+            return None
+    sig = types.void(dst, dst_off, src, src_off, n)
+
+    def codegen(context, builder, signature, args):
+        dty, doty, sty, soty, nty = signature.args
+        dptr = _byte_pointer(context, builder, dty, args[0], doty, args[1])
+        sptr = _byte_pointer(context, builder, sty, args[2], soty, args[3])
+        count = context.cast(builder, args[4], nty, types.intp)
+        cgutils.raw_memcpy(builder, dptr, sptr, count, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -1,0 +1,810 @@
+"""The sim NIC's data path: what one core runs against its own queue of a sim port.
+
+A core calls :func:`sim_rx_burst`, :func:`sim_tx_burst` and :func:`sim_next_event` on its
+:class:`SimQueue` (or the backend-neutral ``nic_*`` calls of :mod:`fsdp.driver.api`).  The switch
+has no thread of its own: **switching happens in the sender's transmit path**, which picks the
+destination ports by destination MAC, the receive queue(s) at each destination as a real NIC
+would (ARP/broadcast to every queue, Flow Director, else Toeplitz RSS + RETA), applies the
+sender's egress faults and checksum offload, and copies the frame into the single-producer/
+single-consumer ring (sender port, tx queue) -> (receiver port, rx queue).  The receiver copies
+frames out of its rings into its own pool, like DMA.  Nothing here allocates or raises; drops are
+counted in the queue's ``SIMQ_STAT_*`` row.
+
+Ring protocol: the producer writes a slot, then publishes ``tail`` with a release store; the
+consumer loads ``tail`` with acquire, reads the slots, then publishes ``head`` with release, which
+the producer loads with acquire before reusing slots.  Counters are free-running int64.
+
+Performance rule for this file: Numba updates an array's reference count (an atomic op behind a
+function call) whenever an array is taken out of a NamedTuple or sliced into a view, and an
+inlined helper that receives a tuple copies all its arrays.  So the entry points take each array
+out of the queue and the pool once per burst, helpers receive arrays and the int-only
+:class:`SimGeo`, and nothing per frame makes a view.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from fsdp.atomic import load_acquire, store_release
+from fsdp.driver.jitmem import borrow, copy_bytes
+from fsdp.driver.sim_layout import (
+    FDIR_KEY_ADDR,
+    FDIR_KEY_PORTS,
+    FDIR_NF,
+    FDIR_QUEUE,
+    FDIR_VALID,
+    FLT_CORRUPT,
+    FLT_DELAY_US,
+    FLT_DROP,
+    FLT_DUP,
+    FLT_GEN,
+    FLT_JITTER_US,
+    FLT_NF,
+    FLT_ON,
+    FLT_RATE_BPS,
+    FLT_REORDER,
+    FLT_REORDER_US,
+    FLT_SEED,
+    HDR_PORT_GEN,
+    PORT_ATTACHED,
+    PORT_FDIR_COUNT,
+    PORT_MAC,
+    PORT_N_QUEUES,
+    PORT_NF,
+    PORT_PROMISC,
+    PORT_RX_CSUM,
+    PORT_STATE,
+    PORT_TX_CSUM,
+    RING_CTRL_STRIDE,
+    RING_HEAD,
+    RING_TAIL,
+    SIMQ_STAT_DELAY_OVERFLOW,
+    SIMQ_STAT_FAULT_CORRUPT,
+    SIMQ_STAT_FAULT_DELAY,
+    SIMQ_STAT_FAULT_DROP,
+    SIMQ_STAT_FAULT_DUP,
+    SIMQ_STAT_FAULT_REORDER,
+    SIMQ_STAT_NO_DEST,
+    SIMQ_STAT_RING_FULL,
+    SIMQ_STAT_RX_BYTES,
+    SIMQ_STAT_RX_CSUM_BAD,
+    SIMQ_STAT_RX_FRAMES,
+    SIMQ_STAT_RX_NOBUF,
+    SIMQ_STAT_TX_BAD_LEN,
+    SIMQ_STAT_TX_BYTES,
+    SIMQ_STAT_TX_FRAMES,
+    SIMQ_STAT_WIRE_COPIES,
+    SLOT_HDR,
+    SLOT_SIZE,
+)
+from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_frame_ipv4_at
+from fsdp.pool.pool import (
+    FRAME_F_RX_CSUM_BAD,
+    FRAME_F_RX_CSUM_OK,
+    FRAME_F_TX_CSUM,
+    FRAME_SIZE,
+    HEADROOM,
+    MAX_FRAME_LEN,
+    Pool,
+    frame_alloc_burst,
+    frame_free_burst,
+)
+from fsdp.wire.byteorder import get_u16, get_u32, get_u48, set_u16
+from fsdp.wire.checksum import checksum, csum_fold, csum_partial, ipv4_pseudo_sum
+from fsdp.wire.ethernet import (
+    ETH_HLEN,
+    ETH_TYPE,
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    MAC_BROADCAST,
+    MAC_GROUP_BIT,
+)
+from fsdp.wire.ipv4 import (
+    IP_CSUM,
+    IP_DST,
+    IP_FLAG_MF,
+    IP_FRAG,
+    IP_FRAG_OFFSET_MASK,
+    IP_HLEN_MIN,
+    IP_LEN,
+    IP_PROTO,
+    IP_SRC,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+)
+
+# Private per-queue state: the first QS_N words of SimQueue.priv.
+QS_RX_CURSOR = 0  # next source ring to poll first (round-robin fairness)
+QS_PORT_GEN = 1  # header port generation the peer/source caches were built for
+QS_N_SRC = 2
+QS_N_PEERS = 3
+QS_FAULT_GEN = 4  # fault generation the RNG was seeded for
+QS_RATE_NEXT_NS = 5  # rate limiter: when the egress link is next idle (ns)
+QS_DL_COUNT = 6  # frames waiting in the delay line
+QS_DL_SEQ = 7  # insertion counter: equal release times leave in FIFO order
+QS_DL_FREE_TOP = 8
+QS_RNG = 9  # xorshift64* state (bits of a uint64)
+QS_N = 16
+
+# Peer cache entries (the other attached ports) in SimQueue.priv.
+PEER_PORT = 0
+PEER_MAC = 1
+PEER_PROMISC = 2
+PEER_NQ = 3
+PEER_NF = 4
+
+# Frame classes for queue selection.
+CLS_OTHER = 0  # non-IP or unparsable: queue 0
+CLS_ARP = 1  # every queue
+CLS_IPV4 = 2  # 2-tuple RSS
+CLS_IPV4_L4 = 3  # TCP/UDP, not a fragment: 4-tuple RSS
+
+
+class SimGeo(NamedTuple):
+    """Where one queue's data lives: ids, geometry, and word offsets into ``ctl`` and ``priv``.
+
+    Ints only, so passing it around costs nothing.
+    """
+
+    port: int
+    queue: int
+    max_ports: int
+    max_queues: int
+    ring_slots: int
+    fdir_size: int
+    dl_cap: int  # delay-line frames
+    c_ports: int  # ctl offsets of the int64 sections
+    c_faults: int
+    c_reta: int
+    c_stats: int  # this queue's counters row
+    c_fdir: int
+    c_ring: int
+    p_peers: int  # priv offsets
+    p_src: int
+    p_head: int
+    p_dl_time: int
+    p_dl_seq: int
+    p_dl_row: int
+    p_dl_free: int
+    p_dl_len: int
+    p_dl_corrupt: int
+
+
+class SimQueue(NamedTuple):
+    """One core's view of one queue of a sim port: the shared wire plus private state.
+
+    Only arrays and ints, so jitted callers compile once and cache.  Exactly one core may use a
+    given SimQueue (it is the sole producer of its tx rings and sole consumer of its rx rings).
+    """
+
+    geo: SimGeo
+    ctl: np.ndarray  # shared int64: header, ports, faults, reta, stats, fdir, ring heads/tails
+    rss: np.ndarray  # shared uint32[max_ports, 12, 256]: per-port Toeplitz tables
+    ring: np.ndarray  # shared uint8: ring slots
+    priv: np.ndarray  # private int64: QS_* state, peer cache, source rings, head cache, heap
+    dl: np.ndarray  # private uint8[dl_cap * SLOT_SIZE]: delay-line frames
+
+
+def sim_priv_layout(max_ports: int, max_queues: int, dl_cap: int) -> tuple[dict, int]:
+    """Offsets of the sections of a queue's private array, and its length in words."""
+    offs = {}
+    off = QS_N
+    for name, words in (
+        ("p_peers", max_ports * PEER_NF),
+        ("p_src", max_ports * max_queues),
+        ("p_head", max_ports * max_queues),
+        ("p_dl_time", dl_cap),
+        ("p_dl_seq", dl_cap),
+        ("p_dl_row", dl_cap),
+        ("p_dl_free", dl_cap),
+        ("p_dl_len", dl_cap),
+        ("p_dl_corrupt", dl_cap),
+    ):
+        offs[name] = off
+        off += words
+    return offs, off
+
+
+# --------------------------------------------------------------------------- Flow Director keys
+
+
+@njit(cache=True)
+def fdir_key(src_ip, dst_ip, src_port, dst_port, proto):
+    """The two key words of a Flow Director rule (shared by the control plane and the lookup)."""
+    k_addr = np.int64(
+        (np.uint64(src_ip & 0xFFFFFFFF) << np.uint64(32)) | np.uint64(dst_ip & 0xFFFFFFFF)
+    )
+    k_ports = FDIR_VALID | ((src_port & 0xFFFF) << 24) | ((dst_port & 0xFFFF) << 8) | (proto & 0xFF)
+    return k_addr, np.int64(k_ports)
+
+
+@njit(cache=True)
+def fdir_bucket(k_addr, k_ports, mask):
+    """Home bucket of a key: a multiplicative mix of both words (not Toeplitz: any good mix)."""
+    h = np.uint64(k_addr) ^ (np.uint64(k_ports) * np.uint64(0x9E3779B97F4A7C15))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(31)
+    return np.int64(h >> np.uint64(16)) & mask
+
+
+@njit(cache=True)
+def _fdir_lookup(g, ctl, p, k_addr, k_ports):
+    """Queue of the rule for this key on port ``p``, or -1."""
+    mask = g.fdir_size - 1
+    table = g.c_fdir + p * g.fdir_size * FDIR_NF
+    b = fdir_bucket(k_addr, k_ports, mask)
+    for _ in range(g.fdir_size):
+        e = table + b * FDIR_NF
+        kp = ctl[e + FDIR_KEY_PORTS]
+        if kp == 0:
+            return -1
+        if kp == k_ports and ctl[e + FDIR_KEY_ADDR] == k_addr:
+            return ctl[e + FDIR_QUEUE]
+        b = (b + 1) & mask
+    return -1
+
+
+# --------------------------------------------------------------------------- parsing and steering
+
+
+@njit(cache=True)
+def _classify(buf, off, n):
+    """(class, ip offset, l4 offset or -1) of a frame; never reads past ``off + n``."""
+    etype = get_u16(buf, off + ETH_TYPE)
+    if etype == ETHERTYPE_ARP:
+        return CLS_ARP, -1, -1
+    if etype != ETHERTYPE_IPV4 or n < ETH_HLEN + IP_HLEN_MIN:
+        return CLS_OTHER, -1, -1
+    ip = off + ETH_HLEN
+    vhl = np.int64(buf[ip])
+    ihl = (vhl & 0x0F) * 4
+    if (vhl >> 4) != 4 or ihl < IP_HLEN_MIN or ETH_HLEN + ihl > n:
+        return CLS_OTHER, -1, -1
+    proto = buf[ip + IP_PROTO]
+    fragment = (get_u16(buf, ip + IP_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) != 0
+    if not fragment and (proto == IPPROTO_TCP or proto == IPPROTO_UDP):
+        if ETH_HLEN + ihl + 4 > n:
+            return CLS_OTHER, -1, -1  # truncated before the ports
+        return CLS_IPV4_L4, ip, ip + ihl
+    return CLS_IPV4, ip, -1
+
+
+@njit(cache=True)
+def _steer(g, ctl, rss, p, nq, cls, buf, ip, l4):
+    """Receive queue of port ``p`` for a non-replicated frame: Flow Director, else RSS."""
+    if cls != CLS_IPV4 and cls != CLS_IPV4_L4:
+        return 0
+    if ctl[g.c_ports + p * PORT_NF + PORT_FDIR_COUNT] > 0:
+        sport = 0
+        dport = 0
+        if l4 >= 0:
+            sport = np.int64(get_u16(buf, l4))
+            dport = np.int64(get_u16(buf, l4 + 2))
+        k_addr, k_ports = fdir_key(
+            np.int64(get_u32(buf, ip + IP_SRC)),
+            np.int64(get_u32(buf, ip + IP_DST)),
+            sport,
+            dport,
+            np.int64(buf[ip + IP_PROTO]),
+        )
+        fq = _fdir_lookup(g, ctl, p, k_addr, k_ports)
+        if fq >= 0 and fq < nq:
+            return fq
+    h = rss_hash_frame_ipv4_at(rss, p, buf, ip, l4)
+    dq = ctl[g.c_reta + p * RETA_SIZE + (h & (RETA_SIZE - 1))]
+    if dq < 0 or dq >= nq:
+        return 0
+    return dq
+
+
+# --------------------------------------------------------------------------- checksum offload
+
+
+@njit(cache=True)
+def tx_csum_fill(buf, off, n):
+    """Fill in the IPv4 header checksum and the TCP/UDP/ICMP checksum of the frame at ``off``.
+
+    What the fields held before is ignored (a NIC computes them as if zero).  Fragments get the
+    IPv4 header checksum only; anything unparsable is left as it is.
+    """
+    if n < ETH_HLEN + IP_HLEN_MIN or get_u16(buf, off + ETH_TYPE) != ETHERTYPE_IPV4:
+        return
+    ip = off + ETH_HLEN
+    vhl = np.int64(buf[ip])
+    ihl = (vhl & 0x0F) * 4
+    total = np.int64(get_u16(buf, ip + IP_LEN))
+    if (vhl >> 4) != 4 or ihl < IP_HLEN_MIN or total < ihl or ETH_HLEN + total > n:
+        return
+    set_u16(buf, ip + IP_CSUM, 0)
+    set_u16(buf, ip + IP_CSUM, checksum(buf, ip, ihl))
+    if (get_u16(buf, ip + IP_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) != 0:
+        return
+    proto = np.int64(buf[ip + IP_PROTO])
+    l4 = ip + ihl
+    l4_len = total - ihl
+    if proto == IPPROTO_TCP and l4_len >= 20:
+        field = l4 + 16
+    elif proto == IPPROTO_UDP and l4_len >= 8:
+        field = l4 + 6
+    elif proto == IPPROTO_ICMP and l4_len >= 4:
+        field = l4 + 2
+    else:
+        return
+    set_u16(buf, field, 0)
+    initial = 0
+    if proto != IPPROTO_ICMP:
+        initial = ipv4_pseudo_sum(
+            np.int64(get_u32(buf, ip + IP_SRC)), np.int64(get_u32(buf, ip + IP_DST)), proto, l4_len
+        )
+    c = csum_fold(csum_partial(buf, l4, l4_len, initial))
+    if proto == IPPROTO_UDP and c == 0:
+        c = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    set_u16(buf, field, c)
+
+
+@njit(cache=True)
+def rx_csum_status(buf, off, n):
+    """FRAME_F_RX_CSUM_OK, FRAME_F_RX_CSUM_BAD, or 0 (not verifiable: not IPv4, malformed,
+    a fragment, or a protocol other than TCP/UDP/ICMP with a good header checksum)."""
+    if n < ETH_HLEN + IP_HLEN_MIN or get_u16(buf, off + ETH_TYPE) != ETHERTYPE_IPV4:
+        return 0
+    ip = off + ETH_HLEN
+    vhl = np.int64(buf[ip])
+    ihl = (vhl & 0x0F) * 4
+    total = np.int64(get_u16(buf, ip + IP_LEN))
+    if (vhl >> 4) != 4 or ihl < IP_HLEN_MIN or total < ihl or ETH_HLEN + total > n:
+        return 0
+    if checksum(buf, ip, ihl) != 0:
+        return FRAME_F_RX_CSUM_BAD
+    if (get_u16(buf, ip + IP_FRAG) & (IP_FLAG_MF | IP_FRAG_OFFSET_MASK)) != 0:
+        return 0
+    proto = np.int64(buf[ip + IP_PROTO])
+    l4 = ip + ihl
+    l4_len = total - ihl
+    if proto == IPPROTO_TCP and l4_len >= 20:
+        pass
+    elif proto == IPPROTO_UDP and l4_len >= 8:
+        if get_u16(buf, l4 + 6) == 0:
+            return FRAME_F_RX_CSUM_OK  # RFC 768: no checksum was sent
+    elif proto == IPPROTO_ICMP and l4_len >= 4:
+        pass
+    else:
+        return 0
+    initial = 0
+    if proto != IPPROTO_ICMP:
+        initial = ipv4_pseudo_sum(
+            np.int64(get_u32(buf, ip + IP_SRC)), np.int64(get_u32(buf, ip + IP_DST)), proto, l4_len
+        )
+    if csum_fold(csum_partial(buf, l4, l4_len, initial)) != 0:
+        return FRAME_F_RX_CSUM_BAD
+    return FRAME_F_RX_CSUM_OK
+
+
+# --------------------------------------------------------------------------- caches and RNG
+
+
+@njit(cache=True)
+def _rebuild_caches(g, ctl, priv, gen):
+    """Peer list (for switching) and source rings (for receiving) from the port table."""
+    mp = g.max_ports
+    mq = g.max_queues
+    n_peers = 0
+    n_src = 0
+    for p in range(mp):
+        row = g.c_ports + p * PORT_NF
+        if p == g.port or ctl[row + PORT_STATE] != PORT_ATTACHED:
+            continue
+        nq = min(ctl[row + PORT_N_QUEUES], mq)
+        pe = g.p_peers + n_peers * PEER_NF
+        priv[pe + PEER_PORT] = p
+        priv[pe + PEER_MAC] = ctl[row + PORT_MAC]
+        priv[pe + PEER_PROMISC] = ctl[row + PORT_PROMISC]
+        priv[pe + PEER_NQ] = nq
+        n_peers += 1
+        for sq in range(nq):
+            priv[g.p_src + n_src] = ((p * mq + sq) * mp + g.port) * mq + g.queue
+            n_src += 1
+    priv[QS_N_PEERS] = n_peers
+    priv[QS_N_SRC] = n_src
+    if priv[QS_RX_CURSOR] >= n_src:
+        priv[QS_RX_CURSOR] = 0
+    priv[QS_PORT_GEN] = gen
+
+
+@njit(inline="always", cache=True)
+def _sync_ports(g, ctl, priv):
+    """Rebuild the caches when a port attached or detached anywhere (one load when not)."""
+    gen = load_acquire(ctl, HDR_PORT_GEN)
+    if gen != priv[QS_PORT_GEN]:
+        _rebuild_caches(g, ctl, priv, gen)
+
+
+@njit(cache=True)
+def _rand(priv):
+    """xorshift64* (Vigna): the queue's private, reproducible stream; 53 uniform bits."""
+    x = np.uint64(priv[QS_RNG])
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    priv[QS_RNG] = np.int64(x)
+    return np.int64((x * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(11))
+
+
+@njit(cache=True)
+def sim_seed_rng(seed, mac, queue):
+    """splitmix64 of (seed, port MAC, queue): a nonzero xorshift state, stable across runs."""
+    z = np.uint64(seed) ^ (np.uint64(mac) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(queue + 1)
+    z += np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    if z == 0:
+        z = np.uint64(1)
+    return np.int64(z)
+
+
+@njit(cache=True)
+def _sync_faults(g, ctl, priv):
+    """True when the port has egress faults configured; reseeds on every new configuration."""
+    f = g.c_faults + g.port * FLT_NF
+    gen = ctl[f + FLT_GEN]
+    if gen != priv[QS_FAULT_GEN]:
+        priv[QS_FAULT_GEN] = gen
+        mac = ctl[g.c_ports + g.port * PORT_NF + PORT_MAC]
+        priv[QS_RNG] = sim_seed_rng(ctl[f + FLT_SEED], mac, g.queue)
+        priv[QS_RATE_NEXT_NS] = 0
+    return ctl[f + FLT_ON] != 0
+
+
+# --------------------------------------------------------------------------- rings and delivery
+
+
+@njit(cache=True)
+def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
+    """Copy one frame into ring (this queue) -> (port p, queue dq); 1 if written, 0 if full."""
+    dst = p * g.max_queues + dq
+    r = (g.port * g.max_queues + g.queue) * (g.max_ports * g.max_queues) + dst
+    ci = g.c_ring + r * RING_CTRL_STRIDE
+    slots = g.ring_slots
+    tail = ctl[ci + RING_TAIL]
+    hc = g.p_head + dst
+    if tail - priv[hc] >= slots:
+        priv[hc] = load_acquire(ctl, ci + RING_HEAD)
+        if tail - priv[hc] >= slots:
+            ctl[g.c_stats + SIMQ_STAT_RING_FULL] += 1
+            return 0
+    slot = (r * slots + (tail & (slots - 1))) * SLOT_SIZE
+    base = slot + SLOT_HDR
+    copy_bytes(ring, base, buf, off, n)
+    ring[slot] = n & 0xFF
+    ring[slot + 1] = n >> 8
+    if csum:
+        tx_csum_fill(ring, base, n)
+    if corrupt_bit >= 0:
+        ring[base + (corrupt_bit >> 3)] ^= np.uint8(0x80 >> (corrupt_bit & 7))
+    store_release(ctl, ci + RING_TAIL, tail + 1)
+    return 1
+
+
+@njit(cache=True)
+def _deliver(g, ctl, rss, ring, priv, buf, off, n, csum, corrupt_bit):
+    """The switch: send one frame to every port that takes it, on the queue(s) it steers to."""
+    dst_mac = np.int64(get_u48(buf, off))
+    group = (dst_mac & MAC_GROUP_BIT) != 0
+    cls, ip, l4 = _classify(buf, off, n)
+    replicate = cls == CLS_ARP or dst_mac == MAC_BROADCAST
+    copies = 0
+    takers = 0
+    for k in range(priv[QS_N_PEERS]):
+        pe = g.p_peers + k * PEER_NF
+        if not (group or priv[pe + PEER_MAC] == dst_mac or priv[pe + PEER_PROMISC] != 0):
+            continue
+        takers += 1
+        p = priv[pe + PEER_PORT]
+        nq = priv[pe + PEER_NQ]
+        if replicate:
+            for dq in range(nq):
+                copies += _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit)
+        else:
+            dq = _steer(g, ctl, rss, p, nq, cls, buf, ip, l4)
+            copies += _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit)
+    if takers == 0:
+        ctl[g.c_stats + SIMQ_STAT_NO_DEST] += 1
+    ctl[g.c_stats + SIMQ_STAT_WIRE_COPIES] += copies
+
+
+# --------------------------------------------------------------------------- the delay line
+
+
+@njit(cache=True)
+def _dl_before(priv, g, i, t, s):
+    """Heap order: entry i leaves before (t, s)?"""
+    ti = priv[g.p_dl_time + i]
+    return ti < t or (ti == t and priv[g.p_dl_seq + i] < s)
+
+
+@njit(cache=True)
+def _dl_set(priv, g, i, t, s, row):
+    priv[g.p_dl_time + i] = t
+    priv[g.p_dl_seq + i] = s
+    priv[g.p_dl_row + i] = row
+
+
+@njit(cache=True)
+def _dl_push(g, ctl, priv, dl, buf, off, n, csum, corrupt_bit, release):
+    """Hold a copy of the frame until ``release`` (µs); False (counted) when the line is full."""
+    count = priv[QS_DL_COUNT]
+    if count >= g.dl_cap:
+        ctl[g.c_stats + SIMQ_STAT_DELAY_OVERFLOW] += 1
+        return False
+    top = priv[QS_DL_FREE_TOP] - 1
+    row = priv[g.p_dl_free + top]
+    priv[QS_DL_FREE_TOP] = top
+    base = row * SLOT_SIZE
+    copy_bytes(dl, base, buf, off, n)
+    if csum:
+        tx_csum_fill(dl, base, n)
+    priv[g.p_dl_len + row] = n
+    priv[g.p_dl_corrupt + row] = corrupt_bit
+    seq = priv[QS_DL_SEQ]
+    priv[QS_DL_SEQ] = seq + 1
+    i = count
+    while i > 0:  # sift up
+        parent = (i - 1) >> 1
+        if _dl_before(priv, g, parent, release, seq):
+            break
+        _dl_set(
+            priv, g, i, priv[g.p_dl_time + parent], priv[g.p_dl_seq + parent],
+            priv[g.p_dl_row + parent],
+        )
+        i = parent
+    _dl_set(priv, g, i, release, seq, row)
+    priv[QS_DL_COUNT] = count + 1
+    return True
+
+
+@njit(cache=True)
+def _dl_pop(g, priv):
+    """Remove the earliest heap entry; returns its delay-line row."""
+    row = priv[g.p_dl_row]
+    count = priv[QS_DL_COUNT] - 1
+    priv[QS_DL_COUNT] = count
+    if count > 0:
+        t = priv[g.p_dl_time + count]
+        s = priv[g.p_dl_seq + count]
+        r = priv[g.p_dl_row + count]
+        i = 0
+        while True:  # sift down
+            c = 2 * i + 1
+            if c >= count:
+                break
+            if c + 1 < count and _dl_before(
+                priv, g, c + 1, priv[g.p_dl_time + c], priv[g.p_dl_seq + c]
+            ):
+                c += 1
+            if not _dl_before(priv, g, c, t, s):
+                break
+            _dl_set(priv, g, i, priv[g.p_dl_time + c], priv[g.p_dl_seq + c], priv[g.p_dl_row + c])
+            i = c
+        _dl_set(priv, g, i, t, s, r)
+    return row
+
+
+@njit(cache=True)
+def _dl_release(g, ctl, rss, ring, priv, dl, now):
+    """Put every frame whose release time has come on the wire, earliest first."""
+    while priv[QS_DL_COUNT] > 0 and priv[g.p_dl_time] <= now:
+        row = _dl_pop(g, priv)
+        n = priv[g.p_dl_len + row]
+        _deliver(g, ctl, rss, ring, priv, dl, row * SLOT_SIZE, n, False, priv[g.p_dl_corrupt + row])
+        top = priv[QS_DL_FREE_TOP]
+        priv[g.p_dl_free + top] = row
+        priv[QS_DL_FREE_TOP] = top + 1
+
+
+@njit(cache=True)
+def _tx_faulty(g, ctl, rss, ring, priv, dl, buf, off, n, csum, now):
+    """Egress with faults (netem-like): drop, duplicate, corrupt, rate, delay/jitter, reorder."""
+    f = g.c_faults + g.port * FLT_NF
+    st = g.c_stats
+    if ctl[f + FLT_DROP] > 0 and _rand(priv) < ctl[f + FLT_DROP]:
+        ctl[st + SIMQ_STAT_FAULT_DROP] += 1
+        return
+    copies = 1
+    if ctl[f + FLT_DUP] > 0 and _rand(priv) < ctl[f + FLT_DUP]:
+        ctl[st + SIMQ_STAT_FAULT_DUP] += 1
+        copies = 2
+    for _ in range(copies):
+        corrupt_bit = -1
+        if ctl[f + FLT_CORRUPT] > 0 and _rand(priv) < ctl[f + FLT_CORRUPT]:
+            ctl[st + SIMQ_STAT_FAULT_CORRUPT] += 1
+            corrupt_bit = _rand(priv) % (n * 8)
+        release = now
+        rate = ctl[f + FLT_RATE_BPS]
+        if rate > 0:
+            # Pacing: the frame leaves when the link is idle and arrives once fully serialized.
+            start = max(now * 1000, priv[QS_RATE_NEXT_NS])
+            finish = start + (n * 8 * 1_000_000_000) // rate
+            priv[QS_RATE_NEXT_NS] = finish
+            release = (finish + 999) // 1000
+        delay = ctl[f + FLT_DELAY_US]
+        jitter = ctl[f + FLT_JITTER_US]
+        if jitter > 0:
+            delay += _rand(priv) % (2 * jitter + 1) - jitter
+            if delay < 0:
+                delay = 0
+        release += delay
+        if ctl[f + FLT_REORDER] > 0 and _rand(priv) < ctl[f + FLT_REORDER]:
+            ctl[st + SIMQ_STAT_FAULT_REORDER] += 1
+            release += ctl[f + FLT_REORDER_US]  # held back: frames sent after it overtake it
+        if release <= now:
+            _deliver(g, ctl, rss, ring, priv, buf, off, n, csum, corrupt_bit)
+        elif _dl_push(g, ctl, priv, dl, buf, off, n, csum, corrupt_bit, release):
+            ctl[st + SIMQ_STAT_FAULT_DELAY] += 1
+
+
+# --------------------------------------------------------------------------- the per-core API
+
+
+@njit(inline="always", cache=True)
+def _borrow_pool(pool):
+    """The pool with borrowed arrays (see jitmem.borrow): pool calls cost no refcounting."""
+    return Pool(
+        borrow(pool.data),
+        borrow(pool.off),
+        borrow(pool.length),
+        borrow(pool.next),
+        borrow(pool.refcnt),
+        borrow(pool.flags),
+        borrow(pool.tag),
+        borrow(pool.free_stack),
+        borrow(pool.meta),
+    )
+
+
+@njit(cache=True, nogil=True)
+def sim_rx_burst(q, pool, out_ids, max_n, now):
+    """Receive up to ``max_n`` frames into fresh ``pool`` frames; their ids go to ``out_ids``.
+
+    Source rings are drained round-robin, starting one further each call.  When the pool runs
+    dry the rest stays in the rings (backpressure, counted in SIMQ_STAT_RX_NOBUF).
+    """
+    g = q.geo
+    ctl = borrow(q.ctl)
+    priv = borrow(q.priv)
+    _sync_ports(g, ctl, priv)
+    n_src = priv[QS_N_SRC]
+    if n_src == 0 or max_n <= 0:
+        return 0
+    ring = borrow(q.ring)
+    bpool = _borrow_pool(pool)
+    data = bpool.data.reshape(-1)  # one flat view per burst: no per-frame row views
+    length = bpool.length
+    flags = bpool.flags
+    out = borrow(out_ids)
+    rx_csum = ctl[g.c_ports + g.port * PORT_NF + PORT_RX_CSUM] != 0
+    slots = g.ring_slots
+    mask = slots - 1
+    n = 0
+    nbytes = 0
+    starved = False
+    j = priv[QS_RX_CURSOR]
+    if j >= n_src:
+        j = 0
+    next_cursor = j + 1
+    for _ in range(n_src):
+        r = priv[g.p_src + j]
+        ci = g.c_ring + r * RING_CTRL_STRIDE
+        head = ctl[ci + RING_HEAD]
+        avail = load_acquire(ctl, ci + RING_TAIL) - head
+        if avail > 0:
+            take = min(avail, max_n - n)
+            got = frame_alloc_burst(bpool, out[n:], take)
+            if got < take:
+                starved = True  # pool empty: leave the rest in the ring
+            for k in range(got):
+                fid = out[n + k]
+                slot = (r * slots + ((head + k) & mask)) * SLOT_SIZE
+                flen = np.int64(ring[slot]) | (np.int64(ring[slot + 1]) << 8)
+                if flen > MAX_FRAME_LEN:
+                    flen = 0  # never trust shared memory with a copy length
+                fbase = fid * FRAME_SIZE + HEADROOM
+                copy_bytes(data, fbase, ring, slot + SLOT_HDR, flen)
+                length[fid] = flen
+                if rx_csum:
+                    cs = rx_csum_status(data, fbase, flen)
+                    flags[fid] = cs
+                    if cs == FRAME_F_RX_CSUM_BAD:
+                        ctl[g.c_stats + SIMQ_STAT_RX_CSUM_BAD] += 1
+                nbytes += flen
+            n += got
+            store_release(ctl, ci + RING_HEAD, head + got)
+            if starved:
+                ctl[g.c_stats + SIMQ_STAT_RX_NOBUF] += 1
+                next_cursor = j  # resume here: these frames are next
+                break
+            if n >= max_n:
+                next_cursor = j + 1  # the next call starts with the following ring
+                break
+        j += 1
+        if j == n_src:
+            j = 0
+    if next_cursor >= n_src:
+        next_cursor = 0
+    priv[QS_RX_CURSOR] = next_cursor
+    ctl[g.c_stats + SIMQ_STAT_RX_FRAMES] += n
+    ctl[g.c_stats + SIMQ_STAT_RX_BYTES] += nbytes
+    return n
+
+
+@njit(cache=True, nogil=True)
+def sim_tx_burst(q, pool, ids, n, now):
+    """Transmit frames ``ids[:n]`` of ``pool``; takes ownership of all of them and returns n.
+
+    Each frame is switched, steered, fault-injected and copied into the destination rings (or
+    dropped and counted), then released with ``frame_free`` (a frame still referenced elsewhere,
+    e.g. by a retransmission queue, stays alive).  Delay-line frames due by ``now`` leave first;
+    ``n == 0`` only does that.
+    """
+    g = q.geo
+    ctl = borrow(q.ctl)
+    rss = borrow(q.rss)
+    ring = borrow(q.ring)
+    priv = borrow(q.priv)
+    dl = borrow(q.dl)
+    _sync_ports(g, ctl, priv)
+    faulty = _sync_faults(g, ctl, priv)
+    if priv[QS_DL_COUNT] > 0:
+        _dl_release(g, ctl, rss, ring, priv, dl, now)
+    if n <= 0:
+        return 0
+    tx_csum = ctl[g.c_ports + g.port * PORT_NF + PORT_TX_CSUM] != 0
+    bpool = _borrow_pool(pool)
+    data = bpool.data.reshape(-1)
+    offs = bpool.off
+    length = bpool.length
+    flags = bpool.flags
+    bids = borrow(ids)
+    n_frames = length.shape[0]
+    nbytes = 0
+    for i in range(n):
+        fid = bids[i]
+        if fid < 0 or fid >= n_frames:
+            ctl[g.c_stats + SIMQ_STAT_TX_BAD_LEN] += 1  # frame_free_burst counts a bad free
+            continue
+        off = offs[fid]
+        flen = length[fid]
+        nbytes += flen
+        if flen < ETH_HLEN or flen > MAX_FRAME_LEN or off < 0 or off + flen > FRAME_SIZE:
+            ctl[g.c_stats + SIMQ_STAT_TX_BAD_LEN] += 1
+            continue
+        base = fid * FRAME_SIZE + off
+        csum = tx_csum and (flags[fid] & FRAME_F_TX_CSUM) != 0
+        if faulty:
+            _tx_faulty(g, ctl, rss, ring, priv, dl, data, base, flen, csum, now)
+        else:
+            _deliver(g, ctl, rss, ring, priv, data, base, flen, csum, -1)
+    frame_free_burst(bpool, bids, n)
+    ctl[g.c_stats + SIMQ_STAT_TX_FRAMES] += n
+    ctl[g.c_stats + SIMQ_STAT_TX_BYTES] += nbytes
+    return n
+
+
+@njit(cache=True, nogil=True)
+def sim_next_event(q):
+    """Earliest delay-line release time (µs), or -1 when nothing waits."""
+    priv = borrow(q.priv)
+    if priv[QS_DL_COUNT] > 0:
+        return priv[q.geo.p_dl_time]
+    return np.int64(-1)
+
+
+def _register():
+    from fsdp.driver.api import register_backend
+
+    register_backend(SimQueue, sim_rx_burst, sim_tx_burst, sim_next_event)
+
+
+_register()
