@@ -491,11 +491,23 @@ class SimWire:
             # The mapping goes when the last numpy view (and SimQueue) referencing it is freed.
 
     def _discard_if_unused(self) -> None:
-        """Drop a named wire opened by a failed attach (no handles were made)."""
+        """Drop a named wire opened for an attach that failed (no handles were made); a file
+        that no port uses is removed, as after the last detach."""
         with _REGISTRY_LOCK:
-            if self._refs == 0 and self._fd is not None:
-                self._refs = 1
-                self._release_ref()
+            if self._refs != 0 or self._fd is None:
+                return
+            with self.locked():
+                if self.header[HDR_N_ATTACHED] <= 0:
+                    self._unlink_if_ours()
+            self._refs = 1
+            self._release_ref()
+
+    def _unlink_if_ours(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
     # ------------------------------------------------------------------ ports
 
@@ -596,11 +608,7 @@ class SimWire:
                 self.header[HDR_PORT_GEN] += 1
             self._local_ports.discard(p)
             if self._fd is not None and self.header[HDR_N_ATTACHED] <= 0:
-                try:
-                    if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
-                        os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
+                self._unlink_if_ours()
 
     @staticmethod
     def _check_key(key) -> bytes:
