@@ -1,0 +1,480 @@
+"""The TCB table: every connection's Transmission Control Block, as struct-of-arrays columns.
+
+Read first: RFC 9293 §3.3.1 (the send and receive sequence variables, named here exactly:
+``snd_una, snd_nxt, snd_wnd, snd_wl1, snd_wl2, iss, rcv_nxt, rcv_wnd, irs``) and §3.3.2 (the
+states and the transitions of Figure 5); RFC 6298 (``srtt, rttvar, rto``), RFC 5681 and RFC 6582
+(``cwnd, ssthresh, dupacks, recover``), RFC 7323 (window scale, ``ts_recent``, ``ts_recent_age``).
+
+Layout.  A connection is an int32 id; each field is a 1-D numpy column indexed by it.  Columns
+are split by temperature: ``TcbHot`` holds what ``tcp_input`` / ``tcp_output`` touch for every
+segment (sequence space, windows, RTT and congestion state, queue heads, flags), ``TcbCold`` what
+only set-up, teardown, options and statistics touch (addresses, ISS/IRS, owner, keep-alive
+settings, counters).  The addresses are cold because segments are found through the flow table
+and built from a per-connection header template (DESIGN §4), not from these columns.
+
+Sequence numbers are uint32 columns (RFC 9293 §3.4 arithmetic is modulo 2^32: compare them with
+``fsdp.wire.tcp.seq_lt`` and friends, never with ``<``).  Times are int64 µs.  ``srtt < 0`` means
+"no RTT sample yet" (a sample of 0 µs is possible on a virtual clock).  Send and receive queues
+are chains of pool frames linked through ``pool.next`` (head, tail, byte count), so an idle
+connection holds no buffer memory.
+
+Allocation: a free list through ``free_next`` (LIFO, so a just-freed, cache-warm id is reused
+first); ``tcb_alloc`` resets every column of the id to the defaults ``tcb_table_create`` writes,
+and bumps ``gen`` so that a stale (id, gen) pair held by the socket layer is detectable.
+
+States: every change goes through ``tcb_set_state`` (as smoltcp's ``set_state``), which checks it
+against RFC 9293 Figure 5 plus the event paths of §3.10 (table ``_ALLOWED`` below) and keeps a
+per-state count (``ss -s``).  An illegal transition is refused, counted, and returned as an error.
+
+Memory: 273 bytes per connection (hot 173 + cold 96 + free-list link 4), excluding queued frames
+and the timer wheel's 16 bytes per timer; ``tcb_bytes_per_conn()`` computes it from the dtypes
+and a test holds it under 320 bytes.  100,000 connections take 27 MB.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+# --- states (RFC 9293 §3.3.2); the values are fsdp's own, the names Linux ss prints -------------
+TCPS_CLOSED = 0
+TCPS_LISTEN = 1
+TCPS_SYN_SENT = 2
+TCPS_SYN_RECEIVED = 3
+TCPS_ESTABLISHED = 4
+TCPS_FIN_WAIT_1 = 5
+TCPS_FIN_WAIT_2 = 6
+TCPS_CLOSE_WAIT = 7
+TCPS_CLOSING = 8
+TCPS_LAST_ACK = 9
+TCPS_TIME_WAIT = 10
+TCPS_COUNT = 11
+TCPS_NAMES = (
+    "UNCONN",  # iproute2 ss's name for CLOSE
+    "LISTEN",
+    "SYN-SENT",
+    "SYN-RECV",
+    "ESTAB",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "CLOSE-WAIT",
+    "CLOSING",
+    "LAST-ACK",
+    "TIME-WAIT",
+)
+# RFC 9293 §3.3.2: "synchronized" states, where a reset is in-window checked and ACKs are sent.
+TCPS_M_SYNCHRONIZED = sum(1 << s for s in range(TCPS_ESTABLISHED, TCPS_COUNT))
+
+# --- flags (hot.flags bits) -------------------------------------------------------------------
+TF_NODELAY = 1 << 0  # TCP_NODELAY: Nagle off (RFC 9293 §3.7.4)
+TF_KEEPALIVE = 1 << 1  # SO_KEEPALIVE (RFC 1122 §4.2.3.6)
+TF_FIN_SENT = 1 << 2  # our FIN has a sequence number (snd_max covers it)
+TF_FIN_RECEIVED = 1 << 3  # the peer's FIN is in sequence (rcv_nxt is past it)
+TF_TS_OK = 1 << 4  # timestamps negotiated (RFC 7323 §3.2)
+TF_SACK_OK = 1 << 5  # SACK permitted both ways (RFC 2018 §2)
+TF_WSCALE_OK = 1 << 6  # window scaling negotiated (RFC 7323 §2.2)
+TF_ACK_NOW = 1 << 7  # send an ACK at the next output
+TF_DELACK = 1 << 8  # an ACK is being delayed (RFC 9293 §3.8.6.3)
+TF_IN_RECOVERY = 1 << 9  # fast recovery (RFC 6582 §3.2)
+TF_SND_SHUTDOWN = 1 << 10  # the application shut down sending: FIN after the queue
+TF_RCV_SHUTDOWN = 1 << 11  # the application shut down receiving
+TF_PASSIVE = 1 << 12  # created by a listener (SYN-RECEIVED returns to LISTEN on RST)
+TF_SYNCOOKIE = 1 << 13  # established from a SYN cookie (no SYN options but the MSS)
+TF_ORPHAN = 1 << 14  # closed by the application; the stack finishes the close alone
+TF_RTT_TIMING = 1 << 15  # rtt_seq / rtt_start_us time a segment (RFC 6298 §3, Karn)
+
+# congestion control algorithms (hot.cc_algo)
+CC_NEWRENO = 0  # RFC 5681 + RFC 6582
+CC_CUBIC = 1  # RFC 9438
+
+# defaults
+TCP_DEFAULT_MSS = 536  # RFC 9293 §3.7.1: send MSS when the peer sent no MSS option (IPv4)
+TCP_INITIAL_RTO_US = 1_000_000  # RFC 6298 (2.1)
+TCP_INFINITE_SSTHRESH = 0x7FFFFFFF  # RFC 5681 §3.1: "arbitrarily high"
+TCP_KEEPALIVE_IDLE_US = 7_200_000_000  # RFC 1122 §4.2.3.6: >= 2 hours
+TCP_KEEPALIVE_INTVL_US = 75_000_000  # Linux tcp_keepalive_intvl
+TCP_KEEPALIVE_PROBES = 9  # Linux tcp_keepalive_probes
+
+# errors
+ERR_TCB_BAD_ID = -1  # not an allocated id
+ERR_TCB_BAD_STATE = -2  # not a TCPS_* value
+ERR_TCB_BAD_TRANSITION = -3  # not allowed by RFC 9293 (refused, counted)
+
+# meta indices
+TCB_META_FREE_HEAD = 0  # first free id, -1 = table full
+TCB_META_IN_USE = 1
+TCB_META_ALLOC_FAIL = 2  # tcb_alloc found no free id
+TCB_META_BAD_FREE = 3  # double frees / bad ids (ignored, counted)
+TCB_META_BAD_TRANSITION = 4  # refused state changes
+TCB_META_FREED_WITH_FRAMES = 5  # freed while a queue still held frames (a leak upstream)
+TCB_META_SIZE = 8
+
+TCB_ALLOCATED = -2  # free_next of an id in use (free ids hold the next free id or -1)
+
+
+def _allowed_table() -> np.ndarray:
+    """Bit ``new`` of ``_ALLOWED[old]`` is set if ``old -> new`` is a legal transition."""
+    edges = {
+        # RFC 9293 Figure 5, plus: a listener's child TCB starts CLOSED and enters SYN-RECEIVED
+        # (as Linux's request/child sockets do); RFC 1122 §4.2.2.13 reopening from TIME-WAIT.
+        TCPS_CLOSED: (TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED),
+        # §3.10.2 SEND in LISTEN turns the connection active; SYN received.
+        TCPS_LISTEN: (TCPS_SYN_SENT, TCPS_SYN_RECEIVED),
+        # Simultaneous open (Figure 8); SYN-ACK received.
+        TCPS_SYN_SENT: (TCPS_SYN_RECEIVED, TCPS_ESTABLISHED),
+        # ACK of SYN; CLOSE; RST of a passive open goes back to LISTEN (§3.10.7.4).
+        TCPS_SYN_RECEIVED: (TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_LISTEN),
+        TCPS_ESTABLISHED: (TCPS_FIN_WAIT_1, TCPS_CLOSE_WAIT),
+        # ACK of FIN; FIN (simultaneous close); FIN with the ACK of ours in one segment.
+        TCPS_FIN_WAIT_1: (TCPS_FIN_WAIT_2, TCPS_CLOSING, TCPS_TIME_WAIT),
+        TCPS_FIN_WAIT_2: (TCPS_TIME_WAIT,),
+        TCPS_CLOSE_WAIT: (TCPS_LAST_ACK,),
+        TCPS_CLOSING: (TCPS_TIME_WAIT,),
+        TCPS_LAST_ACK: (),
+        TCPS_TIME_WAIT: (TCPS_SYN_RECEIVED,),
+    }
+    table = np.zeros(TCPS_COUNT, np.int32)
+    for old, news in edges.items():
+        # Every state may go to CLOSED (RST, ABORT, timeouts) and "change" to itself.
+        for new in (*news, TCPS_CLOSED, old):
+            table[old] |= 1 << new
+    return table
+
+
+_ALLOWED = _allowed_table()
+
+
+class TcbHot(NamedTuple):
+    """Touched for every segment by input or output."""
+
+    state: np.ndarray  # int8: TCPS_*
+    flags: np.ndarray  # uint32: TF_*
+    # send sequence space (RFC 9293 §3.3.1)
+    snd_una: np.ndarray  # uint32: oldest unacknowledged
+    snd_nxt: np.ndarray  # uint32: next to send
+    snd_max: np.ndarray  # uint32: highest sent (snd_nxt goes back on retransmission)
+    snd_wnd: np.ndarray  # uint32: send window, bytes (scaled)
+    snd_wl1: np.ndarray  # uint32: SEG.SEQ of the last window update
+    snd_wl2: np.ndarray  # uint32: SEG.ACK of the last window update
+    max_sndwnd: np.ndarray  # uint32: largest window the peer offered (§3.8.6.2.1 SWS avoidance)
+    # receive sequence space
+    rcv_nxt: np.ndarray  # uint32: next expected
+    rcv_wnd: np.ndarray  # uint32: receive window, bytes
+    rcv_adv: np.ndarray  # uint32: right edge last advertised (never shrink it, §3.8.6.2.2)
+    # options (RFC 7323, RFC 9293 §3.7.1)
+    mss: np.ndarray  # int32: effective send MSS (payload bytes per segment)
+    snd_wscale: np.ndarray  # int8: shift applied to the peer's window field
+    rcv_wscale: np.ndarray  # int8: shift applied to ours
+    ts_recent: np.ndarray  # uint32: TSval to echo (RFC 7323 §4.3)
+    ts_recent_age: np.ndarray  # int64: µs when ts_recent was recorded (PAWS 24-day rule, §5.5)
+    ts_offset: np.ndarray  # uint32: random per-connection offset of our TSval clock
+    # RTT estimation (RFC 6298)
+    srtt: np.ndarray  # int32 µs; < 0: no sample yet
+    rttvar: np.ndarray  # int32 µs
+    rto: np.ndarray  # int32 µs, with backoff applied
+    rtt_seq: np.ndarray  # uint32: segment being timed (TF_RTT_TIMING), Karn's algorithm
+    rtt_start_us: np.ndarray  # int64: when it was sent
+    rexmit_count: np.ndarray  # int16: consecutive RTO expirations (backoff exponent, (5.5))
+    # congestion control (RFC 5681, RFC 6582; RFC 9438)
+    cwnd: np.ndarray  # uint32: bytes
+    ssthresh: np.ndarray  # uint32: bytes
+    dupacks: np.ndarray  # int16: duplicate ACKs in a row
+    recover: np.ndarray  # uint32: snd_max when fast recovery began (RFC 6582)
+    cc_algo: np.ndarray  # int8: CC_*
+    cc_w_max: np.ndarray  # uint32: CUBIC W_max, bytes (RFC 9438 §4.1); unused by NewReno
+    cc_epoch_us: np.ndarray  # int64: CUBIC congestion-avoidance epoch start
+    # queues: chains of pool frames through pool.next
+    snd_q_head: np.ndarray  # int32: oldest frame (from snd_una)
+    snd_q_tail: np.ndarray  # int32
+    snd_q_unsent: np.ndarray  # int32: first frame not yet sent, -1 = all sent
+    snd_q_bytes: np.ndarray  # int32: bytes queued (unacknowledged + unsent)
+    rcv_q_head: np.ndarray  # int32: in-order data for the application
+    rcv_q_tail: np.ndarray  # int32
+    rcv_q_bytes: np.ndarray  # int32
+    ooo_head: np.ndarray  # int32: out-of-order segments, by sequence number
+    ooo_bytes: np.ndarray  # int32 (reassembly memory is bounded by it)
+    delack_segs: np.ndarray  # int8: full-sized segments received since our last ACK
+    # activity
+    last_rcv_us: np.ndarray  # int64: last segment received (keep-alive idle time)
+    last_snd_us: np.ndarray  # int64: last data sent (RFC 5681 §4.1 restart after idle)
+
+
+class TcbCold(NamedTuple):
+    """Set-up, teardown, options and statistics."""
+
+    lip: np.ndarray  # uint32: local IPv4 address
+    rip: np.ndarray  # uint32: remote IPv4 address
+    lport: np.ndarray  # uint16
+    rport: np.ndarray  # uint16
+    iss: np.ndarray  # uint32: initial send sequence number (fsdp.tcp.isn)
+    irs: np.ndarray  # uint32: initial receive sequence number
+    peer_mss: np.ndarray  # uint16: MSS option the peer sent (TCP_DEFAULT_MSS without one)
+    adv_mss: np.ndarray  # uint16: MSS option we sent
+    owner: np.ndarray  # int32: socket id, -1 = none (orphaned or not yet accepted)
+    listener: np.ndarray  # int32: the listener that created it, -1 = active open
+    gen: np.ndarray  # uint32: allocation generation of this id
+    created_us: np.ndarray  # int64
+    snd_up: np.ndarray  # uint32: send urgent pointer (RFC 9293 §3.8.5)
+    rcv_up: np.ndarray  # uint32: receive urgent pointer
+    ka_idle_us: np.ndarray  # int64: TCP_KEEPIDLE
+    ka_intvl_us: np.ndarray  # int32: TCP_KEEPINTVL (µs, <= 35 min)
+    ka_probes: np.ndarray  # int8: TCP_KEEPCNT
+    probes_out: np.ndarray  # int8: keep-alive / zero-window probes unanswered
+    linger_s: np.ndarray  # int16: SO_LINGER seconds, -1 = off
+    segs_in: np.ndarray  # uint32: statistics (tcp_info)
+    segs_out: np.ndarray  # uint32
+    total_retrans: np.ndarray  # uint32
+    bytes_acked: np.ndarray  # int64
+    bytes_received: np.ndarray  # int64
+
+
+class TcbTable(NamedTuple):
+    hot: TcbHot
+    cold: TcbCold
+    free_next: np.ndarray  # int32[max_conns]: next free id; TCB_ALLOCATED for ids in use
+    state_count: np.ndarray  # int64[TCPS_COUNT]: allocated TCBs per state
+    meta: np.ndarray  # int64[TCB_META_SIZE]
+
+
+_HOT_DTYPES = {
+    "state": np.int8, "flags": np.uint32, "snd_una": np.uint32, "snd_nxt": np.uint32,
+    "snd_max": np.uint32, "snd_wnd": np.uint32, "snd_wl1": np.uint32, "snd_wl2": np.uint32,
+    "max_sndwnd": np.uint32, "rcv_nxt": np.uint32, "rcv_wnd": np.uint32, "rcv_adv": np.uint32,
+    "mss": np.int32, "snd_wscale": np.int8, "rcv_wscale": np.int8, "ts_recent": np.uint32,
+    "ts_recent_age": np.int64, "ts_offset": np.uint32, "srtt": np.int32, "rttvar": np.int32,
+    "rto": np.int32, "rtt_seq": np.uint32, "rtt_start_us": np.int64, "rexmit_count": np.int16,
+    "cwnd": np.uint32, "ssthresh": np.uint32, "dupacks": np.int16, "recover": np.uint32,
+    "cc_algo": np.int8, "cc_w_max": np.uint32, "cc_epoch_us": np.int64, "snd_q_head": np.int32,
+    "snd_q_tail": np.int32, "snd_q_unsent": np.int32, "snd_q_bytes": np.int32,
+    "rcv_q_head": np.int32, "rcv_q_tail": np.int32, "rcv_q_bytes": np.int32,
+    "ooo_head": np.int32, "ooo_bytes": np.int32, "delack_segs": np.int8,
+    "last_rcv_us": np.int64, "last_snd_us": np.int64,
+}  # fmt: skip
+_HOT_DEFAULTS = {
+    "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "srtt": -1, "rto": TCP_INITIAL_RTO_US,
+    "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
+    "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
+}  # fmt: skip
+_COLD_DTYPES = {
+    "lip": np.uint32, "rip": np.uint32, "lport": np.uint16, "rport": np.uint16,
+    "iss": np.uint32, "irs": np.uint32, "peer_mss": np.uint16, "adv_mss": np.uint16,
+    "owner": np.int32, "listener": np.int32, "gen": np.uint32, "created_us": np.int64,
+    "snd_up": np.uint32, "rcv_up": np.uint32, "ka_idle_us": np.int64, "ka_intvl_us": np.int32,
+    "ka_probes": np.int8, "probes_out": np.int8, "linger_s": np.int16, "segs_in": np.uint32,
+    "segs_out": np.uint32, "total_retrans": np.uint32, "bytes_acked": np.int64,
+    "bytes_received": np.int64,
+}  # fmt: skip
+_COLD_DEFAULTS = {
+    "peer_mss": TCP_DEFAULT_MSS, "owner": -1, "listener": -1, "ka_idle_us": TCP_KEEPALIVE_IDLE_US,
+    "ka_intvl_us": TCP_KEEPALIVE_INTVL_US, "ka_probes": TCP_KEEPALIVE_PROBES, "linger_s": -1,
+}  # fmt: skip
+assert tuple(_HOT_DTYPES) == TcbHot._fields and tuple(_COLD_DTYPES) == TcbCold._fields
+
+
+def tcb_table_create(max_conns: int) -> TcbTable:
+    """A table of ``max_conns`` TCBs, all free, every column at its default."""
+    if not isinstance(max_conns, int) or max_conns < 1 or max_conns > 0x7FFFFFFF:
+        raise ValueError(f"max_conns must be 1 .. 2^31-1, not {max_conns!r}")
+    hot = TcbHot(
+        **{f: np.full(max_conns, _HOT_DEFAULTS.get(f, 0), d) for f, d in _HOT_DTYPES.items()}
+    )
+    cold = TcbCold(
+        **{f: np.full(max_conns, _COLD_DEFAULTS.get(f, 0), d) for f, d in _COLD_DTYPES.items()}
+    )
+    free_next = np.arange(1, max_conns + 1, dtype=np.int32)
+    free_next[-1] = -1
+    meta = np.zeros(TCB_META_SIZE, np.int64)
+    meta[TCB_META_FREE_HEAD] = 0
+    return TcbTable(hot, cold, free_next, np.zeros(TCPS_COUNT, np.int64), meta)
+
+
+def tcb_bytes_per_conn() -> int:
+    """Bytes of table per connection: every column's itemsize plus the free-list link."""
+    return (
+        sum(np.dtype(d).itemsize for d in _HOT_DTYPES.values())
+        + sum(np.dtype(d).itemsize for d in _COLD_DTYPES.values())
+        + np.dtype(np.int32).itemsize
+    )
+
+
+@njit(cache=True)
+def _reset(t, i):
+    """Every column of ``i`` back to what ``tcb_table_create`` writes (a test checks they agree)."""
+    h = t.hot
+    h.state[i] = TCPS_CLOSED
+    h.flags[i] = 0
+    h.snd_una[i] = 0
+    h.snd_nxt[i] = 0
+    h.snd_max[i] = 0
+    h.snd_wnd[i] = 0
+    h.snd_wl1[i] = 0
+    h.snd_wl2[i] = 0
+    h.max_sndwnd[i] = 0
+    h.rcv_nxt[i] = 0
+    h.rcv_wnd[i] = 0
+    h.rcv_adv[i] = 0
+    h.mss[i] = TCP_DEFAULT_MSS
+    h.snd_wscale[i] = 0
+    h.rcv_wscale[i] = 0
+    h.ts_recent[i] = 0
+    h.ts_recent_age[i] = 0
+    h.ts_offset[i] = 0
+    h.srtt[i] = -1
+    h.rttvar[i] = 0
+    h.rto[i] = TCP_INITIAL_RTO_US
+    h.rtt_seq[i] = 0
+    h.rtt_start_us[i] = 0
+    h.rexmit_count[i] = 0
+    h.cwnd[i] = 0
+    h.ssthresh[i] = TCP_INFINITE_SSTHRESH
+    h.dupacks[i] = 0
+    h.recover[i] = 0
+    h.cc_algo[i] = CC_NEWRENO
+    h.cc_w_max[i] = 0
+    h.cc_epoch_us[i] = 0
+    h.snd_q_head[i] = -1
+    h.snd_q_tail[i] = -1
+    h.snd_q_unsent[i] = -1
+    h.snd_q_bytes[i] = 0
+    h.rcv_q_head[i] = -1
+    h.rcv_q_tail[i] = -1
+    h.rcv_q_bytes[i] = 0
+    h.ooo_head[i] = -1
+    h.ooo_bytes[i] = 0
+    h.delack_segs[i] = 0
+    h.last_rcv_us[i] = 0
+    h.last_snd_us[i] = 0
+    c = t.cold
+    c.lip[i] = 0
+    c.rip[i] = 0
+    c.lport[i] = 0
+    c.rport[i] = 0
+    c.iss[i] = 0
+    c.irs[i] = 0
+    c.peer_mss[i] = TCP_DEFAULT_MSS
+    c.adv_mss[i] = 0
+    c.owner[i] = -1
+    c.listener[i] = -1
+    # gen is not reset: it counts allocations of this id
+    c.created_us[i] = 0
+    c.snd_up[i] = 0
+    c.rcv_up[i] = 0
+    c.ka_idle_us[i] = TCP_KEEPALIVE_IDLE_US
+    c.ka_intvl_us[i] = TCP_KEEPALIVE_INTVL_US
+    c.ka_probes[i] = TCP_KEEPALIVE_PROBES
+    c.probes_out[i] = 0
+    c.linger_s[i] = -1
+    c.segs_in[i] = 0
+    c.segs_out[i] = 0
+    c.total_retrans[i] = 0
+    c.bytes_acked[i] = 0
+    c.bytes_received[i] = 0
+
+
+@njit(cache=True)
+def tcb_alloc(t):
+    """A fresh TCB id (state CLOSED, every column at its default), or -1 if the table is full."""
+    i = t.meta[TCB_META_FREE_HEAD]
+    if i < 0:
+        t.meta[TCB_META_ALLOC_FAIL] += 1
+        return np.int32(-1)
+    t.meta[TCB_META_FREE_HEAD] = t.free_next[i]
+    t.free_next[i] = TCB_ALLOCATED
+    _reset(t, i)
+    t.cold.gen[i] += 1
+    t.meta[TCB_META_IN_USE] += 1
+    t.state_count[TCPS_CLOSED] += 1
+    return np.int32(i)
+
+
+@njit(cache=True)
+def tcb_free(t, i):
+    """Return id ``i`` to the free list; False (and counted) for a bad id or a double free.
+
+    The caller frees the queued frames and cancels the timers first; a TCB freed with frames
+    still queued is counted in ``TCB_META_FREED_WITH_FRAMES`` (a leak detector)."""
+    if i < 0 or i >= t.free_next.shape[0] or t.free_next[i] != TCB_ALLOCATED:
+        t.meta[TCB_META_BAD_FREE] += 1
+        return False
+    h = t.hot
+    if h.snd_q_head[i] >= 0 or h.rcv_q_head[i] >= 0 or h.ooo_head[i] >= 0:
+        t.meta[TCB_META_FREED_WITH_FRAMES] += 1
+    t.state_count[h.state[i]] -= 1
+    h.state[i] = TCPS_CLOSED
+    t.free_next[i] = t.meta[TCB_META_FREE_HEAD]
+    t.meta[TCB_META_FREE_HEAD] = i
+    t.meta[TCB_META_IN_USE] -= 1
+    return True
+
+
+@njit(cache=True)
+def tcb_in_use(t):
+    """TCBs allocated."""
+    return t.meta[TCB_META_IN_USE]
+
+
+@njit(inline="always", cache=True)
+def tcb_is_allocated(t, i):
+    return 0 <= i < t.free_next.shape[0] and t.free_next[i] == TCB_ALLOCATED
+
+
+@njit(inline="always", cache=True)
+def tcps_transition_ok(old, new):
+    """Whether RFC 9293 (Figure 5 and §3.10) lets a connection go from ``old`` to ``new``."""
+    return (_ALLOWED[old] >> new) & 1 == 1
+
+
+@njit(cache=True)
+def tcb_set_state(t, i, new_state):
+    """The one place a connection changes state: 0, or ERR_TCB_* (the state is then unchanged).
+
+    Keeps ``state_count`` right; a hook for tracing state changes belongs here."""
+    if not tcb_is_allocated(t, i):
+        return ERR_TCB_BAD_ID
+    if new_state < 0 or new_state >= TCPS_COUNT:
+        return ERR_TCB_BAD_STATE
+    old = t.hot.state[i]
+    if not tcps_transition_ok(old, new_state):
+        t.meta[TCB_META_BAD_TRANSITION] += 1
+        return ERR_TCB_BAD_TRANSITION
+    if old != new_state:
+        t.state_count[old] -= 1
+        t.state_count[new_state] += 1
+        t.hot.state[i] = new_state
+    return 0
+
+
+@njit(inline="always", cache=True)
+def tcb_in_states(t, i, mask):
+    """True if connection ``i`` is in one of the states of ``mask`` (bits ``1 << TCPS_*``)."""
+    return (mask >> t.hot.state[i]) & 1 == 1
+
+
+@njit(cache=True)
+def tcb_audit(t):
+    """0 if the free list, the in-use count and the per-state counts agree; else a negative code
+    (-1 free list broken, -2 in-use count wrong, -3 per-state counts wrong).  O(max_conns)."""
+    n = t.free_next.shape[0]
+    seen = np.zeros(n, np.uint8)
+    free = 0
+    i = t.meta[TCB_META_FREE_HEAD]
+    while i >= 0:
+        if i >= n or seen[i] or t.free_next[i] == TCB_ALLOCATED:
+            return -1
+        seen[i] = 1
+        free += 1
+        i = t.free_next[i]
+    counts = np.zeros(TCPS_COUNT, np.int64)
+    used = 0
+    for j in range(n):
+        if t.free_next[j] == TCB_ALLOCATED:
+            used += 1
+            counts[t.hot.state[j]] += 1
+        elif not seen[j]:
+            return -1  # neither allocated nor on the free list: lost
+    if used != t.meta[TCB_META_IN_USE] or used + free != n:
+        return -2
+    for s in range(TCPS_COUNT):
+        if counts[s] != t.state_count[s]:
+            return -3
+    return 0
