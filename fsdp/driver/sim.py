@@ -931,11 +931,15 @@ class SimPort:
 
     def inject(self, frame: bytes, queue: int = 0, now: int = 0, flags: int = 0) -> None:
         """Transmit raw bytes from this port as if a core sent them on ``queue`` (the normal tx
-        path: switching, steering, faults, offloads).  Not while a core polls that queue."""
+        path: switching, steering, faults, offloads).  Not while a core polls that queue.
+
+        Any length up to MAX_FRAME_LEN goes on the wire as given, runts included (they are
+        switched by their destination MAC if they have one, else flooded, and land on queue 0).
+        """
         self._check_open()
         data = bytes(frame)
-        if not 14 <= len(data) <= MAX_FRAME_LEN:
-            raise ValueError(f"frame length must be in [14, {MAX_FRAME_LEN}], not {len(data)}")
+        if len(data) > MAX_FRAME_LEN:
+            raise ValueError(f"frame length must be at most {MAX_FRAME_LEN}, not {len(data)}")
         q = self.queue(queue)
         pool = self.pool
         ids = self._ids

@@ -74,6 +74,7 @@ from fsdp.driver.sim_layout import (
     SIMQ_STAT_TX_BAD_LEN,
     SIMQ_STAT_TX_BYTES,
     SIMQ_STAT_TX_FRAMES,
+    SIMQ_STAT_TX_RUNT,
     SIMQ_STAT_WIRE_COPIES,
     SLOT_HDR,
     SLOT_SIZE,
@@ -252,6 +253,8 @@ def _fdir_lookup(g, ctl, p, k_addr, k_ports):
 @njit(cache=True)
 def _classify(buf, off, n):
     """(class, ip offset, l4 offset or -1) of a frame; never reads past ``off + n``."""
+    if n < ETH_HLEN:
+        return CLS_OTHER, -1, -1
     etype = get_u16(buf, off + ETH_TYPE)
     if etype == ETHERTYPE_ARP:
         return CLS_ARP, -1, -1
@@ -490,11 +493,19 @@ def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
 
 @njit(cache=True)
 def _deliver(g, ctl, rss, ring, priv, buf, off, n, csum, corrupt_bit):
-    """The switch: send one frame to every port that takes it, on the queue(s) it steers to."""
-    dst_mac = np.int64(get_u48(buf, off))
-    group = (dst_mac & MAC_GROUP_BIT) != 0
+    """The switch: send one frame to every port that takes it, on the queue(s) it steers to.
+
+    A runt (shorter than an Ethernet header: the test harness sends them on purpose) is switched
+    by its destination MAC when it has one, flooded when it has not, and lands on queue 0.
+    """
+    if n >= 6:
+        dst_mac = np.int64(get_u48(buf, off))
+        group = (dst_mac & MAC_GROUP_BIT) != 0
+    else:
+        dst_mac = np.int64(-1)
+        group = True
     cls, ip, l4 = _classify(buf, off, n)
-    replicate = cls == CLS_ARP or dst_mac == MAC_BROADCAST
+    replicate = (cls == CLS_ARP or dst_mac == MAC_BROADCAST) and n >= ETH_HLEN
     copies = 0
     takers = 0
     for k in range(priv[QS_N_PEERS]):
@@ -777,9 +788,11 @@ def sim_tx_burst(q, pool, ids, n, now):
         off = offs[fid]
         flen = length[fid]
         nbytes += flen
-        if flen < ETH_HLEN or flen > MAX_FRAME_LEN or off < 0 or off + flen > FRAME_SIZE:
+        if flen < 0 or flen > MAX_FRAME_LEN or off < 0 or off + flen > FRAME_SIZE:
             ctl[g.c_stats + SIMQ_STAT_TX_BAD_LEN] += 1
             continue
+        if flen < ETH_HLEN:
+            ctl[g.c_stats + SIMQ_STAT_TX_RUNT] += 1
         base = fid * FRAME_SIZE + off
         csum = tx_csum and (flags[fid] & FRAME_F_TX_CSUM) != 0
         if faulty:

@@ -32,7 +32,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import MAX_FRAME_LEN
 
 SIM_MAGIC = 0x314D495350445346  # b"FSDPSIM1" little-endian
-SIM_VERSION = 1
+SIM_VERSION = 1  # bump when the layout changes
 PAGE = 4096
 
 # Header fields: int64 indices.
@@ -105,10 +105,11 @@ SIMQ_STAT_FAULT_DELAY = 9  # frames that waited in the delay line (delay, jitter
 SIMQ_STAT_DELAY_OVERFLOW = 10  # delay line full: dropped
 SIMQ_STAT_NO_DEST = 11  # no port takes this destination MAC (unknown unicast, no promisc port)
 SIMQ_STAT_RX_NOBUF = 12  # rx_burst found the pool empty (frames stay in the ring)
-SIMQ_STAT_TX_BAD_LEN = 13  # shorter than an Ethernet header or longer than MAX_FRAME_LEN
+SIMQ_STAT_TX_BAD_LEN = 13  # dropped: longer than MAX_FRAME_LEN, or off/length outside the frame
 SIMQ_STAT_WIRE_COPIES = 14  # copies written into rings (one per destination queue)
 SIMQ_STAT_RX_CSUM_BAD = 15  # received with a bad checksum (rx_csum offload on)
-SIMQ_STAT_N = 16
+SIMQ_STAT_TX_RUNT = 16  # sent shorter than an Ethernet header (carried anyway, to queue 0)
+SIMQ_STAT_N = 17
 SIMQ_STAT_NAMES = (
     "tx_frames",
     "tx_bytes",
@@ -126,6 +127,7 @@ SIMQ_STAT_NAMES = (
     "tx_bad_len",
     "wire_copies",
     "rx_csum_bad",
+    "tx_runt",
 )
 STAT_STRIDE = 32  # 256 bytes per queue: no two cores' counters share a cache line
 

@@ -121,7 +121,7 @@ def test_bad_frames_are_counted_and_freed(wire):
     pool = pool_create(8)
     good = tcp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 5, 6)
     ids = np.array([load(pool, good) for _ in range(4)], np.int32)
-    pool.length[ids[0]] = 0
+    pool.length[ids[0]] = -1
     pool.length[ids[1]] = MAX_FRAME_LEN + 1
     pool.off[ids[2]] = 2040  # runs past the frame
     assert sim_tx_burst(a.queue(0), pool, ids, 4, 0) == 4
