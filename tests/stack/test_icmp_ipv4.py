@@ -54,7 +54,7 @@ def test_broadcast_echo_is_ignored_by_default(harness):
 
 
 def test_udp_to_closed_port_gets_port_unreachable(harness):
-    orig = IP(src="192.0.2.2", dst="192.0.2.1", id=99) / UDP(sport=5000, dport=53) / b"q" * 10
+    orig = IP(src="192.0.2.2", dst="192.0.2.1", id=99) / UDP(sport=5000, dport=53) / (b"q" * 10)
     harness.send(orig)
     out = harness.recv()
     assert len(out) == 1
