@@ -79,8 +79,17 @@ def _frame(dst: int, src: int, size: int, flow: int) -> bytes:
     ip_total = 20 + 8 + payload
     eth = dst.to_bytes(6, "big") + src.to_bytes(6, "big") + b"\x08\x00"
     ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, ip_total, flow & 0xFFFF, 0, 64, 17, 0,
-        bytes([10, 0, 0, 1]), bytes([10, 0, 1 + (flow >> 8) % 200, flow & 0xFF]),
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        ip_total,
+        flow & 0xFFFF,
+        0,
+        64,
+        17,
+        0,
+        bytes([10, 0, 0, 1]),
+        bytes([10, 0, 1 + (flow >> 8) % 200, flow & 0xFF]),
     )
     udp = struct.pack("!HHHH", 1024 + flow, 9, 8 + payload, 0)
     return eth + ip + udp + bytes(payload)
@@ -121,7 +130,12 @@ def measure(size: int, seconds: float, runs: int = 5) -> dict:
                     break
             rates.append((frames / elapsed, nbytes * 8 / elapsed))
         stats = {**a.stats(), "b": b.stats()}
-        lost = stats["ring_full"] + stats["b"]["ring_full"] + stats["rx_nobuf"] + stats["b"]["rx_nobuf"]
+        lost = (
+            stats["ring_full"]
+            + stats["b"]["ring_full"]
+            + stats["rx_nobuf"]
+            + stats["b"]["rx_nobuf"]
+        )
         assert pool_audit(pool_a) == 0 and pool_audit(pool_b) == 0
         fps = statistics.median(r[0] for r in rates)
         bps = statistics.median(r[1] for r in rates)

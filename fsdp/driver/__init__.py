@@ -42,7 +42,7 @@ def parse_nic_uri(uri: str) -> tuple[str, str]:
     m = _URI_RE.match(uri.strip())
     if m is None:
         raise ValueError(
-            f"bad NIC URI {uri!r}: expected SCHEME:NAME with SCHEME one of {', '.join(_KNOWN_SCHEMES)}"
+            f"bad NIC URI {uri!r}: expected SCHEME:NAME, SCHEME one of {', '.join(_KNOWN_SCHEMES)}"
         )
     scheme, rest = m.group(1), m.group(2)
     if scheme not in _KNOWN_SCHEMES:
@@ -66,4 +66,6 @@ def open_nic(uri: str, n_queues: int, mac, **opts):
         port = attach_named(rest, n_queues, mac, **opts)
         port.uri = f"sim:{rest}"
         return port
-    raise OSError(errno.ENOTSUP, f"NIC backend {scheme!r} ({uri}) is not implemented yet; use sim:NAME")
+    raise OSError(
+        errno.ENOTSUP, f"NIC backend {scheme!r} ({uri}) is not implemented yet; use sim:NAME"
+    )

@@ -1,9 +1,20 @@
 """Memory helpers for hot ``@njit`` code: ``copy_bytes`` (memcpy) and ``borrow`` (unowned view).
 
-``copy_bytes``: Numba compiles ``dst[a:b] = src[c:d]`` to an element loop with an overlap check; for a 1500-byte
-frame that is ~15x slower than the ``llvm.memcpy`` this intrinsic emits (measured on the sim NIC:
-~370 ns vs ~25 ns).  The sim NIC copies every frame twice (into a ring slot on transmit, out into
-the receiver's pool on receive, like DMA), so this is its hottest line.
+``copy_bytes``: Numba compiles ``dst[a:b] = src[c:d]`` to an element loop with an overlap
+check; for a 1500-byte frame that is ~15x slower than the ``llvm.memcpy`` this intrinsic emits
+(measured: ~370 ns vs ~25 ns).  The sim NIC copies every frame twice (into a ring slot on
+transmit, out into the receiver's pool on receive, like DMA), so this is its hottest line.
+
+``borrow``: every array a jitted function receives as an argument (or takes out of a NamedTuple)
+gets an NRT reference-count increment on entry and a decrement on exit, each an atomic
+read-modify-write behind an out-of-line call.  Numba's refcount pruning removes such pairs only
+in straight-line code: once the callee branches, LLVM sinks the decrements into a merge block and
+the pass no longer matches them.  Measured here: a helper taking five arrays with one if/else
+costs ~39 ns per call; the same helper given borrowed arrays ~0.5 ns; the sim NIC went from
+162 to 83 ns per forwarded 64-byte frame.  ``borrow(a)`` returns a view of ``a`` with no
+meminfo, so the refcount calls on it are null checks that LLVM folds away.  It is only safe
+while the original stays alive, i.e. within the call that received it: never return, store or
+capture a borrowed array.
 """
 
 from numba.core import cgutils, types

@@ -46,9 +46,7 @@ class PcapWriter:
             self._owns = False
         self.frames = 0
         self._file.write(
-            struct.pack(
-                "<IHHiIII", PCAP_MAGIC, *PCAP_VERSION, 0, 0, snaplen, LINKTYPE_ETHERNET
-            )
+            struct.pack("<IHHiIII", PCAP_MAGIC, *PCAP_VERSION, 0, 0, snaplen, LINKTYPE_ETHERNET)
         )
 
     def write(self, frame: bytes, ts_us: int, orig_len: int | None = None) -> None:
@@ -110,7 +108,7 @@ def capture_ring_create(slots: int = 1024, snaplen: int = 2048) -> CaptureRing:
 
 @njit(cache=True, nogil=True)
 def capture_append(ring, buf, off, n, ts_us, direction):
-    """Record ``buf[off:off+n]`` (cut to snaplen); False (and a counted drop) if the ring is full."""
+    """Record ``buf[off:off+n]`` (cut to snaplen); False (a counted drop) if the ring is full."""
     slots = ring.length.shape[0]
     head = ring.meta[CAP_HEAD]
     tail = ring.meta[CAP_TAIL]

@@ -89,7 +89,6 @@ from fsdp.driver.sim_layout import (
     PORT_FREE,
     PORT_MAC,
     PORT_N_QUEUES,
-    PORT_NF,
     PORT_PID,
     PORT_PROMISC,
     PORT_RX_CSUM,
@@ -201,7 +200,7 @@ def _usable_dir(d: str) -> bool:
 
 
 def _new_path(name: str, size: int) -> str:
-    """Where to create a wire: the first directory with room for all of it, else the first usable."""
+    """Where to create a wire: the first directory with room for all of it, else the first one."""
     usable = [d for d in _sim_dirs() if _usable_dir(d)]
     if not usable:
         raise OSError(errno.EACCES, f"no writable directory for sim wire {name!r}: {_sim_dirs()}")
@@ -248,7 +247,9 @@ def _as_mac(mac) -> int:
     if not 0 < mac <= 0xFFFFFFFFFFFF:
         raise ValueError(f"mac must be a nonzero 48-bit value, not {mac:#x}")
     if mac & _MAC_GROUP_BIT:
-        raise ValueError(f"mac {mac:012x} is a group (multicast) address; a port needs a unicast MAC")
+        raise ValueError(
+            f"mac {mac:012x} is a group (multicast) address; a port needs a unicast MAC"
+        )
     return mac
 
 
@@ -374,7 +375,7 @@ class SimWire:
     @staticmethod
     def _fill_geometry(requested: tuple) -> tuple:
         defaults = (DEFAULT_MAX_PORTS, DEFAULT_MAX_QUEUES, DEFAULT_RING_SLOTS, DEFAULT_FDIR_SIZE)
-        filled = tuple(d if r is None else r for r, d in zip(requested, defaults))
+        filled = tuple(d if r is None else r for r, d in zip(requested, defaults, strict=True))
         check_geometry(*filled)
         return filled
 
@@ -400,7 +401,8 @@ class SimWire:
                 buf = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
                 wire = cls(name, path, buf, fd, geometry)
                 wire._reclaim_stale()
-                mismatch = any(r is not None and r != g for r, g in zip(requested, geometry))
+                pairs = zip(requested, geometry, strict=True)
+                mismatch = any(r is not None and r != g for r, g in pairs)
                 if mismatch:
                     if wire.header[HDR_N_ATTACHED] == 0:
                         os.unlink(path)  # nobody uses it: make a fresh one with the new geometry
@@ -434,7 +436,7 @@ class SimWire:
     def _check_requested(self, requested: tuple) -> None:
         names = ("max_ports", "max_queues", "ring_slots", "fdir_size")
         have = (self.max_ports, self.max_queues, self.ring_slots, self.fdir_size)
-        for n, r, g in zip(names, requested, have):
+        for n, r, g in zip(names, requested, have, strict=True):
             if r is not None and r != g:
                 raise ValueError(f"sim wire {self.name!r} is in use with {n}={g}, not {r}")
 
@@ -629,7 +631,9 @@ class SimWire:
 class SimPort:
     """A port on a sim wire: ``n_queues`` queue pairs, a MAC, RSS, Flow Director, faults."""
 
-    def __init__(self, wire: SimWire, port_id: int, *, owner: bool, delay_slots: int, pool_frames: int):
+    def __init__(
+        self, wire: SimWire, port_id: int, *, owner: bool, delay_slots: int, pool_frames: int
+    ):
         self.wire = wire
         self.port_id = port_id
         self._owner = owner
@@ -673,7 +677,7 @@ class SimPort:
     # ------------------------------------------------------------------ data path handles
 
     def queue(self, i: int) -> SimQueue:
-        """Queue ``i``'s :class:`SimQueue` (one object per queue and process: give it to one core)."""
+        """Queue ``i``'s :class:`SimQueue`: one object per queue and process, for one core."""
         self._check_open()
         i = _as_int(i, "queue", 0, self.n_queues - 1)
         q = self._queues[i]
@@ -795,7 +799,9 @@ class SimPort:
             b = (b + 1) & mask
         return -1, False
 
-    def add_flow_rule(self, src_ip, dst_ip, src_port: int, dst_port: int, proto: int, queue: int) -> bool:
+    def add_flow_rule(
+        self, src_ip, dst_ip, src_port: int, dst_port: int, proto: int, queue: int
+    ) -> bool:
         """Steer received frames with exactly this (src ip, dst ip, src port, dst port, proto) to
         ``queue``, overriding RSS.  Ports are 0 for protocols without them.  Replaces an
         existing rule for the same tuple; False when the table is full (3/4 of fdir_size)."""
@@ -882,8 +888,18 @@ class SimPort:
         cfg[FLT_RATE_BPS] = _as_int(rate_bps, "rate_bps", 0, 10**13)
         cfg[FLT_REORDER_US] = _as_int(reorder_us, "reorder_us", 0, 10**9)
         cfg[FLT_SEED] = _as_int(seed, "seed", 0, 2**63 - 1)
-        on = any(cfg[i] for i in (FLT_DROP, FLT_DUP, FLT_REORDER, FLT_CORRUPT, FLT_DELAY_US,
-                                  FLT_JITTER_US, FLT_RATE_BPS))
+        on = any(
+            cfg[i]
+            for i in (
+                FLT_DROP,
+                FLT_DUP,
+                FLT_REORDER,
+                FLT_CORRUPT,
+                FLT_DELAY_US,
+                FLT_JITTER_US,
+                FLT_RATE_BPS,
+            )
+        )
         f = self.wire.views["faults"][self.port_id]
         with self.wire.locked():
             f[FLT_ON] = 0
@@ -1012,7 +1028,9 @@ def join_port(name: str, port_id: int, **opts) -> SimPort:
 
 def attach_named(name: str, n_queues: int, mac, **opts) -> SimPort:
     """Open (or create) the named wire and attach a port: what ``open_nic("sim:NAME")`` does."""
-    geometry = {k: opts.pop(k) for k in ("max_ports", "max_queues", "ring_slots", "fdir_size") if k in opts}
+    geometry = {
+        k: opts.pop(k) for k in ("max_ports", "max_queues", "ring_slots", "fdir_size") if k in opts
+    }
     for _ in range(10):
         wire = SimWire.open(name, **geometry)
         try:

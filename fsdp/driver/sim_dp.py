@@ -567,7 +567,11 @@ def _dl_push(g, ctl, priv, dl, buf, off, n, csum, corrupt_bit, release):
         if _dl_before(priv, g, parent, release, seq):
             break
         _dl_set(
-            priv, g, i, priv[g.p_dl_time + parent], priv[g.p_dl_seq + parent],
+            priv,
+            g,
+            i,
+            priv[g.p_dl_time + parent],
+            priv[g.p_dl_seq + parent],
             priv[g.p_dl_row + parent],
         )
         i = parent

@@ -51,7 +51,7 @@ def toeplitz_hash(key: bytes, data: bytes) -> int:
 
 
 def toeplitz_table(key: bytes, n_bytes: int = RSS_IPV4_L4_BYTES) -> np.ndarray:
-    """``uint32[n_bytes, 256]``: ``T[i, v]`` = hash contribution of input byte ``i`` equal to ``v``."""
+    """``uint32[n_bytes, 256]``: ``T[i, v]`` = hash contribution of input byte ``i`` being ``v``."""
     key = bytes(key)
     if n_bytes < 1 or len(key) < n_bytes + 4:
         raise ValueError(f"a key of {len(key)} bytes cannot hash {n_bytes}-byte inputs")

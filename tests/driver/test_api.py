@@ -78,7 +78,10 @@ def test_cache_true_caller_loads_from_cache_in_a_fresh_process(tmp_path):
     for _ in range(2):
         out = subprocess.run(
             [sys.executable, "-c", _CACHE_PROBE, str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))

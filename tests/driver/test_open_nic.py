@@ -73,8 +73,21 @@ def test_duplicate_mac_and_full_wire():
 
 @pytest.mark.parametrize(
     "uri",
-    ["", "sim", "sim:", ":lab", "SIM:lab", "foo:bar", "sim:bad/name", "sim:.hidden",
-     "sim:" + "x" * 65, "sim:-x", None, 42, b"sim:lab"],
+    [
+        "",
+        "sim",
+        "sim:",
+        ":lab",
+        "SIM:lab",
+        "foo:bar",
+        "sim:bad/name",
+        "sim:.hidden",
+        "sim:" + "x" * 65,
+        "sim:-x",
+        None,
+        42,
+        b"sim:lab",
+    ],
 )
 def test_bad_uris_raise_value_error(uri):
     with pytest.raises(ValueError):

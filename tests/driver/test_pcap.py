@@ -25,7 +25,10 @@ from ._sim import MAC_A, MAC_B, tcp_frame
 
 
 def frames(n, payload=10):
-    return [tcp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000 + i, 80, b"p" * payload) for i in range(n)]
+    return [
+        tcp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000 + i, 80, b"p" * payload)
+        for i in range(n)
+    ]
 
 
 def test_writer_roundtrip_with_scapy(tmp_path):
@@ -33,7 +36,7 @@ def test_writer_roundtrip_with_scapy(tmp_path):
     fs = frames(3)
     times = [0, 1_500_000, 2_000_001]
     with PcapWriter(str(path)) as w:
-        for f, t in zip(fs, times):
+        for f, t in zip(fs, times, strict=True):
             w.write(f, t)
     raw = path.read_bytes()
     magic, major, minor, _, _, snaplen, linktype = struct.unpack("<IHHiIII", raw[:24])
@@ -65,7 +68,9 @@ def test_capture_ring_append_drain_and_drops(tmp_path):
     for i, f in enumerate(fs):
         pool[i, 128 : 128 + len(f)] = np.frombuffer(f, np.uint8)
     results = [
-        capture_append(ring, pool[i], 128, len(fs[i]), 1000 + i, CAPTURE_DIR_RX if i % 2 else CAPTURE_DIR_TX)
+        capture_append(
+            ring, pool[i], 128, len(fs[i]), 1000 + i, CAPTURE_DIR_RX if i % 2 else CAPTURE_DIR_TX
+        )
         for i in range(6)
     ]
     assert results == [True] * 4 + [False] * 2
@@ -93,7 +98,9 @@ def test_tcpdump_reads_it(tmp_path):
     with PcapWriter(str(path)) as w:
         for i, f in enumerate(frames(3)):
             w.write(f, i * 1000)
-    out = subprocess.run([tcpdump, "-n", "-r", str(path)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [tcpdump, "-n", "-r", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 3 and "10.0.0.1.1000 > 10.0.0.2.80" in lines[0]

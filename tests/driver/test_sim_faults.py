@@ -30,7 +30,9 @@ def numbered(i: int, size: int = 0) -> bytes:
     """A UDP frame carrying sequence number ``i`` (built from a Scapy template: fast)."""
     t = _TEMPLATES.get(size)
     if t is None:
-        t = _TEMPLATES[size] = udp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000, 2000, bytes(4 + size))
+        t = _TEMPLATES[size] = udp_frame(
+            MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000, 2000, bytes(4 + size)
+        )
         t = _TEMPLATES[size] = t[:40] + b"\0\0" + t[42:]  # UDP checksum 0: none
     return t[:42] + struct.pack("!I", i) + t[46:]
 

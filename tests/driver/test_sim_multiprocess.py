@@ -127,7 +127,9 @@ def test_core_process_polls_its_own_queue_of_a_shared_port(sim_dir):
             s for s, _ in flows if (s, 80) not in on_q1
         )
         assert child.wait(30) == 0
-        assert not a.closed and a.wire.header[HDR_N_ATTACHED] == 2  # the joined handle did not detach it
+        assert (
+            not a.closed and a.wire.header[HDR_N_ATTACHED] == 2
+        )  # the joined handle did not detach it
     finally:
         child.kill()
         a.close()
@@ -148,7 +150,9 @@ def test_dead_process_port_is_reclaimed(sim_dir):
         )
         expect_line(child, "attached")
         assert child.wait(30) == 0
-        assert a.wire.header[HDR_N_ATTACHED] == 2  # the dead port still counts until someone attaches
+        assert (
+            a.wire.header[HDR_N_ATTACHED] == 2
+        )  # the dead port still counts until someone attaches
         c = open_nic("sim:stale", 1, MAC_C)  # would be EADDRINUSE if not reclaimed
         assert a.wire.header[HDR_N_ATTACHED] == 2
         c.close()

@@ -144,7 +144,7 @@ def test_tx_csum_and_corruption_compose(pair):
         pkt = ETH / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=i + 1, dport=80) / (b"z" * 40)
         a.inject(zero_checksums(pkt), flags=FRAME_F_TX_CSUM)
         ((got, flags),) = b.drain(with_flags=True)
-        (pos,) = [k for k, (x, y) in enumerate(zip(got, bytes(pkt))) if x != y]
+        (pos,) = [k for k, (x, y) in enumerate(zip(got, bytes(pkt), strict=True)) if x != y]
         if pos < 12:
             assert flags == FRAME_F_RX_CSUM_OK  # MAC addresses are not checksummed here
         elif pos in (12, 13):

@@ -8,7 +8,7 @@ Flow Director exact match, else Toeplitz RSS through the RETA; odd frames to que
 
 import numpy as np
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from fsdp.driver.toeplitz import RETA_SIZE
@@ -124,7 +124,13 @@ def test_flow_director_icmp_rule_uses_zero_ports(wire):
     b = wire.attach(4, MAC_B)
     want = (expected_queue("10.0.0.1", "10.0.0.2") + 2) % 4
     assert b.add_flow_rule("10.0.0.1", "10.0.0.2", 0, 0, 1, want)
-    a.inject(bytes(Ether(src=mac_str(MAC_A), dst=mac_str(MAC_B)) / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP()))
+    a.inject(
+        bytes(
+            Ether(src=mac_str(MAC_A), dst=mac_str(MAC_B))
+            / IP(src="10.0.0.1", dst="10.0.0.2")
+            / ICMP()
+        )
+    )
     assert len(b.drain(queue=want)) == 1
 
 
@@ -219,13 +225,13 @@ def test_frame_to_own_mac_is_not_looped_back(wire):
     "frame",
     [
         bytes.fromhex("020000000002020000000001"),  # 12 bytes: below an Ethernet header
-        bytes.fromhex("020000000002020000000001" "0800"),  # IPv4 type, no IP header
-        bytes.fromhex("020000000002020000000001" "0800" "45000028"),  # truncated IP header
-        bytes.fromhex("020000000002020000000001" "0800" "4f") + bytes(40),  # IHL 15 > frame
-        bytes.fromhex("020000000002020000000001" "0800" "41") + bytes(40),  # IHL 1
-        bytes.fromhex("020000000002020000000001" "0800" "65") + bytes(40),  # version 6
-        bytes.fromhex("020000000002020000000001" "0800" "4500002800004000" "4006") + bytes(10),
-        bytes.fromhex("020000000002020000000001" "86dd") + bytes(60),  # IPv6: not IPv4
+        bytes.fromhex("0200000000020200000000010800"),  # IPv4 type, no IP header
+        bytes.fromhex("020000000002020000000001080045000028"),  # truncated IP header
+        bytes.fromhex("02000000000202000000000108004f") + bytes(40),  # IHL 15 > frame
+        bytes.fromhex("020000000002020000000001080041") + bytes(40),  # IHL 1
+        bytes.fromhex("020000000002020000000001080065") + bytes(40),  # version 6
+        bytes.fromhex("020000000002020000000001080045000028000040004006") + bytes(10),
+        bytes.fromhex("02000000000202000000000186dd") + bytes(60),  # IPv6: not IPv4
     ],
 )
 def test_truncated_or_garbage_frames_go_to_queue_0(wire, frame):
