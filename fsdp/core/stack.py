@@ -237,10 +237,10 @@ class Stack:
         rtts: list[float | None] = []
         for seq in range(count):
             seen = int(core.var[V_PING_COUNT])
-            t0 = self._clock()
-            if not icmp_send_echo(core, addr, ident, seq, size, t0):
+            if not icmp_send_echo(core, addr, ident, seq, size, self._clock()):
                 raise OSError("cannot send echo request (message too long or no buffers)")
-            self.poll(t0)  # flush
+            t0 = self._clock()  # after the call: a first call's JIT compile is not network time
+            self.poll(t0)  # transmit
             deadline = t0 + int(timeout * 1e6)
             rtt = None
             while rtt is None and self._clock() < deadline:
