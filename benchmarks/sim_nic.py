@@ -25,9 +25,10 @@ import time
 import numpy as np
 from numba import njit
 
-from fsdp.driver.api import nic_rx_burst, nic_tx_burst
+from fsdp.driver.api import nic_borrow, nic_rx_burst, nic_tx_burst
+from fsdp.driver.jitmem import borrow, borrow_pool
 from fsdp.driver.sim import SimWire
-from fsdp.pool.pool import FRAME_SIZE, pool_audit, pool_create
+from fsdp.pool.pool import pool_audit, pool_create
 from fsdp.wire.byteorder import set_u48
 
 BURST = 32
@@ -42,16 +43,13 @@ TARGET_GBPS_1500 = 40.0
 def _forward(q_in, pool, ids, dst_mac, src_mac, now):
     """One hop: receive a burst, point it at the peer, send it back out; returns (n, bytes)."""
     n = nic_rx_burst(q_in, pool, ids, BURST, now)
-    data = pool.data.reshape(-1)  # flat: per-frame row views would cost refcount updates
-    offs = pool.off
-    length = pool.length
     nbytes = 0
     for i in range(n):
         fid = ids[i]
-        base = fid * FRAME_SIZE + offs[fid]
-        set_u48(data, base, dst_mac)
-        set_u48(data, base + 6, src_mac)
-        nbytes += length[fid]
+        row = pool.data[fid]  # a free view: the pool is borrowed
+        set_u48(row, pool.off[fid], dst_mac)
+        set_u48(row, pool.off[fid] + 6, src_mac)
+        nbytes += pool.length[fid]
     nic_tx_burst(q_in, pool, ids, n, now)
     return n, nbytes
 
@@ -59,6 +57,12 @@ def _forward(q_in, pool, ids, dst_mac, src_mac, now):
 @njit(cache=True, nogil=True)
 def ping_pong(qa, qb, pool_a, pool_b, ids, iterations, mac_a, mac_b):
     """``iterations`` rounds of A -> B and B -> A hops; returns (frames, bytes) forwarded."""
+    # What a per-core loop does once per pass: borrowed handles make NIC calls refcount-free.
+    qa = nic_borrow(qa)
+    qb = nic_borrow(qb)
+    pool_a = borrow_pool(pool_a)
+    pool_b = borrow_pool(pool_b)
+    ids = borrow(ids)
     frames = 0
     nbytes = 0
     for it in range(iterations):

@@ -17,8 +17,11 @@ while the original stays alive, i.e. within the call that received it: never ret
 capture a borrowed array.
 """
 
+from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from fsdp.pool.pool import Pool
 
 
 @intrinsic
@@ -74,3 +77,23 @@ def copy_bytes(typingctx, dst, dst_off, src, src_off, n):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always", cache=True)
+def borrow_pool(pool):
+    """The pool with every column borrowed: pool calls and frame views cost no refcounting.
+
+    A per-core loop can take ``borrow_pool(core.pool)`` once per pass and hand it to the NIC and
+    pool calls of that pass (same lifetime rule as :func:`borrow`).
+    """
+    return Pool(
+        borrow(pool.data),
+        borrow(pool.off),
+        borrow(pool.length),
+        borrow(pool.next),
+        borrow(pool.refcnt),
+        borrow(pool.flags),
+        borrow(pool.tag),
+        borrow(pool.free_stack),
+        borrow(pool.meta),
+    )

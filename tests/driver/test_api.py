@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from fsdp.driver.api import nic_next_event, nic_rx_burst, nic_tx_burst
+from fsdp.driver.api import nic_borrow, nic_next_event, nic_rx_burst, nic_tx_burst
 from fsdp.pool.pool import AUDIT_OK, pool_audit, pool_create
 
 from ._nic_loop import echo_once
@@ -45,6 +45,7 @@ def test_python_dispatch():
     assert nic_rx_burst(b.queue(0), pool, ids, 4, 0) == 1
     assert nic_tx_burst(b.queue(0), pool, ids, 1, 0) == 1
     assert nic_next_event(b.queue(0)) == -1
+    assert nic_borrow(b.queue(0)) is b.queue(0)  # from Python there is nothing to save
 
     class Other(NamedTuple):
         x: int
