@@ -17,9 +17,8 @@ while the original stays alive, i.e. within the call that received it: never ret
 capture a borrowed array.
 """
 
-from numba import njit
 from numba.core import cgutils, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from fsdp.pool.pool import Pool
 
@@ -79,21 +78,29 @@ def copy_bytes(typingctx, dst, dst_off, src, src_off, n):
     return sig, codegen
 
 
-@njit(inline="always", cache=True)
 def borrow_pool(pool):
     """The pool with every column borrowed: pool calls and frame views cost no refcounting.
 
     A per-core loop can take ``borrow_pool(core.pool)`` once per pass and hand it to the NIC and
-    pool calls of that pass (same lifetime rule as :func:`borrow`).
+    pool calls of that pass (same lifetime rule as :func:`borrow`).  From Python, where there is
+    nothing to save and a borrowed array would outlive its owner's guarantee, it returns ``pool``.
     """
-    return Pool(
-        borrow(pool.data),
-        borrow(pool.off),
-        borrow(pool.length),
-        borrow(pool.next),
-        borrow(pool.refcnt),
-        borrow(pool.flags),
-        borrow(pool.tag),
-        borrow(pool.free_stack),
-        borrow(pool.meta),
-    )
+    return pool
+
+
+@overload(borrow_pool, jit_options={"cache": True})
+def _ol_borrow_pool(pool):
+    def impl(pool):
+        return Pool(
+            borrow(pool.data),
+            borrow(pool.off),
+            borrow(pool.length),
+            borrow(pool.next),
+            borrow(pool.refcnt),
+            borrow(pool.flags),
+            borrow(pool.tag),
+            borrow(pool.free_stack),
+            borrow(pool.meta),
+        )
+
+    return impl

@@ -663,9 +663,9 @@ def _tx_faulty(g, ctl, rss, ring, priv, dl, buf, off, n, csum, now):
 
 
 @njit(cache=True, nogil=True)
-def sim_borrow(q):
-    """``q`` with borrowed arrays (see jitmem.borrow), for a loop that calls the NIC many times
-    within one jitted call: each call then skips ~10 atomic reference-count updates."""
+def _sim_borrow(q):
+    """``q`` with borrowed arrays (see jitmem.borrow): what ``nic_borrow`` gives jitted code
+    (from Python, ``nic_borrow`` returns ``q`` itself: never call this from Python)."""
     return SimQueue(
         q.geo, borrow(q.ctl), borrow(q.rss), borrow(q.ring), borrow(q.priv), borrow(q.dl)
     )
@@ -821,7 +821,7 @@ def _tx_burst(g, ctl, rss, ring, priv, dl, pool, ids, n, now):
 def _register():
     from fsdp.driver.api import register_backend
 
-    register_backend(SimQueue, sim_rx_burst, sim_tx_burst, sim_next_event, sim_borrow)
+    register_backend(SimQueue, sim_rx_burst, sim_tx_burst, sim_next_event, _sim_borrow)
 
 
 _register()
