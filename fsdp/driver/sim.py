@@ -116,11 +116,13 @@ from fsdp.driver.toeplitz import (
     toeplitz_table,
 )
 from fsdp.pool.pool import (
+    AUDIT_OK,
     HEADROOM,
     MAX_FRAME_LEN,
     Pool,
     frame_alloc_burst,
     frame_free_burst,
+    pool_audit,
     pool_create,
 )
 
@@ -647,6 +649,7 @@ class SimPort:
         self._pool: Pool | None = None
         self._ids = np.zeros(64, np.int32)
         self._closed = False
+        self._pid = os.getpid()  # a forked child must not detach its parent's port
         self.uri = f"sim:{wire.name}"
 
     def __repr__(self) -> str:
@@ -928,6 +931,16 @@ class SimPort:
             "tx_csum": bool(ports[self.port_id, PORT_TX_CSUM]),
         }
 
+    def audit(self) -> None:
+        """Leak check of the port's own pool (the one :meth:`inject`/:meth:`drain` use): every
+        frame must be free again.  Raises AssertionError."""
+        if self._pool is None:
+            return
+        err = pool_audit(self._pool)
+        owned = int(np.count_nonzero(self._pool.refcnt))
+        if err != AUDIT_OK or owned:
+            raise AssertionError(f"{self!r}: pool audit {err}, {owned} frames still owned")
+
     def held_frames(self, queue: int) -> int:
         """Pool frames the NIC still holds for ``queue``: none, the sim copies (like DMA)."""
         return 0
@@ -1011,6 +1024,8 @@ class SimPort:
             return
         self._closed = True
         _OPEN_PORTS.discard(self)
+        if os.getpid() != self._pid:
+            return  # inherited through fork: the port belongs to the parent
         if self._owner:
             self.wire._detach(self.port_id)
         self.wire._release_ref()

@@ -159,3 +159,24 @@ def test_dead_process_port_is_reclaimed(sim_dir):
     finally:
         a.close()
     assert not os.path.exists(sim_dir / "stale")
+
+
+def test_forked_child_does_not_detach_its_parents_port(sim_dir):
+    a = open_nic("sim:fork", 1, MAC_A, **GEOMETRY)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: closing (or atexit) must leave the parent's port alone
+            try:
+                a.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert a.wire.header[HDR_N_ATTACHED] == 1 and not a.closed
+        b = open_nic("sim:fork", 1, MAC_B)
+        f = udp_frame(MAC_B, MAC_A, "10.0.0.2", "10.0.0.1", 1, 2)
+        b.inject(f)
+        assert a.drain() == [f]
+        b.close()
+    finally:
+        a.close()
+    assert not os.path.exists(sim_dir / "fork")
