@@ -15,7 +15,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 from numba import njit
 
-from fsdp.driver.jitmem import copy_bytes
+from fsdp.driver.jitmem import borrow, copy_bytes
 
 PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
 PCAP_VERSION = (2, 4)
@@ -109,21 +109,30 @@ def capture_ring_create(slots: int = 1024, snaplen: int = 2048) -> CaptureRing:
 @njit(cache=True, nogil=True)
 def capture_append(ring, buf, off, n, ts_us, direction):
     """Record ``buf[off:off+n]`` (cut to snaplen); False (a counted drop) if the ring is full."""
-    slots = ring.length.shape[0]
-    head = ring.meta[CAP_HEAD]
-    tail = ring.meta[CAP_TAIL]
+    # Straight-line wrapper over borrowed arrays: no per-frame reference counting (jitmem.py).
+    return _capture_append(
+        borrow(ring.data), borrow(ring.length), borrow(ring.orig_len), borrow(ring.ts),
+        borrow(ring.direction), borrow(ring.meta), borrow(buf), off, n, ts_us, direction,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _capture_append(data, length, orig_len, ts, dirs, meta, buf, off, n, ts_us, direction):
+    slots = length.shape[0]
+    head = meta[CAP_HEAD]
+    tail = meta[CAP_TAIL]
     if tail - head >= slots:
-        ring.meta[CAP_DROPS] += 1
+        meta[CAP_DROPS] += 1
         return False
     s = tail % slots
-    k = min(n, ring.data.shape[1])
+    k = min(n, data.shape[1])
     if k > 0:
-        copy_bytes(ring.data, s * ring.data.shape[1], buf, off, k)
-    ring.length[s] = k
-    ring.orig_len[s] = n
-    ring.ts[s] = ts_us
-    ring.direction[s] = direction
-    ring.meta[CAP_TAIL] = tail + 1
+        copy_bytes(data, s * data.shape[1], buf, off, k)
+    length[s] = k
+    orig_len[s] = n
+    ts[s] = ts_us
+    dirs[s] = direction
+    meta[CAP_TAIL] = tail + 1
     return True
 
 
