@@ -272,6 +272,7 @@ class SimWire:
         self._refs = 0  # SimPort handles (owned or joined) alive in this process
         self._handles: weakref.WeakSet = weakref.WeakSet()
         self._closed = False
+        self._pid = os.getpid()  # a mapping (and flock fd) inherited through fork is not reused
 
     def __repr__(self) -> str:
         where = self.path or "private"
@@ -339,7 +340,7 @@ class SimWire:
         requested = (max_ports, max_queues, ring_slots, fdir_size)
         with _REGISTRY_LOCK:
             wire = _REGISTRY.get(name)
-            if wire is None:
+            if wire is None or wire._pid != os.getpid():
                 wire = cls._open_file(name, requested)
                 _REGISTRY[name] = wire
             else:
