@@ -9,7 +9,7 @@ See README.md and docs/ARCHITECTURE.md.
 
 import socket as _socket
 
-from fsdp.core.stack import Stack, poll_all_stacks
+from fsdp.core.stack import Stack, default_stack, poll_all_stacks
 
 __version__ = "0.1.0"
 
@@ -29,8 +29,17 @@ SHUT_RD = _socket.SHUT_RD
 SHUT_WR = _socket.SHUT_WR
 SHUT_RDWR = _socket.SHUT_RDWR
 
+
+
+def socket(family=_socket.AF_INET, type=_socket.SOCK_STREAM, proto=0):
+    """A TCP socket on the process's default stack (see :func:`default_stack`)."""
+    return default_stack().socket(family, type, proto)
+
+
 __all__ = [
     "Stack",
+    "socket",
+    "default_stack",
     "poll_all_stacks",
     "AF_INET",
     "SOCK_STREAM",

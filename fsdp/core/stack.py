@@ -8,7 +8,9 @@ process-wide so that a blocking call on any of them keeps every stack of the pro
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -37,6 +39,22 @@ def monotonic_us() -> int:
 def poll_all_stacks() -> int:
     """One pass of every live stack in this process; returns the frames they received."""
     return sum(s.poll() for s in list(_live_stacks))
+
+
+_default_stack: Stack | None = None
+
+
+def default_stack() -> Stack:
+    """The process's default stack for ``fsdp.socket()``: ``FSDP_NIC`` (default ``sim:default``)
+    and ``FSDP_IP`` (default ``10.0.0.2/24``), created on first use (``fsdp run`` sets them)."""
+    global _default_stack
+    if _default_stack is None or _default_stack._closed:
+        _default_stack = Stack(
+            nic=os.environ.get("FSDP_NIC", "sim:default"),
+            ip=os.environ.get("FSDP_IP", "10.0.0.2/24"),
+            cores=int(os.environ.get("FSDP_CORES", "1")),
+        )
+    return _default_stack
 
 
 def _parse_mac(mac) -> int:
@@ -129,6 +147,9 @@ class Stack:
             )
             for i in range(cores)
         ]
+        self._ip_int = ip_int
+        self._virtual_clock = clock is not None
+        self._sockets: weakref.WeakSet = weakref.WeakSet()
         self._capture: PcapWriter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
         _live_stacks.add(self)
@@ -164,6 +185,127 @@ class Stack:
                 best = d
         return best
 
+    # ---- sockets (the glue between fsdp.sockapi and the engine's usercalls) ----
+    def socket(self, family=None, type=None, proto=0):
+        """A TCP socket on this stack, with the methods and errors of ``socket.socket``."""
+        from fsdp.sockapi.socket import Socket
+
+        if self._closed:
+            raise OSError(errno.EBADF, "the stack is closed")
+        return Socket(self, family, type, proto)
+
+    def _register_socket(self, sock) -> None:
+        self._sockets.add(sock)
+
+    def _unregister_socket(self, sock) -> None:
+        self._sockets.discard(sock)
+
+    def _kick(self, core: int) -> None:
+        """Run one pass of ``core`` now so a socket call's output leaves without waiting."""
+        if not self._closed:
+            run_once(self._cores[core], self._clock())
+
+    def _default_sockopt(self, opt: int) -> int:
+        from fsdp.tcp import usercalls as uc
+
+        return int(uc.tcp_getopt(self._cores[0], -1, opt))
+
+    def _check_bind(self, ip: int, port: int, reuseaddr: bool, sock) -> None:
+        from fsdp.tcp import usercalls as uc
+
+        for other in list(self._sockets):
+            if other is sock or other._closed or other._bound is None:
+                continue
+            oip, oport = other._bound
+            if oport != port or (oip and ip and oip != ip):
+                continue
+            # Linux: two sockets share a port only if both set SO_REUSEADDR and neither listens.
+            if not (reuseaddr and other._reuseaddr and other._lids is None):
+                raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        for core in self._cores:
+            rc = uc.tcp_bind_check(core, ip, port, reuseaddr)
+            if rc < 0:
+                raise OSError(-rc, os.strerror(-rc))
+
+    def _ephemeral_port(self, lip: int, rip: int, rport: int) -> int:
+        from fsdp.tcp import usercalls as uc
+
+        taken = {s._bound[1] for s in list(self._sockets) if s._bound is not None}
+        for _ in range(64):
+            port = int(uc.tcp_ephemeral_port(self._cores[0], lip, rip, rport))
+            if port < 0:
+                raise OSError(-port, os.strerror(-port))
+            if port not in taken:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+
+    def _core_for_reply(self, lip: int, lport: int, rip: int, rport: int) -> int:
+        """The core whose queue the NIC steers the peer's replies to (receive flow deliver)."""
+        if self.cores == 1:
+            return 0
+        from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
+
+        h = int(rss_hash_ipv4_l4(self._port.rss_table, rip, lip, rport, lport))
+        return int(self._port.reta[h & (RETA_SIZE - 1)])
+
+    def _connect(self, lip: int, lport: int, rip: int, rport: int) -> tuple[int, int]:
+        from fsdp.tcp import usercalls as uc
+
+        if lport == 0:
+            lport = self._ephemeral_port(lip, rip, rport)
+        core = self._core_for_reply(lip, lport, rip, rport)
+        cid = int(uc.tcp_connect(self._cores[core], lip, lport, rip, rport, self._clock()))
+        if cid < 0:
+            raise OSError(-cid, os.strerror(-cid))
+        self._kick(core)
+        return core, cid
+
+    def _listen(self, ip: int, port: int, backlog: int, reuseaddr: bool) -> list[int]:
+        """Listen spawn: the listener goes into every core's local listen table."""
+        from fsdp.tcp import usercalls as uc
+
+        lids: list[int] = []
+        for core in self._cores:
+            lid = int(uc.tcp_listen(core, ip, port, backlog, reuseaddr))
+            if lid < 0:
+                self._unlisten(lids)
+                raise OSError(-lid, os.strerror(-lid))
+            lids.append(lid)
+        return lids
+
+    def _unlisten(self, lids: list[int]) -> None:
+        from fsdp.tcp import usercalls as uc
+
+        now = self._clock()
+        for core, lid in zip(self._cores, lids):
+            uc.tcp_unlisten(core, lid, now)
+        for i in range(len(lids)):
+            self._kick(i)
+
+    def _accept(self, lids: list[int]):
+        from fsdp.tcp import usercalls as uc
+
+        n = len(lids)
+        start = self._accept_rr = (getattr(self, "_accept_rr", -1) + 1) % n
+        for k in range(n):
+            i = (start + k) % n
+            cid = int(uc.tcp_accept(self._cores[i], lids[i]))
+            if cid >= 0:
+                return i, cid
+        return None
+
+    def _conn_info(self, core: int, cid: int) -> dict:
+        from fsdp.tcp import usercalls as uc
+
+        out = np.zeros(uc.CI_SIZE, np.int64)
+        uc.tcp_conn_info(self._cores[core], cid, out)
+        return {
+            "lip": int(out[uc.CI_LIP]), "lport": int(out[uc.CI_LPORT]),
+            "rip": int(out[uc.CI_RIP]), "rport": int(out[uc.CI_RPORT]),
+            "state": int(out[uc.CI_STATE]), "snd_q": int(out[uc.CI_SND_Q]),
+            "rcv_q": int(out[uc.CI_RCV_Q]),
+        }
+
     # ---- observability ----
     def stats(self) -> dict:
         """Counters summed over cores, plus ``per_core``: the list of each core's counters."""
@@ -180,8 +322,24 @@ class Stack:
         return total
 
     def connections(self) -> list[dict]:
-        """Open connections, like ``ss`` (the TCP engine fills this in)."""
-        return []
+        """Connections and listeners of every core, like ``ss -tan``: local, remote, state,
+        send/receive queue bytes, core."""
+        from fsdp.tcp import usercalls as uc
+        from fsdp.tcp.tcb import TCPS_NAMES
+
+        rows = []
+        for i, core in enumerate(self._cores):
+            ids = np.zeros(core.tcb.hot.state.shape[0], np.int32)
+            n = int(uc.tcp_conn_list(core, ids))
+            for cid in ids[:n]:
+                info = self._conn_info(i, int(cid))
+                rows.append({
+                    "local": f"{ipaddress.IPv4Address(info['lip'])}:{info['lport']}",
+                    "remote": f"{ipaddress.IPv4Address(info['rip'])}:{info['rport']}",
+                    "state": TCPS_NAMES[info["state"]],
+                    "snd_q": info["snd_q"], "rcv_q": info["rcv_q"], "core": i,
+                })
+        return rows
 
     def neighbors(self) -> list[dict]:
         """The neighbour (ARP) caches of all cores."""

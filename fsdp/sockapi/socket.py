@@ -1,0 +1,572 @@
+"""``fsdp`` sockets: the ``socket.socket`` surface over the per-core TCP engine.
+
+A socket is a Python object; its connection lives in one core's TCB table (a listener lives in
+every core's listen table: Fastsocket's *listen spawn*).  Calls go straight to the jitted
+usercalls of :mod:`fsdp.tcp.usercalls`, which return ``-errno`` on failure; this module turns
+those into the exceptions the standard library raises (``OSError(errno, strerror)`` picks the
+subclass: ConnectionRefusedError, ConnectionResetError, BrokenPipeError, TimeoutError ...).
+
+Blocking calls keep every stack of the process polled while they wait (CONTRACT.md §1), with
+an adaptive back-off so an idle wait does not spin a core at 100%.  On a stack driven by a
+virtual clock (the test harness) nothing can happen while a call waits, so there a call that
+would block raises BlockingIOError, as a non-blocking socket does.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket as _stdsocket
+import struct
+import time
+
+import numpy as np
+
+from fsdp.tcp import usercalls as uc
+
+_EV_READABLE = uc.EV_READABLE
+_EV_WRITABLE = uc.EV_WRITABLE
+_EV_ERROR = uc.EV_ERROR
+_EV_CONNECTED = uc.EV_CONNECTED
+
+_SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
+_DEFAULT_BACKLOG = min(_stdsocket.SOMAXCONN, 128)  # what socket.listen() uses
+_RECV_CHUNK = 65536
+_fileno_counter = iter(range(1 << 20, 1 << 30))
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _raise_if_error(rc: int) -> int:
+    if rc < 0:
+        raise _oserror(-rc)
+    return rc
+
+
+def _parse_ipv4(host, *, allow_any: bool) -> int:
+    if not isinstance(host, str):
+        raise TypeError(f"str expected for host, not {type(host).__name__}")
+    if host in ("", "0.0.0.0") and allow_any:
+        return 0
+    if host == "<broadcast>":
+        return 0xFFFFFFFF
+    try:
+        return int(ipaddress.IPv4Address(host))
+    except ValueError:
+        # the stdlib would ask DNS; fsdp has no resolver of its own
+        raise _stdsocket.gaierror(_stdsocket.EAI_NONAME, "Name or service not known") from None
+
+
+def _parse_address(address, *, allow_any: bool) -> tuple[int, int]:
+    if not isinstance(address, tuple):
+        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = address
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("bind(): port must be 0-65535.")
+    return _parse_ipv4(host, allow_any=allow_any), port
+
+
+def _ip_str(v: int) -> str:
+    return str(ipaddress.IPv4Address(v))
+
+
+class Socket:
+    """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
+
+    def __init__(self, stack, family=_stdsocket.AF_INET, type=_stdsocket.SOCK_STREAM, proto=0):
+        if family is None:
+            family = _stdsocket.AF_INET
+        if type is None:
+            type = _stdsocket.SOCK_STREAM
+        if family != _stdsocket.AF_INET:
+            raise _oserror(errno.EAFNOSUPPORT)
+        if (type & _SOCK_TYPE_MASK) != _stdsocket.SOCK_STREAM:
+            raise _oserror(errno.ESOCKTNOSUPPORT if type in (2, 3) else errno.EINVAL)
+        if proto not in (0, _stdsocket.IPPROTO_TCP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+        self._stack = stack
+        self.family = _stdsocket.AddressFamily(family)
+        self.type = _stdsocket.SocketKind(_stdsocket.SOCK_STREAM)
+        self.proto = proto
+        self._fileno = next(_fileno_counter)
+        self._timeout: float | None = _stdsocket.getdefaulttimeout()
+        if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
+            self._timeout = 0.0
+        self._closed = False
+        self._io_refs = 0
+        self._bound: tuple[int, int] | None = None  # (ip, port) as ints
+        self._peer: tuple[int, int] | None = None
+        self._core = -1  # the core owning the connection
+        self._cid = -1  # TCB id on that core
+        self._lids: list[int] | None = None  # listener id on every core (listen spawn)
+        self._connecting = False
+        self._reuseaddr = False
+        self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
+        self._linger: tuple[int, int] = (0, 0)
+        stack._register_socket(self)
+
+    @classmethod
+    def _from_connection(cls, stack, core: int, cid: int, parent: Socket) -> Socket:
+        s = cls(stack)
+        s._core = core
+        s._cid = cid
+        info = stack._conn_info(core, cid)
+        s._bound = (info["lip"], info["lport"])
+        s._peer = (info["rip"], info["rport"])
+        # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
+        # a blocking call, so the accepted socket keeps the listener's mode).
+        s._timeout = parent._timeout if stack._virtual_clock else _stdsocket.getdefaulttimeout()
+        s._reuseaddr = parent._reuseaddr
+        s._linger = parent._linger
+        for opt, value in parent._pending_opts.items():
+            uc.tcp_setopt(stack._cores[core], cid, opt, value)
+        return s
+
+    # ---- helpers ----
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _oserror(errno.EBADF)
+
+    def _core_state(self):
+        return self._stack._cores[self._core]
+
+    def _now(self) -> int:
+        return self._stack.now_us()
+
+    def _wait(self, ready, what: str):
+        """Call ``ready()`` until it returns non-None, polling every stack of the process;
+        honours the socket's timeout.  ``ready`` may raise."""
+        r = ready()
+        if r is not None:
+            return r
+        if self._timeout == 0.0 or self._stack._virtual_clock:
+            raise _oserror(errno.EINPROGRESS if what == "connect" else errno.EAGAIN)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        idle = 0
+        from fsdp.core.stack import poll_all_stacks
+
+        while True:
+            moved = poll_all_stacks()
+            r = ready()
+            if r is not None:
+                return r
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+            if moved:
+                idle = 0
+            else:
+                idle += 1
+                if idle > 64:  # adaptive back-off: busy-poll first, then yield the core
+                    time.sleep(min(0.001, 0.00002 * (idle - 64)))
+
+    # ---- addresses ----
+    def bind(self, address) -> None:
+        self._check_open()
+        ip, port = _parse_address(address, allow_any=True)
+        if self._bound is not None or self._lids is not None or self._cid >= 0:
+            raise _oserror(errno.EINVAL)
+        if ip not in (0, self._stack._ip_int):
+            raise _oserror(errno.EADDRNOTAVAIL)
+        if port == 0:
+            port = self._stack._ephemeral_port(ip, 0, 0)
+        else:
+            self._stack._check_bind(ip, port, self._reuseaddr, self)
+        self._bound = (ip, port)
+
+    def getsockname(self):
+        self._check_open()
+        if self._bound is None:
+            return ("0.0.0.0", 0)
+        ip, port = self._bound
+        if ip == 0 and self._cid >= 0:
+            ip = self._stack._ip_int
+        return (_ip_str(ip), port)
+
+    def getpeername(self):
+        self._check_open()
+        if self._peer is None or self._cid < 0:
+            raise _oserror(errno.ENOTCONN)
+        state = uc.tcp_status(self._core_state(), self._cid)
+        if not state & _EV_CONNECTED and not self._connecting:
+            raise _oserror(errno.ENOTCONN)
+        return (_ip_str(self._peer[0]), self._peer[1])
+
+    # ---- passive open ----
+    def listen(self, backlog: int = _DEFAULT_BACKLOG) -> None:
+        self._check_open()
+        if self._cid >= 0:
+            raise _oserror(errno.EINVAL)
+        if self._lids is not None:
+            return  # Linux: listen() again only changes the backlog
+        if self._bound is None:
+            self._bound = (0, self._stack._ephemeral_port(0, 0, 0))
+        backlog = max(0, min(int(backlog), 65535))
+        self._lids = self._stack._listen(self._bound[0], self._bound[1], backlog,
+                                         self._reuseaddr)
+
+    def accept(self):
+        self._check_open()
+        if self._lids is None:
+            raise _oserror(errno.EINVAL)
+
+        def ready():
+            got = self._stack._accept(self._lids)
+            return got
+
+        core, cid = self._wait(ready, "accept")
+        conn = Socket._from_connection(self._stack, core, cid, self)
+        return conn, conn.getpeername()
+
+    # ---- active open ----
+    def connect(self, address) -> None:
+        rc = self._connect(address)
+        if rc:
+            raise _oserror(rc)
+
+    def connect_ex(self, address) -> int:
+        try:
+            return self._connect(address)
+        except BlockingIOError as e:
+            return e.errno
+
+    def _connect(self, address) -> int:
+        self._check_open()
+        rip, rport = _parse_address(address, allow_any=False)
+        if self._lids is not None:
+            raise _oserror(errno.EISCONN)
+        if self._cid >= 0:
+            status = uc.tcp_status(self._core_state(), self._cid)
+            if self._connecting:
+                if status & _EV_CONNECTED:
+                    self._connecting = False
+                    return errno.EISCONN
+                if status & _EV_ERROR:
+                    self._connecting = False
+                    return uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNREFUSED
+                if self._timeout == 0.0 or self._stack._virtual_clock:
+                    return errno.EALREADY
+            else:
+                return errno.EISCONN
+        else:
+            if rport == 0 or rip == 0:
+                return errno.ECONNREFUSED
+            lip = self._bound[0] if self._bound and self._bound[0] else self._stack._ip_int
+            lport = self._bound[1] if self._bound else 0
+            core, cid = self._stack._connect(lip, lport, rip, rport)
+            self._core, self._cid = core, cid
+            info = self._stack._conn_info(core, cid)
+            self._bound = (info["lip"], info["lport"])
+            self._peer = (rip, rport)
+            for opt, value in self._pending_opts.items():
+                uc.tcp_setopt(self._core_state(), cid, opt, value)
+            self._connecting = True
+
+        def ready():
+            st = uc.tcp_status(self._core_state(), self._cid)
+            if st & _EV_CONNECTED:
+                return 0
+            if st & _EV_ERROR:
+                return uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNREFUSED
+            return None
+
+        rc = self._wait(ready, "connect")
+        self._connecting = False
+        return rc
+
+    # ---- data ----
+    def _conn_check(self) -> None:
+        self._check_open()
+        if self._cid < 0:
+            raise _oserror(errno.ENOTCONN if self._lids is None else errno.ENOTCONN)
+
+    def send(self, data, flags: int = 0) -> int:
+        self._conn_check()
+        view = memoryview(data).cast("B")
+        if view.nbytes == 0:
+            return 0
+        arr = np.frombuffer(view, np.uint8)
+
+        def ready():
+            rc = uc.tcp_send(self._core_state(), self._cid, arr, 0, arr.shape[0], self._now())
+            if rc == -errno.EAGAIN:
+                return None
+            return _raise_if_error(rc)
+
+        n = self._wait(ready, "send")
+        self._stack._kick(self._core)
+        return n
+
+    def sendall(self, data, flags: int = 0) -> None:
+        self._conn_check()
+        view = memoryview(data).cast("B")
+        total = view.nbytes
+        sent = 0
+        deadline = None if not self._timeout else time.monotonic() + self._timeout
+        while sent < total:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out")
+            sent += self.send(view[sent:], flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError(f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        buf = bytearray(bufsize)
+        n = self.recv_into(buf, bufsize, flags)
+        return bytes(buf[:n])
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        self._conn_check()
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes == 0 or nbytes > view.nbytes:
+            nbytes = view.nbytes
+        if nbytes == 0:
+            return 0
+        out = np.frombuffer(view, np.uint8)
+        peek = bool(flags & _stdsocket.MSG_PEEK)
+        if flags & _stdsocket.MSG_DONTWAIT:
+            saved, self._timeout = self._timeout, 0.0
+        else:
+            saved = self._timeout
+
+        def ready():
+            rc = uc.tcp_recv(self._core_state(), self._cid, out, 0, nbytes, peek, self._now())
+            if rc == -errno.EAGAIN:
+                return None
+            return _raise_if_error(rc)
+
+        try:
+            n = self._wait(ready, "recv")
+        finally:
+            self._timeout = saved
+        self._stack._kick(self._core)
+        return n
+
+    def recvfrom(self, bufsize: int, flags: int = 0):
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        return self.recv_into(buffer, nbytes, flags), None
+
+    # ---- teardown ----
+    def shutdown(self, how: int) -> None:
+        self._check_open()
+        if how not in (_stdsocket.SHUT_RD, _stdsocket.SHUT_WR, _stdsocket.SHUT_RDWR):
+            raise _oserror(errno.EINVAL)
+        if self._lids is not None:
+            if how in (_stdsocket.SHUT_RD, _stdsocket.SHUT_RDWR):
+                self._stack._unlisten(self._lids)  # Linux: shutdown(SHUT_RD) stops a listener
+                self._lids = None
+            return
+        if self._cid < 0:
+            raise _oserror(errno.ENOTCONN)
+        _raise_if_error(uc.tcp_shutdown(self._core_state(), self._cid, how, self._now()))
+        self._stack._kick(self._core)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._io_refs > 0:
+            return  # makefile() objects still use it; the last one closes the connection
+        self._release()
+
+    def _release(self) -> None:
+        if self._stack._closed:
+            return
+        if self._lids is not None:
+            self._stack._unlisten(self._lids)
+            self._lids = None
+        if self._cid >= 0:
+            core = self._core_state()
+            if self._linger[0] and self._linger[1] == 0:
+                uc.tcp_abort(core, self._cid, self._now())
+            else:
+                uc.tcp_close(core, self._cid, self._now())
+            self._cid = -1
+            self._stack._kick(self._core)
+        self._stack._unregister_socket(self)
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed and self._io_refs == 0:
+            self._release()
+
+    def detach(self) -> int:
+        raise _oserror(errno.EOPNOTSUPP)
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- modes ----
+    def fileno(self) -> int:
+        return -1 if self._closed else self._fileno
+
+    def settimeout(self, value) -> None:
+        if value is None:
+            self._timeout = None
+            return
+        value = float(value)
+        if value < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self):
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    # ---- options ----
+    _SOL = {
+        _stdsocket.SO_KEEPALIVE: uc.OPT_KEEPALIVE,
+        _stdsocket.SO_RCVBUF: uc.OPT_RCVBUF,
+        _stdsocket.SO_SNDBUF: uc.OPT_SNDBUF,
+    }
+    _TCP = {
+        _stdsocket.TCP_NODELAY: uc.OPT_NODELAY,
+        _stdsocket.TCP_KEEPIDLE: uc.OPT_KEEPIDLE,
+        _stdsocket.TCP_KEEPINTVL: uc.OPT_KEEPINTVL,
+        _stdsocket.TCP_KEEPCNT: uc.OPT_KEEPCNT,
+        _stdsocket.TCP_MAXSEG: uc.OPT_MAXSEG,
+    }
+
+    def setsockopt(self, level: int, optname: int, value, optlen: int | None = None) -> None:
+        self._check_open()
+        if level == _stdsocket.SOL_SOCKET and optname == _stdsocket.SO_LINGER:
+            if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
+                raise _oserror(errno.EINVAL)
+            self._linger = struct.unpack("ii", bytes(value[:8]))
+            self._apply(uc.OPT_LINGER, self._linger[1] if self._linger[0] else -1)
+            return
+        if isinstance(value, (bytes, bytearray)):
+            if len(value) < 4:
+                raise _oserror(errno.EINVAL)
+            value = struct.unpack("i", bytes(value[:4]))[0]
+        if isinstance(value, bool):
+            value = int(value)
+        if not isinstance(value, int):
+            raise TypeError("a bytes-like object or int is required")
+        if level == _stdsocket.SOL_SOCKET:
+            if optname == _stdsocket.SO_REUSEADDR:
+                self._reuseaddr = bool(value)
+                return
+            opt = self._SOL.get(optname)
+        elif level == _stdsocket.IPPROTO_TCP:
+            opt = self._TCP.get(optname)
+        else:
+            opt = None
+        if opt is None:
+            raise _oserror(errno.ENOPROTOOPT)
+        self._apply(opt, value)
+
+    def _apply(self, opt: int, value: int) -> None:
+        self._pending_opts[opt] = value
+        if self._cid >= 0:
+            _raise_if_error(uc.tcp_setopt(self._core_state(), self._cid, opt, value))
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None):
+        self._check_open()
+        if level == _stdsocket.SOL_SOCKET:
+            if optname == _stdsocket.SO_ERROR:
+                v = 0
+                if self._cid >= 0:
+                    v = int(uc.tcp_take_error(self._core_state(), self._cid))
+            elif optname == _stdsocket.SO_REUSEADDR:
+                v = int(self._reuseaddr)
+            elif optname == _stdsocket.SO_TYPE:
+                v = int(_stdsocket.SOCK_STREAM)
+            elif optname == _stdsocket.SO_LINGER:
+                packed = struct.pack("ii", *self._linger)
+                return packed if buflen else struct.unpack("i", packed[:4])[0]
+            elif optname in self._SOL:
+                v = self._get(self._SOL[optname])
+            else:
+                raise _oserror(errno.ENOPROTOOPT)
+        elif level == _stdsocket.IPPROTO_TCP and optname in self._TCP:
+            v = self._get(self._TCP[optname])
+        else:
+            raise _oserror(errno.ENOPROTOOPT)
+        if buflen:
+            return struct.pack("i", v)[:buflen]
+        return v
+
+    def _get(self, opt: int) -> int:
+        if self._cid >= 0:
+            return int(uc.tcp_getopt(self._core_state(), self._cid, opt))
+        return int(self._pending_opts.get(opt, self._stack._default_sockopt(opt)))
+
+    # ---- files ----
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+        """Like ``socket.socket.makefile`` (the stdlib's SocketIO over this socket)."""
+        import io
+
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = _stdsocket.SocketIO(self, rawmode)
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if "b" not in mode:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buffer = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if "b" in mode:
+            return buffer
+        text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        text.mode = mode
+        return text
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return "<fsdp.socket [closed]>"
+        parts = [f"fd={self._fileno}", f"family={self.family!s}", f"type={self.type!s}"]
+        if self._bound:
+            parts.append(f"laddr={self.getsockname()}")
+        if self._peer and self._cid >= 0:
+            parts.append(f"raddr=({_ip_str(self._peer[0])!r}, {self._peer[1]})")
+        return f"<fsdp.socket {', '.join(parts)}>"
+
+
+SocketType = Socket
