@@ -13,7 +13,6 @@ import itertools
 
 from fsdp.core.stack import Stack, _parse_mac
 from fsdp.driver.sim import SimWire
-from fsdp.wire.ethernet import ETH_HLEN
 
 _MAX_PASSES_PER_STEP = 100_000
 _harness_ids = itertools.count()
@@ -75,13 +74,7 @@ class Harness:
 
     def send(self, pkt) -> None:
         """Put ``pkt`` on the wire from the peer and let the stack process it now."""
-        frame = self._frame_bytes(pkt)
-        if len(frame) < ETH_HLEN:
-            # No switch can forward a frame without a destination MAC; hand it to the stack's
-            # receive path directly so runts are exercised too.
-            self.stack._receive_bytes(frame, self._now_us)
-        else:
-            self._peer.inject(frame, now=self._now_us)
+        self._peer.inject(self._frame_bytes(pkt), now=self._now_us)  # runts included
         self._settle()
 
     def recv(self) -> list:

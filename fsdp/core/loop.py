@@ -16,13 +16,12 @@ from fsdp.core.stats import (
     STAT_ETH_TRUNCATED,
     STAT_ETH_UNKNOWN_TYPE,
     STAT_IP_UNKNOWN_PROTO,
-    STAT_POOL_EMPTY,
     STAT_RX_BYTES,
     STAT_RX_FRAMES,
 )
 from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
 from fsdp.driver.api import nic_next_event, nic_rx_burst
-from fsdp.pool.pool import frame_alloc, frame_free
+from fsdp.pool.pool import frame_free
 from fsdp.tcp.icmp import icmp_input, icmp_send_error
 from fsdp.tcp.input import tcp_input
 from fsdp.tcp.ip import ip_validate
@@ -89,25 +88,6 @@ def eth_input(core, fid, now):
     else:
         core.stats[STAT_ETH_UNKNOWN_TYPE] += 1
         frame_free(pool, fid)
-
-
-@njit(cache=True)
-def receive_bytes(core, data, now):
-    """Process ``data`` as one frame received on this core's queue, outside the NIC path (frames
-    no switch can carry, such as runts shorter than an Ethernet header); False without a frame."""
-    pool = core.pool
-    fid = frame_alloc(pool)
-    if fid < 0:
-        core.stats[STAT_POOL_EMPTY] += 1
-        return False
-    off = pool.off[fid]
-    n = min(data.shape[0], pool.data.shape[1] - off)
-    pool.data[fid, off : off + n] = data[:n]
-    pool.length[fid] = n
-    core.var[V_NOW] = now
-    eth_input(core, fid, now)
-    tx_flush(core, now)
-    return True
 
 
 @njit(cache=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fsdp.core.config import CFG_CAPTURE, StackOptions
-from fsdp.core.loop import next_deadline, receive_bytes, run_once
+from fsdp.core.loop import next_deadline, run_once
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
@@ -171,10 +171,6 @@ class Stack:
             for core in self._cores:
                 capture_drain(core.capture, self._capture)
         return n
-
-    def _receive_bytes(self, frame: bytes, now: int, core: int = 0) -> None:
-        """Process raw bytes as a frame received by ``core`` (test harness: runt frames)."""
-        receive_bytes(self._cores[core], np.frombuffer(bytes(frame), np.uint8), now)
 
     def next_deadline(self) -> int:
         """The earliest µs time a timer or the NIC needs a pass, or -1."""
