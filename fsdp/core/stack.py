@@ -424,11 +424,17 @@ class Stack:
         return None
 
     # ---- capture ----
-    def capture(self, path, *, snaplen: int = 2048, slots: int = 4096) -> None:
-        """Start writing every frame this stack receives and sends to a pcap file."""
+    def capture(self, path, *, queue: int | None = None, snaplen: int = 2048,
+                slots: int = 4096) -> None:
+        """Start writing the frames this stack receives and sends to a pcap file: every queue
+        (the whole port), or only NIC queue ``queue`` (= core ``queue``)."""
+        if queue is not None and not 0 <= queue < self.cores:
+            raise ValueError(f"queue must be in [0, {self.cores}), not {queue}")
         self.stop_capture()
         self._capture = PcapWriter(path, snaplen=snaplen)
         for i, core in enumerate(self._cores):
+            if queue is not None and i != queue:
+                continue
             self._cores[i] = core._replace(capture=capture_ring_create(slots=slots, snaplen=snaplen))
             self._cores[i].cfg[CFG_CAPTURE] = 1
 

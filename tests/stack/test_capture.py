@@ -1,0 +1,44 @@
+"""pcap capture of a stack, read back with Scapy (and tcpdump where installed)."""
+
+import itertools
+import os
+import shutil
+import subprocess
+
+import pytest
+from scapy.layers.inet import ICMP
+from scapy.layers.l2 import ARP
+from scapy.utils import rdpcap
+
+import fsdp
+
+_n = itertools.count()
+
+
+def test_capture_of_a_ping_exchange(tmp_path):
+    wire = f"sim:captest-{os.getpid()}-{next(_n)}"
+    path = tmp_path / "a.pcap"
+    with fsdp.Stack(nic=wire, ip="10.7.0.1/24") as a, fsdp.Stack(nic=wire, ip="10.7.0.2/24") as b:
+        a.capture(str(path))
+        rtts = a.ping("10.7.0.2", 2, timeout=2.0)
+        assert all(r is not None for r in rtts)
+        a.stop_capture()
+        b.audit()
+    pkts = rdpcap(str(path))
+    kinds = [("arp", p[ARP].op) if p.haslayer(ARP) else ("icmp", p[ICMP].type) for p in pkts]
+    assert kinds == [("arp", 1), ("arp", 2), ("icmp", 8), ("icmp", 0), ("icmp", 8), ("icmp", 0)]
+    ts = [float(p.time) for p in pkts]
+    assert ts == sorted(ts)
+    if shutil.which("tcpdump"):
+        out = subprocess.run(["tcpdump", "-nr", str(path)], capture_output=True, text=True, check=True)
+        assert out.stdout.count("ICMP echo request") == 2
+
+
+def test_capture_one_queue_only(tmp_path):
+    wire = f"sim:captest-{os.getpid()}-{next(_n)}"
+    with fsdp.Stack(nic=wire, ip="10.7.1.1/24", cores=2) as a:
+        with pytest.raises(ValueError):
+            a.capture(str(tmp_path / "x.pcap"), queue=2)
+        a.capture(str(tmp_path / "q1.pcap"), queue=1)
+        a.stop_capture()
+    assert len(rdpcap(str(tmp_path / "q1.pcap"))) == 0
