@@ -68,6 +68,73 @@ STAT_NAMES = (
     # the NIC queue
     "nic_tx_dropped",
     "capture_dropped",
+    # TCP engine (fsdp/tcp): connections
+    "tcp_active_opens",  # connect() sent a SYN
+    "tcp_passive_opens",  # a listener created a connection (SYN-RECEIVED)
+    "tcp_attempt_fails",  # SYN-SENT / SYN-RECEIVED connections that failed
+    "tcp_estab_resets",  # ESTABLISHED / CLOSE-WAIT connections reset
+    "tcp_segs_out",  # segments sent by connections (RSTs of CLOSED counted in tcp_rst_out)
+    "tcp_retrans_segs",  # segments sent again
+    "tcp_conn_table_full",  # no free TCB (max_conns)
+    # segment validation
+    "tcp_not_unicast",  # TCP to a broadcast address
+    "tcp_bad_port",  # source or destination port 0
+    "tcp_syn_fin",  # SYN together with FIN (dropped, as Linux)
+    "tcp_md5_unexpected",  # MD5 signature option with no key (RFC 2385 §3, dropped as Linux)
+    "tcp_out_of_window",  # RFC 9293 §3.10.7.4 first check: unacceptable segment
+    "tcp_paws_dropped",  # RFC 7323 §5 PAWS: old timestamp
+    "tcp_oow_acks_limited",  # ACK to an unacceptable segment not sent (per-connection rate limit)
+    "tcp_rst_accepted",  # RST that reset a connection
+    "tcp_rst_ignored",  # RST outside the window, or in a state that ignores it
+    "tcp_challenge_acks",  # RFC 5961 challenge ACKs sent
+    "tcp_challenge_acks_limited",  # challenge ACKs suppressed by the rate limits
+    "tcp_syn_challenge",  # SYN in a synchronized state (RFC 5961 §4)
+    "tcp_ack_unsent",  # SEG.ACK > SND.NXT (RFC 5961 §5.2)
+    "tcp_ack_too_old",  # SEG.ACK < SND.UNA - MAX.SND.WND (RFC 5961 §5.2)
+    "tcp_bad_ack_syn_recv",  # unacceptable ACK in SYN-RECEIVED (answered with RST)
+    "tcp_no_ack_dropped",  # segment without ACK in a synchronized state
+    "tcp_data_after_shutdown",  # data for a connection closed for reading (answered with RST)
+    "tcp_rcv_queue_full",  # in-order data beyond the receive buffer
+    "tcp_ofo_queued",  # out-of-order segments kept for reassembly
+    "tcp_ofo_dropped",  # out-of-order segments dropped (reassembly memory bound)
+    "tcp_dup_data",  # segments that carried only data already received
+    "tcp_urg_ignored",  # segments with URG (the pointer is consumed, the data is inline)
+    # listeners
+    "tcp_listen_overflows",  # final ACK or SYN dropped: accept queue full
+    "tcp_listen_drops",  # SYNs dropped by a listener (any reason)
+    "tcp_syn_backlog_full",  # SYN backlog full and SYN cookies off
+    "tcp_syncookies_sent",  # stateless SYN-ACKs (RFC 4987 §3.6)
+    "tcp_syncookies_recv",  # connections created from a valid cookie
+    "tcp_syncookies_failed",  # ACKs to a listener with an invalid cookie
+    "tcp_synack_retrans",  # SYN-ACKs sent again
+    "tcp_accept_reset",  # connections reset because the listener closed before accept()
+    # timers and loss recovery
+    "tcp_timeouts",  # retransmission timer expirations (RFC 6298 (5.4))
+    "tcp_syn_retrans",  # SYNs sent again
+    "tcp_fast_retrans",  # fast retransmissions (RFC 5681 §3.2, RFC 6675)
+    "tcp_recovery_episodes",  # fast recovery episodes entered
+    "tcp_sack_recovery",  # recovery episodes that used the SACK scoreboard (RFC 6675)
+    "tcp_partial_acks",  # RFC 6582 partial ACKs in recovery
+    "tcp_limited_transmit",  # segments sent by limited transmit (RFC 3042)
+    "tcp_timeout_aborts",  # connections given up after too many retransmissions (ETIMEDOUT)
+    "tcp_persist_probes",  # zero-window probes (RFC 9293 §3.8.6.1)
+    "tcp_keepalive_probes",  # keep-alive probes (RFC 1122 §4.2.3.6)
+    "tcp_keepalive_aborts",  # connections dropped after unanswered keep-alives
+    "tcp_delayed_acks",  # ACKs sent by the delayed-ACK timer
+    "tcp_dup_acks_in",  # duplicate ACKs received (RFC 5681 §2 definition)
+    "tcp_dsacks_sent",  # D-SACK blocks sent (RFC 2883)
+    "tcp_rtt_samples",  # RTT measurements (RFC 6298, RFC 7323 §4)
+    # closing
+    "tcp_abort_on_close",  # close() with unread data: RST (RFC 9293 §3.10.4, as Linux)
+    "tcp_abort_on_linger",  # SO_LINGER 0 close: RST
+    "tcp_abort_on_data",  # data arrived after close(): RST
+    "tcp_fin_wait2_timeouts",  # orphaned FIN-WAIT-2 connections ended by tcp_fin_timeout
+    "tcp_time_wait_entered",  # connections that entered TIME-WAIT
+    "tcp_tw_recycled",  # oldest TIME-WAIT TCB reused because tcp_max_tw_buckets was reached
+    "tcp_tw_killed",  # TIME-WAIT ended by a RST (Linux tcp_rfc1337=0)
+    "tcp_tw_reopened",  # SYN reopening a TIME-WAIT 4-tuple (RFC 6191 / RFC 1122 §4.2.2.13)
+    "tcp_icmp_unreach",  # ICMP destination unreachable for a connection (soft error)
+    "tcp_no_frame",  # segments not sent: no free frame
 )
 
 STAT_RX_FRAMES = 0
@@ -123,6 +190,68 @@ STAT_TCP_RST_OUT = 49
 STAT_TCP_NO_LISTENER = 50
 STAT_NIC_TX_DROPPED = 51
 STAT_CAPTURE_DROPPED = 52
+STAT_TCP_ACTIVE_OPENS = 53
+STAT_TCP_PASSIVE_OPENS = 54
+STAT_TCP_ATTEMPT_FAILS = 55
+STAT_TCP_ESTAB_RESETS = 56
+STAT_TCP_SEGS_OUT = 57
+STAT_TCP_RETRANS_SEGS = 58
+STAT_TCP_CONN_TABLE_FULL = 59
+STAT_TCP_NOT_UNICAST = 60
+STAT_TCP_BAD_PORT = 61
+STAT_TCP_SYN_FIN = 62
+STAT_TCP_MD5_UNEXPECTED = 63
+STAT_TCP_OUT_OF_WINDOW = 64
+STAT_TCP_PAWS_DROPPED = 65
+STAT_TCP_OOW_ACKS_LIMITED = 66
+STAT_TCP_RST_ACCEPTED = 67
+STAT_TCP_RST_IGNORED = 68
+STAT_TCP_CHALLENGE_ACKS = 69
+STAT_TCP_CHALLENGE_ACKS_LIMITED = 70
+STAT_TCP_SYN_CHALLENGE = 71
+STAT_TCP_ACK_UNSENT = 72
+STAT_TCP_ACK_TOO_OLD = 73
+STAT_TCP_BAD_ACK_SYN_RECV = 74
+STAT_TCP_NO_ACK_DROPPED = 75
+STAT_TCP_DATA_AFTER_SHUTDOWN = 76
+STAT_TCP_RCV_QUEUE_FULL = 77
+STAT_TCP_OFO_QUEUED = 78
+STAT_TCP_OFO_DROPPED = 79
+STAT_TCP_DUP_DATA = 80
+STAT_TCP_URG_IGNORED = 81
+STAT_TCP_LISTEN_OVERFLOWS = 82
+STAT_TCP_LISTEN_DROPS = 83
+STAT_TCP_SYN_BACKLOG_FULL = 84
+STAT_TCP_SYNCOOKIES_SENT = 85
+STAT_TCP_SYNCOOKIES_RECV = 86
+STAT_TCP_SYNCOOKIES_FAILED = 87
+STAT_TCP_SYNACK_RETRANS = 88
+STAT_TCP_ACCEPT_RESET = 89
+STAT_TCP_TIMEOUTS = 90
+STAT_TCP_SYN_RETRANS = 91
+STAT_TCP_FAST_RETRANS = 92
+STAT_TCP_RECOVERY_EPISODES = 93
+STAT_TCP_SACK_RECOVERY = 94
+STAT_TCP_PARTIAL_ACKS = 95
+STAT_TCP_LIMITED_TRANSMIT = 96
+STAT_TCP_TIMEOUT_ABORTS = 97
+STAT_TCP_PERSIST_PROBES = 98
+STAT_TCP_KEEPALIVE_PROBES = 99
+STAT_TCP_KEEPALIVE_ABORTS = 100
+STAT_TCP_DELAYED_ACKS = 101
+STAT_TCP_DUP_ACKS_IN = 102
+STAT_TCP_DSACKS_SENT = 103
+STAT_TCP_RTT_SAMPLES = 104
+STAT_TCP_ABORT_ON_CLOSE = 105
+STAT_TCP_ABORT_ON_LINGER = 106
+STAT_TCP_ABORT_ON_DATA = 107
+STAT_TCP_FIN_WAIT2_TIMEOUTS = 108
+STAT_TCP_TIME_WAIT_ENTERED = 109
+STAT_TCP_TW_RECYCLED = 110
+STAT_TCP_TW_KILLED = 111
+STAT_TCP_TW_REOPENED = 112
+STAT_TCP_ICMP_UNREACH = 113
+STAT_TCP_NO_FRAME = 114
 
 STAT_COUNT = len(STAT_NAMES)
 
