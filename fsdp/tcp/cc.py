@@ -1,0 +1,504 @@
+"""Congestion control: NewReno (RFC 5681, RFC 6582, RFC 3465) and CUBIC (RFC 9438), per TCB.
+
+Read first: RFC 5681 §3 (slow start, congestion avoidance, fast retransmit/recovery, restart
+after idle), RFC 6582 §3.2 (NewReno's partial and full ACKs), RFC 6928 (initial window), RFC
+3042 (limited transmit), RFC 9438 §4 (CUBIC), RFC 6675 §5 (what cwnd is during SACK recovery).
+Where the RFCs leave a choice fsdp does what Linux does (tcp_input.c, tcp_cong.c, tcp_cubic.c),
+except where noted below.
+
+The TCP engine calls these at fixed points of ACK processing; the algorithm is picked by the
+integer column ``t.hot.cc_algo[cid]`` (``CC_NEWRENO`` / ``CC_CUBIC``), never by a function value.
+All state is in the TCB (``cwnd, ssthresh, dupacks, recover, cc_w_max, cc_epoch_us``); windows are
+bytes, times µs, and every function is integer arithmetic on int64 (the uint32 columns are read
+through ``np.int64`` so that no uint32/int64 mix becomes a float).
+
+Engine call points::
+
+    established (MSS known) ... cc_init(t, cid, mss)
+    ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)        (when cwnd-limited)
+    dup ACK 1 and 2 ... cc_limited_transmit_allowed(t, cid, dupacks)          (RFC 3042)
+    dup ACK 3 / SACK loss ... if cc_may_enter_recovery(t, cid, ack): cc_enter_recovery(...)
+    dup ACK in non-SACK recovery ... cc_on_dupack_in_recovery(t, cid)         (RFC 6582 step 3)
+    ACK in recovery ... cc_is_full_ack(t, cid, ack) ? cc_exit_recovery : cc_on_partial_ack
+    RTO ... cc_on_rto(t, cid, flight, now)
+    sending with nothing in flight ... cc_after_idle(t, cid, now, rto)
+
+Choices (RFC vs Linux), each also at its function:
+
+* Slow start: RFC 3465 appropriate byte counting with L = 2*SMSS: ``cwnd += min(acked, 2*mss)``
+  per ACK, so delayed ACKs still double cwnd per RTT.  Linux counts every newly ACKed segment
+  with no limit, which RFC 3465 §2.2 forbids above L = 2.  As Linux's tcp_slow_start, cwnd stops
+  at ssthresh and the rest of the ACK counts toward congestion avoidance.
+* NewReno congestion avoidance: RFC 3465 §2.1 byte counting (RFC 5681 §3.1 allows it), cwnd +=
+  SMSS per cwnd bytes ACKed, exactly Linux's tcp_cong_avoid_ai in bytes.  The counter lives in
+  ``cc_w_max`` (which CUBIC uses for W_max; NewReno has no W_max).  RFC 5681's per-ACK
+  ``SMSS*SMSS/cwnd`` rounded up to 1 byte would grow many MSS per RTT at large windows.
+* ssthresh on loss: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681 eq. 4; Linux uses cwnd/2);
+  CUBIC ``max(cwnd*β, 2*SMSS)`` with Linux's β = 717/1024 and fast convergence (RFC 9438 §4.6
+  allows cwnd in place of flight size if cwnd does not grow while the sender is not
+  cwnd-limited: call ``cc_on_ack`` only when cwnd-limited, as Linux's tcp_is_cwnd_limited).
+* Fast recovery entry: non-SACK ``cwnd = ssthresh + 3*SMSS`` (RFC 6582 §3.2 step 2, with step 3
+  inflation and step 5 partial deflation); SACK ``cwnd = ssthresh`` and the engine sends while
+  ``pipe < cwnd`` (RFC 6675 §5).  Linux uses PRR (RFC 6937) for both; not implemented.
+* Full ACK (RFC 6582 §3.2 step 6): option 1, ``cwnd = min(ssthresh, max(FlightSize, SMSS) +
+  SMSS)``.  Linux sets cwnd = ssthresh, safe there because PRR has already brought the flight
+  down to ssthresh; without PRR or pacing option 1 is the one that cannot burst.
+* RTO: cwnd = 1 SMSS (RFC 5681 LW); ssthresh is reduced only once per loss episode (Linux
+  tcp_enter_loss: not again while ``snd_una < recover``, so a backed-off second RTO or an RTO
+  in fast recovery keeps the ssthresh already halved; RFC 5681 §3.1 likewise reduces only if
+  the segment "has not yet been resent by way of the retransmission timer").  CUBIC then forgets
+  W_max as Linux's bictcp_state(TCP_CA_Loss) does.
+* Restart after idle: Linux's tcp_cwnd_restart (RFC 5681 §4.1 restart window, RW = IW): cwnd is
+  halved per RTO idle, not below min(IW, cwnd); ssthresh = max(ssthresh, 3/4 cwnd).
+* ``recover`` is Linux's high_seq: snd_max at recovery entry or RTO; a full ACK is
+  ``ack >= recover``.  RFC 6582 step 1 then reads "enter fast retransmit only if ack >=
+  recover".  Outside a loss episode ``cc_on_ack`` keeps ``recover`` at snd_una, so that after
+  2^31 bytes without loss the comparison cannot wrap.
+
+CUBIC (RFC 9438 §4, Linux's tcp_cubic.c parameters: β = 717/1024, C = 410/1024, fast
+convergence and TCP friendliness on, no HyStart):
+
+* ``W_cubic(t) = C*(t-K)^3 + W_max`` in segments, t from the epoch start (first congestion
+  avoidance ACK) plus one SRTT (RFC 9438 §4.4 "t + RTT"; Linux uses the minimum RTT), K =
+  cbrt((W_max - cwnd_epoch)/C) (§4.2).  Time runs in 1/1024 s units as Linux's BICTCP_HZ; K
+  comes from an exact integer cube root.
+* cwnd_epoch is ``ssthresh``: every path into congestion avoidance starts there (slow start
+  stops at ssthresh, recovery exit and RTO leave cwnd <= ssthresh), so K needs no column of
+  its own and is recomputed per ACK.
+* Per ACK, ``cwnd += (target - cwnd) * acked / cwnd`` rounded up and never past ``target``
+  (RFC 9438 §4.4, target clamped to [cwnd, 1.5*cwnd]).  Linux carries the fraction in
+  snd_cwnd_cnt; the TCB has no column for it, and rounding up with the cap keeps cwnd on the
+  curve at any window size (truncating would stall cwnd below the curve at large windows).
+  When the curve is at or below cwnd, cwnd does not grow (RFC 9438 §4.4; Linux adds 1% per RTT).
+* TCP-friendly region (§4.3): ``W_est = cwnd_epoch + α*SMSS*elapsed/SRTT``, α = 3(1-β)/(1+β):
+  the RFC 8312 closed form, equal to RFC 9438's per-ACK sum when cwnd-limited (Linux counts
+  ACKs in a ca->ack_cnt field that the TCB does not have).  The target is max(W_cubic, W_est).
+* No loss yet (W_max = 0) in congestion avoidance: at least 5% per RTT (Linux's cnt <= 20).
+* After idle with nothing in flight, the epoch moves forward by the idle time (Linux's
+  CA_EVENT_TX_START), so the curve does not jump; after a restart-window reduction the epoch
+  restarts (ssthresh may have changed, and it is cwnd_epoch).
+"""
+
+import numpy as np
+from numba import njit
+
+from fsdp.tcp.tcb import CC_CUBIC, TCP_INFINITE_SSTHRESH, TF_IN_RECOVERY
+from fsdp.wire.tcp import seq_geq, seq_lt
+
+# --- constants -------------------------------------------------------------------------------
+CC_IW_MAX_BYTES = 14600  # RFC 6928 §2: IW = min(10*MSS, max(2*MSS, 14600))
+CC_IW_SEGMENTS = 10
+CC_ABC_L = 2  # RFC 3465 §2.2: slow start grows at most L*SMSS per ACK (L <= 2)
+CC_DUPTHRESH = 3  # RFC 5681 §3.2: the third duplicate ACK starts fast retransmit
+CC_LIMITED_TRANSMIT_MAX = 2  # RFC 3042 §2: the first two duplicate ACKs
+# Largest cwnd: RFC 7323 §2.3 caps the peer's window at 65535 << 14 < 2^30, so a larger cwnd is
+# never usable; the cap also keeps every product below in int64 and cwnd < ssthresh's "infinite".
+CC_MAX_CWND = 1 << 30
+
+CUBIC_BETA = 717  # β = 717/1024 ≈ 0.7 (Linux tcp_cubic beta; RFC 9438 §4.6)
+CUBIC_BETA_SCALE = 1024
+CUBIC_C = 410  # C = 410/1024 ≈ 0.4 (Linux bic_scale*10; RFC 9438 §4.2 C = 0.4)
+CUBIC_HZ_SHIFT = 10  # time in 1/1024 s units (Linux BICTCP_HZ)
+CUBIC_NO_EPOCH = -1  # cc_epoch_us: no congestion-avoidance epoch running
+# α_cubic = 3(1-β)/(1+β) (RFC 9438 §4.3) = 3*(1024-717)/(1024+717) with β = 717/1024
+CUBIC_ALPHA_NUM = 3 * (CUBIC_BETA_SCALE - CUBIC_BETA)
+CUBIC_ALPHA_DEN = CUBIC_BETA_SCALE + CUBIC_BETA
+_CUBIC_MAX_OFFS = 1 << 18  # |t-K| clamp (256 s): C*offs^3 stays in int64
+_CUBIC_MAX_ELAPSED_US = 1 << 36  # ~19 h: α*mss*elapsed stays in int64
+_USEC_PER_SEC = 1_000_000
+_INF = TCP_INFINITE_SSTHRESH
+_NOT_IN_RECOVERY = 0xFFFFFFFF ^ TF_IN_RECOVERY
+
+
+# --- helpers ---------------------------------------------------------------------------------
+@njit(inline="always", cache=True)
+def _mss(t, cid):
+    m = np.int64(t.hot.mss[cid])
+    return m if m > 0 else np.int64(1)
+
+
+@njit(inline="always", cache=True)
+def _clamp_cwnd(cwnd, mss):
+    """cwnd within [1 SMSS, CC_MAX_CWND]."""
+    if cwnd > CC_MAX_CWND:
+        cwnd = np.int64(CC_MAX_CWND)
+    if cwnd < mss:
+        cwnd = mss
+    return cwnd
+
+
+@njit(inline="always", cache=True)
+def _clamp_ssthresh(ssthresh, mss):
+    """ssthresh within [2 SMSS, TCP_INFINITE_SSTHRESH] (RFC 5681 eq. 4's floor)."""
+    if ssthresh > _INF:
+        ssthresh = np.int64(_INF)
+    if ssthresh < 2 * mss:
+        ssthresh = 2 * mss
+    return ssthresh
+
+
+@njit(cache=True)
+def cc_initial_window(mss):
+    """RFC 6928 §2: ``min(10*MSS, max(2*MSS, 14600))`` bytes."""
+    mss = np.int64(mss)
+    if mss < 1:
+        mss = np.int64(1)
+    return min(CC_IW_SEGMENTS * mss, max(2 * mss, np.int64(CC_IW_MAX_BYTES)))
+
+
+@njit(cache=True)
+def icbrt(x):
+    """Floor of the cube root of ``0 <= x < 2^63`` (bitwise, exact; Hacker's Delight 11-2)."""
+    x = np.int64(x)
+    y = np.int64(0)
+    for s in range(63, -1, -3):
+        y = 2 * y
+        b = 3 * y * (y + 1) + 1
+        if (x >> s) >= b:
+            x -= b << s
+            y += 1
+    return y
+
+
+@njit(cache=True)
+def cubic_k(w_max, cwnd_epoch, mss):
+    """K of RFC 9438 §4.2 in 1/1024 s: cbrt((W_max - cwnd_epoch) / (C * MSS)); 0 if W_max <=
+    cwnd_epoch."""
+    d = np.int64(w_max) - np.int64(cwnd_epoch)
+    mss = max(np.int64(mss), np.int64(1))
+    if d <= 0:
+        return np.int64(0)
+    q = (d << 20) // mss  # segments in 2^-20 units; d < 2^33 keeps it < 2^53
+    if q > (np.int64(1) << 50):
+        q = np.int64(1) << 50
+    # segments / C * 2^30: cube root is in 2^-10 s units
+    return icbrt((q // CUBIC_C) << 20)
+
+
+@njit(cache=True)
+def cubic_window(w_max, cwnd_epoch, mss, t_us):
+    """W_cubic at ``t_us`` µs into the epoch, in bytes (RFC 9438 eq. 1, origin max(W_max,
+    cwnd_epoch) as Linux); 0 where the curve would go negative."""
+    w_max = np.int64(w_max)
+    cwnd_epoch = np.int64(cwnd_epoch)
+    mss = max(np.int64(mss), np.int64(1))
+    k = cubic_k(w_max, cwnd_epoch, mss)
+    origin = w_max if w_max > cwnd_epoch else cwnd_epoch
+    t_us = np.int64(t_us)
+    if t_us < 0:
+        t_us = np.int64(0)
+    if t_us > _CUBIC_MAX_ELAPSED_US:
+        t_us = np.int64(_CUBIC_MAX_ELAPSED_US)
+    t_u = (t_us << CUBIC_HZ_SHIFT) // _USEC_PER_SEC
+    offs = k - t_u if t_u < k else t_u - k
+    if offs > _CUBIC_MAX_OFFS:
+        offs = np.int64(_CUBIC_MAX_OFFS)
+    # C * offs^3 in segments * 2^10, then bytes
+    seg_q10 = (CUBIC_C * offs * offs * offs) >> (3 * CUBIC_HZ_SHIFT)
+    delta = (seg_q10 * mss) >> CUBIC_HZ_SHIFT
+    if t_u < k:
+        w = origin - delta
+        return w if w > 0 else np.int64(0)
+    return origin + delta
+
+
+@njit(inline="always", cache=True)
+def _cubic_reset(t, cid):
+    t.hot.cc_epoch_us[cid] = CUBIC_NO_EPOCH
+
+
+@njit(inline="always", cache=True)
+def _newreno_cnt_reset(t, cid):
+    t.hot.cc_w_max[cid] = 0  # NewReno keeps its byte counter in cc_w_max
+
+
+@njit(inline="always", cache=True)
+def _reset_growth_state(t, cid):
+    """A window reduction ends CUBIC's epoch and restarts NewReno's byte count."""
+    if t.hot.cc_algo[cid] == CC_CUBIC:
+        _cubic_reset(t, cid)
+    else:
+        _newreno_cnt_reset(t, cid)
+
+
+@njit(cache=True)
+def _cubic_congestion_avoidance(t, cid, cwnd, acked, mss, now):
+    """One ACK of ``acked`` bytes in congestion avoidance; returns the new cwnd."""
+    h = t.hot
+    if h.cc_epoch_us[cid] == CUBIC_NO_EPOCH:
+        h.cc_epoch_us[cid] = now
+    elapsed = np.int64(now) - h.cc_epoch_us[cid]
+    if elapsed < 0:
+        elapsed = np.int64(0)
+    if elapsed > _CUBIC_MAX_ELAPSED_US:
+        elapsed = np.int64(_CUBIC_MAX_ELAPSED_US)
+    srtt = np.int64(h.srtt[cid])
+    if srtt < 0:
+        srtt = np.int64(0)
+    w_max = np.int64(h.cc_w_max[cid])
+    cwnd_epoch = np.int64(h.ssthresh[cid])  # see the module docstring
+    if cwnd_epoch > cwnd:
+        cwnd_epoch = cwnd
+    target = cubic_window(w_max, cwnd_epoch, mss, elapsed + srtt)
+    if w_max == 0:  # no loss seen yet: at least 5% per RTT (Linux cnt <= 20)
+        floor = cwnd + cwnd // 20
+        if target < floor:
+            target = floor
+    if srtt > 0:  # TCP-friendly region, RFC 9438 §4.3
+        w_est = cwnd_epoch + (CUBIC_ALPHA_NUM * mss * elapsed) // (CUBIC_ALPHA_DEN * srtt)
+        if w_est > target:
+            target = w_est
+    cap = cwnd + cwnd // 2  # RFC 9438 §4.4: at most 1.5 cwnd per RTT (Linux cnt >= 2)
+    if target > cap:
+        target = cap
+    if target <= cwnd:
+        return cwnd
+    room = target - cwnd
+    inc = (room * acked + cwnd - 1) // cwnd  # rounded up, never past target
+    if inc > room:
+        inc = room
+    return cwnd + inc
+
+
+# --- public API ------------------------------------------------------------------------------
+@njit(cache=True)
+def cc_init(t, cid, mss):
+    """Start congestion control for a new connection (call when the send MSS is known).
+
+    cwnd = RFC 6928 initial window, ssthresh "arbitrarily high" (RFC 5681 §3.1), no duplicate
+    ACKs, recover = snd_una - 1 (RFC 6582 §3.2: ISS once the SYN is acknowledged), CUBIC and
+    NewReno state cleared."""
+    h = t.hot
+    h.cwnd[cid] = cc_initial_window(mss)
+    h.ssthresh[cid] = _INF
+    h.dupacks[cid] = 0
+    h.recover[cid] = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
+    h.cc_w_max[cid] = 0
+    h.cc_epoch_us[cid] = CUBIC_NO_EPOCH
+    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+
+
+@njit(cache=True)
+def cc_set_algo(t, cid, algo):
+    """Switch the connection to ``algo`` (CC_*), clearing the per-algorithm state (Linux
+    tcp_reinit_congestion_control); cwnd and ssthresh carry over."""
+    t.hot.cc_algo[cid] = algo
+    t.hot.cc_w_max[cid] = 0
+    t.hot.cc_epoch_us[cid] = CUBIC_NO_EPOCH
+
+
+@njit(inline="always", cache=True)
+def cc_in_slow_start(t, cid):
+    """RFC 5681 §3.1: slow start while cwnd < ssthresh."""
+    return np.int64(t.hot.cwnd[cid]) < np.int64(t.hot.ssthresh[cid])
+
+
+@njit(cache=True)
+def cc_on_ack(t, cid, acked_bytes, now):
+    """``acked_bytes`` of new data cumulatively ACKed outside recovery: grow cwnd.
+
+    Slow start: ``cwnd += min(acked, 2*SMSS)`` (RFC 3465 L = 2), stopping at ssthresh with the
+    remainder counted in congestion avoidance (Linux tcp_slow_start).  Congestion avoidance:
+    NewReno +1 SMSS per cwnd bytes ACKed (RFC 3465 §2.1), or CUBIC (RFC 9438 §4).  Call it only
+    while the sender is cwnd-limited (RFC 7661, Linux tcp_is_cwnd_limited); does nothing in
+    recovery."""
+    h = t.hot
+    acked = np.int64(acked_bytes)
+    if acked <= 0 or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+        return
+    una = np.int64(h.snd_una[cid])
+    if seq_geq(una, h.recover[cid]):  # no loss episode: keep recover within 2^31 of snd_una
+        h.recover[cid] = una
+    mss = _mss(t, cid)
+    cwnd = np.int64(h.cwnd[cid])
+    ssthresh = np.int64(h.ssthresh[cid])
+    if cwnd < ssthresh:
+        inc = min(acked, CC_ABC_L * mss)
+        room = ssthresh - cwnd
+        if inc <= room:
+            h.cwnd[cid] = _clamp_cwnd(cwnd + inc, mss)
+            return
+        cwnd = ssthresh
+        acked -= room
+    if cwnd >= CC_MAX_CWND:
+        h.cwnd[cid] = CC_MAX_CWND
+        return
+    if h.cc_algo[cid] == CC_CUBIC:
+        cwnd = _cubic_congestion_avoidance(t, cid, cwnd, acked, mss, now)
+    else:
+        cnt = np.int64(h.cc_w_max[cid]) + acked
+        if cnt >= cwnd:
+            n = cnt // cwnd
+            cnt -= n * cwnd
+            cwnd += n * mss
+        h.cc_w_max[cid] = cnt  # < cwnd
+    h.cwnd[cid] = _clamp_cwnd(cwnd, mss)
+
+
+@njit(cache=True)
+def cc_may_enter_recovery(t, cid, ack):
+    """RFC 6582 §3.2 step 1: the third duplicate ACK starts fast retransmit only if its
+    cumulative ACK ``ack`` covers the previous episode (``ack >= recover``) and the connection
+    is not already in recovery.  Also RFC 6675 §5.1's rule after an RTO."""
+    if (t.hot.flags[cid] & TF_IN_RECOVERY) != 0:
+        return False
+    return seq_geq(ack, t.hot.recover[cid])
+
+
+@njit(cache=True)
+def cc_is_full_ack(t, cid, ack):
+    """RFC 6582 §3.2 step 6: ``ack`` acknowledges everything sent before recovery began."""
+    return seq_geq(ack, t.hot.recover[cid])
+
+
+@njit(cache=True)
+def cc_enter_recovery(t, cid, flight_size, now, sack_recovery):
+    """Loss detected by 3 duplicate ACKs or the SACK scoreboard: reduce the window and enter
+    fast recovery (RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
+
+    ssthresh: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681 eq. 4); CUBIC ``max(cwnd*β,
+    2*SMSS)`` after W_max := cwnd, or cwnd*(1+β)/2 below the last W_max (fast convergence, RFC
+    9438 §4.7).  cwnd: ``ssthresh + 3*SMSS`` (non-SACK, inflated by the three duplicate ACKs) or
+    ``ssthresh`` (``sack_recovery``: the engine sends while pipe < cwnd).  recover = snd_max;
+    TF_IN_RECOVERY set."""
+    h = t.hot
+    mss = _mss(t, cid)
+    cwnd = np.int64(h.cwnd[cid])
+    if h.cc_algo[cid] == CC_CUBIC:
+        if cwnd < np.int64(h.cc_w_max[cid]):
+            h.cc_w_max[cid] = cwnd * (CUBIC_BETA_SCALE + CUBIC_BETA) // (2 * CUBIC_BETA_SCALE)
+        else:
+            h.cc_w_max[cid] = cwnd
+        ssthresh = cwnd * CUBIC_BETA // CUBIC_BETA_SCALE
+        _cubic_reset(t, cid)
+    else:
+        ssthresh = np.int64(flight_size) // 2
+        _newreno_cnt_reset(t, cid)
+    ssthresh = _clamp_ssthresh(ssthresh, mss)
+    h.ssthresh[cid] = ssthresh
+    if sack_recovery:
+        h.cwnd[cid] = _clamp_cwnd(ssthresh, mss)
+    else:
+        h.cwnd[cid] = _clamp_cwnd(ssthresh + CC_DUPTHRESH * mss, mss)
+    h.recover[cid] = h.snd_max[cid]
+    h.flags[cid] = h.flags[cid] | TF_IN_RECOVERY
+
+
+@njit(cache=True)
+def cc_on_dupack_in_recovery(t, cid):
+    """RFC 6582 §3.2 step 3 / RFC 5681 §3.2 step 4: each further duplicate ACK in non-SACK fast
+    recovery inflates cwnd by SMSS (a segment has left the network).  Not for SACK recovery,
+    where pipe accounts for it."""
+    mss = _mss(t, cid)
+    t.hot.cwnd[cid] = _clamp_cwnd(np.int64(t.hot.cwnd[cid]) + mss, mss)
+
+
+@njit(cache=True)
+def cc_on_partial_ack(t, cid, acked_bytes):
+    """RFC 6582 §3.2 step 5, partial ACK in non-SACK fast recovery: deflate cwnd by the bytes
+    newly ACKed, then add back SMSS if at least SMSS was ACKed (never below 1 SMSS).  The engine
+    retransmits the first unacknowledged segment and, on the first partial ACK, resets the
+    retransmission timer."""
+    mss = _mss(t, cid)
+    acked = np.int64(acked_bytes)
+    if acked < 0:
+        acked = np.int64(0)
+    cwnd = np.int64(t.hot.cwnd[cid]) - acked
+    if acked >= mss:
+        cwnd += mss
+    t.hot.cwnd[cid] = _clamp_cwnd(cwnd, mss)
+
+
+@njit(cache=True)
+def cc_exit_recovery(t, cid, flight_size):
+    """Full ACK (RFC 6582 §3.2 step 6): ``cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)``
+    (option 1: no burst; below ssthresh the connection slow-starts back up), leave recovery."""
+    h = t.hot
+    mss = _mss(t, cid)
+    flight = np.int64(flight_size)
+    if flight < mss:
+        flight = mss
+    cwnd = min(np.int64(h.ssthresh[cid]), flight + mss)
+    h.cwnd[cid] = _clamp_cwnd(cwnd, mss)
+    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+    _reset_growth_state(t, cid)
+
+
+@njit(cache=True)
+def cc_on_rto(t, cid, flight_size, now):
+    """Retransmission timeout (RFC 5681 §3.1 eq. 4 and LW, RFC 6582 §3.2 step 4, Linux
+    tcp_enter_loss).
+
+    ssthresh is reduced (NewReno max(FlightSize/2, 2*SMSS), CUBIC as at recovery entry) unless
+    this loss episode already reduced it (``snd_una < recover``: a backed-off RTO, or an RTO
+    during fast recovery).  cwnd = 1 SMSS, fast recovery ends, recover = snd_max, dupacks = 0;
+    CUBIC forgets W_max and its epoch (Linux bictcp_state on TCP_CA_Loss)."""
+    h = t.hot
+    mss = _mss(t, cid)
+    if not seq_lt(h.snd_una[cid], h.recover[cid]):
+        if h.cc_algo[cid] == CC_CUBIC:
+            ssthresh = np.int64(h.cwnd[cid]) * CUBIC_BETA // CUBIC_BETA_SCALE
+        else:
+            ssthresh = np.int64(flight_size) // 2
+        h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
+    h.cwnd[cid] = mss
+    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+    h.recover[cid] = h.snd_max[cid]
+    h.dupacks[cid] = 0
+    h.cc_w_max[cid] = 0  # CUBIC: W_max forgotten; NewReno: byte count restarts
+    h.cc_epoch_us[cid] = CUBIC_NO_EPOCH
+
+
+@njit(cache=True)
+def cc_after_idle(t, cid, now, rto):
+    """About to send: if nothing is in flight, account for the idle time since the last data
+    sent (``last_snd_us``).  Returns True if the restart window was applied.
+
+    CUBIC moves its epoch forward by the idle time (Linux CA_EVENT_TX_START).  If idle longer
+    than ``rto`` (RFC 5681 §4.1; Linux tcp_cwnd_restart): ssthresh = max(ssthresh, 3/4 cwnd)
+    and cwnd is halved per RTO of idle time, but not below min(IW, cwnd)."""
+    h = t.hot
+    if np.int64(h.snd_una[cid]) != np.int64(h.snd_max[cid]):
+        return False
+    idle = np.int64(now) - h.last_snd_us[cid]
+    if idle <= 0:
+        return False
+    if h.cc_algo[cid] == CC_CUBIC and h.cc_epoch_us[cid] != CUBIC_NO_EPOCH:
+        e = h.cc_epoch_us[cid] + idle
+        h.cc_epoch_us[cid] = e if e < now else np.int64(now)
+    rto = np.int64(rto)
+    if rto <= 0 or idle <= rto or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+        return False
+    mss = _mss(t, cid)
+    cwnd = np.int64(h.cwnd[cid])
+    ssthresh = np.int64(h.ssthresh[cid])
+    current = (cwnd >> 1) + (cwnd >> 2)  # Linux tcp_current_ssthresh
+    if current > ssthresh:
+        h.ssthresh[cid] = _clamp_ssthresh(current, mss)
+    restart = min(cc_initial_window(mss), cwnd)
+    idle -= rto
+    while idle > 0 and cwnd > restart:
+        cwnd >>= 1
+        idle -= rto
+    h.cwnd[cid] = _clamp_cwnd(max(cwnd, restart), mss)
+    _reset_growth_state(t, cid)
+    return True
+
+
+@njit(cache=True)
+def cc_limited_transmit_allowed(t, cid, dupacks):
+    """RFC 3042 §2: on the first and second duplicate ACK one new segment may go out, without
+    changing cwnd, if the flight stays within ``cwnd + dupacks*SMSS`` (Linux's accounting: each
+    duplicate ACK took one segment out of the flight) and the peer's window has room beyond
+    snd_max.  The engine still checks it has new data and sizes the segment to the window."""
+    h = t.hot
+    if dupacks < 1 or dupacks > CC_LIMITED_TRANSMIT_MAX or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+        return False
+    mss = _mss(t, cid)
+    una = np.int64(h.snd_una[cid])
+    smax = np.int64(h.snd_max[cid])
+    flight = (smax - una) & 0xFFFFFFFF
+    if flight + mss > np.int64(h.cwnd[cid]) + np.int64(dupacks) * mss:
+        return False
+    wnd_edge = (una + np.int64(h.snd_wnd[cid])) & 0xFFFFFFFF
+    return seq_lt(smax, wnd_edge)
