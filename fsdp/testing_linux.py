@@ -88,7 +88,13 @@ SYSCTL_DEFAULTS: dict[str, str] = {
     "net/ipv4/ip_default_ttl": "64",
     "net/ipv4/ip_no_pmtu_disc": "0",
     "net/ipv4/icmp_echo_ignore_broadcasts": "1",
+    # Linux 6.x retransmits the first 4 SYNs 1 s apart (linear, the default 4); fsdp documents
+    # the classic RFC 6298 (5.5) doubling (1, 2, 4 ... s), which is this sysctl at 0.
+    "net/ipv4/tcp_syn_linear_timeouts": "0",
 }
+# Sysctls an older kernel may not have (skipped there unless asked for by an option).
+SYSCTL_OPTIONAL = {"net/ipv4/tcp_syn_linear_timeouts", "net/ipv4/tcp_rto_min_us",
+                   "net/ipv4/tcp_rto_max_ms", "net/ipv4/tcp_pingpong_thresh"}
 
 # Harness options -> sysctl paths (relative to /proc/sys).  Linux names as in ip-sysctl.rst, plus
 # the fsdp option names that have a Linux equivalent.  Anything else is a TypeError.
@@ -105,7 +111,8 @@ SYSCTL_OPTIONS: dict[str, str] = {
         "tcp_keepalive_probes", "tcp_tw_reuse", "tcp_max_tw_buckets", "tcp_moderate_rcvbuf",
         "tcp_adv_win_scale", "tcp_base_mss", "tcp_min_snd_mss", "tcp_rto_min_us",
         "tcp_comp_sack_nr", "tcp_comp_sack_delay_ns", "tcp_thin_linear_timeouts",
-        "tcp_notsent_lowat", "tcp_tso_win_divisor", "ip_default_ttl", "ip_no_pmtu_disc",
+        "tcp_notsent_lowat", "tcp_tso_win_divisor", "tcp_syn_linear_timeouts", "ip_default_ttl",
+        "ip_no_pmtu_disc",
         "icmp_echo_ignore_broadcasts", "icmp_ratelimit", "icmp_msgs_per_sec", "icmp_msgs_burst",
     )
 }
@@ -219,6 +226,7 @@ class LinuxHarness:
                 self._route_attrs += ["quickack", "1"]
         if "tcp_rto_max" in options:  # fsdp takes seconds, Linux milliseconds
             options["tcp_rto_max_ms"] = int(round(float(options.pop("tcp_rto_max")) * 1000))
+        self._asked = {SYSCTL_OPTIONS.get(name) for name in options}
         for name, value in options.items():
             if name not in SYSCTL_OPTIONS:
                 raise TypeError(f"unexpected LinuxHarness option {name!r}")
@@ -266,7 +274,8 @@ class LinuxHarness:
             for path in ("net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"):
                 self._write_sysctl(path, "1", missing_ok=True)
             for path, value in sysctls.items():
-                self._write_sysctl(path, value)
+                self._write_sysctl(path, value, missing_ok=path in SYSCTL_OPTIONAL
+                                   and path not in self._asked)
             try:
                 fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:

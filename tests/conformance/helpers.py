@@ -257,12 +257,18 @@ def accept(listener):
 
 def handshake_passive(h, port: int = 8080, *, pport: int = 40000, options: list | None = None,
                       win: int = PEER_WIN, ack_win: int | None = None,
-                      listener=None) -> Conn:
-    """listen(port); SYN ->; <- SYN-ACK; ACK ->; accept().  ``c.sock`` is the accepted socket."""
+                      listener=None, rtt: float = 0.0) -> Conn:
+    """listen(port); SYN ->; <- SYN-ACK; ACK ->; accept().  ``c.sock`` is the accepted socket.
+
+    ``rtt``: seconds the peer waits before its ACK, i.e. the first RTT sample the stack takes
+    (with no wait, Linux measures a few ms of real time and fsdp 0).
+    """
     if listener is None:
         listener = listen(h, port)
     c, sa = syn_ack_of(h, port, pport=pport, options=options, win=win, listener=listener)
     c.synack = sa
+    if rtt:
+        h.advance(rtt)
     c.send("A", 1, 1, win=ack_win)
     c.sock = accept(listener)
     c.listener = listener
@@ -294,9 +300,11 @@ def connect_start(h, pport: int = 9000, *, lport: int | None = None) -> tuple[Co
 
 
 def handshake_active(h, pport: int = 9000, *, options: list | None = None,
-                     win: int = PEER_WIN) -> Conn:
+                     win: int = PEER_WIN, rtt: float = 0.0) -> Conn:
     """connect(); <- SYN; SYN-ACK ->; <- ACK.  ``c.sock`` is the connected socket."""
     c, syn = connect_start(h, pport)
+    if rtt:
+        h.advance(rtt)
     opts = syn_options(c.tsval() if syn.tsval is not None else None) if options is None else [
         (n, (v[0], syn.tsval) if n == "Timestamp" else v) for n, v in options]
     if options is None and syn.tsval is not None:
@@ -305,6 +313,7 @@ def handshake_active(h, pport: int = 9000, *, options: list | None = None,
     c.ts = "Timestamp" in names and syn.tsval is not None
     c.sack = "SAckOK" in names
     c.peer_wscale = dict(opts).get("WScale") if "WScale" in names else None
+    c.synack_tsval = dict(opts).get("Timestamp", (None,))[0]
     c.send("SA", 0, 1, win=win, options=opts)
     ack = c.recv_one()
     assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1), ack
@@ -339,3 +348,14 @@ def read_all(sock, limit: int = 1 << 20) -> bytes:
 
 def icmp_of(p):
     return p[ICMP] if ICMP in p else None
+
+
+def watch(c: Conn, duration: float, step: float = 0.01) -> list[tuple[float, Seg]]:
+    """Let ``duration`` seconds pass in ``step``s; return (time since the call, segment) for
+    every segment of ``c`` the stack sent meanwhile (times are upper bounds, +step)."""
+    t0 = c.h.now
+    out = []
+    while c.h.now - t0 < duration - 1e-9:
+        c.h.advance(min(step, duration - (c.h.now - t0)))
+        out += [(c.h.now - t0, s) for s in c.recv()]
+    return out

@@ -1,0 +1,186 @@
+"""Retransmission timer: initial RTO 1 s for SYN and SYN-ACK with exponential backoff (RFC 6298
+§2.1, §5.5, RFC 9293 §3.8.1), data RTO with the 200 ms minimum as Linux, Karn's rule (RFC 6298
+§3), and Linux's tail loss probe (RFC 8985 §7) that comes first when a tail is unacknowledged.
+
+Linux runs in real time: every instant is checked inside a window."""
+
+import errno
+
+import pytest
+
+from helpers import (
+    accept, connect_start, handshake_passive, listen, syn_ack_of, syn_options, watch,
+)
+
+
+def in_window(t: float, lo: float, hi: float) -> bool:
+    return lo <= t <= hi
+
+
+def test_syn_is_retransmitted_after_one_second(h):
+    """RFC 6298 §2.1 (initial RTO 1 s), RFC 9293 §3.8.1: an unanswered SYN is sent again after
+    1 s with the same sequence number and options (only TSval moves)."""
+    c, syn = connect_start(h)
+    seen = watch(c, 1.3, 0.02)
+    assert len(seen) == 1
+    t, again = seen[0]
+    assert in_window(t, 0.95, 1.3)
+    assert (again.flags, again.seq, again.win) == ("S", 0, syn.win)
+    assert {k: v for k, v in again.opts.items() if k != "Timestamp"} == {
+        k: v for k, v in syn.opts.items() if k != "Timestamp"}
+    assert again.tsval != syn.tsval and again.tsecr == 0
+
+
+@pytest.mark.slow
+def test_syn_retransmissions_back_off(h):
+    """RFC 6298 §5.5 (double the RTO on each expiry): SYNs go out at about 1 s and 3 s."""
+    c, syn = connect_start(h)
+    times = [t for t, s in watch(c, 3.4, 0.05) if s.flags == "S"]
+    assert len(times) == 2
+    assert in_window(times[0], 0.95, 1.3) and in_window(times[1], 2.95, 3.4)
+
+
+@pytest.mark.slow
+def test_connect_times_out_after_syn_retries(harness_factory):
+    """RFC 9293 §3.8.3 (R2 for SYNs, MUST-20): with tcp_syn_retries=1 the SYN is sent twice, then
+    connect() fails with ETIMEDOUT once the doubled timer (1 + 2 s) expires."""
+    h = harness_factory(tcp_syn_retries=1)
+    c, syn = connect_start(h)
+    seen = watch(c, 3.4, 0.05)
+    assert [s.flags for _, s in seen] == ["S"]
+    assert c.sock.connect_ex(("192.0.2.2", 9000)) == errno.ETIMEDOUT
+
+
+def test_synack_is_retransmitted_after_one_second(h):
+    """RFC 6298 §2.1, RFC 9293 §3.8.1: an unacknowledged SYN-ACK is sent again after 1 s, same
+    sequence numbers and options."""
+    listen(h, 8080)
+    c, sa = syn_ack_of(h, 8080)
+    seen = watch(c, 1.3, 0.02)
+    assert len(seen) == 1
+    t, again = seen[0]
+    assert in_window(t, 0.95, 1.3)
+    assert (again.flags, again.seq, again.ack, again.win) == ("SA", 0, 1, sa.win)
+    assert again.opts.keys() == sa.opts.keys()
+
+
+@pytest.mark.slow
+def test_synack_retransmissions_back_off(h):
+    """RFC 6298 §5.5: SYN-ACKs are retransmitted at about 1 s and 3 s."""
+    listen(h, 8080)
+    c, sa = syn_ack_of(h, 8080)
+    times = [t for t, s in watch(c, 3.4, 0.05)]
+    assert len(times) == 2
+    assert in_window(times[0], 0.95, 1.3) and in_window(times[1], 2.95, 3.4)
+
+
+def test_late_ack_after_synack_retransmission_completes(h):
+    """RFC 9293 §3.10.7.4: the ACK that finally arrives after a SYN-ACK retransmission still
+    establishes the connection."""
+    lst = listen(h, 8080)
+    c, sa = syn_ack_of(h, 8080, listener=lst)
+    assert len(watch(c, 1.3, 0.05)) == 1
+    c.send("A", 1, 1)
+    assert accept(lst).getpeername()[1] == 40000
+
+
+def test_unacked_data_is_retransmitted(h):
+    """RFC 6298 §5 / RFC 8985 §7: unacknowledged data is sent again, same sequence number and
+    payload; the first copy comes ~200 ms later (min RTO; as Linux this first one is a tail loss
+    probe: PTO = min(2*SRTT + 200 ms, RTO) for one segment in flight)."""
+    c = handshake_passive(h, 8080)
+    c.sock.send(b"r" * 10)
+    (d,) = c.recv()
+    seen = watch(c, 0.35)
+    assert len(seen) == 1
+    t, again = seen[0]
+    assert in_window(t, 0.19, 0.35)
+    assert (again.seq, again.data) == (d.seq, d.data)
+
+
+def test_data_retransmissions_back_off(h):
+    """RFC 6298 §5.5: after the probe (~R) the RTO fires one RTO later (~2R), then the timer
+    doubles (~4R), with R ~ 200 ms just after the handshake, as Linux."""
+    c = handshake_passive(h, 8080)
+    c.sock.send(b"r" * 10)
+    c.recv()
+    times = [t for t, s in watch(c, 1.05, 0.02)]
+    assert len(times) == 3
+    assert in_window(times[0], 0.19, 0.32)
+    assert in_window(times[1], 0.38, 0.58)
+    assert in_window(times[2], 0.8, 1.05)
+
+
+def test_ack_resets_the_backoff(h):
+    """RFC 6298 §5.3/§5.7: an ACK for new data restarts the timer from the current RTO; data sent
+    afterwards is retransmitted ~200 ms after its own transmission again, not at the backed-off
+    interval."""
+    c = handshake_passive(h, 8080)
+    c.sock.send(b"r" * 10)
+    c.recv()
+    assert len(watch(c, 0.52, 0.02)) == 2
+    c.send("A")
+    assert c.recv() == []
+    c.sock.send(b"s" * 10)
+    (d,) = c.recv()
+    seen = watch(c, 0.35)
+    assert len(seen) == 1 and in_window(seen[0][0], 0.19, 0.35)
+    assert seen[0][1].seq == d.seq
+
+
+def test_tail_loss_probe_resends_the_last_segment(h):
+    """RFC 8985 §7.3 (the probe retransmits the highest-sequence segment when there is no new
+    data): with 10 segments unacknowledged, Linux's first retransmission is the last segment, at
+    about 2*SRTT (+2 jiffies) -- before any RTO."""
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.send(b"t" * 14480)
+    segs = c.recv()
+    assert len(segs) == 10
+    seen = watch(c, 0.3, 0.01)
+    assert len(seen) == 1
+    t, probe = seen[0]
+    assert in_window(t, 0.19, 0.3)
+    assert (probe.seq, probe.len) == (segs[-1].seq, segs[-1].len)
+
+
+def test_fin_is_retransmitted(h):
+    """RFC 9293 §3.10.4 / §3.8.1: an unacknowledged FIN is retransmitted like data, same
+    sequence number."""
+    c = handshake_passive(h, 8080)
+    c.sock.close()
+    (fin,) = c.recv()
+    assert fin.flags == "FA"
+    seen = watch(c, 0.35)
+    assert [(s.flags, s.seq) for _, s in seen] == [("FA", 1)]
+    assert in_window(seen[0][0], 0.19, 0.35)
+
+
+def test_karn_no_rtt_sample_from_retransmitted_synack(h):
+    """RFC 6298 §3 (Karn: no RTT sample from a retransmitted segment): without timestamps, the
+    ACK of a retransmitted SYN-ACK gives no sample, so the first data RTO is still the initial 1 s
+    (as Linux: no 3 s fallback, RFC 6298 §5.7 is not applied)."""
+    lst = listen(h, 8080)
+    c, sa = syn_ack_of(h, 8080, listener=lst, options=syn_options(None))
+    assert len(watch(c, 1.15, 0.05)) == 1
+    c.send("A", 1, 1)
+    c.sock = accept(lst)
+    c.sock.send(b"k")
+    c.recv()
+    seen = watch(c, 1.25, 0.02)
+    assert len(seen) == 1
+    assert in_window(seen[0][0], 0.95, 1.25)
+
+
+def test_timestamps_give_rtt_sample_despite_synack_retransmission(h):
+    """RFC 7323 §4.1 (RTTM: TSecr gives a valid sample even for retransmissions): with
+    timestamps, the ACK echoing the retransmitted SYN-ACK's TSval yields a sample, so data is
+    retransmitted well before 1 s."""
+    lst = listen(h, 8080)
+    c, sa = syn_ack_of(h, 8080, listener=lst)
+    assert len(watch(c, 1.15, 0.05)) == 1
+    c.send("A", 1, 1)  # TSecr = the latest SYN-ACK's TSval
+    c.sock = accept(lst)
+    c.sock.send(b"k")
+    c.recv()
+    seen = watch(c, 0.8, 0.02)
+    assert seen and seen[0][0] < 0.8
