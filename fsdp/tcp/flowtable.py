@@ -33,6 +33,9 @@ jhash and a boot-time secret for ``ehash``); ISNs and cookies, which must be unp
 SipHash (``fsdp.tcp.isn``).
 
 Memory: 16 bytes per bucket = 32 to 64 bytes per connection of capacity.
+
+The kernels are inlined and written so that Numba can prune its per-call refcounting of the
+table's arrays (see ``fsdp.core.timerwheel``, "Refcounts"); a test checks ``flow_lookup``'s code.
 """
 
 import os
@@ -119,62 +122,64 @@ def _find(t, addrs, ports):
     return -1 - (mask + 1)  # only reachable if the load invariant were broken
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def flow_lookup(t, lip, lport, rip, rport):
     """The connection id of ``lip:lport <-> rip:rport``, or -1."""
     i = _find(t, _addr_word(lip, rip), _port_word(lport, rport))
-    if i < 0:
-        return np.int32(-1)
-    return np.int32(t.slots[2 * i + 1] & _M32)
+    b = t.slots[2 * i + 1] if i >= 0 else _EMPTY
+    return np.int32(b & _M32)  # an empty bucket's low half is all ones: -1
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def flow_insert(t, lip, lport, rip, rport, conn):
     """Map the 4-tuple to ``conn``: 0, ERR_FLOW_EXISTS, ERR_FLOW_FULL or ERR_FLOW_BAD_ID."""
+    rc = 0
     if conn < 0 or conn > 0x7FFFFFFF:
-        return ERR_FLOW_BAD_ID
-    addrs = _addr_word(lip, rip)
-    ports = _port_word(lport, rport)
-    i = _find(t, addrs, ports)
-    if i >= 0:
-        return ERR_FLOW_EXISTS
-    i = -1 - i
-    if t.meta[FT_COUNT] >= t.meta[FT_CAPACITY] or i > (t.slots.shape[0] >> 1) - 1:
-        return ERR_FLOW_FULL
-    t.slots[2 * i] = addrs
-    t.slots[2 * i + 1] = (ports << _S32) | np.uint64(conn)
-    t.meta[FT_COUNT] += 1
-    return 0
+        rc = ERR_FLOW_BAD_ID
+    else:
+        addrs = _addr_word(lip, rip)
+        ports = _port_word(lport, rport)
+        i = _find(t, addrs, ports)
+        if i >= 0:
+            rc = ERR_FLOW_EXISTS
+        else:
+            i = -1 - i
+            if t.meta[FT_COUNT] >= t.meta[FT_CAPACITY] or i > (t.slots.shape[0] >> 1) - 1:
+                rc = ERR_FLOW_FULL
+            else:
+                t.slots[2 * i] = addrs
+                t.slots[2 * i + 1] = (ports << _S32) | np.uint64(conn)
+    t.meta[FT_COUNT] += rc == 0  # the table's last use on every path (module doc)
+    return rc
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def flow_remove(t, lip, lport, rip, rport):
     """Remove the 4-tuple; True if it was there.  Backward-shift deletion: no tombstones."""
     slots = t.slots
     i = _find(t, _addr_word(lip, rip), _port_word(lport, rport))
-    if i < 0:
-        return False
-    mask = (slots.shape[0] >> 1) - 1
-    hole = i
-    j = i
-    while True:
-        j = (j + 1) & mask
-        b = slots[2 * j + 1]
-        if b == _EMPTY:
-            break
-        home = _home(t, slots[2 * j], b >> _S32)
-        # The entry at j may fill the hole iff the hole lies on its probe path [home, j).
-        if ((j - home) & mask) >= ((j - hole) & mask):
-            slots[2 * hole] = slots[2 * j]
-            slots[2 * hole + 1] = b
-            hole = j
-    slots[2 * hole] = 0
-    slots[2 * hole + 1] = _EMPTY
-    t.meta[FT_COUNT] -= 1
-    return True
+    if i >= 0:
+        mask = (slots.shape[0] >> 1) - 1
+        hole = i
+        j = i
+        while True:
+            j = (j + 1) & mask
+            b = slots[2 * j + 1]
+            if b == _EMPTY:
+                break
+            home = _home(t, slots[2 * j], b >> _S32)
+            # The entry at j may fill the hole iff the hole lies on its probe path [home, j).
+            if ((j - home) & mask) >= ((j - hole) & mask):
+                slots[2 * hole] = slots[2 * j]
+                slots[2 * hole + 1] = b
+                hole = j
+        slots[2 * hole] = 0
+        slots[2 * hole + 1] = _EMPTY
+    t.meta[FT_COUNT] -= i >= 0
+    return i >= 0
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def flow_count(t):
     """Connections in the table."""
     return t.meta[FT_COUNT]

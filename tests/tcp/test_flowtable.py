@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from fsdp.tcp.flowtable import (
     ERR_FLOW_BAD_ID,
@@ -114,6 +115,23 @@ def test_attacker_chosen_ports_do_not_cluster():
     mean, worst = flow_probe_stats(t)
     assert mean < 1.0 and worst < 64  # random keys at load 0.5: mean 0.5
     assert flowtable_audit(t) == FT_AUDIT_OK
+
+
+@njit
+def _loop_lookup(t, n):
+    s = 0
+    for k in range(n):
+        s += flow_lookup(t, LIP, 80, k & 15, 1000) + flow_count(t)
+    return s
+
+
+def test_lookup_is_free_of_refcount_traffic():
+    """flow_lookup runs once per segment: Numba must not incref the table's columns around it."""
+    t = flowtable_create(16, SEED)
+    flow_insert(t, LIP, 80, 3, 1000, 9)
+    assert _loop_lookup(t, 16) == 9 - 15 + 16
+    ir = _loop_lookup.inspect_llvm(_loop_lookup.signatures[0])
+    assert ir.count("call void @NRT_incref") == 0
 
 
 # --- property test against a dict ---------------------------------------------------------------
