@@ -1,0 +1,115 @@
+"""Selective acknowledgment: the sender's use of SACK information (RFC 2018, RFC 6675) and the
+receiver's SACK blocks (RFC 2018 §3-§4).
+
+As Linux (RACK, RFC 8985) may declare a segment lost from a single SACK after min_RTT/4, these
+scenarios check what must have happened after the DupThresh-th SACK, which both RACK and RFC 6675
+agree on."""
+
+from helpers import TS_MSS, handshake_passive, syn_options, watch
+
+M = TS_MSS
+
+
+def blk(a: int, b: int) -> tuple[int, int]:
+    """A SACK block covering full segments a..b-1 of the stack's data (relative seq)."""
+    return (1 + a * M, 1 + b * M)
+
+
+def flight(h, segments: int = 10):
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.send(b"s" * (segments * M))
+    segs = c.recv()
+    assert len(segs) == segments
+    return c
+
+
+def retransmitted(segs, *, before: int = 10) -> list[int]:
+    return [(s.seq - 1) // M for s in segs if (s.seq - 1) // M < before]
+
+
+def test_three_sacked_segments_retransmit_the_hole(h):
+    """RFC 6675 §5 (a segment is lost once DupThresh segments above it are SACKed): after SACKs
+    for segments 1, 2, 3 the missing segment 0 has been retransmitted exactly once."""
+    c = flight(h)
+    out = []
+    for k in (2, 3, 4):
+        c.send("A", ack=1, sack=[blk(1, k)])
+        out += c.recv()
+    assert retransmitted(out) == [0]
+
+
+def test_sacked_segments_are_not_retransmitted(h):
+    """RFC 6675 §4 (NextSeg skips SACKed data), RFC 2018 §6: with two holes, only the two missing
+    segments are retransmitted, never the SACKed ones between them."""
+    c = flight(h)
+    out = []
+    for blocks in ([blk(1, 2)], [blk(3, 4), blk(1, 2)], [blk(3, 5), blk(1, 2)],
+                   [blk(3, 6), blk(1, 2)], [blk(3, 7), blk(1, 2)]):
+        c.send("A", ack=1, sack=blocks)
+        out += c.recv()
+    assert sorted(retransmitted(out)) == [0, 2]
+
+
+def test_cumulative_ack_after_sack_recovery_sends_no_duplicates(h):
+    """RFC 6675 §5.1: once the cumulative ACK covers all holes, recovery ends and no SACKed or
+    already retransmitted segment is sent again."""
+    c = flight(h)
+    out = []
+    for k in (2, 3, 4, 5):
+        c.send("A", ack=1, sack=[blk(1, k)])
+        out += c.recv()
+    c.send("A", ack=1 + 10 * M)
+    assert c.recv() == []
+    assert watch(c, 0.3) == []
+
+
+def test_sack_blocks_beyond_snd_nxt_are_ignored(h):
+    """RFC 2018 §8 / RFC 6675 §5 (only valid SACK information counts): blocks above SND.NXT are
+    ignored, so ACKs carrying only them trigger no retransmission."""
+    c = flight(h, 4)
+    for _ in range(4):
+        c.send("A", ack=1, sack=[blk(20, 22)])
+    assert c.recv() == []
+
+
+def test_sack_below_cumulative_ack_is_harmless(h):
+    """RFC 2883 §4 (a D-SACK block below the cumulative ACK reports a duplicate): it neither
+    triggers a retransmission nor breaks the connection."""
+    c = flight(h, 4)
+    c.send("A", ack=1 + 2 * M)
+    c.send("A", ack=1 + 2 * M, sack=[blk(0, 1)])
+    assert c.recv() == []
+    c.send("A", ack=1 + 4 * M)
+    c.sock.send(b"more")
+    assert [s.data for s in c.recv()] == [b"more"]
+
+
+def test_receiver_reports_at_most_three_blocks_with_timestamps(h):
+    """RFC 2018 §3 (40 option bytes: with the 12-byte timestamp option at most 3 blocks fit):
+    with 5 separate out-of-order ranges the dup ACK lists the 3 most recent."""
+    c = handshake_passive(h, 8080)
+    for i in range(5):
+        c.send("PA", seq=1 + 200 * (i + 1), data=b"o" * 100)
+        (dup,) = c.recv()
+    assert dup.sack == [(1001, 1101), (801, 901), (601, 701)]
+
+
+def test_receiver_reports_four_blocks_without_timestamps(h):
+    """RFC 2018 §3 (at most 4 blocks when no other option is present)."""
+    c = handshake_passive(h, 8080, options=syn_options(None))
+    for i in range(5):
+        c.send("PA", seq=1 + 200 * (i + 1), data=b"o" * 100)
+        (dup,) = c.recv()
+    assert dup.sack == [(1001, 1101), (801, 901), (601, 701), (401, 501)]
+
+
+def test_partially_filled_hole_updates_blocks(h):
+    """RFC 2018 §4: when data fills the first hole, the cumulative ACK moves up to the next hole
+    and the blocks describe only what is still above it."""
+    c = handshake_passive(h, 8080)
+    c.send("PA", seq=101, data=b"b" * 100)
+    c.send("PA", seq=301, data=b"d" * 100)
+    c.recv()
+    c.send("PA", seq=1, data=b"a" * 100)
+    (ack,) = c.recv()
+    assert (ack.ack, ack.sack) == (201, [(301, 401)])
