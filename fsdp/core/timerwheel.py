@@ -172,11 +172,6 @@ def _bit_set(bm, i):
 
 
 @njit(inline="always", cache=True)
-def _bit_clear(bm, i):
-    bm[i >> 6] &= ~(_ONE << np.uint64(i & 63))
-
-
-@njit(inline="always", cache=True)
 def _ctz(x):
     """Index of the lowest set bit of a non-zero uint64."""
     n = 0
