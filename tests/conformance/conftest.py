@@ -4,7 +4,9 @@ network namespace).  A scenario proven on Linux is what fsdp is held to.
 
 The fsdp variant is skipped, with the reason printed, only while fsdp's harness has no working
 socket layer (no ``Harness().stack.socket``, or ``Harness().socket()`` raising); it switches on
-by itself when sockets work.  The Linux variant skips
+by itself when sockets work.
+
+``FSDP_CONFORMANCE_STACKS=linux`` (or ``fsdp``) runs one variant only.  The Linux variant skips
 when the host cannot make namespaces and TAP devices (not root).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -22,18 +25,16 @@ _TESTING_LINUX = pathlib.Path(__file__).resolve().parents[2] / "fsdp" / "testing
 
 @functools.cache
 def linux_harness_class():
-    """``fsdp.testing_linux.LinuxHarness``.  The module needs nothing else from fsdp, so when the
-    package itself does not import (an engine change in progress) it is loaded from its file: the
-    Linux half of the suite never depends on the state of fsdp's own code."""
-    try:
-        from fsdp.testing_linux import LinuxHarness
-    except ImportError:
+    """``fsdp.testing_linux.LinuxHarness``, loaded from its file.  The module needs nothing else
+    from fsdp, and importing the ``fsdp`` package would run (and JIT-compile) the engine: the Linux
+    half of the suite must not depend on the state of fsdp's own code."""
+    module = sys.modules.get("fsdp.testing_linux")
+    if module is None:
         spec = importlib.util.spec_from_file_location("_fsdp_testing_linux", _TESTING_LINUX)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        LinuxHarness = module.LinuxHarness
-    return LinuxHarness
+    return module.LinuxHarness
 
 
 def pytest_configure(config):
@@ -71,7 +72,10 @@ def make_harness(kind: str, **options):
     return linux_harness_class()(**options)
 
 
-@pytest.fixture(params=["fsdp", "linux"])
+STACKS = [k for k in os.environ.get("FSDP_CONFORMANCE_STACKS", "fsdp,linux").split(",") if k]
+
+
+@pytest.fixture(params=STACKS)
 def stack_kind(request) -> str:
     return request.param
 
