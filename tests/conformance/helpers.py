@@ -169,12 +169,14 @@ class Conn:
 
     def send(self, flags: str = "A", seq: int | None = None, ack: int | None = None,
              data: bytes = b"", **kw) -> None:
-        """Send a segment from the peer; the peer's snd_nxt moves past what it sent first."""
+        """Send a segment from the peer; snd_nxt moves past the data or FIN it carried (never for
+        a RST, a SYN or a bare ACK, which probes use with out-of-window numbers)."""
         seq_ = self.snd_nxt if seq is None else seq
         self.h.send(self.seg(flags, seq_, ack, data, **kw))
-        end = seq_ + len(data) + ("S" in flags) + ("F" in flags)
-        if seq_sub(end, self.snd_nxt) > 0:
-            self.snd_nxt = end
+        if "R" not in flags and (data or "F" in flags):
+            end = seq_ + len(data) + ("F" in flags)
+            if seq_sub(end, self.snd_nxt) > 0:
+                self.snd_nxt = end
 
     # ---- what the stack sent ----
     def recv(self, strict: bool = True) -> list[Seg]:

@@ -66,9 +66,10 @@ def test_new_syn_with_newer_timestamp_reopens(h):
     """RFC 6191 §2 (a SYN whose TSval is newer reopens a TIME-WAIT connection): the listener
     answers with a SYN-ACK whose ISN is, as Linux, the old SND.NXT + 65537."""
     c = time_wait(h)
-    c.send("S", seq=c.snd_nxt + 1000, options=syn_options(c.tsval() + 10))
+    syn_seq = c.snd_nxt + 1000
+    c.send("S", seq=syn_seq, options=syn_options(c.tsval() + 10))
     (sa,) = c.recv()
-    assert sa.flags == "SA" and sa.ack == c.snd_nxt
+    assert sa.flags == "SA" and sa.ack == syn_seq + 1
     assert sa.seq == 2 + 65535 + 2
 
 
@@ -93,9 +94,10 @@ def test_new_syn_above_rcv_nxt_reopens_without_timestamps(h):
     """RFC 9293 §3.6.1 (reopen from TIME-WAIT if the new ISN is above the old sequence space):
     without timestamps a SYN with SEG.SEQ > RCV.NXT gets a SYN-ACK."""
     c = time_wait(h, options=syn_options(None))
-    c.send("S", seq=c.snd_nxt + 1000, options=syn_options(None))
+    syn_seq = c.snd_nxt + 1000
+    c.send("S", seq=syn_seq, options=syn_options(None))
     (sa,) = c.recv()
-    assert (sa.flags, sa.ack) == ("SA", c.snd_nxt)
+    assert (sa.flags, sa.ack) == ("SA", syn_seq + 1)
 
 
 def test_new_syn_below_rcv_nxt_gets_ack_without_timestamps(h):
