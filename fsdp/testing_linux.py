@@ -1,6 +1,6 @@
-"""``fsdp.testing_linux.LinuxHarness``: the ``fsdp.testing.Harness`` API with the Linux kernel as the
-stack under test (CONTRACT.md §2), so that a conformance scenario can be proven against Linux's own
-TCP before fsdp is held to it.
+"""``fsdp.testing_linux.LinuxHarness``: the ``fsdp.testing.Harness`` API with the Linux kernel as
+the stack under test (CONTRACT.md §2), so that a conformance scenario can be proven against Linux's
+own TCP before fsdp is held to it.
 
 Each harness owns a fresh network namespace (``fsdp-lx-<pid>-<n>``) holding one TAP device
 (``IFF_TAP | IFF_NO_PI``).  The harness keeps the TAP's file descriptor: that side is the *peer*

@@ -1,13 +1,17 @@
 """Malformed or unexpected input (RFC 9293 §3.1 header, §3.10.7 segment arrives, MUST-64/-69,
 RFC 1122 §4.2.2.12 closed ports): dropped or answered as the RFCs say, never accepted as data."""
 
+from helpers import (
+    LOCAL_IP,
+    PEER_IP,
+    handshake_passive,
+    listen,
+    read_all,
+    syn_options,
+)
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
-
-from helpers import (
-    LOCAL_IP, PEER_IP, handshake_passive, listen, read_all, syn_options,
-)
 
 
 def tcp_to(dport, flags, seq=5, ack=0, data=b"", **kw):

@@ -6,9 +6,13 @@ import socket
 import struct
 
 import pytest
-
 from helpers import (
-    PEER_IP, accept, handshake_passive, listen, read_all, syn_ack_of, watch,
+    PEER_IP,
+    handshake_passive,
+    listen,
+    read_all,
+    syn_ack_of,
+    watch,
 )
 from scapy.layers.inet import TCP
 

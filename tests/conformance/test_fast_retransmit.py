@@ -81,7 +81,7 @@ def test_dup_acks_carrying_data_are_not_counted(h):
     """RFC 5681 §2 (a duplicate ACK carries no data): ACKs with payload do not count toward the
     fast retransmit threshold."""
     c = newreno_flight(h)
-    for i in range(4):
+    for _i in range(4):
         c.send("PA", ack=1 + M, data=b"d")
     assert all(s.seq != 1 + M or s.len == 0 for s in c.recv())
 

@@ -4,12 +4,23 @@
 import errno
 
 import pytest
-from scapy.layers.inet import IP, TCP
-
 from helpers import (
-    LOCAL_IP, PEER_IP, PEER_ISN, PEER_TS0, Conn, accept, connect_start, connected,
-    handshake_active, handshake_passive, listen, option_kinds, read_all, syn_ack_of, syn_options,
+    LOCAL_IP,
+    PEER_IP,
+    PEER_ISN,
+    PEER_TS0,
+    Conn,
+    accept,
+    connect_start,
+    connected,
+    handshake_active,
+    listen,
+    option_kinds,
+    read_all,
+    syn_ack_of,
+    syn_options,
 )
+from scapy.layers.inet import IP, TCP
 
 
 def test_synack_acknowledges_syn_and_offers_options(h):
@@ -90,8 +101,8 @@ def test_data_on_the_third_ack_is_delivered(h):
 
 
 def test_syn_to_closed_port_gets_rst_ack(h):
-    """RFC 9293 §3.10.7.1: a SYN to a port nobody listens on gets <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK>
-    with window 0 and no options."""
+    """RFC 9293 §3.10.7.1: a SYN to a port nobody listens on gets
+    <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK> with window 0 and no options."""
     c = Conn(h, 8081, 40000)
     c.isn = 0
     h.send(IP(src=PEER_IP, dst=LOCAL_IP) / TCP(sport=40000, dport=8081, flags="S", seq=PEER_ISN,

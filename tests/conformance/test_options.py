@@ -2,13 +2,21 @@
 SACK-permitted (RFC 2018), window scale (RFC 7323 §2), and option parsing robustness
 (RFC 9293 §3.1, as Linux's tcp_parse_options)."""
 
+from helpers import (
+    LOCAL_IP,
+    PEER_IP,
+    PEER_ISN,
+    Conn,
+    accept,
+    handshake_passive,
+    listen,
+    option_kinds,
+    read_all,
+    syn_ack_of,
+    syn_options,
+)
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
-
-from helpers import (
-    LOCAL_IP, PEER_IP, PEER_ISN, Conn, accept, handshake_passive, listen, option_kinds, read_all,
-    syn_ack_of, syn_options,
-)
 
 
 def raw_syn(opt_bytes: bytes, port: int = 8080, pport: int = 40000):

@@ -2,7 +2,6 @@
 incoming segments as Linux does it."""
 
 import pytest
-
 from helpers import handshake_passive, read_all, watch
 
 TS_RECENT = 100_000

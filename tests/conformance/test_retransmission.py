@@ -7,9 +7,14 @@ Linux runs in real time: every instant is checked inside a window."""
 import errno
 
 import pytest
-
 from helpers import (
-    accept, connect_start, handshake_passive, listen, syn_ack_of, syn_options, watch,
+    accept,
+    connect_start,
+    handshake_passive,
+    listen,
+    syn_ack_of,
+    syn_options,
+    watch,
 )
 
 

@@ -3,7 +3,6 @@ acting (§3, §4), old or too-new ACKs (§5), and the challenge-ACK rate limit (
 500 ms per connection, tcp_invalid_ratelimit)."""
 
 import pytest
-
 from helpers import accept, handshake_passive, listen, read_all, syn_ack_of, syn_options
 
 

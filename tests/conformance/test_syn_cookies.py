@@ -3,12 +3,21 @@ overflows (tcp_syncookies=1) or always (=2), the MSS rounded down to a 4-entry t
 in the TSval when timestamps are on, and the listen queues' limits (backlog + 1 as Linux)."""
 
 import pytest
-from scapy.layers.inet import IP, TCP
-
 from helpers import (
-    LOCAL_IP, PEER_IP, PEER_ISN, TS_MSS, Conn, accept, handshake_passive, listen, option_kinds,
-    syn_ack_of, syn_options, watch,
+    LOCAL_IP,
+    PEER_IP,
+    PEER_ISN,
+    TS_MSS,
+    Conn,
+    accept,
+    handshake_passive,
+    listen,
+    option_kinds,
+    syn_ack_of,
+    syn_options,
+    watch,
 )
+from scapy.layers.inet import IP, TCP
 
 
 def raw_syn_ack(h, pport: int, options=None):

@@ -5,7 +5,12 @@ persist probing (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17), the receive window an
 import socket
 
 from helpers import (
-    LOCAL_IP, TS_MSS, handshake_passive, read_all, syn_options, watch,
+    LOCAL_IP,
+    TS_MSS,
+    handshake_passive,
+    read_all,
+    syn_options,
+    watch,
 )
 
 M = TS_MSS
@@ -121,7 +126,7 @@ def test_zero_window_probe_is_answered(h):
     """RFC 9293 §3.8.6.1 (MUST-36: a receiver answers a probe with the current window): a
     1-byte probe into a zero window draws an ACK with window 0 and the byte is not taken."""
     c = small_rcvbuf_conn(h)
-    for i in range(3):
+    for _i in range(3):
         c.send("A", data=b"f" * M)
     c.recv()
     c.send("A", seq=1 + 3 * M, data=b"p")
@@ -134,7 +139,7 @@ def test_window_update_after_the_application_reads(h):
     """RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3: when the application empties the buffer, a window
     update (an ACK with the reopened window) is sent at once."""
     c = small_rcvbuf_conn(h)
-    for i in range(3):
+    for _i in range(3):
         c.send("A", data=b"f" * M)
     c.recv()
     assert len(read_all(c.sock)) == 3 * M
@@ -146,7 +151,7 @@ def test_receiver_sws_avoidance_no_tiny_window_update(h):
     """RFC 1122 §4.2.3.3 (receiver SWS avoidance: do not advertise a small window increase):
     reading a few bytes from a full buffer sends no window update."""
     c = small_rcvbuf_conn(h)
-    for i in range(3):
+    for _i in range(3):
         c.send("A", data=b"f" * M)
     h.advance(0.1)  # the delayed ACK of the last segments (window 0) goes out first
     assert [(a.ack, a.win) for a in c.recv()][-1] == (1 + 3 * M, 0)
