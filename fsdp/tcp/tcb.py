@@ -30,7 +30,7 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 355 bytes per connection (hot 235 + cold 116 + free-list link 4), excluding queued frames
+Memory: 361 bytes per connection (hot 241 + cold 116 + free-list link 4), excluding queued frames
 and the timer wheel's 16 bytes per timer; ``tcb_bytes_per_conn()`` computes it from the dtypes
 and a test holds it under 384 bytes.  100,000 connections take 36 MB.
 
@@ -97,6 +97,8 @@ TF_CORK = 1 << 16  # TCP_CORK: hold partial segments until full or uncorked
 TF_IN_LOSS = 1 << 17  # RTO recovery: retransmitting after a timeout (RFC 5681 §3.1, Linux CA_Loss)
 TF_PINGPONG = 1 << 18  # interactive: delayed ACKs ride on replies (Linux icsk_ack.pingpong)
 TF_TMPL_MAC = 1 << 19  # the header template's next-hop MAC is resolved (DESIGN §4)
+TF_SNDBUF_LOCK = 1 << 20  # SO_SNDBUF set by the application: no automatic growth (Linux)
+TF_RCVBUF_LOCK = 1 << 21  # SO_RCVBUF set by the application
 
 # congestion control algorithms (hot.cc_algo)
 CC_NEWRENO = 0  # RFC 5681 + RFC 6582
@@ -109,6 +111,7 @@ TCP_INFINITE_SSTHRESH = 0x7FFFFFFF  # RFC 5681 §3.1: "arbitrarily high"
 TCP_KEEPALIVE_IDLE_US = 7_200_000_000  # RFC 1122 §4.2.3.6: >= 2 hours
 TCP_KEEPALIVE_INTVL_US = 75_000_000  # Linux tcp_keepalive_intvl
 TCP_KEEPALIVE_PROBES = 9  # Linux tcp_keepalive_probes
+TCP_DEFAULT_RCV_RATIO = 128  # rcv_ratio until measured: 50% (Linux TCP_DEFAULT_SCALING_RATIO)
 
 # errors
 ERR_TCB_BAD_ID = -1  # not an allocated id
@@ -132,7 +135,9 @@ def _allowed_table() -> np.ndarray:
     edges = {
         # RFC 9293 Figure 5, plus: a listener's child TCB starts CLOSED and enters SYN-RECEIVED
         # (as Linux's request/child sockets do); RFC 1122 §4.2.2.13 reopening from TIME-WAIT.
-        TCPS_CLOSED: (TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED),
+        # CLOSED -> TIME-WAIT: a fresh TCB takes over the 4-tuple of a connection whose socket
+        # still holds its own TCB (Linux's inet_timewait_sock replacing the socket).
+        TCPS_CLOSED: (TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED, TCPS_TIME_WAIT),
         # §3.10.2 SEND in LISTEN turns the connection active; SYN received.
         TCPS_LISTEN: (TCPS_SYN_SENT, TCPS_SYN_RECEIVED),
         # Simultaneous open (Figure 8); SYN-ACK received.
@@ -182,6 +187,9 @@ class TcbHot(NamedTuple):
     rcv_buf: np.ndarray  # int32: SO_RCVBUF, bytes
     snd_buf: np.ndarray  # int32: SO_SNDBUF, bytes
     snd_sml: np.ndarray  # uint32: end of the last small segment sent (Minshall's Nagle)
+    rcv_mem: np.ndarray  # int32: receive queue charge, payload + per-frame overhead (Linux
+    # sk_rmem_alloc counts skb truesize; the window is a share of SO_RCVBUF minus it)
+    rcv_ratio: np.ndarray  # int16: payload share of that charge in 1/256 (Linux scaling_ratio)
     # options (RFC 7323, RFC 9293 §3.7.1)
     mss: np.ndarray  # int32: effective send MSS (payload bytes per segment)
     snd_wscale: np.ndarray  # int8: shift applied to the peer's window field
@@ -274,7 +282,8 @@ _HOT_DTYPES = {
     "snd_max": np.uint32, "snd_wnd": np.uint32, "snd_wl1": np.uint32, "snd_wl2": np.uint32,
     "max_sndwnd": np.uint32, "rcv_nxt": np.uint32, "rcv_wnd": np.uint32, "rcv_adv": np.uint32,
     "rcv_wup": np.uint32, "rcv_ssthresh": np.uint32, "rcv_mss": np.int32, "rcv_buf": np.int32,
-    "snd_buf": np.int32, "snd_sml": np.uint32, "mss": np.int32, "snd_wscale": np.int8,
+    "snd_buf": np.int32, "snd_sml": np.uint32, "rcv_mem": np.int32,
+    "rcv_ratio": np.int16, "mss": np.int32, "snd_wscale": np.int8,
     "rcv_wscale": np.int8, "ts_recent": np.uint32,
     "ts_recent_age": np.int64, "ts_offset": np.uint32, "srtt": np.int32, "rttvar": np.int32,
     "mdev": np.int32, "mdev_max": np.int32, "rto": np.int32, "rtt_seq": np.uint32,
@@ -288,7 +297,8 @@ _HOT_DTYPES = {
     "last_oow_ack_us": np.int64, "last_rcv_us": np.int64, "last_snd_us": np.int64,
 }  # fmt: skip
 _HOT_DEFAULTS = {
-    "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS, "srtt": -1,
+    "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS,
+    "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1,
     "rto": TCP_INITIAL_RTO_US,
     "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
@@ -360,6 +370,8 @@ def _reset(t, i):
     h.rcv_buf[i] = 0
     h.snd_buf[i] = 0
     h.snd_sml[i] = 0
+    h.rcv_mem[i] = 0
+    h.rcv_ratio[i] = TCP_DEFAULT_RCV_RATIO
     h.mss[i] = TCP_DEFAULT_MSS
     h.snd_wscale[i] = 0
     h.rcv_wscale[i] = 0

@@ -143,6 +143,7 @@ F1, F2, CW, CL, LA, TW = (TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2, TCPS_CLOSE_WAIT, TCP
 # module's table.  Every state may also go to CLOSED and stay where it is.
 LEGAL = {
     (C, L), (C, SS), (C, SR),  # passive open, active open, a listener's child
+    (C, TW),  # a TIME-WAIT TCB taking over a socket-owned connection's 4-tuple (fsdp.tcp.conn)
     (L, SS), (L, SR),  # SEND in LISTEN (§3.10.2), SYN received
     (SS, SR), (SS, E),  # simultaneous open, SYN-ACK received
     (SR, E), (SR, F1), (SR, L),  # ACK of SYN, CLOSE, RST of a passive open (§3.10.7.4)
