@@ -13,28 +13,10 @@ when the host cannot make namespaces and TAP devices (not root).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
-import pathlib
-import sys
 
 import pytest
-
-_TESTING_LINUX = pathlib.Path(__file__).resolve().parents[2] / "fsdp" / "testing_linux.py"
-
-
-@functools.cache
-def linux_harness_class():
-    """``fsdp.testing_linux.LinuxHarness``, loaded from its file.  The module needs nothing else
-    from fsdp, and importing the ``fsdp`` package would run (and JIT-compile) the engine: the Linux
-    half of the suite must not depend on the state of fsdp's own code."""
-    module = sys.modules.get("fsdp.testing_linux")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("_fsdp_testing_linux", _TESTING_LINUX)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module.LinuxHarness
+from helpers import linux_harness_class
 
 
 def pytest_configure(config):
