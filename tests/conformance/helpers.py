@@ -21,7 +21,7 @@ import pathlib
 import socket
 import sys
 
-from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 
 _TESTING_LINUX = pathlib.Path(__file__).resolve().parents[2] / "fsdp" / "testing_linux.py"
@@ -108,8 +108,9 @@ class Seg:
         self.seq = seq_sub(t.seq, conn.isn)
         self.ack = seq_sub(t.ack, conn.peer_isn) if t.flags.A else None
         self.win = t.window
-        self.data = bytes(t.payload) if t.payload and not isinstance(t.payload, Raw) else (
-            t.payload.load if isinstance(t.payload, Raw) else b"")
+        ip = pkt[IP]
+        n = ip.len - 4 * ip.ihl - 4 * t.dataofs  # the TCP payload, Ethernet padding excluded
+        self.data = bytes(t.payload)[:n]
         self.len = len(self.data)
         self.opts = tcp_options(pkt)
         ts = self.opts.get("Timestamp")
@@ -229,8 +230,6 @@ class Conn:
         segs = self.recv()
         assert segs == [], f"expected silence, got {segs}"
 
-    def rel(self, abs_seq: int) -> int:
-        return seq_sub(abs_seq, self.isn)
 
 
 # ---- handshakes ----
@@ -350,11 +349,6 @@ def connected(sock) -> bool:
     return sock.connect_ex((PEER_IP, sock.getpeername()[1])) in (0, errno.EISCONN)
 
 
-def established_pair(h, port: int = 8080, **kw) -> Conn:
-    """The most common start: a passive open with the default options."""
-    return handshake_passive(h, port, **kw)
-
-
 def read_all(sock, limit: int = 1 << 20) -> bytes:
     """Everything readable now from a non-blocking socket (b'' also at EOF)."""
     out = b""
@@ -367,10 +361,6 @@ def read_all(sock, limit: int = 1 << 20) -> bytes:
             break
         out += chunk
     return out
-
-
-def icmp_of(p):
-    return p[ICMP] if ICMP in p else None
 
 
 def watch(c: Conn, duration: float, step: float = 0.01) -> list[tuple[float, Seg]]:
