@@ -14,7 +14,13 @@ Differences from the fsdp harness that a scenario must allow for:
   harness was built, and Linux timers (delayed ACK >= 40 ms, RTO, TLP, TIME_WAIT) run on their
   own.  Assert "within [a, b]" windows, never exact instants.
 * ``send()`` returns after the TAP has been quiet for ``settle`` seconds (default 5 ms, at most
-  ``max_settle``); frames seen meanwhile are kept for the next ``recv()``.
+  ``max_settle``); frames seen meanwhile are kept for the next ``recv()``, which itself settles
+  for 2 ms.  A TAP ``write()`` runs the kernel's receive path to completion (answers included)
+  before it returns, so a short window suffices and keeps the 40 ms delayed-ACK timer from being
+  mistaken for an immediate reaction; anything timer-driven, even a 2-jiffy (8 ms) timer, needs
+  ``advance()`` -- as it does on fsdp's virtual clock.
+* ``socket()`` sockets are non-blocking, but ``accept()`` returns a *blocking* socket as in the
+  stdlib: set it non-blocking in the test (the conformance helpers do).
 * A frame shorter than an Ethernet header cannot be written to a TAP (the kernel answers
   EINVAL); ``send()`` treats it as dropped on the wire.
 * ISNs, timestamp clocks and ephemeral ports are random: read them from what the kernel sent.
