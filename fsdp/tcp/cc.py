@@ -275,7 +275,7 @@ def cc_init(t, cid, mss):
     h.recover[cid] = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
     h.cc_w_max[cid] = 0
     h.cc_epoch_us[cid] = CUBIC_NO_EPOCH
-    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+    h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
 
 
 @njit(cache=True)
@@ -304,7 +304,7 @@ def cc_on_ack(t, cid, acked_bytes, now):
     recovery."""
     h = t.hot
     acked = np.int64(acked_bytes)
-    if acked <= 0 or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+    if acked <= 0 or (h.tflags[cid] & TF_IN_RECOVERY) != 0:
         return
     una = np.int64(h.snd_una[cid])
     if seq_geq(una, h.recover[cid]):  # no loss episode: keep recover within 2^31 of snd_una
@@ -340,7 +340,7 @@ def cc_may_enter_recovery(t, cid, ack):
     """RFC 6582 §3.2 step 1: the third duplicate ACK starts fast retransmit only if its
     cumulative ACK ``ack`` covers the previous episode (``ack >= recover``) and the connection
     is not already in recovery.  Also RFC 6675 §5.1's rule after an RTO."""
-    if (t.hot.flags[cid] & TF_IN_RECOVERY) != 0:
+    if (t.hot.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
     return seq_geq(ack, t.hot.recover[cid])
 
@@ -381,7 +381,7 @@ def cc_enter_recovery(t, cid, flight_size, now, sack_recovery):
     else:
         h.cwnd[cid] = _clamp_cwnd(ssthresh + CC_DUPTHRESH * mss, mss)
     h.recover[cid] = h.snd_max[cid]
-    h.flags[cid] = h.flags[cid] | TF_IN_RECOVERY
+    h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
 
 
 @njit(cache=True)
@@ -420,7 +420,7 @@ def cc_exit_recovery(t, cid, flight_size):
         flight = mss
     cwnd = min(np.int64(h.ssthresh[cid]), flight + mss)
     h.cwnd[cid] = _clamp_cwnd(cwnd, mss)
-    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+    h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
     _reset_growth_state(t, cid)
 
 
@@ -442,7 +442,7 @@ def cc_on_rto(t, cid, flight_size, now):
             ssthresh = np.int64(flight_size) // 2
         h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
     h.cwnd[cid] = mss
-    h.flags[cid] = h.flags[cid] & _NOT_IN_RECOVERY
+    h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
     h.recover[cid] = h.snd_max[cid]
     h.dupacks[cid] = 0
     h.cc_w_max[cid] = 0  # CUBIC: W_max forgotten; NewReno: byte count restarts
@@ -467,7 +467,7 @@ def cc_after_idle(t, cid, now, rto):
         e = h.cc_epoch_us[cid] + idle
         h.cc_epoch_us[cid] = e if e < now else np.int64(now)
     rto = np.int64(rto)
-    if rto <= 0 or idle <= rto or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+    if rto <= 0 or idle <= rto or (h.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
@@ -492,7 +492,7 @@ def cc_limited_transmit_allowed(t, cid, dupacks):
     duplicate ACK took one segment out of the flight) and the peer's window has room beyond
     snd_max.  The engine still checks it has new data and sizes the segment to the window."""
     h = t.hot
-    if dupacks < 1 or dupacks > CC_LIMITED_TRANSMIT_MAX or (h.flags[cid] & TF_IN_RECOVERY) != 0:
+    if dupacks < 1 or dupacks > CC_LIMITED_TRANSMIT_MAX or (h.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
     mss = _mss(t, cid)
     una = np.int64(h.snd_una[cid])

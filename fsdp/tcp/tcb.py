@@ -1,15 +1,20 @@
-"""The TCB table: every connection's Transmission Control Block, as struct-of-arrays columns.
+"""The TCB table: every connection's Transmission Control Block, hot and cold records.
 
 Read first: RFC 9293 §3.3.1 (the send and receive sequence variables, named here exactly:
 ``snd_una, snd_nxt, snd_wnd, snd_wl1, snd_wl2, iss, rcv_nxt, rcv_wnd, irs``) and §3.3.2 (the
 states and the transitions of Figure 5); RFC 6298 (``srtt, rttvar, rto``), RFC 5681 and RFC 6582
 (``cwnd, ssthresh, dupacks, recover``), RFC 7323 (window scale, ``ts_recent``, ``ts_recent_age``).
 
-Layout.  A connection is an int32 id; each field is a 1-D numpy column indexed by it.  Columns
-are split by temperature: ``TcbHot`` holds what ``tcp_input`` / ``tcp_output`` touch for every
-segment (sequence space, windows, RTT and congestion state, queue heads, flags), ``TcbCold`` what
-only set-up, teardown, options and statistics touch (addresses, ISS/IRS, owner, keep-alive
-settings, counters).  The addresses are cold because segments are found through the flow table
+Layout.  A connection is an int32 id indexing two packed record arrays (``np.recarray``), split
+by temperature: ``hot`` (``TCB_HOT_DTYPE``) holds what ``tcp_input`` / ``tcp_output`` touch for
+every segment (sequence space, windows, RTT and congestion state, queue heads, flags), ``cold``
+(``TCB_COLD_DTYPE``) what only set-up, teardown, options and statistics touch (addresses,
+ISS/IRS, owner, keep-alive settings, counters).  A field reads as a column, in Python and in
+Numba alike: ``t.hot.snd_una[cid]`` is the record field through a strided view.  One segment
+touches many fields of one connection, which then share cache lines.  Records rather than one
+array per field also keep the table two arrays wide: Numba increfs, and compiles code for, every
+array of a NamedTuple argument at every call boundary (90 columns made each engine kernel take
+seconds to compile and ``CoreState`` 166 arrays wide; now it is 78).  The addresses are cold because segments are found through the flow table
 and built from a per-connection header template (DESIGN §4), not from these columns.
 
 Sequence numbers are uint32 columns (RFC 9293 §3.4 arithmetic is modulo 2^32: compare them with
@@ -30,16 +35,15 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 361 bytes per connection (hot 241 + cold 116 + free-list link 4), excluding queued frames
-and the timer wheel's 16 bytes per timer; ``tcb_bytes_per_conn()`` computes it from the dtypes
-and a test holds it under 384 bytes.  100,000 connections take 36 MB.
+Memory: 361 bytes per connection (hot 241 + cold 116 + free-list link 4; the records are packed),
+excluding queued frames and the timer wheel's 16 bytes per timer; ``tcb_bytes_per_conn()``
+computes it from the dtypes and a test holds it under 384 bytes.  100,000 connections take 36 MB.
 
-Refcounts.  Numba increfs every column of a table argument (here ~85) when a kernel is entered
-and decrefs it after the argument's last use; unless its pruning pass can pair the two, each call
-pays two atomics per column (measured: ~2 µs for a non-inlined ``tcb_set_state``).  The kernels
-below are inlined and end with an unconditional use of the table, which lets the pair be pruned
-(``tcb_set_state`` then costs < 1 ns); callers should pass ``t.hot`` or ``t.cold``, not ``t``, to
-helpers that cannot be written that way.  ``tests/tcp/test_tcb.py`` checks the generated code.
+Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
+after the argument's last use; unless its pruning pass can pair the two, each call pays two
+atomics per array.  The kernels below are inlined and end with an unconditional use of the table,
+which lets the pair be pruned (``tcb_set_state`` then costs < 1 ns).  ``tests/tcp/test_tcb.py``
+checks the generated code.
 """
 
 from typing import NamedTuple
@@ -76,7 +80,7 @@ TCPS_NAMES = (
 # RFC 9293 §3.3.2: "synchronized" states, where a reset is in-window checked and ACKs are sent.
 TCPS_M_SYNCHRONIZED = sum(1 << s for s in range(TCPS_ESTABLISHED, TCPS_COUNT))
 
-# --- flags (hot.flags bits) -------------------------------------------------------------------
+# --- flags (hot.tflags bits) -------------------------------------------------------------------
 TF_NODELAY = 1 << 0  # TCP_NODELAY: Nagle off (RFC 9293 §3.7.4)
 TF_KEEPALIVE = 1 << 1  # SO_KEEPALIVE (RFC 1122 §4.2.3.6)
 TF_FIN_SENT = 1 << 2  # our FIN has a sequence number (snd_max covers it)
@@ -164,138 +168,123 @@ def _allowed_table() -> np.ndarray:
 _ALLOWED = _allowed_table()
 
 
-class TcbHot(NamedTuple):
-    """Touched for every segment by input or output."""
+# Hot fields: touched for every segment by input or output.
+TCB_HOT_DTYPE = np.dtype(
+    [
+        ("state", np.int8),  # TCPS_*
+        ("tflags", np.uint32),  # TF_* (not "flags": that is every numpy array's own attribute)
+        # send sequence space (RFC 9293 §3.3.1)
+        ("snd_una", np.uint32),  # oldest unacknowledged
+        ("snd_nxt", np.uint32),  # next to send
+        ("snd_max", np.uint32),  # highest sent (snd_nxt goes back on retransmission)
+        ("snd_wnd", np.uint32),  # send window, bytes (scaled)
+        ("snd_wl1", np.uint32),  # SEG.SEQ of the last window update
+        ("snd_wl2", np.uint32),  # SEG.ACK of the last window update
+        ("max_sndwnd", np.uint32),  # largest window the peer offered (§3.8.6.2.1 SWS avoidance)
+        # receive sequence space
+        ("rcv_nxt", np.uint32),  # next expected
+        ("rcv_wnd", np.uint32),  # receive window, bytes
+        ("rcv_adv", np.uint32),  # right edge last advertised (never shrink it, §3.8.6.2.2)
+        ("rcv_wup", np.uint32),  # rcv_nxt when the window was last advertised (Linux rcv_wup)
+        ("rcv_ssthresh", np.uint32),  # receive-window growth limit, bytes (Linux rcv_ssthresh)
+        ("rcv_mss", np.int32),  # estimate of the peer's MSS (delayed-ACK decisions)
+        ("rcv_buf", np.int32),  # SO_RCVBUF, bytes
+        ("snd_buf", np.int32),  # SO_SNDBUF, bytes
+        ("snd_sml", np.uint32),  # end of the last small segment sent (Minshall's Nagle)
+        ("rcv_mem", np.int32),  # receive queue charge, payload + per-frame overhead (Linux
+        # sk_rmem_alloc counts skb truesize; the window is a share of SO_RCVBUF minus it)
+        ("rcv_ratio", np.int16),  # payload share of that charge in 1/256 (Linux scaling_ratio)
+        # options (RFC 7323, RFC 9293 §3.7.1)
+        ("mss", np.int32),  # effective send MSS (payload bytes per segment)
+        ("snd_wscale", np.int8),  # shift applied to the peer's window field
+        ("rcv_wscale", np.int8),  # shift applied to ours
+        ("ts_recent", np.uint32),  # TSval to echo (RFC 7323 §4.3)
+        ("ts_recent_age", np.int64),  # µs when ts_recent was recorded (PAWS 24-day rule, §5.5)
+        ("ts_offset", np.uint32),  # random per-connection offset of our TSval clock
+        # RTT estimation (RFC 6298)
+        ("srtt", np.int32),  # µs; < 0: no sample yet
+        ("rttvar", np.int32),  # µs
+        ("mdev", np.int32),  # µs: Linux's mean deviation, smoothed (tcp_rtt_estimator)
+        ("mdev_max", np.int32),  # µs: its maximum over the last RTT
+        ("rto", np.int32),  # µs, with backoff applied
+        ("rtt_seq", np.uint32),  # segment being timed (TF_RTT_TIMING), Karn's algorithm
+        ("rtt_start_us", np.int64),  # when it was sent
+        ("rexmit_count", np.int16),  # consecutive RTO expirations (backoff exponent, (5.5))
+        ("retrans_stamp", np.int64),  # µs: first retransmission of the oldest segment, 0 = none
+        # congestion control (RFC 5681, RFC 6582; RFC 9438)
+        ("cwnd", np.uint32),  # bytes
+        ("ssthresh", np.uint32),  # bytes
+        ("dupacks", np.int16),  # duplicate ACKs in a row
+        ("recover", np.uint32),  # snd_max when fast recovery began (RFC 6582)
+        ("cc_algo", np.int8),  # CC_*
+        ("cc_w_max", np.uint32),  # CUBIC W_max, bytes (RFC 9438 §4.1); unused by NewReno
+        ("cc_epoch_us", np.int64),  # CUBIC congestion-avoidance epoch start
+        # queues: chains of pool frames through pool.next
+        ("snd_q_head", np.int32),  # oldest frame (from snd_una)
+        ("snd_q_tail", np.int32),  # int32
+        ("snd_q_unsent", np.int32),  # first frame not yet sent, -1 = all sent
+        ("snd_q_bytes", np.int32),  # bytes queued (unacknowledged + unsent)
+        ("rcv_q_head", np.int32),  # in-order data for the application
+        ("rcv_q_tail", np.int32),  # int32
+        ("rcv_q_bytes", np.int32),  # int32
+        ("ooo_head", np.int32),  # out-of-order segments, by sequence number
+        ("ooo_bytes", np.int32),  # int32 (reassembly memory is bounded by it)
+        ("delack_segs", np.int8),  # full-sized segments received since our last ACK
+        ("ack_quick", np.int16),  # ACKs still to send at once (Linux quick-ack mode)
+        ("ack_ato", np.int32),  # µs: delayed-ACK timeout estimate
+        ("ack_lrcv_us", np.int64),  # when data last arrived (the ato estimator)
+        ("last_oow_ack_us", np.int64),  # last out-of-window ACK sent (RFC 5961 rate limit)
+        # activity
+        ("last_rcv_us", np.int64),  # last segment received (keep-alive idle time)
+        ("last_snd_us", np.int64),  # last data sent (RFC 5681 §4.1 restart after idle)
+    ]
+)
 
-    state: np.ndarray  # int8: TCPS_*
-    flags: np.ndarray  # uint32: TF_*
-    # send sequence space (RFC 9293 §3.3.1)
-    snd_una: np.ndarray  # uint32: oldest unacknowledged
-    snd_nxt: np.ndarray  # uint32: next to send
-    snd_max: np.ndarray  # uint32: highest sent (snd_nxt goes back on retransmission)
-    snd_wnd: np.ndarray  # uint32: send window, bytes (scaled)
-    snd_wl1: np.ndarray  # uint32: SEG.SEQ of the last window update
-    snd_wl2: np.ndarray  # uint32: SEG.ACK of the last window update
-    max_sndwnd: np.ndarray  # uint32: largest window the peer offered (§3.8.6.2.1 SWS avoidance)
-    # receive sequence space
-    rcv_nxt: np.ndarray  # uint32: next expected
-    rcv_wnd: np.ndarray  # uint32: receive window, bytes
-    rcv_adv: np.ndarray  # uint32: right edge last advertised (never shrink it, §3.8.6.2.2)
-    rcv_wup: np.ndarray  # uint32: rcv_nxt when the window was last advertised (Linux rcv_wup)
-    rcv_ssthresh: np.ndarray  # uint32: receive-window growth limit, bytes (Linux rcv_ssthresh)
-    rcv_mss: np.ndarray  # int32: estimate of the peer's MSS (delayed-ACK decisions)
-    rcv_buf: np.ndarray  # int32: SO_RCVBUF, bytes
-    snd_buf: np.ndarray  # int32: SO_SNDBUF, bytes
-    snd_sml: np.ndarray  # uint32: end of the last small segment sent (Minshall's Nagle)
-    rcv_mem: np.ndarray  # int32: receive queue charge, payload + per-frame overhead (Linux
-    # sk_rmem_alloc counts skb truesize; the window is a share of SO_RCVBUF minus it)
-    rcv_ratio: np.ndarray  # int16: payload share of that charge in 1/256 (Linux scaling_ratio)
-    # options (RFC 7323, RFC 9293 §3.7.1)
-    mss: np.ndarray  # int32: effective send MSS (payload bytes per segment)
-    snd_wscale: np.ndarray  # int8: shift applied to the peer's window field
-    rcv_wscale: np.ndarray  # int8: shift applied to ours
-    ts_recent: np.ndarray  # uint32: TSval to echo (RFC 7323 §4.3)
-    ts_recent_age: np.ndarray  # int64: µs when ts_recent was recorded (PAWS 24-day rule, §5.5)
-    ts_offset: np.ndarray  # uint32: random per-connection offset of our TSval clock
-    # RTT estimation (RFC 6298)
-    srtt: np.ndarray  # int32 µs; < 0: no sample yet
-    rttvar: np.ndarray  # int32 µs
-    mdev: np.ndarray  # int32 µs: Linux's mean deviation, smoothed (tcp_rtt_estimator)
-    mdev_max: np.ndarray  # int32 µs: its maximum over the last RTT
-    rto: np.ndarray  # int32 µs, with backoff applied
-    rtt_seq: np.ndarray  # uint32: segment being timed (TF_RTT_TIMING), Karn's algorithm
-    rtt_start_us: np.ndarray  # int64: when it was sent
-    rexmit_count: np.ndarray  # int16: consecutive RTO expirations (backoff exponent, (5.5))
-    retrans_stamp: np.ndarray  # int64 µs: first retransmission of the oldest segment, 0 = none
-    # congestion control (RFC 5681, RFC 6582; RFC 9438)
-    cwnd: np.ndarray  # uint32: bytes
-    ssthresh: np.ndarray  # uint32: bytes
-    dupacks: np.ndarray  # int16: duplicate ACKs in a row
-    recover: np.ndarray  # uint32: snd_max when fast recovery began (RFC 6582)
-    cc_algo: np.ndarray  # int8: CC_*
-    cc_w_max: np.ndarray  # uint32: CUBIC W_max, bytes (RFC 9438 §4.1); unused by NewReno
-    cc_epoch_us: np.ndarray  # int64: CUBIC congestion-avoidance epoch start
-    # queues: chains of pool frames through pool.next
-    snd_q_head: np.ndarray  # int32: oldest frame (from snd_una)
-    snd_q_tail: np.ndarray  # int32
-    snd_q_unsent: np.ndarray  # int32: first frame not yet sent, -1 = all sent
-    snd_q_bytes: np.ndarray  # int32: bytes queued (unacknowledged + unsent)
-    rcv_q_head: np.ndarray  # int32: in-order data for the application
-    rcv_q_tail: np.ndarray  # int32
-    rcv_q_bytes: np.ndarray  # int32
-    ooo_head: np.ndarray  # int32: out-of-order segments, by sequence number
-    ooo_bytes: np.ndarray  # int32 (reassembly memory is bounded by it)
-    delack_segs: np.ndarray  # int8: full-sized segments received since our last ACK
-    ack_quick: np.ndarray  # int16: ACKs still to send at once (Linux quick-ack mode)
-    ack_ato: np.ndarray  # int32 µs: delayed-ACK timeout estimate
-    ack_lrcv_us: np.ndarray  # int64: when data last arrived (the ato estimator)
-    last_oow_ack_us: np.ndarray  # int64: last out-of-window ACK sent (RFC 5961 rate limit)
-    # activity
-    last_rcv_us: np.ndarray  # int64: last segment received (keep-alive idle time)
-    last_snd_us: np.ndarray  # int64: last data sent (RFC 5681 §4.1 restart after idle)
 
-
-class TcbCold(NamedTuple):
-    """Set-up, teardown, options and statistics."""
-
-    lip: np.ndarray  # uint32: local IPv4 address
-    rip: np.ndarray  # uint32: remote IPv4 address
-    lport: np.ndarray  # uint16
-    rport: np.ndarray  # uint16
-    iss: np.ndarray  # uint32: initial send sequence number (fsdp.tcp.isn)
-    irs: np.ndarray  # uint32: initial receive sequence number
-    peer_mss: np.ndarray  # uint16: MSS option the peer sent (TCP_DEFAULT_MSS without one)
-    adv_mss: np.ndarray  # uint16: MSS option we sent
-    owner: np.ndarray  # int32: socket id, -1 = none (orphaned or not yet accepted)
-    listener: np.ndarray  # int32: the listener that created it, -1 = active open
-    gen: np.ndarray  # uint32: allocation generation of this id
-    created_us: np.ndarray  # int64
-    snd_up: np.ndarray  # uint32: send urgent pointer (RFC 9293 §3.8.5)
-    rcv_up: np.ndarray  # uint32: receive urgent pointer
-    ka_idle_us: np.ndarray  # int64: TCP_KEEPIDLE
-    ka_intvl_us: np.ndarray  # int32: TCP_KEEPINTVL (µs, <= 35 min)
-    ka_probes: np.ndarray  # int8: TCP_KEEPCNT
-    probes_out: np.ndarray  # int8: keep-alive / zero-window probes unanswered
-    linger_s: np.ndarray  # int16: SO_LINGER seconds, -1 = off
-    user_mss: np.ndarray  # int32: TCP_MAXSEG, 0 = not set
-    window_clamp: np.ndarray  # uint32: largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
-    error: np.ndarray  # int32: pending socket error (errno), 0 = none
-    link_prev: np.ndarray  # int32: a list through TCBs (the TIME-WAIT FIFO), -1 = none
-    link_next: np.ndarray  # int32
-    segs_in: np.ndarray  # uint32: statistics (tcp_info)
-    segs_out: np.ndarray  # uint32
-    total_retrans: np.ndarray  # uint32
-    bytes_acked: np.ndarray  # int64
-    bytes_received: np.ndarray  # int64
+# Cold fields: set-up, teardown, options and statistics.
+TCB_COLD_DTYPE = np.dtype(
+    [
+        ("lip", np.uint32),  # local IPv4 address
+        ("rip", np.uint32),  # remote IPv4 address
+        ("lport", np.uint16),  # uint16
+        ("rport", np.uint16),  # uint16
+        ("iss", np.uint32),  # initial send sequence number (fsdp.tcp.isn)
+        ("irs", np.uint32),  # initial receive sequence number
+        ("peer_mss", np.uint16),  # MSS option the peer sent (TCP_DEFAULT_MSS without one)
+        ("adv_mss", np.uint16),  # MSS option we sent
+        ("owner", np.int32),  # socket id, -1 = none (orphaned or not yet accepted)
+        ("listener", np.int32),  # the listener that created it, -1 = active open
+        ("gen", np.uint32),  # allocation generation of this id
+        ("created_us", np.int64),  # int64
+        ("snd_up", np.uint32),  # send urgent pointer (RFC 9293 §3.8.5)
+        ("rcv_up", np.uint32),  # receive urgent pointer
+        ("ka_idle_us", np.int64),  # TCP_KEEPIDLE
+        ("ka_intvl_us", np.int32),  # TCP_KEEPINTVL (µs, <= 35 min)
+        ("ka_probes", np.int8),  # TCP_KEEPCNT
+        ("probes_out", np.int8),  # keep-alive / zero-window probes unanswered
+        ("linger_s", np.int16),  # SO_LINGER seconds, -1 = off
+        ("user_mss", np.int32),  # TCP_MAXSEG, 0 = not set
+        ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
+        ("error", np.int32),  # pending socket error (errno), 0 = none
+        ("link_prev", np.int32),  # a list through TCBs (the TIME-WAIT FIFO), -1 = none
+        ("link_next", np.int32),  # int32
+        ("segs_in", np.uint32),  # statistics (tcp_info)
+        ("segs_out", np.uint32),  # uint32
+        ("total_retrans", np.uint32),  # uint32
+        ("bytes_acked", np.int64),  # int64
+        ("bytes_received", np.int64),  # int64
+    ]
+)
 
 
 class TcbTable(NamedTuple):
-    hot: TcbHot
-    cold: TcbCold
+    hot: np.ndarray  # np.recarray of TCB_HOT_DTYPE: hot.snd_una[cid] (a field view)
+    cold: np.ndarray  # np.recarray of TCB_COLD_DTYPE
     free_next: np.ndarray  # int32[max_conns]: next free id; TCB_ALLOCATED for ids in use
     state_count: np.ndarray  # int64[TCPS_COUNT]: allocated TCBs per state
     meta: np.ndarray  # int64[TCB_META_SIZE]
 
 
-_HOT_DTYPES = {
-    "state": np.int8, "flags": np.uint32, "snd_una": np.uint32, "snd_nxt": np.uint32,
-    "snd_max": np.uint32, "snd_wnd": np.uint32, "snd_wl1": np.uint32, "snd_wl2": np.uint32,
-    "max_sndwnd": np.uint32, "rcv_nxt": np.uint32, "rcv_wnd": np.uint32, "rcv_adv": np.uint32,
-    "rcv_wup": np.uint32, "rcv_ssthresh": np.uint32, "rcv_mss": np.int32, "rcv_buf": np.int32,
-    "snd_buf": np.int32, "snd_sml": np.uint32, "rcv_mem": np.int32,
-    "rcv_ratio": np.int16, "mss": np.int32, "snd_wscale": np.int8,
-    "rcv_wscale": np.int8, "ts_recent": np.uint32,
-    "ts_recent_age": np.int64, "ts_offset": np.uint32, "srtt": np.int32, "rttvar": np.int32,
-    "mdev": np.int32, "mdev_max": np.int32, "rto": np.int32, "rtt_seq": np.uint32,
-    "rtt_start_us": np.int64, "rexmit_count": np.int16, "retrans_stamp": np.int64,
-    "cwnd": np.uint32, "ssthresh": np.uint32, "dupacks": np.int16, "recover": np.uint32,
-    "cc_algo": np.int8, "cc_w_max": np.uint32, "cc_epoch_us": np.int64, "snd_q_head": np.int32,
-    "snd_q_tail": np.int32, "snd_q_unsent": np.int32, "snd_q_bytes": np.int32,
-    "rcv_q_head": np.int32, "rcv_q_tail": np.int32, "rcv_q_bytes": np.int32,
-    "ooo_head": np.int32, "ooo_bytes": np.int32, "delack_segs": np.int8,
-    "ack_quick": np.int16, "ack_ato": np.int32, "ack_lrcv_us": np.int64,
-    "last_oow_ack_us": np.int64, "last_rcv_us": np.int64, "last_snd_us": np.int64,
-}  # fmt: skip
 _HOT_DEFAULTS = {
     "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS,
     "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1,
@@ -303,35 +292,23 @@ _HOT_DEFAULTS = {
     "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
 }  # fmt: skip
-_COLD_DTYPES = {
-    "lip": np.uint32, "rip": np.uint32, "lport": np.uint16, "rport": np.uint16,
-    "iss": np.uint32, "irs": np.uint32, "peer_mss": np.uint16, "adv_mss": np.uint16,
-    "owner": np.int32, "listener": np.int32, "gen": np.uint32, "created_us": np.int64,
-    "snd_up": np.uint32, "rcv_up": np.uint32, "ka_idle_us": np.int64, "ka_intvl_us": np.int32,
-    "ka_probes": np.int8, "probes_out": np.int8, "linger_s": np.int16, "user_mss": np.int32,
-    "window_clamp": np.uint32, "error": np.int32, "link_prev": np.int32, "link_next": np.int32,
-    "segs_in": np.uint32,
-    "segs_out": np.uint32, "total_retrans": np.uint32, "bytes_acked": np.int64,
-    "bytes_received": np.int64,
-}  # fmt: skip
 _COLD_DEFAULTS = {
     "peer_mss": TCP_DEFAULT_MSS, "owner": -1, "listener": -1, "ka_idle_us": TCP_KEEPALIVE_IDLE_US,
     "ka_intvl_us": TCP_KEEPALIVE_INTVL_US, "ka_probes": TCP_KEEPALIVE_PROBES, "linger_s": -1,
     "link_prev": -1, "link_next": -1,
 }  # fmt: skip
-assert tuple(_HOT_DTYPES) == TcbHot._fields and tuple(_COLD_DTYPES) == TcbCold._fields
 
 
 def tcb_table_create(max_conns: int) -> TcbTable:
     """A table of ``max_conns`` TCBs, all free, every column at its default."""
     if not isinstance(max_conns, int) or max_conns < 1 or max_conns > 0x7FFFFFFF:
         raise ValueError(f"max_conns must be 1 .. 2^31-1, not {max_conns!r}")
-    hot = TcbHot(
-        **{f: np.full(max_conns, _HOT_DEFAULTS.get(f, 0), d) for f, d in _HOT_DTYPES.items()}
-    )
-    cold = TcbCold(
-        **{f: np.full(max_conns, _COLD_DEFAULTS.get(f, 0), d) for f, d in _COLD_DTYPES.items()}
-    )
+    hot = np.zeros(max_conns, TCB_HOT_DTYPE).view(np.recarray)
+    for f, v in _HOT_DEFAULTS.items():
+        hot[f] = v
+    cold = np.zeros(max_conns, TCB_COLD_DTYPE).view(np.recarray)
+    for f, v in _COLD_DEFAULTS.items():
+        cold[f] = v
     free_next = np.arange(1, max_conns + 1, dtype=np.int32)
     free_next[-1] = -1
     meta = np.zeros(TCB_META_SIZE, np.int64)
@@ -342,8 +319,8 @@ def tcb_table_create(max_conns: int) -> TcbTable:
 def tcb_bytes_per_conn() -> int:
     """Bytes of table per connection: every column's itemsize plus the free-list link."""
     return (
-        sum(np.dtype(d).itemsize for d in _HOT_DTYPES.values())
-        + sum(np.dtype(d).itemsize for d in _COLD_DTYPES.values())
+        TCB_HOT_DTYPE.itemsize
+        + TCB_COLD_DTYPE.itemsize
         + np.dtype(np.int32).itemsize
     )
 
@@ -353,7 +330,7 @@ def _reset(t, i):
     """Every column of ``i`` back to what ``tcb_table_create`` writes (a test checks they agree)."""
     h = t.hot
     h.state[i] = TCPS_CLOSED
-    h.flags[i] = 0
+    h.tflags[i] = 0
     h.snd_una[i] = 0
     h.snd_nxt[i] = 0
     h.snd_max[i] = 0

@@ -72,7 +72,7 @@ def ssthresh(t, cid):
 
 
 def in_recovery(t, cid):
-    return bool(t.hot.flags[cid] & TF_IN_RECOVERY)
+    return bool(t.hot.tflags[cid] & TF_IN_RECOVERY)
 
 
 def send(t, cid, n):
@@ -413,7 +413,7 @@ def test_cubic_loss_fast_convergence():
     cc_enter_recovery(t, cid, 100000, 0, True)
     assert t.hot.cc_w_max[cid] == 100000  # first loss: W_max = cwnd
     assert ssthresh(t, cid) == 100000 * 717 // 1024 == cwnd(t, cid)
-    t.hot.flags[cid] = int(t.hot.flags[cid]) & ~TF_IN_RECOVERY
+    t.hot.tflags[cid] = int(t.hot.tflags[cid]) & ~TF_IN_RECOVERY
     t.hot.cwnd[cid] = 90000  # lost again below W_max: fast convergence
     t.hot.snd_una[cid] = t.hot.recover[cid]
     cc_enter_recovery(t, cid, 90000, 0, False)
