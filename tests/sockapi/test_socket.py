@@ -12,6 +12,9 @@ import pytest
 
 import fsdp
 
+# The socket layer sits on the TCP engine's usercalls; until the engine is on main, say so.
+pytest.importorskip("fsdp.tcp.usercalls", reason="the TCP engine (fsdp.tcp.usercalls) has not landed yet")
+
 _wires = itertools.count()
 
 
