@@ -153,6 +153,9 @@ class Stack:
         self._capture: PcapWriter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
         _live_stacks.add(self)
+        # One pass now, so compiling or loading the jitted loop happens here and not in the
+        # middle of a protocol exchange (where it would look like seconds of network delay).
+        self.poll()
 
     # ---- the loop ----
     def now_us(self) -> int:
@@ -395,7 +398,7 @@ class Stack:
                 raise OSError("cannot send echo request (message too long or no buffers)")
             t0 = self._clock()  # after the call: a first call's JIT compile is not network time
             self.poll(t0)  # transmit
-            deadline = t0 + int(timeout * 1e6)
+            deadline = max(t0, self._clock()) + int(timeout * 1e6)
             rtt = None
             while rtt is None and self._clock() < deadline:
                 poll_all_stacks()
