@@ -26,8 +26,10 @@ def test_capture_of_a_ping_exchange(tmp_path):
         b.audit()
     pkts = rdpcap(str(path))
     kinds = [("arp", p[ARP].op) if p.haslayer(ARP) else ("icmp", p[ICMP].type) for p in pkts]
-    # Wall-clock time: on a loaded machine ARP may retransmit once, so ARP is checked loosely.
-    assert kinds[:2] == [("arp", 1), ("arp", 2)]
+    # Wall-clock time: a cold JIT compile inside the first call can make ARP retransmit, so ARP
+    # is checked loosely: requests first, then at least one reply before the first echo.
+    first_icmp = kinds.index(("icmp", 8))
+    assert kinds[0] == ("arp", 1) and ("arp", 2) in kinds[:first_icmp]
     assert [k for k in kinds if k[0] == "icmp"] == [("icmp", 8), ("icmp", 0)] * 2
     ts = [float(p.time) for p in pkts]
     assert ts == sorted(ts)
