@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -41,35 +40,34 @@ PROFILE_FINDINGS = """\
 
 
 def _iperf3_once(seconds: float, port: int) -> float:
-    """One iperf3 run over loopback; receiver-side bits/s."""
+    """One iperf3 run over loopback (one-shot server, JSON client); receiver-side bits/s."""
     srv = subprocess.Popen(
         ["iperf3", "-s", "-1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        out = None
-        for _ in range(50):  # wait for the server to listen
-            p = subprocess.run(
-                ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", f"{seconds:g}", "-J"],
-                capture_output=True,
-                text=True,
-                timeout=seconds + 30,
-            )
-            if p.returncode == 0:
-                out = p.stdout
-                break
-            time.sleep(0.1)
-        if out is None:
-            raise RuntimeError(f"iperf3 client failed: {p.stdout.strip()[-200:]}")
-        d = json.loads(out)
-        return float(d["end"]["sum_received"]["bits_per_second"])
-    finally:
+        line = srv.stdout.readline()  # "Server listening on PORT ..." once it listens
+        while line and "listening" not in line:
+            line = srv.stdout.readline()
+        if not line:
+            raise RuntimeError("iperf3 server did not start")
+        p = subprocess.run(
+            ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", f"{seconds:g}", "-J"],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        )
         try:
-            srv.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
+            d = json.loads(p.stdout)
+            return float(d["end"]["sum_received"]["bits_per_second"])
+        except (ValueError, KeyError, TypeError):
+            err = d.get("error") if isinstance(d, dict) else None
+            raise RuntimeError(f"iperf3 client failed: {err or p.stdout.strip()[-200:]}") from None
+    finally:
+        srv.kill()
+        srv.wait()
 
 
 def _iperf3_available() -> tuple[bool, str]:

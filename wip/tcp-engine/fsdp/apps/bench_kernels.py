@@ -560,6 +560,8 @@ class BenchPair:
 
     SERVER_IP = "10.77.0.1"
     CLIENT_IP = "10.77.0.2"
+    SERVER_MAC = 0x02004D000001
+    CLIENT_MAC = 0x02004D000002
 
     def __init__(self, ring_slots: int = 1024, **options):
         from fsdp.core.stack import Stack
@@ -570,14 +572,16 @@ class BenchPair:
         )
         self._ports = []
         try:
-            sp = self.wire.attach(1, 0x02004D000001)
+            sp = self.wire.attach(1, self.SERVER_MAC)
             self._ports.append(sp)
-            cp = self.wire.attach(1, 0x02004D000002)
+            cp = self.wire.attach(1, self.CLIENT_MAC)
             self._ports.append(cp)
-            self.server = Stack(nic=sp, ip=f"{self.SERVER_IP}/24", **options)
-            self.client = Stack(nic=cp, ip=f"{self.CLIENT_IP}/24", **options)
-            self.server.add_neighbor(self.CLIENT_IP, 0x02004D000002)
-            self.client.add_neighbor(self.SERVER_IP, 0x02004D000001)
+            ip = f"{self.SERVER_IP}/24"
+            self.server = Stack(nic=sp, ip=ip, mac=self.SERVER_MAC, **options)
+            ip = f"{self.CLIENT_IP}/24"
+            self.client = Stack(nic=cp, ip=ip, mac=self.CLIENT_MAC, **options)
+            self.server.add_neighbor(self.CLIENT_IP, self.CLIENT_MAC)
+            self.client.add_neighbor(self.SERVER_IP, self.SERVER_MAC)
         except BaseException:
             self.close()
             raise

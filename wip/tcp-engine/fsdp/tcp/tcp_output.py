@@ -198,9 +198,10 @@ def tcp_tmpl_resolve(core, cid):
 
 
 @kernel
-def _emit(core, cid, fid, tcp_len, now):
+def _emit(core, cid, fid, tcp_len, ident, now):
     """Send the TCP segment at ``pool.data[fid, HEADROOM:HEADROOM+tcp_len]``: template headers
-    when the next hop is cached, else through ip_output; takes ownership."""
+    when the next hop is cached, else through ip_output; IPv4 id ``ident`` (-1: the core's
+    counter).  Takes ownership."""
     pool = core.pool
     h = core.tcb.hot
     buf = pool.data[fid]
@@ -215,7 +216,7 @@ def _emit(core, cid, fid, tcp_len, now):
     if (h.tflags[cid] & TF_TMPL_MAC) == 0 and not tcp_tmpl_resolve(core, cid):
         pool.off[fid] = HEADROOM
         pool.length[fid] = tcp_len
-        ip_output(core, fid, rip, IPPROTO_TCP, 0, True, -1, now)
+        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(0), True, ident, now)
         return
     row = core.tcp_tmpl[cid]
     base = _HDR_OFF
@@ -223,8 +224,9 @@ def _emit(core, cid, fid, tcp_len, now):
         buf[base + i] = row[i]
     ip = base + ETH_HLEN
     set_u16(buf, ip + 2, IP_HLEN_MIN + tcp_len)
-    ident = core.var[V_IP_ID]
-    core.var[V_IP_ID] = (ident + 1) & 0xFFFF
+    if ident < 0:
+        ident = core.var[V_IP_ID]
+        core.var[V_IP_ID] = (ident + 1) & 0xFFFF
     set_u16(buf, ip + 4, ident)
     set_u16(buf, ip + 10, checksum(buf, ip, IP_HLEN_MIN))
     pool.off[fid] = base
@@ -371,7 +373,9 @@ def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
     core.stats[STAT_TCP_SEGS_OUT] += 1
     if (flags & TH_ACK) != 0:
         tcp_ack_sent(core, cid)
-    _emit(core, cid, fid, hlen + n, now)
+    # IP id 0 on a SYN-ACK, as Linux (its request sockets build it with ip_build_and_send_pkt)
+    ident = np.int64(0) if (flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK) else np.int64(-1)
+    _emit(core, cid, fid, hlen + n, ident, now)
     return True
 
 
