@@ -9,7 +9,11 @@ See README.md and docs/ARCHITECTURE.md.
 
 import socket as _socket
 
-from fsdp.core.stack import Stack, default_stack, poll_all_stacks
+from fsdp import _jitcache
+
+_jitcache.configure()  # before any jitted module is imported
+
+from fsdp.core.stack import Stack, default_stack, poll_all_stacks  # noqa: E402
 
 __version__ = "0.1.0"
 
