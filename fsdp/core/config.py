@@ -65,6 +65,7 @@ CFG_TCP_REORDERING = 50  # duplicate-ACK threshold (RFC 5681 §3.2: 3)
 CFG_TCP_TIME_WAIT_US = 51  # 2*MSL (Linux TCP_TIMEWAIT_LEN, 60 s)
 CFG_SOMAXCONN = 52
 CFG_TCP_MAX_REASS = 53  # out-of-order bytes per connection, 0 = the receive buffer
+CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer growth
 CFG_SIZE = 64
 
 
@@ -254,6 +255,7 @@ def cfg_create(
     cfg[CFG_TCP_RCVBUF] = opts.tcp_rmem[1]
     cfg[CFG_TCP_RCVBUF_MAX] = opts.tcp_rmem[2]
     cfg[CFG_TCP_SNDBUF] = opts.tcp_wmem[1]
+    cfg[CFG_TCP_SNDBUF_MAX] = opts.tcp_wmem[2]
     cfg[CFG_TCP_SYNCOOKIES] = opts.tcp_syncookies
     cfg[CFG_TCP_SYN_RETRIES] = opts.tcp_syn_retries
     cfg[CFG_TCP_SYNACK_RETRIES] = opts.tcp_synack_retries

@@ -19,13 +19,16 @@ from fsdp.core.stats import (
     STAT_RX_BYTES,
     STAT_RX_FRAMES,
 )
+from fsdp.core.timerwheel import timer_next_deadline
 from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
 from fsdp.driver.api import nic_next_event, nic_rx_burst
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.icmp import icmp_input, icmp_send_error
 from fsdp.tcp.input import tcp_input
 from fsdp.tcp.ip import ip_validate
+from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import arp_input, arp_timers
+from fsdp.tcp.tcp_timers import tcp_timers_run
 from fsdp.tcp.udp import udp_input
 from fsdp.wire.ethernet import (
     ETH_HLEN,
@@ -39,7 +42,7 @@ from fsdp.wire.icmp import ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL
 from fsdp.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ip_proto
 
 
-@njit(cache=True)
+@kernel_inline
 def ip_input(core, fid, now):
     kind = ip_validate(core, fid)
     if kind < 0:
@@ -59,7 +62,7 @@ def ip_input(core, fid, now):
         frame_free(pool, fid)
 
 
-@njit(cache=True)
+@kernel
 def eth_input(core, fid, now):
     """Demultiplex one received frame by EtherType; every path frees or keeps the frame."""
     pool = core.pool
@@ -90,11 +93,14 @@ def eth_input(core, fid, now):
         frame_free(pool, fid)
 
 
-@njit(cache=True)
+@kernel
 def core_timers(core, now):
     t = core.var[V_ARP_TIMER_US]
     if t != NO_DEADLINE and t <= now:
         arp_timers(core, now)
+    d = timer_next_deadline(core.timers)
+    if d >= 0 and d <= now:
+        tcp_timers_run(core, now)
 
 
 @njit(cache=True)
@@ -114,6 +120,9 @@ def run_once(core, now):
 def next_deadline(core):
     """The earliest time (µs) something is due on this core, or NO_DEADLINE."""
     d = core.var[V_ARP_TIMER_US]
+    w = timer_next_deadline(core.timers)
+    if w != NO_DEADLINE and (d == NO_DEADLINE or w < d):
+        d = w
     e = nic_next_event(core.nic)
     if e != NO_DEADLINE and (d == NO_DEADLINE or e < d):
         d = e

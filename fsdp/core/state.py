@@ -10,13 +10,32 @@ import numpy as np
 
 from fsdp.core.config import StackOptions, cfg_create
 from fsdp.core.stats import stats_create
-from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_ICMP_TOKENS, V_SIZE
+from fsdp.core.timerwheel import TimerWheel, timerwheel_create
+from fsdp.core.vars import (
+    NO_DEADLINE,
+    V_ARP_TIMER_US,
+    V_ICMP_TOKENS,
+    V_SIZE,
+    V_TCP_TW_HEAD,
+    V_TCP_TW_TAIL,
+    V_TX_OVF_HEAD,
+    V_TX_OVF_TAIL,
+)
 from fsdp.driver.pcap import capture_ring_create
 from fsdp.pool.pool import Pool, pool_create
+from fsdp.tcp.flowtable import FlowTable, flowtable_create
 from fsdp.tcp.icmp import EchoLog, echo_log_create
+from fsdp.tcp.isn import isn_secret_create
+from fsdp.tcp.listen import ListenTable, listen_table_create
 from fsdp.tcp.neighbor import ArpTable, arp_table_create
+from fsdp.tcp.reass import SackState, sack_state_create
+from fsdp.tcp.segment import SEG_SIZE
+from fsdp.tcp.tcb import TcbTable, tcb_table_create
+from fsdp.tcp.tcp_output import TMPL_SIZE
+from fsdp.wire.tcp import TOPT_SIZE
 
 TX_BATCH = 64  # frames queued before an early tx_burst within a pass
+TIMER_BATCH = 64  # timers handled per timer_expire call
 
 
 class CoreState(NamedTuple):
@@ -30,6 +49,19 @@ class CoreState(NamedTuple):
     arp: ArpTable
     echo_log: EchoLog
     capture: Any  # CaptureRing
+    # ---- the TCP engine (fsdp/tcp) ----
+    tcb: TcbTable  # every connection's TCB, max_conns of them
+    flows: FlowTable  # 4-tuple -> connection id
+    listen: ListenTable  # listeners and local port use
+    timers: TimerWheel  # TCP timers (TIMER_* kinds per connection)
+    sack: SackState  # SACK / D-SACK blocks each connection sends
+    isn_secret: np.ndarray  # uint64[4]: RFC 6528 ISN key and SYN cookie key
+    tcp_tmpl: np.ndarray  # uint8[max_conns, TMPL_SIZE]: per-connection header templates
+    tcp_seg: np.ndarray  # int64[SEG_SIZE]: the segment being processed (fsdp.tcp.segment)
+    tcp_opt: np.ndarray  # int64[TOPT_SIZE]: its parsed options
+    tcp_blocks: np.ndarray  # int64[8]: SACK blocks scratch
+    tmr_conn: np.ndarray  # int32[TIMER_BATCH]: timer_expire output
+    tmr_kind: np.ndarray  # int32[TIMER_BATCH]
 
 
 def core_state_create(
@@ -43,6 +75,12 @@ def core_state_create(
     var = np.zeros(V_SIZE, np.int64)
     var[V_ARP_TIMER_US] = NO_DEADLINE
     var[V_ICMP_TOKENS] = opts.icmp_burst * 1000
+    var[V_TCP_TW_HEAD] = -1
+    var[V_TCP_TW_TAIL] = -1
+    var[V_TX_OVF_HEAD] = -1
+    var[V_TX_OVF_TAIL] = -1
+    secret = isn_secret_create()
+    n = opts.max_conns
     return CoreState(
         cfg=cfg,
         var=var,
@@ -54,4 +92,16 @@ def core_state_create(
         arp=arp_table_create(opts.arp_entries),
         echo_log=echo_log_create(),
         capture=capture_ring_create(slots=1, snaplen=64),
+        tcb=tcb_table_create(n),
+        flows=flowtable_create(n),
+        listen=listen_table_create(int(secret[0] % 28232)),
+        timers=timerwheel_create(n),
+        sack=sack_state_create(n),
+        isn_secret=secret,
+        tcp_tmpl=np.zeros((n, TMPL_SIZE), np.uint8),
+        tcp_seg=np.zeros(SEG_SIZE, np.int64),
+        tcp_opt=np.zeros(TOPT_SIZE, np.int64),
+        tcp_blocks=np.zeros(8, np.int64),
+        tmr_conn=np.zeros(TIMER_BATCH, np.int32),
+        tmr_kind=np.zeros(TIMER_BATCH, np.int32),
     )

@@ -8,6 +8,18 @@ V_ICMP_REFILL_US = 4  # time of the last refill
 V_ARP_TIMER_US = 5  # earliest ARP deadline (-1 = none)
 V_PING_COUNT = 6  # echo replies logged so far (the log is a ring)
 V_PASSES = 7  # run_once calls
-V_SIZE = 16
+# TCP engine
+V_TCP_CHALLENGE_SEC = 8  # the second (now // 1e6) the challenge-ACK budget belongs to
+V_TCP_CHALLENGE_LEFT = 9  # challenge ACKs still allowed in that second (RFC 5961 §7)
+V_TCP_TW_HEAD = 10  # oldest TIME-WAIT TCB (FIFO through cold.link_next), -1 = none
+V_TCP_TW_TAIL = 11
+V_TCP_TW_COUNT = 12
+V_TX_OVF_HEAD = 13  # frames queued beyond core.tx_ids, chained through pool.next, -1 = none
+V_TX_OVF_TAIL = 14
+V_TCP_RST_PENDING = 15  # a RST answering the segment being processed (fsdp.tcp.input sends it)
+V_TCP_RST_SEQ = 16
+V_TCP_RST_ACK = 17
+V_TCP_RST_FLAGS = 18
+V_SIZE = 32
 
 NO_DEADLINE = -1

@@ -11,3 +11,11 @@ FRAME_F_TCP_SACKED = 0x0200  # sender scoreboard: the peer SACKed this whole fra
 FRAME_F_TCP_RETRANS = 0x0400  # sent more than once (Karn: no RTT sample from it)
 FRAME_F_TCP_LOST = 0x0800  # sender scoreboard: deemed lost (RFC 6675 IsLost)
 FRAME_F_TCP_SENT = 0x1000  # sent at least once
+FRAME_F_TCP_PSH = 0x2000  # the segment goes out with PSH (the last one of an application write)
+FRAME_F_TCP_EVER_RETRANS = 0x4000  # sent more than once, ever (Karn's rule: no RTT sample; the
+# scoreboard's FRAME_F_TCP_RETRANS is cleared at each recovery episode)
+
+# Send-queue frames keep their latest transmission time (µs, big-endian int64) in the first 8
+# bytes of the frame's headroom (payload starts at pool.off >= HEADROOM): Linux's per-skb
+# timestamp, for RTT samples (RFC 6298 with Karn) and the retransmission give-up clock.
+FRAME_XMIT_TIME_OFF = 0

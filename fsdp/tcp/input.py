@@ -1,31 +1,70 @@
 """TCP segment arrival: validation, then demultiplexing (RFC 9293 §3.10.7).
 
 Integrity first (header length, checksum), counted by reason; then the segment goes to its
-connection, its listener, or the CLOSED-state reset.  The connection engine (established
-hash, listen tables) plugs in here.
+connection (the flow table), its listener (the listen table), or the CLOSED-state reset.  The
+frame is trimmed to the payload (``pool.off``/``pool.length``, ``pool.tag`` = SEG.SEQ) and the
+header fields are copied to ``core.tcp_seg``, the options to ``core.tcp_opt``
+(fsdp.tcp.segment).
 """
 
-from numba import njit
+import numpy as np
 
 from fsdp.core.config import CFG_RX_CSUM_OFFLOAD
-from fsdp.core.stats import STAT_TCP_BAD_CSUM, STAT_TCP_IN, STAT_TCP_MALFORMED, STAT_TCP_NO_LISTENER
+from fsdp.core.stats import (
+    STAT_TCP_BAD_CSUM,
+    STAT_TCP_IN,
+    STAT_TCP_MALFORMED,
+    STAT_TCP_MD5_UNEXPECTED,
+    STAT_TCP_NO_LISTENER,
+    STAT_TCP_NOT_UNICAST,
+)
+from fsdp.core.vars import V_TCP_RST_ACK, V_TCP_RST_FLAGS, V_TCP_RST_PENDING, V_TCP_RST_SEQ
 from fsdp.pool.pool import FRAME_F_RX_CSUM_OK, frame_free
-from fsdp.tcp.closed import tcp_send_reset
+from fsdp.tcp.closed import tcp_emit_rst, tcp_send_reset
+from fsdp.tcp.flowtable import flow_lookup
+from fsdp.tcp.ip import DST_UNICAST
+from fsdp.tcp.kernel import kernel
+from fsdp.tcp.listen import listen_lookup
+from fsdp.tcp.segment import (
+    SEG_ACK,
+    SEG_DPORT,
+    SEG_DST,
+    SEG_FLAGS,
+    SEG_KIND,
+    SEG_LEN,
+    SEG_REOPEN,
+    SEG_SEQ,
+    SEG_SPORT,
+    SEG_SRC,
+    SEG_URP,
+    SEG_WND,
+    tcp_listen_input,
+    tcp_segment,
+    tcp_time_wait_reopen,
+)
+from fsdp.tcp.tcb import TF_ACK_NOW
+from fsdp.tcp.tcp_output import tcp_output
 from fsdp.wire.ethernet import ETH_HLEN
 from fsdp.wire.ipv4 import ip_dst, ip_hlen, ip_src, ip_total_len
 from fsdp.wire.tcp import (
+    OPTF_MD5SIG,
+    TH_SYN,
+    TOPT_PRESENT,
     tcp_ack,
     tcp_check,
     tcp_dport,
     tcp_flags,
     tcp_hlen,
+    tcp_parse_options,
     tcp_seq,
     tcp_sport,
+    tcp_urp,
     tcp_verify_csum,
+    tcp_win,
 )
 
 
-@njit(cache=True)
+@kernel
 def tcp_input(core, fid, dst_kind, now):
     """Process one received TCP segment (frame validated by ip_validate); takes ownership."""
     pool = core.pool
@@ -40,14 +79,72 @@ def tcp_input(core, fid, dst_kind, now):
         frame_free(pool, fid)
         return
     src = ip_src(buf, ip_off)
+    dst = ip_dst(buf, ip_off)
     verified = (pool.flags[fid] & FRAME_F_RX_CSUM_OK) != 0 and core.cfg[CFG_RX_CSUM_OFFLOAD] != 0
-    if not verified and not tcp_verify_csum(buf, off, n, src, ip_dst(buf, ip_off)):
+    if not verified and not tcp_verify_csum(buf, off, n, src, dst):
         core.stats[STAT_TCP_BAD_CSUM] += 1
         frame_free(pool, fid)
         return
-    core.stats[STAT_TCP_NO_LISTENER] += 1
-    tcp_send_reset(
-        core, dst_kind, src, tcp_sport(buf, off), tcp_dport(buf, off), tcp_seq(buf, off),
-        tcp_ack(buf, off), tcp_flags(buf, off), n - tcp_hlen(buf, off), now,
-    )
-    frame_free(pool, fid)
+    hlen = tcp_hlen(buf, off)
+    flags = tcp_flags(buf, off)
+    seq = tcp_seq(buf, off)
+    sport = tcp_sport(buf, off)
+    dport = tcp_dport(buf, off)
+    s = core.tcp_seg
+    s[SEG_SEQ] = seq
+    s[SEG_ACK] = tcp_ack(buf, off)
+    s[SEG_FLAGS] = flags
+    s[SEG_WND] = tcp_win(buf, off)
+    s[SEG_LEN] = n - hlen
+    s[SEG_SRC] = src
+    s[SEG_DST] = dst
+    s[SEG_SPORT] = sport
+    s[SEG_DPORT] = dport
+    s[SEG_URP] = tcp_urp(buf, off)
+    s[SEG_KIND] = dst_kind
+    tcp_parse_options(buf, off, hlen, (flags & TH_SYN) != 0, core.tcp_opt)
+    if dst_kind != DST_UNICAST:
+        core.stats[STAT_TCP_NOT_UNICAST] += 1  # TCP is point to point (Linux: PACKET_HOST)
+        frame_free(pool, fid)
+        return
+    if (core.tcp_opt[TOPT_PRESENT] & OPTF_MD5SIG) != 0:
+        core.stats[STAT_TCP_MD5_UNEXPECTED] += 1  # RFC 2385 §3: no key, drop (as Linux)
+        frame_free(pool, fid)
+        return
+    # the frame now holds the payload only
+    pool.off[fid] = off + hlen
+    pool.length[fid] = n - hlen
+    pool.tag[fid] = seq
+    core.var[V_TCP_RST_PENDING] = 0
+    out = np.int64(-1)
+    cid = flow_lookup(core.flows, dst, dport, src, sport)
+    if cid >= 0:
+        out = tcp_segment(core, cid, fid, now)
+        if out == SEG_REOPEN:
+            # a SYN reopening a TIME-WAIT connection (RFC 6191): to the listener, if any
+            lid = listen_lookup(core.listen, dst, dport)
+            if lid >= 0:
+                out = tcp_time_wait_reopen(core, cid, lid, now)
+            else:
+                core.tcb.hot.tflags[cid] |= np.uint32(TF_ACK_NOW)
+                out = np.int64(cid)
+            frame_free(pool, fid)
+    else:
+        lid = listen_lookup(core.listen, dst, dport)
+        if lid >= 0:
+            out = tcp_listen_input(core, lid, fid, now)
+        else:
+            core.stats[STAT_TCP_NO_LISTENER] += 1
+            tcp_send_reset(
+                core, dst_kind, src, sport, dport, seq, s[SEG_ACK], flags, s[SEG_LEN], now,
+            )  # fmt: skip
+            frame_free(pool, fid)
+    if out >= 0:
+        tcp_output(core, out, now)
+    if core.var[V_TCP_RST_PENDING] != 0:
+        # a RST answering this segment (RFC 9293 §3.10.7: "<SEQ=SEG.ACK><CTL=RST>" ...)
+        core.var[V_TCP_RST_PENDING] = 0
+        tcp_emit_rst(
+            core, src, dport, sport, core.var[V_TCP_RST_SEQ], core.var[V_TCP_RST_ACK],
+            core.var[V_TCP_RST_FLAGS], now,
+        )  # fmt: skip

@@ -103,6 +103,9 @@ TF_PINGPONG = 1 << 18  # interactive: delayed ACKs ride on replies (Linux icsk_a
 TF_TMPL_MAC = 1 << 19  # the header template's next-hop MAC is resolved (DESIGN §4)
 TF_SNDBUF_LOCK = 1 << 20  # SO_SNDBUF set by the application: no automatic growth (Linux)
 TF_RCVBUF_LOCK = 1 << 21  # SO_RCVBUF set by the application
+TF_SEND_SYN = 1 << 22  # output owes a SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED)
+TF_RETRANS_HEAD = 1 << 23  # output owes a retransmission of the first unacknowledged segment
+TF_LIMITED_XMIT = 1 << 24  # output may send one new segment beyond cwnd (RFC 3042)
 
 # congestion control algorithms (hot.cc_algo)
 CC_NEWRENO = 0  # RFC 5681 + RFC 6582

@@ -1,0 +1,230 @@
+"""The per-core listen table, and which local ports are in use (Fastsocket's local listen table).
+
+Each core has its own table (*listen spawn*: ``listen()`` installs the listener in every core's
+table, so a SYN is answered by the core the NIC steered it to, with nothing shared).  A listener
+is an id into a record array (``rec``, one record per listener); listeners on one port are chained through ``next`` from
+``port_head[port]``, so finding the listener of a SYN is one array load and a short walk.
+
+A listener owns two lists of connection ids, linked through the TCB's ``link_prev`` /
+``link_next`` columns (a TCB is on at most one list: this one or the TIME-WAIT FIFO):
+
+* ``syn_*``: its children in SYN-RECEIVED (Linux's request sockets; they count against the SYN
+  backlog, which is the listen backlog as in Linux);
+* ``acc_*``: established children waiting for ``accept()``, oldest first.
+
+Limits are Linux's (net/ipv4/tcp_input.c ``tcp_conn_request``, include/net/sock.h):
+``max_backlog = min(backlog, somaxconn)``; the SYN queue is full when it holds *more* than
+``max_backlog`` children and the accept queue when it holds more than ``max_backlog`` (so
+``listen(s, 0)`` still takes one connection, as on Linux).
+
+``port_refs[p]`` counts the connections (any state, TIME-WAIT included) whose local port is
+``p``: bind() and listen() consult it for EADDRINUSE, connect() for a free ephemeral port.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+LISTEN_MAX = 1024  # listeners per core
+LS_FREE = 0
+LS_LISTEN = 1
+
+# meta indices
+LM_FREE_HEAD = 0  # first free listener id (chained through ``next``), -1 = full
+LM_IN_USE = 1
+LM_PORT_CURSOR = 2  # ephemeral port search position (Linux: per-destination perturbation)
+LM_SIZE = 4
+
+PORT_EPHEMERAL_LO = 32768  # Linux net.ipv4.ip_local_port_range
+PORT_EPHEMERAL_HI = 60999
+
+
+LISTEN_DTYPE = np.dtype(
+    [
+        ("state", np.int8),  # LS_*
+        ("lip", np.int64),  # bound address, 0 = any
+        ("lport", np.int32),
+        ("backlog", np.int32),  # min(backlog, somaxconn)
+        ("reuse", np.int8),  # SO_REUSEADDR
+        ("next", np.int32),  # next listener on the same port / next free id
+        ("gen", np.uint32),  # allocations of this id
+        ("syn_head", np.int32),  # SYN-RECEIVED children
+        ("syn_count", np.int32),
+        ("acc_head", np.int32),  # accept queue, oldest first
+        ("acc_tail", np.int32),
+        ("acc_count", np.int32),
+        ("ov_us", np.int64),  # last SYN cookie sent (cookie ACKs are checked for 2 min after)
+    ]
+)
+
+
+class ListenTable(NamedTuple):
+    rec: np.ndarray  # np.recarray of LISTEN_DTYPE, one record per listener id
+    port_head: np.ndarray  # int32[65536]: first listener on each port, -1 = none
+    port_refs: np.ndarray  # int32[65536]: connections using each local port
+    meta: np.ndarray  # int64[LM_SIZE]
+
+
+def listen_table_create(seed: int = 0) -> ListenTable:
+    n = LISTEN_MAX
+    rec = np.zeros(n, LISTEN_DTYPE).view(np.recarray)
+    rec.next[:] = np.arange(1, n + 1, dtype=np.int32)
+    rec.next[-1] = -1
+    for f in ("syn_head", "acc_head", "acc_tail"):
+        rec[f] = -1
+    meta = np.zeros(LM_SIZE, np.int64)
+    meta[LM_FREE_HEAD] = 0
+    meta[LM_PORT_CURSOR] = seed % (PORT_EPHEMERAL_HI - PORT_EPHEMERAL_LO + 1)
+    return ListenTable(
+        rec=rec,
+        port_head=np.full(65536, -1, np.int32),
+        port_refs=np.zeros(65536, np.int32),
+        meta=meta,
+    )
+
+
+@njit(inline="always", cache=True)
+def listen_is_valid(ls, lid):
+    return lid >= 0 and lid < ls.rec.shape[0] and ls.rec.state[lid] == LS_LISTEN
+
+
+@njit(cache=True)
+def listen_lookup(ls, dst, dport):
+    """The listener for a segment to ``dst:dport``: one bound to ``dst`` exactly wins over a
+    wildcard one (Linux compute_score); -1 if none."""
+    best = -1
+    lid = ls.port_head[dport]
+    while lid >= 0:
+        a = ls.rec.lip[lid]
+        if a == dst:
+            return lid
+        if a == 0 and best < 0:
+            best = lid
+        lid = ls.rec.next[lid]
+    return best
+
+
+@njit(cache=True)
+def listen_conflict(ls, lip, lport):
+    """True if a listener holds ``lport`` on an address overlapping ``lip`` (0 = any)."""
+    lid = ls.port_head[lport]
+    while lid >= 0:
+        a = ls.rec.lip[lid]
+        if a == 0 or lip == 0 or a == lip:
+            return True
+        lid = ls.rec.next[lid]
+    return False
+
+
+@njit(cache=True)
+def listen_add(ls, lip, lport, backlog, reuse):
+    """A new listener (no conflict check here); its id, or -1 when the table is full."""
+    lid = ls.meta[LM_FREE_HEAD]
+    if lid < 0:
+        return np.int64(-1)
+    ls.meta[LM_FREE_HEAD] = ls.rec.next[lid]
+    ls.meta[LM_IN_USE] += 1
+    ls.rec.state[lid] = LS_LISTEN
+    ls.rec.lip[lid] = lip
+    ls.rec.lport[lid] = lport
+    ls.rec.backlog[lid] = backlog
+    ls.rec.reuse[lid] = 1 if reuse else 0
+    ls.rec.gen[lid] += 1
+    ls.rec.syn_head[lid] = -1
+    ls.rec.syn_count[lid] = 0
+    ls.rec.acc_head[lid] = -1
+    ls.rec.acc_tail[lid] = -1
+    ls.rec.acc_count[lid] = 0
+    ls.rec.ov_us[lid] = 0
+    ls.rec.next[lid] = ls.port_head[lport]
+    ls.port_head[lport] = lid
+    return np.int64(lid)
+
+
+@njit(cache=True)
+def listen_remove(ls, lid):
+    """Unchain listener ``lid`` from its port and free the id (its lists must be empty)."""
+    port = ls.rec.lport[lid]
+    prev = -1
+    cur = ls.port_head[port]
+    while cur >= 0 and cur != lid:
+        prev = cur
+        cur = ls.rec.next[cur]
+    if cur == lid:
+        if prev < 0:
+            ls.port_head[port] = ls.rec.next[lid]
+        else:
+            ls.rec.next[prev] = ls.rec.next[lid]
+    ls.rec.state[lid] = LS_FREE
+    ls.rec.next[lid] = ls.meta[LM_FREE_HEAD]
+    ls.meta[LM_FREE_HEAD] = lid
+    ls.meta[LM_IN_USE] -= 1
+
+
+@njit(inline="always", cache=True)
+def listen_syn_queue_full(ls, lid):
+    """Linux inet_csk_reqsk_queue_is_full: more SYN-RECEIVED children than the backlog."""
+    return ls.rec.syn_count[lid] > ls.rec.backlog[lid]
+
+
+@njit(inline="always", cache=True)
+def listen_accept_queue_full(ls, lid):
+    """Linux sk_acceptq_is_full: more queued connections than the backlog."""
+    return ls.rec.acc_count[lid] > ls.rec.backlog[lid]
+
+
+# --- the two child lists (links are TCB columns: cold.link_prev / cold.link_next) ------------
+@njit(inline="always", cache=True)
+def _unlink(cold, cid):
+    p = cold.link_prev[cid]
+    n = cold.link_next[cid]
+    if p >= 0:
+        cold.link_next[p] = n
+    if n >= 0:
+        cold.link_prev[n] = p
+    cold.link_prev[cid] = -1
+    cold.link_next[cid] = -1
+    return p, n
+
+
+@njit(cache=True)
+def listen_syn_add(ls, cold, lid, cid):
+    cold.link_prev[cid] = -1
+    h = ls.rec.syn_head[lid]
+    cold.link_next[cid] = h
+    if h >= 0:
+        cold.link_prev[h] = cid
+    ls.rec.syn_head[lid] = cid
+    ls.rec.syn_count[lid] += 1
+
+
+@njit(cache=True)
+def listen_syn_remove(ls, cold, lid, cid):
+    if ls.rec.syn_head[lid] == cid:
+        ls.rec.syn_head[lid] = cold.link_next[cid]
+    _unlink(cold, cid)
+    ls.rec.syn_count[lid] -= 1
+
+
+@njit(cache=True)
+def listen_acc_add(ls, cold, lid, cid):
+    t = ls.rec.acc_tail[lid]
+    cold.link_next[cid] = -1
+    cold.link_prev[cid] = t
+    if t >= 0:
+        cold.link_next[t] = cid
+    else:
+        ls.rec.acc_head[lid] = cid
+    ls.rec.acc_tail[lid] = cid
+    ls.rec.acc_count[lid] += 1
+
+
+@njit(cache=True)
+def listen_acc_remove(ls, cold, lid, cid):
+    if ls.rec.acc_head[lid] == cid:
+        ls.rec.acc_head[lid] = cold.link_next[cid]
+    if ls.rec.acc_tail[lid] == cid:
+        ls.rec.acc_tail[lid] = cold.link_prev[cid]
+    _unlink(cold, cid)
+    ls.rec.acc_count[lid] -= 1

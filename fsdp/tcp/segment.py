@@ -1,0 +1,1691 @@
+"""SEGMENT ARRIVES (RFC 9293 §3.10.7) for every state, with RFC 5961, RFC 7323 and RFC 2018.
+
+Read first: RFC 9293 §3.10.7.1-§3.10.7.4 (this file follows its steps in order and names them),
+RFC 5961 §3-§5 (RST, SYN and ACK checks against blind attacks), RFC 7323 §4-§5 (TS.Recent,
+PAWS), RFC 1122 §4.2.2.13 and RFC 6191 (reopening TIME-WAIT), RFC 4987 §3.6 (SYN cookies),
+RFC 5681 §3-§4 and RFC 6582 / RFC 6675 (what an ACK does to the sender).
+
+Where an RFC leaves a choice, this is Linux (net/ipv4/tcp_input.c ``tcp_rcv_state_process``,
+``tcp_validate_incoming``, ``tcp_ack``, ``tcp_data_queue``, ``tcp_fin``,
+``tcp_rcv_synsent_state_process``; tcp_minisocks.c ``tcp_check_req``,
+``tcp_timewait_state_process``; tcp_ipv4.c ``tcp_v4_rcv``).  The notable choices:
+
+* Acceptability (§3.10.7.4 first check) is Linux's ``tcp_sequence``: ``SEG.SEQ + SEG.LEN >=
+  RCV.WUP`` and ``SEG.SEQ <= RCV.NXT + RCV.WND`` (RCV.WUP: RCV.NXT when we last advertised a
+  window); data entirely old is then ACKed with a D-SACK by the data step.
+* An unacceptable segment's ACK, and challenge ACKs, are rate limited per connection to one per
+  ``tcp_invalid_ratelimit`` (500 ms) (segments carrying data are always answered), and challenge
+  ACKs per core to ``tcp_challenge_ack_limit`` per second (RFC 5961 §7).
+* A passive open's SYN-RECEIVED follows ``tcp_check_req``: a retransmitted SYN gets the SYN-ACK
+  again; an in-window RST or SYN ends the embryonic connection (RST answered to a SYN); an
+  acceptable ACK establishes it, when the accept queue has room (else the ACK is dropped and the
+  SYN-ACK timer repeats it, or a RST with ``tcp_abort_on_overflow``).
+* SEG.ACK > SND.NXT in a synchronized state: challenge ACK and drop (RFC 5961 §5.2; Linux 6.18).
+* A FIN in ESTABLISHED is ACKed with a delayed ACK (Linux enters "pingpong" mode there, hoping
+  the application's FIN carries the ACK); in FIN-WAIT-1/2 at once.
+
+The segment's fields are in ``core.tcp_seg`` (``SEG_*``), its options in ``core.tcp_opt``;
+frame ``fid`` holds the payload only (``pool.off``/``pool.length``), ``pool.tag`` = SEG.SEQ.
+Every path frees the frame or hands it to a queue.
+"""
+
+import numpy as np
+
+from fsdp.core.config import (
+    CFG_TCP_ABORT_ON_OVERFLOW,
+    CFG_TCP_CHALLENGE_ACK_LIMIT,
+    CFG_TCP_DSACK,
+    CFG_TCP_FIN_TIMEOUT_US,
+    CFG_TCP_INVALID_RATELIMIT_US,
+    CFG_TCP_MAX_REASS,
+    CFG_TCP_MAX_SYN_BACKLOG,
+    CFG_TCP_REORDERING,
+    CFG_TCP_RFC1337,
+    CFG_TCP_RTO_INITIAL_US,
+    CFG_TCP_RTO_MAX_US,
+    CFG_TCP_SACK,
+    CFG_TCP_SNDBUF_MAX,
+    CFG_TCP_SYNCOOKIES,
+    CFG_TCP_TIMESTAMPS,
+    CFG_TCP_WINDOW_SCALING,
+)
+from fsdp.core.stats import (
+    STAT_TCP_ABORT_ON_DATA,
+    STAT_TCP_ACK_TOO_OLD,
+    STAT_TCP_ACK_UNSENT,
+    STAT_TCP_ATTEMPT_FAILS,
+    STAT_TCP_BAD_ACK_SYN_RECV,
+    STAT_TCP_CHALLENGE_ACKS,
+    STAT_TCP_CHALLENGE_ACKS_LIMITED,
+    STAT_TCP_DATA_AFTER_SHUTDOWN,
+    STAT_TCP_DSACKS_SENT,
+    STAT_TCP_DUP_ACKS_IN,
+    STAT_TCP_DUP_DATA,
+    STAT_TCP_ESTAB_RESETS,
+    STAT_TCP_FAST_RETRANS,
+    STAT_TCP_LISTEN_DROPS,
+    STAT_TCP_LISTEN_OVERFLOWS,
+    STAT_TCP_NO_ACK_DROPPED,
+    STAT_TCP_OFO_DROPPED,
+    STAT_TCP_OFO_QUEUED,
+    STAT_TCP_OOW_ACKS_LIMITED,
+    STAT_TCP_OUT_OF_WINDOW,
+    STAT_TCP_PARTIAL_ACKS,
+    STAT_TCP_PASSIVE_OPENS,
+    STAT_TCP_PAWS_DROPPED,
+    STAT_TCP_RCV_QUEUE_FULL,
+    STAT_TCP_RECOVERY_EPISODES,
+    STAT_TCP_RST_ACCEPTED,
+    STAT_TCP_RST_IGNORED,
+    STAT_TCP_RTT_SAMPLES,
+    STAT_TCP_SACK_RECOVERY,
+    STAT_TCP_SYN_BACKLOG_FULL,
+    STAT_TCP_SYN_CHALLENGE,
+    STAT_TCP_SYN_FIN,
+    STAT_TCP_SYNCOOKIES_FAILED,
+    STAT_TCP_SYNCOOKIES_RECV,
+    STAT_TCP_SYNCOOKIES_SENT,
+    STAT_TCP_TW_KILLED,
+    STAT_TCP_TW_REOPENED,
+    STAT_TCP_URG_IGNORED,
+)
+from fsdp.core.timerwheel import (
+    TIMER_FIN_WAIT_2,
+    TIMER_KEEPALIVE,
+    TIMER_PERSIST,
+    TIMER_RTO,
+    TIMER_SYNACK,
+)
+from fsdp.core.vars import (
+    V_TCP_CHALLENGE_LEFT,
+    V_TCP_CHALLENGE_SEC,
+    V_TCP_RST_ACK,
+    V_TCP_RST_FLAGS,
+    V_TCP_RST_PENDING,
+    V_TCP_RST_SEQ,
+)
+from fsdp.pool.pool import frame_free
+from fsdp.tcp.cc import (
+    cc_enter_recovery,
+    cc_exit_recovery,
+    cc_init,
+    cc_is_full_ack,
+    cc_limited_transmit_allowed,
+    cc_may_enter_recovery,
+    cc_on_ack,
+    cc_on_dupack_in_recovery,
+    cc_on_partial_ack,
+)
+from fsdp.tcp.closed import tcp_reset_reply
+from fsdp.tcp.conn import (
+    tcp_conn_alloc,
+    tcp_conn_free,
+    tcp_enter_time_wait,
+    tcp_set_closed,
+    tcp_time_wait_restart,
+)
+from fsdp.tcp.frameflags import FRAME_F_TCP_EVER_RETRANS, FRAME_F_TCP_FIN, FRAME_F_TCP_SENT
+from fsdp.tcp.ip import DST_UNICAST
+from fsdp.tcp.isn import (
+    isn_generate,
+    syncookie_check,
+    syncookie_make,
+    syncookie_mss,
+    syncookie_mss_index,
+)
+from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.listen import (
+    listen_acc_add,
+    listen_accept_queue_full,
+    listen_syn_add,
+    listen_syn_queue_full,
+    listen_syn_remove,
+)
+from fsdp.tcp.neighbor import neigh_confirm
+from fsdp.tcp.reass import (
+    REASS_FIN_REACHED,
+    SACK_MAX_BLOCKS,
+    reass_deliver,
+    reass_deliver_sack,
+    reass_free,
+    reass_insert,
+    reass_insert_sack,
+    sack_dsack_clear,
+    sack_on_duplicate,
+    sack_reset,
+)
+from fsdp.tcp.sack_scoreboard import (
+    scoreboard_enter_recovery,
+    scoreboard_is_lost,
+    scoreboard_update,
+)
+from fsdp.tcp.tcb import (
+    TCPS_CLOSE_WAIT,
+    TCPS_CLOSING,
+    TCPS_ESTABLISHED,
+    TCPS_FIN_WAIT_1,
+    TCPS_FIN_WAIT_2,
+    TCPS_LAST_ACK,
+    TCPS_SYN_RECEIVED,
+    TCPS_SYN_SENT,
+    TCPS_TIME_WAIT,
+    TF_ACK_NOW,
+    TF_DELACK,
+    TF_FIN_RECEIVED,
+    TF_FIN_SENT,
+    TF_IN_LOSS,
+    TF_IN_RECOVERY,
+    TF_KEEPALIVE,
+    TF_LIMITED_XMIT,
+    TF_ORPHAN,
+    TF_PASSIVE,
+    TF_PINGPONG,
+    TF_RCV_SHUTDOWN,
+    TF_RETRANS_HEAD,
+    TF_RTT_TIMING,
+    TF_SACK_OK,
+    TF_SEND_SYN,
+    TF_SNDBUF_LOCK,
+    TF_SYNCOOKIE,
+    TF_TS_OK,
+    TF_WSCALE_OK,
+)
+from fsdp.tcp.tcbops import arm, disarm, set_state
+from fsdp.tcp.tcp_output import (
+    TCP_ATO_MIN_US,
+    frame_seq_len,
+    frame_xmit_time,
+    tcp_arm_rto,
+    tcp_flight,
+    tcp_receive_window,
+    tcp_rto_us,
+    tcp_rtt_sample,
+    tcp_send_syn,
+    tcp_ts_now,
+)
+from fsdp.wire.tcp import (
+    OPTF_MSS,
+    OPTF_SACK,
+    OPTF_SACK_PERM,
+    OPTF_TS,
+    OPTF_WSCALE,
+    TH_ACK,
+    TH_FIN,
+    TH_RST,
+    TH_SYN,
+    TH_URG,
+    TOPT_MSS,
+    TOPT_PRESENT,
+    TOPT_SACK_BLOCKS,
+    TOPT_SACK_N,
+    TOPT_TS_ECR,
+    TOPT_TS_VAL,
+    TOPT_WSCALE,
+    seq_diff,
+    seq_geq,
+    seq_gt,
+    seq_leq,
+    seq_lt,
+)
+
+M32 = 0xFFFFFFFF
+
+# --- core.tcp_seg: the segment being processed ------------------------------------------------
+SEG_SEQ = 0
+SEG_ACK = 1
+SEG_FLAGS = 2
+SEG_WND = 3  # raw window field
+SEG_LEN = 4  # payload bytes
+SEG_SRC = 5
+SEG_DST = 6
+SEG_SPORT = 7
+SEG_DPORT = 8
+SEG_URP = 9
+SEG_KIND = 10  # DST_UNICAST / DST_BROADCAST
+SEG_SIZE = 16
+SEG_REOPEN = -3  # tcp_segment: a SYN reopens a TIME-WAIT 4-tuple (RFC 6191)
+
+TCP_MAX_QUICKACKS = 16
+TCP_SYNCOOKIE_WINDOW_US = 120_000_000  # cookies are checked 2 min after the last one sent
+TCP_TS_OPT_MASK = 0x3F  # cookie TSval low bits: window scale (0xF = none) and SACK (0x10)
+_TSOPT_NO_WSCALE = 0xF
+_TSOPT_SACK = 0x10
+
+
+# --- small helpers --------------------------------------------------------------------------
+@kernel
+def _seg_end(core):
+    s = core.tcp_seg
+    n = s[SEG_LEN]
+    f = s[SEG_FLAGS]
+    if f & TH_SYN:
+        n += 1
+    if f & TH_FIN:
+        n += 1
+    return (s[SEG_SEQ] + n) & M32
+
+
+@kernel
+def _has_ts(core):
+    return (core.tcp_opt[TOPT_PRESENT] & OPTF_TS) != 0
+
+
+@kernel
+def _reply_reset(core):
+    """Answer the current segment with a RST as the CLOSED state does (§3.10.7.1); sent by
+    ``tcp_input`` once the segment is processed."""
+    s = core.tcp_seg
+    if s[SEG_KIND] != DST_UNICAST:
+        return
+    r_seq, r_ack, r_flags = tcp_reset_reply(s[SEG_SEQ], s[SEG_ACK], s[SEG_FLAGS], s[SEG_LEN])
+    if r_flags != 0:
+        core.var[V_TCP_RST_PENDING] = 1
+        core.var[V_TCP_RST_SEQ] = r_seq
+        core.var[V_TCP_RST_ACK] = r_ack
+        core.var[V_TCP_RST_FLAGS] = r_flags
+
+
+@kernel
+def tcp_oow_rate_limited(core, cid, now):
+    """Linux __tcp_oow_rate_limited: at most one out-of-window / challenge ACK per connection
+    per ``tcp_invalid_ratelimit``; True if this one must be suppressed."""
+    h = core.tcb.hot
+    last = h.last_oow_ack_us[cid]
+    lim = core.cfg[CFG_TCP_INVALID_RATELIMIT_US]
+    if last != 0 and 0 <= now - last < lim:
+        return True
+    h.last_oow_ack_us[cid] = now if now != 0 else 1
+    return False
+
+
+@kernel
+def _oow_limited_for_segment(core, cid, now):
+    """tcp_oow_rate_limited: segments with data (and no SYN) are always answered."""
+    s = core.tcp_seg
+    if s[SEG_LEN] > 0 and (s[SEG_FLAGS] & TH_SYN) == 0:
+        return False
+    if (s[SEG_FLAGS] & TH_FIN) != 0 and (s[SEG_FLAGS] & TH_SYN) == 0:
+        return False
+    if tcp_oow_rate_limited(core, cid, now):
+        core.stats[STAT_TCP_OOW_ACKS_LIMITED] += 1
+        return True
+    return False
+
+
+@kernel
+def tcp_send_challenge_ack(core, cid, now):
+    """RFC 5961 §3.2/§4.2/§5.2 challenge ACK, rate limited per connection and per core."""
+    if tcp_oow_rate_limited(core, cid, now):
+        core.stats[STAT_TCP_CHALLENGE_ACKS_LIMITED] += 1
+        return
+    lim = core.cfg[CFG_TCP_CHALLENGE_ACK_LIMIT]
+    if lim < 2147483647:
+        sec = now // 1_000_000
+        if core.var[V_TCP_CHALLENGE_SEC] != sec:
+            core.var[V_TCP_CHALLENGE_SEC] = sec
+            core.var[V_TCP_CHALLENGE_LEFT] = lim
+        if core.var[V_TCP_CHALLENGE_LEFT] <= 0:
+            core.stats[STAT_TCP_CHALLENGE_ACKS_LIMITED] += 1
+            return
+        core.var[V_TCP_CHALLENGE_LEFT] -= 1
+    core.stats[STAT_TCP_CHALLENGE_ACKS] += 1
+    core.tcb.hot.tflags[cid] |= np.uint32(TF_ACK_NOW)
+
+
+@kernel
+def tcp_enter_quickack(core, cid):
+    """Linux tcp_enter_quickack_mode: ACK the next segments at once (up to 16, or what the
+    window allows), leave pingpong mode, reset the ACK timeout."""
+    h = core.tcb.hot
+    rm = np.int64(h.rcv_mss[cid])
+    if rm < 1:
+        rm = np.int64(1)
+    q = np.int64(h.rcv_wnd[cid]) // (2 * rm)
+    if q == 0:
+        q = np.int64(2)
+    if q > TCP_MAX_QUICKACKS:
+        q = np.int64(TCP_MAX_QUICKACKS)
+    if q > h.ack_quick[cid]:
+        h.ack_quick[cid] = q
+    h.tflags[cid] &= ~np.uint32(TF_PINGPONG)
+    h.ack_ato[cid] = TCP_ATO_MIN_US
+
+
+@kernel
+def _send_dupack(core, cid, now):
+    """Linux tcp_send_dupack: an old data segment puts the receiver in quick-ACK mode and is
+    reported with a D-SACK (RFC 2883), then ACK."""
+    s = core.tcp_seg
+    h = core.tcb.hot
+    seq = s[SEG_SEQ]
+    end = _seg_end(core)
+    if end != seq and seq_lt(seq, h.rcv_nxt[cid]):
+        tcp_enter_quickack(core, cid)
+        if (h.tflags[cid] & TF_SACK_OK) != 0 and core.cfg[CFG_TCP_DSACK] != 0:
+            sack_on_duplicate(core.sack, cid, seq, end, h.rcv_nxt[cid])
+            core.stats[STAT_TCP_DSACKS_SENT] += 1
+    h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+
+
+# --- PAWS (RFC 7323 §5.3) ---------------------------------------------------------------------
+@kernel
+def _paws_reject(core, cid, now, paws_win):
+    """SEG.TSval older than TS.Recent by more than ``paws_win`` ticks, TS.Recent not older
+    than 24 days (RFC 7323 §5.5), and TS.Recent ever set (Linux tcp_paws_check)."""
+    h = core.tcb.hot
+    tsval = core.tcp_opt[TOPT_TS_VAL]
+    recent = np.int64(h.ts_recent[cid])
+    if seq_diff(recent, tsval) <= paws_win:
+        return False
+    if now - h.ts_recent_age[cid] >= 24 * 24 * 3600 * 1_000_000:
+        return False
+    return recent != 0
+
+
+@kernel_inline
+def _disordered_ack(core, cid):
+    """Linux tcp_disordered_ack: a pure duplicate ACK whose old timestamp is explained by
+    reordering within one RTO is not a PAWS victim."""
+    s = core.tcp_seg
+    h = core.tcb.hot
+    if (s[SEG_FLAGS] & (TH_ACK | TH_SYN | TH_FIN | TH_RST)) != TH_ACK or s[SEG_LEN] != 0:
+        return False
+    if s[SEG_SEQ] != np.int64(h.rcv_nxt[cid]) or s[SEG_ACK] != np.int64(h.snd_una[cid]):
+        return False
+    ws = np.int64(h.snd_wscale[cid])
+    if (s[SEG_WND] << ws) != np.int64(h.snd_wnd[cid]):
+        return False
+    lag = seq_diff(h.ts_recent[cid], core.tcp_opt[TOPT_TS_VAL])
+    return lag <= (np.int64(h.rto[cid]) // 1000) * 1024 // 1000
+
+
+@kernel
+def _store_ts_recent(core, cid, now):
+    h = core.tcb.hot
+    h.ts_recent[cid] = core.tcp_opt[TOPT_TS_VAL] & M32
+    h.ts_recent_age[cid] = now
+
+
+@kernel_inline
+def _replace_ts_recent(core, cid, now):
+    """RFC 7323 §4.3 (Linux tcp_replace_ts_recent): TS.Recent = SEG.TSval if it is not older
+    and SEG.SEQ <= Last.ACK.sent (RCV.WUP)."""
+    h = core.tcb.hot
+    if (h.tflags[cid] & TF_TS_OK) == 0 or not _has_ts(core):
+        return
+    if seq_gt(core.tcp_seg[SEG_SEQ], h.rcv_wup[cid]):
+        return
+    if not _paws_reject(core, cid, now, 0):
+        _store_ts_recent(core, cid, now)
+
+
+# --- connection set-up helpers ----------------------------------------------------------------
+@kernel
+def tcp_sync_mss(core, cid):
+    """The send MSS: the peer's MSS option (536 without one, RFC 9293 §3.7.1), at most ours,
+    minus the timestamp option when negotiated, at most half the peer's largest window (Linux
+    tcp_sync_mss / tcp_bound_to_half_wnd), and TCP_MAXSEG if set."""
+    h = core.tcb.hot
+    c = core.tcb.cold
+    mss = np.int64(c.peer_mss[cid])
+    own = np.int64(c.adv_mss[cid])
+    if mss > own:
+        mss = own
+    um = np.int64(c.user_mss[cid])
+    if um > 0 and mss > um:
+        mss = um
+    if (h.tflags[cid] & TF_TS_OK) != 0:
+        mss -= 12
+    mw = np.int64(h.max_sndwnd[cid])
+    cutoff = (mw >> 1) if mw > 536 else mw
+    if cutoff > 0 and mss > cutoff:
+        mss = cutoff if cutoff > 48 else np.int64(48)
+    if mss < 48:
+        mss = np.int64(48)
+    h.mss[cid] = mss
+
+
+@kernel_inline
+def tcp_init_rcv_mss(core, cid):
+    """Linux tcp_initialize_rcv_mss: a conservative first guess of the peer's segment size."""
+    h = core.tcb.hot
+    c = core.tcb.cold
+    adv = np.int64(c.adv_mss[cid])
+    if (h.tflags[cid] & TF_TS_OK) != 0:
+        adv -= 12
+    hint = adv if adv < np.int64(h.mss[cid]) else np.int64(h.mss[cid])
+    half = np.int64(h.rcv_wnd[cid]) // 2
+    if hint > half:
+        hint = half
+    if hint > 536:
+        hint = np.int64(536)
+    if hint < 88:
+        hint = np.int64(88)
+    h.rcv_mss[cid] = hint
+
+
+@kernel
+def tcp_initial_rcv_window(core, cid):
+    """Linux tcp_select_initial_window: the window of our SYN / SYN-ACK is the buffer's
+    window-worth rounded down to whole segments (MSS less the timestamp option), at most 65535;
+    rcv_ssthresh starts there."""
+    h = core.tcb.hot
+    c = core.tcb.cold
+    space = np.int64(h.rcv_buf[cid]) >> 1
+    mss = np.int64(c.adv_mss[cid])
+    if (h.tflags[cid] & TF_TS_OK) != 0 and h.state[cid] == TCPS_SYN_RECEIVED:
+        mss -= 12
+    if space > mss:
+        space = (space // mss) * mss
+    w = space if space < 65535 else np.int64(65535)
+    h.rcv_wnd[cid] = w
+    h.rcv_ssthresh[cid] = w
+    if (h.tflags[cid] & TF_WSCALE_OK) == 0:
+        h.rcv_wscale[cid] = 0
+        if c.window_clamp[cid] > 65535:
+            c.window_clamp[cid] = 65535
+    h.rcv_adv[cid] = (np.int64(h.rcv_nxt[cid]) + w) & M32
+    h.rcv_wup[cid] = h.rcv_nxt[cid]
+
+
+@kernel
+def tcp_sndbuf_expand(core, cid):
+    """Linux tcp_sndbuf_expand: unless the application set SO_SNDBUF, the send buffer grows to
+    two congestion windows (at least the initial window, at least reordering+1 segments) of
+    Linux-sized buffers (roundup_pow_of_two(mss + 2 * 320) + 256 bytes per segment, so
+    getsockopt reports what Linux does), capped by tcp_wmem[2]."""
+    h = core.tcb.hot
+    if (h.tflags[cid] & TF_SNDBUF_LOCK) != 0:
+        return
+    mss = np.int64(h.mss[cid])
+    if mss <= 0:
+        return
+    segs = np.int64(h.cwnd[cid]) // mss
+    if segs < 10:
+        segs = np.int64(10)
+    r = np.int64(core.cfg[CFG_TCP_REORDERING]) + 1
+    if segs < r:
+        segs = r
+    per = np.int64(1)
+    while per < mss + 640:
+        per <<= 1
+    want = 2 * segs * (per + 256)
+    cap = np.int64(core.cfg[CFG_TCP_SNDBUF_MAX])
+    if want > cap:
+        want = cap
+    if np.int64(h.snd_buf[cid]) < want:
+        h.snd_buf[cid] = want
+
+
+@kernel
+def tcp_established(core, cid, now):
+    """Common work when a connection reaches ESTABLISHED (Linux tcp_init_transfer and
+    tcp_finish_connect): MSS, congestion control (RFC 6928 initial window), keep-alive, the
+    receive MSS guess."""
+    h = core.tcb.hot
+    tcp_sync_mss(core, cid)
+    tcp_init_rcv_mss(core, cid)
+    cc_init(core.tcb, cid, np.int64(h.mss[cid]))
+    tcp_sndbuf_expand(core, cid)
+    h.last_snd_us[cid] = now
+    h.last_rcv_us[cid] = now
+    h.ack_lrcv_us[cid] = now
+    h.retrans_stamp[cid] = 0
+    h.rexmit_count[cid] = 0
+    if (h.tflags[cid] & TF_KEEPALIVE) != 0:
+        arm(core, cid, TIMER_KEEPALIVE, now + core.tcb.cold.ka_idle_us[cid])
+
+
+@kernel
+def _apply_syn_options(core, cid, syn_is_ours_reply):
+    """Record the peer's SYN options: MSS, window scale (RFC 7323 §2.2: only if both SYNs carry
+    it), timestamps (§3.2), SACK-permitted (RFC 2018 §2).  For a passive open the TF bits say
+    what we will offer (never an option the peer did not send)."""
+    o = core.tcp_opt
+    h = core.tcb.hot
+    c = core.tcb.cold
+    p = o[TOPT_PRESENT]
+    c.peer_mss[cid] = o[TOPT_MSS] if (p & OPTF_MSS) != 0 else 536
+    f = np.int64(h.tflags[cid]) & ~np.int64(TF_WSCALE_OK | TF_TS_OK | TF_SACK_OK)
+    if (p & OPTF_WSCALE) != 0 and core.cfg[CFG_TCP_WINDOW_SCALING] != 0:
+        f |= TF_WSCALE_OK
+        h.snd_wscale[cid] = o[TOPT_WSCALE]
+    else:
+        h.snd_wscale[cid] = 0
+        h.rcv_wscale[cid] = 0
+    if (p & OPTF_TS) != 0 and core.cfg[CFG_TCP_TIMESTAMPS] != 0:
+        f |= TF_TS_OK
+    if (p & OPTF_SACK_PERM) != 0 and core.cfg[CFG_TCP_SACK] != 0:
+        f |= TF_SACK_OK
+    h.tflags[cid] = f
+
+
+# --- LISTEN (RFC 9293 §3.10.7.2) -----------------------------------------------------------------
+@kernel
+def _syn_received_child(core, lid, fid, now, iss, from_cookie):
+    """Create the SYN-RECEIVED child for the SYN in ``core.tcp_seg``; its id or -1."""
+    s = core.tcp_seg
+    ls = core.listen
+    cid = tcp_conn_alloc(core, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT])
+    if cid < 0:
+        return np.int64(-1)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    c.listener[cid] = lid
+    c.created_us[cid] = now
+    h.tflags[cid] |= np.uint32(TF_PASSIVE)
+    set_state(core, cid, TCPS_SYN_RECEIVED)
+    _apply_syn_options(core, cid, True)
+    irs = s[SEG_SEQ]
+    c.irs[cid] = irs
+    h.rcv_nxt[cid] = (irs + 1) & M32
+    c.iss[cid] = iss
+    h.snd_una[cid] = iss
+    h.snd_nxt[cid] = (iss + 1) & M32
+    h.snd_max[cid] = (iss + 1) & M32
+    h.snd_wnd[cid] = s[SEG_WND]  # a SYN's window is never scaled (RFC 7323 §2.2)
+    h.max_sndwnd[cid] = s[SEG_WND]
+    h.snd_wl1[cid] = irs
+    h.snd_wl2[cid] = iss
+    if (h.tflags[cid] & TF_TS_OK) != 0:
+        _store_ts_recent(core, cid, now)
+    tcp_initial_rcv_window(core, cid)
+    if from_cookie:
+        h.tflags[cid] |= np.uint32(TF_SYNCOOKIE)
+    else:
+        listen_syn_add(ls, c, lid, cid)
+    return cid
+
+
+@kernel_inline
+def _cookie_ts_options(core, tsval_now, cid):
+    """Linux cookie_init_timestamp: with timestamps, a cookie SYN-ACK's TSval carries the
+    window scale and SACK permission in its low 6 bits (what RFC 4987 §3.6 says a cookie
+    cannot hold); returns the TSval to send."""
+    h = core.tcb.hot
+    opts = np.int64(_TSOPT_NO_WSCALE)
+    if (h.tflags[cid] & TF_WSCALE_OK) != 0:
+        opts = np.int64(h.snd_wscale[cid])
+    if (h.tflags[cid] & TF_SACK_OK) != 0:
+        opts |= _TSOPT_SACK
+    ts = (tsval_now & ~np.int64(TCP_TS_OPT_MASK)) | opts
+    if seq_gt(ts, tsval_now):
+        ts -= 1 << 6
+    return ts & M32
+
+
+@kernel
+def tcp_listen_input(core, lid, fid, now):
+    """A segment for a listener (RFC 9293 §3.10.7.2 and RFC 4987 §3.6, as Linux); returns the
+    connection whose output is owed (a new SYN-RECEIVED child), or < 0."""
+    s = core.tcp_seg
+    ls = core.listen
+    pool = core.pool
+    flags = s[SEG_FLAGS]
+    if (flags & TH_RST) != 0:
+        frame_free(pool, fid)  # "An incoming RST should be ignored"
+        return np.int64(-1)
+    if (flags & TH_ACK) != 0:
+        if (flags & TH_SYN) == 0:
+            child = _cookie_ack(core, lid, fid, now)
+            if child != -1:
+                return child  # consumed (-2: dropped)
+        # "Any acknowledgment is bad if it arrives on a connection still in the LISTEN state.
+        # An acceptable reset segment should be formed for any arriving ACK-bearing segment."
+        _reply_reset(core)
+        frame_free(pool, fid)
+        return np.int64(-1)
+    if (flags & TH_SYN) == 0:
+        frame_free(pool, fid)
+        return np.int64(-1)
+    if (flags & TH_FIN) != 0:
+        core.stats[STAT_TCP_SYN_FIN] += 1  # Linux drops SYN+FIN in LISTEN
+        frame_free(pool, fid)
+        return np.int64(-1)
+    frame_free(pool, fid)  # data in a SYN is not kept (no TCP Fast Open)
+    if s[SEG_KIND] != DST_UNICAST:
+        return np.int64(-1)
+    cookies = core.cfg[CFG_TCP_SYNCOOKIES]
+    want_cookie = False
+    if cookies == 2 or listen_syn_queue_full(ls, lid):
+        if cookies == 0:
+            core.stats[STAT_TCP_SYN_BACKLOG_FULL] += 1
+            core.stats[STAT_TCP_LISTEN_DROPS] += 1
+            return np.int64(-1)
+        want_cookie = True
+    if listen_accept_queue_full(ls, lid):
+        core.stats[STAT_TCP_LISTEN_OVERFLOWS] += 1
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        return np.int64(-1)
+    if not want_cookie and cookies == 0:
+        mx = core.cfg[CFG_TCP_MAX_SYN_BACKLOG]
+        if mx - ls.rec.syn_count[lid] < (mx >> 2):
+            core.stats[STAT_TCP_SYN_BACKLOG_FULL] += 1
+            core.stats[STAT_TCP_LISTEN_DROPS] += 1
+            return np.int64(-1)
+    if want_cookie:
+        _send_cookie_synack(core, lid, now)
+        return np.int64(-1)
+    iss = isn_generate(core.isn_secret, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT], now)
+    cid = _syn_received_child(core, lid, -1, now, iss, False)
+    if cid < 0:
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        return np.int64(-1)
+    core.stats[STAT_TCP_PASSIVE_OPENS] += 1
+    h = core.tcb.hot
+    h.rtt_start_us[cid] = now
+    h.tflags[cid] |= np.uint32(TF_RTT_TIMING | TF_SEND_SYN)
+    arm(core, cid, TIMER_SYNACK, now + core.cfg[CFG_TCP_RTO_INITIAL_US])
+    return cid
+
+
+@kernel
+def _send_cookie_synack(core, lid, now):
+    """A stateless SYN-ACK: a temporary TCB builds it and is freed at once (the cookie is the
+    only state, RFC 4987 §3.6)."""
+    s = core.tcp_seg
+    ls = core.listen
+    peer_mss = core.tcp_opt[TOPT_MSS] if (core.tcp_opt[TOPT_PRESENT] & OPTF_MSS) else 536
+    idx = syncookie_mss_index(peer_mss)
+    iss = syncookie_make(
+        core.isn_secret, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT], s[SEG_SEQ], idx, now
+    )
+    cid = _syn_received_child(core, lid, -1, now, iss, True)
+    if cid < 0:
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        return
+    h = core.tcb.hot
+    if (h.tflags[cid] & TF_TS_OK) == 0:
+        # Linux: without timestamps a cookie cannot carry window scale or SACK: none offered
+        h.tflags[cid] &= ~np.uint32(TF_WSCALE_OK | TF_SACK_OK)
+        h.rcv_wscale[cid] = 0
+        tcp_initial_rcv_window(core, cid)
+    else:
+        # the TSval carries the options; tcp_ts_now() = offset + clock, so shift the offset
+        now_ts = tcp_ts_now(core, cid, now)
+        want = _cookie_ts_options(core, now_ts, cid)
+        h.ts_offset[cid] = (np.int64(h.ts_offset[cid]) + seq_diff(want, now_ts)) & M32
+    tcp_send_syn(core, cid, now)
+    core.stats[STAT_TCP_SYNCOOKIES_SENT] += 1
+    ls.rec.ov_us[lid] = now if now != 0 else 1
+    tcp_conn_free(core, cid)
+
+
+@kernel
+def _cookie_ack(core, lid, fid, now):
+    """The final ACK of a cookie handshake (Linux cookie_v4_check): if the cookie is valid,
+    build the connection from it and process the segment.  Returns the new connection, -2 if
+    the segment was consumed and dropped, -1 if it is not a valid cookie ACK."""
+    s = core.tcp_seg
+    ls = core.listen
+    if core.cfg[CFG_TCP_SYNCOOKIES] == 0:
+        return np.int64(-1)
+    last = ls.rec.ov_us[lid]
+    if last == 0 or now - last > TCP_SYNCOOKIE_WINDOW_US:
+        return np.int64(-1)  # no recent SYN flood: a stray ACK, answered by RST
+    cookie = (s[SEG_ACK] - 1) & M32
+    peer_isn = (s[SEG_SEQ] - 1) & M32
+    idx = syncookie_check(
+        core.isn_secret, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT], peer_isn, cookie, now
+    )
+    if idx < 0:
+        core.stats[STAT_TCP_SYNCOOKIES_FAILED] += 1
+        return np.int64(-1)
+    if listen_accept_queue_full(ls, lid):
+        core.stats[STAT_TCP_LISTEN_OVERFLOWS] += 1
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        frame_free(core.pool, fid)
+        return np.int64(-2)
+    o = core.tcp_opt
+    p = o[TOPT_PRESENT]
+    # Rebuild the SYN's options: MSS from the cookie, the rest from the echoed TSval.
+    sack_ok = False
+    ws = np.int64(-1)
+    ts_ok = (p & OPTF_TS) != 0 and core.cfg[CFG_TCP_TIMESTAMPS] != 0 and o[TOPT_TS_ECR] != 0
+    if ts_ok:
+        bits = o[TOPT_TS_ECR] & TCP_TS_OPT_MASK
+        sack_ok = (bits & _TSOPT_SACK) != 0 and core.cfg[CFG_TCP_SACK] != 0
+        if (bits & 0xF) != _TSOPT_NO_WSCALE and core.cfg[CFG_TCP_WINDOW_SCALING] != 0:
+            ws = bits & 0xF
+    cid = tcp_conn_alloc(core, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT])
+    if cid < 0:
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        frame_free(core.pool, fid)
+        return np.int64(-2)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    c.listener[cid] = lid
+    c.created_us[cid] = now
+    set_state(core, cid, TCPS_SYN_RECEIVED)
+    f = np.int64(TF_PASSIVE | TF_SYNCOOKIE)
+    if ts_ok:
+        f |= TF_TS_OK
+    if sack_ok:
+        f |= TF_SACK_OK
+    if ws >= 0:
+        f |= TF_WSCALE_OK
+        h.snd_wscale[cid] = ws
+    else:
+        h.rcv_wscale[cid] = 0
+    h.tflags[cid] |= f
+    c.peer_mss[cid] = syncookie_mss(idx)
+    c.irs[cid] = peer_isn
+    c.iss[cid] = cookie
+    h.rcv_nxt[cid] = s[SEG_SEQ]
+    h.snd_una[cid] = cookie
+    h.snd_nxt[cid] = s[SEG_ACK]
+    h.snd_max[cid] = s[SEG_ACK]
+    h.snd_wl1[cid] = peer_isn
+    if ts_ok:
+        _store_ts_recent(core, cid, now)
+    tcp_initial_rcv_window(core, cid)
+    core.stats[STAT_TCP_SYNCOOKIES_RECV] += 1
+    core.stats[STAT_TCP_PASSIVE_OPENS] += 1
+    _syn_recv_established(core, cid, now)
+    _after_established_segment(core, cid, fid, now)
+    return cid
+
+
+@kernel
+def _syn_recv_established(core, cid, now):
+    """SYN-RECEIVED --ACK--> ESTABLISHED (RFC 9293 §3.10.7.4 fifth check, SYN-RECEIVED): window
+    and sequence variables from the ACK, then the accept queue (or the socket, after a
+    simultaneous open)."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    ls = core.listen
+    ack = s[SEG_ACK]
+    if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
+        tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
+        core.stats[STAT_TCP_RTT_SAMPLES] += 1
+    h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
+    h.snd_una[cid] = ack
+    c.bytes_acked[cid] += 1
+    ws = np.int64(h.snd_wscale[cid]) if (h.tflags[cid] & TF_WSCALE_OK) != 0 else np.int64(0)
+    wnd = s[SEG_WND] << ws
+    h.snd_wnd[cid] = wnd
+    h.max_sndwnd[cid] = wnd
+    h.snd_wl1[cid] = s[SEG_SEQ]
+    h.snd_wl2[cid] = ack
+    disarm(core, cid, TIMER_SYNACK)
+    disarm(core, cid, TIMER_RTO)
+    set_state(core, cid, TCPS_ESTABLISHED)
+    tcp_established(core, cid, now)
+    lid = c.listener[cid]
+    if lid >= 0 and c.owner[cid] < 0:
+        if (h.tflags[cid] & TF_SYNCOOKIE) == 0:  # a cookie's child was never on the SYN list
+            listen_syn_remove(ls, c, lid, cid)
+        listen_acc_add(ls, c, lid, cid)
+
+
+# --- SYN-SENT (RFC 9293 §3.10.7.3) ---------------------------------------------------------------
+@kernel
+def _synsent_input(core, cid, fid, now):
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    pool = core.pool
+    flags = s[SEG_FLAGS]
+    iss = np.int64(c.iss[cid])
+    if (flags & TH_ACK) != 0:
+        # first check the ACK bit: SEG.ACK =< ISS or SEG.ACK > SND.NXT -> reset (not for RST)
+        ack = s[SEG_ACK]
+        if not seq_gt(ack, iss) or seq_gt(ack, h.snd_nxt[cid]):
+            if h.rexmit_count[cid] == 0:
+                # Linux: a stale FIN/RST of a previous incarnation may have been ignored
+                # by the peer; resend the SYN soon
+                arm(core, cid, TIMER_RTO, now + 2000)
+            if (flags & TH_RST) == 0:
+                _reply_reset(core)
+            frame_free(pool, fid)
+            return
+        if _has_ts(core) and core.tcp_opt[TOPT_TS_ECR] != 0 and (h.tflags[cid] & TF_TS_OK):
+            # Linux PAWS for SYN-SENT: TSecr must echo a TSval we sent for this SYN
+            ecr = core.tcp_opt[TOPT_TS_ECR]
+            first = (np.int64(h.retrans_stamp[cid]) // 1000 + np.int64(h.ts_offset[cid])) & M32
+            if seq_lt(ecr, first) or seq_gt(ecr, tcp_ts_now(core, cid, now)):
+                if (flags & TH_RST) == 0:
+                    _reply_reset(core)
+                frame_free(pool, fid)
+                return
+        if (flags & TH_RST) != 0:
+            # second check the RST bit: "the ACK was acceptable then signal to the user
+            # 'error: connection reset'" (Linux: ECONNREFUSED)
+            core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
+            core.stats[STAT_TCP_RST_ACCEPTED] += 1
+            frame_free(pool, fid)
+            tcp_set_closed(core, cid, 111)  # ECONNREFUSED
+            return
+        if (flags & TH_SYN) == 0:
+            frame_free(pool, fid)  # "fifth, if neither of the SYN or RST bits is set then drop"
+            return
+        # fourth check the SYN bit: our SYN is ACKed -> ESTABLISHED
+        _apply_syn_options(core, cid, False)
+        if (h.tflags[cid] & TF_TS_OK) != 0 and not _has_ts(core):
+            h.tflags[cid] &= ~np.uint32(TF_TS_OK)
+        irs = s[SEG_SEQ]
+        c.irs[cid] = irs
+        h.rcv_nxt[cid] = (irs + 1) & M32
+        h.rcv_wup[cid] = h.rcv_nxt[cid]
+        h.rcv_adv[cid] = (np.int64(h.rcv_nxt[cid]) + np.int64(h.rcv_wnd[cid])) & M32
+        h.snd_una[cid] = ack
+        c.bytes_acked[cid] += 1
+        h.snd_wnd[cid] = s[SEG_WND]  # never scaled in a SYN-ACK
+        h.max_sndwnd[cid] = s[SEG_WND]
+        h.snd_wl1[cid] = irs
+        h.snd_wl2[cid] = ack
+        if (h.tflags[cid] & TF_TS_OK) != 0:
+            _store_ts_recent(core, cid, now)
+        if (h.tflags[cid] & TF_WSCALE_OK) == 0:
+            h.rcv_wscale[cid] = 0
+            if c.window_clamp[cid] > 65535:
+                c.window_clamp[cid] = 65535
+        if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
+            tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
+            core.stats[STAT_TCP_RTT_SAMPLES] += 1
+        elif _has_ts(core) and core.tcp_opt[TOPT_TS_ECR] != 0 and (h.tflags[cid] & TF_TS_OK):
+            ms = seq_diff(tcp_ts_now(core, cid, now), core.tcp_opt[TOPT_TS_ECR])
+            if ms >= 0:
+                tcp_rtt_sample(core, cid, ms * 1000)
+        h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
+        disarm(core, cid, TIMER_RTO)
+        set_state(core, cid, TCPS_ESTABLISHED)
+        tcp_established(core, cid, now)
+        # the rest of the segment (data, FIN) as in ESTABLISHED, "sixth check the URG bit"
+        s[SEG_SEQ] = (irs + 1) & M32
+        s[SEG_FLAGS] = flags & ~np.int64(TH_SYN)
+        pool.tag[fid] = s[SEG_SEQ]
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # "form an ACK segment and send it"
+        _after_established_segment(core, cid, fid, now)
+        return
+    if (flags & TH_RST) != 0:
+        frame_free(pool, fid)  # no ACK: drop
+        return
+    if (flags & TH_SYN) != 0:
+        # simultaneous open (Figure 8): SYN-RECEIVED, send SYN,ACK
+        _apply_syn_options(core, cid, False)
+        irs = s[SEG_SEQ]
+        c.irs[cid] = irs
+        h.rcv_nxt[cid] = (irs + 1) & M32
+        h.snd_wnd[cid] = s[SEG_WND]
+        h.max_sndwnd[cid] = s[SEG_WND]
+        h.snd_wl1[cid] = irs
+        if (h.tflags[cid] & TF_TS_OK) != 0:
+            _store_ts_recent(core, cid, now)
+        set_state(core, cid, TCPS_SYN_RECEIVED)
+        tcp_initial_rcv_window(core, cid)
+        h.tflags[cid] |= np.uint32(TF_SEND_SYN)  # SYN,ACK with our ISS again
+        frame_free(pool, fid)
+        return
+    frame_free(pool, fid)
+
+
+# --- TIME-WAIT (Linux tcp_timewait_state_process) ----------------------------------------------
+@kernel
+def _timewait_input(core, cid, fid, now):
+    """Return 1 if a SYN reopens the 4-tuple (the caller hands the segment to the listener)."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    flags = s[SEG_FLAGS]
+    seq = s[SEG_SEQ]
+    end = _seg_end(core)
+    rn = np.int64(h.rcv_nxt[cid])
+    paws = False
+    if (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+        paws = _paws_reject(core, cid, now, 1)
+    if not paws and seq == rn and (seq == end or (flags & TH_RST) != 0):
+        # in-window: only a reset or a bare ACK
+        if (flags & TH_RST) != 0:
+            if core.cfg[CFG_TCP_RFC1337] == 0:
+                core.stats[STAT_TCP_TW_KILLED] += 1  # TIME-WAIT assassination (RFC 1337)
+                frame_free(pool, fid)
+                tcp_conn_free(core, cid)
+                return 0
+        else:
+            tcp_time_wait_restart(core, cid, now)
+        if _has_ts(core) and (h.tflags[cid] & TF_TS_OK) != 0:
+            _store_ts_recent(core, cid, now)
+        frame_free(pool, fid)
+        return 0
+    # RFC 1122 §4.2.2.13 / RFC 6191: a new SYN with a higher sequence number, or a newer
+    # timestamp, reopens the connection
+    if (flags & (TH_SYN | TH_RST | TH_ACK)) == TH_SYN and not paws:
+        newer_ts = _has_ts(core) and (h.tflags[cid] & TF_TS_OK) != 0 and seq_lt(
+            h.ts_recent[cid], core.tcp_opt[TOPT_TS_VAL]
+        )
+        if seq_gt(seq, rn) or newer_ts:
+            return 1
+    if paws:
+        core.stats[STAT_TCP_PAWS_DROPPED] += 1
+    if (flags & TH_RST) == 0:
+        if paws or (flags & TH_ACK) != 0:
+            tcp_time_wait_restart(core, cid, now)
+        if not _oow_limited_for_segment(core, cid, now):
+            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+    frame_free(pool, fid)
+    return 0
+
+
+# --- ACK processing (RFC 9293 §3.10.7.4 fifth check; Linux tcp_ack) ----------------------------
+ACK_BAD = -1  # drop the segment
+ACK_OLD = 0  # an old duplicate ACK: ignore it but process the rest of the segment
+ACK_OK = 1
+
+
+@kernel
+def _clean_rtx_queue(core, cid, ack, now):
+    """Free the frames SEG.ACK covers; returns (bytes acked, RTT sample µs or -1)."""
+    pool = core.pool
+    h = core.tcb.hot
+    acked = np.int64(0)
+    first_xmit = np.int64(-1)
+    retrans_acked = False
+    fid = h.snd_q_head[cid]
+    while fid >= 0:
+        seq = pool.tag[fid]
+        if seq_geq(seq, ack) and pool.length[fid] > 0:
+            break
+        n = frame_seq_len(pool, fid)
+        end = (seq + n) & M32
+        if seq_gt(end, ack):
+            # partly acknowledged: trim the head (never sent with FIN then)
+            k = seq_diff(ack, seq)
+            if k > 0:
+                pool.off[fid] += k
+                pool.length[fid] -= k
+                pool.tag[fid] = ack
+                h.snd_q_bytes[cid] -= k
+                acked += k
+            break
+        if (pool.flags[fid] & FRAME_F_TCP_SENT) == 0:
+            break
+        if seq_gt(end, ack):
+            break
+        fl = pool.flags[fid]
+        if (fl & FRAME_F_TCP_EVER_RETRANS) != 0:
+            retrans_acked = True
+        elif first_xmit < 0:
+            first_xmit = frame_xmit_time(pool, fid)
+        h.snd_q_bytes[cid] -= pool.length[fid]
+        acked += pool.length[fid]
+        nxt = pool.next[fid]
+        if h.snd_q_unsent[cid] == fid:
+            h.snd_q_unsent[cid] = nxt
+        pool.next[fid] = -1
+        frame_free(pool, fid)
+        fid = nxt
+    h.snd_q_head[cid] = fid
+    if fid < 0:
+        h.snd_q_tail[cid] = -1
+        h.snd_q_unsent[cid] = -1
+    rtt = np.int64(-1)
+    if first_xmit >= 0 and not retrans_acked:
+        rtt = now - first_xmit
+    return acked, rtt
+
+
+@kernel_inline
+def _ack_update_window(core, cid):
+    """Linux tcp_ack_update_window (RFC 9293 §3.10.7.4 "update the send window" with the
+    SND.WL1/SND.WL2 rule); True if the window field was taken."""
+    s = core.tcp_seg
+    h = core.tcb.hot
+    ack = s[SEG_ACK]
+    seq = s[SEG_SEQ]
+    ws = np.int64(h.snd_wscale[cid]) if (h.tflags[cid] & TF_WSCALE_OK) != 0 else np.int64(0)
+    nwin = s[SEG_WND] << ws
+    wl1 = h.snd_wl1[cid]
+    if seq_gt(ack, h.snd_una[cid]) or seq_gt(seq, wl1) or (
+        seq == np.int64(wl1) and (nwin > np.int64(h.snd_wnd[cid]) or nwin == 0)
+    ):
+        h.snd_wl1[cid] = seq
+        h.snd_wl2[cid] = ack
+        if np.int64(h.snd_wnd[cid]) != nwin:
+            h.snd_wnd[cid] = nwin
+            if nwin > np.int64(h.max_sndwnd[cid]):
+                h.max_sndwnd[cid] = nwin
+                tcp_sync_mss(core, cid)
+        return True
+    return False
+
+
+@kernel
+def tcp_ack(core, cid, now):
+    """Process SEG.ACK in a synchronized state; ACK_BAD, ACK_OLD or ACK_OK."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    pool = core.pool
+    ack = s[SEG_ACK]
+    una = np.int64(h.snd_una[cid])
+    if seq_lt(ack, una):
+        mw = np.int64(h.max_sndwnd[cid])
+        ba = c.bytes_acked[cid]
+        if ba < mw:
+            mw = ba
+        if seq_lt(ack, (una - mw) & M32):
+            core.stats[STAT_TCP_ACK_TOO_OLD] += 1  # RFC 5961 §5.2
+            if h.state[cid] != TCPS_SYN_RECEIVED:
+                tcp_send_challenge_ack(core, cid, now)
+            return ACK_BAD
+        return ACK_OLD
+    if seq_gt(ack, h.snd_max[cid]):
+        core.stats[STAT_TCP_ACK_UNSENT] += 1  # RFC 5961 §5.2 / RFC 9293: "send an ACK, drop"
+        if h.state[cid] != TCPS_SYN_RECEIVED:
+            tcp_send_challenge_ack(core, cid, now)
+        return ACK_BAD
+    advanced = seq_gt(ack, una)
+    if advanced:
+        h.rexmit_count[cid] = 0
+        c.probes_out[cid] = 0
+    _replace_ts_recent(core, cid, now)
+    had_flight = tcp_flight(core, cid) > 0
+    win_upd = _ack_update_window(core, cid)
+    prior_una = una
+    # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same ACK and window
+    is_dup = (
+        not advanced and had_flight and s[SEG_LEN] == 0
+        and (s[SEG_FLAGS] & (TH_SYN | TH_FIN)) == 0 and not win_upd
+    )  # fmt: skip
+    sack_new = np.int64(0)
+    if advanced:
+        h.snd_una[cid] = ack
+        c.bytes_acked[cid] += seq_diff(ack, una)
+        if seq_lt(h.snd_nxt[cid], ack):
+            h.snd_nxt[cid] = ack
+    if (h.tflags[cid] & TF_SACK_OK) != 0 and (core.tcp_opt[TOPT_PRESENT] & OPTF_SACK) != 0:
+        nb = core.tcp_opt[TOPT_SACK_N]
+        blocks = core.tcp_blocks
+        for i in range(2 * nb):
+            blocks[i] = core.tcp_opt[TOPT_SACK_BLOCKS + i]
+        sack_new = scoreboard_update(pool, t, cid, blocks, nb)
+    if not had_flight:
+        c.probes_out[cid] = 0
+        if advanced:
+            _clean_rtx_queue(core, cid, ack, now)
+        return ACK_OK
+    acked = np.int64(0)
+    if advanced:
+        acked, rtt = _clean_rtx_queue(core, cid, ack, now)
+        if rtt < 0 and (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+            ecr = core.tcp_opt[TOPT_TS_ECR]
+            if ecr != 0:
+                ms = seq_diff(tcp_ts_now(core, cid, now), ecr)
+                if ms >= 0:
+                    rtt = ms * 1000
+        if rtt >= 0:
+            tcp_rtt_sample(core, cid, rtt)
+            core.stats[STAT_TCP_RTT_SAMPLES] += 1
+        h.retrans_stamp[cid] = 0 if tcp_flight(core, cid) == 0 else h.retrans_stamp[cid]
+        neigh_confirm(core, np.int64(c.rip[cid]), now)  # forward progress proves the path
+        # RFC 6298 (5.2)/(5.3): stop the timer when all is ACKed, else restart it
+        if tcp_flight(core, cid) == 0:
+            disarm(core, cid, TIMER_RTO)
+        else:
+            tcp_arm_rto(core, cid, now)
+        disarm(core, cid, TIMER_PERSIST)
+    _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now)
+    return ACK_OK
+
+
+@kernel
+def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
+    """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6582
+    NewReno, RFC 6675 SACK recovery, RFC 3042 limited transmit; RTO recovery ends here."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    ack = s[SEG_ACK]
+    f = h.tflags[cid]
+    dupthresh = core.cfg[CFG_TCP_REORDERING]
+    sack_on = (f & TF_SACK_OK) != 0
+    if (f & TF_IN_LOSS) != 0:
+        if seq_geq(ack, h.recover[cid]):
+            h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
+            h.dupacks[cid] = 0
+        elif acked > 0:
+            cc_on_ack(t, cid, acked, now)
+        if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
+            cc_on_ack(t, cid, acked, now)
+        return
+    if (f & TF_IN_RECOVERY) != 0:
+        if acked > 0:
+            if cc_is_full_ack(t, cid, ack):
+                cc_exit_recovery(t, cid, tcp_flight(core, cid))
+                h.dupacks[cid] = 0
+            else:
+                core.stats[STAT_TCP_PARTIAL_ACKS] += 1
+                if not sack_on:
+                    # RFC 6582 §3.2 step 5: retransmit the first unacknowledged segment
+                    cc_on_partial_ack(t, cid, acked)
+                    h.tflags[cid] |= np.uint32(TF_RETRANS_HEAD)
+        elif is_dup and not sack_on:
+            cc_on_dupack_in_recovery(t, cid)
+        return
+    if acked > 0:
+        h.dupacks[cid] = 0
+        cc_on_ack(t, cid, acked, now)
+        tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
+        return
+    if not is_dup and sack_new == 0:
+        return
+    if is_dup:
+        h.dupacks[cid] += 1
+        core.stats[STAT_TCP_DUP_ACKS_IN] += 1
+    enter = False
+    if sack_on:
+        head = h.snd_q_head[cid]
+        if head >= 0 and scoreboard_is_lost(pool, t, cid, head, dupthresh):
+            enter = True
+        elif h.dupacks[cid] >= dupthresh:
+            enter = True
+    elif h.dupacks[cid] >= dupthresh:
+        enter = True
+    if enter and cc_may_enter_recovery(t, cid, ack):
+        core.stats[STAT_TCP_RECOVERY_EPISODES] += 1
+        core.stats[STAT_TCP_FAST_RETRANS] += 1
+        flight = tcp_flight(core, cid)
+        cc_enter_recovery(t, cid, flight, now, sack_on)
+        if sack_on:
+            core.stats[STAT_TCP_SACK_RECOVERY] += 1
+            scoreboard_enter_recovery(pool, t, cid)
+        h.tflags[cid] |= np.uint32(TF_RETRANS_HEAD)  # RFC 5681 §3.2 step 2
+        return
+    if is_dup and h.dupacks[cid] <= 2 and cc_limited_transmit_allowed(t, cid, h.dupacks[cid]):
+        h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)  # RFC 3042: one new segment, cwnd unchanged
+
+
+# --- receiving data (RFC 9293 §3.10.7.4 seventh check; Linux tcp_data_queue) -------------------
+@kernel_inline
+def _event_data_recv(core, cid, now):
+    """Linux tcp_event_data_recv: the delayed-ACK clock (ato) follows the inter-arrival time;
+    the first data segment starts quick-ACK mode; the receive window may grow."""
+    h = core.tcb.hot
+    if h.ack_ato[cid] == 0:
+        tcp_enter_quickack(core, cid)
+    else:
+        m = now - h.ack_lrcv_us[cid]
+        ato = np.int64(h.ack_ato[cid])
+        if m <= TCP_ATO_MIN_US // 2:
+            h.ack_ato[cid] = (ato >> 1) + TCP_ATO_MIN_US // 2
+        elif m < ato:
+            a = (ato >> 1) + m
+            r = tcp_rto_us(core, cid)
+            h.ack_ato[cid] = a if a < r else r
+        elif m > tcp_rto_us(core, cid):
+            q = h.ack_quick[cid]
+            tcp_enter_quickack(core, cid)
+            if h.ack_quick[cid] < q:
+                h.ack_quick[cid] = q
+    h.ack_lrcv_us[cid] = now
+    # receive window growth (Linux tcp_grow_window): by two segments per full segment
+    n = core.tcp_seg[SEG_LEN]
+    ssth = np.int64(h.rcv_ssthresh[cid])
+    clamp = np.int64(core.tcb.cold.window_clamp[cid])
+    full = np.int64(h.rcv_buf[cid]) >> 1
+    if clamp > full:
+        clamp = full
+    if ssth < clamp and n >= 128:
+        adv = np.int64(core.tcb.cold.adv_mss[cid])
+        ssth += 2 * adv
+        h.rcv_ssthresh[cid] = ssth if ssth < clamp else clamp
+
+
+@kernel_inline
+def _measure_rcv_mss(core, cid):
+    """Linux tcp_measure_rcv_mss (simplified): the largest segment seen, up to our MSS."""
+    h = core.tcb.hot
+    n = core.tcp_seg[SEG_LEN]
+    adv = np.int64(core.tcb.cold.adv_mss[cid])
+    if (h.tflags[cid] & TF_TS_OK) != 0:
+        adv -= 12
+    if n >= np.int64(h.rcv_mss[cid]):
+        h.rcv_mss[cid] = n if n < adv else adv
+
+
+@kernel_inline
+def _rcv_fin(core, cid, now):
+    """Linux tcp_fin (RFC 9293 §3.10.7.4 eighth check): the peer's FIN is in sequence."""
+    t = core.tcb
+    h = t.hot
+    h.tflags[cid] |= np.uint32(TF_FIN_RECEIVED)
+    st = h.state[cid]
+    reass_free(core.pool, t, cid)
+    sack_reset(core.sack, cid)
+    if st == TCPS_SYN_RECEIVED or st == TCPS_ESTABLISHED:
+        set_state(core, cid, TCPS_CLOSE_WAIT)
+        h.tflags[cid] |= np.uint32(TF_PINGPONG | TF_DELACK)  # the ACK waits for our FIN a while
+    elif st == TCPS_FIN_WAIT_1:
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        set_state(core, cid, TCPS_CLOSING)
+    elif st == TCPS_FIN_WAIT_2:
+        tw = tcp_enter_time_wait(core, cid, now)
+        if tw >= 0:
+            h.tflags[tw] |= np.uint32(TF_ACK_NOW)  # ACKed from TIME-WAIT, at once
+        return tw
+    return np.int64(cid)
+
+
+@kernel
+def _data_queue(core, cid, fid, now):
+    """Queue the segment's text and FIN; returns the TCB id that lives on (a TIME-WAIT TCB may
+    replace it) or -1 if the connection ended."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    seq = s[SEG_SEQ]
+    n = s[SEG_LEN]
+    fin = (s[SEG_FLAGS] & TH_FIN) != 0
+    sack_on = (h.tflags[cid] & TF_SACK_OK) != 0
+    if n == 0 and not fin:
+        frame_free(pool, fid)
+        return np.int64(cid)
+    if sack_on:
+        sack_dsack_clear(core.sack, cid)
+    rn = np.int64(h.rcv_nxt[cid])
+    end = (seq + n + (1 if fin else 0)) & M32
+    if seq == rn:
+        if tcp_receive_window(core, cid) == 0 and n > 0:
+            # zero window: drop (a FIN alone is still taken), ACK at once (Linux)
+            core.stats[STAT_TCP_RCV_QUEUE_FULL] += 1
+            tcp_enter_quickack(core, cid)
+            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+            frame_free(pool, fid)
+            return np.int64(cid)
+        _event_data_recv(core, cid, now)
+        h.tflags[cid] |= np.uint32(TF_DELACK)  # an ACK is owed (Linux inet_csk_schedule_ack)
+        if n > 0:
+            _measure_rcv_mss(core, cid)
+            pool.tag[fid] = seq
+            pool.next[fid] = -1
+            pool.flags[fid] = pool.flags[fid] & ~np.uint32(FRAME_F_TCP_FIN)
+            tail = h.rcv_q_tail[cid]
+            if tail >= 0:
+                pool.next[tail] = fid
+            else:
+                h.rcv_q_head[cid] = fid
+            h.rcv_q_tail[cid] = fid
+            h.rcv_q_bytes[cid] += n
+            core.tcb.cold.bytes_received[cid] += n
+            h.rcv_nxt[cid] = (rn + n) & M32
+        else:
+            frame_free(pool, fid)
+        had_ooo = h.ooo_head[cid] >= 0
+        fin_now = fin
+        if had_ooo and not fin:
+            r = reass_deliver_sack(pool, t, core.sack, cid) if sack_on else reass_deliver(
+                pool, t, cid)
+            if r >= 0 and (r & REASS_FIN_REACHED) != 0:
+                fin_now = True
+                h.rcv_nxt[cid] = (np.int64(h.rcv_nxt[cid]) - 1) & M32  # _rcv_fin adds it
+            if h.ooo_head[cid] < 0:
+                h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # RFC 5681 §4.2: a hole filled
+        if had_ooo and h.ooo_head[cid] >= 0:
+            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        if fin_now:
+            h.rcv_nxt[cid] = (np.int64(h.rcv_nxt[cid]) + 1) & M32
+            return _rcv_fin(core, cid, now)
+        return np.int64(cid)
+    if seq_leq(end, rn):
+        # entirely old (a retransmission): D-SACK and ACK at once (RFC 2883, RFC 9293)
+        core.stats[STAT_TCP_DUP_DATA] += 1
+        if sack_on and core.cfg[CFG_TCP_DSACK] != 0:
+            sack_on_duplicate(core.sack, cid, seq, end, rn)
+            core.stats[STAT_TCP_DSACKS_SENT] += 1
+        tcp_enter_quickack(core, cid)
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        frame_free(pool, fid)
+        return np.int64(cid)
+    if seq_lt(seq, rn):
+        # partly old: report the old part, keep the new part (RFC 9293: "trim")
+        if sack_on and core.cfg[CFG_TCP_DSACK] != 0:
+            sack_on_duplicate(core.sack, cid, seq, rn, rn)
+            core.stats[STAT_TCP_DSACKS_SENT] += 1
+        k = seq_diff(rn, seq)
+        pool.off[fid] += k
+        pool.length[fid] -= k
+        s[SEG_SEQ] = rn
+        s[SEG_LEN] = n - k
+        pool.tag[fid] = rn
+        if tcp_receive_window(core, cid) == 0:
+            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+            frame_free(pool, fid)
+            return np.int64(cid)
+        return _data_queue(core, cid, fid, now)
+    # out of order (RFC 9293: "segments with higher beginning sequence numbers SHOULD be held")
+    if not seq_lt(seq, (rn + tcp_receive_window(core, cid)) & M32):
+        core.stats[STAT_TCP_OUT_OF_WINDOW] += 1
+        tcp_enter_quickack(core, cid)
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        frame_free(pool, fid)
+        return np.int64(cid)
+    mx = core.cfg[CFG_TCP_MAX_REASS]
+    if mx <= 0:
+        mx = np.int64(h.rcv_buf[cid])
+    pool.tag[fid] = seq
+    if sack_on:
+        r = reass_insert_sack(pool, t, core.sack, cid, fid, seq, n, fin, mx)
+    else:
+        r = reass_insert(pool, t, cid, fid, seq, n, fin, mx)
+    if r < 0:
+        core.stats[STAT_TCP_OFO_DROPPED] += 1
+    else:
+        core.stats[STAT_TCP_OFO_QUEUED] += 1
+    h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # RFC 5681 §4.2: out-of-order data, ACK at once
+    return np.int64(cid)
+
+
+@kernel
+def _after_established_segment(core, cid, fid, now):
+    """URG, text and FIN of an accepted segment (RFC 9293 §3.10.7.4 sixth to eighth checks);
+    returns the connection that lives on (a TIME-WAIT TCB may take over) or -1."""
+    s = core.tcp_seg
+    h = core.tcb.hot
+    st = h.state[cid]
+    if (s[SEG_FLAGS] & TH_URG) != 0:
+        core.stats[STAT_TCP_URG_IGNORED] += 1  # urgent data stays inline (RFC 6093)
+    has_text = s[SEG_LEN] > 0 or (s[SEG_FLAGS] & TH_FIN) != 0
+    if has_text and (st == TCPS_CLOSE_WAIT or st == TCPS_CLOSING or st == TCPS_LAST_ACK):
+        # "This should not occur since a FIN has been received": ignore the text
+        if not seq_lt(s[SEG_SEQ], h.rcv_nxt[cid]):
+            frame_free(core.pool, fid)
+            return cid
+    if has_text and (h.tflags[cid] & TF_RCV_SHUTDOWN) != 0 and (
+        st == TCPS_FIN_WAIT_1 or st == TCPS_FIN_WAIT_2
+        or st == TCPS_CLOSING or st == TCPS_LAST_ACK or st == TCPS_CLOSE_WAIT
+    ):  # fmt: skip
+        # RFC 1122 §4.2.2.13 / RFC 9293 §3.10.7.4: new data after close() -> reset
+        end = (s[SEG_SEQ] + s[SEG_LEN]) & M32
+        if s[SEG_LEN] > 0 and seq_gt(end, h.rcv_nxt[cid]):
+            core.stats[STAT_TCP_ABORT_ON_DATA] += 1
+            core.stats[STAT_TCP_DATA_AFTER_SHUTDOWN] += 1
+            _reply_reset(core)
+            frame_free(core.pool, fid)
+            tcp_set_closed(core, cid, 104)
+            return np.int64(-1)
+    return _data_queue(core, cid, fid, now)
+
+
+# --- synchronized states (RFC 9293 §3.10.7.4) ---------------------------------------------------
+@kernel
+def _reset_connection(core, cid, now):
+    """RFC 9293 §3.10.7.4 second check: a RST that passed RFC 5961 §3.2 ends the connection."""
+    h = core.tcb.hot
+    st = h.state[cid]
+    core.stats[STAT_TCP_RST_ACCEPTED] += 1
+    if st == TCPS_SYN_RECEIVED:
+        core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
+        err = 111  # ECONNREFUSED (a passive child is just freed)
+    elif st == TCPS_CLOSE_WAIT:
+        core.stats[STAT_TCP_ESTAB_RESETS] += 1
+        err = 32  # EPIPE: Linux's tcp_reset in CLOSE_WAIT
+    elif st == TCPS_ESTABLISHED:
+        core.stats[STAT_TCP_ESTAB_RESETS] += 1
+        err = 104  # ECONNRESET
+    else:
+        err = 104
+    if st == TCPS_LAST_ACK or st == TCPS_CLOSING or st == TCPS_TIME_WAIT:
+        err = 0  # "enter the CLOSED state, delete the TCB" with no error to report
+    tcp_set_closed(core, cid, err)
+
+
+@kernel
+def _sync_input(core, cid, fid, now):
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    flags = s[SEG_FLAGS]
+    seq = s[SEG_SEQ]
+    end = _seg_end(core)
+    st = h.state[cid]
+    # RFC 7323 §5.3 PAWS (before the sequence check, as Linux)
+    if (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+        if _paws_reject(core, cid, now, 1) and not _disordered_ack(core, cid):
+            if (flags & TH_RST) == 0:
+                core.stats[STAT_TCP_PAWS_DROPPED] += 1
+                if (flags & TH_SYN) != 0:
+                    core.stats[STAT_TCP_SYN_CHALLENGE] += 1
+                    tcp_send_challenge_ack(core, cid, now)
+                elif not _oow_limited_for_segment(core, cid, now):
+                    _send_dupack(core, cid, now)
+                frame_free(pool, fid)
+                return np.int64(cid)
+    # first, check the sequence number (Linux tcp_sequence)
+    rn = np.int64(h.rcv_nxt[cid])
+    right = (rn + tcp_receive_window(core, cid)) & M32
+    reset_check = seq == ((rn - 1) & M32) and (
+        st == TCPS_CLOSE_WAIT or st == TCPS_LAST_ACK or st == TCPS_CLOSING
+    )
+    if seq_lt(end, h.rcv_wup[cid]) or seq_gt(seq, right):
+        core.stats[STAT_TCP_OUT_OF_WINDOW] += 1
+        if (flags & TH_RST) == 0:
+            if (flags & TH_SYN) != 0:
+                core.stats[STAT_TCP_SYN_CHALLENGE] += 1
+                tcp_send_challenge_ack(core, cid, now)
+            elif not _oow_limited_for_segment(core, cid, now):
+                _send_dupack(core, cid, now)
+            frame_free(pool, fid)
+            return np.int64(cid)
+        frame_free(pool, fid)
+        if reset_check:
+            _reset_connection(core, cid, now)
+        else:
+            core.stats[STAT_TCP_RST_IGNORED] += 1
+        return np.int64(cid)
+    # second, check the RST bit (RFC 5961 §3.2): exact match resets, in window challenges
+    if (flags & TH_RST) != 0:
+        frame_free(pool, fid)
+        exact = seq == rn or reset_check
+        if not exact and (h.tflags[cid] & TF_SACK_OK) != 0:
+            sk = core.sack
+            nb = sk.num[cid]
+            if nb > 0:
+                base = cid * SACK_MAX_BLOCKS
+                mx = np.int64(sk.right[base])
+                for k in range(1, nb):
+                    r = np.int64(sk.right[base + k])
+                    if seq_gt(r, mx):
+                        mx = r
+                exact = seq == mx
+        if exact:
+            _reset_connection(core, cid, now)
+        else:
+            core.stats[STAT_TCP_RST_IGNORED] += 1
+            tcp_send_challenge_ack(core, cid, now)
+        return np.int64(cid)
+    # fourth, check the SYN bit (RFC 5961 §4.2: challenge ACK in any synchronized state)
+    if (flags & TH_SYN) != 0:
+        if st == TCPS_SYN_RECEIVED and (h.tflags[cid] & TF_PASSIVE) == 0 and (
+            flags & TH_ACK) != 0 and ((seq + 1) & M32) == rn and s[SEG_LEN] == 0 and (
+                s[SEG_ACK] == np.int64(h.snd_nxt[cid])):
+            # the peer's SYN-ACK in a simultaneous open: acknowledges our SYN
+            s[SEG_FLAGS] = flags & ~np.int64(TH_SYN)
+            s[SEG_SEQ] = rn
+            flags = s[SEG_FLAGS]
+            seq = rn
+        else:
+            core.stats[STAT_TCP_SYN_CHALLENGE] += 1
+            tcp_send_challenge_ack(core, cid, now)
+            frame_free(pool, fid)
+            return np.int64(cid)
+    # fifth, check the ACK field
+    if (flags & TH_ACK) == 0:
+        core.stats[STAT_TCP_NO_ACK_DROPPED] += 1
+        frame_free(pool, fid)
+        return np.int64(cid)
+    h.last_rcv_us[cid] = now
+    if st == TCPS_SYN_RECEIVED:
+        ack = s[SEG_ACK]
+        if not (seq_gt(ack, h.snd_una[cid]) and seq_leq(ack, h.snd_max[cid])):
+            core.stats[STAT_TCP_BAD_ACK_SYN_RECV] += 1
+            _reply_reset(core)  # <SEQ=SEG.ACK><CTL=RST>
+            frame_free(pool, fid)
+            return np.int64(cid)
+        _syn_recv_established(core, cid, now)
+        st = TCPS_ESTABLISHED
+    r = tcp_ack(core, cid, now)
+    if r == ACK_BAD:
+        frame_free(pool, fid)
+        return np.int64(cid)
+    st = h.state[cid]
+    fin_acked = (h.tflags[cid] & TF_FIN_SENT) != 0 and np.int64(h.snd_una[cid]) == np.int64(
+        h.snd_max[cid])
+    if st == TCPS_FIN_WAIT_1 and fin_acked:
+        set_state(core, cid, TCPS_FIN_WAIT_2)
+        if (h.tflags[cid] & TF_ORPHAN) != 0:
+            # Linux: an orphan waits tcp_fin_timeout for the peer's FIN; data after close()
+            # that does not end in sequence aborts it
+            if s[SEG_LEN] > 0 and seq_gt((seq + s[SEG_LEN]) & M32, h.rcv_nxt[cid]) and (
+                    (flags & TH_FIN) == 0 or seq != np.int64(h.rcv_nxt[cid])):
+                core.stats[STAT_TCP_ABORT_ON_DATA] += 1
+                _reply_reset(core)
+                frame_free(pool, fid)
+                tcp_set_closed(core, cid, 0)
+                return np.int64(cid)
+            arm(core, cid, TIMER_FIN_WAIT_2, now + core.cfg[CFG_TCP_FIN_TIMEOUT_US])
+        st = TCPS_FIN_WAIT_2
+    elif st == TCPS_CLOSING and fin_acked:
+        frame_free(pool, fid)
+        tcp_enter_time_wait(core, cid, now)
+        return np.int64(cid)
+    elif st == TCPS_LAST_ACK and fin_acked:
+        frame_free(pool, fid)
+        tcp_set_closed(core, cid, 0)
+        return np.int64(cid)
+    return _after_established_segment(core, cid, fid, now)
+
+
+@kernel
+def _passive_synrecv_input(core, cid, fid, now):
+    """A passive open's SYN-RECEIVED (Linux tcp_check_req).  Returns True if the segment goes
+    on to the synchronized-state processing (the final ACK)."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    pool = core.pool
+    flags = s[SEG_FLAGS]
+    seq = s[SEG_SEQ]
+    end = _seg_end(core)
+    paws = False
+    if (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+        paws = _paws_reject(core, cid, now, 1) and (flags & TH_RST) == 0
+    irs = np.int64(c.irs[cid])
+    if seq == irs and (flags & (TH_SYN | TH_ACK | TH_RST | TH_FIN)) == TH_SYN and not paws:
+        # a retransmitted SYN: the SYN-ACK again, timer restarted
+        if not tcp_oow_rate_limited(core, cid, now):
+            h.tflags[cid] |= np.uint32(TF_SEND_SYN)
+        backoff = np.int64(h.rexmit_count[cid])
+        tmo = core.cfg[CFG_TCP_RTO_INITIAL_US] << backoff
+        mx = core.cfg[CFG_TCP_RTO_MAX_US]
+        arm(core, cid, TIMER_SYNACK, now + (tmo if tmo < mx else mx))
+        frame_free(pool, fid)
+        return False
+    if (flags & TH_ACK) != 0 and s[SEG_ACK] != ((np.int64(c.iss[cid]) + 1) & M32):
+        core.stats[STAT_TCP_BAD_ACK_SYN_RECV] += 1
+        if (flags & TH_RST) == 0:
+            _reply_reset(core)  # "<SEQ=SEG.ACK><CTL=RST>"
+        frame_free(pool, fid)
+        return False
+    rn = np.int64(h.rcv_nxt[cid])
+    e_win = (rn + np.int64(h.rcv_wnd[cid])) & M32
+    in_win = seq == rn or (seq_gt(end, rn) and seq_lt(seq, e_win)) or (seq == e_win and seq == end)
+    if paws or not in_win:
+        if (flags & TH_RST) == 0 and not tcp_oow_rate_limited(core, cid, now):
+            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        if paws:
+            core.stats[STAT_TCP_PAWS_DROPPED] += 1
+        else:
+            core.stats[STAT_TCP_OUT_OF_WINDOW] += 1
+        frame_free(pool, fid)
+        return False
+    if _has_ts(core) and (h.tflags[cid] & TF_TS_OK) != 0 and not seq_gt(seq, rn):
+        _store_ts_recent(core, cid, now)
+    if seq == irs:
+        flags &= ~np.int64(TH_SYN)  # the SYN itself is outside the window
+        s[SEG_FLAGS] = flags
+    if (flags & (TH_RST | TH_SYN)) != 0:
+        # embryonic reset: a RST ends it, a SYN is answered with RST and ends it
+        core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
+        if (flags & TH_RST) == 0:
+            _reply_reset(core)
+        else:
+            core.stats[STAT_TCP_RST_ACCEPTED] += 1
+        frame_free(pool, fid)
+        tcp_conn_free(core, cid)
+        return False
+    if (flags & TH_ACK) == 0:
+        frame_free(pool, fid)
+        return False
+    lid = c.listener[cid]
+    if lid >= 0 and listen_accept_queue_full(core.listen, lid):
+        core.stats[STAT_TCP_LISTEN_OVERFLOWS] += 1
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        if core.cfg[CFG_TCP_ABORT_ON_OVERFLOW] != 0:
+            _reply_reset(core)
+            frame_free(pool, fid)
+            tcp_conn_free(core, cid)
+        else:
+            frame_free(pool, fid)  # the SYN-ACK timer will offer the connection again
+        return False
+    return True
+
+
+@kernel
+def tcp_segment(core, cid, fid, now):
+    """A segment for connection ``cid`` (found in the flow table).  Returns the connection whose
+    output is owed (``cid``, or the TIME-WAIT TCB that took over its 4-tuple), -1, or
+    ``SEG_REOPEN`` when a SYN reopens a TIME-WAIT 4-tuple (the frame is then still the
+    caller's)."""
+    t = core.tcb
+    h = t.hot
+    t.cold.segs_in[cid] += 1
+    st = h.state[cid]
+    if st == TCPS_SYN_SENT:
+        _synsent_input(core, cid, fid, now)
+        return np.int64(cid)
+    if st == TCPS_TIME_WAIT:
+        if _timewait_input(core, cid, fid, now) == 1:
+            return np.int64(SEG_REOPEN)
+        return np.int64(cid)
+    if st == TCPS_SYN_RECEIVED and (h.tflags[cid] & TF_PASSIVE) != 0:
+        if not _passive_synrecv_input(core, cid, fid, now):
+            return np.int64(cid)
+    return _sync_input(core, cid, fid, now)
+
+
+@kernel
+def tcp_time_wait_reopen(core, cid, lid, now):
+    """RFC 6191 / Linux TCP_TW_SYN: the TIME-WAIT TCB gives way to a new SYN-RECEIVED
+    connection on listener ``lid`` whose ISS is beyond the old sequence space; returns it (or
+    -1)."""
+    h = core.tcb.hot
+    isn = (np.int64(h.snd_nxt[cid]) + 65535 + 2) & M32
+    if isn == 0:
+        isn = np.int64(1)
+    core.stats[STAT_TCP_TW_REOPENED] += 1
+    tcp_conn_free(core, cid)
+    ls = core.listen
+    if listen_accept_queue_full(ls, lid) or listen_syn_queue_full(ls, lid):
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        return np.int64(-1)
+    child = _syn_received_child(core, lid, -1, now, isn, False)
+    if child < 0:
+        core.stats[STAT_TCP_LISTEN_DROPS] += 1
+        return np.int64(-1)
+    core.stats[STAT_TCP_PASSIVE_OPENS] += 1
+    h.rtt_start_us[child] = now
+    h.tflags[child] |= np.uint32(TF_RTT_TIMING | TF_SEND_SYN)
+    arm(core, child, TIMER_SYNACK, now + core.cfg[CFG_TCP_RTO_INITIAL_US])
+    return child

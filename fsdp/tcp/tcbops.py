@@ -1,0 +1,55 @@
+"""One compiled copy of the table kernels the engine calls from many places.
+
+``tcb_set_state``, ``tcb_is_allocated`` and the timer wheel's ``timer_*`` are
+``inline="always"`` (fast, refcount-free hot paths); every call site of such a function is a
+full copy of its IR, and each costs compile time out of proportion to its size because of the
+~100-array tables it takes.  The engine calls them through these small kernels instead, so each
+is inlined once.
+"""
+
+from fsdp.core.timerwheel import (
+    timer_arm,
+    timer_cancel,
+    timer_cancel_all,
+    timer_expires,
+    timer_pending,
+)
+from fsdp.tcp.kernel import kernel
+from fsdp.tcp.tcb import tcb_is_allocated, tcb_set_state
+
+
+@kernel
+def set_state(core, cid, state):
+    """``tcb_set_state`` on the core's table: 0 or ERR_TCB_*."""
+    return tcb_set_state(core.tcb, cid, state)
+
+
+@kernel
+def is_alloc(core, cid):
+    return tcb_is_allocated(core.tcb, cid)
+
+
+@kernel
+def arm(core, cid, kind, when):
+    """(Re-)arm timer ``kind`` of ``cid`` at ``when`` µs."""
+    return timer_arm(core.timers, cid, kind, when)
+
+
+@kernel
+def disarm(core, cid, kind):
+    return timer_cancel(core.timers, cid, kind)
+
+
+@kernel
+def disarm_all(core, cid):
+    return timer_cancel_all(core.timers, cid)
+
+
+@kernel
+def armed(core, cid, kind):
+    return timer_pending(core.timers, cid, kind)
+
+
+@kernel
+def expires(core, cid, kind):
+    return timer_expires(core.timers, cid, kind)

@@ -1,0 +1,851 @@
+"""TCP output: segments built from a per-connection header template, the send window, Nagle,
+SWS avoidance, retransmission, ACK policy helpers and the receive window we advertise.
+
+Read first: RFC 9293 §3.7.4 (Nagle), §3.8.6.2 (SWS avoidance, sender and receiver), §3.8.6.3
+(delayed ACK), RFC 6298 §5 (managing the retransmission timer), RFC 7323 §2-§4 (window scale,
+timestamps), RFC 2018 §4 (SACK blocks we send), RFC 5681 §3 and RFC 6675 §5 (what may be sent
+during recovery).  Where an RFC leaves a choice, this is Linux (net/ipv4/tcp_output.c):
+``__tcp_select_window`` for the window we offer, Minshall's Nagle (``tcp_nagle_check``),
+``tcp_send_fin``'s FIN on the unsent tail, ``tcp_xmit_probe_skb``'s window probes (an ACK with
+SEQ = SND.UNA - 1).
+
+Header template (Fastsocket's direct TCP): each connection has a 40-byte row in
+``core.tcp_tmpl`` holding its Ethernet header (next hop MAC, ours, IPv4), its IPv4 header
+(DF, TTL, protocol, addresses; length, id and checksum zero) and its two ports.  A segment is the
+row copied in front of the TCP header, three fields and two checksums filled in: no route or
+neighbour lookup per segment.  The next hop's MAC is resolved once (``TF_TMPL_MAC``); until the
+neighbour is known, segments go through ``ip_output`` (which queues them on the resolving
+neighbour), and every retransmission timeout resolves it again (Linux's dst negative advice).
+
+Every segment is a fresh frame: the payload is copied from the send queue, so a queued frame is
+never in the NIC's hands and can be trimmed, split or freed at any time.
+"""
+
+import numpy as np
+from numba import njit
+
+from fsdp.core.config import (
+    CFG_GATEWAY,
+    CFG_IP,
+    CFG_MAC,
+    CFG_NETMASK,
+    CFG_TCP_DELAYED_ACK,
+    CFG_TCP_REORDERING,
+    CFG_TCP_RTO_MAX_US,
+    CFG_TCP_RTO_MIN_US,
+    CFG_TCP_SLOW_START_AFTER_IDLE,
+    CFG_TTL,
+    CFG_TX_CSUM_OFFLOAD,
+)
+from fsdp.core.output import tx_enqueue
+from fsdp.core.stats import (
+    STAT_IP_OUT,
+    STAT_TCP_LIMITED_TRANSMIT,
+    STAT_TCP_NO_FRAME,
+    STAT_TCP_RETRANS_SEGS,
+    STAT_TCP_SEGS_OUT,
+)
+from fsdp.core.timerwheel import (
+    TIMER_DELACK,
+    TIMER_PERSIST,
+    TIMER_RTO,
+)
+from fsdp.core.vars import V_IP_ID
+from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, frame_alloc
+from fsdp.tcp.cc import cc_after_idle
+from fsdp.tcp.frameflags import (
+    FRAME_F_TCP_EVER_RETRANS,
+    FRAME_F_TCP_FIN,
+    FRAME_F_TCP_PSH,
+    FRAME_F_TCP_RETRANS,
+    FRAME_F_TCP_SENT,
+    FRAME_XMIT_TIME_OFF,
+)
+from fsdp.tcp.ip import ip_output
+from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.neighbor import ARP_INCOMPLETE, arp_lookup
+from fsdp.tcp.reass import sack_blocks
+from fsdp.tcp.sack_scoreboard import scoreboard_next_seg, scoreboard_pipe
+from fsdp.tcp.tcb import (
+    TCPS_CLOSE_WAIT,
+    TCPS_CLOSED,
+    TCPS_CLOSING,
+    TCPS_ESTABLISHED,
+    TCPS_FIN_WAIT_1,
+    TCPS_LAST_ACK,
+    TCPS_SYN_RECEIVED,
+    TCPS_SYN_SENT,
+    TCPS_TIME_WAIT,
+    TF_ACK_NOW,
+    TF_CORK,
+    TF_DELACK,
+    TF_FIN_SENT,
+    TF_IN_LOSS,
+    TF_IN_RECOVERY,
+    TF_LIMITED_XMIT,
+    TF_NODELAY,
+    TF_PINGPONG,
+    TF_RETRANS_HEAD,
+    TF_SACK_OK,
+    TF_SEND_SYN,
+    TF_TMPL_MAC,
+    TF_TS_OK,
+    TF_WSCALE_OK,
+)
+from fsdp.tcp.tcbops import arm, armed, disarm, expires, is_alloc
+from fsdp.wire.byteorder import get_u32, set_u16, set_u32
+from fsdp.wire.checksum import checksum
+from fsdp.wire.ethernet import ETH_HLEN
+from fsdp.wire.ipv4 import IP_HLEN_MIN, IPPROTO_TCP
+from fsdp.wire.tcp import (
+    TH_ACK,
+    TH_FIN,
+    TH_PSH,
+    TH_RST,
+    TH_SYN,
+    seq_diff,
+    seq_gt,
+    tcp_build,
+    tcp_set_checksum,
+    tcp_write_sack_option,
+    tcp_write_syn_options,
+    tcp_write_ts_option,
+)
+
+M32 = 0xFFFFFFFF
+TMPL_SIZE = 40  # bytes of header template per connection (38 used)
+_TMPL_IP = ETH_HLEN  # IPv4 header at 14
+_TMPL_PORTS = ETH_HLEN + IP_HLEN_MIN  # TCP ports at 34
+_HDR_OFF = HEADROOM - ETH_HLEN - IP_HLEN_MIN  # where a built frame starts (TCP header at HEADROOM)
+
+TCP_MAX_WINDOW = 65535  # the 16-bit window field (RFC 9293 §3.1)
+TCP_PAWS_24DAYS_US = 24 * 24 * 3600 * 1_000_000  # RFC 7323 §5.5
+
+# syn_options argument of tcp_xmit: which options a segment carries
+OPTS_NORMAL = 0  # timestamps (if negotiated) and SACK blocks (if any)
+OPTS_SYN = 1  # SYN / SYN-ACK options (the TF_* bits say which were negotiated / offered)
+OPTS_NONE = 2  # no options at all
+
+
+# --- clocks ---------------------------------------------------------------------------------
+@kernel
+def tcp_ts_now(core, cid, now):
+    """Our TSval: a millisecond clock with the connection's random offset (RFC 7323 §5.4,
+    Linux's tcp_time_stamp_ts + ts_offset)."""
+    return (now // 1000 + np.int64(core.tcb.hot.ts_offset[cid])) & M32
+
+
+@kernel
+def frame_xmit_time(pool, fid):
+    b = pool.data[fid]
+    return (np.int64(get_u32(b, FRAME_XMIT_TIME_OFF)) << 32) | np.int64(
+        get_u32(b, FRAME_XMIT_TIME_OFF + 4)
+    )
+
+
+@kernel
+def _set_frame_xmit_time(pool, fid, now):
+    b = pool.data[fid]
+    set_u32(b, FRAME_XMIT_TIME_OFF, (now >> 32) & M32)
+    set_u32(b, FRAME_XMIT_TIME_OFF + 4, now & M32)
+
+
+# --- header template ------------------------------------------------------------------------
+@kernel_inline
+def tcp_tmpl_init(core, cid):
+    """Write connection ``cid``'s header template from its addresses and ports."""
+    row = core.tcp_tmpl[cid]
+    c = core.tcb.cold
+    for i in range(TMPL_SIZE):
+        row[i] = 0
+    mac = core.cfg[CFG_MAC]
+    for i in range(6):
+        row[6 + i] = (mac >> (8 * (5 - i))) & 0xFF
+    row[12] = 0x08
+    row[13] = 0x00
+    row[_TMPL_IP] = 0x45
+    row[_TMPL_IP + 6] = 0x40  # DF (RFC 1191 path MTU discovery, as Linux)
+    row[_TMPL_IP + 8] = core.cfg[CFG_TTL] & 0xFF
+    row[_TMPL_IP + 9] = IPPROTO_TCP
+    set_u32(row, _TMPL_IP + 12, np.int64(c.lip[cid]))
+    set_u32(row, _TMPL_IP + 16, np.int64(c.rip[cid]))
+    set_u16(row, _TMPL_PORTS, np.int64(c.lport[cid]))
+    set_u16(row, _TMPL_PORTS + 2, np.int64(c.rport[cid]))
+    core.tcb.hot.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
+
+
+@kernel_inline
+def tcp_tmpl_resolve(core, cid):
+    """Cache the next hop's MAC in the template if the neighbour is known; True if cached."""
+    rip = np.int64(core.tcb.cold.rip[cid])
+    mask = core.cfg[CFG_NETMASK]
+    if (rip & mask) == (core.cfg[CFG_IP] & mask):
+        nh = rip
+    else:
+        nh = core.cfg[CFG_GATEWAY]
+        if nh == 0:
+            return False
+    t = core.arp
+    slot = arp_lookup(t, nh)
+    if slot < 0 or t.state[slot] == ARP_INCOMPLETE or t.mac[slot] == 0:
+        return False
+    mac = t.mac[slot]
+    row = core.tcp_tmpl[cid]
+    for i in range(6):
+        row[i] = (mac >> (8 * (5 - i))) & 0xFF
+    core.tcb.hot.tflags[cid] |= np.uint32(TF_TMPL_MAC)
+    return True
+
+
+@kernel_inline
+def _emit(core, cid, fid, tcp_len, ident, now):
+    """Send the TCP segment at ``pool.data[fid, HEADROOM:HEADROOM+tcp_len]``: template headers
+    when the next hop is cached, else through ip_output; IPv4 id ``ident`` (-1: the core's
+    counter).  Takes ownership."""
+    pool = core.pool
+    h = core.tcb.hot
+    buf = pool.data[fid]
+    c = core.tcb.cold
+    lip = np.int64(c.lip[cid])
+    rip = np.int64(c.rip[cid])
+    offload = core.cfg[CFG_TX_CSUM_OFFLOAD] != 0
+    if offload:
+        pool.flags[fid] |= FRAME_F_TX_CSUM
+    else:
+        tcp_set_checksum(buf, HEADROOM, tcp_len, lip, rip)
+    if (h.tflags[cid] & TF_TMPL_MAC) == 0 and not tcp_tmpl_resolve(core, cid):
+        pool.off[fid] = HEADROOM
+        pool.length[fid] = tcp_len
+        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(0), True, ident, now)
+        return
+    row = core.tcp_tmpl[cid]
+    base = _HDR_OFF
+    for i in range(_TMPL_PORTS):
+        buf[base + i] = row[i]
+    ip = base + ETH_HLEN
+    set_u16(buf, ip + 2, IP_HLEN_MIN + tcp_len)
+    if ident < 0:
+        ident = core.var[V_IP_ID]
+        core.var[V_IP_ID] = (ident + 1) & 0xFFFF
+    set_u16(buf, ip + 4, ident)
+    set_u16(buf, ip + 10, checksum(buf, ip, IP_HLEN_MIN))
+    pool.off[fid] = base
+    pool.length[fid] = ETH_HLEN + IP_HLEN_MIN + tcp_len
+    core.stats[STAT_IP_OUT] += 1
+    tx_enqueue(core, fid, now)
+
+
+# --- the receive window we offer (RFC 9293 §3.8.6.2.2; Linux __tcp_select_window) -----------
+@kernel_inline
+def tcp_full_space(core, cid):
+    """Window-worth of the receive buffer: half of SO_RCVBUF (Linux's default skb overhead
+    ratio), at most the window clamp."""
+    h = core.tcb.hot
+    s = np.int64(h.rcv_buf[cid]) >> 1
+    wc = np.int64(core.tcb.cold.window_clamp[cid])
+    return s if s < wc else wc
+
+
+@kernel_inline
+def tcp_free_space(core, cid):
+    h = core.tcb.hot
+    s = (np.int64(h.rcv_buf[cid]) >> 1) - np.int64(h.rcv_q_bytes[cid]) - np.int64(h.ooo_bytes[cid])
+    return s if s > 0 else np.int64(0)
+
+
+@kernel
+def tcp_receive_window(core, cid):
+    """What is left of the window last advertised (Linux tcp_receive_window)."""
+    h = core.tcb.hot
+    w = seq_diff(h.rcv_adv[cid], h.rcv_nxt[cid])
+    return w if w > 0 else np.int64(0)
+
+
+@kernel
+def tcp_raw_window(core, cid):
+    """The window the buffer allows now, before the never-shrink rule (Linux
+    __tcp_select_window, including receiver SWS avoidance: below half the buffer free and less
+    than one MSS free, offer nothing)."""
+    h = core.tcb.hot
+    mss = np.int64(h.rcv_mss[cid])
+    free = tcp_free_space(core, cid)
+    full = tcp_full_space(core, cid)
+    if mss > full:
+        mss = full
+    if mss < 1:
+        mss = np.int64(1)
+    if free < (full >> 1):
+        h.ack_quick[cid] = 0
+        if free < mss:
+            return np.int64(0)
+    ssth = np.int64(h.rcv_ssthresh[cid])
+    if free > ssth:
+        free = ssth
+    ws = np.int64(h.rcv_wscale[cid])
+    if ws > 0:
+        w = free
+        if ((w >> ws) << ws) != w:
+            w = ((w >> ws) + 1) << ws
+        return w
+    w = np.int64(h.rcv_wnd[cid])
+    if w <= free - mss or w > free:
+        w = (free // mss) * mss
+    elif mss == full and free > w + (full >> 1):
+        w = free
+    return w
+
+
+@kernel_inline
+def tcp_select_window(core, cid):
+    """The window field of the next segment: never shrinks the right edge already offered
+    (RFC 9293 §3.8.6.2.2, RFC 7323 §2.4), scaled; records rcv_wnd, rcv_wup, rcv_adv."""
+    h = core.tcb.hot
+    ws = np.int64(h.rcv_wscale[cid])
+    cur = tcp_receive_window(core, cid)
+    new = tcp_raw_window(core, cid)
+    if new < cur:
+        new = ((cur + (np.int64(1) << ws) - 1) >> ws) << ws  # ALIGN(cur, 1 << ws)
+    top = np.int64(TCP_MAX_WINDOW) << ws
+    if new > top:
+        new = top
+    rn = np.int64(h.rcv_nxt[cid])
+    h.rcv_wnd[cid] = new
+    h.rcv_wup[cid] = rn
+    h.rcv_adv[cid] = (rn + new) & M32
+    return new >> ws
+
+
+# --- building a segment ---------------------------------------------------------------------
+@kernel
+def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
+    """Build and send one segment of ``cid``: SEQ ``seq``, control bits ``flags`` (ACK adds
+    RCV.NXT), payload ``n`` bytes from frame ``src_fid`` at ``src_off``, options per
+    ``opts_kind``.  False if no frame was free (counted; the caller's timers retry)."""
+    pool = core.pool
+    h = core.tcb.hot
+    c = core.tcb.cold
+    fid = frame_alloc(pool)
+    if fid < 0:
+        core.stats[STAT_TCP_NO_FRAME] += 1
+        return False
+    buf = pool.data[fid]
+    off = HEADROOM
+    st = h.state[cid]
+    hf = h.tflags[cid]
+    ts_on = (hf & TF_TS_OK) != 0
+    # options first: their length sets the data offset
+    opt_len = 0
+    if opts_kind == OPTS_SYN:
+        ws = np.int64(h.rcv_wscale[cid]) if (hf & TF_WSCALE_OK) != 0 else np.int64(-1)
+        opt_len = tcp_write_syn_options(
+            buf, off, np.int64(c.adv_mss[cid]), ws, (hf & TF_SACK_OK) != 0,
+            tcp_ts_now(core, cid, now), np.int64(h.ts_recent[cid]) if (flags & TH_ACK) else 0,
+            ts_on,
+        )  # fmt: skip
+    elif opts_kind == OPTS_NORMAL:
+        if ts_on:
+            opt_len = tcp_write_ts_option(
+                buf, off, 0, tcp_ts_now(core, cid, now), np.int64(h.ts_recent[cid])
+            )
+        if (hf & TF_SACK_OK) != 0 and (flags & TH_ACK) != 0 and (flags & TH_RST) == 0:
+            blocks = core.tcp_blocks
+            nb = sack_blocks(core.sack, cid, blocks, 3 if ts_on else 4)
+            if nb > 0:
+                opt_len = tcp_write_sack_option(buf, off, opt_len, blocks, nb)
+    # window: a SYN's is never scaled (RFC 7323 §2.2); TIME-WAIT keeps the last offer
+    if (flags & TH_SYN) != 0:
+        w = np.int64(h.rcv_wnd[cid])
+        win = w if w < TCP_MAX_WINDOW else np.int64(TCP_MAX_WINDOW)
+    elif st == TCPS_TIME_WAIT:
+        win = tcp_receive_window(core, cid) >> np.int64(h.rcv_wscale[cid])
+        if win > TCP_MAX_WINDOW:
+            win = np.int64(TCP_MAX_WINDOW)
+    else:
+        win = tcp_select_window(core, cid)
+    ack = np.int64(h.rcv_nxt[cid]) if (flags & TH_ACK) != 0 else np.int64(0)
+    hlen = tcp_build(
+        buf, off, np.int64(c.lport[cid]), np.int64(c.rport[cid]), seq & M32, ack, flags, win, 0,
+        opt_len,
+    )  # fmt: skip
+    if n > 0:
+        buf[off + hlen : off + hlen + n] = pool.data[src_fid, src_off : src_off + n]
+    c.segs_out[cid] += 1
+    core.stats[STAT_TCP_SEGS_OUT] += 1
+    if (flags & TH_ACK) != 0:
+        tcp_ack_sent(core, cid)
+    # IP id 0 on a SYN-ACK, as Linux (its request sockets build it with ip_build_and_send_pkt)
+    ident = np.int64(0) if (flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK) else np.int64(-1)
+    _emit(core, cid, fid, hlen + n, ident, now)
+    return True
+
+
+@kernel_inline
+def tcp_ack_sent(core, cid):
+    """Every segment carrying an ACK ends a delayed ACK (Linux tcp_event_ack_sent): the timer
+    stops, quick-ACK credit decreases."""
+    h = core.tcb.hot
+    if (h.tflags[cid] & (TF_DELACK | TF_ACK_NOW)) != 0:
+        if h.ack_quick[cid] > 0:
+            h.ack_quick[cid] -= 1
+    h.tflags[cid] &= ~np.uint32(TF_DELACK | TF_ACK_NOW)
+    h.delack_segs[cid] = 0
+    disarm(core, cid, TIMER_DELACK)
+
+
+@kernel
+def tcp_send_ack(core, cid, now):
+    """A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 §3.10.7.4)."""
+    h = core.tcb.hot
+    return tcp_xmit(core, cid, np.int64(h.snd_nxt[cid]), TH_ACK, -1, 0, 0, OPTS_NORMAL, now)
+
+
+@kernel_inline
+def tcp_send_probe(core, cid, now):
+    """A window / keep-alive probe: an ACK with SEQ = SND.UNA - 1, which the peer must answer
+    with an ACK (Linux tcp_xmit_probe_skb; RFC 1122 §4.2.3.6 allows the garbage octet to be
+    left out)."""
+    h = core.tcb.hot
+    return tcp_xmit(
+        core, cid, (np.int64(h.snd_una[cid]) - 1) & M32, TH_ACK, -1, 0, 0, OPTS_NORMAL, now
+    )
+
+
+@kernel
+def tcp_send_rst(core, cid, now):
+    """Reset the connection from our side (ABORT, RFC 9293 §3.10.5; Linux
+    tcp_send_active_reset): <SEQ=SND.NXT><CTL=RST,ACK>, options as any segment."""
+    h = core.tcb.hot
+    flags = TH_RST
+    if h.state[cid] != TCPS_SYN_SENT:
+        flags |= TH_ACK
+    return tcp_xmit(core, cid, np.int64(h.snd_nxt[cid]), flags, -1, 0, 0, OPTS_NORMAL, now)
+
+
+@kernel
+def tcp_send_syn(core, cid, now):
+    """The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), sent or sent again."""
+    h = core.tcb.hot
+    flags = TH_SYN
+    if h.state[cid] == TCPS_SYN_RECEIVED:
+        flags |= TH_ACK
+    iss = np.int64(core.tcb.cold.iss[cid])
+    return tcp_xmit(core, cid, iss, flags, -1, 0, 0, OPTS_SYN, now)
+
+
+# --- the retransmission timer (RFC 6298 §5) --------------------------------------------------
+@kernel
+def tcp_rto_us(core, cid):
+    """The current RTO with backoff (RFC 6298 (5.5)), at most tcp_rto_max (RFC 6298 (2.5))."""
+    h = core.tcb.hot
+    r = np.int64(h.rto[cid]) << np.int64(h.rexmit_count[cid])
+    mx = core.cfg[CFG_TCP_RTO_MAX_US]
+    return r if r < mx else mx
+
+
+@kernel
+def tcp_arm_rto(core, cid, now):
+    arm(core, cid, TIMER_RTO, now + tcp_rto_us(core, cid))
+
+
+@kernel
+def tcp_rtt_sample(core, cid, rtt_us):
+    """RFC 6298 §2 with Linux's integer estimator (tcp_rtt_estimator): srtt in 1/8 µs units,
+    mdev = 4*RTTVAR, and RTO = SRTT + max(mdev, tcp_rto_min) (Linux keeps the variance term
+    at least the minimum RTO rather than clamping the sum: RFC 6298 (2.4) says 1 s, Linux's
+    200 ms is what peers meet)."""
+    h = core.tcb.hot
+    m = np.int64(rtt_us)
+    if m < 1:
+        m = np.int64(1)
+    rto_min = core.cfg[CFG_TCP_RTO_MIN_US]
+    srtt = np.int64(h.srtt[cid])
+    if srtt > 0:
+        m -= srtt >> 3
+        srtt += m
+        if m < 0:
+            m = -m
+            m -= np.int64(h.mdev[cid]) >> 2
+            if m > 0:
+                m >>= 3
+        else:
+            m -= np.int64(h.mdev[cid]) >> 2
+        mdev = np.int64(h.mdev[cid]) + m
+        h.mdev[cid] = mdev
+        if mdev > np.int64(h.mdev_max[cid]):
+            h.mdev_max[cid] = mdev
+            if mdev > np.int64(h.rttvar[cid]):
+                h.rttvar[cid] = mdev
+        if seq_gt(h.snd_una[cid], h.rtt_seq[cid]):  # once per RTT: decay rttvar
+            mmax = np.int64(h.mdev_max[cid])
+            rv = np.int64(h.rttvar[cid])
+            if mmax < rv:
+                h.rttvar[cid] = rv - ((rv - mmax) >> 2)
+            h.rtt_seq[cid] = h.snd_nxt[cid]
+            h.mdev_max[cid] = rto_min
+    else:
+        srtt = m << 3
+        h.mdev[cid] = m << 1
+        rv = m << 1
+        h.rttvar[cid] = rv if rv > rto_min else rto_min
+        h.mdev_max[cid] = h.rttvar[cid]
+        h.rtt_seq[cid] = h.snd_nxt[cid]
+    if srtt < 1:
+        srtt = np.int64(1)
+    if srtt > 0x7FFFFFFF:
+        srtt = np.int64(0x7FFFFFFF)
+    h.srtt[cid] = srtt
+    rto = (srtt >> 3) + np.int64(h.rttvar[cid])
+    mx = core.cfg[CFG_TCP_RTO_MAX_US]
+    h.rto[cid] = rto if rto < mx else mx
+
+
+# --- the send queue -------------------------------------------------------------------------
+@kernel
+def frame_seq_len(pool, fid):
+    """Sequence numbers a queue frame occupies: payload plus one for FIN."""
+    n = np.int64(pool.length[fid])
+    if (pool.flags[fid] & FRAME_F_TCP_FIN) != 0:
+        n += 1
+    return n
+
+
+@kernel_inline
+def _split_frame(core, cid, fid, k):
+    """Cut queue frame ``fid`` after ``k`` payload bytes (Linux tcp_fragment); the rest goes
+    to a new frame linked after it.  False if no frame is free."""
+    pool = core.pool
+    h = core.tcb.hot
+    nf = frame_alloc(pool)
+    if nf < 0:
+        core.stats[STAT_TCP_NO_FRAME] += 1
+        return False
+    rest = np.int64(pool.length[fid]) - k
+    src = pool.off[fid] + k
+    pool.data[nf, HEADROOM : HEADROOM + rest] = pool.data[fid, src : src + rest]
+    pool.off[nf] = HEADROOM
+    pool.length[nf] = rest
+    pool.tag[nf] = (pool.tag[fid] + k) & M32
+    keep = FRAME_F_TCP_FIN | FRAME_F_TCP_PSH
+    pool.flags[nf] = pool.flags[fid] & (keep | FRAME_F_TCP_SENT | FRAME_F_TCP_EVER_RETRANS)
+    pool.flags[fid] = pool.flags[fid] & ~np.uint32(keep)
+    pool.length[fid] = k
+    pool.next[nf] = pool.next[fid]
+    pool.next[fid] = nf
+    if h.snd_q_tail[cid] == fid:
+        h.snd_q_tail[cid] = nf
+    _set_frame_xmit_time(pool, nf, frame_xmit_time(pool, fid))
+    return True
+
+
+@kernel_inline
+def tcp_queue_fin(core, cid):
+    """Queue our FIN after the data (RFC 9293 §3.10.4): on the unsent tail frame if there is
+    one (Linux tcp_send_fin), else on a new empty frame.  False if no frame is free."""
+    pool = core.pool
+    h = core.tcb.hot
+    tail = h.snd_q_tail[cid]
+    if h.snd_q_unsent[cid] >= 0 and tail >= 0:
+        pool.flags[tail] |= FRAME_F_TCP_FIN
+        return True
+    f = frame_alloc(pool)
+    if f < 0:
+        core.stats[STAT_TCP_NO_FRAME] += 1
+        return False
+    pool.length[f] = 0
+    pool.flags[f] = FRAME_F_TCP_FIN
+    pool.tag[f] = (np.int64(h.snd_una[cid]) + np.int64(h.snd_q_bytes[cid])) & M32
+    pool.next[f] = -1
+    if tail >= 0:
+        pool.next[tail] = f
+    else:
+        h.snd_q_head[cid] = f
+    h.snd_q_tail[cid] = f
+    if h.snd_q_unsent[cid] < 0:
+        h.snd_q_unsent[cid] = f
+    return True
+
+
+@kernel
+def tcp_xmit_frame(core, cid, fid, now, rexmit):
+    """Send queue frame ``fid`` as one segment (its payload, PSH, FIN); a retransmission if
+    ``rexmit`` (Karn: the frame never again gives an RTT sample)."""
+    pool = core.pool
+    h = core.tcb.hot
+    flags = TH_ACK
+    fl = pool.flags[fid]
+    if (fl & FRAME_F_TCP_FIN) != 0:
+        flags |= TH_FIN
+    if (fl & FRAME_F_TCP_PSH) != 0:
+        flags |= TH_PSH
+    seq = pool.tag[fid]
+    n = np.int64(pool.length[fid])
+    if not tcp_xmit(core, cid, seq, flags, fid, pool.off[fid], n, OPTS_NORMAL, now):
+        return False
+    end = (seq + frame_seq_len(pool, fid)) & M32
+    if rexmit:
+        if h.retrans_stamp[cid] == 0:
+            # Linux: the give-up clock starts at the original send of the first segment sent
+            # again
+            h.retrans_stamp[cid] = frame_xmit_time(pool, fid)
+        pool.flags[fid] = fl | FRAME_F_TCP_RETRANS | FRAME_F_TCP_EVER_RETRANS
+        core.tcb.cold.total_retrans[cid] += 1
+        core.stats[STAT_TCP_RETRANS_SEGS] += 1
+    else:
+        if n > 0 and now - h.ack_lrcv_us[cid] < np.int64(h.ack_ato[cid]):
+            h.tflags[cid] |= np.uint32(TF_PINGPONG)  # a reply within ato of the last data in
+
+        pool.flags[fid] = fl | FRAME_F_TCP_SENT
+        if seq_gt(end, h.snd_max[cid]):
+            h.snd_max[cid] = end
+        if seq_gt(end, h.snd_nxt[cid]):
+            h.snd_nxt[cid] = end
+        if n < np.int64(h.mss[cid]):
+            h.snd_sml[cid] = end  # Minshall's Nagle: the last small segment sent
+        if (fl & FRAME_F_TCP_FIN) != 0:
+            h.tflags[cid] |= np.uint32(TF_FIN_SENT)
+        h.last_snd_us[cid] = now
+    _set_frame_xmit_time(pool, fid, now)
+    if not armed(core, cid, TIMER_RTO):
+        tcp_arm_rto(core, cid, now)  # RFC 6298 (5.1)
+    return True
+
+
+@kernel
+def tcp_flight(core, cid):
+    """Sequence numbers sent and not cumulatively acknowledged."""
+    h = core.tcb.hot
+    return (np.int64(h.snd_max[cid]) - np.int64(h.snd_una[cid])) & M32
+
+
+@kernel_inline
+def _nagle_ok(core, cid, fid, n):
+    """May a segment of ``n`` < MSS bytes go now?  Linux's tcp_nagle_test: TCP_NODELAY, a FIN,
+    or no earlier small segment unacknowledged (Minshall's variant of RFC 9293 §3.7.4); TCP_CORK
+    holds partial segments."""
+    h = core.tcb.hot
+    f = h.tflags[cid]
+    if (core.pool.flags[fid] & FRAME_F_TCP_FIN) != 0:
+        return True
+    if (f & TF_CORK) != 0:
+        return False
+    if (f & TF_NODELAY) != 0:
+        return True
+    una = h.snd_una[cid]
+    sml = h.snd_sml[cid]
+    if seq_gt(sml, una) and not seq_gt(sml, h.snd_nxt[cid]):
+        return False
+    return True
+
+
+@kernel
+def tcp_output_new(core, cid, cwnd_room, now):
+    """Send unsent queue frames while the peer's window, ``cwnd_room`` sequence numbers of
+    congestion window, Nagle and sender SWS avoidance allow (RFC 9293 §3.8.6.2.1).  Returns the
+    segments sent; arms the persist timer when the window stops data with nothing in flight."""
+    pool = core.pool
+    h = core.tcb.hot
+    sent = 0
+    mss = np.int64(h.mss[cid])
+    room = np.int64(cwnd_room)
+    while True:
+        fid = h.snd_q_unsent[cid]
+        if fid < 0:
+            break
+        seq = pool.tag[fid]
+        wnd_end = (np.int64(h.snd_una[cid]) + np.int64(h.snd_wnd[cid])) & M32
+        usable = seq_diff(wnd_end, seq)
+        n = np.int64(pool.length[fid])
+        need = frame_seq_len(pool, fid)
+        if room < need and room < mss:
+            break  # congestion window full (a whole segment or nothing)
+        if need > usable:
+            # Sender SWS avoidance: send part of the frame only if at least one MSS fits, or
+            # half of the largest window the peer ever offered (RFC 9293 §3.8.6.2.1).
+            part = usable if usable < room else room
+            big = part >= mss or (part > 0 and part >= (np.int64(h.max_sndwnd[cid]) >> 1))
+            if part > 0 and part < n and big:
+                if not _split_frame(core, cid, fid, part):
+                    break
+                continue
+            if tcp_flight(core, cid) == 0 and not armed(core, cid, TIMER_RTO):
+                if not armed(core, cid, TIMER_PERSIST):
+                    tcp_arm_persist(core, cid, now)
+            break
+        if n < mss and (pool.flags[fid] & FRAME_F_TCP_FIN) == 0:
+            # A partial segment: only when it is the last thing queued (else more data may
+            # still be coalesced into it) and Nagle allows.
+            if pool.next[fid] >= 0 or not _nagle_ok(core, cid, fid, n):
+                break
+        if not tcp_xmit_frame(core, cid, fid, now, False):
+            break
+        h.snd_q_unsent[cid] = pool.next[fid]
+        room -= need
+        sent += 1
+    return sent
+
+
+@kernel
+def tcp_arm_persist(core, cid, now):
+    """The persist timer (RFC 9293 §3.8.6.1): the RTO with backoff, at least the minimum RTO
+    (Linux tcp_probe0_when)."""
+    h = core.tcb.hot
+    base = np.int64(h.rto[cid])
+    mn = core.cfg[CFG_TCP_RTO_MIN_US]
+    if base < mn:
+        base = mn
+    t = base << np.int64(h.rexmit_count[cid])
+    mx = core.cfg[CFG_TCP_RTO_MAX_US]
+    if t > mx:
+        t = mx
+    arm(core, cid, TIMER_PERSIST, now + t)
+
+
+@njit(inline="always", cache=True)
+def tcp_can_send_data(st):
+    return (
+        st == TCPS_ESTABLISHED
+        or st == TCPS_CLOSE_WAIT
+        or st == TCPS_FIN_WAIT_1
+        or st == TCPS_CLOSING
+        or st == TCPS_LAST_ACK
+    )
+
+
+# --- output: retransmissions first, then new data (RFC 5681, RFC 6675 §5, RFC 6298 §5) --------
+@kernel
+def tcp_push(core, cid, now):
+    """Send what the windows allow: in RTO recovery (``TF_IN_LOSS``) or SACK fast recovery the
+    lost segments first while ``pipe < cwnd`` (RFC 6675 §5 NextSeg (1), Linux
+    tcp_xmit_retransmit_queue), then new data (NextSeg (2)).  Returns the segments sent."""
+    h = core.tcb.hot
+    st = h.state[cid]
+    if not tcp_can_send_data(st):
+        return 0
+    pool = core.pool
+    t = core.tcb
+    f = h.tflags[cid]
+    mss = np.int64(h.mss[cid])
+    cwnd = np.int64(h.cwnd[cid])
+    sent = 0
+    if h.snd_q_unsent[cid] >= 0 and tcp_flight(core, cid) == 0:
+        if core.cfg[CFG_TCP_SLOW_START_AFTER_IDLE] != 0:
+            cc_after_idle(t, cid, now, tcp_rto_us(core, cid))  # RFC 5681 §4.1
+        cwnd = np.int64(h.cwnd[cid])
+    dupthresh = core.cfg[CFG_TCP_REORDERING]
+    if (f & TF_IN_LOSS) != 0 or ((f & TF_IN_RECOVERY) != 0 and (f & TF_SACK_OK) != 0):
+        pipe = scoreboard_pipe(pool, t, cid, dupthresh)
+        while pipe + mss <= cwnd or (pipe == 0 and sent == 0):
+            fid = scoreboard_next_seg(pool, t, cid, dupthresh)
+            if fid < 0:
+                break
+            if not tcp_xmit_frame(core, cid, fid, now, True):
+                return sent
+            if fid == h.snd_q_head[cid]:
+                tcp_arm_rto(core, cid, now)  # Linux: the head's retransmission restarts it
+            sent += 1
+            pipe += frame_seq_len(pool, fid)
+        room = cwnd - pipe
+    else:
+        room = cwnd - tcp_flight(core, cid)
+    if room > 0 or h.snd_q_unsent[cid] >= 0:
+        sent += tcp_output_new(core, cid, room, now)
+    return sent
+
+# --- ACK policy (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2; Linux __tcp_ack_snd_check) -------------
+TCP_ATO_MIN_US = 40_000  # Linux TCP_ATO_MIN / TCP_DELACK_MIN (HZ/25)
+TCP_DELACK_MAX_US = 200_000  # Linux TCP_DELACK_MAX (HZ/5)
+TCP_ATO_MAX_US = 500_000  # RFC 1122 §4.2.3.2: a delayed ACK MUST be sent within 0.5 s
+
+
+@kernel_inline
+def tcp_ack_snd_check(core, cid, now):
+    """After a segment: send the ACK it asks for now, or delay it (Linux __tcp_ack_snd_check /
+    tcp_send_delayed_ack; RFC 9293 §3.8.6.3: at least every second full-sized segment, within
+    500 ms).  Does nothing if no ACK is pending."""
+    h = core.tcb.hot
+    f = h.tflags[cid]
+    if (f & (TF_ACK_NOW | TF_DELACK)) == 0:
+        return
+    if (f & TF_ACK_NOW) == 0:
+        rcvd = seq_diff(h.rcv_nxt[cid], h.rcv_wup[cid])
+        more_than_one = rcvd > np.int64(h.rcv_mss[cid]) and tcp_raw_window(
+            core, cid
+        ) >= np.int64(h.rcv_wnd[cid])
+        quick = h.ack_quick[cid] > 0 and (f & TF_PINGPONG) == 0
+        if not (more_than_one or quick or core.cfg[CFG_TCP_DELAYED_ACK] == 0):
+            _schedule_delack(core, cid, now)
+            return
+    tcp_send_ack(core, cid, now)
+
+
+@kernel_inline
+def _schedule_delack(core, cid, now):
+    h = core.tcb.hot
+    ato = np.int64(h.ack_ato[cid])
+    if ato < TCP_ATO_MIN_US:
+        ato = np.int64(TCP_ATO_MIN_US)
+    if ato > TCP_ATO_MIN_US:
+        max_ato = np.int64(TCP_ATO_MAX_US)
+        if (h.tflags[cid] & TF_PINGPONG) != 0:
+            max_ato = np.int64(TCP_DELACK_MAX_US)
+        srtt = np.int64(h.srtt[cid])
+        if srtt > 0:
+            rtt = srtt >> 3
+            if rtt < TCP_ATO_MIN_US:
+                rtt = np.int64(TCP_ATO_MIN_US)
+            if rtt < max_ato:
+                max_ato = rtt
+        if ato > max_ato:
+            ato = max_ato
+    if ato > TCP_DELACK_MAX_US:
+        ato = np.int64(TCP_DELACK_MAX_US)
+    due = now + ato
+    cur = expires(core, cid, TIMER_DELACK)
+    if cur >= 0:
+        if cur <= now + (ato >> 2):
+            tcp_send_ack(core, cid, now)  # about to fire anyway
+            return
+        if cur < due:
+            due = cur
+    h.tflags[cid] |= np.uint32(TF_DELACK)
+    arm(core, cid, TIMER_DELACK, due)
+
+
+# --- the output pass --------------------------------------------------------------------------
+@kernel
+def tcp_output(core, cid, now):
+    """Everything connection ``cid`` owes the wire, built here and only here (BSD's
+    tcp_output): a SYN or SYN-ACK, a retransmission of the first unacknowledged segment (fast
+    retransmit, RFC 6582 partial ACK), one limited-transmit segment (RFC 3042), whatever data
+    the windows allow, and the ACK owed now or its delayed-ACK timer.  The state machine only
+    sets ``TF_*`` requests; input, timers and user calls end with this call."""
+    if not is_alloc(core, cid):
+        return
+    h = core.tcb.hot
+    pool = core.pool
+    st = h.state[cid]
+    if st == TCPS_CLOSED:
+        h.tflags[cid] &= ~np.uint32(TF_ACK_NOW | TF_DELACK | TF_SEND_SYN | TF_RETRANS_HEAD)
+        return
+    f = h.tflags[cid]
+    if (f & TF_SEND_SYN) != 0:
+        h.tflags[cid] &= ~np.uint32(TF_SEND_SYN)
+        if st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
+            tcp_send_syn(core, cid, now)
+    if tcp_can_send_data(st):
+        if (f & TF_RETRANS_HEAD) != 0:
+            h.tflags[cid] &= ~np.uint32(TF_RETRANS_HEAD)
+            head = h.snd_q_head[cid]
+            if head >= 0 and (pool.flags[head] & FRAME_F_TCP_SENT) != 0:
+                tcp_xmit_frame(core, cid, head, now, True)
+        if (f & TF_LIMITED_XMIT) != 0:
+            h.tflags[cid] &= ~np.uint32(TF_LIMITED_XMIT)
+            fid = h.snd_q_unsent[cid]
+            if fid >= 0 and np.int64(pool.length[fid]) <= np.int64(h.mss[cid]):
+                wnd_end = (np.int64(h.snd_una[cid]) + np.int64(h.snd_wnd[cid])) & M32
+                if not seq_gt((pool.tag[fid] + frame_seq_len(pool, fid)) & M32, wnd_end):
+                    if tcp_xmit_frame(core, cid, fid, now, False):
+                        h.snd_q_unsent[cid] = pool.next[fid]
+                        core.stats[STAT_TCP_LIMITED_TRANSMIT] += 1
+        tcp_push(core, cid, now)
+    tcp_ack_snd_check(core, cid, now)

@@ -1,0 +1,320 @@
+"""TCP timers on the per-core wheel: retransmission (RFC 6298 §5, SYN and SYN-ACK included),
+delayed ACK (RFC 9293 §3.8.6.3), persist (§3.8.6.1), keep-alive (RFC 1122 §4.2.3.6), TIME-WAIT
+(§3.6.1) and the orphaned FIN-WAIT-2 timeout.  Where the RFCs leave a choice, Linux
+(net/ipv4/tcp_timer.c): give-up times are computed from the first retransmission's time like
+``retransmits_timed_out`` (``tcp_retries2`` = 15 is ~924.6 s with a 200 ms RTO floor; SYN:
+``tcp_syn_retries`` = 6 retransmissions at 1, 3, 7, 15, 31, 63 s, ETIMEDOUT at 127 s), window
+probes and keep-alive probes are ACKs with SEQ = SND.UNA - 1.
+
+A timer that fires is no longer pending; each handler re-arms what it still needs.  Handlers
+check the connection's state first: a batch of due timers may name a TCB that an earlier
+handler of the same batch freed.
+"""
+
+import numpy as np
+
+from fsdp.core.config import (
+    CFG_TCP_ORPHAN_RETRIES,
+    CFG_TCP_RETRIES2,
+    CFG_TCP_RTO_INITIAL_US,
+    CFG_TCP_RTO_MAX_US,
+    CFG_TCP_RTO_MIN_US,
+    CFG_TCP_SYN_RETRIES,
+    CFG_TCP_SYNACK_RETRIES,
+)
+from fsdp.core.stats import (
+    STAT_TCP_ATTEMPT_FAILS,
+    STAT_TCP_DELAYED_ACKS,
+    STAT_TCP_FIN_WAIT2_TIMEOUTS,
+    STAT_TCP_KEEPALIVE_ABORTS,
+    STAT_TCP_KEEPALIVE_PROBES,
+    STAT_TCP_PERSIST_PROBES,
+    STAT_TCP_SYN_RETRANS,
+    STAT_TCP_SYNACK_RETRANS,
+    STAT_TCP_TIMEOUT_ABORTS,
+    STAT_TCP_TIMEOUTS,
+)
+from fsdp.core.timerwheel import (
+    TIMER_DELACK,
+    TIMER_FIN_WAIT_2,
+    TIMER_KEEPALIVE,
+    TIMER_PERSIST,
+    TIMER_RTO,
+    TIMER_SYNACK,
+    TIMER_TIMEWAIT,
+    timer_expire,
+)
+from fsdp.tcp.cc import cc_on_rto
+from fsdp.tcp.conn import tcp_conn_free, tcp_set_closed
+from fsdp.tcp.frameflags import FRAME_F_TCP_SENT
+from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.sack_scoreboard import scoreboard_clear
+from fsdp.tcp.tcb import (
+    TCPS_CLOSED,
+    TCPS_FIN_WAIT_2,
+    TCPS_LISTEN,
+    TCPS_SYN_RECEIVED,
+    TCPS_SYN_SENT,
+    TCPS_TIME_WAIT,
+    TF_DELACK,
+    TF_IN_LOSS,
+    TF_KEEPALIVE,
+    TF_ORPHAN,
+    TF_PASSIVE,
+    TF_PINGPONG,
+    TF_RTT_TIMING,
+    TF_TMPL_MAC,
+)
+from fsdp.tcp.tcbops import arm, is_alloc
+from fsdp.tcp.tcp_output import (
+    tcp_arm_persist,
+    tcp_arm_rto,
+    tcp_can_send_data,
+    tcp_flight,
+    tcp_output,
+    tcp_output_new,
+    tcp_rto_us,
+    tcp_send_ack,
+    tcp_send_probe,
+    tcp_send_rst,
+    tcp_send_syn,
+    tcp_xmit_frame,
+)
+
+ETIMEDOUT = 110
+TCP_ATO_MIN_US = 40_000
+
+
+@kernel_inline
+def _model_timeout(boundary, rto_base, rto_max):
+    """Linux tcp_model_timeout: how long ``boundary`` backed-off retransmissions take."""
+    thresh = np.int64(0)
+    q = rto_max // rto_base
+    while (q >> (thresh + 1)) > 0:
+        thresh += 1
+    if boundary <= thresh:
+        return ((np.int64(2) << boundary) - 1) * rto_base
+    return ((np.int64(2) << thresh) - 1) * rto_base + (boundary - thresh) * rto_max
+
+
+@kernel_inline
+def tcp_retransmits_timed_out(core, cid, boundary, rto_base, now):
+    """Linux retransmits_timed_out: give up when the time since the first retransmitted
+    segment was first sent reaches the model time of ``boundary`` retransmissions."""
+    h = core.tcb.hot
+    if h.rexmit_count[cid] == 0:
+        return False
+    start = h.retrans_stamp[cid]
+    if start == 0:
+        return False
+    tmo = _model_timeout(np.int64(boundary), np.int64(rto_base), core.cfg[CFG_TCP_RTO_MAX_US])
+    # Linux compares in milliseconds (jiffies)
+    return (now // 1000) - (start // 1000) - tmo // 1000 >= 0
+
+
+@kernel
+def _write_err(core, cid, now):
+    core.stats[STAT_TCP_TIMEOUT_ABORTS] += 1
+    tcp_set_closed(core, cid, ETIMEDOUT)
+
+
+@kernel
+def _rto_fire(core, cid, now):
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    st = h.state[cid]
+    if st == TCPS_SYN_SENT or (st == TCPS_SYN_RECEIVED and (h.tflags[cid] & TF_PASSIVE) == 0):
+        # SYN (or a simultaneous open's SYN-ACK) retransmission: RFC 6298 (5.4)-(5.6)
+        if h.rexmit_count[cid] >= core.cfg[CFG_TCP_SYN_RETRIES]:
+            core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
+            _write_err(core, cid, now)
+            return
+        core.stats[STAT_TCP_TIMEOUTS] += 1
+        core.stats[STAT_TCP_SYN_RETRANS] += 1
+        h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)  # Karn
+        tcp_send_syn(core, cid, now)
+        h.rexmit_count[cid] += 1
+        tcp_arm_rto(core, cid, now)
+        return
+    if not tcp_can_send_data(st) or tcp_flight(core, cid) == 0:
+        return
+    head = h.snd_q_head[cid]
+    if head < 0 or (pool.flags[head] & FRAME_F_TCP_SENT) == 0:
+        return
+    orphan = (h.tflags[cid] & TF_ORPHAN) != 0
+    if h.snd_wnd[cid] == 0 and not orphan:
+        # the receiver shrank its window to zero: retransmissions are window probes, and the
+        # connection lives as long as the peer answers (Linux)
+        if now - h.last_rcv_us[cid] > core.cfg[CFG_TCP_RTO_MAX_US]:
+            _write_err(core, cid, now)
+            return
+    else:
+        boundary = core.cfg[CFG_TCP_RETRIES2]
+        if orphan:
+            boundary = core.cfg[CFG_TCP_ORPHAN_RETRIES]
+            if boundary == 0:
+                boundary = 8  # Linux tcp_orphan_retries(): 0 means 8
+        if tcp_retransmits_timed_out(core, cid, boundary, core.cfg[CFG_TCP_RTO_MIN_US], now):
+            _write_err(core, cid, now)
+            return
+    core.stats[STAT_TCP_TIMEOUTS] += 1
+    # RFC 5681 §3.1 / RFC 6675 §5.1: ssthresh, cwnd = 1 SMSS, everything outstanding is lost
+    cc_on_rto(t, cid, tcp_flight(core, cid), now)
+    scoreboard_clear(pool, t, cid)
+    h.tflags[cid] |= np.uint32(TF_IN_LOSS)
+    h.dupacks[cid] = 0
+    h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
+    tcp_xmit_frame(core, cid, head, now, True)  # RFC 6298 (5.4)
+    h.rexmit_count[cid] += 1  # (5.5) back off
+    tcp_arm_rto(core, cid, now)  # (5.6)
+    # the next hop may have moved: resolve it again at the next segment (dst negative advice)
+    h.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
+
+
+@kernel
+def _synack_fire(core, cid, now):
+    h = core.tcb.hot
+    if h.state[cid] != TCPS_SYN_RECEIVED or (h.tflags[cid] & TF_PASSIVE) == 0:
+        return
+    if h.rexmit_count[cid] >= core.cfg[CFG_TCP_SYNACK_RETRIES]:
+        core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
+        tcp_conn_free(core, cid)  # Linux inet_csk_reqsk_queue_drop: silently
+        return
+    core.stats[STAT_TCP_SYNACK_RETRANS] += 1
+    h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
+    tcp_send_syn(core, cid, now)
+    h.rexmit_count[cid] += 1
+    tmo = core.cfg[CFG_TCP_RTO_INITIAL_US] << np.int64(h.rexmit_count[cid])
+    mx = core.cfg[CFG_TCP_RTO_MAX_US]
+    arm(core, cid, TIMER_SYNACK, now + (tmo if tmo < mx else mx))
+
+
+@kernel_inline
+def _delack_fire(core, cid, now):
+    h = core.tcb.hot
+    if (h.tflags[cid] & TF_DELACK) == 0:
+        return
+    st = h.state[cid]
+    if st == TCPS_CLOSED or st == TCPS_LISTEN or st == TCPS_SYN_SENT or st == TCPS_TIME_WAIT:
+        return
+    if (h.tflags[cid] & TF_PINGPONG) == 0:
+        # Linux: a delayed ACK that had to fire inflates the ACK timeout
+        a = np.int64(h.ack_ato[cid]) << 1
+        r = tcp_rto_us(core, cid)
+        h.ack_ato[cid] = a if a < r else r
+    else:
+        h.tflags[cid] &= ~np.uint32(TF_PINGPONG)
+        h.ack_ato[cid] = TCP_ATO_MIN_US
+    core.stats[STAT_TCP_DELAYED_ACKS] += 1
+    tcp_send_ack(core, cid, now)
+
+
+@kernel
+def _write_wakeup(core, cid, now):
+    """Linux tcp_write_wakeup: new data if the window allows any, else a probe ACK; True if
+    something was sent."""
+    h = core.tcb.hot
+    if h.snd_q_unsent[cid] >= 0:
+        wnd = np.int64(h.snd_wnd[cid])
+        if wnd > 0 and tcp_output_new(core, cid, np.int64(h.cwnd[cid]) + wnd, now) > 0:
+            return True
+    return tcp_send_probe(core, cid, now)
+
+
+@kernel
+def _persist_fire(core, cid, now):
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    if not tcp_can_send_data(h.state[cid]):
+        return
+    if tcp_flight(core, cid) > 0 or h.snd_q_unsent[cid] < 0:
+        c.probes_out[cid] = 0
+        return
+    max_probes = core.cfg[CFG_TCP_RETRIES2]
+    if (h.tflags[cid] & TF_ORPHAN) != 0:
+        max_probes = core.cfg[CFG_TCP_ORPHAN_RETRIES]
+        if max_probes == 0:
+            max_probes = 8
+    if c.probes_out[cid] >= max_probes:
+        _write_err(core, cid, now)
+        return
+    core.stats[STAT_TCP_PERSIST_PROBES] += 1
+    _write_wakeup(core, cid, now)
+    if tcp_flight(core, cid) > 0:
+        c.probes_out[cid] = 0
+        h.rexmit_count[cid] = 0
+        return
+    c.probes_out[cid] += 1
+    if h.rexmit_count[cid] < core.cfg[CFG_TCP_RETRIES2]:
+        h.rexmit_count[cid] += 1
+    tcp_arm_persist(core, cid, now)
+
+
+@kernel
+def _keepalive_fire(core, cid, now):
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    st = h.state[cid]
+    if (h.tflags[cid] & TF_KEEPALIVE) == 0 or st == TCPS_CLOSED or st == TCPS_SYN_SENT:
+        return
+    if st == TCPS_TIME_WAIT or st == TCPS_SYN_RECEIVED or st == TCPS_LISTEN:
+        return
+    idle_us = c.ka_idle_us[cid]
+    if tcp_flight(core, cid) > 0 or h.snd_q_unsent[cid] >= 0:
+        arm(core, cid, TIMER_KEEPALIVE, now + idle_us)
+        return
+    elapsed = now - h.last_rcv_us[cid]
+    if elapsed >= idle_us:
+        if c.probes_out[cid] >= c.ka_probes[cid]:
+            core.stats[STAT_TCP_KEEPALIVE_ABORTS] += 1
+            tcp_send_rst(core, cid, now)
+            _write_err(core, cid, now)
+            return
+        core.stats[STAT_TCP_KEEPALIVE_PROBES] += 1
+        _write_wakeup(core, cid, now)
+        c.probes_out[cid] += 1
+        arm(core, cid, TIMER_KEEPALIVE, now + np.int64(c.ka_intvl_us[cid]))
+    else:
+        arm(core, cid, TIMER_KEEPALIVE, now + idle_us - elapsed)
+
+
+@kernel
+def _fire(core, cid, kind, now):
+    if not is_alloc(core, cid):
+        return
+    if kind == TIMER_RTO:
+        _rto_fire(core, cid, now)
+    elif kind == TIMER_DELACK:
+        _delack_fire(core, cid, now)
+    elif kind == TIMER_PERSIST:
+        _persist_fire(core, cid, now)
+    elif kind == TIMER_KEEPALIVE:
+        _keepalive_fire(core, cid, now)
+    elif kind == TIMER_TIMEWAIT:
+        if core.tcb.hot.state[cid] == TCPS_TIME_WAIT:
+            tcp_conn_free(core, cid)
+    elif kind == TIMER_SYNACK:
+        _synack_fire(core, cid, now)
+    elif kind == TIMER_FIN_WAIT_2:
+        h = core.tcb.hot
+        if h.state[cid] == TCPS_FIN_WAIT_2 and (h.tflags[cid] & TF_ORPHAN) != 0:
+            core.stats[STAT_TCP_FIN_WAIT2_TIMEOUTS] += 1
+            tcp_conn_free(core, cid)
+    if kind != TIMER_TIMEWAIT:
+        tcp_output(core, cid, now)
+
+
+@kernel
+def tcp_timers_run(core, now):
+    """Fire every TCP timer due by ``now``, in time order."""
+    w = core.timers
+    batch = core.tmr_conn.shape[0]
+    while True:
+        n = timer_expire(w, now, core.tmr_conn, core.tmr_kind, batch)
+        for i in range(n):
+            _fire(core, np.int64(core.tmr_conn[i]), np.int64(core.tmr_kind[i]), now)
+        if n < batch:
+            break

@@ -1,0 +1,1130 @@
+"""The user calls of RFC 9293 §3.10.1-§3.10.6 (OPEN, SEND, RECEIVE, CLOSE, ABORT, STATUS) as the
+jitted API the Python socket layer calls (fsdp.sockapi).
+
+Every call takes the core's ``CoreState`` first and returns an int64; a negative value is
+``-errno`` with Linux's errno numbers.  Semantics follow Linux's socket calls where the RFC is
+silent (net/ipv4/tcp.c ``tcp_sendmsg``, ``tcp_recvmsg``, ``tcp_close``, ``tcp_shutdown``,
+``tcp_disconnect``; af_inet.c ``inet_shutdown``; sock.c ``sock_setsockopt``):
+
+* ``tcp_send``: a pending error is returned (and cleared) first, then -EPIPE once sending is
+  shut down or the connection is gone, -EAGAIN while connecting or when SO_SNDBUF is full.
+* ``tcp_recv``: queued data first, then 0 at the peer's FIN, then a pending error, then 0 after
+  shutdown(SHUT_RD) or the end of a connection, -ENOTCONN on a socket that never connected,
+  else -EAGAIN.  Reading may send a window update (Linux tcp_cleanup_rbuf).
+* ``tcp_close`` with unread data resets the connection (RFC 9293 §3.10.4 allows, RFC 2525 §2.17
+  recommends, Linux does); otherwise FIN after the queued data, and the engine finishes the
+  close alone (the TCB becomes an orphan; TIME-WAIT included).
+* SO_RCVBUF / SO_SNDBUF are doubled and floored as Linux does (getsockopt returns the doubled
+  value).
+"""
+
+import numpy as np
+from numba import njit
+
+from fsdp.core.config import (
+    CFG_GATEWAY,
+    CFG_IP,
+    CFG_NETMASK,
+    CFG_SOMAXCONN,
+    CFG_TCP_CC,
+    CFG_TCP_FIN_TIMEOUT_US,
+    CFG_TCP_KEEPALIVE_INTVL_US,
+    CFG_TCP_KEEPALIVE_PROBES,
+    CFG_TCP_KEEPALIVE_TIME_US,
+    CFG_TCP_RCVBUF,
+    CFG_TCP_RTO_INITIAL_US,
+    CFG_TCP_SACK,
+    CFG_TCP_SNDBUF,
+    CFG_TCP_TIMESTAMPS,
+    CFG_TCP_WINDOW_SCALING,
+)
+from fsdp.core.stats import (
+    STAT_TCP_ABORT_ON_CLOSE,
+    STAT_TCP_ABORT_ON_LINGER,
+    STAT_TCP_ACCEPT_RESET,
+    STAT_TCP_ACTIVE_OPENS,
+)
+from fsdp.core.timerwheel import (
+    TIMER_FIN_WAIT_2,
+    TIMER_KEEPALIVE,
+    TIMER_RTO,
+)
+from fsdp.core.vars import V_NOW
+from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
+from fsdp.tcp.cc import cc_set_algo
+from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
+from fsdp.tcp.flowtable import flow_lookup
+from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
+from fsdp.tcp.isn import isn_generate
+from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.listen import (
+    LM_PORT_CURSOR,
+    LS_LISTEN,
+    PORT_EPHEMERAL_HI,
+    PORT_EPHEMERAL_LO,
+    listen_acc_remove,
+    listen_add,
+    listen_conflict,
+    listen_is_valid,
+    listen_remove,
+    listen_syn_remove,
+)
+from fsdp.tcp.segment import tcp_initial_rcv_window, tcp_sync_mss
+from fsdp.tcp.tcb import (
+    CC_CUBIC,
+    CC_NEWRENO,
+    TCPS_CLOSE_WAIT,
+    TCPS_CLOSED,
+    TCPS_CLOSING,
+    TCPS_ESTABLISHED,
+    TCPS_FIN_WAIT_1,
+    TCPS_FIN_WAIT_2,
+    TCPS_LAST_ACK,
+    TCPS_SYN_RECEIVED,
+    TCPS_SYN_SENT,
+    TCPS_TIME_WAIT,
+    TF_ACK_NOW,
+    TF_CORK,
+    TF_DELACK,
+    TF_FIN_RECEIVED,
+    TF_KEEPALIVE,
+    TF_NODELAY,
+    TF_ORPHAN,
+    TF_RCV_SHUTDOWN,
+    TF_RCVBUF_LOCK,
+    TF_RTT_TIMING,
+    TF_SACK_OK,
+    TF_SNDBUF_LOCK,
+    TF_SEND_SYN,
+    TF_SND_SHUTDOWN,
+    TF_TS_OK,
+    TF_WSCALE_OK,
+)
+from fsdp.tcp.tcbops import arm, disarm, is_alloc, set_state
+from fsdp.tcp.tcp_output import (
+    tcp_output,
+    tcp_queue_fin,
+    tcp_raw_window,
+    tcp_receive_window,
+    tcp_send_rst,
+)
+from fsdp.wire.tcp import seq_diff
+
+# --- errno (Linux) ---------------------------------------------------------------------------
+EPIPE = 32
+EAGAIN = 11
+ENOMEM = 12
+EINVAL = 22
+EOPNOTSUPP = 95
+EADDRINUSE = 98
+EADDRNOTAVAIL = 99
+ENETUNREACH = 101
+ECONNRESET = 104
+ENOBUFS = 105
+EISCONN = 106
+ENOTCONN = 107
+ETIMEDOUT = 110
+ECONNREFUSED = 111
+EHOSTUNREACH = 113
+EALREADY = 114
+EINPROGRESS = 115
+
+# --- options (tcp_setopt / tcp_getopt) -------------------------------------------------------
+OPT_NODELAY = 1  # TCP_NODELAY: 0/1
+OPT_KEEPALIVE = 2  # SO_KEEPALIVE: 0/1
+OPT_KEEPIDLE = 3  # TCP_KEEPIDLE: seconds, 1..32767
+OPT_KEEPINTVL = 4  # TCP_KEEPINTVL: seconds, 1..32767
+OPT_KEEPCNT = 5  # TCP_KEEPCNT: 1..127
+OPT_RCVBUF = 6  # SO_RCVBUF: bytes (stored and reported doubled, as Linux)
+OPT_SNDBUF = 7  # SO_SNDBUF: bytes (doubled)
+OPT_LINGER = 8  # SO_LINGER: seconds, -1 = off
+OPT_MAXSEG = 9  # TCP_MAXSEG: bytes, 88..65535 (get: the current send MSS)
+OPT_CONGESTION = 10  # TCP_CONGESTION: CC_NEWRENO / CC_CUBIC
+OPT_CORK = 11  # TCP_CORK: 0/1
+
+SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
+SOCK_MIN_SNDBUF = 4608
+SYSCTL_RMEM_MAX = 212992  # net.core.rmem_max / wmem_max defaults: setsockopt's cap
+SYSCTL_WMEM_MAX = 212992
+
+# --- tcp_status bits -------------------------------------------------------------------------
+EV_READABLE = 1  # data, EOF or an error to report
+EV_WRITABLE = 2  # connected with send space (or a write would fail at once)
+EV_ERROR = 4  # an error is pending (tcp_take_error)
+EV_CONNECTED = 8  # synchronized (ESTABLISHED ... LAST-ACK)
+EV_EOF = 16  # the peer's FIN arrived, or reading was shut down
+EV_CLOSED = 32  # the connection is over (CLOSED)
+
+# --- tcp_conn_info indices ---------------------------------------------------------------------
+CI_LIP = 0
+CI_LPORT = 1
+CI_RIP = 2
+CI_RPORT = 3
+CI_STATE = 4  # TCPS_*
+CI_SND_Q = 5  # bytes queued to send, not yet acknowledged (ss Send-Q)
+CI_RCV_Q = 6  # bytes received, not yet read (ss Recv-Q)
+CI_MSS = 7  # send MSS
+CI_RCV_MSS = 8
+CI_CWND = 9  # bytes
+CI_SSTHRESH = 10
+CI_SRTT_US = 11
+CI_RTTVAR_US = 12
+CI_RTO_US = 13
+CI_SND_WND = 14
+CI_RCV_WND = 15
+CI_RETRANS = 16  # segments retransmitted
+CI_SEGS_IN = 17
+CI_SEGS_OUT = 18
+CI_BYTES_ACKED = 19
+CI_BYTES_RECEIVED = 20
+CI_SND_WSCALE = 21  # -1: no window scaling
+CI_RCV_WSCALE = 22
+CI_FLAGS = 23  # TF_* bits
+CI_ERROR = 24  # pending errno (not cleared)
+CI_BACKLOG = 25  # listeners: accept queue length
+CI_SIZE = 32
+
+M32 = 0xFFFFFFFF
+
+
+# --- helpers ---------------------------------------------------------------------------------
+@kernel
+def _valid(core, cid):
+    return is_alloc(core, cid) and core.tcb.cold.owner[cid] >= 0
+
+
+@kernel_inline
+def _route_ok(core, rip):
+    mask = core.cfg[CFG_NETMASK]
+    if (rip & mask) == (core.cfg[CFG_IP] & mask):
+        return True
+    return core.cfg[CFG_GATEWAY] != 0
+
+
+@njit(inline="always", cache=True)
+def _connected_state(st):
+    return (
+        st == TCPS_ESTABLISHED or st == TCPS_CLOSE_WAIT or st == TCPS_FIN_WAIT_1
+        or st == TCPS_FIN_WAIT_2 or st == TCPS_CLOSING or st == TCPS_LAST_ACK
+    )  # fmt: skip
+
+
+# --- passive open ----------------------------------------------------------------------------
+@kernel
+def tcp_bind_check_k(core, lip, lport, reuseaddr):
+    """0 if ``lip:lport`` may be bound: no listener holds it and, without SO_REUSEADDR, no
+    connection (TIME-WAIT included) uses the port (Linux inet_csk_bind_conflict; with
+    SO_REUSEADDR only listeners conflict).  Else -EADDRINUSE."""
+    if lport <= 0 or lport > 65535:
+        return np.int64(-EINVAL) if lport != 0 else np.int64(0)
+    ls = core.listen
+    if listen_conflict(ls, lip, lport):
+        return np.int64(-EADDRINUSE)
+    if not reuseaddr and ls.port_refs[lport] > 0:
+        return np.int64(-EADDRINUSE)
+    return np.int64(0)
+
+
+@kernel_inline
+def tcp_listen_k(core, lip, lport, backlog, reuseaddr):
+    """RFC 9293 §3.10.1 passive OPEN: a listener on ``lip:lport`` (lip 0 = any); its id."""
+    rc = tcp_bind_check_k(core, lip, lport, reuseaddr)
+    if rc < 0:
+        return rc
+    if lport <= 0:
+        return np.int64(-EINVAL)
+    mx = core.cfg[CFG_SOMAXCONN]
+    b = np.int64(backlog)
+    if b < 0 or b > mx:
+        b = mx
+    lid = listen_add(core.listen, lip, lport, b, reuseaddr)
+    if lid < 0:
+        return np.int64(-ENOBUFS)
+    return lid
+
+
+@kernel
+def tcp_unlisten_k(core, lid, now):
+    """Close listener ``lid``: embryonic connections are dropped silently, connections never
+    accepted are reset (Linux inet_csk_listen_stop)."""
+    ls = core.listen
+    if not listen_is_valid(ls, lid):
+        return np.int64(-EINVAL)
+    c = core.tcb.cold
+    h = core.tcb.hot
+    while ls.rec.syn_head[lid] >= 0:
+        cid = ls.rec.syn_head[lid]
+        listen_syn_remove(ls, c, lid, cid)
+        c.listener[cid] = -1
+        tcp_conn_free(core, cid)
+    while ls.rec.acc_head[lid] >= 0:
+        cid = ls.rec.acc_head[lid]
+        listen_acc_remove(ls, c, lid, cid)
+        c.listener[cid] = -1
+        st = h.state[cid]
+        if st == TCPS_ESTABLISHED or st == TCPS_CLOSE_WAIT or st == TCPS_SYN_RECEIVED:
+            core.stats[STAT_TCP_ACCEPT_RESET] += 1
+            tcp_send_rst(core, cid, now)
+        tcp_conn_free(core, cid)
+    listen_remove(ls, lid)
+    return np.int64(0)
+
+
+@kernel_inline
+def tcp_accept_k(core, lid):
+    """The oldest established connection of listener ``lid`` (now owned by the caller), or
+    -EAGAIN."""
+    ls = core.listen
+    if not listen_is_valid(ls, lid):
+        return np.int64(-EINVAL)
+    cid = ls.rec.acc_head[lid]
+    if cid < 0:
+        return np.int64(-EAGAIN)
+    c = core.tcb.cold
+    listen_acc_remove(ls, c, lid, cid)
+    c.listener[cid] = -1
+    c.owner[cid] = 1
+    return np.int64(cid)
+
+
+@kernel_inline
+def tcp_accept_pending_k(core, lid):
+    ls = core.listen
+    if not listen_is_valid(ls, lid):
+        return np.int64(-EINVAL)
+    return np.int64(ls.rec.acc_count[lid])
+
+
+@kernel_inline
+def tcp_listen_status_k(core, lid):
+    ls = core.listen
+    if not listen_is_valid(ls, lid):
+        return np.int64(EV_CLOSED | EV_ERROR)
+    return np.int64(EV_READABLE if ls.rec.acc_count[lid] > 0 else 0)
+
+
+# --- active open -----------------------------------------------------------------------------
+@kernel_inline
+def _port_steers_here(core, lip, lport, rip, rport):
+    """Receive Flow Deliver hook (DESIGN.md §3): True if the NIC steers the reply of this
+    4-tuple to this core.  The socket layer picks the core from the port today
+    (Stack._core_for_reply); a per-core choice of ports plugs in here."""
+    return True
+
+
+@kernel_inline
+def tcp_ephemeral_port_k(core, lip, rip, rport):
+    """A local port in Linux's ephemeral range (32768-60999) for a connection to
+    ``rip:rport``: no listener on it and the 4-tuple free (rip 0: the port wholly unused, for
+    bind() to port 0).  Even ports first for connect(), odd first for bind(), as Linux.
+    -EADDRNOTAVAIL when the range is exhausted."""
+    ls = core.listen
+    span = PORT_EPHEMERAL_HI - PORT_EPHEMERAL_LO + 1
+    start = ls.meta[LM_PORT_CURSOR]
+    ls.meta[LM_PORT_CURSOR] = (start + 2) % span
+    a = lip if lip != 0 else core.cfg[CFG_IP]
+    want_odd = 1 if rip == 0 else 0
+    for parity_pass in range(2):
+        par = want_odd if parity_pass == 0 else 1 - want_odd
+        for i in range(0, span, 2):
+            off = (start + i) % span
+            port = PORT_EPHEMERAL_LO + off
+            if (port & 1) != par:
+                port += 1
+                if port > PORT_EPHEMERAL_HI:
+                    port = PORT_EPHEMERAL_LO + par
+            if listen_conflict(ls, 0, port):
+                continue
+            if rip == 0:
+                if ls.port_refs[port] > 0:
+                    continue
+            elif flow_lookup(core.flows, a, port, rip, rport) >= 0:
+                continue
+            if not _port_steers_here(core, a, port, rip, rport):
+                continue
+            return np.int64(port)
+    return np.int64(-EADDRNOTAVAIL)
+
+
+@kernel
+def tcp_connect_k(core, lip, lport, rip, rport, now):
+    """RFC 9293 §3.10.1 active OPEN: send a SYN from ``lip:lport`` to ``rip:rport``; the new
+    connection's id (SYN-SENT)."""
+    if rport <= 0 or rport > 65535 or lport <= 0 or lport > 65535 or rip == 0:
+        return np.int64(-EINVAL)
+    if lip == 0:
+        lip = core.cfg[CFG_IP]
+    if not _route_ok(core, rip):
+        return np.int64(-ENETUNREACH)
+    if flow_lookup(core.flows, lip, lport, rip, rport) >= 0:
+        return np.int64(-EADDRNOTAVAIL)
+    cid = tcp_conn_alloc(core, lip, lport, rip, rport)
+    if cid < 0:
+        return np.int64(-ENOBUFS)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    c.owner[cid] = 1
+    c.created_us[cid] = now
+    f = np.int64(0)
+    if core.cfg[CFG_TCP_TIMESTAMPS] != 0:
+        f |= TF_TS_OK
+    if core.cfg[CFG_TCP_SACK] != 0:
+        f |= TF_SACK_OK
+    if core.cfg[CFG_TCP_WINDOW_SCALING] != 0:
+        f |= TF_WSCALE_OK
+    h.tflags[cid] |= f
+    set_state(core, cid, TCPS_SYN_SENT)
+    iss = isn_generate(core.isn_secret, lip, lport, rip, rport, now)
+    c.iss[cid] = iss
+    h.snd_una[cid] = iss
+    h.snd_nxt[cid] = (iss + 1) & M32
+    h.snd_max[cid] = (iss + 1) & M32
+    tcp_initial_rcv_window(core, cid)
+    h.retrans_stamp[cid] = now
+    h.rtt_start_us[cid] = now
+    h.tflags[cid] |= np.uint32(TF_RTT_TIMING)
+    core.stats[STAT_TCP_ACTIVE_OPENS] += 1
+    h.tflags[cid] |= np.uint32(TF_SEND_SYN)
+    tcp_output(core, cid, now)
+    arm(core, cid, TIMER_RTO, now + core.cfg[CFG_TCP_RTO_INITIAL_US])
+    return np.int64(cid)
+
+
+# --- data ------------------------------------------------------------------------------------
+@kernel
+def tcp_take_error_k(core, cid):
+    """SO_ERROR: the pending error (errno), cleared; 0 if none."""
+    if not is_alloc(core, cid):
+        return np.int64(0)
+    c = core.tcb.cold
+    e = np.int64(c.error[cid])
+    c.error[cid] = 0
+    return e
+
+
+@kernel
+def tcp_send_k(core, cid, data, off, n, now):
+    """SEND (RFC 9293 §3.10.2): copy up to ``n`` bytes of ``data[off:]`` into the send queue
+    (a small write is coalesced into the unsent tail segment, up to one MSS) and transmit
+    what the windows allow; the bytes accepted or -errno."""
+    if not _valid(core, cid):
+        return np.int64(-EINVAL)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    pool = core.pool
+    if c.error[cid] != 0:
+        return -tcp_take_error_k(core, cid)
+    st = h.state[cid]
+    if (h.tflags[cid] & TF_SND_SHUTDOWN) != 0:
+        return np.int64(-EPIPE)
+    if st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
+        return np.int64(-EAGAIN)
+    if st != TCPS_ESTABLISHED and st != TCPS_CLOSE_WAIT:
+        return np.int64(-EPIPE)
+    if n <= 0:
+        return np.int64(0)
+    space = np.int64(h.snd_buf[cid]) - np.int64(h.snd_q_bytes[cid])
+    if space <= 0:
+        return np.int64(-EAGAIN)
+    if n > space:
+        n = space
+    mss = np.int64(h.mss[cid])
+    if mss > MAX_FRAME_LEN:
+        mss = np.int64(MAX_FRAME_LEN)
+    done = np.int64(0)
+    tail = h.snd_q_tail[cid]
+    # coalesce into the unsent tail frame
+    if tail >= 0 and h.snd_q_unsent[cid] >= 0 and (pool.flags[tail] & FRAME_F_TCP_SENT) == 0:
+        room = mss - np.int64(pool.length[tail])
+        end_room = np.int64(pool.data.shape[1]) - (pool.off[tail] + pool.length[tail])
+        if room > end_room:
+            room = end_room
+        if room > 0:
+            k = n if n < room else room
+            dst = pool.off[tail] + pool.length[tail]
+            pool.data[tail, dst : dst + k] = data[off : off + k]
+            pool.length[tail] += k
+            done += k
+    while done < n:
+        f = frame_alloc(pool)
+        if f < 0:
+            break
+        k = n - done
+        if k > mss:
+            k = mss
+        pool.data[f, HEADROOM : HEADROOM + k] = data[off + done : off + done + k]
+        pool.off[f] = HEADROOM
+        pool.length[f] = k
+        pool.flags[f] = 0
+        pool.tag[f] = (np.int64(h.snd_una[cid]) + np.int64(h.snd_q_bytes[cid]) + done) & M32
+        pool.next[f] = -1
+        tail = h.snd_q_tail[cid]
+        if tail >= 0:
+            pool.next[tail] = f
+        else:
+            h.snd_q_head[cid] = f
+        h.snd_q_tail[cid] = f
+        if h.snd_q_unsent[cid] < 0:
+            h.snd_q_unsent[cid] = f
+        done += k
+    if done == 0:
+        return np.int64(-ENOBUFS)
+    h.snd_q_bytes[cid] += done
+    tail = h.snd_q_tail[cid]
+    if tail >= 0:
+        pool.flags[tail] |= FRAME_F_TCP_PSH  # the end of a write (Linux tcp_push)
+    tcp_output(core, cid, now)
+    return done
+
+
+@kernel_inline
+def _cleanup_rbuf(core, cid, copied, now):
+    """Linux tcp_cleanup_rbuf: after a read, ACK if a delayed ACK is owed for more than one
+    segment, or if the window can now at least double (RFC 9293 §3.8.6.2.2)."""
+    h = core.tcb.hot
+    c = core.tcb.cold
+    st = h.state[cid]
+    if not _connected_state(st) and st != TCPS_SYN_RECEIVED:
+        return
+    time_to_ack = False
+    if (h.tflags[cid] & TF_DELACK) != 0:
+        if seq_diff(h.rcv_nxt[cid], h.rcv_wup[cid]) > np.int64(h.rcv_mss[cid]):
+            time_to_ack = True
+    if copied > 0 and not time_to_ack and (h.tflags[cid] & TF_FIN_RECEIVED) == 0 and (
+            h.tflags[cid] & TF_RCV_SHUTDOWN) == 0:
+        now_w = tcp_receive_window(core, cid)
+        if 2 * now_w <= np.int64(c.window_clamp[cid]):
+            new_w = tcp_raw_window(core, cid)
+            if new_w > 0 and new_w >= 2 * now_w:
+                time_to_ack = True
+    if time_to_ack:
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+        tcp_output(core, cid, now)
+
+
+@kernel
+def tcp_recv_k(core, cid, out, off, n, peek, now):
+    """RECEIVE (RFC 9293 §3.10.3): copy up to ``n`` queued bytes into ``out[off:]``; the count,
+    0 at EOF, or -errno (order as Linux tcp_recvmsg, see the module doc)."""
+    if not _valid(core, cid):
+        return np.int64(-EINVAL)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    pool = core.pool
+    if n <= 0:
+        return np.int64(0)
+    copied = np.int64(0)
+    fid = h.rcv_q_head[cid]
+    while fid >= 0 and copied < n:
+        ln = np.int64(pool.length[fid])
+        k = n - copied
+        if k > ln:
+            k = ln
+        src = pool.off[fid]
+        out[off + copied : off + copied + k] = pool.data[fid, src : src + k]
+        copied += k
+        nxt = pool.next[fid]
+        if not peek:
+            if k == ln:
+                pool.next[fid] = -1
+                frame_free(pool, fid)
+                h.rcv_q_head[cid] = nxt
+                if nxt < 0:
+                    h.rcv_q_tail[cid] = -1
+            else:
+                pool.off[fid] += k
+                pool.length[fid] -= k
+                pool.tag[fid] = (pool.tag[fid] + k) & M32
+        fid = nxt
+    if copied > 0:
+        if not peek:
+            h.rcv_q_bytes[cid] -= copied
+            _cleanup_rbuf(core, cid, copied, now)
+        return copied
+    st = h.state[cid]
+    if (h.tflags[cid] & TF_FIN_RECEIVED) != 0:
+        return np.int64(0)
+    if c.error[cid] != 0:
+        return -tcp_take_error_k(core, cid)
+    if (h.tflags[cid] & TF_RCV_SHUTDOWN) != 0:
+        return np.int64(0)
+    if st == TCPS_CLOSED:
+        if c.segs_in[cid] > 0 and h.snd_una[cid] != c.iss[cid]:
+            return np.int64(0)  # a connection that ended
+        return np.int64(-ENOTCONN)
+    return np.int64(-EAGAIN)
+
+
+# --- closing ---------------------------------------------------------------------------------
+@kernel
+def _send_fin(core, cid, now):
+    """ESTABLISHED/SYN-RECEIVED -> FIN-WAIT-1, CLOSE-WAIT -> LAST-ACK, FIN after the queued
+    data (RFC 9293 §3.10.4); True if a FIN was queued."""
+    t = core.tcb
+    h = t.hot
+    st = h.state[cid]
+    if (h.tflags[cid] & TF_SND_SHUTDOWN) != 0:
+        return False
+    if st == TCPS_ESTABLISHED or st == TCPS_SYN_RECEIVED:
+        set_state(core, cid, TCPS_FIN_WAIT_1)
+    elif st == TCPS_CLOSE_WAIT:
+        set_state(core, cid, TCPS_LAST_ACK)
+    else:
+        return False
+    h.tflags[cid] |= np.uint32(TF_SND_SHUTDOWN)
+    tcp_queue_fin(core, cid)
+    tcp_output(core, cid, now)
+    return True
+
+
+@kernel_inline
+def tcp_shutdown_k(core, cid, how, now):
+    """shutdown(2): how 0 = SHUT_RD, 1 = SHUT_WR, 2 = SHUT_RDWR; 0 or -ENOTCONN."""
+    if not _valid(core, cid):
+        return np.int64(-EINVAL)
+    if how < 0 or how > 2:
+        return np.int64(-EINVAL)
+    h = core.tcb.hot
+    st = h.state[cid]
+    if how == 0 or how == 2:
+        h.tflags[cid] |= np.uint32(TF_RCV_SHUTDOWN)
+    if st == TCPS_CLOSED:
+        return np.int64(-ENOTCONN)
+    if how == 1 or how == 2:
+        if st == TCPS_SYN_SENT:
+            h.tflags[cid] |= np.uint32(TF_SND_SHUTDOWN)  # FIN once established
+        else:
+            _send_fin(core, cid, now)
+    return np.int64(0)
+
+
+@kernel
+def tcp_abort_k(core, cid, now):
+    """ABORT (RFC 9293 §3.10.5; SO_LINGER with 0 s): RST in the states that need one, then the
+    TCB is freed."""
+    if not is_alloc(core, cid):
+        return np.int64(-EINVAL)
+    h = core.tcb.hot
+    st = h.state[cid]
+    if st == TCPS_ESTABLISHED or st == TCPS_CLOSE_WAIT or st == TCPS_FIN_WAIT_1 or (
+            st == TCPS_FIN_WAIT_2 or st == TCPS_SYN_RECEIVED):
+        core.stats[STAT_TCP_ABORT_ON_LINGER] += 1
+        tcp_send_rst(core, cid, now)
+    tcp_conn_free(core, cid)
+    return np.int64(0)
+
+
+@kernel
+def tcp_close_k(core, cid, now):
+    """CLOSE (RFC 9293 §3.10.4) as Linux's tcp_close: the socket lets go of the connection.
+    Unread data -> RST now; SO_LINGER 0 -> RST; otherwise FIN after the queued data and the
+    engine completes the close and frees the TCB."""
+    if not is_alloc(core, cid):
+        return np.int64(-EINVAL)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    st = h.state[cid]
+    if st == TCPS_CLOSED or st == TCPS_SYN_SENT or st == TCPS_TIME_WAIT:
+        tcp_conn_free(core, cid)
+        return np.int64(0)
+    if c.linger_s[cid] == 0:
+        return tcp_abort_k(core, cid, now)
+    c.owner[cid] = -1
+    h.tflags[cid] |= np.uint32(TF_ORPHAN | TF_RCV_SHUTDOWN)
+    if h.rcv_q_bytes[cid] > 0:
+        core.stats[STAT_TCP_ABORT_ON_CLOSE] += 1
+        tcp_send_rst(core, cid, now)
+        tcp_conn_free(core, cid)
+        return np.int64(0)
+    _send_fin(core, cid, now)
+    st = h.state[cid]
+    if st == TCPS_FIN_WAIT_2:
+        arm(core, cid, TIMER_FIN_WAIT_2, now + core.cfg[CFG_TCP_FIN_TIMEOUT_US])
+    return np.int64(0)
+
+
+# --- options ---------------------------------------------------------------------------------
+@kernel
+def tcp_setopt_k(core, cid, opt, value):
+    """setsockopt for the engine's options (OPT_*): 0 or -EINVAL."""
+    if not is_alloc(core, cid):
+        return np.int64(-EINVAL)
+    t = core.tcb
+    h = t.hot
+    c = t.cold
+    now = core.var[V_NOW]
+    v = np.int64(value)
+    if opt == OPT_NODELAY:
+        if v != 0:
+            h.tflags[cid] |= np.uint32(TF_NODELAY)
+            tcp_output(core, cid, now)
+        else:
+            h.tflags[cid] &= ~np.uint32(TF_NODELAY)
+    elif opt == OPT_CORK:
+        if v != 0:
+            h.tflags[cid] |= np.uint32(TF_CORK)
+        else:
+            h.tflags[cid] &= ~np.uint32(TF_CORK)
+            tcp_output(core, cid, now)
+    elif opt == OPT_KEEPALIVE:
+        if v != 0:
+            if (h.tflags[cid] & TF_KEEPALIVE) == 0:
+                h.tflags[cid] |= np.uint32(TF_KEEPALIVE)
+                if _connected_state(h.state[cid]):
+                    arm(core, cid, TIMER_KEEPALIVE, now + c.ka_idle_us[cid])
+        else:
+            h.tflags[cid] &= ~np.uint32(TF_KEEPALIVE)
+            disarm(core, cid, TIMER_KEEPALIVE)
+    elif opt == OPT_KEEPIDLE:
+        if v < 1 or v > 32767:
+            return np.int64(-EINVAL)
+        c.ka_idle_us[cid] = v * 1_000_000
+        if (h.tflags[cid] & TF_KEEPALIVE) != 0 and _connected_state(h.state[cid]):
+            arm(core, cid, TIMER_KEEPALIVE, h.last_rcv_us[cid] + v * 1_000_000)
+    elif opt == OPT_KEEPINTVL:
+        if v < 1 or v > 32767:
+            return np.int64(-EINVAL)
+        c.ka_intvl_us[cid] = v * 1_000_000
+    elif opt == OPT_KEEPCNT:
+        if v < 1 or v > 127:
+            return np.int64(-EINVAL)
+        c.ka_probes[cid] = v
+    elif opt == OPT_RCVBUF:
+        if v < 0:
+            v = 0
+        if v > SYSCTL_RMEM_MAX:
+            v = SYSCTL_RMEM_MAX
+        b = 2 * v
+        h.rcv_buf[cid] = b if b > SOCK_MIN_RCVBUF else SOCK_MIN_RCVBUF
+        h.tflags[cid] |= np.uint32(TF_RCVBUF_LOCK)
+        if h.state[cid] == TCPS_SYN_SENT and h.snd_una[cid] == np.int64(c.iss[cid]):
+            tcp_initial_rcv_window(core, cid)
+    elif opt == OPT_SNDBUF:
+        if v < 0:
+            v = 0
+        if v > SYSCTL_WMEM_MAX:
+            v = SYSCTL_WMEM_MAX
+        b = 2 * v
+        h.snd_buf[cid] = b if b > SOCK_MIN_SNDBUF else SOCK_MIN_SNDBUF
+        h.tflags[cid] |= np.uint32(TF_SNDBUF_LOCK)  # Linux SOCK_SNDBUF_LOCK: no growth
+    elif opt == OPT_LINGER:
+        c.linger_s[cid] = -1 if v < 0 else (v if v < 32767 else 32767)
+    elif opt == OPT_MAXSEG:
+        if v < 88 or v > 65535:
+            return np.int64(-EINVAL)
+        c.user_mss[cid] = v
+        if _connected_state(h.state[cid]):
+            tcp_sync_mss(core, cid)
+    elif opt == OPT_CONGESTION:
+        if v != CC_NEWRENO and v != CC_CUBIC:
+            return np.int64(-EINVAL)
+        cc_set_algo(t, cid, v)
+    else:
+        return np.int64(-EINVAL)
+    return np.int64(0)
+
+
+@kernel_inline
+def tcp_getopt_k(core, cid, opt):
+    """getsockopt for OPT_*; ``cid`` -1 gives the stack's default for a new socket."""
+    if cid < 0:
+        if opt == OPT_KEEPIDLE:
+            return core.cfg[CFG_TCP_KEEPALIVE_TIME_US] // 1_000_000
+        if opt == OPT_KEEPINTVL:
+            return core.cfg[CFG_TCP_KEEPALIVE_INTVL_US] // 1_000_000
+        if opt == OPT_KEEPCNT:
+            return core.cfg[CFG_TCP_KEEPALIVE_PROBES]
+        if opt == OPT_RCVBUF:
+            return core.cfg[CFG_TCP_RCVBUF]
+        if opt == OPT_SNDBUF:
+            return core.cfg[CFG_TCP_SNDBUF]
+        if opt == OPT_LINGER:
+            return np.int64(-1)
+        if opt == OPT_MAXSEG:
+            return np.int64(536)
+        if opt == OPT_CONGESTION:
+            return core.cfg[CFG_TCP_CC]
+        return np.int64(0)
+    if not is_alloc(core, cid):
+        return np.int64(-EINVAL)
+    h = core.tcb.hot
+    c = core.tcb.cold
+    if opt == OPT_NODELAY:
+        return np.int64(1 if (h.tflags[cid] & TF_NODELAY) != 0 else 0)
+    if opt == OPT_CORK:
+        return np.int64(1 if (h.tflags[cid] & TF_CORK) != 0 else 0)
+    if opt == OPT_KEEPALIVE:
+        return np.int64(1 if (h.tflags[cid] & TF_KEEPALIVE) != 0 else 0)
+    if opt == OPT_KEEPIDLE:
+        return c.ka_idle_us[cid] // 1_000_000
+    if opt == OPT_KEEPINTVL:
+        return np.int64(c.ka_intvl_us[cid]) // 1_000_000
+    if opt == OPT_KEEPCNT:
+        return np.int64(c.ka_probes[cid])
+    if opt == OPT_RCVBUF:
+        return np.int64(h.rcv_buf[cid])
+    if opt == OPT_SNDBUF:
+        return np.int64(h.snd_buf[cid])
+    if opt == OPT_LINGER:
+        return np.int64(c.linger_s[cid])
+    if opt == OPT_MAXSEG:
+        if _connected_state(h.state[cid]):
+            return np.int64(h.mss[cid])
+        um = np.int64(c.user_mss[cid])
+        return um if um > 0 else np.int64(536)
+    if opt == OPT_CONGESTION:
+        return np.int64(h.cc_algo[cid])
+    return np.int64(-EINVAL)
+
+
+# --- status ----------------------------------------------------------------------------------
+@kernel_inline
+def tcp_status_k(core, cid):
+    """EV_* bits of connection ``cid`` (Linux tcp_poll, RFC 9293 §3.10.6 STATUS)."""
+    if not is_alloc(core, cid):
+        return np.int64(EV_CLOSED)
+    h = core.tcb.hot
+    c = core.tcb.cold
+    st = h.state[cid]
+    f = h.tflags[cid]
+    ev = np.int64(0)
+    if c.error[cid] != 0:
+        ev |= EV_ERROR | EV_READABLE | EV_WRITABLE
+    if h.rcv_q_bytes[cid] > 0:
+        ev |= EV_READABLE
+    if (f & (TF_FIN_RECEIVED | TF_RCV_SHUTDOWN)) != 0:
+        ev |= EV_READABLE | EV_EOF
+    if st == TCPS_CLOSED:
+        ev |= EV_CLOSED | EV_READABLE | EV_WRITABLE
+    elif _connected_state(st):
+        ev |= EV_CONNECTED
+        if (f & TF_SND_SHUTDOWN) != 0:
+            ev |= EV_WRITABLE  # a write fails at once with EPIPE
+        elif st == TCPS_ESTABLISHED or st == TCPS_CLOSE_WAIT:
+            free = np.int64(h.snd_buf[cid]) - np.int64(h.snd_q_bytes[cid])
+            if free > 0 and 2 * free >= np.int64(h.snd_q_bytes[cid]):
+                ev |= EV_WRITABLE  # Linux sk_stream_is_writeable: free >= queued / 2
+    return ev
+
+
+@kernel_inline
+def tcp_conn_info_k(core, cid, out):
+    """``ss -i``-like facts about connection ``cid`` into ``out`` (int64[CI_SIZE]); 0 or
+    -EINVAL."""
+    for i in range(out.shape[0]):
+        out[i] = 0
+    if not is_alloc(core, cid) or out.shape[0] < CI_SIZE:
+        return np.int64(-EINVAL)
+    h = core.tcb.hot
+    c = core.tcb.cold
+    f = h.tflags[cid]
+    out[CI_LIP] = c.lip[cid]
+    out[CI_LPORT] = c.lport[cid]
+    out[CI_RIP] = c.rip[cid]
+    out[CI_RPORT] = c.rport[cid]
+    out[CI_STATE] = h.state[cid]
+    out[CI_SND_Q] = h.snd_q_bytes[cid]
+    out[CI_RCV_Q] = h.rcv_q_bytes[cid]
+    out[CI_MSS] = h.mss[cid]
+    out[CI_RCV_MSS] = h.rcv_mss[cid]
+    out[CI_CWND] = h.cwnd[cid]
+    out[CI_SSTHRESH] = h.ssthresh[cid]
+    srtt = np.int64(h.srtt[cid])
+    out[CI_SRTT_US] = srtt >> 3 if srtt > 0 else 0
+    out[CI_RTTVAR_US] = np.int64(h.mdev[cid]) >> 2
+    out[CI_RTO_US] = h.rto[cid]
+    out[CI_SND_WND] = h.snd_wnd[cid]
+    out[CI_RCV_WND] = h.rcv_wnd[cid]
+    out[CI_RETRANS] = c.total_retrans[cid]
+    out[CI_SEGS_IN] = c.segs_in[cid]
+    out[CI_SEGS_OUT] = c.segs_out[cid]
+    out[CI_BYTES_ACKED] = c.bytes_acked[cid]
+    out[CI_BYTES_RECEIVED] = c.bytes_received[cid]
+    ws = (f & TF_WSCALE_OK) != 0
+    out[CI_SND_WSCALE] = h.snd_wscale[cid] if ws else -1
+    out[CI_RCV_WSCALE] = h.rcv_wscale[cid] if ws else -1
+    out[CI_FLAGS] = f
+    out[CI_ERROR] = c.error[cid]
+    return np.int64(0)
+
+
+@kernel_inline
+def tcp_listen_info_k(core, lid, out):
+    """Listener ``lid`` in ``tcp_conn_info``'s layout (state LISTEN, CI_BACKLOG)."""
+    for i in range(out.shape[0]):
+        out[i] = 0
+    ls = core.listen
+    if not listen_is_valid(ls, lid) or out.shape[0] < CI_SIZE:
+        return np.int64(-EINVAL)
+    out[CI_LIP] = ls.rec.lip[lid]
+    out[CI_LPORT] = ls.rec.lport[lid]
+    out[CI_STATE] = 1  # TCPS_LISTEN
+    out[CI_RCV_Q] = ls.rec.acc_count[lid]  # ss: Recv-Q of a listener is its accept queue
+    out[CI_SND_Q] = ls.rec.backlog[lid]  # ss: Send-Q of a listener is its backlog
+    out[CI_BACKLOG] = ls.rec.acc_count[lid]
+    return np.int64(0)
+
+
+@kernel_inline
+def tcp_conn_list_k(core, out_ids):
+    """Ids of the connections in any state but CLOSED (embryonic and TIME-WAIT included)."""
+    t = core.tcb
+    n = 0
+    for cid in range(t.hot.state.shape[0]):
+        if n >= out_ids.shape[0]:
+            break
+        if is_alloc(core, cid) and t.hot.state[cid] != TCPS_CLOSED:
+            out_ids[n] = cid
+            n += 1
+    return np.int64(n)
+
+
+@kernel_inline
+def tcp_listen_list_k(core, out_ids):
+    ls = core.listen
+    n = 0
+    for lid in range(ls.rec.shape[0]):
+        if n >= out_ids.shape[0]:
+            break
+        if ls.rec.state[lid] == LS_LISTEN:
+            out_ids[n] = lid
+            n += 1
+    return np.int64(n)
+
+
+@kernel
+def _chain_len(pool, head):
+    n = 0
+    f = head
+    while f >= 0:
+        n += 1
+        f = pool.next[f]
+    return n
+
+
+@kernel_inline
+def tcp_held_frames_k(core):
+    """Frames held by the TCP queues of every connection (send, receive, out-of-order): the
+    engine's share of ``Stack.audit``."""
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    n = np.int64(0)
+    for cid in range(h.state.shape[0]):
+        if is_alloc(core, cid):
+            n += _chain_len(pool, h.snd_q_head[cid])
+            n += _chain_len(pool, h.rcv_q_head[cid])
+            n += _chain_len(pool, h.ooo_head[cid])
+    return n
+
+
+# --- the one root Python calls ------------------------------------------------------------------
+# Every usercall goes through ``usercall``: one compiled entry point (with one CPython wrapper)
+# instead of one per call, since each wrapper costs seconds of compile time (fsdp.tcp.kernel).
+# Jitted callers use the ``*_k`` kernels directly.
+OP_BIND_CHECK = 0
+OP_LISTEN = 1
+OP_UNLISTEN = 2
+OP_ACCEPT = 3
+OP_ACCEPT_PENDING = 4
+OP_LISTEN_STATUS = 5
+OP_EPHEMERAL_PORT = 6
+OP_CONNECT = 7
+OP_TAKE_ERROR = 8
+OP_SEND = 9
+OP_RECV = 10
+OP_SHUTDOWN = 11
+OP_ABORT = 12
+OP_CLOSE = 13
+OP_SETOPT = 14
+OP_GETOPT = 15
+OP_STATUS = 16
+OP_CONN_INFO = 17
+OP_LISTEN_INFO = 18
+OP_CONN_LIST = 19
+OP_LISTEN_LIST = 20
+OP_HELD_FRAMES = 21
+
+
+@njit(cache=True)
+def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
+    """Dispatch usercall ``op``: integer arguments ``a..d``, byte buffer ``buf``, int64 output
+    ``out``, int32 output ``ids``; returns the call's int64 result."""
+    if op == OP_SEND:
+        return tcp_send_k(core, cid, buf, a, b, now)
+    if op == OP_RECV:
+        return tcp_recv_k(core, cid, buf, a, b, c != 0, now)
+    if op == OP_STATUS:
+        return tcp_status_k(core, cid)
+    if op == OP_BIND_CHECK:
+        return tcp_bind_check_k(core, a, b, c != 0)
+    if op == OP_LISTEN:
+        return tcp_listen_k(core, a, b, c, d != 0)
+    if op == OP_UNLISTEN:
+        return tcp_unlisten_k(core, cid, now)
+    if op == OP_ACCEPT:
+        return tcp_accept_k(core, cid)
+    if op == OP_ACCEPT_PENDING:
+        return tcp_accept_pending_k(core, cid)
+    if op == OP_LISTEN_STATUS:
+        return tcp_listen_status_k(core, cid)
+    if op == OP_EPHEMERAL_PORT:
+        return tcp_ephemeral_port_k(core, a, b, c)
+    if op == OP_CONNECT:
+        return tcp_connect_k(core, a, b, c, d, now)
+    if op == OP_TAKE_ERROR:
+        return tcp_take_error_k(core, cid)
+    if op == OP_SHUTDOWN:
+        return tcp_shutdown_k(core, cid, a, now)
+    if op == OP_ABORT:
+        return tcp_abort_k(core, cid, now)
+    if op == OP_CLOSE:
+        return tcp_close_k(core, cid, now)
+    if op == OP_SETOPT:
+        return tcp_setopt_k(core, cid, a, b)
+    if op == OP_GETOPT:
+        return tcp_getopt_k(core, cid, a)
+    if op == OP_CONN_INFO:
+        return tcp_conn_info_k(core, cid, out)
+    if op == OP_LISTEN_INFO:
+        return tcp_listen_info_k(core, cid, out)
+    if op == OP_CONN_LIST:
+        return tcp_conn_list_k(core, ids)
+    if op == OP_LISTEN_LIST:
+        return tcp_listen_list_k(core, ids)
+    if op == OP_HELD_FRAMES:
+        return tcp_held_frames_k(core)
+    return np.int64(-EINVAL)
+
+
+_U8 = np.zeros(1, np.uint8)
+_I64 = np.zeros(1, np.int64)
+_I32 = np.zeros(1, np.int32)
+
+
+def _bytes_arg(data) -> np.ndarray:
+    """``data`` as the dispatcher's one buffer type: 1-D, C-contiguous, writable uint8 (a
+    read-only buffer, e.g. from ``bytes``, is copied: its type would compile a second root)."""
+    a = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        a = np.array(a, dtype=np.uint8, copy=True)
+    return a
+
+
+def _call(core, op, cid=-1, a=0, b=0, c=0, d=0, now=0, buf=_U8, out=_I64, ids=_I32) -> int:
+    return int(usercall(core, op, int(cid), int(a), int(b), int(c), int(d), int(now), buf, out,
+                        ids))
+
+
+# --- the usercall API (Python entry points; see the module doc for semantics) -------------------
+def tcp_bind_check(core, lip, lport, reuseaddr) -> int:
+    """0 if ``lip:lport`` may be bound, else -EADDRINUSE."""
+    return _call(core, OP_BIND_CHECK, a=lip, b=lport, c=bool(reuseaddr))
+
+
+def tcp_listen(core, lip, lport, backlog, reuseaddr) -> int:
+    """A listener on ``lip:lport`` (0 = any address): its id, -EADDRINUSE or -ENOBUFS."""
+    return _call(core, OP_LISTEN, a=lip, b=lport, c=backlog, d=bool(reuseaddr))
+
+
+def tcp_unlisten(core, lid, now) -> int:
+    """Close a listener; connections never accepted are reset (as Linux)."""
+    return _call(core, OP_UNLISTEN, lid, now=now)
+
+
+def tcp_accept(core, lid) -> int:
+    """The oldest established connection of listener ``lid``, or -EAGAIN."""
+    return _call(core, OP_ACCEPT, lid)
+
+
+def tcp_accept_pending(core, lid) -> int:
+    return _call(core, OP_ACCEPT_PENDING, lid)
+
+
+def tcp_listen_status(core, lid) -> int:
+    """EV_READABLE when the accept queue is not empty."""
+    return _call(core, OP_LISTEN_STATUS, lid)
+
+
+def tcp_ephemeral_port(core, lip, rip, rport) -> int:
+    """A free local port (32768-60999) for ``rip:rport``, or -EADDRNOTAVAIL."""
+    return _call(core, OP_EPHEMERAL_PORT, a=lip, b=rip, c=rport)
+
+
+def tcp_connect(core, lip, lport, rip, rport, now) -> int:
+    """Active open: a SYN-SENT connection's id, or -errno."""
+    return _call(core, OP_CONNECT, a=lip, b=lport, c=rip, d=rport, now=now)
+
+
+def tcp_take_error(core, cid) -> int:
+    """SO_ERROR: the pending errno (cleared), 0 if none."""
+    return _call(core, OP_TAKE_ERROR, cid)
+
+
+def tcp_send(core, cid, data, off, n, now) -> int:
+    """Queue ``data[off:off+n]`` (uint8): bytes accepted or -errno."""
+    return _call(core, OP_SEND, cid, a=off, b=n, now=now, buf=_bytes_arg(data))
+
+
+def tcp_recv(core, cid, out, off, n, peek, now) -> int:
+    """Read into ``out[off:off+n]`` (writable uint8): bytes, 0 at EOF, or -errno."""
+    return _call(core, OP_RECV, cid, a=off, b=n, c=bool(peek), now=now, buf=out)
+
+
+def tcp_shutdown(core, cid, how, now) -> int:
+    """shutdown(2), how = SHUT_RD (0), SHUT_WR (1), SHUT_RDWR (2): 0 or -ENOTCONN."""
+    return _call(core, OP_SHUTDOWN, cid, a=how, now=now)
+
+
+def tcp_close(core, cid, now) -> int:
+    """The application lets go: RST if data is unread, else FIN; the engine frees the TCB."""
+    return _call(core, OP_CLOSE, cid, now=now)
+
+
+def tcp_abort(core, cid, now) -> int:
+    """SO_LINGER 0 close: RST now, TCB freed."""
+    return _call(core, OP_ABORT, cid, now=now)
+
+
+def tcp_setopt(core, cid, opt, value) -> int:
+    """Set an OPT_* option: 0 or -EINVAL."""
+    return _call(core, OP_SETOPT, cid, a=opt, b=value)
+
+
+def tcp_getopt(core, cid, opt) -> int:
+    """An OPT_* option's value; ``cid`` -1 gives the default for a new socket."""
+    return _call(core, OP_GETOPT, cid, a=opt)
+
+
+def tcp_status(core, cid) -> int:
+    """EV_* bits."""
+    return _call(core, OP_STATUS, cid)
+
+
+def tcp_conn_info(core, cid, out) -> int:
+    """Fill ``out`` (int64[CI_SIZE]) with the CI_* facts of connection ``cid``."""
+    return _call(core, OP_CONN_INFO, cid, out=out)
+
+
+def tcp_listen_info(core, lid, out) -> int:
+    """Fill ``out`` (int64[CI_SIZE]) with listener ``lid``'s facts."""
+    return _call(core, OP_LISTEN_INFO, lid, out=out)
+
+
+def tcp_conn_list(core, out_ids) -> int:
+    """Ids of live connections (any state but CLOSED) into ``out_ids`` (int32); the count."""
+    return _call(core, OP_CONN_LIST, ids=out_ids)
+
+
+def tcp_listen_list(core, out_ids) -> int:
+    """Ids of listeners into ``out_ids`` (int32); the count."""
+    return _call(core, OP_LISTEN_LIST, ids=out_ids)
+
+
+def tcp_held_frames(core) -> int:
+    """Frames held by every connection's send, receive and out-of-order queues (audit)."""
+    return _call(core, OP_HELD_FRAMES)
