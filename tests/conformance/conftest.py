@@ -2,9 +2,9 @@
 virtual time) and the Linux kernel (``fsdp.testing_linux.LinuxHarness``, real time, in a private
 network namespace).  A scenario proven on Linux is what fsdp is held to.
 
-The fsdp variant is skipped, with the reason printed, only while fsdp's harness has no working
-socket layer (no ``Harness().stack.socket``, or ``Harness().socket()`` raising); it switches on
-by itself when sockets work.
+Scenarios fsdp does not pass yet are listed in ``FSDP_KNOWN_FAILING`` and marked as strict
+expected failures for the fsdp variant: each still runs, the list shows plainly what is left, and
+a scenario that starts passing fails the run until it is taken off the list.
 
 ``FSDP_CONFORMANCE_STACKS=linux`` (or ``fsdp``) runs one variant only.  The Linux variant skips
 when the host cannot make namespaces and TAP devices (not root).
@@ -12,7 +12,6 @@ when the host cannot make namespaces and TAP devices (not root).
 
 from __future__ import annotations
 
-import functools
 import os
 
 import pytest
@@ -23,35 +22,67 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a Linux scenario that waits several seconds")
 
 
-@functools.cache
-def _fsdp_socket_layer_missing() -> str | None:
-    """Why fsdp's harness cannot make a TCP socket yet, or None once it can."""
-    from fsdp.testing import Harness
-
-    h = Harness()
-    try:
-        if not callable(getattr(h.stack, "socket", None)):
-            return "fsdp.testing.Harness has no socket layer yet (no Harness().stack.socket)"
-        try:
-            h.socket().close()
-        except Exception as e:  # the socket layer exists but the engine under it does not yet
-            return f"fsdp.testing.Harness().socket() does not work yet: {type(e).__name__}: {e}"
-        return None
-    finally:
-        h.close()
-
-
 def make_harness(kind: str, **options):
     """A harness of ``kind`` ("fsdp" or "linux"), skipping the test when it cannot run."""
     if kind == "fsdp":
-        reason = _fsdp_socket_layer_missing()
-        if reason:
-            print(reason)
-            pytest.skip(reason)
         from fsdp.testing import Harness
 
         return Harness(**options)
     return linux_harness_class()(**options)
+
+
+# "<file stem>::<test name>[-<param>]" of the fsdp variants that fail today (see module doc).
+FSDP_KNOWN_FAILING = {
+    "test_bad_input::test_no_flags_to_listener_are_dropped",
+    "test_bad_input::test_syn_with_urg_to_listener_is_answered",
+    "test_close::test_passive_close_full_sequence",
+    "test_close::test_fin_before_any_data_is_acked_at_once",
+    "test_data_ack::test_every_second_full_segment_is_acked",
+    "test_fast_retransmit::test_fast_retransmit_halves_the_window",
+    "test_handshake::test_synack_acknowledges_syn_and_offers_options",
+    "test_handshake::test_synack_window_and_ip_header",
+    "test_handshake::test_synack_to_optionless_syn_carries_only_mss",
+    "test_handshake::test_synack_answers_only_offered_options-sack-only",
+    "test_handshake::test_synack_answers_only_offered_options-ts-only",
+    "test_handshake::test_synack_answers_only_offered_options-wscale-only",
+    "test_handshake::test_retransmitted_syn_in_syn_received_gets_synack_again",
+    "test_options::test_no_window_scaling_unless_offered",
+    "test_options::test_unknown_option_is_skipped",
+    "test_options::test_option_with_bad_length_ends_parsing",
+    "test_options::test_option_running_past_the_header_ends_parsing",
+    "test_options::test_eol_ends_option_list",
+    "test_options::test_synack_timestamp_echo_and_established_tsecr",
+    "test_retransmission::test_synack_is_retransmitted_after_one_second",
+    "test_retransmission::test_synack_retransmissions_back_off",
+    "test_retransmission::test_data_retransmissions_back_off",
+    "test_retransmission::test_ack_resets_the_backoff",
+    "test_retransmission::test_tail_loss_probe_resends_the_last_segment",
+    "test_retransmission::test_timestamps_give_rtt_sample_despite_synack_retransmission",
+    "test_rst_rfc5961::test_challenge_ack_limit_is_shared_by_rst_and_syn",
+    "test_rst_rfc5961::test_ack_below_isn_gets_challenge_ack",
+    "test_rst_rfc5961::test_rst_in_window_in_syn_received_gets_challenge_ack",
+    "test_sack::test_sack_blocks_beyond_snd_nxt_are_ignored",
+    "test_syn_cookies::test_cookie_synack_carries_the_usual_options",
+    "test_syn_cookies::test_cookie_synack_is_not_retransmitted",
+    "test_syn_cookies::test_syn_queue_overflow_without_cookies_drops_the_syn",
+    "test_window::test_rcvbuf_sets_an_unscaled_small_window",
+    "test_window::test_receive_window_shrinks_to_zero_as_data_queues",
+    "test_window::test_zero_window_probe_is_answered",
+    "test_window::test_window_update_after_the_application_reads",
+    "test_window::test_receiver_sws_avoidance_no_tiny_window_update",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("stack_kind") != "fsdp":
+            continue
+        params = [p for p in callspec.id.split("-") if p != "fsdp"]
+        suffix = "-" + "-".join(params) if params else ""
+        key = f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.originalname}{suffix}"
+        if key in FSDP_KNOWN_FAILING:
+            item.add_marker(pytest.mark.xfail(reason="fsdp does not pass this scenario yet", strict=True))
 
 
 STACKS = [k for k in os.environ.get("FSDP_CONFORMANCE_STACKS", "fsdp,linux").split(",") if k]
