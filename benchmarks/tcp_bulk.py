@@ -14,9 +14,11 @@ same invocation, interleaved with fsdp's runs; medians of each and the ratio are
 Prints a table, then one JSON object as the last line of stdout.  Exits non-zero with one line
 on stderr if the transfer fails.
 
-Where the time goes (``perf record`` of this script, 2-vCPU VM, see ``--profile-hint``):
-PROFILE_FINDINGS below is kept up to date by whoever re-profiles; the numbers are the share of
-cycles of the fsdp thread.
+Where the time goes: see PROFILE below (``--perf-map`` writes ``/tmp/perf-<pid>.map`` so
+``perf record -e cpu-clock python benchmarks/tcp_bulk.py --no-iperf --perf-map`` then
+``perf report --sort sym`` names the jitted functions).
+
+PROFILE
 """
 
 from __future__ import annotations
@@ -33,10 +35,6 @@ import numpy as np
 TARGET_GBPS = 20.0
 PORT = 5001
 STREAM_BYTES = 1 << 20  # the sender's buffer, sent over and over; the receiver's, as large
-
-PROFILE_FINDINGS = """\
-(filled in from the profile; see the module docstring)
-"""
 
 
 def _iperf3_once(seconds: float, port: int) -> float:
@@ -154,6 +152,7 @@ def run(seconds: float, runs: int, iperf: bool, sndbuf: int, rcvbuf: int) -> dic
         tcp_conn_info(C, ccid, info)
         retrans = int(info[CI_RETRANS])
         cstats, sstats = pair.client.stats(), pair.server.stats()
+        wire_drops = sum(port.stats()[k] for port in pair.ports for k in ("ring_full", "rx_nobuf"))
         total = int(st[1, SS_RECEIVED])
     g = statistics.median(fsdp_bps) / 1e9
     out = {
@@ -163,7 +162,7 @@ def run(seconds: float, runs: int, iperf: bool, sndbuf: int, rcvbuf: int) -> dic
         "retransmits": retrans,
         "segments_out": cstats["tcp_segs_out"],
         "acks_out": sstats["tcp_segs_out"],
-        "ring_full_drops": 0,
+        "wire_drops": int(wire_drops),
         "iperf3_gbit_s": round(statistics.median(iperf_bps) / 1e9, 3) if iperf_bps else None,
         "iperf3_runs_gbit_s": [round(b / 1e9, 3) for b in iperf_bps],
         "iperf3_note": iperf_note,
@@ -181,16 +180,23 @@ def main(argv=None) -> int:
     ap.add_argument("--no-iperf", action="store_true", help="do not run iperf3 for comparison")
     ap.add_argument("--sndbuf", type=int, default=1 << 20, help="SO_SNDBUF (tcp_wmem default)")
     ap.add_argument("--rcvbuf", type=int, default=1 << 20, help="SO_RCVBUF (tcp_rmem default)")
+    ap.add_argument(
+        "--perf-map", action="store_true", help="write /tmp/perf-<pid>.map for perf report"
+    )
     ap.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.runs < 1:
         print("tcp_bulk: --seconds must be > 0 and --runs >= 1", file=sys.stderr)
         return 2
     try:
-        from fsdp.apps.bench_kernels import machine_info
+        from fsdp.apps.bench_kernels import PerfMap, machine_info
     except ImportError as e:
         print(f"tcp_bulk: cannot run: {e}", file=sys.stderr)
         return 1
+    perf_map = None
+    if args.perf_map:
+        perf_map = PerfMap()
+        perf_map.start()
 
     machine = machine_info()
     try:
@@ -198,6 +204,8 @@ def main(argv=None) -> int:
     except (RuntimeError, OSError, AssertionError) as e:
         print(f"tcp_bulk: {e}", file=sys.stderr)
         return 1
+    if perf_map is not None:
+        print(f"perf map: {perf_map.write()}", file=sys.stderr)
     out = {
         "benchmark": "tcp_bulk",
         **machine,
@@ -227,7 +235,7 @@ def main(argv=None) -> int:
             print(f"{'iperf3 loopback':>22} {'n/a':>8}  {res['iperf3_note']}")
         print(
             f"retransmits {res['retransmits']}, segments {res['segments_out']}, "
-            f"ACKs {res['acks_out']}, bytes {res['bytes_total']}"
+            f"ACKs {res['acks_out']}, wire drops {res['wire_drops']}, bytes {res['bytes_total']}"
         )
         print(
             f"target: >= {TARGET_GBPS} Gbit/s and ahead of iperf3: "

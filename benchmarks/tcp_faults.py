@@ -199,7 +199,7 @@ def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float) -> dic
                 (side, c["state"])
                 for side, stack in (("client", pair.client), ("server", pair.server))
                 for c in stack.connections()
-                if c["state"] not in ("TIME_WAIT", "CLOSED")
+                if c["state"] not in ("TIME-WAIT", "UNCONN")
             ]
             if not lingering:
                 break
