@@ -41,6 +41,7 @@ class Harness:
             raise ValueError("the stack and the peer need different MAC addresses")
         self._now_us = 0
         self._outbox: list[bytes] = []
+        self._sockets: list = []
         self._wire = SimWire.private(name=f"harness-{next(_harness_ids)}", max_ports=2,
                                      max_queues=max(cores, 1))
         self._peer = self._wire.attach(n_queues=1, mac=peer_mac_int, promisc=True)
@@ -70,6 +71,9 @@ class Harness:
         """A NON-BLOCKING socket on the stack under test."""
         sock = self.stack.socket(family, type, proto)  # provided by the socket layer
         sock.setblocking(False)
+        # the harness owns what it made (as LinuxHarness does): a scenario that drops its
+        # reference to a listener must not see it closed by the garbage collector
+        self._sockets.append(sock)
         return sock
 
     def send(self, pkt) -> None:
@@ -117,6 +121,9 @@ class Harness:
         return self.stack.stats()
 
     def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
         self.stack.close()
         self.stack.port.close()
         self._peer.close()
