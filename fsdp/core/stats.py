@@ -135,6 +135,8 @@ STAT_NAMES = (
     "tcp_tw_reopened",  # SYN reopening a TIME-WAIT 4-tuple (RFC 6191 / RFC 1122 §4.2.2.13)
     "tcp_icmp_unreach",  # ICMP destination unreachable for a connection (soft error)
     "tcp_no_frame",  # segments not sent: no free frame
+    "tcp_loss_probes",  # tail loss probes sent (RFC 8985 §7)
+    "tcp_loss_probe_recovery",  # losses repaired by a tail loss probe (cwnd reduced, §7.4)
 )
 
 STAT_RX_FRAMES = 0
@@ -252,6 +254,8 @@ STAT_TCP_TW_KILLED = 111
 STAT_TCP_TW_REOPENED = 112
 STAT_TCP_ICMP_UNREACH = 113
 STAT_TCP_NO_FRAME = 114
+STAT_TCP_LOSS_PROBES = 115
+STAT_TCP_LOSS_PROBE_RECOVERY = 116
 
 STAT_COUNT = len(STAT_NAMES)
 

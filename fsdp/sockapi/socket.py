@@ -218,6 +218,8 @@ class Socket:
         backlog = max(0, min(int(backlog), 65535))
         self._lids = self._stack._listen(self._bound[0], self._bound[1], backlog,
                                          self._reuseaddr)
+        for opt, value in self._pending_opts.items():
+            self._apply_to_listeners(opt, value)
 
     def accept(self):
         self._check_open()
@@ -502,6 +504,14 @@ class Socket:
         self._pending_opts[opt] = value
         if self._cid >= 0:
             _raise_if_error(uc.tcp_setopt(self._core_state(), self._cid, opt, value))
+        elif self._lids is not None:
+            self._apply_to_listeners(opt, value)
+
+    def _apply_to_listeners(self, opt: int, value: int) -> None:
+        """Buffer sizes shape the SYN-ACK, so every core's listener carries them."""
+        if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF):
+            for core, lid in zip(self._stack._cores, self._lids):
+                _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None):
         self._check_open()

@@ -411,15 +411,12 @@ def cc_on_partial_ack(t, cid, acked_bytes):
 
 @njit(cache=True)
 def cc_exit_recovery(t, cid, flight_size):
-    """Full ACK (RFC 6582 §3.2 step 6): ``cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)``
-    (option 1: no burst; below ssthresh the connection slow-starts back up), leave recovery."""
+    """Full ACK (RFC 6582 §3.2 step 6): ``cwnd = ssthresh`` -- the RFC's option (2), which
+    Linux takes (tcp_end_cwnd_reduction); option (1) would leave the connection to slow-start
+    back from ``FlightSize + SMSS``.  Leave recovery."""
     h = t.hot
     mss = _mss(t, cid)
-    flight = np.int64(flight_size)
-    if flight < mss:
-        flight = mss
-    cwnd = min(np.int64(h.ssthresh[cid]), flight + mss)
-    h.cwnd[cid] = _clamp_cwnd(cwnd, mss)
+    h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
     _reset_growth_state(t, cid)
 

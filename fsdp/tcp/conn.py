@@ -68,9 +68,17 @@ TCP_MAX_WSCALE = 14
 def tcp_wscale_for(rcvbuf_max):
     """The window scale we offer: enough to advertise the largest receive buffer (Linux
     tcp_select_initial_window: ilog2(max(tcp_rmem[2], rmem_max)) - 15, clamped to 0..14)."""
+    return tcp_wscale_for_clamp(rcvbuf_max, np.int64(65535) << TCP_MAX_WSCALE)
+
+
+@kernel_inline
+def tcp_wscale_for_clamp(rcvbuf_max, window_clamp):
+    """``tcp_wscale_for`` with the space limited to ``window_clamp`` (a locked SO_RCVBUF)."""
     space = np.int64(rcvbuf_max)
     if space < 212992:  # net.core.rmem_max default
         space = np.int64(212992)
+    if space > window_clamp:
+        space = np.int64(window_clamp)
     lg = np.int64(0)
     while (space >> (lg + 1)) > 0:
         lg += 1
@@ -177,6 +185,7 @@ def tcp_purge_queues(core, cid, keep_rcv):
         h.rcv_q_head[cid] = -1
         h.rcv_q_tail[cid] = -1
         h.rcv_q_bytes[cid] = 0
+        h.rcv_mem[cid] = 0
 
 
 @kernel

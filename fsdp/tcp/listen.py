@@ -55,6 +55,11 @@ LISTEN_DTYPE = np.dtype(
         ("acc_tail", np.int32),
         ("acc_count", np.int32),
         ("ov_us", np.int64),  # last SYN cookie sent (cookie ACKs are checked for 2 min after)
+        # SO_RCVBUF / SO_SNDBUF set on the listening socket (stored doubled, as Linux), 0 = the
+        # stack's default: children inherit them from the SYN on (the SYN-ACK's window and
+        # scale already follow a small SO_RCVBUF, Linux tcp_openreq_init_rwin)
+        ("rcv_buf", np.int32),
+        ("snd_buf", np.int32),
     ]
 )
 
@@ -137,6 +142,8 @@ def listen_add(ls, lip, lport, backlog, reuse):
     ls.rec.acc_tail[lid] = -1
     ls.rec.acc_count[lid] = 0
     ls.rec.ov_us[lid] = 0
+    ls.rec.rcv_buf[lid] = 0
+    ls.rec.snd_buf[lid] = 0
     ls.rec.next[lid] = ls.port_head[lport]
     ls.port_head[lport] = lid
     return np.int64(lid)

@@ -93,7 +93,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fsdp.pool.pool import FRAME_SIZE, frame_free, frame_free_chain
+from fsdp.pool.pool import FRAME_SIZE, HEADROOM, frame_free, frame_free_chain
 from fsdp.tcp.frameflags import FRAME_F_TCP_FIN
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_leq, seq_lt
 
@@ -154,6 +154,21 @@ def _trim_front(pool, f, k):
 
 
 @njit(inline="always", cache=True)
+def rx_truesize(pool, fid):
+    """What Linux would charge to the receive buffer for received frame ``fid`` (skb truesize:
+    the kmalloc'ed data with NET_SKB_PAD and skb_shared_info, rounded up to a power of two,
+    plus the sk_buff): 2304 bytes for a full 1514-byte frame, 768 for a small one.  The window
+    is a share of SO_RCVBUF minus these charges, so fsdp offers the windows Linux does.  The
+    frame's wire length is read from where its payload ends (invariant under partial reads)."""
+    wire = np.int64(pool.off[fid]) + np.int64(pool.length[fid]) - HEADROOM
+    need = wire + 64 + 320
+    size = np.int64(512)
+    while size < need:
+        size <<= 1
+    return size + 256
+
+
+@njit(inline="always", cache=True)
 def _rcvq_append(pool, h, cid, f):
     tail = h.rcv_q_tail[cid]
     pool.next[f] = -1
@@ -163,6 +178,7 @@ def _rcvq_append(pool, h, cid, f):
         h.rcv_q_head[cid] = f
     h.rcv_q_tail[cid] = f
     h.rcv_q_bytes[cid] += pool.length[f]
+    h.rcv_mem[cid] += rx_truesize(pool, f)
 
 
 @njit(inline="always", cache=True)

@@ -39,6 +39,7 @@ from fsdp.core.config import (
     CFG_TCP_INVALID_RATELIMIT_US,
     CFG_TCP_MAX_REASS,
     CFG_TCP_MAX_SYN_BACKLOG,
+    CFG_TCP_RCVBUF_MAX,
     CFG_TCP_REORDERING,
     CFG_TCP_RFC1337,
     CFG_TCP_RTO_INITIAL_US,
@@ -65,6 +66,7 @@ from fsdp.core.stats import (
     STAT_TCP_FAST_RETRANS,
     STAT_TCP_LISTEN_DROPS,
     STAT_TCP_LISTEN_OVERFLOWS,
+    STAT_TCP_LOSS_PROBE_RECOVERY,
     STAT_TCP_NO_ACK_DROPPED,
     STAT_TCP_OFO_DROPPED,
     STAT_TCP_OFO_QUEUED,
@@ -123,6 +125,7 @@ from fsdp.tcp.conn import (
     tcp_enter_time_wait,
     tcp_set_closed,
     tcp_time_wait_restart,
+    tcp_wscale_for_clamp,
 )
 from fsdp.tcp.frameflags import FRAME_F_TCP_EVER_RETRANS, FRAME_F_TCP_FIN, FRAME_F_TCP_SENT
 from fsdp.tcp.ip import DST_UNICAST
@@ -143,6 +146,7 @@ from fsdp.tcp.listen import (
 )
 from fsdp.tcp.neighbor import neigh_confirm
 from fsdp.tcp.reass import (
+    rx_truesize,
     REASS_FIN_REACHED,
     SACK_MAX_BLOCKS,
     reass_deliver,
@@ -181,12 +185,16 @@ from fsdp.tcp.tcb import (
     TF_PASSIVE,
     TF_PINGPONG,
     TF_RCV_SHUTDOWN,
+    TF_RCVBUF_LOCK,
     TF_RETRANS_HEAD,
     TF_RTT_TIMING,
     TF_SACK_OK,
     TF_SEND_SYN,
     TF_SNDBUF_LOCK,
     TF_SYNCOOKIE,
+    TF_TLP_ARMED,
+    TF_TLP_OUT,
+    TF_TLP_RETRANS,
     TF_TS_OK,
     TF_WSCALE_OK,
 )
@@ -195,12 +203,14 @@ from fsdp.tcp.tcp_output import (
     TCP_ATO_MIN_US,
     frame_seq_len,
     frame_xmit_time,
-    tcp_arm_rto,
     tcp_flight,
+    tcp_free_space,
+    tcp_full_space,
     tcp_receive_window,
     tcp_rto_us,
     tcp_rtt_sample,
     tcp_send_syn,
+    tcp_set_xmit_timer,
     tcp_ts_now,
 )
 from fsdp.wire.tcp import (
@@ -290,11 +300,11 @@ def tcp_oow_rate_limited(core, cid, now):
     """Linux __tcp_oow_rate_limited: at most one out-of-window / challenge ACK per connection
     per ``tcp_invalid_ratelimit``; True if this one must be suppressed."""
     h = core.tcb.hot
-    last = h.last_oow_ack_us[cid]
+    last = h.last_oow_ack_us[cid]  # time + 1 of the last one sent, 0 = none yet
     lim = core.cfg[CFG_TCP_INVALID_RATELIMIT_US]
-    if last != 0 and 0 <= now - last < lim:
+    if last != 0 and 0 <= now + 1 - last < lim:
         return True
-    h.last_oow_ack_us[cid] = now if now != 0 else 1
+    h.last_oow_ack_us[cid] = now + 1
     return False
 
 
@@ -471,7 +481,15 @@ def tcp_initial_rcv_window(core, cid):
     rcv_ssthresh starts there."""
     h = core.tcb.hot
     c = core.tcb.cold
-    space = np.int64(h.rcv_buf[cid]) >> 1
+    space = (np.int64(h.rcv_buf[cid]) * np.int64(h.rcv_ratio[cid])) >> 8
+    if (h.tflags[cid] & TF_RCVBUF_LOCK) != 0:
+        # SO_RCVBUF set by the application: the window never grows past the buffer, and the
+        # scale is chosen for that clamp (Linux tcp_openreq_init_rwin / tcp_connect_init)
+        if c.window_clamp[cid] > space or c.window_clamp[cid] == 0:
+            c.window_clamp[cid] = space
+        h.rcv_wscale[cid] = tcp_wscale_for_clamp(
+            core.cfg[CFG_TCP_RCVBUF_MAX], c.window_clamp[cid]
+        )
     mss = np.int64(c.adv_mss[cid])
     if (h.tflags[cid] & TF_TS_OK) != 0 and h.state[cid] == TCPS_SYN_RECEIVED:
         mss -= 12
@@ -526,6 +544,13 @@ def tcp_established(core, cid, now):
     tcp_sync_mss(core, cid)
     tcp_init_rcv_mss(core, cid)
     cc_init(core.tcb, cid, np.int64(h.mss[cid]))
+    # Linux tcp_init_buffer_space: the window is clamped to what the buffer is worth now
+    full = tcp_full_space(core, cid)
+    c = core.tcb.cold
+    if np.int64(c.window_clamp[cid]) >= full:
+        c.window_clamp[cid] = full
+    if np.int64(h.rcv_ssthresh[cid]) > np.int64(c.window_clamp[cid]):
+        h.rcv_ssthresh[cid] = c.window_clamp[cid]
     tcp_sndbuf_expand(core, cid)
     h.last_snd_us[cid] = now
     h.last_rcv_us[cid] = now
@@ -590,6 +615,12 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
     h.snd_wl2[cid] = iss
     if (h.tflags[cid] & TF_TS_OK) != 0:
         _store_ts_recent(core, cid, now)
+    if ls.rec.rcv_buf[lid] > 0:  # the listener's SO_RCVBUF / SO_SNDBUF (Linux sk_clone_lock)
+        h.rcv_buf[cid] = ls.rec.rcv_buf[lid]
+        h.tflags[cid] |= np.uint32(TF_RCVBUF_LOCK)
+    if ls.rec.snd_buf[lid] > 0:
+        h.snd_buf[cid] = ls.rec.snd_buf[lid]
+        h.tflags[cid] |= np.uint32(TF_SNDBUF_LOCK)
     tcp_initial_rcv_window(core, cid)
     if from_cookie:
         h.tflags[cid] |= np.uint32(TF_SYNCOOKIE)
@@ -802,9 +833,17 @@ def _syn_recv_established(core, cid, now):
     if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
         tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
         core.stats[STAT_TCP_RTT_SAMPLES] += 1
+    elif (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core) and core.tcp_opt[TOPT_TS_ECR] != 0:
+        # RFC 7323 §4.1 RTTM: the echoed TSval times even a retransmitted SYN-ACK (Karn's
+        # ambiguity does not arise); Linux tcp_synack_rtt_meas
+        ms = seq_diff(tcp_ts_now(core, cid, now), core.tcp_opt[TOPT_TS_ECR])
+        if ms >= 0:
+            tcp_rtt_sample(core, cid, ms * 1000)
+            core.stats[STAT_TCP_RTT_SAMPLES] += 1
     h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
+    # Linux sets snd_una here without counting the SYN in bytes_acked, so right after a passive
+    # open RFC 5961 §5.2's MAX.SND.WND (capped by bytes_acked) is 0: any ACK below is challenged
     h.snd_una[cid] = ack
-    c.bytes_acked[cid] += 1
     ws = np.int64(h.snd_wscale[cid]) if (h.tflags[cid] & TF_WSCALE_OK) != 0 else np.int64(0)
     wnd = s[SEG_WND] << ws
     h.snd_wnd[cid] = wnd
@@ -1126,14 +1165,41 @@ def tcp_ack(core, cid, now):
             core.stats[STAT_TCP_RTT_SAMPLES] += 1
         h.retrans_stamp[cid] = 0 if tcp_flight(core, cid) == 0 else h.retrans_stamp[cid]
         neigh_confirm(core, np.int64(c.rip[cid]), now)  # forward progress proves the path
-        # RFC 6298 (5.2)/(5.3): stop the timer when all is ACKed, else restart it
+        # RFC 6298 (5.2)/(5.3): stop the timer when all is ACKed, else restart it (as the
+        # probe timeout where RFC 8985 §7.2 allows one)
         if tcp_flight(core, cid) == 0:
             disarm(core, cid, TIMER_RTO)
+            h.tflags[cid] &= ~np.uint32(TF_TLP_ARMED)
         else:
-            tcp_arm_rto(core, cid, now)
+            tcp_set_xmit_timer(core, cid, now)
         disarm(core, cid, TIMER_PERSIST)
+    if (h.tflags[cid] & TF_TLP_OUT) != 0:
+        _tlp_ack(core, cid, ack, advanced, sack_new, now)
     _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now)
     return ACK_OK
+
+
+@kernel_inline
+def _tlp_ack(core, cid, ack, advanced, sack_new, now):
+    """End of a loss-probe episode (RFC 8985 §7.4, Linux tcp_process_tlp_ack): an ACK beyond
+    the probe's end means the probe repaired a loss, so the congestion window is reduced once
+    (as a fast recovery would); a pure duplicate ACK at the end means both copies arrived."""
+    h = core.tcb.hot
+    t = core.tcb
+    hi = np.int64(h.tlp_high_seq[cid])
+    if seq_lt(ack, hi):
+        return
+    done = np.uint32(TF_TLP_OUT | TF_TLP_RETRANS)
+    if (h.tflags[cid] & TF_TLP_RETRANS) == 0:
+        h.tflags[cid] &= ~done  # the probe was new data: nothing to learn
+    elif seq_gt(ack, hi):
+        core.stats[STAT_TCP_LOSS_PROBE_RECOVERY] += 1
+        flight = tcp_flight(core, cid)
+        cc_enter_recovery(t, cid, flight, now, True)
+        cc_exit_recovery(t, cid, flight)
+        h.tflags[cid] &= ~done
+    elif not advanced and sack_new == 0:
+        h.tflags[cid] &= ~done
 
 
 @kernel
@@ -1178,6 +1244,10 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
         return
     if not is_dup and sack_new == 0:
         return
+    if is_dup and sack_on and sack_new == 0:
+        # RFC 6675 §2: with SACK an ACK is a duplicate only if it SACKs new data (blocks
+        # above SND.NXT or already known count for nothing; Linux: sacked_out, not dupacks)
+        is_dup = False
     if is_dup:
         h.dupacks[cid] += 1
         core.stats[STAT_TCP_DUP_ACKS_IN] += 1
@@ -1206,9 +1276,10 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
 
 # --- receiving data (RFC 9293 §3.10.7.4 seventh check; Linux tcp_data_queue) -------------------
 @kernel_inline
-def _event_data_recv(core, cid, now):
+def _event_data_recv(core, cid, fid, now):
     """Linux tcp_event_data_recv: the delayed-ACK clock (ato) follows the inter-arrival time;
-    the first data segment starts quick-ACK mode; the receive window may grow."""
+    the first data segment starts quick-ACK mode; the receive window may grow.  ``fid`` is the
+    segment, already queued."""
     h = core.tcb.hot
     if h.ack_ato[cid] == 0:
         tcp_enter_quickack(core, cid)
@@ -1227,29 +1298,85 @@ def _event_data_recv(core, cid, now):
             if h.ack_quick[cid] < q:
                 h.ack_quick[cid] = q
     h.ack_lrcv_us[cid] = now
-    # receive window growth (Linux tcp_grow_window): by two segments per full segment
     n = core.tcp_seg[SEG_LEN]
-    ssth = np.int64(h.rcv_ssthresh[cid])
-    clamp = np.int64(core.tcb.cold.window_clamp[cid])
-    full = np.int64(h.rcv_buf[cid]) >> 1
-    if clamp > full:
-        clamp = full
-    if ssth < clamp and n >= 128:
-        adv = np.int64(core.tcb.cold.adv_mss[cid])
-        ssth += 2 * adv
-        h.rcv_ssthresh[cid] = ssth if ssth < clamp else clamp
+    if n >= 128:
+        _grow_window(core, cid, fid, n)
 
 
 @kernel_inline
-def _measure_rcv_mss(core, cid):
-    """Linux tcp_measure_rcv_mss (simplified): the largest segment seen, up to our MSS."""
+def _grow_window(core, cid, fid, n):
+    """Linux tcp_grow_window: rcv_ssthresh (the ceiling of the window offered) grows by two
+    segments per segment whose buffer charge is what a full segment's is, up to the clamp and
+    the space left; a segment with a poor payload-to-charge ratio grows it less or not at all."""
     h = core.tcb.hot
+    ssth = np.int64(h.rcv_ssthresh[cid])
+    space = tcp_free_space(core, cid)
+    clamp = np.int64(core.tcb.cold.window_clamp[cid])
+    room = (clamp if clamp < space else space) - ssth
+    if room <= 0:
+        return
+    ratio = np.int64(h.rcv_ratio[cid])
+    ts_win = (rx_truesize(core.pool, fid) * ratio) >> 8
+    incr = np.int64(0)
+    if ts_win <= n:
+        incr = 2 * np.int64(core.tcb.cold.adv_mss[cid])
+    else:
+        # __tcp_grow_window: a small segment earns growth only while the window is small
+        tsz = ts_win >> 1
+        win = ((np.int64(core.cfg[CFG_TCP_RCVBUF_MAX]) * ratio) >> 8) >> 1
+        while ssth <= win:
+            if tsz <= n:
+                incr = 2 * np.int64(h.rcv_mss[cid])
+                break
+            tsz >>= 1
+            win >>= 1
+    if incr > 0:
+        if incr < 2 * n:
+            incr = 2 * n
+        h.rcv_ssthresh[cid] = ssth + (room if room < incr else incr)
+        h.ack_quick[cid] |= 1
+
+
+@kernel_inline
+def _measure_rcv_mss(core, cid, fid):
+    """Linux tcp_measure_rcv_mss: the largest segment seen, up to our MSS; a segment larger
+    than the current guess also measures the payload-to-buffer-charge ratio (scaling_ratio),
+    which sets how much window SO_RCVBUF is worth, and the window clamp with it."""
+    h = core.tcb.hot
+    c = core.tcb.cold
     n = core.tcp_seg[SEG_LEN]
-    adv = np.int64(core.tcb.cold.adv_mss[cid])
+    adv = np.int64(c.adv_mss[cid])
     if (h.tflags[cid] & TF_TS_OK) != 0:
         adv -= 12
-    if n >= np.int64(h.rcv_mss[cid]):
-        h.rcv_mss[cid] = n if n < adv else adv
+    rm = np.int64(h.rcv_mss[cid])
+    if n < rm:
+        return
+    if n != rm:
+        val = (n << 8) // rx_truesize(core.pool, fid)
+        if val < 1:
+            val = np.int64(1)
+        if val > 255:
+            val = np.int64(255)
+        if val != np.int64(h.rcv_ratio[cid]):
+            h.rcv_ratio[cid] = val
+            # tcp_set_window_clamp(tcp_win_from_space(sk_rcvbuf))
+            new = (np.int64(h.rcv_buf[cid]) * val) >> 8
+            if new < 1152:
+                new = np.int64(1152)  # SOCK_MIN_RCVBUF / 2
+            old = np.int64(c.window_clamp[cid])
+            if new != old:
+                c.window_clamp[cid] = new
+                ssth = np.int64(h.rcv_ssthresh[cid])
+                if new < old:
+                    if ssth > new:
+                        h.rcv_ssthresh[cid] = new
+                else:
+                    w = np.int64(h.rcv_wnd[cid])
+                    if w > new:
+                        w = new
+                    if w > ssth:
+                        h.rcv_ssthresh[cid] = w
+    h.rcv_mss[cid] = n if n < adv else adv
 
 
 @kernel_inline
@@ -1302,10 +1429,8 @@ def _data_queue(core, cid, fid, now):
             h.tflags[cid] |= np.uint32(TF_ACK_NOW)
             frame_free(pool, fid)
             return np.int64(cid)
-        _event_data_recv(core, cid, now)
         h.tflags[cid] |= np.uint32(TF_DELACK)  # an ACK is owed (Linux inet_csk_schedule_ack)
         if n > 0:
-            _measure_rcv_mss(core, cid)
             pool.tag[fid] = seq
             pool.next[fid] = -1
             pool.flags[fid] = pool.flags[fid] & ~np.uint32(FRAME_F_TCP_FIN)
@@ -1316,8 +1441,13 @@ def _data_queue(core, cid, fid, now):
                 h.rcv_q_head[cid] = fid
             h.rcv_q_tail[cid] = fid
             h.rcv_q_bytes[cid] += n
+            h.rcv_mem[cid] += rx_truesize(pool, fid)
             core.tcb.cold.bytes_received[cid] += n
             h.rcv_nxt[cid] = (rn + n) & M32
+            # only data drives the delayed-ACK clock (Linux: "if (skb->len)
+            # tcp_event_data_recv()", after queueing); a bare FIN before any data keeps ato 0
+            _measure_rcv_mss(core, cid, fid)
+            _event_data_recv(core, cid, fid, now)
         else:
             frame_free(pool, fid)
         had_ooo = h.ooo_head[cid] >= 0
@@ -1615,6 +1745,13 @@ def _passive_synrecv_input(core, cid, fid, now):
     if seq == irs:
         flags &= ~np.int64(TH_SYN)  # the SYN itself is outside the window
         s[SEG_FLAGS] = flags
+    if (flags & TH_RST) != 0 and seq != rn:
+        # RFC 5961 §3.2 holds in SYN-RECEIVED too (as Linux): a RST in the window but not at
+        # RCV.NXT draws a challenge ACK and the handshake goes on
+        core.stats[STAT_TCP_RST_IGNORED] += 1
+        tcp_send_challenge_ack(core, cid, now)
+        frame_free(pool, fid)
+        return False
     if (flags & (TH_RST | TH_SYN)) != 0:
         # embryonic reset: a RST ends it, a SYN is answered with RST and ends it
         core.stats[STAT_TCP_ATTEMPT_FAILS] += 1

@@ -106,6 +106,9 @@ TF_RCVBUF_LOCK = 1 << 21  # SO_RCVBUF set by the application
 TF_SEND_SYN = 1 << 22  # output owes a SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED)
 TF_RETRANS_HEAD = 1 << 23  # output owes a retransmission of the first unacknowledged segment
 TF_LIMITED_XMIT = 1 << 24  # output may send one new segment beyond cwnd (RFC 3042)
+TF_TLP_ARMED = 1 << 25  # TIMER_RTO holds a tail-loss-probe timeout (RFC 8985 §7.2), not an RTO
+TF_TLP_OUT = 1 << 26  # a loss probe is outstanding up to hot.tlp_high_seq (RFC 8985 §7.4)
+TF_TLP_RETRANS = 1 << 27  # ... and it was a retransmission (not new data)
 
 # congestion control algorithms (hot.cc_algo)
 CC_NEWRENO = 0  # RFC 5681 + RFC 6582
@@ -194,8 +197,8 @@ TCB_HOT_DTYPE = np.dtype(
         ("rcv_buf", np.int32),  # SO_RCVBUF, bytes
         ("snd_buf", np.int32),  # SO_SNDBUF, bytes
         ("snd_sml", np.uint32),  # end of the last small segment sent (Minshall's Nagle)
-        ("rcv_mem", np.int32),  # receive queue charge, payload + per-frame overhead (Linux
-        # sk_rmem_alloc counts skb truesize; the window is a share of SO_RCVBUF minus it)
+        ("rcv_mem", np.int32),  # receive queue charge: Linux sk_rmem_alloc, the skb truesize of
+        # each queued frame (reass.rx_truesize); the window is rcv_ratio of SO_RCVBUF minus it
         ("rcv_ratio", np.int16),  # payload share of that charge in 1/256 (Linux scaling_ratio)
         # options (RFC 7323, RFC 9293 §3.7.1)
         ("mss", np.int32),  # effective send MSS (payload bytes per segment)
@@ -236,7 +239,8 @@ TCB_HOT_DTYPE = np.dtype(
         ("ack_quick", np.int16),  # ACKs still to send at once (Linux quick-ack mode)
         ("ack_ato", np.int32),  # µs: delayed-ACK timeout estimate
         ("ack_lrcv_us", np.int64),  # when data last arrived (the ato estimator)
-        ("last_oow_ack_us", np.int64),  # last out-of-window ACK sent (RFC 5961 rate limit)
+        ("tlp_high_seq", np.int64),  # SND.NXT when the loss probe went out (TLP.end_seq)
+        ("last_oow_ack_us", np.int64),  # 1 + time of the last challenge/OOW ACK, 0 = none
         # activity
         ("last_rcv_us", np.int64),  # last segment received (keep-alive idle time)
         ("last_snd_us", np.int64),  # last data sent (RFC 5681 §4.1 restart after idle)
@@ -388,6 +392,7 @@ def _reset(t, i):
     h.ack_ato[i] = 0
     h.ack_lrcv_us[i] = 0
     h.last_oow_ack_us[i] = 0
+    h.tlp_high_seq[i] = 0
     h.last_rcv_us[i] = 0
     h.last_snd_us[i] = 0
     c = t.cold

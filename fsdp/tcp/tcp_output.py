@@ -41,6 +41,7 @@ from fsdp.core.output import tx_enqueue
 from fsdp.core.stats import (
     STAT_IP_OUT,
     STAT_TCP_LIMITED_TRANSMIT,
+    STAT_TCP_LOSS_PROBES,
     STAT_TCP_NO_FRAME,
     STAT_TCP_RETRANS_SEGS,
     STAT_TCP_SEGS_OUT,
@@ -88,6 +89,9 @@ from fsdp.tcp.tcb import (
     TF_RETRANS_HEAD,
     TF_SACK_OK,
     TF_SEND_SYN,
+    TF_TLP_ARMED,
+    TF_TLP_OUT,
+    TF_TLP_RETRANS,
     TF_TMPL_MAC,
     TF_TS_OK,
     TF_WSCALE_OK,
@@ -241,7 +245,7 @@ def tcp_full_space(core, cid):
     """Window-worth of the receive buffer: half of SO_RCVBUF (Linux's default skb overhead
     ratio), at most the window clamp."""
     h = core.tcb.hot
-    s = np.int64(h.rcv_buf[cid]) >> 1
+    s = (np.int64(h.rcv_buf[cid]) * np.int64(h.rcv_ratio[cid])) >> 8
     wc = np.int64(core.tcb.cold.window_clamp[cid])
     return s if s < wc else wc
 
@@ -249,8 +253,13 @@ def tcp_full_space(core, cid):
 @kernel_inline
 def tcp_free_space(core, cid):
     h = core.tcb.hot
-    s = (np.int64(h.rcv_buf[cid]) >> 1) - np.int64(h.rcv_q_bytes[cid]) - np.int64(h.ooo_bytes[cid])
-    return s if s > 0 else np.int64(0)
+    # Linux tcp_space(): the scaling ratio's share of SO_RCVBUF less what the queued frames
+    # are charged (their skb truesize); out-of-order bytes at a full frame's ratio
+    ooo = np.int64(h.ooo_bytes[cid]) * 2304 // 1448
+    s = np.int64(h.rcv_buf[cid]) - np.int64(h.rcv_mem[cid]) - ooo
+    if s <= 0:
+        return np.int64(0)
+    return (s * np.int64(h.rcv_ratio[cid])) >> 8
 
 
 @kernel
@@ -444,7 +453,95 @@ def tcp_rto_us(core, cid):
 
 @kernel
 def tcp_arm_rto(core, cid, now):
+    core.tcb.hot.tflags[cid] &= ~np.uint32(TF_TLP_ARMED)
     arm(core, cid, TIMER_RTO, now + tcp_rto_us(core, cid))
+
+
+# --- tail loss probe (RFC 8985 §7; Linux tcp_schedule_loss_probe / tcp_send_loss_probe) --------
+TCP_TIMEOUT_MIN_US = 2_000  # Linux TCP_TIMEOUT_MIN: 2 jiffies at HZ=1000
+TLP_WC_DELACK_US = 200_000  # RFC 8985 §7.2 WCDelAckT (Linux: TCP_RTO_MIN)
+TCP_TIMEOUT_INIT_US = 1_000_000  # no RTT sample yet (RFC 6298 (2.1))
+
+
+@kernel
+def tcp_schedule_loss_probe(core, cid, now, advancing_rto):
+    """Arm the probe timeout in place of the RTO (RFC 8985 §7.2: PTO = 2*SRTT, plus the
+    worst-case delayed ACK when one segment is in flight (Linux: else 2 jiffies), never later
+    than the RTO would fire).  As Linux, only with SACK and outside recovery.  True if armed."""
+    h = core.tcb.hot
+    f = h.tflags[cid]
+    if (f & TF_SACK_OK) == 0 or (f & (TF_IN_RECOVERY | TF_IN_LOSS)) != 0:
+        return False
+    if not tcp_can_send_data(h.state[cid]):
+        return False
+    flight = tcp_flight(core, cid)
+    if flight <= 0:
+        return False
+    srtt = np.int64(h.srtt[cid])
+    if srtt > 0:
+        timeout = srtt >> 2  # srtt is kept in 1/8 µs: 2 * SRTT
+        if flight <= np.int64(h.mss[cid]):
+            timeout += TLP_WC_DELACK_US
+        else:
+            timeout += TCP_TIMEOUT_MIN_US
+    else:
+        timeout = np.int64(TCP_TIMEOUT_INIT_US)
+    rto = tcp_rto_us(core, cid)
+    if advancing_rto:
+        delta = rto
+    else:
+        head = h.snd_q_head[cid]
+        delta = rto
+        if head >= 0:
+            delta = rto - (now - frame_xmit_time(core.pool, head))
+    if delta > 0 and timeout > delta:
+        timeout = delta
+    arm(core, cid, TIMER_RTO, now + timeout)
+    h.tflags[cid] |= np.uint32(TF_TLP_ARMED)
+    return True
+
+
+@kernel
+def tcp_set_xmit_timer(core, cid, now):
+    """After an ACK that leaves data in flight: the probe timeout, else the RTO (Linux
+    tcp_set_xmit_timer)."""
+    if not tcp_schedule_loss_probe(core, cid, now, True):
+        tcp_arm_rto(core, cid, now)
+
+
+@kernel
+def tcp_send_loss_probe(core, cid, now):
+    """The probe timeout fired (RFC 8985 §7.3): send one new segment if the windows allow,
+    else retransmit the last segment sent; then the RTO takes over.  One probe at a time."""
+    h = core.tcb.hot
+    pool = core.pool
+    f = h.tflags[cid]
+    if not tcp_can_send_data(h.state[cid]) or tcp_flight(core, cid) <= 0:
+        return
+    if (f & TF_TLP_OUT) != 0 or (f & (TF_IN_RECOVERY | TF_IN_LOSS)) != 0:
+        tcp_arm_rto(core, cid, now)
+        return
+    sent_new = False
+    unsent = h.snd_q_unsent[cid]
+    if unsent >= 0:
+        sent_new = tcp_output_new(core, cid, np.int64(h.mss[cid]), now) > 0
+    if not sent_new:
+        last = h.snd_q_head[cid]
+        if last < 0 or (pool.flags[last] & FRAME_F_TCP_SENT) == 0:
+            tcp_arm_rto(core, cid, now)
+            return
+        while pool.next[last] >= 0 and pool.next[last] != h.snd_q_unsent[cid]:
+            last = pool.next[last]
+        if not tcp_xmit_frame(core, cid, last, now, True):
+            tcp_arm_rto(core, cid, now)
+            return
+        h.tflags[cid] |= np.uint32(TF_TLP_RETRANS)
+    else:
+        h.tflags[cid] &= ~np.uint32(TF_TLP_RETRANS)
+    core.stats[STAT_TCP_LOSS_PROBES] += 1
+    h.tlp_high_seq[cid] = h.snd_nxt[cid]
+    h.tflags[cid] |= np.uint32(TF_TLP_OUT)
+    tcp_arm_rto(core, cid, now)
 
 
 @kernel
@@ -748,7 +845,10 @@ def tcp_push(core, cid, now):
     else:
         room = cwnd - tcp_flight(core, cid)
     if room > 0 or h.snd_q_unsent[cid] >= 0:
-        sent += tcp_output_new(core, cid, room, now)
+        fresh = tcp_output_new(core, cid, room, now)
+        if fresh > 0:
+            tcp_schedule_loss_probe(core, cid, now, False)  # Linux tcp_write_xmit
+        sent += fresh
     return sent
 
 # --- ACK policy (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2; Linux __tcp_ack_snd_check) -------------
@@ -781,9 +881,9 @@ def tcp_ack_snd_check(core, cid, now):
 @kernel_inline
 def _schedule_delack(core, cid, now):
     h = core.tcb.hot
+    # No floor: before any data arrived ato is 0 and Linux's timer fires on the next tick (a
+    # FIN or a window probe answered "at once"); data sets ato to TCP_ATO_MIN first.
     ato = np.int64(h.ack_ato[cid])
-    if ato < TCP_ATO_MIN_US:
-        ato = np.int64(TCP_ATO_MIN_US)
     if ato > TCP_ATO_MIN_US:
         max_ato = np.int64(TCP_ATO_MAX_US)
         if (h.tflags[cid] & TF_PINGPONG) != 0:

@@ -63,6 +63,7 @@ from fsdp.tcp.tcb import (
     TF_PASSIVE,
     TF_PINGPONG,
     TF_RTT_TIMING,
+    TF_TLP_ARMED,
     TF_TMPL_MAC,
 )
 from fsdp.tcp.tcbops import arm, is_alloc
@@ -75,6 +76,7 @@ from fsdp.tcp.tcp_output import (
     tcp_output_new,
     tcp_rto_us,
     tcp_send_ack,
+    tcp_send_loss_probe,
     tcp_send_probe,
     tcp_send_rst,
     tcp_send_syn,
@@ -136,6 +138,10 @@ def _rto_fire(core, cid, now):
         tcp_send_syn(core, cid, now)
         h.rexmit_count[cid] += 1
         tcp_arm_rto(core, cid, now)
+        return
+    if (h.tflags[cid] & TF_TLP_ARMED) != 0:
+        h.tflags[cid] &= ~np.uint32(TF_TLP_ARMED)
+        tcp_send_loss_probe(core, cid, now)  # RFC 8985 §7.3
         return
     if not tcp_can_send_data(st) or tcp_flight(core, cid) == 0:
         return

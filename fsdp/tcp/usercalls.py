@@ -69,6 +69,7 @@ from fsdp.tcp.listen import (
     listen_remove,
     listen_syn_remove,
 )
+from fsdp.tcp.reass import rx_truesize
 from fsdp.tcp.segment import tcp_initial_rcv_window, tcp_sync_mss
 from fsdp.tcp.tcb import (
     CC_CUBIC,
@@ -94,9 +95,9 @@ from fsdp.tcp.tcb import (
     TF_RCVBUF_LOCK,
     TF_RTT_TIMING,
     TF_SACK_OK,
-    TF_SNDBUF_LOCK,
     TF_SEND_SYN,
     TF_SND_SHUTDOWN,
+    TF_SNDBUF_LOCK,
     TF_TS_OK,
     TF_WSCALE_OK,
 )
@@ -529,6 +530,7 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         nxt = pool.next[fid]
         if not peek:
             if k == ln:
+                h.rcv_mem[cid] -= rx_truesize(pool, fid)
                 pool.next[fid] = -1
                 frame_free(pool, fid)
                 h.rcv_q_head[cid] = nxt
@@ -927,6 +929,29 @@ def tcp_held_frames_k(core):
 # instead of one per call, since each wrapper costs seconds of compile time (fsdp.tcp.kernel).
 # Jitted callers use the ``*_k`` kernels directly.
 OP_BIND_CHECK = 0
+@kernel
+def tcp_listen_setopt_k(core, lid, opt, v):
+    """An option set on a listening socket that its children must have from the SYN on:
+    SO_RCVBUF (it sets the SYN-ACK's window and scale) and SO_SNDBUF, doubled and floored as
+    for a connection.  Other options are applied to each child when it is accepted."""
+    ls = core.listen
+    if not listen_is_valid(ls, lid):
+        return np.int64(-EINVAL)
+    if v < 0:
+        v = 0
+    if opt == OPT_RCVBUF:
+        if v > SYSCTL_RMEM_MAX:
+            v = SYSCTL_RMEM_MAX
+        b = 2 * v
+        ls.rec.rcv_buf[lid] = b if b > SOCK_MIN_RCVBUF else SOCK_MIN_RCVBUF
+    elif opt == OPT_SNDBUF:
+        if v > SYSCTL_WMEM_MAX:
+            v = SYSCTL_WMEM_MAX
+        b = 2 * v
+        ls.rec.snd_buf[lid] = b if b > SOCK_MIN_SNDBUF else SOCK_MIN_SNDBUF
+    return np.int64(0)
+
+
 OP_LISTEN = 1
 OP_UNLISTEN = 2
 OP_ACCEPT = 3
@@ -948,6 +973,7 @@ OP_LISTEN_INFO = 18
 OP_CONN_LIST = 19
 OP_LISTEN_LIST = 20
 OP_HELD_FRAMES = 21
+OP_LISTEN_SETOPT = 22
 
 
 @njit(cache=True)
@@ -998,6 +1024,8 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
         return tcp_listen_list_k(core, ids)
     if op == OP_HELD_FRAMES:
         return tcp_held_frames_k(core)
+    if op == OP_LISTEN_SETOPT:
+        return tcp_listen_setopt_k(core, cid, a, b)
     return np.int64(-EINVAL)
 
 
@@ -1029,6 +1057,11 @@ def tcp_bind_check(core, lip, lport, reuseaddr) -> int:
 def tcp_listen(core, lip, lport, backlog, reuseaddr) -> int:
     """A listener on ``lip:lport`` (0 = any address): its id, -EADDRINUSE or -ENOBUFS."""
     return _call(core, OP_LISTEN, a=lip, b=lport, c=backlog, d=bool(reuseaddr))
+
+
+def tcp_listen_setopt(core, lid, opt, value) -> int:
+    """SO_RCVBUF / SO_SNDBUF (OPT_*) of listener ``lid``, for its children: 0 or -EINVAL."""
+    return _call(core, OP_LISTEN_SETOPT, lid, a=opt, b=value)
 
 
 def tcp_unlisten(core, lid, now) -> int:

@@ -33,24 +33,8 @@ def make_harness(kind: str, **options):
 
 # "<file stem>::<test name>[-<param>]" of the fsdp variants that fail today (see module doc).
 FSDP_KNOWN_FAILING = {
-    "test_close::test_passive_close_full_sequence",
-    "test_close::test_fin_before_any_data_is_acked_at_once",
     "test_data_ack::test_every_second_full_segment_is_acked",
-    "test_fast_retransmit::test_fast_retransmit_halves_the_window",
-    "test_options::test_no_window_scaling_unless_offered",
-    "test_retransmission::test_data_retransmissions_back_off",
     "test_retransmission::test_ack_resets_the_backoff",
-    "test_retransmission::test_tail_loss_probe_resends_the_last_segment",
-    "test_retransmission::test_timestamps_give_rtt_sample_despite_synack_retransmission",
-    "test_rst_rfc5961::test_challenge_ack_limit_is_shared_by_rst_and_syn",
-    "test_rst_rfc5961::test_ack_below_isn_gets_challenge_ack",
-    "test_rst_rfc5961::test_rst_in_window_in_syn_received_gets_challenge_ack",
-    "test_sack::test_sack_blocks_beyond_snd_nxt_are_ignored",
-    "test_window::test_rcvbuf_sets_an_unscaled_small_window",
-    "test_window::test_receive_window_shrinks_to_zero_as_data_queues",
-    "test_window::test_zero_window_probe_is_answered",
-    "test_window::test_window_update_after_the_application_reads",
-    "test_window::test_receiver_sws_avoidance_no_tiny_window_update",
 }
 
 

@@ -214,21 +214,22 @@ def test_newreno_recovery_rfc6582():
     before = cwnd(t, cid)
     cc_on_ack(t, cid, 5000, 0)  # cc_on_ack does nothing in recovery
     assert cwnd(t, cid) == before
-    # step 6: the full ACK; option 1 cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)
+    # step 6: the full ACK; option 2 (as Linux): cwnd = ssthresh
     assert not cc_is_full_ack(t, cid, high - 1) and cc_is_full_ack(t, cid, high)
     t.hot.snd_una[cid] = high
     cc_exit_recovery(t, cid, 4000)
-    assert cwnd(t, cid) == 5000 and not in_recovery(t, cid) and cc_in_slow_start(t, cid)
+    assert cwnd(t, cid) == ssthresh(t, cid) and not in_recovery(t, cid)
+    assert not cc_in_slow_start(t, cid)
     assert cc_may_enter_recovery(t, cid, high)
 
 
-@pytest.mark.parametrize("flight, expected", [(0, 2000), (500, 2000), (9000, 10000),
-                                              (15000, 10000)])  # fmt: skip
-def test_full_ack_window(flight, expected):
+@pytest.mark.parametrize("flight", [0, 500, 9000, 15000])
+def test_full_ack_window_is_ssthresh_whatever_the_flight(flight):
+    """RFC 6582 §3.2 step 6 option (2), Linux tcp_end_cwnd_reduction: cwnd = ssthresh."""
     t, cid = _loaded()
     cc_enter_recovery(t, cid, 20000, 0, False)
     cc_exit_recovery(t, cid, flight)
-    assert cwnd(t, cid) == expected
+    assert cwnd(t, cid) == 10000
 
 
 def test_sack_recovery_entry_cwnd_is_ssthresh():
