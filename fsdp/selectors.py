@@ -15,8 +15,8 @@ idle process so wakes about once per ``idle_sleep_us`` instead of spinning a cor
 Defaults: ``FSDP_BUSY_POLL_US`` (200) and ``FSDP_IDLE_SLEEP_US`` (1000) in the environment, or
 the constructor's arguments.
 
-Readiness of an fsdp socket costs one engine call per registered socket and pass
-(O(registered), like select(2), not O(ready) like epoll).
+Readiness of an fsdp socket costs one engine call per registered socket (O(registered), like
+select(2), not O(ready) like epoll); a pass asks only when readiness can have changed.
 
 File numbers: fsdp sockets number themselves from 2**20 up (:data:`fsdp.sockapi.socket.
 FILENO_BASE`), above any fd Linux gives out by default, so ``register(sock.fileno())`` — what
@@ -194,9 +194,15 @@ class FsdpSelector(_stdselectors.BaseSelector):
             return self._kernel.select(timeout)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         nap = 0.0
+        # Asking the engine about a socket costs an engine call (~15 µs today), so a pass looks
+        # at the fsdp sockets only when their readiness can have changed: on the first pass
+        # (the program used them since the last select), when frames moved, and after a nap
+        # (timers fired, or another thread used a socket).
+        look = True
         while True:
             moved = poll_all_stacks()
-            ready = self._fsdp_ready()
+            ready = self._fsdp_ready() if (look or moved) else []
+            look = False
             ready += self._kernel_ready(0)
             now = time.monotonic()
             if ready or moved:
@@ -214,6 +220,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
             wait = nap if deadline is None else min(nap, deadline - now)
             if wait <= 0:
                 continue
+            look = True
             if self._kernel.get_map() and wait >= 1e-3:
                 # epoll counts whole milliseconds: only a nap of >= 1 ms sleeps in it (and a
                 # kernel fd wakes it early); a shorter one sleeps below, then looks at the fds.
