@@ -39,8 +39,12 @@ def program_argv(argv: list[str]) -> list[str]:
 def program_env(nic: str | None, ip: str | None, cores: int | None) -> dict[str, str]:
     env = dict(os.environ)
     if nic is not None:
-        if ":" not in nic:
-            raise RunError(f"--nic must be a URI like sim:NAME or tap:IFNAME, not {nic!r}")
+        from fsdp.driver import parse_nic_uri
+
+        try:
+            parse_nic_uri(nic)  # the same check the stack makes, but before the program runs
+        except ValueError as e:
+            raise RunError(f"--nic: {e}") from None
         env["FSDP_NIC"] = nic
     if ip is not None:
         try:

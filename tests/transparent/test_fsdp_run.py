@@ -208,7 +208,8 @@ def test_loopback_unix_and_udp_stay_on_the_kernel(wire):
     (["--", "no-such-program-xyz"], "program not found: no-such-program-xyz"),
     (["--ip", "10.0.0.300/24", "--", "python", "-c", "pass"], "--ip must be an IPv4"),
     (["--ip", "127.0.0.5/8", "--", "python", "-c", "pass"], "cannot be a host address"),
-    (["--nic", "nonsense", "--", "python", "-c", "pass"], "--nic must be a URI"),
+    (["--nic", "nonsense", "--", "python", "-c", "pass"], "--nic: bad NIC URI"),
+    (["--nic", "warp:x", "--", "python", "-c", "pass"], "--nic: unknown NIC scheme"),
     (["--cores", "0", "--", "python", "-c", "pass"], "--cores must be between"),
     (["--", "missing-file.py"], "no such file: missing-file.py"),
 ])
