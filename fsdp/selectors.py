@@ -181,7 +181,29 @@ class FsdpSelector(_stdselectors.BaseSelector):
     def _kernel_ready(self, timeout: float) -> list[tuple[SelectorKey, int]]:
         if not self._kernel.get_map():
             return []
-        return self._kernel.select(timeout)
+        return self._adopt(self._kernel.select(timeout))
+
+    def _adopt(self, got: list[tuple[SelectorKey, int]]) -> list[tuple[SelectorKey, int]]:
+        """Move keys whose fd became an fsdp socket's to the fsdp side.  In transparent mode a
+        socket registered before its first connect() was a kernel socket then; its fd stays
+        open as an unconnected placeholder, which epoll reports ready (POLLOUT | POLLHUP) at
+        once — so the move happens on the first report, and the placeholder's readiness is
+        never passed on."""
+        out = []
+        for key, ev in got:
+            sock = socket_from_fileno(key.fd)
+            if sock is None:
+                out.append((key, ev))
+                continue
+            try:
+                self._kernel.unregister(key.fileobj)
+            except (KeyError, ValueError, OSError):
+                pass
+            self._fsdp[key.fd] = sock
+            ev = sock._poll_events() & key.events
+            if ev:
+                out.append((key, ev))
+        return out
 
     def select(self, timeout: float | None = None) -> list[tuple[SelectorKey, int]]:
         """Wait until a registered object is ready or ``timeout`` seconds pass (None: forever,
@@ -224,7 +246,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
             if self._kernel.get_map() and wait >= 1e-3:
                 # epoll counts whole milliseconds: only a nap of >= 1 ms sleeps in it (and a
                 # kernel fd wakes it early); a shorter one sleeps below, then looks at the fds.
-                got = self._kernel.select(math.floor(wait * 1e3) / 1e3)
+                got = self._adopt(self._kernel.select(math.floor(wait * 1e3) / 1e3))
                 if got:
                     self._last_activity = time.monotonic()
                     # Whatever the stacks received meanwhile is reported too.

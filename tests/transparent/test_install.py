@@ -103,3 +103,27 @@ def test_kernel_sockets_untouched(installed):
     assert r == [a] and a.recv(1) == b"k"
     for x in (a, c, s):
         x.close()
+
+
+def test_selector_registration_before_connect_follows_the_switch(installed):
+    """A socket registered while still a kernel socket, then connected to an fsdp address:
+    the selector moves it to the fsdp side instead of reporting the placeholder fd."""
+    server, client = installed
+    ls = client.socket()
+    ls.bind(("0.0.0.0", 6200))
+    ls.listen()
+    s = socket.socket()
+    s.setblocking(False)
+    with selectors.DefaultSelector() as sel:
+        sel.register(s, selectors.EVENT_READ, "s")
+        assert s.connect_ex(("10.9.0.2", 6200)) == errno.EINPROGRESS
+        ls.settimeout(5)
+        conn, _ = ls.accept()
+        # the placeholder (unconnected: POLLHUP) must not make s look readable
+        assert sel.select(0.05) == []
+        conn.sendall(b"hi")
+        (key, ev), = sel.select(5)
+        assert key.fileobj is s and ev == selectors.EVENT_READ
+        assert s.recv(10) == b"hi"
+    for x in (conn, s, ls):
+        x.close()
