@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import socket as stdsocket
+import time
 
 import pytest
 
@@ -243,3 +244,47 @@ def test_policy_and_timers(stacks):
         assert woken == "woken"
     finally:
         asyncio.set_event_loop_policy(old)
+
+
+def test_reset_surfaces_as_connectionreseterror(stacks):
+    server, client = stacks
+    import struct
+
+    async def abort(reader, writer):
+        await reader.readexactly(5)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # close with linger 0: an RST, as on Linux
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await asyncio.start_server(abort, "0.0.0.0", 7003)
+        loop._fsdp_stack = client
+        r, w = await asyncio.open_connection("10.9.0.1", 7003)
+        w.write(b"hello")
+        with pytest.raises(ConnectionResetError):
+            await r.read(100)  # recv() gets ECONNRESET, as on Linux
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+
+    run(main(), server)
+
+
+def test_idle_loop_does_not_spin(stacks):
+    server, _ = stacks
+
+    async def main():
+        srv = await asyncio.start_server(lambda r, w: None, "0.0.0.0", 7004)
+        c0 = time.process_time()
+        t0 = time.monotonic()
+        await asyncio.sleep(0.5)
+        wall = time.monotonic() - t0
+        cpu = time.process_time() - c0
+        srv.close()
+        await srv.wait_closed()
+        return wall, cpu
+
+    wall, cpu = run(main(), server)
+    assert wall >= 0.5
+    assert cpu < 0.5 * wall  # mostly asleep (about 6% of a core on the 2-core VM)
