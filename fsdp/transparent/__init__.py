@@ -25,6 +25,7 @@ from __future__ import annotations
 import select as _select
 import selectors as _selectors
 import socket as _socket
+import threading
 
 from fsdp.transparent.socket import TransparentSocket
 
@@ -74,7 +75,20 @@ def _finish_at_exit() -> None:
         poll_all_stacks()
 
 
+_stack_lock = threading.Lock()
+
+
 def _get_stack():
+    global _stack, _atexit_registered
+    if _stack is not None and not _stack._closed and _atexit_registered:
+        return _stack
+    # Threads (a ThreadPoolExecutor of urllib clients) may open their first sockets at once:
+    # one stack per process, so one of them makes it.
+    with _stack_lock:
+        return _get_stack_locked()
+
+
+def _get_stack_locked():
     global _stack, _atexit_registered
     if _stack is None or _stack._closed:
         from fsdp.core.stack import default_stack

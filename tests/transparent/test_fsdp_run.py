@@ -72,18 +72,25 @@ def test_http_server_and_urllib_client(wire, tmp_path):
             [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
              "python", "-c",
              "import socket, urllib.request\n"
+             "from concurrent.futures import ThreadPoolExecutor\n"
              "r = urllib.request.urlopen('http://10.8.0.1:8000/page.txt', timeout=20)\n"
              "data = r.read().decode()\n"
              "print(r.status, len(data), data[:16])\n"
-             "print(type(socket.socket).__name__, socket.socket.__module__)\n"],
+             "print(type(socket.socket).__name__, socket.socket.__module__)\n"
+             "def get(i):\n"
+             "    u = urllib.request.urlopen('http://10.8.0.1:8000/page.txt', timeout=20)\n"
+             "    return u.read().decode() == data\n"
+             "with ThreadPoolExecutor(4) as ex:\n"  # threads share the process's one stack
+             "    print(sum(ex.map(get, range(8))))\n"],
             capture_output=True, text=True, env=_env(), timeout=120)
         assert client.returncode == 0, client.stderr
         status, n, head = client.stdout.splitlines()[0].split()
         assert (status, int(n), head) == ("200", len(body), body[:16])
         assert "fsdp.transparent.socket" in client.stdout
+        assert client.stdout.split()[-1] == "8"
     finally:
         out, err = finish(server)
-    assert '"GET /page.txt HTTP/1.1" 200' in err  # http.server's access log: 10.8.0.2 asked
+    assert err.count('"GET /page.txt HTTP/1.1" 200') == 9  # http.server's access log
     assert "10.8.0.2" in err
 
 
