@@ -26,6 +26,7 @@ _PURE_PYTHON = (
     "apps/netdemo.py",
     "sockapi/",
     "aio/",
+    "asyncio/",
     "runtime/",
     "transparent/",
 )

@@ -20,6 +20,7 @@ import os
 import socket as _stdsocket
 import struct
 import time
+import weakref
 
 import numpy as np
 
@@ -33,7 +34,27 @@ _EV_CONNECTED = uc.EV_CONNECTED
 _SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
 _DEFAULT_BACKLOG = min(_stdsocket.SOMAXCONN, 128)  # what socket.listen() uses
 _RECV_CHUNK = 65536
-_fileno_counter = iter(range(1 << 20, 1 << 30))
+# fsdp sockets get file numbers from 2**20 up: Linux never hands out a kernel fd that high
+# (fs.nr_open defaults to 2**20), so a number says which world it is in.  Selectors and asyncio
+# pass bare numbers around, hence the registry to find the socket again.  Transparent mode
+# gives an fsdp socket the number of a kernel fd it holds open as a placeholder
+# (:meth:`Socket._adopt_fileno`), so that number cannot name anything else meanwhile.
+FILENO_BASE = 1 << 20
+_fileno_counter = iter(range(FILENO_BASE, 1 << 30))
+_by_fileno: weakref.WeakValueDictionary[int, Socket] = weakref.WeakValueDictionary()
+
+POLL_READ = 1  # = selectors.EVENT_READ
+POLL_WRITE = 2  # = selectors.EVENT_WRITE
+
+
+def socket_from_fileno(fd) -> Socket | None:
+    """The open fsdp socket whose ``fileno()`` is ``fd``, or None (a kernel fd, or closed)."""
+    if isinstance(fd, Socket):
+        return None if fd._closed else fd
+    if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        return None
+    s = _by_fileno.get(fd)
+    return None if s is None or s._closed else s
 
 
 def _oserror(code: int) -> OSError:
@@ -96,6 +117,7 @@ class Socket:
         self.type = _stdsocket.SocketKind(_stdsocket.SOCK_STREAM)
         self.proto = proto
         self._fileno = next(_fileno_counter)
+        _by_fileno[self._fileno] = self
         self._timeout: float | None = _stdsocket.getdefaulttimeout()
         if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
             self._timeout = 0.0
@@ -173,6 +195,36 @@ class Socket:
                 idle += 1
                 if idle > 64:  # adaptive back-off: busy-poll first, then yield the core
                     time.sleep(min(0.001, 0.00002 * (idle - 64)))
+
+    def _adopt_fileno(self, fd: int) -> None:
+        """Answer to ``fd`` (a kernel fd the caller keeps open and unused) from now on."""
+        if _by_fileno.get(self._fileno) is self:
+            del _by_fileno[self._fileno]
+        self._fileno = fd
+        _by_fileno[fd] = self
+
+    def _poll_events(self) -> int:
+        """POLL_READ | POLL_WRITE this socket is ready for now, as ``select()`` on a Linux TCP
+        socket would say (tcp_poll): a listener is readable with a connection to accept; a
+        connection is readable with data, EOF or an error, writable with send space or an
+        error; a socket neither connected nor listening is both (POLLOUT | POLLHUP); a closed
+        socket is never ready.  Does not poll the stack."""
+        if self._closed or self._stack._closed:
+            return 0
+        if self._lids is not None:
+            for core, lid in zip(self._stack._cores, self._lids, strict=True):
+                if uc.tcp_listen_status(core, lid) & (_EV_READABLE | _EV_ERROR):
+                    return POLL_READ
+            return 0
+        if self._cid < 0:
+            return POLL_READ | POLL_WRITE
+        st = uc.tcp_status(self._core_state(), self._cid)
+        ev = 0
+        if st & _EV_READABLE:
+            ev |= POLL_READ
+        if st & _EV_WRITABLE:
+            ev |= POLL_WRITE
+        return ev
 
     # ---- addresses ----
     def bind(self, address) -> None:
@@ -328,7 +380,8 @@ class Socket:
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
-            raise TypeError(f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
+            raise TypeError(
+                f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         buf = bytearray(bufsize)
