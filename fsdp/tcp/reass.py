@@ -155,17 +155,14 @@ def _trim_front(pool, f, k):
 
 @njit(inline="always", cache=True)
 def rx_truesize(pool, fid):
-    """What Linux would charge to the receive buffer for received frame ``fid`` (skb truesize:
-    the kmalloc'ed data with NET_SKB_PAD and skb_shared_info, rounded up to a power of two,
-    plus the sk_buff): 2304 bytes for a full 1514-byte frame, 768 for a small one.  The window
-    is a share of SO_RCVBUF minus these charges, so fsdp offers the windows Linux does.  The
-    frame's wire length is read from where its payload ends (invariant under partial reads)."""
+    """What Linux would charge to the receive buffer for received frame ``fid``: the skb
+    truesize of a frame built in place (tun_build_skb / build_skb: the frame plus NET_SKB_PAD,
+    64-byte aligned, plus struct sk_buff (256) and skb_shared_info (320)), 2176 bytes for a
+    full 1514-byte frame and 768 for a small one.  The window is a share of SO_RCVBUF minus
+    these charges, so fsdp offers the windows Linux does.  The frame's wire length is read from
+    where its payload ends (invariant under partial reads)."""
     wire = np.int64(pool.off[fid]) + np.int64(pool.length[fid]) - HEADROOM
-    need = wire + 64 + 320
-    size = np.int64(512)
-    while size < need:
-        size <<= 1
-    return size + 256
+    return ((wire + 64 + 63) & ~np.int64(63)) + 576
 
 
 @njit(inline="always", cache=True)

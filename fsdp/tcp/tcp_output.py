@@ -255,7 +255,7 @@ def tcp_free_space(core, cid):
     h = core.tcb.hot
     # Linux tcp_space(): the scaling ratio's share of SO_RCVBUF less what the queued frames
     # are charged (their skb truesize); out-of-order bytes at a full frame's ratio
-    ooo = np.int64(h.ooo_bytes[cid]) * 2304 // 1448
+    ooo = np.int64(h.ooo_bytes[cid]) * 2176 // 1448
     s = np.int64(h.rcv_buf[cid]) - np.int64(h.rcv_mem[cid]) - ooo
     if s <= 0:
         return np.int64(0)

@@ -64,6 +64,8 @@ from fsdp.tcp.tcb import (
     TF_PINGPONG,
     TF_RTT_TIMING,
     TF_TLP_ARMED,
+    TF_TLP_OUT,
+    TF_TLP_RETRANS,
     TF_TMPL_MAC,
 )
 from fsdp.tcp.tcbops import arm, is_alloc
@@ -145,6 +147,8 @@ def _rto_fire(core, cid, now):
         return
     if not tcp_can_send_data(st) or tcp_flight(core, cid) == 0:
         return
+    # a timeout ends any loss-probe episode (Linux tcp_retransmit_timer: tlp_high_seq = 0)
+    h.tflags[cid] &= ~np.uint32(TF_TLP_OUT | TF_TLP_RETRANS)
     head = h.snd_q_head[cid]
     if head < 0 or (pool.flags[head] & FRAME_F_TCP_SENT) == 0:
         return

@@ -32,10 +32,7 @@ def make_harness(kind: str, **options):
 
 
 # "<file stem>::<test name>[-<param>]" of the fsdp variants that fail today (see module doc).
-FSDP_KNOWN_FAILING = {
-    "test_data_ack::test_every_second_full_segment_is_acked",
-    "test_retransmission::test_ack_resets_the_backoff",
-}
+FSDP_KNOWN_FAILING: set[str] = set()
 
 
 def pytest_collection_modifyitems(config, items):
