@@ -31,7 +31,9 @@ from fsdp.apps.http_native import (
     HC_STOP,
     MODE_ECHO,
     MODE_HTTP,
+    SP_FREE,
     SV_CID,
+    SV_PHASE,
     SV_SIZE,
 )
 from fsdp.apps.http_python import HttpServer, demo_body, http_response
@@ -47,6 +49,8 @@ from fsdp.apps.percore import (
 )
 
 SLICE_US = 100_000  # a jitted loop returns to Python this often (stop flag, CPU accounting)
+IDLE_SLICE_US = 1_000  # slices once idle ...
+IDLE_SLEEP_MAX_S = 0.005  # ... with sleeps up to this between them
 REGION = 2048  # read buffer per connection slot
 BACKLOG = 4096
 
@@ -98,10 +102,21 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     prm[P_MAX_ITERS] = 1 << 62
     st = counters.reshape(1, HC_SIZE)
     ctl[W_STATE] = WS_READY
+    idle = 0
     while counters[HC_STOP] == 0:
-        prm[P_DEADLINE_US] = monotonic_us() + SLICE_US
+        before = int(counters[HC_ACCEPTED])
+        # Busy: poll in long slices.  Idle (nothing accepted, no connection open): short slices
+        # with a growing sleep between them, so an idle server does not hold a CPU at 100%;
+        # the first SYN after a pause waits at most IDLE_SLEEP_MAX_S.
+        prm[P_DEADLINE_US] = monotonic_us() + (SLICE_US if idle < 3 else IDLE_SLICE_US)
         bench_run(core, core, OP_HTTP_SERVE, prm, resp, u8, u8, sbuf, st, e2, sv, e1)
         ctl[W_CPU_NS] = process_cpu_ns()
+        if int(counters[HC_ACCEPTED]) != before or (sv[:, SV_PHASE] != SP_FREE).any():
+            idle = 0
+        else:
+            idle += 1
+            if idle >= 3:
+                time.sleep(min(IDLE_SLEEP_MAX_S, 0.0002 * idle))
     stack.close()
     nic.close()
 
