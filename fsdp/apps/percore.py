@@ -92,8 +92,9 @@ def worker_stack(port, queue: int, n_queues: int, ip: str, mac: int, **options):
     cfg = stack._cores[0].cfg
     cfg[CFG_CORE_ID] = queue  # what the core is in the port's layout (counters, ss)
     cfg[CFG_N_CORES] = n_queues
-    # The NIC gives a broadcast ARP request to every queue: the worker of queue 0 answers it.
-    cfg[CFG_ARP_REPLY_CORE] = 0 if port.capabilities.get("arp_to_all_queues") else -1
+    # The NIC gives a broadcast ARP request to every queue and every worker answers it: N
+    # identical replies, but the host keeps answering ARP when any one worker dies.
+    cfg[CFG_ARP_REPLY_CORE] = -1
     return stack
 
 

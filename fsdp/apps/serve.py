@@ -202,6 +202,15 @@ class ServerGroup:
     def cpu_ns(self) -> int:
         return int(self.workers.ctl[: self.cores, W_CPU_NS].sum())
 
+    def steer_around(self, dead_queues) -> None:
+        """Rewrite the port's RSS redirection table over the live workers' queues only, so new
+        flows stop landing on a dead worker's queue (its open connections are lost)."""
+        from fsdp.driver.toeplitz import RETA_SIZE
+
+        live = [q for q in range(self.cores) if q not in set(dead_queues)]
+        if live:
+            self.port.set_rss(reta=np.array([live[i % len(live)] for i in range(RETA_SIZE)]))
+
     def stop(self) -> None:
         self.counters[:, HC_STOP] = 1
         self.workers.join(5.0)
@@ -236,13 +245,17 @@ def run_serve(nic: str, ip: str, port: int = 80, cores: int = 1, mode: str = "ht
             "Ctrl-C stops\n"
         )
         sys.stderr.flush()
+        reported: set[int] = set()
         while not stop["now"]:
             time.sleep(0.1)
-            dead = group.workers.dead()
-            if dead:
-                sys.stderr.write(f"fsdp serve: worker(s) {dead} died; the others keep serving\n")
+            dead = set(group.workers.dead())
+            if dead - reported:
+                sys.stderr.write(f"fsdp serve: worker(s) of queue(s) {sorted(dead - reported)} "
+                                 "died; the others keep serving\n")
+                reported |= dead
                 if len(dead) == cores:
                     return 1
+                group.steer_around(dead)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

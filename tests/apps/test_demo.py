@@ -183,3 +183,34 @@ def test_python_server_rejects_non_get():
         ls.close()
     assert data.startswith(b"HTTP/1.0 400")
     time.sleep(0)
+
+
+def test_serve_reports_a_dead_worker_and_keeps_serving():
+    wire = f"t-dead-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.67.0.1/24",
+         "--port", "8080", "--cores", "2"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        line = srv.stderr.readline()
+        assert "Ctrl-C" in line, line
+        children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 2, children
+        os.kill(int(children[-1]), signal.SIGKILL)  # a worker this test started
+        line = srv.stderr.readline()
+        assert "died" in line and "keep serving" in line, line
+        r = _fsdp("bench", "http://10.67.0.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.67.0.2/24", "--seconds", "0.5", "--concurrency", "8", "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["connections"] > 0 and res["errors"] == 0
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.communicate()
