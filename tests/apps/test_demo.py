@@ -214,3 +214,64 @@ def test_serve_reports_a_dead_worker_and_keeps_serving():
         except subprocess.TimeoutExpired:
             srv.kill()
             srv.communicate()
+
+
+def test_bench_kernel_against_a_kernel_server():
+    from fsdp.apps.http_python import HttpServer
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    server = HttpServer(ls, selectors.DefaultSelector())
+    stop = threading.Event()
+    t = threading.Thread(target=server.run, args=(stop.is_set,), daemon=True)
+    t.start()
+    try:
+        host, port = ls.getsockname()
+        r = _fsdp("bench", f"http://{host}:{port}/", "--kernel", "--seconds", "0.3",
+                  "--concurrency", "4", "--json", timeout=120)
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    assert res["backend"] == "kernel" and res["connections"] > 0 and res["errors"] == 0
+
+
+def test_serve_echo_with_an_fsdp_socket():
+    import fsdp
+
+    wire = f"t-echo-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.68.0.1/24",
+         "--port", "7", "--mode", "echo"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        assert "Ctrl-C" in srv.stderr.readline()
+        with fsdp.Stack(nic=f"sim:{wire}", ip="10.68.0.2/24") as st:
+            s = st.socket()
+            s.settimeout(10)
+            s.connect(("10.68.0.1", 7))
+            payload = bytes(range(256)) * 40  # several segments
+            s.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(10) == b""
+            s.close()
+        assert got == payload
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            _, err = srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            _, err = srv.communicate()
+    assert "served 1" in err, err
