@@ -35,6 +35,7 @@ SERVER_MAC = 0x02005E000001
 CLIENT_MAC = 0x02005E000002
 PORT = 80
 BODY_SIZE = 64
+MAX_CONCURRENCY = 16384  # well inside the client's 28,232 ephemeral ports
 
 
 def _placement(cores: int) -> tuple[list[int] | None, int | None, bool]:
@@ -129,8 +130,12 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
     cores = cores or [1]
     if app not in ("native", "python"):
         raise ValueError(f"--app must be native or python, not {app!r}")
-    if seconds <= 0 or concurrency < 1 or any(c < 1 or c > 64 for c in cores):
-        raise ValueError("need --seconds > 0, --concurrency >= 1, 1 <= --cores <= 64")
+    if seconds <= 0 or not 1 <= concurrency <= MAX_CONCURRENCY or any(
+        c < 1 or c > 64 for c in cores
+    ):
+        raise ValueError(
+            f"need --seconds > 0, 1 <= --concurrency <= {MAX_CONCURRENCY}, 1 <= --cores <= 64"
+        )
     if plot is not None:
         try:
             import matplotlib  # noqa: F401

@@ -289,8 +289,8 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
               seconds: float, cores: int, keepalive: bool, as_json: bool) -> int:
     """``fsdp bench``."""
     host, port, path = parse_url(url)
-    if concurrency < 1 or seconds <= 0 or cores < 1:
-        raise ValueError("need --concurrency >= 1, --seconds > 0, --cores >= 1")
+    if not 1 <= concurrency <= 16384 or seconds <= 0 or not 1 <= cores <= 64:
+        raise ValueError("need 1 <= --concurrency <= 16384, --seconds > 0, 1 <= --cores <= 64")
     if concurrency < cores:
         raise ValueError("--concurrency must be at least --cores")
     progress = Progress()
