@@ -33,7 +33,71 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--ip", metavar="CIDR", help="host address (default: $FSDP_IP or 10.0.0.2/24)")
     rn.add_argument("--cores", type=int, metavar="N", help="cores (queues) of the stack")
     rn.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
+    _add_demo_parsers(sub)
     return p
+
+
+def _cores_list(text: str) -> list[int]:
+    try:
+        cores = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or a list like 1,2,4, not {text!r}") from None
+    if not cores or any(c < 1 for c in cores):
+        raise argparse.ArgumentTypeError(f"core counts must be >= 1, not {text!r}")
+    return cores
+
+
+def _add_demo_parsers(sub) -> None:
+    """``fsdp demo``, ``fsdp serve``, ``fsdp bench`` (CONTRACT.md §3; fsdp/apps/)."""
+    d = sub.add_parser("demo", help="HTTP server + load generator on one sim wire (the main job)")
+    d.add_argument("--cores", type=_cores_list, default=[1], metavar="N[,N...]",
+                   help="server cores (worker processes), or a list of counts (default 1)")
+    d.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    d.add_argument("--concurrency", type=int, default=64, help="connections in flight")
+    d.add_argument("--app", choices=("native", "python"), default="native",
+                   help="jitted handler in the loop, or a Python server on fsdp sockets")
+    d.add_argument("--compare-kernel", action="store_true",
+                   help="also run the Python server on the kernel's loopback; print the ratio")
+    d.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    d.add_argument("--plot", metavar="FILE.png", help="draw connections/s against cores")
+    s = sub.add_parser("serve", help="the demo HTTP (or echo) server alone")
+    s.add_argument("--nic", required=True, metavar="URI", help="sim:NAME")
+    s.add_argument("--ip", required=True, metavar="CIDR", help="e.g. 10.0.0.1/24")
+    s.add_argument("--port", type=int, default=80)
+    s.add_argument("--cores", type=int, default=1, help="worker processes, one NIC queue each")
+    s.add_argument("--mode", choices=("http", "echo"), default="http")
+    s.add_argument("--body-size", type=int, default=64, metavar="B")
+    s.add_argument("--app", choices=("native", "python"), default="native")
+    b = sub.add_parser("bench", help="http_load-like load generator, on fsdp or kernel sockets")
+    b.add_argument("url", metavar="URL", help="http://IP[:PORT]/PATH")
+    b.add_argument("--nic", metavar="URI")
+    b.add_argument("--ip", metavar="CIDR")
+    b.add_argument("--kernel", action="store_true", help="use the kernel's sockets")
+    b.add_argument("--concurrency", type=int, default=64)
+    b.add_argument("--seconds", type=float, default=5.0)
+    b.add_argument("--cores", type=int, default=1)
+    b.add_argument("--keepalive", action="store_true", help="reuse connections (keep-alive)")
+    b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def _run_demo_command(args) -> int:
+    if args.command == "demo":
+        from fsdp.apps.demo import run_demo
+
+        return run_demo(app=args.app, cores=args.cores, seconds=args.seconds,
+                        concurrency=args.concurrency, compare_kernel=args.compare_kernel,
+                        as_json=args.json, plot=args.plot)
+    if args.command == "serve":
+        from fsdp.apps.serve import run_serve
+
+        if not 1 <= args.port <= 65535 or not 0 <= args.body_size <= 1 << 20:
+            raise ValueError("--port must be 1-65535 and --body-size 0-1048576")
+        return run_serve(nic=args.nic, ip=args.ip, port=args.port, cores=args.cores,
+                         mode=args.mode, body_size=args.body_size, app=args.app)
+    from fsdp.apps.loadgen import run_bench
+
+    return run_bench(args.url, args.nic, args.ip, args.kernel, args.concurrency, args.seconds,
+                     args.cores, args.keepalive, args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             except RunError as e:
                 sys.stderr.write(f"fsdp run: error: {e}\n")
                 return 2
+        if args.command in ("demo", "serve", "bench"):
+            return _run_demo_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("fsdp: interrupted\n")
         return 130
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
         sys.stderr.write(f"fsdp: error: {e}\n")
         return 1
     parser.error(f"unknown command {args.command!r}")

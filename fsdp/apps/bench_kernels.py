@@ -35,6 +35,13 @@ if "tcb" not in CoreState._fields:
     # The benchmarks drive the TCP engine; without it there is nothing to measure.
     raise ImportError("the TCP engine is not wired into the per-core loop on this checkout")
 
+from fsdp.apps.http_native import (  # noqa: E402
+    HC_ITERS,
+    HC_LAST_ERRNO,
+    HC_STOP,
+    http_client_step,
+    http_server_step,
+)
 from fsdp.core.loop import run_once  # noqa: E402
 from fsdp.tcp.kernel import kernel  # noqa: E402
 from fsdp.tcp.usercalls import (  # noqa: E402
@@ -50,6 +57,7 @@ from fsdp.tcp.usercalls import tcp_accept_pending_k as tcp_accept_pending  # noq
 from fsdp.tcp.usercalls import tcp_close_k as tcp_close  # noqa: E402
 from fsdp.tcp.usercalls import tcp_connect_k as tcp_connect  # noqa: E402
 from fsdp.tcp.usercalls import tcp_ephemeral_port_k as tcp_ephemeral_port  # noqa: E402
+from fsdp.tcp.usercalls import tcp_listen_status_k as tcp_listen_status  # noqa: E402
 from fsdp.tcp.usercalls import tcp_recv_k as tcp_recv  # noqa: E402
 from fsdp.tcp.usercalls import tcp_send_k as tcp_send  # noqa: E402
 from fsdp.tcp.usercalls import tcp_status_k as tcp_status  # noqa: E402
@@ -76,6 +84,54 @@ def _clock_monotonic_ns(typingctx):
         sec = builder.load(builder.gep(ts, [zero, zero]))
         nsec = builder.load(builder.gep(ts, [zero, ir.Constant(i32, 1)]))
         return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+    return sig, codegen
+
+
+def _borrow_value(context, builder, ty, val):
+    """``val`` (of numba type ``ty``) with every array inside it borrowed (no meminfo)."""
+    if isinstance(ty, types.Array):
+        src = context.make_array(ty)(context, builder, val)
+        dst = context.make_array(ty)(context, builder)
+        for name in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(dst, name, getattr(src, name))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        return dst._getvalue()
+    if isinstance(ty, types.BaseTuple):
+        items = [
+            _borrow_value(context, builder, mty, builder.extract_value(val, i))
+            for i, mty in enumerate(ty.types)
+        ]
+        return context.make_tuple(builder, ty, items)
+    # Anything else in a CoreState is a plain value; the caller of an intrinsic owns a new
+    # reference to what it returns, so take one (a no-op for scalars).
+    context.nrt.incref(builder, ty, val)
+    return val
+
+
+def _has_only_arrays_and_scalars(ty) -> bool:
+    if isinstance(ty, types.Array):
+        return True
+    if isinstance(ty, types.BaseTuple):
+        return all(_has_only_arrays_and_scalars(t) for t in ty.types)
+    return isinstance(ty, (types.Integer, types.Float, types.Boolean))
+
+
+@intrinsic
+def borrow_core(typingctx, core):
+    """``core`` (a CoreState, or any tuple tree of arrays and scalars) with every array borrowed,
+    as fsdp.driver.jitmem.borrow does for one array: the NRT reference counting that every
+    kernel call otherwise does on each of the ~170 arrays it receives (an atomic add and an
+    atomic sub per array per call, 60% of a short-connection run in perf) becomes a null check.
+    Valid only within the call that received ``core`` (Python's CoreState keeps the arrays
+    alive); never store or return a borrowed core."""
+    if not isinstance(core, types.BaseTuple) or not _has_only_arrays_and_scalars(core):
+        return None
+    sig = core(core)
+
+    def codegen(context, builder, signature, args):
+        return _borrow_value(context, builder, signature.args[0], args[0])
 
     return sig, codegen
 
@@ -415,9 +471,96 @@ def _short_run(
     return np.int64(0)
 
 
+# --- HTTP (fsdp demo / serve / bench): one side per process ------------------------------------
+# The application step scans every connection slot (a tcp_recv or tcp_status each); it runs only
+# when it can find something new: after a pass that received frames, after a step that changed
+# a counter (a slot freed, a connection started), and at least every STEP_EVERY_US (timers can
+# end a connection without a frame).  Scanning on every empty pass was a third of the loop.
+STEP_EVERY_US = 1000
+
+
+@kernel
+def _activity(counters):
+    """A number that changes whenever a step accepted, served, started, finished or failed."""
+    t = 0
+    for i in range(HC_LAST_ERRNO):
+        t += counters[i]
+    return t
+
+
+@kernel
+def _http_serve_run(server, lid, sv, buf, rb, resp, split, counters, mode, deadline_us, max_iters):
+    """The native HTTP (or echo) server on one core until the deadline, ``max_iters`` or
+    ``counters[HC_STOP]`` (set by another process: the counters live in shared memory)."""
+    it = 0
+    now = clock_us()
+    n = 1
+    busy = True
+    next_step = now
+    while it < max_iters and now < deadline_us and counters[HC_STOP] == 0:
+        it += 1
+        if n > 0 or busy or now >= next_step:
+            before = _activity(counters)
+            http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now)
+            busy = _activity(counters) != before
+            next_step = now + STEP_EVERY_US
+        n = run_once(server, now)
+        now = clock_us()
+    counters[HC_ITERS] += it
+    return np.int64(0)
+
+
+@kernel
+def _http_load_run(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive, start_new,
+                   deadline_us, max_iters):
+    """The native HTTP load generator on one core (see http_client_step), same stop rules."""
+    it = 0
+    now = clock_us()
+    n = 1
+    busy = True
+    next_step = now
+    while it < max_iters and now < deadline_us and counters[HC_STOP] == 0:
+        it += 1
+        if n > 0 or busy or now >= next_step:
+            before = _activity(counters)
+            http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive,
+                             start_new, now)
+            busy = _activity(counters) != before
+            next_step = now + STEP_EVERY_US
+        n = run_once(client, now)
+        now = clock_us()
+    counters[HC_ITERS] += it
+    return np.int64(0)
+
+
+@kernel
+def _status_many(core, slots):
+    """``slots[i, 1] = tcp_status(core, slots[i, 0])`` (a listener: its accept-queue status
+    when ``slots[i, 2]`` is 1) for every row after one pass of the loop: the readiness of a
+    Python server's sockets in one call instead of one per socket.  Returns how many rows have
+    any bit of ``slots[i, 3]`` (the events asked for) set."""
+    ready = 0
+    for i in range(slots.shape[0]):
+        cid = slots[i, 0]
+        if cid < 0:
+            slots[i, 1] = 0
+            continue
+        if slots[i, 2] == 1:
+            ev = tcp_listen_status(core, cid)
+        else:
+            ev = tcp_status(core, cid)
+        slots[i, 1] = ev
+        if (ev & slots[i, 3]) != 0:
+            ready += 1
+    return np.int64(ready)
+
+
 # --- the one root Python calls -------------------------------------------------------------------
 OP_STREAM = 0  # _stream_run
 OP_SHORT = 1  # _short_run
+OP_HTTP_SERVE = 2  # _http_serve_run (core ``a``)
+OP_HTTP_LOAD = 3  # _http_load_run (core ``a``)
+OP_POLL_STATUS = 4  # run_once(a) then _status_many(a, slots)
 # ``prm`` (int64[P_SIZE]) carries the scalar arguments
 P_DEADLINE_US = 0
 P_MAX_ITERS = 1
@@ -428,7 +571,11 @@ P_LID = 5  # OP_SHORT: the server's listener
 P_SIP = 6  # OP_SHORT: the server's address and port
 P_SPORT = 7
 P_CLOSER = 8  # OP_SHORT: CLOSER_*
-P_START_NEW = 9  # OP_SHORT: 0 lets the connections in flight finish without new ones
+P_START_NEW = 9  # OP_SHORT, OP_HTTP_LOAD: 0 lets the connections in flight finish
+P_MODE = 10  # OP_HTTP_SERVE: MODE_HTTP / MODE_ECHO
+P_SPLIT = 11  # OP_HTTP_SERVE: resp[:split] is the close response, resp[split:] the keep-alive one
+P_REGION = 12  # OP_HTTP_*: bytes of the read buffer per slot
+P_KEEPALIVE = 13  # OP_HTTP_LOAD: 1 = requests reuse the connection
 P_SIZE = 16
 
 
@@ -441,7 +588,14 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
     ``st`` the two stream rows (SS_*); returns SR_* or -errno.
     OP_SHORT: ``u0`` request, ``u1`` response, ``u2``/``u3`` client/server read buffers,
     ``slots``/``sv`` the client/server connection slots, ``hist`` latencies, ``st[0]`` the SC_
-    counters; returns 0."""
+    counters; returns 0.
+    OP_HTTP_SERVE (fsdp.apps.http_native): ``u0`` responses, ``u3`` read buffer, ``sv`` slots,
+    ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer, ``slots``,
+    ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).
+    OP_POLL_STATUS: one pass of core ``a``, then ``_status_many(a, slots)``; returns the frames
+    received * 2**32 + the ready rows."""
+    a = borrow_core(a)
+    b = borrow_core(b)
     if op == OP_STREAM:
         return _stream_run(
             a,
@@ -477,6 +631,39 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
             prm[P_MAX_ITERS],
             prm[P_START_NEW] != 0,
         )
+    if op == OP_HTTP_SERVE:
+        return _http_serve_run(
+            a,
+            prm[P_LID],
+            sv,
+            u3,
+            prm[P_REGION],
+            u0,
+            prm[P_SPLIT],
+            st[0],
+            prm[P_MODE],
+            prm[P_DEADLINE_US],
+            prm[P_MAX_ITERS],
+        )
+    if op == OP_HTTP_LOAD:
+        return _http_load_run(
+            a,
+            prm[P_SIP],
+            prm[P_SPORT],
+            slots,
+            u2,
+            prm[P_REGION],
+            u0,
+            hist,
+            st[0],
+            prm[P_KEEPALIVE] != 0,
+            prm[P_START_NEW] != 0,
+            prm[P_DEADLINE_US],
+            prm[P_MAX_ITERS],
+        )
+    if op == OP_POLL_STATUS:
+        n = run_once(a, clock_us())
+        return (np.int64(n) << 32) + _status_many(a, slots)
     return np.int64(-22)
 
 

@@ -1,0 +1,208 @@
+"""``fsdp demo``: the main job on the embedded default (CONTRACT.md §3).
+
+A demo HTTP server stack and a load-generating client stack on one ``sim`` wire (a fresh wire
+per configuration), HTTP/1.0 GET of a 64-byte body, one connection per request, the server
+closing first.  For each core count asked for: N server worker processes (one queue of the
+server's NIC port each, RSS spreading the SYNs), one client process (the jitted load
+generator), a progress line on stderr, then a table of connections/s, latency p50/p99 and
+errors.  ``--app native`` serves from a jitted handler inside the poll loop; ``--app python``
+from :class:`fsdp.apps.http_python.HttpServer` on fsdp sockets.  ``--compare-kernel`` runs the
+same Python server over the kernel's loopback (with the Python load generator: a jitted client
+cannot drive kernel sockets) and prints the ratio.
+
+CPU placement: with C CPUs, server workers take CPUs 0..N-1 and the client the last CPU; on
+this project's 2-CPU machine that is server on CPU 0, client on CPU 1 for ``--cores 1``, and a
+shared CPU beyond that (the table says so).
+
+Pure Python (listed in fsdp._jitcache._PURE_PYTHON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from fsdp.apps.http_native import HC_SERVED, HC_SIZE, HC_STOP
+from fsdp.apps.loadgen import ClientGroup, Progress, kernel_client, measure, native_client
+from fsdp.apps.percore import W_CPU_NS, SharedArrays, Workers, cpu_count
+from fsdp.apps.serve import ServerGroup, kernel_worker, server_errors
+
+SERVER_IP = "10.88.0.1"
+CLIENT_IP = "10.88.0.2"
+SERVER_MAC = 0x02005E000001
+CLIENT_MAC = 0x02005E000002
+PORT = 80
+BODY_SIZE = 64
+MAX_CONCURRENCY = 16384  # well inside the client's 28,232 ephemeral ports
+
+
+def _placement(cores: int) -> tuple[list[int] | None, int | None, bool]:
+    """Server CPUs, client CPU, and whether they had to share CPUs."""
+    ncpu = cpu_count()
+    if ncpu < 2:
+        return None, None, True
+    client_cpu = ncpu - 1
+    server = [i % (ncpu - 1) for i in range(cores)]
+    return server, client_cpu, cores > ncpu - 1
+
+
+def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
+             opts: dict | None = None) -> dict:
+    wire = f"demo-{os.getpid()}-{app}-{cores}"
+    server_cpus, client_cpu, shared = _placement(cores)
+    neighbors_server = ((CLIENT_IP, CLIENT_MAC),)
+    server = ServerGroup(wire, f"{SERVER_IP}/24", SERVER_MAC, PORT, cores, app=app,
+                         body_size=BODY_SIZE, slots=max(1024, 2 * concurrency),
+                         neighbors=neighbors_server, cpus=server_cpus, opts=opts,
+                         geometry={"max_ports": 2, "max_queues": cores, "ring_slots": 1024})
+    clients = ClientGroup(1)
+    try:
+        progress.show(f"{app} x{cores}: starting {cores} server worker(s) and the client "
+                      "(a cold Numba cache compiles the engine first: minutes)")
+        server.wait_ready()
+        from ipaddress import IPv4Address
+
+        clients.start(native_client, client_cpu, f"sim:{wire}", f"{CLIENT_IP}/24", CLIENT_MAC,
+                      int(IPv4Address(SERVER_IP)), PORT, concurrency, False,
+                      ((SERVER_IP, SERVER_MAC),), "/")
+        clients.workers.wait_ready([0], 600.0)
+        res = measure(clients, seconds, f"{app} x{cores}", progress, server=server,
+                      server_errors=server_errors)
+    finally:
+        clients.stop()
+        server.stop()
+    per_core = [int(x) for x in server.counters[:, HC_SERVED]]
+    res.update({"app": app, "backend": "fsdp", "cores": cores, "shared_cpus": shared,
+                "served_per_core": per_core, "client": "native (jitted, fsdp)"})
+    return res
+
+
+def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
+    """The same Python server and client state machine over the kernel's loopback."""
+    server_cpus, client_cpu, shared = _placement(1)
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4096)
+    port = ls.getsockname()[1]
+    sh = SharedArrays(counters=(1, HC_SIZE))
+    sw = Workers(1)
+    sw.start(kernel_worker, server_cpus[0] if server_cpus else None, sh.counters[0], ls,
+             "http", BODY_SIZE)
+    ls.close()  # the worker holds its own copy
+
+    class _Server:  # what measure()/Window need of a server group
+        workers = sw
+
+        @staticmethod
+        def totals():
+            return sh.counters.sum(axis=0)
+
+        @staticmethod
+        def cpu_ns():
+            return int(sw.ctl[0, W_CPU_NS])
+
+    clients = ClientGroup(1)
+    try:
+        sw.wait_ready([0], 60.0)
+        clients.start(kernel_client, client_cpu, "127.0.0.1", port, concurrency, False, "/")
+        clients.workers.wait_ready([0], 60.0)
+        res = measure(clients, seconds, "kernel (python server)", progress, server=_Server,
+                      server_errors=server_errors)
+    finally:
+        clients.stop()
+        sh.counters[:, HC_STOP] = 1
+        sw.join(5.0)
+    res.update({"app": "python", "backend": "kernel", "cores": 1, "shared_cpus": shared,
+                "client": "python selectors (kernel sockets)"})
+    return res
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float = 5.0,
+             concurrency: int = 64, compare_kernel: bool = False, as_json: bool = False,
+             plot: str | None = None) -> int:
+    cores = cores or [1]
+    if app not in ("native", "python"):
+        raise ValueError(f"--app must be native or python, not {app!r}")
+    if seconds <= 0 or not 1 <= concurrency <= MAX_CONCURRENCY or any(
+        c < 1 or c > 64 for c in cores
+    ):
+        raise ValueError(
+            f"need --seconds > 0, 1 <= --concurrency <= {MAX_CONCURRENCY}, 1 <= --cores <= 64"
+        )
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed "
+                             "(pip install matplotlib)") from None
+    progress = Progress()
+    rows = [run_fsdp(app, n, seconds, concurrency, progress) for n in cores]
+    kernel = run_kernel(seconds, concurrency, progress) if compare_kernel else None
+
+    print(f"fsdp demo: HTTP/1.0 GET, {BODY_SIZE}-byte body, one connection per request, "
+          f"{concurrency} concurrent, app {app}, sim wire; {cpu_count()} CPUs")
+    print(f"{'config':<22} {'cores':>5} {'conn/s':>12} {'p50 µs':>8} {'p99 µs':>8} "
+          f"{'errors':>7}  {'srv cpu':>7}")
+    for r in rows + ([kernel] if kernel else []):
+        name = f"{r['backend']} {r['app']}"
+        note = " (CPUs shared)" if r["shared_cpus"] else ""
+        print(f"{name:<22} {r['cores']:>5} {r['connections_per_s']:>12,} "
+              f"{_fmt(r['latency_us']['p50']):>8} {_fmt(r['latency_us']['p99']):>8} "
+              f"{r['errors']:>7}  {r.get('server_cpu_util', 0):>7.2f}{note}")
+    first = rows[0]
+    if kernel:
+        ratio = (first["connections_per_s"] / kernel["connections_per_s"]
+                 if kernel["connections_per_s"] else None)
+        kernel["ratio"] = round(ratio, 3) if ratio is not None else None
+        print(f"fsdp {app} / kernel python server: "
+              + (f"{ratio:.2f}x" if ratio is not None else "n/a (kernel run completed nothing)"))
+    if plot is not None:
+        _plot(plot, rows, kernel, app)
+        print(f"plot written to {plot}")
+    if as_json:
+        out = {k: first[k] for k in ("cores", "seconds", "connections", "connections_per_s",
+                                     "errors", "latency_us")}
+        out.update({"app": app, "concurrency": concurrency, "body_bytes": BODY_SIZE,
+                    "runs": rows})
+        if kernel:
+            out["kernel"] = {k: kernel[k] for k in ("cores", "seconds", "connections",
+                                                   "connections_per_s", "errors", "latency_us",
+                                                   "client", "server_cpu_util")}
+            out["kernel"]["ratio"] = kernel["ratio"]
+            out["ratio"] = kernel["ratio"]
+        print(json.dumps(out))
+    bad = [r for r in rows + ([kernel] if kernel else []) if r["connections"] == 0]
+    if bad:
+        sys.stderr.write("fsdp demo: a configuration completed no connection\n")
+        return 1
+    return 0
+
+
+def _plot(path: str, rows: list[dict], kernel: dict | None, app: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["cores"] for r in rows]
+    ax.plot(xs, [r["connections_per_s"] for r in rows], "o-", label=f"fsdp, {app} server")
+    if kernel:
+        ax.plot([1], [kernel["connections_per_s"]], "s", label="kernel, python server")
+    ax.set_xlabel("server cores")
+    ax.set_ylabel("connections/s")
+    ax.set_xticks(xs)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("fsdp demo: HTTP/1.0, one connection per request")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,342 @@
+"""The load generator: ``fsdp bench`` and the client half of ``fsdp demo`` (http_load-like:
+``concurrency`` connections, each looping connect -> GET -> response -> close, or keep-alive).
+
+* :func:`native_client`: the jitted client (fsdp.apps.http_native) in the poll loop of a
+  one-core fsdp stack.
+* :func:`kernel_client`: :class:`fsdp.apps.http_python.HttpLoad` on the kernel's sockets.
+
+Both count into a shared row (``HC_*``) and a shared latency histogram (1 µs bins), which the
+parent reads while they run (progress line, measurement window).
+
+Pure Python (listed in fsdp._jitcache._PURE_PYTHON).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from fsdp.apps.http_native import (
+    HC_BAD_RESPONSES,
+    HC_CLIENT_ERRORS,
+    HC_COMPLETED,
+    HC_CONNECT_ERRORS,
+    HC_PORT_EXHAUSTED,
+    HC_REQUESTS,
+    HC_SIZE,
+    HC_STARTED,
+    HC_STOP,
+    HS_CID,
+    HS_SIZE,
+)
+from fsdp.apps.http_python import HttpLoad, http_request
+from fsdp.apps.percore import (
+    W_CPU_NS,
+    W_STATE,
+    WS_READY,
+    SharedArrays,
+    Workers,
+    cpu_count,
+    process_cpu_ns,
+)
+
+HIST_US = 1 << 20  # latency histogram: 1 µs bins up to ~1 s (the last bin holds the rest)
+REGION = 2048  # read buffer per client slot (a response header must fit)
+SLICE_US = 50_000
+DRAIN_S = 0.3  # after the stop flag: let the connections in flight finish
+
+
+def percentile_us(hist: np.ndarray, q: float) -> float | None:
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    return float(int(np.searchsorted(np.cumsum(hist), q * total, side="left")))
+
+
+def client_errors(row) -> int:
+    return int(row[HC_CLIENT_ERRORS] + row[HC_CONNECT_ERRORS] + row[HC_BAD_RESPONSES])
+
+
+def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, concurrency,
+                  keepalive, neighbors, path, go):
+    """A one-core fsdp stack on ``nic`` (a ``sim:NAME`` URI) running the jitted client until
+    ``counters[HC_STOP]``; starts when ``go[0]`` is set."""
+    from fsdp.apps.bench_kernels import (
+        OP_HTTP_LOAD,
+        P_DEADLINE_US,
+        P_KEEPALIVE,
+        P_MAX_ITERS,
+        P_REGION,
+        P_SIP,
+        P_SIZE,
+        P_SPORT,
+        P_START_NEW,
+        bench_run,
+        monotonic_us,
+    )
+    from fsdp.core.stack import Stack
+
+    stack = Stack(nic=nic, ip=ip, mac=mac)
+    for nip, nmac in neighbors:
+        stack.add_neighbor(nip, nmac)
+    core = stack._cores[0]
+    req = np.frombuffer(
+        http_request(str(ipaddress.IPv4Address(server_ip)), server_port, path, keepalive),
+        np.uint8,
+    ).copy()
+    slots = np.zeros((concurrency, HS_SIZE), np.int64)
+    slots[:, HS_CID] = -1
+    cbuf = np.zeros(concurrency * REGION, np.uint8)
+    u8 = np.zeros(1, np.uint8)
+    e2 = np.zeros((0, 4), np.int64)
+    prm = np.zeros(P_SIZE, np.int64)
+    prm[P_SIP] = server_ip
+    prm[P_SPORT] = server_port
+    prm[P_REGION] = REGION
+    prm[P_KEEPALIVE] = int(bool(keepalive))
+    prm[P_MAX_ITERS] = 1 << 62
+    prm[P_START_NEW] = 1
+    st = counters.reshape(1, HC_SIZE)
+    if not neighbors:  # resolve the server's MAC now, not inside the measurement
+        stack.ping(str(ipaddress.IPv4Address(server_ip)), timeout=2.0)
+    ctl[W_STATE] = WS_READY
+    while go[0] == 0 and counters[HC_STOP] == 0:
+        time.sleep(0.001)
+    while counters[HC_STOP] == 0:
+        prm[P_DEADLINE_US] = monotonic_us() + SLICE_US
+        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, e2, hist)
+        ctl[W_CPU_NS] = process_cpu_ns()
+    # Let the connections in flight finish (counters keep counting; the parent has its window).
+    counters[HC_STOP] = 0
+    prm[P_START_NEW] = 0
+    end = monotonic_us() + int(DRAIN_S * 1e6)
+    while (slots[:, HS_CID] >= 0).any() and monotonic_us() < end:
+        prm[P_DEADLINE_US] = min(end, monotonic_us() + 10_000)
+        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, e2, hist)
+    counters[HC_STOP] = 1
+    stack.close()
+
+
+def kernel_client(ctl, counters, hist, host, port, concurrency, keepalive, path, go):
+    import selectors
+    import socket
+
+    load = HttpLoad(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+                    selectors.DefaultSelector(), (host, port), concurrency, keepalive, hist=hist,
+                    path=path)
+
+    def tick(g):
+        counters[HC_STARTED] = g.started
+        counters[HC_COMPLETED] = g.completed
+        counters[HC_REQUESTS] = g.requests
+        counters[HC_CLIENT_ERRORS] = g.errors
+        ctl[W_CPU_NS] = process_cpu_ns()
+
+    ctl[W_STATE] = WS_READY
+    while go[0] == 0 and counters[HC_STOP] == 0:
+        time.sleep(0.001)
+    while counters[HC_STOP] == 0:
+        load.run(0.02, on_tick=tick, tick_s=0.02)
+    load.run(DRAIN_S, on_tick=tick, tick_s=0.02, start_new=False)
+    tick(load)
+
+
+class ClientGroup:
+    """Client worker processes with shared counters and histograms."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.shared = SharedArrays(counters=(n, HC_SIZE), hist=(n, HIST_US), go=(1,))
+        self.counters = self.shared.counters
+        self.hist = self.shared.hist
+        self.workers = Workers(n)
+
+    def start(self, target, cpu, *args) -> None:
+        i = len(self.workers.procs)
+        self.workers.start(target, cpu, self.counters[i], self.hist[i], *args, self.shared.go)
+
+    def go(self) -> None:
+        self.shared.go[0] = 1
+
+    def totals(self) -> np.ndarray:
+        return self.counters.sum(axis=0)
+
+    def hist_total(self) -> np.ndarray:
+        return self.hist.sum(axis=0)
+
+    def cpu_ns(self) -> int:
+        return int(self.workers.ctl[: self.n, W_CPU_NS].sum())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.counters[:, HC_STOP] = 1
+        self.workers.join(timeout)
+
+
+class Window:
+    """Connections, errors and latencies between two snapshots of live counters."""
+
+    def __init__(self, clients: ClientGroup, server=None):
+        self.c = clients
+        self.s = server
+        self.t0 = time.monotonic()
+        self.c0 = clients.totals().copy()
+        self.h0 = clients.hist_total()
+        self.s0 = server.totals().copy() if server is not None else None
+        self.scpu0 = server.cpu_ns() if server is not None else 0
+        self.ccpu0 = clients.cpu_ns()
+
+    def result(self, server_errors=None) -> dict:
+        dt = time.monotonic() - self.t0
+        d = self.c.totals() - self.c0
+        h = self.c.hist_total() - self.h0
+        errors = client_errors(d)
+        if self.s is not None and server_errors is not None:
+            errors += server_errors(self.s.totals() - self.s0)
+        out = {
+            "seconds": round(dt, 3),
+            "connections": int(d[HC_COMPLETED]),
+            "requests": int(d[HC_REQUESTS]),
+            "connections_per_s": round(int(d[HC_COMPLETED]) / dt) if dt > 0 else 0,
+            "requests_per_s": round(int(d[HC_REQUESTS]) / dt) if dt > 0 else 0,
+            "errors": errors,
+            "latency_us": {"p50": percentile_us(h, 0.50), "p99": percentile_us(h, 0.99)},
+            "ephemeral_port_waits": int(d[HC_PORT_EXHAUSTED]),
+        }
+        if dt > 0:
+            out["client_cpu_util"] = round((self.c.cpu_ns() - self.ccpu0) / 1e9 / dt, 2)
+            if self.s is not None:
+                out["server_cpu_util"] = round((self.s.cpu_ns() - self.scpu0) / 1e9 / dt, 2)
+        return out
+
+
+def parse_url(url: str) -> tuple[str, int, str]:
+    u = urlsplit(url)
+    if u.scheme != "http" or not u.hostname:
+        raise ValueError(f"URL must look like http://HOST[:PORT]/PATH, not {url!r}")
+    try:
+        ipaddress.IPv4Address(u.hostname)
+    except ValueError:
+        raise ValueError(
+            f"URL host must be an IPv4 address (no resolver), not {u.hostname!r}"
+        ) from None
+    return u.hostname, u.port or 80, u.path or "/"
+
+
+class Progress:
+    """One line on stderr, rewritten in place (only on a terminal)."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.on = sys.stderr.isatty() if enabled is None else enabled
+        self.width = 0
+
+    def show(self, text: str) -> None:
+        if not self.on:
+            return
+        pad = max(0, self.width - len(text))
+        sys.stderr.write("\r" + text + " " * pad)
+        sys.stderr.flush()
+        self.width = len(text)
+
+    def done(self) -> None:
+        if self.on and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+            self.width = 0
+
+
+def measure(clients: ClientGroup, seconds: float, label: str, progress: Progress,
+            server=None, server_errors=None, warmup: float = 0.3) -> dict:
+    """Start the clients, skip ``warmup``, then count over ``seconds`` with a progress line."""
+    clients.go()
+    end_warm = time.monotonic() + warmup
+    while time.monotonic() < end_warm:
+        _check_alive(clients, server)
+        time.sleep(0.02)
+    win = Window(clients, server)
+    end = win.t0 + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        time.sleep(min(0.1, end - now))
+        _check_alive(clients, server)
+        d = clients.totals() - win.c0
+        el = max(1e-6, time.monotonic() - win.t0)
+        err = client_errors(d)
+        progress.show(
+            f"{label}: {el:5.1f}/{seconds:g} s  {int(d[HC_COMPLETED]):>9,} connections  "
+            f"{int(d[HC_COMPLETED]) / el:>11,.0f}/s  errors {err}"
+        )
+    res = win.result(server_errors)
+    progress.done()
+    return res
+
+
+def _check_alive(clients, server) -> None:
+    dead = clients.workers.dead()
+    if dead:
+        raise RuntimeError(f"load generator worker(s) {dead} died")
+    if server is not None and server.workers.dead():
+        raise RuntimeError(f"server worker(s) {server.workers.dead()} died")
+
+
+def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurrency: int,
+              seconds: float, cores: int, keepalive: bool, as_json: bool) -> int:
+    """``fsdp bench``."""
+    host, port, path = parse_url(url)
+    if not 1 <= concurrency <= 16384 or seconds <= 0 or not 1 <= cores <= 64:
+        raise ValueError("need 1 <= --concurrency <= 16384, --seconds > 0, 1 <= --cores <= 64")
+    if concurrency < cores:
+        raise ValueError("--concurrency must be at least --cores")
+    progress = Progress()
+    ncpu = cpu_count()
+    if kernel:
+        if nic or ip:
+            raise ValueError("--kernel uses the kernel's sockets: drop --nic/--ip")
+        clients = ClientGroup(cores)
+        for k in range(cores):
+            share = concurrency // cores + (1 if k < concurrency % cores else 0)
+            clients.start(kernel_client, (ncpu - 1 - k) % ncpu if cores > 1 else None, host,
+                          port, share, keepalive, path)
+        backend = "kernel"
+    else:
+        if not nic or not ip:
+            raise ValueError("fsdp bench needs --nic URI --ip CIDR (or --kernel)")
+        if cores != 1:
+            raise ValueError(
+                "--cores > 1 on fsdp needs receive flow deliver for per-core client workers, "
+                "which is not implemented yet; use --cores 1 (or --kernel)"
+            )
+        from fsdp.driver import parse_nic_uri
+
+        parse_nic_uri(nic)
+        iface = ipaddress.IPv4Interface(ip)
+        clients = ClientGroup(1)
+        clients.start(native_client, None, nic, ip, 0x020000000000 | int(iface.ip),
+                      int(ipaddress.IPv4Address(host)), port, concurrency, keepalive, (), path)
+        backend = "fsdp"
+    try:
+        clients.workers.wait_ready(list(range(clients.n)), 600.0)
+        res = measure(clients, seconds, f"bench {backend}", progress, warmup=0.2)
+    finally:
+        clients.stop()
+    out = {"url": url, "backend": backend, "cores": cores, "concurrency": concurrency,
+           "keepalive": keepalive, **res}
+    if as_json:
+        print(json.dumps(out))
+    else:
+        lat = res["latency_us"]
+        unit = "requests" if keepalive else "connections"
+        n = res["requests"] if keepalive else res["connections"]
+        rate = res["requests_per_s"] if keepalive else res["connections_per_s"]
+        print(f"{n} {unit} in {res['seconds']} s: {rate:,}/s, latency p50 {lat['p50']} µs "
+              f"p99 {lat['p99']} µs, errors {res['errors']}")
+    if res["connections"] == 0 and res["requests"] == 0:
+        sys.stderr.write(f"fsdp bench: no request completed against {url}\n")
+        return 1
+    return 0

@@ -1,0 +1,190 @@
+"""Per-core worker processes for the demo, the server and the load generator.
+
+``--cores N`` here means N worker processes, each owning one queue of one sim NIC port (the
+share-nothing layout of DESIGN.md §1): the parent attaches the port with N queues and RSS, each
+forked worker joins it (``SimWire.join``) and runs a one-core :class:`fsdp.Stack` on *its* queue
+only (:class:`QueueSlice`), pinned to a CPU when there are enough.  A listener is installed in
+every worker's own listen table (listen spawn, per process); RSS spreads the SYNs over the
+queues, so each worker accepts only its own connections.
+
+Live numbers cross processes through :class:`SharedArrays` (an anonymous shared mapping made
+before the fork): the jitted loops count straight into it, the parent reads it for the progress
+line and sets a stop flag the loops check every iteration.
+
+Pure Python (listed in fsdp._jitcache._PURE_PYTHON): never put jitted code here.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+
+W_STATE = 0  # per-worker control row (``ctl``): its state ...
+W_PID = 1
+W_ERROR = 2  # 1 when it failed (the message is printed on stderr by the worker)
+W_CPU_NS = 3  # CPU time used by the worker so far (user + system), updated on each slice
+W_SIZE = 8
+
+WS_STARTING = 0
+WS_READY = 1
+WS_DONE = 2
+WS_FAILED = 3
+
+
+class SharedArrays:
+    """Named int64 arrays in one anonymous ``MAP_SHARED`` mapping, inherited through fork."""
+
+    def __init__(self, **shapes):
+        sizes = {k: int(np.prod(s)) * 8 for k, s in shapes.items()}
+        total = max(8, sum(sizes.values()))
+        self._mm = mmap.mmap(-1, total)  # anonymous + MAP_SHARED: children see the same pages
+        off = 0
+        for name, shape in shapes.items():
+            a = np.frombuffer(self._mm, np.int64, int(np.prod(shape)), off).reshape(shape)
+            setattr(self, name, a)
+            off += sizes[name]
+
+
+class QueueSlice:
+    """Queue ``i`` of a multi-queue NIC port, seen as a one-queue port: what one worker's
+    one-core Stack polls.  Everything else (RSS key and table, flow rules, capabilities) is the
+    port's."""
+
+    def __init__(self, port, queue: int):
+        self._p = port
+        self._q = queue
+        self.n_queues = 1
+        self.uri = getattr(port, "uri", "sim")
+
+    def queue(self, i: int):
+        if i != 0:
+            raise ValueError("a queue slice has one queue")
+        return self._p.queue(self._q)
+
+    @property
+    def capabilities(self) -> dict:
+        return self._p.capabilities
+
+    def held_frames(self, queue: int) -> int:
+        held = getattr(self._p, "held_frames", None)
+        return int(held(self._q)) if held is not None else 0
+
+    def close(self) -> None:  # the parent owns the port
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+
+def worker_stack(port, queue: int, n_queues: int, ip: str, mac: int, **options):
+    """A one-core :class:`fsdp.Stack` on queue ``queue`` of ``port``, for one worker."""
+    from fsdp.core.config import CFG_ARP_REPLY_CORE, CFG_CORE_ID, CFG_N_CORES
+    from fsdp.core.stack import Stack
+
+    stack = Stack(nic=QueueSlice(port, queue), ip=ip, mac=mac, cores=1, **options)
+    cfg = stack._cores[0].cfg
+    cfg[CFG_CORE_ID] = queue  # what the core is in the port's layout (counters, ss)
+    cfg[CFG_N_CORES] = n_queues
+    # The NIC gives a broadcast ARP request to every queue and every worker answers it: N
+    # identical replies, but the host keeps answering ARP when any one worker dies.
+    cfg[CFG_ARP_REPLY_CORE] = -1
+    return stack
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def pin(cpu: int | None) -> None:
+    if cpu is None:
+        return
+    try:
+        os.sched_setaffinity(0, {cpu % max(1, os.cpu_count() or 1)})
+    except (AttributeError, OSError):
+        pass
+
+
+def process_cpu_ns() -> int:
+    t = os.times()
+    return int((t.user + t.system) * 1e9)
+
+
+def _child(target, ctl_row, cpu, args):
+    # A forked worker: no parent signal handlers, its own exit path (never returns to the
+    # parent's code: os._exit).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = 0
+    try:
+        pin(cpu)
+        ctl_row[W_PID] = os.getpid()
+        target(ctl_row, *args)
+        ctl_row[W_STATE] = WS_DONE
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit non-zero
+        ctl_row[W_ERROR] = 1
+        ctl_row[W_STATE] = WS_FAILED
+        sys.stderr.write(f"fsdp: worker {os.getpid()} failed: {type(e).__name__}: {e}\n")
+        if os.environ.get("FSDP_DEBUG"):
+            traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+
+
+class Workers:
+    """Forked worker processes, each with a control row in shared memory."""
+
+    def __init__(self, n_max: int):
+        self.ctl = SharedArrays(ctl=(n_max, W_SIZE)).ctl
+        self.procs: list[mp.Process] = []
+        self._ctx = mp.get_context("fork")
+
+    def start(self, target, cpu: int | None, *args) -> int:
+        i = len(self.procs)
+        p = self._ctx.Process(target=_child, args=(target, self.ctl[i], cpu, args), daemon=True)
+        p.start()
+        self.procs.append(p)
+        return i
+
+    def wait_ready(self, idx: list[int], timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            states = {i: int(self.ctl[i, W_STATE]) for i in idx}
+            if any(
+                s == WS_FAILED or (not self.procs[i].is_alive() and s != WS_DONE)
+                for i, s in states.items()
+            ):
+                raise RuntimeError("a worker failed to start (see its message above)")
+            if all(s >= WS_READY for s in states.values()):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"workers not ready after {timeout:.0f} s")
+
+    def dead(self) -> list[int]:
+        """Workers that died or failed."""
+        return [
+            i for i, p in enumerate(self.procs)
+            if self.ctl[i, W_STATE] == WS_FAILED or (
+                not p.is_alive() and self.ctl[i, W_STATE] != WS_DONE
+            )
+        ]
+
+    def join(self, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        for p in self.procs:
+            p.join(max(0.0, end - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():  # a worker stuck past its stop flag: end it (ours, by pid)
+                p.kill()
+                p.join(1.0)

@@ -1,0 +1,277 @@
+"""``fsdp demo``, ``fsdp serve`` and ``fsdp bench`` end to end (CONTRACT.md §3).
+
+They run as the user runs them: ``python -m fsdp ...`` in a subprocess (the commands fork
+per-core worker processes), with tiny durations; CI proves they work, not how fast.  The pure
+Python server and load generator are also checked on kernel sockets in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 900  # a cold Numba cache compiles the engine first
+
+
+def _fsdp(*argv, timeout=TIMEOUT):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "fsdp", *argv], capture_output=True, text=True, timeout=timeout,
+        env=env, cwd=ROOT,
+    )
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+CONTRACT_FIELDS = ("cores", "seconds", "connections", "connections_per_s", "errors",
+                   "latency_us")
+
+
+def _check_contract(res: dict) -> None:
+    for k in CONTRACT_FIELDS:
+        assert k in res, k
+    assert res["connections"] > 0
+    assert res["connections_per_s"] > 0
+    assert res["errors"] == 0
+    assert res["latency_us"]["p50"] is not None and res["latency_us"]["p99"] is not None
+    assert res["latency_us"]["p50"] <= res["latency_us"]["p99"]
+
+
+@pytest.mark.parametrize("app", ["native", "python"])
+def test_demo_json(app):
+    r = _fsdp("demo", "--app", app, "--seconds", "0.5", "--concurrency", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    _check_contract(res)
+    assert res["cores"] == 1 and res["app"] == app
+    assert "conn/s" in r.stdout  # the table
+
+
+def test_demo_compare_kernel():
+    r = _fsdp("demo", "--app", "python", "--seconds", "0.5", "--concurrency", "8",
+              "--compare-kernel", "--json")
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    _check_contract(res)
+    k = res["kernel"]
+    _check_contract(k)
+    assert k["ratio"] == pytest.approx(res["connections_per_s"] / k["connections_per_s"], abs=0.002)
+    assert res["ratio"] == k["ratio"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("demo", "--cores", "0"),
+        ("demo", "--cores", "x"),
+        ("demo", "--seconds", "-1"),
+        ("demo", "--app", "perl"),
+        ("demo", "--concurrency", "0"),
+        ("bench", "ftp://10.0.0.1/"),
+        ("bench", "http://10.0.0.1/"),  # neither --nic/--ip nor --kernel
+        ("bench", "http://example.com/", "--kernel"),
+        ("serve", "--nic", "tap:x", "--ip", "10.0.0.1/24"),
+        ("serve", "--nic", "sim:x", "--ip", "10.0.0.1/24", "--port", "0"),
+        ("serve", "--nic", "sim:x"),
+    ],
+)
+def test_bad_arguments_one_line(argv):
+    r = _fsdp(*argv, timeout=60)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("fsdp")
+
+
+def test_serve_and_bench_two_processes():
+    wire = f"t-serve-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.66.0.1/24",
+         "--port", "8080"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        line = srv.stderr.readline()  # "fsdp serve: http on ... Ctrl-C stops" once listening
+        assert "fsdp serve" in line and "Ctrl-C" in line, line
+        r = _fsdp("bench", "http://10.66.0.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.66.0.2/24", "--seconds", "0.5", "--concurrency", "8", "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["backend"] == "fsdp"
+        assert res["connections"] > 0 and res["errors"] == 0
+        r = _fsdp("bench", "http://10.66.0.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.66.0.2/24", "--seconds", "0.3", "--concurrency", "4", "--keepalive",
+                  "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["requests"] > res["connections"] and res["errors"] == 0
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            _, err = srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            _, err = srv.communicate()
+    assert srv.returncode == 0, err
+    assert "served" in err
+
+
+# --- the pure-Python server and load generator on kernel sockets (no engine) -------------------
+@pytest.mark.parametrize("keepalive", [False, True])
+def test_python_server_and_load_on_kernel_sockets(keepalive):
+    from fsdp.apps.http_python import HttpLoad, HttpServer
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    server = HttpServer(ls, selectors.DefaultSelector(), b"y" * 64)
+    stop = threading.Event()
+    t = threading.Thread(target=server.run, args=(stop.is_set,), daemon=True)
+    t.start()
+    try:
+        load = HttpLoad(socket.socket, selectors.DefaultSelector(), ls.getsockname(), 4,
+                        keepalive=keepalive)
+        load.run(0.3)
+        load.run(1.0, start_new=False)
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+    assert load.errors == 0 and server.errors == 0
+    assert load.requests > 0 and int(load.hist.sum()) == load.requests
+    if keepalive:
+        assert load.requests > load.completed
+    else:
+        assert load.completed == load.requests
+
+
+def test_python_server_rejects_non_get():
+    from fsdp.apps.http_python import HttpServer
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    server = HttpServer(ls, selectors.DefaultSelector())
+    stop = threading.Event()
+    t = threading.Thread(target=server.run, args=(stop.is_set,), daemon=True)
+    t.start()
+    try:
+        c = socket.create_connection(ls.getsockname(), timeout=5)
+        c.sendall(b"POST / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+        c.close()
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+    assert data.startswith(b"HTTP/1.0 400")
+    time.sleep(0)
+
+
+def test_serve_reports_a_dead_worker_and_keeps_serving():
+    wire = f"t-dead-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.67.0.1/24",
+         "--port", "8080", "--cores", "2"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        line = srv.stderr.readline()
+        assert "Ctrl-C" in line, line
+        children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 2, children
+        os.kill(int(children[-1]), signal.SIGKILL)  # a worker this test started
+        line = srv.stderr.readline()
+        assert "died" in line and "keep serving" in line, line
+        r = _fsdp("bench", "http://10.67.0.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.67.0.2/24", "--seconds", "0.5", "--concurrency", "8", "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["connections"] > 0 and res["errors"] == 0
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.communicate()
+
+
+def test_bench_kernel_against_a_kernel_server():
+    from fsdp.apps.http_python import HttpServer
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    server = HttpServer(ls, selectors.DefaultSelector())
+    stop = threading.Event()
+    t = threading.Thread(target=server.run, args=(stop.is_set,), daemon=True)
+    t.start()
+    try:
+        host, port = ls.getsockname()
+        r = _fsdp("bench", f"http://{host}:{port}/", "--kernel", "--seconds", "0.3",
+                  "--concurrency", "4", "--json", timeout=120)
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    assert res["backend"] == "kernel" and res["connections"] > 0 and res["errors"] == 0
+
+
+def test_serve_echo_with_an_fsdp_socket():
+    import fsdp
+
+    wire = f"t-echo-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.68.0.1/24",
+         "--port", "7", "--mode", "echo"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        assert "Ctrl-C" in srv.stderr.readline()
+        with fsdp.Stack(nic=f"sim:{wire}", ip="10.68.0.2/24") as st:
+            s = st.socket()
+            s.settimeout(10)
+            s.connect(("10.68.0.1", 7))
+            payload = bytes(range(256)) * 40  # several segments
+            s.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(10) == b""
+            s.close()
+        assert got == payload
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            _, err = srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            _, err = srv.communicate()
+    assert "served 1" in err, err
