@@ -30,6 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from fsdp.core.state import CoreState
+from fsdp.driver.jitmem import borrow_core
 
 if "tcb" not in CoreState._fields:
     # The benchmarks drive the TCP engine; without it there is nothing to measure.
@@ -84,54 +85,6 @@ def _clock_monotonic_ns(typingctx):
         sec = builder.load(builder.gep(ts, [zero, zero]))
         nsec = builder.load(builder.gep(ts, [zero, ir.Constant(i32, 1)]))
         return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
-
-    return sig, codegen
-
-
-def _borrow_value(context, builder, ty, val):
-    """``val`` (of numba type ``ty``) with every array inside it borrowed (no meminfo)."""
-    if isinstance(ty, types.Array):
-        src = context.make_array(ty)(context, builder, val)
-        dst = context.make_array(ty)(context, builder)
-        for name in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(dst, name, getattr(src, name))
-        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
-        dst.parent = cgutils.get_null_value(dst.parent.type)
-        return dst._getvalue()
-    if isinstance(ty, types.BaseTuple):
-        items = [
-            _borrow_value(context, builder, mty, builder.extract_value(val, i))
-            for i, mty in enumerate(ty.types)
-        ]
-        return context.make_tuple(builder, ty, items)
-    # Anything else in a CoreState is a plain value; the caller of an intrinsic owns a new
-    # reference to what it returns, so take one (a no-op for scalars).
-    context.nrt.incref(builder, ty, val)
-    return val
-
-
-def _has_only_arrays_and_scalars(ty) -> bool:
-    if isinstance(ty, types.Array):
-        return True
-    if isinstance(ty, types.BaseTuple):
-        return all(_has_only_arrays_and_scalars(t) for t in ty.types)
-    return isinstance(ty, (types.Integer, types.Float, types.Boolean))
-
-
-@intrinsic
-def borrow_core(typingctx, core):
-    """``core`` (a CoreState, or any tuple tree of arrays and scalars) with every array borrowed,
-    as fsdp.driver.jitmem.borrow does for one array: the NRT reference counting that every
-    kernel call otherwise does on each of the ~170 arrays it receives (an atomic add and an
-    atomic sub per array per call, 60% of a short-connection run in perf) becomes a null check.
-    Valid only within the call that received ``core`` (Python's CoreState keeps the arrays
-    alive); never store or return a borrowed core."""
-    if not isinstance(core, types.BaseTuple) or not _has_only_arrays_and_scalars(core):
-        return None
-    sig = core(core)
-
-    def codegen(context, builder, signature, args):
-        return _borrow_value(context, builder, signature.args[0], args[0])
 
     return sig, codegen
 

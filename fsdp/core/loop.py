@@ -22,6 +22,7 @@ from fsdp.core.stats import (
 from fsdp.core.timerwheel import timer_next_deadline
 from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
 from fsdp.driver.api import nic_next_event, nic_rx_burst
+from fsdp.driver.jitmem import borrow_core
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.icmp import icmp_input, icmp_send_error
 from fsdp.tcp.input import tcp_input
@@ -106,6 +107,9 @@ def core_timers(core, now):
 @njit(cache=True)
 def run_once(core, now):
     """One pass of the core's loop at time ``now`` (µs); returns the number of frames received."""
+    # every engine kernel takes the whole CoreState: borrowed, its ~70 arrays cost no atomic
+    # reference counting per call (fsdp.driver.jitmem.borrow_core)
+    core = borrow_core(core)
     core.var[V_NOW] = now
     core.var[V_PASSES] += 1
     n = nic_rx_burst(core.nic, core.pool, core.rx_ids, core.cfg[CFG_RX_BURST], now)
@@ -119,6 +123,7 @@ def run_once(core, now):
 @njit(cache=True)
 def next_deadline(core):
     """The earliest time (µs) something is due on this core, or NO_DEADLINE."""
+    core = borrow_core(core)
     d = core.var[V_ARP_TIMER_US]
     w = timer_next_deadline(core.timers)
     if w != NO_DEADLINE and (d == NO_DEADLINE or w < d):

@@ -50,6 +50,7 @@ from fsdp.core.timerwheel import (
     TIMER_RTO,
 )
 from fsdp.core.vars import V_NOW
+from fsdp.driver.jitmem import borrow_core
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
@@ -980,6 +981,7 @@ OP_LISTEN_SETOPT = 22
 def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     """Dispatch usercall ``op``: integer arguments ``a..d``, byte buffer ``buf``, int64 output
     ``out``, int32 output ``ids``; returns the call's int64 result."""
+    core = borrow_core(core)  # no per-array reference counting in the kernels below
     if op == OP_SEND:
         return tcp_send_k(core, cid, buf, a, b, now)
     if op == OP_RECV:
