@@ -40,9 +40,11 @@ Choices (RFC vs Linux), each also at its function:
 * Fast recovery entry: non-SACK ``cwnd = ssthresh + 3*SMSS`` (RFC 6582 §3.2 step 2, with step 3
   inflation and step 5 partial deflation); SACK ``cwnd = ssthresh`` and the engine sends while
   ``pipe < cwnd`` (RFC 6675 §5).  Linux uses PRR (RFC 6937) for both; not implemented.
-* Full ACK (RFC 6582 §3.2 step 6): option 1, ``cwnd = min(ssthresh, max(FlightSize, SMSS) +
-  SMSS)``.  Linux sets cwnd = ssthresh, safe there because PRR has already brought the flight
-  down to ssthresh; without PRR or pacing option 1 is the one that cannot burst.
+* Full ACK (RFC 6582 §3.2 step 6): option (2), ``cwnd = ssthresh``, as Linux
+  (tcp_end_cwnd_reduction; the conformance suite shows Linux releasing about ssthresh at once
+  after a NewReno recovery).  SACK recovery has already held the flight at cwnd = ssthresh, so
+  there is no burst; after a non-SACK recovery whose full ACK covers everything, up to ssthresh
+  is sent back to back, as Linux does (no PRR or pacing here).
 * RTO: cwnd = 1 SMSS (RFC 5681 LW); ssthresh is reduced only once per loss episode (Linux
   tcp_enter_loss: not again while ``snd_una < recover``, so a backed-off second RTO or an RTO
   in fast recovery keeps the ssthresh already halved; RFC 5681 §3.1 likewise reduces only if

@@ -242,8 +242,8 @@ def _emit(core, cid, fid, tcp_len, ident, now):
 # --- the receive window we offer (RFC 9293 §3.8.6.2.2; Linux __tcp_select_window) -----------
 @kernel_inline
 def tcp_full_space(core, cid):
-    """Window-worth of the receive buffer: half of SO_RCVBUF (Linux's default skb overhead
-    ratio), at most the window clamp."""
+    """Window-worth of the receive buffer: the measured payload ratio (``rcv_ratio``, Linux
+    scaling_ratio, 50% until measured) of SO_RCVBUF, at most the window clamp."""
     h = core.tcb.hot
     s = (np.int64(h.rcv_buf[cid]) * np.int64(h.rcv_ratio[cid])) >> 8
     wc = np.int64(core.tcb.cold.window_clamp[cid])
