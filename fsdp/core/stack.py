@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -44,17 +45,21 @@ def poll_all_stacks() -> int:
 _default_stack: Stack | None = None
 
 
+_default_stack_lock = threading.Lock()
+
+
 def default_stack() -> Stack:
     """The process's default stack for ``fsdp.socket()``: ``FSDP_NIC`` (default ``sim:default``)
     and ``FSDP_IP`` (default ``10.0.0.2/24``), created on first use (``fsdp run`` sets them)."""
     global _default_stack
-    if _default_stack is None or _default_stack._closed:
-        _default_stack = Stack(
-            nic=os.environ.get("FSDP_NIC", "sim:default"),
-            ip=os.environ.get("FSDP_IP", "10.0.0.2/24"),
-            cores=int(os.environ.get("FSDP_CORES", "1")),
-        )
-    return _default_stack
+    with _default_stack_lock:  # two threads' first sockets must not make two stacks
+        if _default_stack is None or _default_stack._closed:
+            _default_stack = Stack(
+                nic=os.environ.get("FSDP_NIC", "sim:default"),
+                ip=os.environ.get("FSDP_IP", "10.0.0.2/24"),
+                cores=int(os.environ.get("FSDP_CORES", "1")),
+            )
+        return _default_stack
 
 
 def _parse_mac(mac) -> int:

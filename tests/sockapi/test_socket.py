@@ -224,3 +224,35 @@ def test_bulk_transfer_with_faults_is_intact(pair):
         except BlockingIOError:
             fsdp.poll_all_stacks()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_default_stack_is_made_once_when_threads_race(monkeypatch):
+    """Two threads opening their first fsdp.socket() at once share one default stack (a second
+    stack would try to attach the same MAC to the wire)."""
+    import threading
+
+    from fsdp.core import stack as stack_mod
+
+    monkeypatch.setenv("FSDP_NIC", f"sim:defrace-{os.getpid()}")
+    monkeypatch.setenv("FSDP_IP", "10.77.0.2/24")
+    monkeypatch.setattr(stack_mod, "_default_stack", None)
+    barrier = threading.Barrier(4)
+    made, errors = [], []
+
+    def first_socket():
+        barrier.wait()
+        try:
+            s = fsdp.socket()
+            made.append(s._stack)
+            s.close()
+        except Exception as e:  # pragma: no cover - the failure being tested
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_socket) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({id(s) for s in made}) == 1
+    made[0].close()
