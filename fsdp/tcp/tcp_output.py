@@ -52,6 +52,7 @@ from fsdp.core.timerwheel import (
     TIMER_RTO,
 )
 from fsdp.core.vars import V_IP_ID
+from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, frame_alloc
 from fsdp.tcp.cc import cc_after_idle
 from fsdp.tcp.frameflags import (
@@ -377,7 +378,9 @@ def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
         opt_len,
     )  # fmt: skip
     if n > 0:
-        buf[off + hlen : off + hlen + n] = pool.data[src_fid, src_off : src_off + n]
+        # memcpy, not Numba's element loop (~15x faster for a full segment; jitmem.copy_bytes)
+        w = np.int64(pool.data.shape[1])
+        copy_bytes(buf, off + hlen, pool.data, src_fid * w + src_off, n)
     c.segs_out[cid] += 1
     core.stats[STAT_TCP_SEGS_OUT] += 1
     if (flags & TH_ACK) != 0:
@@ -618,7 +621,8 @@ def _split_frame(core, cid, fid, k):
         return False
     rest = np.int64(pool.length[fid]) - k
     src = pool.off[fid] + k
-    pool.data[nf, HEADROOM : HEADROOM + rest] = pool.data[fid, src : src + rest]
+    w = np.int64(pool.data.shape[1])
+    copy_bytes(pool.data, nf * w + HEADROOM, pool.data, fid * w + src, rest)
     pool.off[nf] = HEADROOM
     pool.length[nf] = rest
     pool.tag[nf] = (pool.tag[fid] + k) & M32

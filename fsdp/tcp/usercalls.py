@@ -50,7 +50,7 @@ from fsdp.core.timerwheel import (
     TIMER_RTO,
 )
 from fsdp.core.vars import V_NOW
-from fsdp.driver.jitmem import borrow_core
+from fsdp.driver.jitmem import borrow_core, copy_bytes
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
@@ -446,7 +446,7 @@ def tcp_send_k(core, cid, data, off, n, now):
         if room > 0:
             k = n if n < room else room
             dst = pool.off[tail] + pool.length[tail]
-            pool.data[tail, dst : dst + k] = data[off : off + k]
+            copy_bytes(pool.data, tail * np.int64(pool.data.shape[1]) + dst, data, off, k)
             pool.length[tail] += k
             done += k
     while done < n:
@@ -456,7 +456,8 @@ def tcp_send_k(core, cid, data, off, n, now):
         k = n - done
         if k > mss:
             k = mss
-        pool.data[f, HEADROOM : HEADROOM + k] = data[off + done : off + done + k]
+        # memcpy (jitmem.copy_bytes), not Numba's element loop
+        copy_bytes(pool.data, f * np.int64(pool.data.shape[1]) + HEADROOM, data, off + done, k)
         pool.off[f] = HEADROOM
         pool.length[f] = k
         pool.flags[f] = 0
@@ -526,7 +527,7 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         if k > ln:
             k = ln
         src = pool.off[fid]
-        out[off + copied : off + copied + k] = pool.data[fid, src : src + k]
+        copy_bytes(out, off + copied, pool.data, fid * np.int64(pool.data.shape[1]) + src, k)
         copied += k
         nxt = pool.next[fid]
         if not peek:
