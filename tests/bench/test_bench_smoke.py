@@ -10,10 +10,6 @@ from pathlib import Path
 
 import pytest
 
-# The benchmarks drive the TCP engine (its usercalls and its tables in every CoreState); until
-# the engine is wired into the per-core loop on main, say so instead of failing.
-if "tcb" not in __import__("fsdp.core.state", fromlist=["CoreState"]).CoreState._fields:
-    pytest.skip("the TCP engine is not wired into the per-core loop yet", allow_module_level=True)
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 

@@ -12,10 +12,6 @@ import pytest
 
 import fsdp
 
-# The socket layer sits on the TCP engine (its usercalls, and its tables in every CoreState);
-# until the engine is wired into the per-core loop on main, say so instead of failing.
-if "tcb" not in __import__("fsdp.core.state", fromlist=["CoreState"]).CoreState._fields:
-    pytest.skip("the TCP engine is not wired into the per-core loop yet", allow_module_level=True)
 
 _wires = itertools.count()
 
