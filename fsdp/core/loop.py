@@ -19,7 +19,7 @@ from fsdp.core.stats import (
     STAT_RX_BYTES,
     STAT_RX_FRAMES,
 )
-from fsdp.core.timerwheel import timer_next_deadline
+from fsdp.core.timerwheel import timer_next_deadline, timer_work_due
 from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
 from fsdp.driver.api import nic_next_event, nic_rx_burst
 from fsdp.driver.jitmem import borrow_core
@@ -99,8 +99,7 @@ def core_timers(core, now):
     t = core.var[V_ARP_TIMER_US]
     if t != NO_DEADLINE and t <= now:
         arp_timers(core, now)
-    d = timer_next_deadline(core.timers)
-    if d >= 0 and d <= now:
+    if timer_work_due(core.timers, now):
         tcp_timers_run(core, now)
 
 

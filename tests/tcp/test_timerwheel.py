@@ -30,6 +30,7 @@ from fsdp.core.timerwheel import (
     timer_expires,
     timer_next_deadline,
     timer_pending,
+    timer_work_due,
     timerwheel_audit,
     timerwheel_create,
 )
@@ -213,6 +214,48 @@ def test_far_timers_use_and_leave_the_overflow_list():
     assert _expire(w, 10_000_000, 4) == [(0, 0)]
     assert _expire(w, 20_000_000, 4) == [(1, 0)]
     assert w.meta[TW_OVF_SCANS] >= 1 and timerwheel_audit(w) == TW_AUDIT_OK
+
+
+def test_cursor_follows_the_clock_so_new_timers_skip_the_overflow_list():
+    """A wheel whose cursor is far behind the clock (made at 0, used on a monotonic clock; or no
+    timer fired for hours) must not put every new timer in the overflow list: the loop runs
+    timer_expire whenever the cursor is behind (timer_work_due), which moves it to the clock."""
+    w = timerwheel_create(4, tick_us=8, n_slots=64)  # level 1 ends 32.8 ms out
+    now = 10_000_000_000
+    assert timer_work_due(w, now)  # nothing due, but the cursor is behind
+    assert _expire(w, now, 4) == []
+    assert not timer_work_due(w, now)
+    timer_arm(w, 0, TIMER_TIMEWAIT, now + 20_000)  # level 1
+    timer_arm(w, 1, TIMER_RTO, now + 200)  # level 0
+    timer_arm(w, 2, TIMER_TIMEWAIT, now + 20_008)
+    sentinel = w.expires.shape[0] + 2 * 64  # the overflow list's sentinel node
+    assert w.next[sentinel] == sentinel and w.meta[TW_OVF_SCANS] == 0
+    assert not timer_work_due(w, now + 7)  # same tick, nothing due
+    assert timer_work_due(w, now + 8)  # next tick: advance
+    timer_cancel(w, 1, TIMER_RTO)  # the earliest: the next query recomputes from level 1
+    assert timer_next_deadline(w) == now + 20_000
+    assert timerwheel_audit(w) == TW_AUDIT_OK
+    assert _expire(w, now + 20_008, 4) == [(0, TIMER_TIMEWAIT), (2, TIMER_TIMEWAIT)]
+    assert timerwheel_audit(w) == TW_AUDIT_OK
+
+
+def test_level_one_slot_keeps_its_minimum_at_the_head_for_in_order_arms():
+    """Timers of one duration armed in time order (TIME-WAIT) keep a level-1 slot flagged
+    sorted, so the next deadline is its head, not a scan; an out-of-order arm clears the flag
+    and the answer stays exact."""
+    w = timerwheel_create(8, tick_us=8, n_slots=64)
+    for c in range(6):
+        timer_arm(w, c, TIMER_TIMEWAIT, 1000 + c)  # group 1: level-1 slot 65
+    assert w.sorted[64 + 1] == 1 and timerwheel_audit(w) == TW_AUDIT_OK
+    assert timer_next_deadline(w) == 1000
+    timer_arm(w, 6, TIMER_TIMEWAIT, 999)  # out of order
+    assert w.sorted[64 + 1] == 0 and timerwheel_audit(w) == TW_AUDIT_OK
+    timer_cancel(w, 6, TIMER_TIMEWAIT)
+    timer_cancel(w, 0, TIMER_TIMEWAIT)
+    assert timer_next_deadline(w) == 1001 and timerwheel_audit(w) == TW_AUDIT_OK
+    for c in range(1, 6):
+        timer_cancel(w, c, TIMER_TIMEWAIT)
+    assert w.sorted[64 + 1] == 1  # an emptied slot counts as sorted again
 
 
 def test_overflow_moves_down_as_soon_as_level_one_can_hold_it():
