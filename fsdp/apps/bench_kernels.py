@@ -731,8 +731,8 @@ class BenchPair:
         except BaseException:
             self.close()
             raise
-        self.S = self.server._cores[0]
-        self.C = self.client._cores[0]
+        self.S = self.server._refs[0]
+        self.C = self.client._refs[0]
         self.server_ip_int = int(self.server.interface.ip)
         self.client_ip_int = int(self.client.interface.ip)
         self.settle(0.0)  # load (or compile) the kernels now, not inside a timed call

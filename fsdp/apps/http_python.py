@@ -64,7 +64,7 @@ class StackSelector(selectors.BaseSelector):
         if stack.cores != 1:
             raise ValueError("StackSelector drives a one-core stack (a worker's)")
         self._stack = stack
-        self._core = stack._cores[0]
+        self._core = stack._refs[0]
         self._op = OP_POLL_STATUS
         self._prm = np.zeros(P_SIZE, np.int64)
         self._rows = np.full((64, 4), -1, np.int64)  # cid/lid, status, is-listener, events wanted

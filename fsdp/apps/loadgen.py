@@ -84,7 +84,7 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     stack = Stack(nic=nic, ip=ip, mac=mac)
     for nip, nmac in neighbors:
         stack.add_neighbor(nip, nmac)
-    core = stack._cores[0]
+    core = stack._refs[0]
     req = np.frombuffer(
         http_request(str(ipaddress.IPv4Address(server_ip)), server_port, path, keepalive),
         np.uint8,

@@ -84,7 +84,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     for nip, nmac in neighbors:
         stack.add_neighbor(nip, nmac)
     lid = stack._listen(0, port, BACKLOG, True)[0]
-    core = stack._cores[0]
+    core = stack._refs[0]
     body = demo_body(body_size)
     close, keep = http_response(body), http_response(body, keepalive=True)
     resp = np.frombuffer(close + keep, np.uint8).copy()

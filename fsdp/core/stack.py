@@ -20,6 +20,7 @@ import numpy as np
 
 from fsdp.core.config import CFG_CAPTURE, StackOptions
 from fsdp.core.loop import next_deadline, run_once
+from fsdp.driver.jitmem import CoreRef
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
@@ -152,6 +153,8 @@ class Stack:
             )
             for i in range(cores)
         ]
+        # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
+        self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
         self._ip_int = ip_int
         self._virtual_clock = clock is not None
         self._sockets: weakref.WeakSet = weakref.WeakSet()
@@ -173,7 +176,7 @@ class Stack:
         if now is None:
             now = self._clock()
         n = 0
-        for core in self._cores:
+        for core in self._refs:
             n += run_once(core, now)
         if self._capture is not None:
             for core in self._cores:
@@ -183,7 +186,7 @@ class Stack:
     def next_deadline(self) -> int:
         """The earliest µs time a timer or the NIC needs a pass, or -1."""
         best = NO_DEADLINE
-        for core in self._cores:
+        for core in self._refs:
             d = next_deadline(core)
             if d != NO_DEADLINE and (best == NO_DEADLINE or d < best):
                 best = d
@@ -204,15 +207,10 @@ class Stack:
     def _unregister_socket(self, sock) -> None:
         self._sockets.discard(sock)
 
-    def _kick(self, core: int) -> None:
-        """Run one pass of ``core`` now so a socket call's output leaves without waiting."""
-        if not self._closed:
-            run_once(self._cores[core], self._clock())
-
     def _default_sockopt(self, opt: int) -> int:
         from fsdp.tcp import usercalls as uc
 
-        return int(uc.tcp_getopt(self._cores[0], -1, opt))
+        return int(uc.tcp_getopt(self._refs[0], -1, opt))
 
     def _check_bind(self, ip: int, port: int, reuseaddr: bool, sock) -> None:
         from fsdp.tcp import usercalls as uc
@@ -226,7 +224,7 @@ class Stack:
             # Linux: two sockets share a port only if both set SO_REUSEADDR and neither listens.
             if not (reuseaddr and other._reuseaddr and other._lids is None):
                 raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-        for core in self._cores:
+        for core in self._refs:
             rc = uc.tcp_bind_check(core, ip, port, reuseaddr)
             if rc < 0:
                 raise OSError(-rc, os.strerror(-rc))
@@ -236,7 +234,7 @@ class Stack:
 
         taken = {s._bound[1] for s in list(self._sockets) if s._bound is not None}
         for _ in range(64):
-            port = int(uc.tcp_ephemeral_port(self._cores[0], lip, rip, rport))
+            port = int(uc.tcp_ephemeral_port(self._refs[0], lip, rip, rport))
             if port < 0:
                 raise OSError(-port, os.strerror(-port))
             if port not in taken:
@@ -258,10 +256,9 @@ class Stack:
         if lport == 0:
             lport = self._ephemeral_port(lip, rip, rport)
         core = self._core_for_reply(lip, lport, rip, rport)
-        cid = int(uc.tcp_connect(self._cores[core], lip, lport, rip, rport, self._clock()))
+        cid = int(uc.tcp_connect(self._refs[core], lip, lport, rip, rport, self._clock()))
         if cid < 0:
             raise OSError(-cid, os.strerror(-cid))
-        self._kick(core)
         return core, cid
 
     def _listen(self, ip: int, port: int, backlog: int, reuseaddr: bool) -> list[int]:
@@ -269,7 +266,7 @@ class Stack:
         from fsdp.tcp import usercalls as uc
 
         lids: list[int] = []
-        for core in self._cores:
+        for core in self._refs:
             lid = int(uc.tcp_listen(core, ip, port, backlog, reuseaddr))
             if lid < 0:
                 self._unlisten(lids)
@@ -281,10 +278,8 @@ class Stack:
         from fsdp.tcp import usercalls as uc
 
         now = self._clock()
-        for core, lid in zip(self._cores, lids):
+        for core, lid in zip(self._refs, lids):
             uc.tcp_unlisten(core, lid, now)
-        for i in range(len(lids)):
-            self._kick(i)
 
     def _accept(self, lids: list[int]):
         from fsdp.tcp import usercalls as uc
@@ -293,7 +288,7 @@ class Stack:
         start = self._accept_rr = (getattr(self, "_accept_rr", -1) + 1) % n
         for k in range(n):
             i = (start + k) % n
-            cid = int(uc.tcp_accept(self._cores[i], lids[i]))
+            cid = int(uc.tcp_accept(self._refs[i], lids[i]))
             if cid >= 0:
                 return i, cid
         return None
@@ -302,7 +297,7 @@ class Stack:
         from fsdp.tcp import usercalls as uc
 
         out = np.zeros(uc.CI_SIZE, np.int64)
-        uc.tcp_conn_info(self._cores[core], cid, out)
+        uc.tcp_conn_info(self._refs[core], cid, out)
         return {
             "lip": int(out[uc.CI_LIP]), "lport": int(out[uc.CI_LPORT]),
             "rip": int(out[uc.CI_RIP]), "rport": int(out[uc.CI_RPORT]),
@@ -332,7 +327,7 @@ class Stack:
         from fsdp.tcp.tcb import TCPS_NAMES
 
         rows = []
-        for i, core in enumerate(self._cores):
+        for i, core in enumerate(self._refs):
             ids = np.zeros(core.tcb.hot.state.shape[0], np.int32)
             n = int(uc.tcp_conn_list(core, ids))
             for cid in ids[:n]:
@@ -364,7 +359,7 @@ class Stack:
         """A static neighbour on every core (never aged, never changed by ARP)."""
         addr = int(ipaddress.IPv4Address(ip))
         m = _parse_mac(mac)
-        for core in self._cores:
+        for core in self._refs:
             if not arp_add_static(core, addr, m):
                 raise OSError(f"neighbour table full on core {core.cfg[4]}")
 
@@ -376,7 +371,7 @@ class Stack:
             if err != 0:
                 raise AssertionError(f"core {i}: pool audit failed with code {err}")
             owned = core.pool.refcnt.shape[0] - int(pool_n_free(core.pool))
-            held = int(arp_queued_frames(core)) + self._nic_held_frames(i)
+            held = int(arp_queued_frames(self._refs[i])) + self._nic_held_frames(i)
             if owned != held:
                 raise AssertionError(
                     f"core {i}: {owned} frames owned but only {held} accounted for (leak)"
@@ -394,7 +389,7 @@ class Stack:
         """Send ``count`` echo requests to ``dst`` and wait (keeping every stack of the process
         polled) for their replies; returns each round-trip time in seconds, None if lost."""
         addr = int(ipaddress.IPv4Address(dst))
-        core = self._cores[0]
+        core = self._refs[0]
         ident = self._ping_ident
         rtts: list[float | None] = []
         for seq in range(count):
@@ -444,6 +439,7 @@ class Stack:
             if queue is not None and i != queue:
                 continue
             self._cores[i] = core._replace(capture=capture_ring_create(slots=slots, snaplen=snaplen))
+            self._refs[i] = CoreRef(self._cores[i])
             self._cores[i].cfg[CFG_CAPTURE] = 1
 
     def stop_capture(self) -> None:

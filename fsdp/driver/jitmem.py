@@ -17,8 +17,12 @@ while the original stays alive, i.e. within the call that received it: never ret
 capture a borrowed array.
 """
 
+import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, types
-from numba.extending import intrinsic, overload
+from numba.core.imputils import impl_ret_borrowed, lower_getattr_generic
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.extending import NativeValue, intrinsic, models, overload, register_model, unbox
 
 from fsdp.pool.pool import Pool
 
@@ -143,7 +147,15 @@ def borrow_core(typingctx, core):
     kernel call otherwise does on each of the ~170 arrays it receives (an atomic add and an
     atomic sub per array per call, 60% of a short-connection run in perf) becomes a null check.
     Valid only within the call that received ``core`` (Python's CoreState keeps the arrays
-    alive); never store or return a borrowed core."""
+    alive); never store or return a borrowed core.  A :class:`CoreRef` (defined below) is
+    returned as it is: it owns nothing either, and its fields read like a CoreState's."""
+    if isinstance(core, CoreRefType):
+        sig = core(core)
+
+        def codegen_ref(context, builder, signature, args):
+            return args[0]  # already borrowed: fields are read from its table (CoreRef below)
+
+        return sig, codegen_ref
     if not isinstance(core, types.BaseTuple) or not _has_only_arrays_and_scalars(core):
         return None
     sig = core(core)
@@ -152,3 +164,152 @@ def borrow_core(typingctx, core):
         return _borrow_value(context, builder, signature.args[0], args[0])
 
     return sig, codegen
+
+
+# ---- CoreRef: a core passed as one pointer --------------------------------------------------------
+#
+# A CoreState is a NamedTuple of ~170 arrays.  Passed by value, it costs twice:
+# * from Python, Numba's CPython wrapper types and unboxes every array before the first
+#   instruction runs (~12 µs per call measured on the dev VM): every socket call and poll pass;
+# * between jitted kernels, Numba's calling convention flattens it into ~1,200 scalar arguments
+#   (7 per array), stored and reloaded on every call, and the callee cannot see that the arrays
+#   own nothing, so it keeps the out-of-line NRT reference-count calls on each one it uses.
+# A ``CoreRef`` is the address of a flat int64 table holding each array's data pointer, shape and
+# strides (and each scalar's value), written once when the core is made.  Its Numba type names
+# the CoreState type (the dispatcher fingerprints ``_numba_type_`` without looking inside), it
+# travels as one i64, and ``ref.field`` reads like the CoreState's field: the lowering loads that
+# field's words from the table (marked invariant: the table never changes while the core lives,
+# so LLVM merges and hoists the loads, and drops those of fields a function does not use) and
+# builds arrays with a null meminfo, whose reference-count calls fold away.
+
+
+class CoreRefType(types.Type):
+    """Numba type of a :class:`CoreRef` to a CoreState of type ``core_type``."""
+
+    def __init__(self, core_type):
+        self.core_type = core_type
+        super().__init__(name=f"CoreRef({core_type})")
+
+
+@register_model(CoreRefType)
+class _CoreRefModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.IntType(64))
+
+
+@unbox(CoreRefType)
+def _unbox_core_ref(typ, obj, c):
+    addr = c.pyapi.object_getattr_string(obj, "_addr")  # always set: CoreRef.__init__
+    val = c.pyapi.long_as_longlong(addr)
+    c.pyapi.decref(addr)
+    return NativeValue(val, is_error=c.pyapi.c_api_error())
+
+
+def _table_words(ty, val, out: list) -> None:
+    """Append the table words of ``val`` (numba type ``ty``) to ``out`` (layout read by
+    ``_load_value``): an array is data pointer, shape..., strides...; a scalar is its value."""
+    if isinstance(ty, types.Array):
+        out.append(val.ctypes.data)
+        out.extend(int(n) for n in val.shape)
+        out.extend(int(s) for s in val.strides)
+    elif isinstance(ty, types.BaseTuple):
+        for t, v in zip(ty.types, val, strict=True):
+            _table_words(t, v, out)
+    elif isinstance(ty, types.Float):
+        out.append(int(np.array([val], np.float64).view(np.int64)[0]))
+    elif isinstance(ty, (types.Integer, types.Boolean)):
+        out.append(int(val))
+    else:
+        raise TypeError(f"CoreRef cannot hold a {ty}")
+
+
+class CoreRef:
+    """A core for jitted roots, passed as one pointer (see above).  Keeps ``core`` alive; build a
+    new one whenever the CoreState is replaced (e.g. ``_replace``)."""
+
+    __slots__ = ("core", "_table", "_addr", "_numba_type_")
+
+    def __init__(self, core):
+        import numba
+
+        ty = numba.typeof(core)
+        if not _has_only_arrays_and_scalars(ty):
+            raise TypeError(f"CoreRef needs a tuple tree of arrays and scalars, not {ty}")
+        words: list = []
+        _table_words(ty, core, words)
+        self.core = core
+        self._table = np.array(words, dtype=np.int64)
+        self._addr = int(self._table.ctypes.data)
+        self._numba_type_ = CoreRefType(ty)
+
+    def __getattr__(self, name):
+        # read-only access to the core's fields from Python (core.stats, core.var, ...)
+        return getattr(self.core, name)
+
+
+def _load_value(context, builder, ty, base, idx, invariant=False):
+    """The value of numba type ``ty`` read from table words ``idx..``; returns (value, next idx).
+    ``invariant``: tag the loads ``!invariant.load`` (the table never changes)."""
+    i64 = ir.IntType(64)
+
+    def word(k):
+        load = builder.load(builder.gep(base, [ir.Constant(i64, k)]))
+        if invariant:
+            load.set_metadata("invariant.load", builder.module.add_metadata([]))
+        return load
+
+    if isinstance(ty, types.Array):
+        ary = context.make_array(ty)(context, builder)
+        data = builder.inttoptr(word(idx), ary.data.type)
+        shape = [word(idx + 1 + k) for k in range(ty.ndim)]
+        strides = [word(idx + 1 + ty.ndim + k) for k in range(ty.ndim)]
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(ty.dtype)))
+        context.populate_array(
+            ary, data=data, shape=cgutils.pack_array(builder, shape),
+            strides=cgutils.pack_array(builder, strides), itemsize=itemsize, meminfo=None,
+        )
+        return ary._getvalue(), idx + 1 + 2 * ty.ndim
+    if isinstance(ty, types.BaseTuple):
+        items = []
+        for mty in ty.types:
+            v, idx = _load_value(context, builder, mty, base, idx, invariant)
+            items.append(v)
+        return context.make_tuple(builder, ty, items), idx
+    w = word(idx)
+    if isinstance(ty, types.Boolean):
+        return builder.icmp_unsigned("!=", w, ir.Constant(i64, 0)), idx + 1
+    if isinstance(ty, types.Float):
+        v = builder.bitcast(w, ir.DoubleType())
+        return context.cast(builder, v, types.float64, ty), idx + 1
+    return context.cast(builder, w, types.int64, ty), idx + 1
+
+
+def _table_len(ty) -> int:
+    """Table words of a value of numba type ``ty`` (see ``_table_words``)."""
+    if isinstance(ty, types.Array):
+        return 1 + 2 * ty.ndim
+    if isinstance(ty, types.BaseTuple):
+        return sum(_table_len(t) for t in ty.types)
+    return 1
+
+
+@infer_getattr
+class _CoreRefAttributes(AttributeTemplate):
+    key = CoreRefType
+
+    def generic_resolve(self, ref, attr):
+        core = ref.core_type
+        if attr in core.fields:
+            return core.types[core.fields.index(attr)]
+        return None
+
+
+@lower_getattr_generic(CoreRefType)
+def _core_ref_getattr(context, builder, typ, value, attr):
+    core = typ.core_type
+    i = core.fields.index(attr)
+    offset = sum(_table_len(t) for t in core.types[:i])
+    base = builder.inttoptr(value, ir.IntType(64).as_pointer())
+    field, _ = _load_value(context, builder, core.types[i], base, offset, invariant=True)
+    return impl_ret_borrowed(context, builder, core.types[i], field)

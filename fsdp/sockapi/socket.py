@@ -148,7 +148,7 @@ class Socket:
         s._reuseaddr = parent._reuseaddr
         s._linger = parent._linger
         for opt, value in parent._pending_opts.items():
-            uc.tcp_setopt(stack._cores[core], cid, opt, value)
+            uc.tcp_setopt(stack._refs[core], cid, opt, value)
         return s
 
     # ---- helpers ----
@@ -157,7 +157,7 @@ class Socket:
             raise _oserror(errno.EBADF)
 
     def _core_state(self):
-        return self._stack._cores[self._core]
+        return self._stack._refs[self._core]
 
     def _now(self) -> int:
         return self._stack.now_us()
@@ -212,7 +212,7 @@ class Socket:
         if self._closed or self._stack._closed:
             return 0
         if self._lids is not None:
-            for core, lid in zip(self._stack._cores, self._lids, strict=True):
+            for core, lid in zip(self._stack._refs, self._lids, strict=True):
                 if uc.tcp_listen_status(core, lid) & (_EV_READABLE | _EV_ERROR):
                     return POLL_READ
             return 0
@@ -361,9 +361,7 @@ class Socket:
                 return None
             return _raise_if_error(rc)
 
-        n = self._wait(ready, "send")
-        self._stack._kick(self._core)
-        return n
+        return self._wait(ready, "send")
 
     def sendall(self, data, flags: int = 0) -> None:
         self._conn_check()
@@ -414,7 +412,6 @@ class Socket:
             n = self._wait(ready, "recv")
         finally:
             self._timeout = saved
-        self._stack._kick(self._core)
         return n
 
     def recvfrom(self, bufsize: int, flags: int = 0):
@@ -436,7 +433,6 @@ class Socket:
         if self._cid < 0:
             raise _oserror(errno.ENOTCONN)
         _raise_if_error(uc.tcp_shutdown(self._core_state(), self._cid, how, self._now()))
-        self._stack._kick(self._core)
 
     def close(self) -> None:
         if self._closed:
@@ -459,7 +455,6 @@ class Socket:
             else:
                 uc.tcp_close(core, self._cid, self._now())
             self._cid = -1
-            self._stack._kick(self._core)
         self._stack._unregister_socket(self)
 
     def _decref_socketios(self) -> None:
@@ -563,7 +558,7 @@ class Socket:
     def _apply_to_listeners(self, opt: int, value: int) -> None:
         """Buffer sizes shape the SYN-ACK, so every core's listener carries them."""
         if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF):
-            for core, lid in zip(self._stack._cores, self._lids):
+            for core, lid in zip(self._stack._refs, self._lids):
                 _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None):

@@ -49,7 +49,8 @@ from fsdp.core.timerwheel import (
     TIMER_KEEPALIVE,
     TIMER_RTO,
 )
-from fsdp.core.vars import V_NOW
+from fsdp.core.output import tx_flush
+from fsdp.core.vars import V_NOW, V_TX_N, V_TX_OVF_HEAD
 from fsdp.driver.jitmem import borrow_core, copy_bytes
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
@@ -983,53 +984,60 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     """Dispatch usercall ``op``: integer arguments ``a..d``, byte buffer ``buf``, int64 output
     ``out``, int32 output ``ids``; returns the call's int64 result."""
     core = borrow_core(core)  # no per-array reference counting in the kernels below
+    rc = np.int64(0)
     if op == OP_SEND:
-        return tcp_send_k(core, cid, buf, a, b, now)
-    if op == OP_RECV:
-        return tcp_recv_k(core, cid, buf, a, b, c != 0, now)
-    if op == OP_STATUS:
-        return tcp_status_k(core, cid)
-    if op == OP_BIND_CHECK:
-        return tcp_bind_check_k(core, a, b, c != 0)
-    if op == OP_LISTEN:
-        return tcp_listen_k(core, a, b, c, d != 0)
-    if op == OP_UNLISTEN:
-        return tcp_unlisten_k(core, cid, now)
-    if op == OP_ACCEPT:
-        return tcp_accept_k(core, cid)
-    if op == OP_ACCEPT_PENDING:
-        return tcp_accept_pending_k(core, cid)
-    if op == OP_LISTEN_STATUS:
-        return tcp_listen_status_k(core, cid)
-    if op == OP_EPHEMERAL_PORT:
-        return tcp_ephemeral_port_k(core, a, b, c)
-    if op == OP_CONNECT:
-        return tcp_connect_k(core, a, b, c, d, now)
-    if op == OP_TAKE_ERROR:
-        return tcp_take_error_k(core, cid)
-    if op == OP_SHUTDOWN:
-        return tcp_shutdown_k(core, cid, a, now)
-    if op == OP_ABORT:
-        return tcp_abort_k(core, cid, now)
-    if op == OP_CLOSE:
-        return tcp_close_k(core, cid, now)
-    if op == OP_SETOPT:
-        return tcp_setopt_k(core, cid, a, b)
-    if op == OP_GETOPT:
-        return tcp_getopt_k(core, cid, a)
-    if op == OP_CONN_INFO:
-        return tcp_conn_info_k(core, cid, out)
-    if op == OP_LISTEN_INFO:
-        return tcp_listen_info_k(core, cid, out)
-    if op == OP_CONN_LIST:
-        return tcp_conn_list_k(core, ids)
-    if op == OP_LISTEN_LIST:
-        return tcp_listen_list_k(core, ids)
-    if op == OP_HELD_FRAMES:
-        return tcp_held_frames_k(core)
-    if op == OP_LISTEN_SETOPT:
-        return tcp_listen_setopt_k(core, cid, a, b)
-    return np.int64(-EINVAL)
+        rc = tcp_send_k(core, cid, buf, a, b, now)
+    elif op == OP_RECV:
+        rc = tcp_recv_k(core, cid, buf, a, b, c != 0, now)
+    elif op == OP_STATUS:
+        rc = tcp_status_k(core, cid)
+    elif op == OP_BIND_CHECK:
+        rc = tcp_bind_check_k(core, a, b, c != 0)
+    elif op == OP_LISTEN:
+        rc = tcp_listen_k(core, a, b, c, d != 0)
+    elif op == OP_UNLISTEN:
+        rc = tcp_unlisten_k(core, cid, now)
+    elif op == OP_ACCEPT:
+        rc = tcp_accept_k(core, cid)
+    elif op == OP_ACCEPT_PENDING:
+        rc = tcp_accept_pending_k(core, cid)
+    elif op == OP_LISTEN_STATUS:
+        rc = tcp_listen_status_k(core, cid)
+    elif op == OP_EPHEMERAL_PORT:
+        rc = tcp_ephemeral_port_k(core, a, b, c)
+    elif op == OP_CONNECT:
+        rc = tcp_connect_k(core, a, b, c, d, now)
+    elif op == OP_TAKE_ERROR:
+        rc = tcp_take_error_k(core, cid)
+    elif op == OP_SHUTDOWN:
+        rc = tcp_shutdown_k(core, cid, a, now)
+    elif op == OP_ABORT:
+        rc = tcp_abort_k(core, cid, now)
+    elif op == OP_CLOSE:
+        rc = tcp_close_k(core, cid, now)
+    elif op == OP_SETOPT:
+        rc = tcp_setopt_k(core, cid, a, b)
+    elif op == OP_GETOPT:
+        rc = tcp_getopt_k(core, cid, a)
+    elif op == OP_CONN_INFO:
+        rc = tcp_conn_info_k(core, cid, out)
+    elif op == OP_LISTEN_INFO:
+        rc = tcp_listen_info_k(core, cid, out)
+    elif op == OP_CONN_LIST:
+        rc = tcp_conn_list_k(core, ids)
+    elif op == OP_LISTEN_LIST:
+        rc = tcp_listen_list_k(core, ids)
+    elif op == OP_HELD_FRAMES:
+        rc = tcp_held_frames_k(core)
+    elif op == OP_LISTEN_SETOPT:
+        rc = tcp_listen_setopt_k(core, cid, a, b)
+    else:
+        rc = np.int64(-EINVAL)
+    # What the call queued (data, a FIN, a window update, a SYN, RSTs) leaves now, as a send(2)
+    # on Linux transmits before it returns: the caller needs no extra pass of the loop for it.
+    if core.var[V_TX_N] > 0 or core.var[V_TX_OVF_HEAD] >= 0:
+        tx_flush(core, now if now > 0 else core.var[V_NOW])
+    return rc
 
 
 _U8 = np.zeros(1, np.uint8)
