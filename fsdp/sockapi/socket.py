@@ -31,6 +31,8 @@ _EV_WRITABLE = uc.EV_WRITABLE
 _EV_ERROR = uc.EV_ERROR
 _EV_CONNECTED = uc.EV_CONNECTED
 
+_AF_INET = _stdsocket.AddressFamily.AF_INET
+_SOCK_STREAM = _stdsocket.SocketKind.SOCK_STREAM
 _SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
 _DEFAULT_BACKLOG = min(_stdsocket.SOMAXCONN, 128)  # what socket.listen() uses
 _RECV_CHUNK = 65536
@@ -95,7 +97,7 @@ def _parse_address(address, *, allow_any: bool) -> tuple[int, int]:
 
 
 def _ip_str(v: int) -> str:
-    return str(ipaddress.IPv4Address(v))
+    return _stdsocket.inet_ntoa(v.to_bytes(4, "big"))  # ~10x faster than ipaddress
 
 
 class Socket:
@@ -113,8 +115,8 @@ class Socket:
         if proto not in (0, _stdsocket.IPPROTO_TCP):
             raise _oserror(errno.EPROTONOSUPPORT)
         self._stack = stack
-        self.family = _stdsocket.AddressFamily(family)
-        self.type = _stdsocket.SocketKind(_stdsocket.SOCK_STREAM)
+        self.family = _AF_INET  # AddressFamily(...) costs a microsecond per socket
+        self.type = _SOCK_STREAM
         self.proto = proto
         self._fileno = next(_fileno_counter)
         _by_fileno[self._fileno] = self
@@ -284,7 +286,7 @@ class Socket:
 
         core, cid = self._wait(ready, "accept")
         conn = Socket._from_connection(self._stack, core, cid, self)
-        return conn, conn.getpeername()
+        return conn, (_ip_str(conn._peer[0]), conn._peer[1])  # established: getpeername()'s
 
     # ---- active open ----
     def connect(self, address) -> None:
