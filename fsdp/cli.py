@@ -54,6 +54,10 @@ def _add_demo_parsers(sub) -> None:
                    help="server cores (worker processes), or a list of counts (default 1)")
     d.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     d.add_argument("--concurrency", type=int, default=64, help="connections in flight")
+    d.add_argument("--client-cores", type=int, default=None, metavar="N",
+                   help="load-generator worker processes, one sim queue each, kept apart by "
+                        "receive flow deliver (default: 1, or the CPUs the server leaves, "
+                        "up to the server's cores)")
     d.add_argument("--app", choices=("native", "python"), default="native",
                    help="jitted handler in the loop, or a Python server on fsdp sockets")
     d.add_argument("--compare-kernel", action="store_true",
@@ -86,7 +90,7 @@ def _run_demo_command(args) -> int:
 
         return run_demo(app=args.app, cores=args.cores, seconds=args.seconds,
                         concurrency=args.concurrency, compare_kernel=args.compare_kernel,
-                        as_json=args.json, plot=args.plot)
+                        as_json=args.json, plot=args.plot, client_cores=args.client_cores)
     if args.command == "serve":
         from fsdp.apps.serve import run_serve
 

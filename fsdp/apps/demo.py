@@ -38,44 +38,70 @@ BODY_SIZE = 64
 MAX_CONCURRENCY = 16384  # well inside the client's 28,232 ephemeral ports
 
 
-def _placement(cores: int) -> tuple[list[int] | None, int | None, bool]:
-    """Server CPUs, client CPU, and whether they had to share CPUs."""
+def default_client_cores(cores: int) -> int:
+    """As many load-generator workers as server cores, within the CPUs the server leaves."""
+    return max(1, min(cores, cpu_count() - cores))
+
+
+def _placement(cores: int, clients: int) -> tuple[list[int] | None, list[int] | None, bool]:
+    """Server CPUs, client CPUs, and whether they had to share CPUs: the server takes the first
+    CPUs, the clients the last ones."""
     ncpu = cpu_count()
     if ncpu < 2:
         return None, None, True
-    client_cpu = ncpu - 1
-    server = [i % (ncpu - 1) for i in range(cores)]
-    return server, client_cpu, cores > ncpu - 1
+    n_client = min(clients, ncpu - 1)
+    client = [ncpu - 1 - k for k in range(clients)] if clients <= ncpu - 1 else [
+        ncpu - 1 - (k % n_client) for k in range(clients)]
+    free = ncpu - n_client
+    server = [i % free for i in range(cores)]
+    return server, client, cores + clients > ncpu
 
 
 def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
-             opts: dict | None = None) -> dict:
+             opts: dict | None = None, client_cores: int | None = None) -> dict:
     wire = f"demo-{os.getpid()}-{app}-{cores}"
-    server_cpus, client_cpu, shared = _placement(cores)
+    n_clients = client_cores or default_client_cores(cores)
+    server_cpus, client_cpus, shared = _placement(cores, n_clients)
     neighbors_server = ((CLIENT_IP, CLIENT_MAC),)
     server = ServerGroup(wire, f"{SERVER_IP}/24", SERVER_MAC, PORT, cores, app=app,
                          body_size=BODY_SIZE, slots=max(1024, 2 * concurrency),
                          neighbors=neighbors_server, cpus=server_cpus, opts=opts,
-                         geometry={"max_ports": 2, "max_queues": cores, "ring_slots": 1024})
-    clients = ClientGroup(1)
+                         geometry={"max_ports": 2, "max_queues": max(cores, n_clients),
+                                   "ring_slots": 1024})
+    clients = ClientGroup(n_clients)
+    client_port = None
     try:
-        progress.show(f"{app} x{cores}: starting {cores} server worker(s) and the client "
-                      "(a cold Numba cache compiles the engine first: minutes)")
+        progress.show(f"{app} x{cores}: starting {cores} server worker(s) and {n_clients} "
+                      "client(s) (a cold Numba cache compiles the engine first: minutes)")
         server.wait_ready()
         from ipaddress import IPv4Address
 
-        clients.start(native_client, client_cpu, f"sim:{wire}", f"{CLIENT_IP}/24", CLIENT_MAC,
-                      int(IPv4Address(SERVER_IP)), PORT, concurrency, False,
-                      ((SERVER_IP, SERVER_MAC),), "/")
-        clients.workers.wait_ready([0], 600.0)
+        if n_clients == 1:
+            nics = [f"sim:{wire}"]
+        else:
+            # One client port with a queue per worker; each worker's connect() picks ports
+            # whose replies RSS steers back to its own queue (receive flow deliver).
+            from fsdp.driver.sim import attach_named
+
+            client_port = attach_named(wire, n_clients, CLIENT_MAC)
+            nics = [(wire, client_port.port_id, k, n_clients) for k in range(n_clients)]
+        for k in range(n_clients):
+            share = concurrency // n_clients + (1 if k < concurrency % n_clients else 0)
+            clients.start(native_client, None if client_cpus is None else client_cpus[k],
+                          nics[k], f"{CLIENT_IP}/24", CLIENT_MAC, int(IPv4Address(SERVER_IP)),
+                          PORT, max(1, share), False, ((SERVER_IP, SERVER_MAC),), "/")
+        clients.workers.wait_ready(list(range(n_clients)), 600.0)
         res = measure(clients, seconds, f"{app} x{cores}", progress, server=server,
                       server_errors=server_errors)
     finally:
         clients.stop()
         server.stop()
+        if client_port is not None:
+            client_port.close()
     per_core = [int(x) for x in server.counters[:, HC_SERVED]]
     res.update({"app": app, "backend": "fsdp", "cores": cores, "shared_cpus": shared,
-                "served_per_core": per_core, "client": "native (jitted, fsdp)"})
+                "served_per_core": per_core, "client_cores": n_clients,
+                "client": "native (jitted, fsdp)"})
     return res
 
 
@@ -126,8 +152,10 @@ def _fmt(v) -> str:
 
 def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float = 5.0,
              concurrency: int = 64, compare_kernel: bool = False, as_json: bool = False,
-             plot: str | None = None) -> int:
+             plot: str | None = None, client_cores: int | None = None) -> int:
     cores = cores or [1]
+    if client_cores is not None and not 1 <= client_cores <= 64:
+        raise ValueError("need 1 <= --client-cores <= 64")
     if app not in ("native", "python"):
         raise ValueError(f"--app must be native or python, not {app!r}")
     if seconds <= 0 or not 1 <= concurrency <= MAX_CONCURRENCY or any(
@@ -143,7 +171,8 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
             raise ValueError("--plot needs matplotlib, which is not installed "
                              "(pip install matplotlib)") from None
     progress = Progress()
-    rows = [run_fsdp(app, n, seconds, concurrency, progress) for n in cores]
+    rows = [run_fsdp(app, n, seconds, concurrency, progress, client_cores=client_cores)
+            for n in cores]
     kernel = run_kernel(seconds, concurrency, progress) if compare_kernel else None
 
     print(f"fsdp demo: HTTP/1.0 GET, {BODY_SIZE}-byte body, one connection per request, "

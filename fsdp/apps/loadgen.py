@@ -64,8 +64,10 @@ def client_errors(row) -> int:
 
 def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, concurrency,
                   keepalive, neighbors, path, go):
-    """A one-core fsdp stack on ``nic`` (a ``sim:NAME`` URI) running the jitted client until
-    ``counters[HC_STOP]``; starts when ``go[0]`` is set."""
+    """A one-core fsdp stack on ``nic`` running the jitted client until ``counters[HC_STOP]``;
+    starts when ``go[0]`` is set.  ``nic``: a ``sim:NAME`` URI (a port of its own), or
+    ``(wire, port_id, queue, n_queues)``: one queue of a port another process attached, whose
+    connections receive flow deliver keeps on that queue."""
     from fsdp.apps.bench_kernels import (
         OP_HTTP_LOAD,
         P_DEADLINE_US,
@@ -81,7 +83,16 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     )
     from fsdp.core.stack import Stack
 
-    stack = Stack(nic=nic, ip=ip, mac=mac)
+    port = None
+    if isinstance(nic, tuple):
+        from fsdp.apps.percore import worker_stack
+        from fsdp.driver.sim import join_port
+
+        wire, port_id, queue, n_queues = nic
+        port = join_port(wire, port_id)
+        stack = worker_stack(port, queue, n_queues, ip, mac)
+    else:
+        stack = Stack(nic=nic, ip=ip, mac=mac)
     for nip, nmac in neighbors:
         stack.add_neighbor(nip, nmac)
     core = stack._refs[0]
@@ -124,6 +135,8 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, e2, hist)
     counters[HC_STOP] = 1
     stack.close()
+    if port is not None:
+        port.close()
 
 
 def kernel_client(ctl, counters, hist, host, port, concurrency, keepalive, path, go):
@@ -299,6 +312,7 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
         raise ValueError("--concurrency must be at least --cores")
     progress = Progress()
     ncpu = cpu_count()
+    client_port = None
     if kernel:
         if nic or ip:
             raise ValueError("--kernel uses the kernel's sockets: drop --nic/--ip")
@@ -311,24 +325,36 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
     else:
         if not nic or not ip:
             raise ValueError("fsdp bench needs --nic URI --ip CIDR (or --kernel)")
-        if cores != 1:
-            raise ValueError(
-                "--cores > 1 on fsdp needs receive flow deliver for per-core client workers, "
-                "which is not implemented yet; use --cores 1 (or --kernel)"
-            )
         from fsdp.driver import parse_nic_uri
 
-        parse_nic_uri(nic)
+        scheme, name = parse_nic_uri(nic)
+        if cores > 1 and scheme != "sim":
+            raise ValueError("--cores > 1 on fsdp needs a sim NIC (one port, a queue per worker)")
         iface = ipaddress.IPv4Interface(ip)
-        clients = ClientGroup(1)
-        clients.start(native_client, None, nic, ip, 0x020000000000 | int(iface.ip),
-                      int(ipaddress.IPv4Address(host)), port, concurrency, keepalive, (), path)
+        mac = 0x020000000000 | int(iface.ip)
+        clients = ClientGroup(cores)
+        if cores == 1:
+            nics = [nic]
+        else:
+            # one port with a queue per worker; receive flow deliver keeps each worker's
+            # connections on its queue (fsdp.tcp.usercalls._port_steers_here)
+            from fsdp.driver.sim import attach_named
+
+            client_port = attach_named(name, cores, mac)
+            nics = [(name, client_port.port_id, k, cores) for k in range(cores)]
+        for k in range(cores):
+            share = concurrency // cores + (1 if k < concurrency % cores else 0)
+            clients.start(native_client, (ncpu - 1 - k) % ncpu if cores > 1 else None, nics[k],
+                          ip, mac, int(ipaddress.IPv4Address(host)), port, share, keepalive, (),
+                          path)
         backend = "fsdp"
     try:
         clients.workers.wait_ready(list(range(clients.n)), 600.0)
         res = measure(clients, seconds, f"bench {backend}", progress, warmup=0.2)
     finally:
         clients.stop()
+        if client_port is not None:
+            client_port.close()
     out = {"url": url, "backend": backend, "cores": cores, "concurrency": concurrency,
            "keepalive": keepalive, **res}
     if as_json:

@@ -66,6 +66,7 @@ CFG_TCP_TIME_WAIT_US = 51  # 2*MSL (Linux TCP_TIMEWAIT_LEN, 60 s)
 CFG_SOMAXCONN = 52
 CFG_TCP_MAX_REASS = 53  # out-of-order bytes per connection, 0 = the receive buffer
 CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer growth
+CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS steers here
 CFG_SIZE = 64
 
 
@@ -123,6 +124,10 @@ class StackOptions:
     tcp_time_wait: float = 60.0  # s in TIME-WAIT (2*MSL; Linux TCP_TIMEWAIT_LEN)
     tcp_max_reass: int = 0  # out-of-order bytes held per connection, 0 = its receive buffer
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
+    # Receive flow deliver (Fastsocket, DESIGN.md §3): a core's connect() picks a local port
+    # whose reply the NIC's RSS steers back to that core (where the NIC exposes its RSS key and
+    # redirection table, and the port has several queues).
+    receive_flow_deliver: bool = True
 
     @classmethod
     def from_options(cls, options: dict) -> "StackOptions":
@@ -281,5 +286,6 @@ def cfg_create(
     cfg[CFG_TCP_REORDERING] = opts.tcp_reordering
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
+    cfg[CFG_RFD] = int(opts.receive_flow_deliver)
     cfg[CFG_TCP_MAX_REASS] = opts.tcp_max_reass
     return cfg

@@ -145,11 +145,13 @@ class Stack:
         # Where the NIC gives ARP to every queue, one core answers requests; elsewhere each core
         # answers the requests it sees.
         arp_reply_core = 0 if self._port.capabilities.get("arp_to_all_queues") else -1
+        steering_views = getattr(self._port, "steering_views", None)
+        steering = steering_views() if steering_views is not None else None
         self._cores: list[CoreState] = [
             core_state_create(
                 self._opts, self._port.queue(i), ip=ip_int,
                 netmask=int(self.interface.network.netmask), gateway=gw, mac=self.mac,
-                core_id=i, n_cores=cores, arp_reply_core=arp_reply_core,
+                core_id=i, n_cores=cores, arp_reply_core=arp_reply_core, steering=steering,
             )
             for i in range(cores)
         ]
@@ -229,12 +231,12 @@ class Stack:
             if rc < 0:
                 raise OSError(-rc, os.strerror(-rc))
 
-    def _ephemeral_port(self, lip: int, rip: int, rport: int) -> int:
+    def _ephemeral_port(self, lip: int, rip: int, rport: int, core: int = 0) -> int:
         from fsdp.tcp import usercalls as uc
 
         taken = {s._bound[1] for s in list(self._sockets) if s._bound is not None}
         for _ in range(64):
-            port = int(uc.tcp_ephemeral_port(self._refs[0], lip, rip, rport))
+            port = int(uc.tcp_ephemeral_port(self._refs[core], lip, rip, rport))
             if port < 0:
                 raise OSError(-port, os.strerror(-port))
             if port not in taken:
@@ -254,7 +256,10 @@ class Stack:
         from fsdp.tcp import usercalls as uc
 
         if lport == 0:
-            lport = self._ephemeral_port(lip, rip, rport)
+            # spread active opens over the cores; with receive flow deliver the core picks a
+            # port whose reply RSS steers back to it (fsdp.tcp.usercalls._port_steers_here)
+            self._open_rr = (getattr(self, "_open_rr", -1) + 1) % self.cores
+            lport = self._ephemeral_port(lip, rip, rport, self._open_rr)
         core = self._core_for_reply(lip, lport, rip, rport)
         cid = int(uc.tcp_connect(self._refs[core], lip, lport, rip, rport, self._clock()))
         if cid < 0:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fsdp.core.config import StackOptions, cfg_create
+from fsdp.core.config import CFG_RFD, StackOptions, cfg_create
 from fsdp.core.stats import stats_create
 from fsdp.core.timerwheel import TimerWheel, timerwheel_create
 from fsdp.core.vars import (
@@ -22,6 +22,7 @@ from fsdp.core.vars import (
     V_TX_OVF_TAIL,
 )
 from fsdp.driver.pcap import capture_ring_create
+from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import Pool, pool_create
 from fsdp.tcp.flowtable import FlowTable, flowtable_create
 from fsdp.tcp.icmp import EchoLog, echo_log_create
@@ -62,12 +63,17 @@ class CoreState(NamedTuple):
     tcp_blocks: np.ndarray  # int64[8]: SACK blocks scratch
     tmr_conn: np.ndarray  # int32[TIMER_BATCH]: timer_expire output
     tmr_kind: np.ndarray  # int32[TIMER_BATCH]
+    # ---- receive flow deliver: the NIC port's RSS, live (fsdp.driver.toeplitz) ----
+    rss: np.ndarray  # uint32[12, 256]: Toeplitz table of the port's key
+    reta: np.ndarray  # int64[RETA_SIZE]: its redirection table
 
 
 def core_state_create(
     opts: StackOptions, nic_queue, *, ip: int, netmask: int, gateway: int, mac: int,
-    core_id: int, n_cores: int, arp_reply_core: int,
+    core_id: int, n_cores: int, arp_reply_core: int, steering=None,
 ) -> CoreState:
+    """``steering``: ``(rss_table, reta)``, live views of the NIC port's RSS state, or None
+    where the NIC has none to show (receive flow deliver is then off)."""
     cfg = cfg_create(
         opts, ip=ip, netmask=netmask, gateway=gateway, mac=mac, core_id=core_id,
         n_cores=n_cores, arp_reply_core=arp_reply_core,
@@ -79,6 +85,9 @@ def core_state_create(
     var[V_TCP_TW_TAIL] = -1
     var[V_TX_OVF_HEAD] = -1
     var[V_TX_OVF_TAIL] = -1
+    if steering is None:
+        cfg[CFG_RFD] = 0
+        steering = (np.zeros((RSS_IPV4_L4_BYTES, 256), np.uint32), np.zeros(RETA_SIZE, np.int64))
     secret = isn_secret_create()
     n = opts.max_conns
     return CoreState(
@@ -104,4 +113,6 @@ def core_state_create(
         tcp_blocks=np.zeros(8, np.int64),
         tmr_conn=np.zeros(TIMER_BATCH, np.int32),
         tmr_kind=np.zeros(TIMER_BATCH, np.int32),
+        rss=steering[0],
+        reta=steering[1],
     )

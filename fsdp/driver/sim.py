@@ -763,6 +763,12 @@ class SimPort:
     def reta(self) -> np.ndarray:
         return self.wire.views["reta"][self.port_id].copy()
 
+    def steering_views(self) -> tuple[np.ndarray, np.ndarray]:
+        """Live views of the port's Toeplitz table and redirection table (what ``set_rss``
+        changes), for receive flow deliver in the stack's cores."""
+        v = self.wire.views
+        return v["rss_table"][self.port_id], v["reta"][self.port_id]
+
     @property
     def rss_table(self) -> np.ndarray:
         """A copy of the port's Toeplitz table (for ``rss_hash_ipv4_l4``), as the NIC hashes."""

@@ -22,8 +22,11 @@ import numpy as np
 from numba import njit
 
 from fsdp.core.config import (
+    CFG_CORE_ID,
     CFG_GATEWAY,
     CFG_IP,
+    CFG_N_CORES,
+    CFG_RFD,
     CFG_NETMASK,
     CFG_SOMAXCONN,
     CFG_TCP_CC,
@@ -52,6 +55,7 @@ from fsdp.core.timerwheel import (
 from fsdp.core.output import tx_flush
 from fsdp.core.vars import V_NOW, V_TX_N, V_TX_OVF_HEAD
 from fsdp.driver.jitmem import borrow_core, copy_bytes
+from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
@@ -309,10 +313,14 @@ def tcp_listen_status_k(core, lid):
 # --- active open -----------------------------------------------------------------------------
 @kernel_inline
 def _port_steers_here(core, lip, lport, rip, rport):
-    """Receive Flow Deliver hook (DESIGN.md §3): True if the NIC steers the reply of this
-    4-tuple to this core.  The socket layer picks the core from the port today
-    (Stack._core_for_reply); a per-core choice of ports plugs in here."""
-    return True
+    """Receive flow deliver (DESIGN.md §3, Fastsocket §3.3): True if the NIC's RSS steers the
+    reply to this 4-tuple (src rip:rport, dst lip:lport) to this core's queue, so the
+    connection's every segment stays on the core that opened it.  Always True with RFD off or
+    one queue (a flow rule in the NIC's Flow Director overrides RSS; none is installed here)."""
+    if core.cfg[CFG_RFD] == 0 or core.cfg[CFG_N_CORES] <= 1:
+        return True
+    h = rss_hash_ipv4_l4(core.rss, rip, lip, rport, lport)
+    return core.reta[h & (RETA_SIZE - 1)] == core.cfg[CFG_CORE_ID]
 
 
 @kernel_inline
@@ -343,7 +351,7 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
                     continue
             elif flow_lookup(core.flows, a, port, rip, rport) >= 0:
                 continue
-            if not _port_steers_here(core, a, port, rip, rport):
+            if rip != 0 and not _port_steers_here(core, a, port, rip, rport):
                 continue
             return np.int64(port)
     return np.int64(-EADDRNOTAVAIL)

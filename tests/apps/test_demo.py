@@ -60,6 +60,20 @@ def test_demo_json(app):
     assert "conn/s" in r.stdout  # the table
 
 
+def test_demo_per_core_clients_stay_on_their_queues():
+    """Two server workers and two client workers, one sim queue each: every client connection's
+    replies must come back to the worker that opened it (receive flow deliver); a reply on the
+    other worker's queue finds no connection there and is answered with a RST (an error)."""
+    r = _fsdp("demo", "--cores", "2", "--client-cores", "2", "--seconds", "0.5",
+              "--concurrency", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    _check_contract(res)
+    run = res["runs"][0]
+    assert run["cores"] == 2 and run["client_cores"] == 2
+    assert all(n > 0 for n in run["served_per_core"])  # RSS spread the SYNs over both
+
+
 def test_demo_compare_kernel():
     r = _fsdp("demo", "--app", "python", "--seconds", "0.5", "--concurrency", "8",
               "--compare-kernel", "--json")

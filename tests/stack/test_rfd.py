@@ -1,0 +1,87 @@
+"""Receive flow deliver (Fastsocket §3.3, DESIGN.md §3): an active open on core k of a
+multi-queue port picks a local port whose reply the NIC's RSS steers back to queue k, so the
+connection never needs another core.  The expected queue is computed independently, in Python,
+from the port's RSS key and redirection table (Stack._core_for_reply)."""
+
+import errno
+import itertools
+import os
+
+import pytest
+
+import fsdp
+from fsdp.tcp import usercalls as uc
+
+_n = itertools.count()
+RIP = 0x0A050063  # 10.5.0.99
+RPORT = 80
+
+
+def _wire():
+    return f"sim:rfdtest-{os.getpid()}-{next(_n)}"
+
+
+def test_each_core_picks_ports_whose_replies_come_back_to_it():
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.1/24", cores=4) as s:
+        lip = int(s.interface.ip)
+        for core in range(4):
+            for _ in range(32):
+                port = int(uc.tcp_ephemeral_port(s._refs[core], lip, RIP, RPORT))
+                assert 32768 <= port <= 60999
+                assert s._core_for_reply(lip, port, RIP, RPORT) == core
+
+
+def test_steering_follows_a_new_redirection_table():
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.1/24", cores=2) as s:
+        lip = int(s.interface.ip)
+        s.port.set_rss(reta=[1] * 128)  # every flow to queue 1: core 0 has no port left
+        assert int(uc.tcp_ephemeral_port(s._refs[0], lip, RIP, RPORT)) == -errno.EADDRNOTAVAIL
+        port = int(uc.tcp_ephemeral_port(s._refs[1], lip, RIP, RPORT))
+        assert port > 0 and s._core_for_reply(lip, port, RIP, RPORT) == 1
+        # bind() to port 0 has no peer to steer by: any core gets a port
+        assert int(uc.tcp_ephemeral_port(s._refs[0], lip, 0, 0)) > 0
+
+
+def test_switched_off_the_port_ignores_the_queue():
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.1/24", cores=4, receive_flow_deliver=False) as s:
+        lip = int(s.interface.ip)
+        queues = set()
+        for _ in range(64):
+            port = int(uc.tcp_ephemeral_port(s._refs[0], lip, RIP, RPORT))
+            queues.add(s._core_for_reply(lip, port, RIP, RPORT))
+        assert queues != {0}  # ~3/4 of the ports' replies land on other queues
+
+
+def test_connections_from_every_core_carry_data():
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24") as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24", cores=4) as client:
+        ls = server.socket()
+        ls.bind(("0.0.0.0", RPORT))
+        ls.listen(64)
+        ls.settimeout(5.0)
+        socks = []
+        for i in range(8):
+            c = client.socket()
+            c.settimeout(5.0)
+            c.connect(("10.5.0.2", RPORT))
+            a, _ = ls.accept()
+            a.settimeout(5.0)
+            c.sendall(b"ping %d" % i)
+            assert a.recv(64) == b"ping %d" % i
+            a.sendall(b"pong %d" % i)
+            assert c.recv(64) == b"pong %d" % i
+            socks += [c, a]
+        assert {s._core for s in socks[0::2]} == {0, 1, 2, 3}  # opens spread over the cores
+        for s in socks:
+            s.close()
+        ls.close()
+        assert client.stats()["tcp_rst_out"] == 0 and server.stats()["tcp_rst_out"] == 0
+
+
+@pytest.mark.parametrize("bad", [0, 65])
+def test_demo_client_cores_bounds(bad):
+    from fsdp.apps.demo import run_demo
+
+    with pytest.raises(ValueError):
+        run_demo(client_cores=bad)
