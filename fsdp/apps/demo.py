@@ -107,7 +107,7 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
 
 def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
     """The same Python server and client state machine over the kernel's loopback."""
-    server_cpus, client_cpu, shared = _placement(1)
+    server_cpus, client_cpus, shared = _placement(1, 1)
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -133,7 +133,8 @@ def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
     clients = ClientGroup(1)
     try:
         sw.wait_ready([0], 60.0)
-        clients.start(kernel_client, client_cpu, "127.0.0.1", port, concurrency, False, "/")
+        clients.start(kernel_client, None if client_cpus is None else client_cpus[0], "127.0.0.1",
+                      port, concurrency, False, "/")
         clients.workers.wait_ready([0], 60.0)
         res = measure(clients, seconds, "kernel (python server)", progress, server=_Server,
                       server_errors=server_errors)
