@@ -58,6 +58,14 @@ def _add_demo_parsers(sub) -> None:
                    help="load-generator worker processes, one sim queue each, kept apart by "
                         "receive flow deliver (default: 1, or the CPUs the server leaves, "
                         "up to the server's cores)")
+    d.add_argument("--no-listen-spawn", action="store_true",
+                   help="only server worker 0 listens; the others hand it their SYNs and flows")
+    d.add_argument("--no-rfd", action="store_true",
+                   help="client workers pick ports without regard to RSS; a reply on another "
+                        "worker's queue is handed over in software")
+    d.add_argument("--ablation", action="store_true",
+                   help="run each core count with all features, without listen spawn and "
+                        "without RFD (one plot line each)")
     d.add_argument("--app", choices=("native", "python"), default="native",
                    help="jitted handler in the loop, or a Python server on fsdp sockets")
     d.add_argument("--compare-kernel", action="store_true",
@@ -90,7 +98,9 @@ def _run_demo_command(args) -> int:
 
         return run_demo(app=args.app, cores=args.cores, seconds=args.seconds,
                         concurrency=args.concurrency, compare_kernel=args.compare_kernel,
-                        as_json=args.json, plot=args.plot, client_cores=args.client_cores)
+                        as_json=args.json, plot=args.plot, client_cores=args.client_cores,
+                        listen_spawn=not args.no_listen_spawn, rfd=not args.no_rfd,
+                        ablation=args.ablation)
     if args.command == "serve":
         from fsdp.apps.serve import run_serve
 

@@ -58,11 +58,15 @@ def _placement(cores: int, clients: int) -> tuple[list[int] | None, list[int] | 
 
 
 def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
-             opts: dict | None = None, client_cores: int | None = None) -> dict:
+             opts: dict | None = None, client_cores: int | None = None,
+             listen_spawn: bool = True, rfd: bool = True) -> dict:
     wire = f"demo-{os.getpid()}-{app}-{cores}"
     n_clients = client_cores or default_client_cores(cores)
     server_cpus, client_cpus, shared = _placement(cores, n_clients)
     neighbors_server = ((CLIENT_IP, CLIENT_MAC),)
+    if not listen_spawn:
+        opts = dict(opts or {}, listen_spawn=False)
+    client_opts = {} if rfd else {"receive_flow_deliver": False}
     server = ServerGroup(wire, f"{SERVER_IP}/24", SERVER_MAC, PORT, cores, app=app,
                          body_size=BODY_SIZE, slots=max(1024, 2 * concurrency),
                          neighbors=neighbors_server, cpus=server_cpus, opts=opts,
@@ -84,7 +88,8 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
             from fsdp.driver.sim import attach_named
 
             client_port = attach_named(wire, n_clients, CLIENT_MAC)
-            nics = [(wire, client_port.port_id, k, n_clients) for k in range(n_clients)]
+            nics = [(wire, client_port.port_id, k, n_clients, client_opts)
+                    for k in range(n_clients)]
         for k in range(n_clients):
             share = concurrency // n_clients + (1 if k < concurrency % n_clients else 0)
             clients.start(native_client, None if client_cpus is None else client_cpus[k],
@@ -101,8 +106,14 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
     per_core = [int(x) for x in server.counters[:, HC_SERVED]]
     res.update({"app": app, "backend": "fsdp", "cores": cores, "shared_cpus": shared,
                 "served_per_core": per_core, "client_cores": n_clients,
-                "client": "native (jitted, fsdp)"})
+                "listen_spawn": listen_spawn, "rfd": rfd,
+                "config": _config_name(listen_spawn, rfd), "client": "native (jitted, fsdp)"})
     return res
+
+
+def _config_name(listen_spawn: bool, rfd: bool) -> str:
+    off = [name for name, on in (("listen spawn", listen_spawn), ("RFD", rfd)) if not on]
+    return "all features" if not off else "no " + ", no ".join(off)
 
 
 def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
@@ -153,7 +164,10 @@ def _fmt(v) -> str:
 
 def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float = 5.0,
              concurrency: int = 64, compare_kernel: bool = False, as_json: bool = False,
-             plot: str | None = None, client_cores: int | None = None) -> int:
+             plot: str | None = None, client_cores: int | None = None,
+             listen_spawn: bool = True, rfd: bool = True, ablation: bool = False) -> int:
+    """``ablation``: every core count also without listen spawn and without RFD (Fastsocket's
+    figure: what each feature buys)."""
     cores = cores or [1]
     if client_cores is not None and not 1 <= client_cores <= 64:
         raise ValueError("need 1 <= --client-cores <= 64")
@@ -172,18 +186,24 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
             raise ValueError("--plot needs matplotlib, which is not installed "
                              "(pip install matplotlib)") from None
     progress = Progress()
-    rows = [run_fsdp(app, n, seconds, concurrency, progress, client_cores=client_cores)
-            for n in cores]
+    variants = [(listen_spawn, rfd)]
+    if ablation:
+        variants = [(True, True), (False, True), (True, False)]
+    rows = [run_fsdp(app, n, seconds, concurrency, progress, client_cores=client_cores,
+                     listen_spawn=ls, rfd=rd)
+            for ls, rd in variants for n in cores]
     kernel = run_kernel(seconds, concurrency, progress) if compare_kernel else None
 
     print(f"fsdp demo: HTTP/1.0 GET, {BODY_SIZE}-byte body, one connection per request, "
           f"{concurrency} concurrent, app {app}, sim wire; {cpu_count()} CPUs")
-    print(f"{'config':<22} {'cores':>5} {'conn/s':>12} {'p50 µs':>8} {'p99 µs':>8} "
+    print(f"{'config':<34} {'cores':>5} {'conn/s':>12} {'p50 µs':>8} {'p99 µs':>8} "
           f"{'errors':>7}  {'srv cpu':>7}")
     for r in rows + ([kernel] if kernel else []):
         name = f"{r['backend']} {r['app']}"
+        if r.get("config", "all features") != "all features":
+            name += f" ({r['config']})"
         note = " (CPUs shared)" if r["shared_cpus"] else ""
-        print(f"{name:<22} {r['cores']:>5} {r['connections_per_s']:>12,} "
+        print(f"{name:<34} {r['cores']:>5} {r['connections_per_s']:>12,} "
               f"{_fmt(r['latency_us']['p50']):>8} {_fmt(r['latency_us']['p99']):>8} "
               f"{r['errors']:>7}  {r.get('server_cpu_util', 0):>7.2f}{note}")
     first = rows[0]
@@ -222,8 +242,13 @@ def _plot(path: str, rows: list[dict], kernel: dict | None, app: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["cores"] for r in rows]
-    ax.plot(xs, [r["connections_per_s"] for r in rows], "o-", label=f"fsdp, {app} server")
+    xs = sorted({r["cores"] for r in rows})
+    for config in dict.fromkeys(r.get("config", "all features") for r in rows):
+        mine = sorted((r for r in rows if r.get("config", "all features") == config),
+                      key=lambda r: r["cores"])
+        label = f"fsdp, {app} server" + ("" if config == "all features" else f", {config}")
+        ax.plot([r["cores"] for r in mine], [r["connections_per_s"] for r in mine], "o-",
+                label=label)
     if kernel:
         ax.plot([1], [kernel["connections_per_s"]], "s", label="kernel, python server")
     ax.set_xlabel("server cores")

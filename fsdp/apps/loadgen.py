@@ -66,8 +66,9 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
                   keepalive, neighbors, path, go):
     """A one-core fsdp stack on ``nic`` running the jitted client until ``counters[HC_STOP]``;
     starts when ``go[0]`` is set.  ``nic``: a ``sim:NAME`` URI (a port of its own), or
-    ``(wire, port_id, queue, n_queues)``: one queue of a port another process attached, whose
-    connections receive flow deliver keeps on that queue."""
+    ``(wire, port_id, queue, n_queues, options)``: one queue of a port another process attached
+    (``options``: Stack options, e.g. ``receive_flow_deliver``, which keeps the worker's
+    connections on its queue)."""
     from fsdp.apps.bench_kernels import (
         OP_HTTP_LOAD,
         P_DEADLINE_US,
@@ -88,9 +89,9 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         from fsdp.apps.percore import worker_stack
         from fsdp.driver.sim import join_port
 
-        wire, port_id, queue, n_queues = nic
+        wire, port_id, queue, n_queues, options = nic
         port = join_port(wire, port_id)
-        stack = worker_stack(port, queue, n_queues, ip, mac)
+        stack = worker_stack(port, queue, n_queues, ip, mac, **options)
     else:
         stack = Stack(nic=nic, ip=ip, mac=mac)
     for nip, nmac in neighbors:
@@ -341,7 +342,7 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
             from fsdp.driver.sim import attach_named
 
             client_port = attach_named(name, cores, mac)
-            nics = [(name, client_port.port_id, k, cores) for k in range(cores)]
+            nics = [(name, client_port.port_id, k, cores, {}) for k in range(cores)]
         for k in range(cores):
             share = concurrency // cores + (1 if k < concurrency % cores else 0)
             clients.start(native_client, (ncpu - 1 - k) % ncpu if cores > 1 else None, nics[k],

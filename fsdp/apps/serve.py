@@ -63,6 +63,25 @@ def _server_options(opts: dict | None) -> dict:
     return o
 
 
+def _forward_only(ctl, counters, stack) -> None:
+    """A worker without the listener (listen spawn off): it runs its core's loop, which hands
+    every segment RSS gives it to worker 0 (fsdp.tcp.input._redirect_to_owner), busy while
+    frames come and backing off with short sleeps when none do."""
+    stack.poll()  # compile (or load) the loop before the caller measures
+    ctl[W_STATE] = WS_READY
+    idle = 0
+    while counters[HC_STOP] == 0:
+        if stack.poll():
+            idle = 0
+            continue
+        idle += 1
+        if idle > 64:
+            time.sleep(min(0.0005, 0.00001 * (idle - 64)))
+        if idle % 1024 == 0:
+            ctl[W_CPU_NS] = process_cpu_ns()
+    ctl[W_CPU_NS] = process_cpu_ns()
+
+
 def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, mode, body_size,
                   slots, neighbors, opts):
     from fsdp.apps.bench_kernels import (
@@ -83,6 +102,11 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     stack = worker_stack(nic, queue, n_queues, ip, mac, **_server_options(opts))
     for nip, nmac in neighbors:
         stack.add_neighbor(nip, nmac)
+    if queue != 0 and not stack._opts.listen_spawn:
+        _forward_only(ctl, counters, stack)
+        stack.close()
+        nic.close()
+        return
     lid = stack._listen(0, port, BACKLOG, True)[0]
     core = stack._refs[0]
     body = demo_body(body_size)
@@ -150,6 +174,11 @@ def python_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     stack = worker_stack(nic, queue, n_queues, ip, mac, **_server_options(opts))
     for nip, nmac in neighbors:
         stack.add_neighbor(nip, nmac)
+    if queue != 0 and not stack._opts.listen_spawn:
+        _forward_only(ctl, counters, stack)
+        stack.close()
+        nic.close()
+        return
     ls = stack.socket()
     ls.setsockopt(1, 2, 1)  # SO_REUSEADDR
     ls.bind(("0.0.0.0", port))

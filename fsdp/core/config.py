@@ -67,6 +67,8 @@ CFG_SOMAXCONN = 52
 CFG_TCP_MAX_REASS = 53  # out-of-order bytes per connection, 0 = the receive buffer
 CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer growth
 CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS steers here
+CFG_LISTEN_FALLBACK_CORE = 56  # -1, or the core that takes segments no local flow or listener
+#                                wants (the listener's core when listen spawn is off)
 CFG_SIZE = 64
 
 
@@ -126,8 +128,14 @@ class StackOptions:
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
     # Receive flow deliver (Fastsocket, DESIGN.md §3): a core's connect() picks a local port
     # whose reply the NIC's RSS steers back to that core (where the NIC exposes its RSS key and
-    # redirection table, and the port has several queues).
+    # redirection table, and the port has several queues).  Off, on a multi-queue port, a core
+    # picks ports that name it (port % cores == core) and a reply RSS puts on another core is
+    # handed over by that core's software (nic_redirect): an extra hop per misdelivered segment.
     receive_flow_deliver: bool = True
+    # Listen spawn (Fastsocket): listen() installs the listener in every core's listen table.
+    # Off, only core 0 listens; a SYN (and the rest of its flow) that RSS gives another core is
+    # handed to core 0 (the global fallback), which then does all connection work.
+    listen_spawn: bool = True
 
     @classmethod
     def from_options(cls, options: dict) -> "StackOptions":
@@ -287,5 +295,6 @@ def cfg_create(
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)
+    cfg[CFG_LISTEN_FALLBACK_CORE] = -1
     cfg[CFG_TCP_MAX_REASS] = opts.tcp_max_reass
     return cfg

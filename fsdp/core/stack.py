@@ -18,13 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fsdp.core.config import CFG_CAPTURE, StackOptions
+from fsdp.core.config import CFG_CAPTURE, CFG_LISTEN_FALLBACK_CORE, StackOptions
 from fsdp.core.loop import next_deadline, run_once
-from fsdp.driver.jitmem import CoreRef
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
 from fsdp.driver import open_nic
+from fsdp.driver.jitmem import CoreRef
 from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
@@ -155,6 +155,9 @@ class Stack:
             )
             for i in range(cores)
         ]
+        if not self._opts.listen_spawn:
+            for c in self._cores:  # only core 0 listens: the others hand it what they get
+                c.cfg[CFG_LISTEN_FALLBACK_CORE] = 0
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
         self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
         self._ip_int = ip_int
@@ -267,11 +270,12 @@ class Stack:
         return core, cid
 
     def _listen(self, ip: int, port: int, backlog: int, reuseaddr: bool) -> list[int]:
-        """Listen spawn: the listener goes into every core's local listen table."""
+        """Listen spawn: the listener goes into every core's local listen table (only core 0's
+        with ``listen_spawn=False``: the list then has one entry)."""
         from fsdp.tcp import usercalls as uc
 
         lids: list[int] = []
-        for core in self._refs:
+        for core in self._refs if self._opts.listen_spawn else self._refs[:1]:
             lid = int(uc.tcp_listen(core, ip, port, backlog, reuseaddr))
             if lid < 0:
                 self._unlisten(lids)
@@ -283,7 +287,7 @@ class Stack:
         from fsdp.tcp import usercalls as uc
 
         now = self._clock()
-        for core, lid in zip(self._refs, lids):
+        for core, lid in zip(self._refs, lids, strict=False):
             uc.tcp_unlisten(core, lid, now)
 
     def _accept(self, lids: list[int]):

@@ -137,6 +137,8 @@ STAT_NAMES = (
     "tcp_no_frame",  # segments not sent: no free frame
     "tcp_loss_probes",  # tail loss probes sent (RFC 8985 §7)
     "tcp_loss_probe_recovery",  # losses repaired by a tail loss probe (cwnd reduced, §7.4)
+    # per-core steering (DESIGN.md §3)
+    "tcp_redirected",  # segments handed to the core that owns their flow or listener
 )
 
 STAT_RX_FRAMES = 0
@@ -256,6 +258,7 @@ STAT_TCP_ICMP_UNREACH = 113
 STAT_TCP_NO_FRAME = 114
 STAT_TCP_LOSS_PROBES = 115
 STAT_TCP_LOSS_PROBE_RECOVERY = 116
+STAT_TCP_REDIRECTED = 117
 
 STAT_COUNT = len(STAT_NAMES)
 

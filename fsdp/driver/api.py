@@ -34,25 +34,28 @@ from numba.extending import overload
 
 
 class _Backend:
-    __slots__ = ("rx_burst", "tx_burst", "next_event", "borrow")
+    __slots__ = ("rx_burst", "tx_burst", "next_event", "borrow", "redirect")
 
-    def __init__(self, rx_burst, tx_burst, next_event, borrow):
+    def __init__(self, rx_burst, tx_burst, next_event, borrow, redirect=None):
         self.rx_burst = rx_burst
         self.tx_burst = tx_burst
         self.next_event = next_event
         self.borrow = borrow
+        self.redirect = redirect
 
 
 _BACKENDS: dict[type, _Backend] = {}
 
 
-def register_backend(queue_class: type, rx_burst, tx_burst, next_event, borrow=None) -> None:
+def register_backend(queue_class: type, rx_burst, tx_burst, next_event, borrow=None,
+                     redirect=None) -> None:
     """Make ``queue_class`` (a NamedTuple) usable with the ``nic_*`` calls.
 
     The arguments are jitted functions with the ``nic_*`` signatures; ``borrow`` (optional)
-    returns the queue with borrowed arrays (``nic_borrow``).
+    returns the queue with borrowed arrays (``nic_borrow``); ``redirect`` (optional) hands a
+    frame to a sibling queue of the same port (``nic_redirect``).
     """
-    _BACKENDS[queue_class] = _Backend(rx_burst, tx_burst, next_event, borrow)
+    _BACKENDS[queue_class] = _Backend(rx_burst, tx_burst, next_event, borrow, redirect)
 
 
 def _backend_of_class(cls: type):
@@ -90,6 +93,14 @@ def nic_tx_burst(q, pool, ids, n, now):
 def nic_next_event(q):
     """Earliest time (µs) the queue needs a call to make progress (delayed frames), or -1."""
     return _python_backend(q).next_event(q)
+
+
+def nic_redirect(q, pool, fid, queue):
+    """Copy frame ``fid`` to queue ``queue`` of the same port (another core's), where it arrives
+    flagged FRAME_F_REDIRECTED; the caller keeps the frame.  -> 1, or 0 where the backend cannot
+    (no such queue, ring full, or no sibling path: then the caller handles the frame itself)."""
+    backend = _python_backend(q)
+    return 0 if backend.redirect is None else backend.redirect(q, pool, fid, queue)
 
 
 def nic_borrow(q):
@@ -139,6 +150,21 @@ def _ol_nic_borrow(q):
 
     def impl(q):
         return borrow(q)
+
+    return impl
+
+
+@overload(nic_redirect, jit_options={"cache": True})
+def _ol_nic_redirect(q, pool, fid, queue):
+    backend = _backend_of_type(q)
+    if backend is None:
+        return None
+    if backend.redirect is None:
+        return lambda q, pool, fid, queue: 0
+    redirect = backend.redirect
+
+    def impl(q, pool, fid, queue):
+        return redirect(q, pool, fid, queue)
 
     return impl
 

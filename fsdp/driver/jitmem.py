@@ -166,7 +166,7 @@ def borrow_core(typingctx, core):
     return sig, codegen
 
 
-# ---- CoreRef: a core passed as one pointer --------------------------------------------------------
+# ---- CoreRef: a core passed as one pointer ---------------------------------------------
 #
 # A CoreState is a NamedTuple of ~170 arrays.  Passed by value, it costs twice:
 # * from Python, Numba's CPython wrapper types and unboxes every array before the first

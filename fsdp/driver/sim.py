@@ -45,6 +45,7 @@ from fsdp.driver.sim_dp import (
     fdir_bucket,
     fdir_key,
     sim_next_event,
+    sim_redirect,
     sim_priv_layout,
     sim_rx_burst,
     sim_tx_burst,
@@ -134,6 +135,7 @@ __all__ = [
     "sim_rx_burst",
     "sim_tx_burst",
     "sim_next_event",
+    "sim_redirect",
 ]
 
 SIM_DIR_ENV = "FSDP_SIM_DIR"

@@ -81,6 +81,7 @@ from fsdp.driver.sim_layout import (
 )
 from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_frame_ipv4_at
 from fsdp.pool.pool import (
+    FRAME_F_REDIRECTED,
     FRAME_F_RX_CSUM_BAD,
     FRAME_F_RX_CSUM_OK,
     FRAME_F_TX_CSUM,
@@ -126,6 +127,7 @@ QS_DL_COUNT = 6  # frames waiting in the delay line
 QS_DL_SEQ = 7  # insertion counter: equal release times leave in FIFO order
 QS_DL_FREE_TOP = 8
 QS_RNG = 9  # xorshift64* state (bits of a uint64)
+QS_N_SRC_PEERS = 10  # source rings [0, this) come from other ports; the rest from sibling queues
 QS_N = 16
 
 # Peer cache entries (the other attached ports) in SimQueue.priv.
@@ -407,6 +409,14 @@ def _rebuild_caches(g, ctl, priv, gen):
         n_peers += 1
         for sq in range(nq):
             priv[g.p_src + n_src] = ((p * mq + sq) * mp + g.port) * mq + g.queue
+            n_src += 1
+    priv[QS_N_SRC_PEERS] = n_src
+    # The port's other queues hand this one frames too (sim_redirect: a core passing a segment
+    # to the core that owns its connection or listener).
+    own_nq = min(ctl[g.c_ports + g.port * PORT_NF + PORT_N_QUEUES], mq)
+    for sq in range(own_nq):
+        if sq != g.queue:
+            priv[g.p_src + n_src] = ((g.port * mq + sq) * mp + g.port) * mq + g.queue
             n_src += 1
     priv[QS_N_PEERS] = n_peers
     priv[QS_N_SRC] = n_src
@@ -702,6 +712,25 @@ def sim_tx_burst(q, pool, ids, n, now):
 
 
 @njit(cache=True, nogil=True)
+def sim_redirect(q, pool, fid, queue):
+    """Copy frame ``fid`` to queue ``queue`` of this port (a sibling core's), where it arrives
+    flagged FRAME_F_REDIRECTED; the caller keeps (and frees) the frame.  1 if handed over, 0 if
+    the queue does not exist, is this one, or its ring is full (counted as ring full)."""
+    g = q.geo
+    ctl = borrow(q.ctl)
+    nq = min(ctl[g.c_ports + g.port * PORT_NF + PORT_N_QUEUES], g.max_queues)
+    if queue < 0 or queue >= nq or queue == g.queue:
+        return 0
+    n = pool.length[fid]
+    if n < 0 or n > MAX_FRAME_LEN:
+        return 0
+    data = borrow(pool.data).reshape(-1)  # flat offsets, as the transmit path
+    base = fid * FRAME_SIZE + pool.off[fid]
+    return _ring_push(g, ctl, borrow(q.ring), borrow(q.priv), g.port, queue, data, base, n, False,
+                      -1)
+
+
+@njit(cache=True, nogil=True)
 def sim_next_event(q):
     """Earliest delay-line release time (µs), or -1 when nothing waits."""
     return _next_event(q.geo, borrow(q.priv))
@@ -732,6 +761,7 @@ def _rx_burst(g, ctl, ring, priv, pool, out, max_n, now):
     j = priv[QS_RX_CURSOR]
     if j >= n_src:
         j = 0
+    n_peer_src = priv[QS_N_SRC_PEERS]
     next_cursor = j + 1
     for _ in range(n_src):
         r = priv[g.p_src + j]
@@ -757,6 +787,8 @@ def _rx_burst(g, ctl, ring, priv, pool, out, max_n, now):
                     flags[fid] = cs
                     if cs == FRAME_F_RX_CSUM_BAD:
                         ctl[g.c_stats + SIMQ_STAT_RX_CSUM_BAD] += 1
+                if j >= n_peer_src:
+                    flags[fid] |= FRAME_F_REDIRECTED
                 nbytes += flen
             n += got
             store_release(ctl, ci + RING_HEAD, head + got)
@@ -821,7 +853,8 @@ def _tx_burst(g, ctl, rss, ring, priv, dl, pool, ids, n, now):
 def _register():
     from fsdp.driver.api import register_backend
 
-    register_backend(SimQueue, sim_rx_burst, sim_tx_burst, sim_next_event, _sim_borrow)
+    register_backend(SimQueue, sim_rx_burst, sim_tx_burst, sim_next_event, _sim_borrow,
+                     redirect=sim_redirect)
 
 
 _register()

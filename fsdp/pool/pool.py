@@ -28,6 +28,7 @@ MAX_FRAME_LEN = FRAME_SIZE - HEADROOM
 FRAME_F_RX_CSUM_OK = 0x1  # the NIC verified the IPv4 and L4 checksums (rx offload)
 FRAME_F_RX_CSUM_BAD = 0x2  # the NIC found a bad checksum (rx offload)
 FRAME_F_TX_CSUM = 0x4  # the NIC must fill in the IPv4/L4 checksums (tx offload)
+FRAME_F_REDIRECTED = 0x8  # handed over by a sibling queue (nic_redirect): never redirect again
 
 # pool.meta indices
 POOL_META_FREE_TOP = 0  # number of entries on the free stack

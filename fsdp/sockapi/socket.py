@@ -31,6 +31,8 @@ _EV_WRITABLE = uc.EV_WRITABLE
 _EV_ERROR = uc.EV_ERROR
 _EV_CONNECTED = uc.EV_CONNECTED
 
+_MSG_PEEK = int(_stdsocket.MSG_PEEK)  # plain ints: IntFlag's & costs a microsecond
+_MSG_DONTWAIT = int(_stdsocket.MSG_DONTWAIT)
 _AF_INET = _stdsocket.AddressFamily.AF_INET
 _SOCK_STREAM = _stdsocket.SocketKind.SOCK_STREAM
 _SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
@@ -164,10 +166,11 @@ class Socket:
     def _now(self) -> int:
         return self._stack.now_us()
 
-    def _wait(self, ready, what: str):
+    def _wait(self, ready, what: str, tried: bool = False):
         """Call ``ready()`` until it returns non-None, polling every stack of the process;
-        honours the socket's timeout.  ``ready`` may raise."""
-        r = ready()
+        honours the socket's timeout.  ``ready`` may raise.  ``tried``: the caller has just
+        called it once (and got None)."""
+        r = None if tried else ready()
         if r is not None:
             return r
         from fsdp.core.stack import poll_all_stacks
@@ -214,7 +217,7 @@ class Socket:
         if self._closed or self._stack._closed:
             return 0
         if self._lids is not None:
-            for core, lid in zip(self._stack._refs, self._lids, strict=True):
+            for core, lid in zip(self._stack._refs, self._lids, strict=False):  # unspawned: core 0
                 if uc.tcp_listen_status(core, lid) & (_EV_READABLE | _EV_ERROR):
                     return POLL_READ
             return 0
@@ -363,7 +366,8 @@ class Socket:
                 return None
             return _raise_if_error(rc)
 
-        return self._wait(ready, "send")
+        rc = ready()  # the usual case, space in the send buffer, without _wait's set-up
+        return rc if rc is not None else self._wait(ready, "send", tried=True)
 
     def sendall(self, data, flags: int = 0) -> None:
         self._conn_check()
@@ -398,11 +402,7 @@ class Socket:
         if nbytes == 0:
             return 0
         out = np.frombuffer(view, np.uint8)
-        peek = bool(flags & _stdsocket.MSG_PEEK)
-        if flags & _stdsocket.MSG_DONTWAIT:
-            saved, self._timeout = self._timeout, 0.0
-        else:
-            saved = self._timeout
+        peek = bool(flags & _MSG_PEEK)
 
         def ready():
             rc = uc.tcp_recv(self._core_state(), self._cid, out, 0, nbytes, peek, self._now())
@@ -410,8 +410,15 @@ class Socket:
                 return None
             return _raise_if_error(rc)
 
+        rc = ready()  # data already queued: the usual case for a readiness-driven server
+        if rc is not None:
+            return rc
+        if flags & _MSG_DONTWAIT:
+            saved, self._timeout = self._timeout, 0.0
+        else:
+            saved = self._timeout
         try:
-            n = self._wait(ready, "recv")
+            n = self._wait(ready, "recv", tried=True)
         finally:
             self._timeout = saved
         return n

@@ -9,7 +9,13 @@ header fields are copied to ``core.tcp_seg``, the options to ``core.tcp_opt``
 
 import numpy as np
 
-from fsdp.core.config import CFG_RX_CSUM_OFFLOAD
+from fsdp.core.config import (
+    CFG_CORE_ID,
+    CFG_LISTEN_FALLBACK_CORE,
+    CFG_N_CORES,
+    CFG_RFD,
+    CFG_RX_CSUM_OFFLOAD,
+)
 from fsdp.core.stats import (
     STAT_TCP_BAD_CSUM,
     STAT_TCP_IN,
@@ -17,14 +23,16 @@ from fsdp.core.stats import (
     STAT_TCP_MD5_UNEXPECTED,
     STAT_TCP_NO_LISTENER,
     STAT_TCP_NOT_UNICAST,
+    STAT_TCP_REDIRECTED,
 )
 from fsdp.core.vars import V_TCP_RST_ACK, V_TCP_RST_FLAGS, V_TCP_RST_PENDING, V_TCP_RST_SEQ
-from fsdp.pool.pool import FRAME_F_RX_CSUM_OK, frame_free
+from fsdp.driver.api import nic_redirect
+from fsdp.pool.pool import FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
 from fsdp.tcp.closed import tcp_emit_rst, tcp_send_reset
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.ip import DST_UNICAST
-from fsdp.tcp.kernel import kernel
-from fsdp.tcp.listen import listen_lookup
+from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.listen import PORT_EPHEMERAL_HI, PORT_EPHEMERAL_LO, listen_lookup
 from fsdp.tcp.segment import (
     SEG_ACK,
     SEG_DPORT,
@@ -62,6 +70,45 @@ from fsdp.wire.tcp import (
     tcp_verify_csum,
     tcp_win,
 )
+
+
+@kernel_inline
+def _flow_owner(core, dport):
+    """The core that should see a segment this core has no connection or listener for, or -1
+    (answer it here).  With receive flow deliver off, an active open's local port names its core
+    (usercalls._port_steers_here); with listen spawn off, the listener's core takes the rest."""
+    n = core.cfg[CFG_N_CORES]
+    if n <= 1:
+        return np.int64(-1)
+    me = core.cfg[CFG_CORE_ID]
+    if core.cfg[CFG_RFD] == 0 and dport >= PORT_EPHEMERAL_LO and dport <= PORT_EPHEMERAL_HI:
+        owner = dport % n
+        if owner != me:
+            return np.int64(owner)
+    fb = core.cfg[CFG_LISTEN_FALLBACK_CORE]
+    if fb >= 0 and fb != me:
+        return np.int64(fb)
+    return np.int64(-1)
+
+
+@kernel_inline
+def _redirect_to_owner(core, fid, ip_off, ip_len, dport):
+    """Hand the segment (restored to its whole Ethernet frame) to the core that owns its flow
+    or listener; True if it went (the frame is freed here).  A frame already redirected once
+    is never passed on again: it is answered where it is."""
+    pool = core.pool
+    if (pool.flags[fid] & FRAME_F_REDIRECTED) != 0:
+        return False
+    owner = _flow_owner(core, dport)
+    if owner < 0:
+        return False
+    pool.off[fid] = ip_off - ETH_HLEN
+    pool.length[fid] = ETH_HLEN + ip_len
+    if nic_redirect(core.nic, pool, fid, owner) == 0:
+        return False  # the NIC cannot: answer here (the caller's RST)
+    core.stats[STAT_TCP_REDIRECTED] += 1
+    frame_free(pool, fid)
+    return True
 
 
 @kernel
@@ -133,6 +180,8 @@ def tcp_input(core, fid, dst_kind, now):
         lid = listen_lookup(core.listen, dst, dport)
         if lid >= 0:
             out = tcp_listen_input(core, lid, fid, now)
+        elif _redirect_to_owner(core, fid, ip_off, hl + n, dport):
+            pass  # another core owns this flow (or the listener): it answers
         else:
             core.stats[STAT_TCP_NO_LISTENER] += 1
             tcp_send_reset(

@@ -26,8 +26,8 @@ from fsdp.core.config import (
     CFG_GATEWAY,
     CFG_IP,
     CFG_N_CORES,
-    CFG_RFD,
     CFG_NETMASK,
+    CFG_RFD,
     CFG_SOMAXCONN,
     CFG_TCP_CC,
     CFG_TCP_FIN_TIMEOUT_US,
@@ -41,6 +41,7 @@ from fsdp.core.config import (
     CFG_TCP_TIMESTAMPS,
     CFG_TCP_WINDOW_SCALING,
 )
+from fsdp.core.output import tx_flush
 from fsdp.core.stats import (
     STAT_TCP_ABORT_ON_CLOSE,
     STAT_TCP_ABORT_ON_LINGER,
@@ -52,7 +53,6 @@ from fsdp.core.timerwheel import (
     TIMER_KEEPALIVE,
     TIMER_RTO,
 )
-from fsdp.core.output import tx_flush
 from fsdp.core.vars import V_NOW, V_TX_N, V_TX_OVF_HEAD
 from fsdp.driver.jitmem import borrow_core, copy_bytes
 from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
@@ -317,8 +317,13 @@ def _port_steers_here(core, lip, lport, rip, rport):
     reply to this 4-tuple (src rip:rport, dst lip:lport) to this core's queue, so the
     connection's every segment stays on the core that opened it.  Always True with RFD off or
     one queue (a flow rule in the NIC's Flow Director overrides RSS; none is installed here)."""
-    if core.cfg[CFG_RFD] == 0 or core.cfg[CFG_N_CORES] <= 1:
+    n = core.cfg[CFG_N_CORES]
+    if n <= 1:
         return True
+    if core.cfg[CFG_RFD] == 0:
+        # RFD off: the port names its core, so whichever core RSS hands the reply to can pass
+        # it on (fsdp.tcp.input._flow_owner)
+        return lport % n == core.cfg[CFG_CORE_ID]
     h = rss_hash_ipv4_l4(core.rss, rip, lip, rport, lport)
     return core.reta[h & (RETA_SIZE - 1)] == core.cfg[CFG_CORE_ID]
 
@@ -335,8 +340,12 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
     ls.meta[LM_PORT_CURSOR] = (start + 2) % span
     a = lip if lip != 0 else core.cfg[CFG_IP]
     want_odd = 1 if rip == 0 else 0
+    n_cores = core.cfg[CFG_N_CORES]
+    by_port = rip != 0 and n_cores > 1 and core.cfg[CFG_RFD] == 0 and n_cores % 2 == 0
     for parity_pass in range(2):
         par = want_odd if parity_pass == 0 else 1 - want_odd
+        if by_port and (core.cfg[CFG_CORE_ID] & 1) != par:
+            continue  # no port of this parity names this core (_port_steers_here)
         for i in range(0, span, 2):
             off = (start + i) % span
             port = PORT_EPHEMERAL_LO + off

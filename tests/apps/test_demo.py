@@ -74,6 +74,21 @@ def test_demo_per_core_clients_stay_on_their_queues():
     assert all(n > 0 for n in run["served_per_core"])  # RSS spread the SYNs over both
 
 
+def test_demo_ablation_switches_each_feature_off():
+    """--ablation: all features, then no listen spawn (only worker 0 listens and serves; worker
+    1 hands it everything RSS gives it), then no RFD (client workers' replies that land on the
+    other worker's queue are handed over in software).  Every configuration must still work."""
+    r = _fsdp("demo", "--cores", "2", "--client-cores", "2", "--ablation", "--seconds", "0.4",
+              "--concurrency", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    runs = _last_json(r.stdout)["runs"]
+    assert [x["config"] for x in runs] == ["all features", "no listen spawn", "no RFD"]
+    for x in runs:
+        assert x["connections"] > 0 and x["errors"] == 0, x
+    assert runs[1]["served_per_core"][0] > 0 and runs[1]["served_per_core"][1] == 0
+    assert "no listen spawn" in r.stdout  # the table names the configuration
+
+
 def test_demo_compare_kernel():
     r = _fsdp("demo", "--app", "python", "--seconds", "0.5", "--concurrency", "8",
               "--compare-kernel", "--json")

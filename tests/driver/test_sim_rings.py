@@ -165,3 +165,48 @@ def test_detached_port_stops_receiving_and_slot_is_reused_clean(wire):
     assert b2.drain() == []  # the old owner's frames are not delivered to the new one
     a.inject(f)
     assert b2.drain() == [f]
+
+
+def test_redirect_hands_a_frame_to_a_sibling_queue_flagged():
+    """nic_redirect (sim_redirect): core 0 passes a frame to queue 2 of its own port, where it
+    arrives once, byte for byte, flagged FRAME_F_REDIRECTED; the sender keeps its frame."""
+    from fsdp.driver.api import nic_redirect
+    from fsdp.driver.sim import sim_redirect
+    from fsdp.pool.pool import FRAME_F_REDIRECTED
+
+    w = small_wire()
+    try:
+        a = w.attach(4, MAC_A)
+        w.attach(1, MAC_B)  # a peer, so the port's source rings are built
+        pool = pool_create(8)
+        frame = tcp_frame(MAC_B, MAC_A, "10.0.0.2", "10.0.0.1", 80, 40000, b"hello")
+        fid = load(pool, frame)
+        assert sim_redirect(a.queue(0), pool, fid, 2) == 1
+        assert nic_redirect(a.queue(0), pool, fid, 0) == 0  # to itself: no
+        assert sim_redirect(a.queue(0), pool, fid, 4) == 0  # no such queue
+        assert sim_redirect(a.queue(0), pool, fid, -1) == 0
+        frame_free(pool, fid)  # the sender's frame stayed the sender's
+        rx = pool_create(8)
+        ids = np.zeros(8, np.int32)
+        for q in (1, 3):
+            assert sim_rx_burst(a.queue(q), rx, ids, 8, 0) == 0
+        assert sim_rx_burst(a.queue(2), rx, ids, 8, 0) == 1
+        got = ids[0]
+        assert bytes(rx.data[got, HEADROOM : HEADROOM + rx.length[got]]) == frame
+        assert rx.flags[got] & FRAME_F_REDIRECTED
+        frame_free(rx, got)
+        assert pool_audit(pool) == AUDIT_OK and pool_audit(rx) == AUDIT_OK
+        # the same frame sent by the peer port arrives unflagged
+        b = w.attach(1, MAC_C)
+        tx = pool_create(4)
+        t_ids = np.zeros(1, np.int32)
+        t_ids[0] = load(tx, frame)
+        assert sim_tx_burst(b.queue(0), tx, t_ids, 1, 0) == 1
+        got_flags = []
+        for q in range(4):
+            for k in range(sim_rx_burst(a.queue(q), rx, ids, 8, 0)):
+                got_flags.append(int(rx.flags[ids[k]]))
+                frame_free(rx, ids[k])
+        assert got_flags == [0]
+    finally:
+        w.close()

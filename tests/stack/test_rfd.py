@@ -85,3 +85,66 @@ def test_demo_client_cores_bounds(bad):
 
     with pytest.raises(ValueError):
         run_demo(client_cores=bad)
+
+
+def _pump(*stacks, rounds=50):
+    for _ in range(rounds):
+        for s in stacks:
+            s.poll()
+
+
+def test_rfd_off_a_reply_on_the_wrong_core_is_handed_to_the_owner():
+    """With receive flow deliver off, core k picks ports that name it (port % cores == k); a
+    SYN-ACK that RSS puts on another core finds no connection there and is passed to core k
+    (nic_redirect) instead of being answered with a RST."""
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24") as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24", cores=4, receive_flow_deliver=False) as client:
+        ls = server.socket()
+        ls.bind(("0.0.0.0", RPORT))
+        ls.listen(64)
+        lip, rip = int(client.interface.ip), int(server.interface.ip)
+        opened = []
+        for k in (0, 1, 2, 3, 0, 1, 2, 3):
+            port = int(uc.tcp_ephemeral_port(client._refs[k], lip, rip, RPORT))
+            assert port % 4 == k
+            cid = int(uc.tcp_connect(client._refs[k], lip, port, rip, RPORT, client.now_us()))
+            assert cid >= 0
+            opened.append((k, cid, client._core_for_reply(lip, port, rip, RPORT)))
+        _pump(client, server)
+        for k, cid, _ in opened:
+            assert uc.tcp_status(client._refs[k], cid) & uc.EV_CONNECTED
+        misdelivered = sum(1 for k, _, landed in opened if landed != k)
+        assert misdelivered > 0  # (RSS puts ~3/4 of them elsewhere)
+        st = client.stats()
+        assert st["tcp_redirected"] >= misdelivered and st["tcp_rst_out"] == 0
+        assert server.stats()["tcp_rst_out"] == 0
+        client.audit()
+
+
+def test_listen_spawn_off_only_core_0_listens_and_gets_every_flow():
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24", cores=4, listen_spawn=False) as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24") as client:
+        ls = server.socket()
+        ls.bind(("0.0.0.0", RPORT))
+        ls.listen(64)
+        ls.settimeout(5.0)
+        assert len(ls._lids) == 1
+        for i in range(8):
+            c = client.socket()
+            c.settimeout(5.0)
+            c.connect(("10.5.0.2", RPORT))
+            a, _ = ls.accept()
+            a.settimeout(5.0)
+            assert a._core == 0
+            c.sendall(b"x%d" % i)
+            assert a.recv(16) == b"x%d" % i
+            a.close()
+            c.close()
+        _pump(server, client)  # the last FIN exchanges complete (no frame left in a queue)
+        st = server.stats()
+        per_core = [d["tcp_redirected"] for d in st["per_core"]]
+        assert per_core[0] == 0 and sum(per_core) > 0  # cores 1..3 passed SYNs and more on
+        assert st["tcp_rst_out"] == 0 and st["tcp_no_listener"] == 0
+        server.audit()
