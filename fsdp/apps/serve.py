@@ -70,15 +70,17 @@ def _forward_only(ctl, counters, stack) -> None:
     stack.poll()  # compile (or load) the loop before the caller measures
     ctl[W_STATE] = WS_READY
     idle = 0
+    passes = 0
     while counters[HC_STOP] == 0:
+        passes += 1
+        if passes % 1024 == 0:
+            ctl[W_CPU_NS] = process_cpu_ns()
         if stack.poll():
             idle = 0
             continue
         idle += 1
         if idle > 64:
             time.sleep(min(0.0005, 0.00001 * (idle - 64)))
-        if idle % 1024 == 0:
-            ctl[W_CPU_NS] = process_cpu_ns()
     ctl[W_CPU_NS] = process_cpu_ns()
 
 
