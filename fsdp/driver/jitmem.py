@@ -82,6 +82,39 @@ def copy_bytes(typingctx, dst, dst_off, src, src_off, n):
     return sig, codegen
 
 
+def load_u64_le(buf, off):
+    """The 8 bytes of C-contiguous uint8 array ``buf`` at flat byte offset ``off`` as a
+    little-endian uint64: one unaligned load when jitted (on a little-endian host, which x86-64
+    and arm64 Linux are), instead of eight byte loads and shifts.  No bounds check."""
+    flat = np.asarray(buf).reshape(-1)
+    return np.uint64(int.from_bytes(bytes(flat[off : off + 8]), "little"))
+
+
+@intrinsic
+def _load_u64_le(typingctx, buf, off):
+    if not isinstance(buf, types.Array) or buf.dtype != types.uint8 or buf.layout != "C":
+        return None
+    if not isinstance(off, types.Integer):
+        return None
+    sig = types.uint64(buf, off)
+
+    def codegen(context, builder, signature, args):
+        ptr = _byte_pointer(context, builder, signature.args[0], args[0], signature.args[1],
+                            args[1])
+        p64 = builder.bitcast(ptr, ir.IntType(64).as_pointer())
+        return builder.load(p64, align=1)
+
+    return sig, codegen
+
+
+@overload(load_u64_le, jit_options={"cache": True})
+def _ol_load_u64_le(buf, off):
+    def impl(buf, off):
+        return _load_u64_le(buf, off)
+
+    return impl
+
+
 def borrow_pool(pool):
     """The pool with every column borrowed: pool calls and frame views cost no refcounting.
 

@@ -8,6 +8,15 @@ up before a single fold.
 import numpy as np
 from numba import njit
 
+from fsdp.driver.jitmem import load_u64_le
+
+_LO32 = np.uint64(0xFFFFFFFF)
+_LO16 = np.uint64(0xFFFF)
+_LO8 = np.uint64(0xFF)
+_SHIFT32 = np.uint64(32)
+_SHIFT16 = np.uint64(16)
+_SHIFT8 = np.uint64(8)
+
 
 @njit(cache=True)
 def csum_partial(buf, off, n, initial):
@@ -19,16 +28,20 @@ def csum_partial(buf, off, n, initial):
     s = np.int64(initial)
     end = off + n
     i = off
-    # Eight bytes per step: four 16-bit words summed into a 64-bit accumulator cannot overflow
-    # for any frame size fsdp handles (2^48 words would be needed).
-    while i + 8 <= end:
-        s += (
-            ((np.int64(buf[i]) << 8) | np.int64(buf[i + 1]))
-            + ((np.int64(buf[i + 2]) << 8) | np.int64(buf[i + 3]))
-            + ((np.int64(buf[i + 4]) << 8) | np.int64(buf[i + 5]))
-            + ((np.int64(buf[i + 6]) << 8) | np.int64(buf[i + 7]))
-        )
-        i += 8
+    if n >= 16:
+        # Eight bytes per load, summed as two 32-bit halves into a 64-bit accumulator (no
+        # overflow below 2^32 loads).  The words are read in the host's (little-endian) order:
+        # by RFC 1071 §2(B) the one's-complement sum of byte-swapped words is the byte-swapped
+        # sum, so the folded 16-bit result is swapped back once.  4-5x fewer instructions than
+        # byte loads for a 1448-byte segment, checksummed once sent and once received.
+        le = np.uint64(0)
+        while i + 8 <= end:
+            w = load_u64_le(buf, i)
+            le += (w & _LO32) + (w >> _SHIFT32)
+            i += 8
+        while le >> _SHIFT16:
+            le = (le & _LO16) + (le >> _SHIFT16)
+        s += np.int64(((le & _LO8) << _SHIFT8) | (le >> _SHIFT8))
     while i + 2 <= end:
         s += (np.int64(buf[i]) << 8) | np.int64(buf[i + 1])
         i += 2
