@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--ip", metavar="CIDR", help="host address (default: $FSDP_IP or 10.0.0.2/24)")
     rn.add_argument("--cores", type=int, metavar="N", help="cores (queues) of the stack")
     rn.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
+    st = sub.add_parser("stat", help="counters of running fsdp stacks (like netstat -s)")
+    st.add_argument("--pid", type=int, help="only the stacks of this process")
+    st.add_argument("--zero", action="store_true", help="also counters that are 0")
+    st.add_argument("--json", action="store_true", help="one JSON list")
+    ss = sub.add_parser("ss", help="connections of running fsdp stacks (like ss -tan)")
+    ss.add_argument("--pid", type=int, help="only the stacks of this process")
+    ss.add_argument("-l", "--listening", action="store_true", help="listeners only")
+    ss.add_argument("-a", "--all", action="store_true", help="listeners and connections")
+    ss.add_argument("--json", action="store_true", help="one JSON list")
     _add_demo_parsers(sub)
     return p
 
@@ -133,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             except RunError as e:
                 sys.stderr.write(f"fsdp run: error: {e}\n")
                 return 2
+        if args.command == "stat":
+            from fsdp.apps.observe import run_stat
+
+            return run_stat(pid=args.pid, as_json=args.json, show_zero=args.zero)
+        if args.command == "ss":
+            from fsdp.apps.observe import run_ss
+
+            return run_ss(pid=args.pid, listening=args.listening, all_states=args.all,
+                          as_json=args.json)
         if args.command in ("demo", "serve", "bench"):
             return _run_demo_command(args)
     except KeyboardInterrupt:

@@ -136,6 +136,9 @@ class StackOptions:
     # Off, only core 0 listens; a SYN (and the rest of its flow) that RSS gives another core is
     # handed to core 0 (the global fallback), which then does all connection work.
     listen_spawn: bool = True
+    # Counters and connection tables in a shared-memory file, for fsdp stat / fsdp ss
+    # (fsdp.core.statseg); off: private memory, nothing another process can read.
+    stats_segment: bool = True
 
     @classmethod
     def from_options(cls, options: dict) -> "StackOptions":

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fsdp.core.config import CFG_CAPTURE, CFG_LISTEN_FALLBACK_CORE, StackOptions
+from fsdp.core.config import CFG_CAPTURE, CFG_CORE_ID, CFG_LISTEN_FALLBACK_CORE, StackOptions
 from fsdp.core.loop import next_deadline, run_once
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
@@ -158,6 +158,9 @@ class Stack:
         if not self._opts.listen_spawn:
             for c in self._cores:  # only core 0 listens: the others hand it what they get
                 c.cfg[CFG_LISTEN_FALLBACK_CORE] = 0
+        self._statseg = None
+        if self._opts.stats_segment:
+            self._publish_tables()
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
         self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
         self._ip_int = ip_int
@@ -169,6 +172,35 @@ class Stack:
         # One pass now, so compiling or loading the jitted loop happens here and not in the
         # middle of a protocol exchange (where it would look like seconds of network delay).
         self.poll()
+
+    def _publish_tables(self) -> None:
+        """Move each core's counters, TCB tables and listen table into a shared-memory file
+        (fsdp.core.statseg) that fsdp stat / fsdp ss read from other processes."""
+        from fsdp.core.statseg import StatsSegment
+
+        arrays = {}
+        for i, c in enumerate(self._cores):
+            arrays[f"core{i}.cfg"] = c.cfg  # live: a worker's core id is set after this
+            arrays[f"core{i}.stats"] = c.stats
+            arrays[f"core{i}.tcb_hot"] = c.tcb.hot
+            arrays[f"core{i}.tcb_cold"] = c.tcb.cold
+            arrays[f"core{i}.listen"] = c.listen.rec
+        info = {
+            "ip": str(self.interface), "nic": self.nic, "cores": self.cores,
+            "stat_names": list(STAT_NAMES), "cfg_core_id": CFG_CORE_ID,
+        }
+        seg = StatsSegment(info, arrays)
+        v = seg.views
+        self._cores = [
+            c._replace(
+                cfg=v[f"core{i}.cfg"],
+                stats=v[f"core{i}.stats"],
+                tcb=c.tcb._replace(hot=v[f"core{i}.tcb_hot"], cold=v[f"core{i}.tcb_cold"]),
+                listen=c.listen._replace(rec=v[f"core{i}.listen"]),
+            )
+            for i, c in enumerate(self._cores)
+        ]
+        self._statseg = seg
 
     # ---- the loop ----
     def now_us(self) -> int:
@@ -472,6 +504,8 @@ class Stack:
         self.stop_capture()
         self._closed = True
         _live_stacks.discard(self)
+        if self._statseg is not None:
+            self._statseg.close()
         if self._owns_port:
             self._port.close()
 

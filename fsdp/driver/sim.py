@@ -183,6 +183,17 @@ def _sim_dirs() -> list[str]:
     return dirs
 
 
+def shm_dirs() -> list[str]:
+    """The directories fsdp keeps shared-memory files in (sim wires, stats segments), in order
+    of preference: ``$FSDP_SIM_DIR``, else /dev/shm/fsdp, then a per-user temporary one."""
+    return _sim_dirs()
+
+
+def shm_path(name: str, size: int) -> str:
+    """Where to create a shared-memory file of ``size`` bytes (the first directory with room)."""
+    return _new_path(name, size)
+
+
 def _existing_path(name: str) -> str | None:
     for d in _sim_dirs():
         p = os.path.join(d, name)
