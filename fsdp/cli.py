@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rn.add_argument("--nic", metavar="URI", help="NIC URI (default: $FSDP_NIC or sim:default)")
     rn.add_argument("--ip", metavar="CIDR", help="host address (default: $FSDP_IP or 10.0.0.2/24)")
-    rn.add_argument("--cores", type=int, metavar="N", help="cores (queues) of the stack")
+    rn.add_argument("--cores", type=int, metavar="N",
+                    help="N > 1: N copies of the program (prefork workers), each pinned to a "
+                         "core with its own queue of one sim port, like nginx workers")
     rn.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     st = sub.add_parser("stat", help="counters of running fsdp stacks (like netstat -s)")
     st.add_argument("--pid", type=int, help="only the stacks of this process")

@@ -55,12 +55,31 @@ def default_stack() -> Stack:
     global _default_stack
     with _default_stack_lock:  # two threads' first sockets must not make two stacks
         if _default_stack is None or _default_stack._closed:
+            if os.environ.get("FSDP_PORT_ID"):
+                _default_stack = _prefork_worker_stack()
+                return _default_stack
             _default_stack = Stack(
                 nic=os.environ.get("FSDP_NIC", "sim:default"),
                 ip=os.environ.get("FSDP_IP", "10.0.0.2/24"),
                 cores=int(os.environ.get("FSDP_CORES", "1")),
             )
         return _default_stack
+
+
+def _prefork_worker_stack() -> Stack:
+    """A ``fsdp run --cores N`` worker's stack: queue ``FSDP_QUEUE`` of port ``FSDP_PORT_ID`` of
+    the sim wire ``FSDP_NIC``, which the ``fsdp run`` process attached (fsdp.transparent.run)."""
+    from fsdp.apps.percore import worker_stack
+    from fsdp.driver import parse_nic_uri
+    from fsdp.driver.sim import join_port
+
+    _, name = parse_nic_uri(os.environ.get("FSDP_NIC", "sim:default"))
+    ip = os.environ.get("FSDP_IP", "10.0.0.2/24")
+    port = join_port(name, int(os.environ["FSDP_PORT_ID"]))
+    stack = worker_stack(port, int(os.environ.get("FSDP_QUEUE", "0")),
+                         int(os.environ.get("FSDP_CORES", "1")), ip, port.mac)
+    stack._joined_port = port  # closed with the process
+    return stack
 
 
 def _parse_mac(mac) -> int:

@@ -69,11 +69,14 @@ def program_env(nic: str | None, ip: str | None, cores: int | None) -> dict[str,
 
 def run(argv: list[str], *, nic: str | None = None, ip: str | None = None,
         cores: int | None = None) -> int:
-    """Replace this process with ``argv`` under transparent mode (returns only on error)."""
+    """Replace this process with ``argv`` under transparent mode (returns only on error); with
+    ``cores`` > 1, run it once per core instead (:func:`prefork`)."""
     if argv and argv[0] == "--":
         argv = argv[1:]
     cmd = program_argv(argv)
     env = program_env(nic, ip, cores)
+    if cores is not None and cores > 1:
+        return prefork(cmd, env, cores)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -81,3 +84,74 @@ def run(argv: list[str], *, nic: str | None = None, ip: str | None = None,
     except OSError as e:
         raise RunError(f"cannot run {cmd[0]}: {e.strerror}") from None
     return 127  # not reached
+
+
+def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
+    """``fsdp run --cores N``: N copies of the program, like nginx workers.  This process attaches
+    one N-queue port of the sim wire and starts worker k pinned to CPU k with ``FSDP_PORT_ID`` /
+    ``FSDP_QUEUE``: its default stack then owns queue k alone (fsdp.apps.percore.worker_stack),
+    with its own listen table (listen spawn: every worker's listen() gets the connections RSS
+    gives its queue) and receive flow deliver for its connects.  SIGINT/SIGTERM go to every
+    worker; the exit status is the first non-zero one of the workers (0 if none)."""
+    import signal
+
+    from fsdp.driver import parse_nic_uri
+
+    scheme, name = parse_nic_uri(env.get("FSDP_NIC", "sim:default"))
+    if scheme != "sim":
+        raise RunError(f"--cores {cores} (one worker process per core) needs a sim NIC, "
+                       f"not {scheme}")
+    ip = ipaddress.IPv4Interface(env.get("FSDP_IP", "10.0.0.2/24"))
+    from fsdp.driver.sim import attach_named
+
+    try:
+        port = attach_named(name, cores, 0x020000000000 | int(ip.ip))
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot attach a {cores}-queue port to sim:{name}: {e}") from None
+    ncpu = os.cpu_count() or 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pids: list[int] = []
+    try:
+        for k in range(cores):
+            child_env = dict(env, FSDP_PORT_ID=str(port.port_id), FSDP_QUEUE=str(k))
+            pid = os.fork()
+            if pid == 0:  # the worker: pin, then become the program
+                try:
+                    os.sched_setaffinity(0, {k % ncpu})
+                except (AttributeError, OSError):
+                    pass
+                try:
+                    os.execve(cmd[0], cmd, child_env)
+                finally:
+                    os._exit(127)
+            pids.append(pid)
+
+        def forward(signum, frame):
+            for p in pids:
+                try:
+                    os.kill(p, signum)
+                except ProcessLookupError:
+                    pass
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        status = 0
+        for p in pids:
+            while True:
+                try:
+                    _, st = os.waitpid(p, 0)
+                    break
+                except ChildProcessError:
+                    st = 0
+                    break
+                except InterruptedError:
+                    continue
+            code = os.waitstatus_to_exitcode(st)
+            if code < 0:
+                code = 128 - code  # killed by a signal, as a shell reports it
+            if status == 0 and code != 0:
+                status = code
+        return status
+    finally:
+        port.close()

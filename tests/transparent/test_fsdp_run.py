@@ -94,6 +94,42 @@ def test_http_server_and_urllib_client(wire, tmp_path):
     assert "10.8.0.2" in err
 
 
+def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
+    """fsdp run --cores 2: two copies of an unmodified http.server, one per queue of one port
+    (like nginx workers); RSS spreads the connections and both workers serve some."""
+    import fsdp
+    from fsdp.apps.observe import stack_counters
+    from fsdp.core.statseg import live_segments
+
+    (tmp_path / "a.txt").write_text("prefork\n")
+    cmd = [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--cores",
+           "2", "--", "python", "-m", "http.server", "-b", "0.0.0.0", "8000", "-d", str(tmp_path)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env())
+    try:
+        wait_for_line(server, "Serving HTTP on 0.0.0.0 port 8000")
+        wait_for_line(server, "Serving HTTP on 0.0.0.0 port 8000")  # the second worker
+        with fsdp.Stack(nic=wire, ip="10.8.0.2/24") as client:
+            for _ in range(16):
+                c = client.socket()
+                c.settimeout(20)
+                c.connect(("10.8.0.1", 8000))
+                c.sendall(b"GET /a.txt HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := c.recv(4096):
+                    data += chunk
+                c.close()
+                assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"prefork\n"), data
+        segs = [(h, a) for h, a in live_segments() if h["ip"] == "10.8.0.1/24"]
+        assert len({h["pid"] for h, _ in segs}) == 2  # one stack per worker process
+        opens = [stack_counters(h, a)["counters"]["tcp_passive_opens"] for h, a in segs]
+        assert min(opens) > 0 and sum(opens) == 16  # RSS gave both workers connections
+    finally:
+        out, err = finish(server)
+    assert server.returncode == 0, err
+    assert err.count('"GET /a.txt HTTP/1.0" 200') == 16
+
+
 SOCKETSERVER_ECHO = """
 import socketserver
 
