@@ -1099,7 +1099,9 @@ def tcp_unlisten(core, lid, now) -> int:
 
 def tcp_accept(core, lid) -> int:
     """The oldest established connection of listener ``lid``, or -EAGAIN."""
-    return _call(core, OP_ACCEPT, lid)
+    # (the calls a socket makes per connection go straight to the dispatcher: _call's keyword
+    # binding costs about as much as the jitted call itself)
+    return int(usercall(core, OP_ACCEPT, int(lid), 0, 0, 0, 0, 0, _U8, _I64, _I32))
 
 
 def tcp_accept_pending(core, lid) -> int:
@@ -1128,12 +1130,14 @@ def tcp_take_error(core, cid) -> int:
 
 def tcp_send(core, cid, data, off, n, now) -> int:
     """Queue ``data[off:off+n]`` (uint8): bytes accepted or -errno."""
-    return _call(core, OP_SEND, cid, a=off, b=n, now=now, buf=_bytes_arg(data))
+    return int(usercall(core, OP_SEND, int(cid), int(off), int(n), 0, 0, int(now),
+                        _bytes_arg(data), _I64, _I32))
 
 
 def tcp_recv(core, cid, out, off, n, peek, now) -> int:
     """Read into ``out[off:off+n]`` (writable uint8): bytes, 0 at EOF, or -errno."""
-    return _call(core, OP_RECV, cid, a=off, b=n, c=bool(peek), now=now, buf=out)
+    return int(usercall(core, OP_RECV, int(cid), int(off), int(n), 1 if peek else 0, 0,
+                        int(now), out, _I64, _I32))
 
 
 def tcp_shutdown(core, cid, how, now) -> int:
@@ -1143,7 +1147,7 @@ def tcp_shutdown(core, cid, how, now) -> int:
 
 def tcp_close(core, cid, now) -> int:
     """The application lets go: RST if data is unread, else FIN; the engine frees the TCB."""
-    return _call(core, OP_CLOSE, cid, now=now)
+    return int(usercall(core, OP_CLOSE, int(cid), 0, 0, 0, 0, int(now), _U8, _I64, _I32))
 
 
 def tcp_abort(core, cid, now) -> int:
@@ -1163,7 +1167,7 @@ def tcp_getopt(core, cid, opt) -> int:
 
 def tcp_status(core, cid) -> int:
     """EV_* bits."""
-    return _call(core, OP_STATUS, cid)
+    return int(usercall(core, OP_STATUS, int(cid), 0, 0, 0, 0, 0, _U8, _I64, _I32))
 
 
 def tcp_conn_info(core, cid, out) -> int:
