@@ -109,6 +109,8 @@ ST_ROW = 16  # ``st`` is int64[2, ST_ROW]: the stream rows, or row 0 = the SC_ c
 # Kernel flags
 SF_LOOP_SEND = 1  # when src is used up, start again at 0 (endless sender, bulk)
 SF_DISCARD_RECV = 2  # when dst is full, reuse it from 0 (the data is not kept, bulk)
+SF_ONE_SIDE = 4  # drive endpoint 0 only (core ``a``, stream row 0): the other endpoint runs in
+#                  another process, on its own core
 
 # ``stream_run`` return codes (>= 0); < 0 is an error (see SS_ERROR)
 SR_TIME = 0  # deadline or iteration budget reached
@@ -156,28 +158,32 @@ def _stream_run(a, b, a_cid, b_cid, a_src, b_src, a_dst, b_dst, st, flags, deadl
     Returns SR_* or the first error."""
     loop_send = (flags & SF_LOOP_SEND) != 0
     discard = (flags & SF_DISCARD_RECV) != 0
+    both = (flags & SF_ONE_SIDE) == 0
+    rows = 2 if both else 1
     it = 0
     now = clock_us()
     while it < max_iters and now < deadline_us:
         it += 1
         _stream_send(a, a_cid, a_src, st, 0, now)
-        _stream_send(b, b_cid, b_src, st, 1, now)
+        if both:
+            _stream_send(b, b_cid, b_src, st, 1, now)
         run_once(a, now)
-        run_once(b, now)
-        _stream_recv(b, b_cid, b_dst, st, 1, now)
+        if both:
+            run_once(b, now)
+            _stream_recv(b, b_cid, b_dst, st, 1, now)
         _stream_recv(a, a_cid, a_dst, st, 0, now)
         if st[0, SS_ERROR] != 0:
             return st[0, SS_ERROR]
-        if st[1, SS_ERROR] != 0:
+        if both and st[1, SS_ERROR] != 0:
             return st[1, SS_ERROR]
         stop = False
-        for row in range(2):
+        for row in range(rows):
             if st[row, SS_SEND_OFF] >= st[row, SS_SEND_END] and st[row, SS_SEND_END] > 0:
                 if loop_send:
                     st[row, SS_SEND_OFF] = 0
                 else:
                     stop = True
-        for row in range(2):
+        for row in range(rows):
             cap = a_dst.shape[0] if row == 0 else b_dst.shape[0]
             if st[row, SS_RECV_LEN] >= cap:
                 if discard:
