@@ -353,6 +353,15 @@ class Stack:
                 return i, cid
         return None
 
+    def _conn_addrs(self, core: int, cid: int) -> tuple[int, int, int, int]:
+        """(lip, lport, rip, rport) of a connection: what accept() needs, without the dict."""
+        from fsdp.tcp import usercalls as uc
+
+        out = np.empty(uc.CI_SIZE, np.int64)
+        uc.tcp_conn_info(self._refs[core], cid, out)
+        return (int(out[uc.CI_LIP]), int(out[uc.CI_LPORT]), int(out[uc.CI_RIP]),
+                int(out[uc.CI_RPORT]))
+
     def _conn_info(self, core: int, cid: int) -> dict:
         from fsdp.tcp import usercalls as uc
 

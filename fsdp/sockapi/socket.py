@@ -15,6 +15,7 @@ would block raises BlockingIOError, as a non-blocking socket does.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import socket as _stdsocket
@@ -98,6 +99,7 @@ def _parse_address(address, *, allow_any: bool) -> tuple[int, int]:
     return _parse_ipv4(host, allow_any=allow_any), port
 
 
+@functools.lru_cache(maxsize=4096)  # accept() formats the same few peer addresses over and over
 def _ip_str(v: int) -> str:
     return _stdsocket.inet_ntoa(v.to_bytes(4, "big"))  # ~10x faster than ipaddress
 
@@ -143,9 +145,9 @@ class Socket:
         s = cls(stack)
         s._core = core
         s._cid = cid
-        info = stack._conn_info(core, cid)
-        s._bound = (info["lip"], info["lport"])
-        s._peer = (info["rip"], info["rport"])
+        lip, lport, rip, rport = stack._conn_addrs(core, cid)
+        s._bound = (lip, lport)
+        s._peer = (rip, rport)
         # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
         # a blocking call, so the accepted socket keeps the listener's mode).
         s._timeout = parent._timeout if stack._virtual_clock else _stdsocket.getdefaulttimeout()
