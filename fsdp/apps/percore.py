@@ -126,10 +126,26 @@ def process_cpu_ns() -> int:
     return int((t.user + t.system) * 1e9)
 
 
-def _child(target, ctl_row, cpu, args):
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: the kernel kills this worker if its parent dies (a SIGKILLed
+    ``fsdp serve`` must not leave busy-polling workers behind)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(target, ctl_row, cpu, args, parent: int):
     # A forked worker: no parent signal handlers, its own exit path (never returns to the
-    # parent's code: os._exit).
+    # parent's code: os._exit).  Ctrl-C and a SIGTERM to the whole process group (timeout(1),
+    # systemd) are the parent's to handle: it stops the workers through their stop flags.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
     code = 0
     try:
         pin(cpu)
@@ -159,7 +175,8 @@ class Workers:
 
     def start(self, target, cpu: int | None, *args) -> int:
         i = len(self.procs)
-        p = self._ctx.Process(target=_child, args=(target, self.ctl[i], cpu, args), daemon=True)
+        p = self._ctx.Process(target=_child, args=(target, self.ctl[i], cpu, args, os.getpid()),
+                              daemon=True)
         p.start()
         self.procs.append(p)
         return i

@@ -304,3 +304,48 @@ def test_serve_echo_with_an_fsdp_socket():
             srv.kill()
             _, err = srv.communicate()
     assert "served 1" in err, err
+
+
+def test_serve_stops_cleanly_on_sigterm_to_its_process_group():
+    """timeout(1) and systemd signal the whole group: the workers leave the stop to the parent
+    (no "died" report), which stops them and prints its counters."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:t-term-{os.getpid()}", "--ip",
+         "10.66.3.1/24", "--port", "8080", "--cores", "2"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True,
+    )
+    try:
+        line = srv.stderr.readline()
+        assert "Ctrl-C" in line, line
+        os.killpg(srv.pid, signal.SIGTERM)
+        _, err = srv.communicate(timeout=60)
+    finally:
+        if srv.poll() is None:
+            os.killpg(srv.pid, signal.SIGKILL)
+            srv.wait()
+    assert srv.returncode == 0, err
+    assert "died" not in err and "served" in err
+
+
+def test_workers_die_with_a_killed_parent():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:t-kill-{os.getpid()}", "--ip",
+         "10.66.4.1/24", "--port", "8080", "--cores", "2"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    line = srv.stderr.readline()
+    assert "Ctrl-C" in line, line
+    children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
+                              text=True).stdout.split()
+    assert len(children) >= 2
+    srv.kill()
+    srv.wait()
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [c for c in children if os.path.exists(f"/proc/{c}")
+                 and open(f"/proc/{c}/stat").read().split()[2] != "Z"]
+        time.sleep(0.05)
+    assert alive == [], alive
