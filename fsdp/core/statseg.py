@@ -86,16 +86,6 @@ class StatsSegment:
             pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_segment(path: str) -> tuple[dict, dict[str, np.ndarray]] | None:
     """(header, read-only arrays) of one segment, or None if it is gone or not a segment."""
     try:
@@ -120,7 +110,7 @@ def read_segment(path: str) -> tuple[dict, dict[str, np.ndarray]] | None:
 def live_segments(pid: int | None = None) -> list[tuple[dict, dict[str, np.ndarray]]]:
     """Every running stack's segment (of process ``pid`` only, if given), oldest first; files
     of dead processes are removed."""
-    from fsdp.driver.sim import shm_dirs
+    from fsdp.driver.sim import _pid_alive, shm_dirs  # (the sim reclaims dead ports the same way)
 
     found = []
     for d in shm_dirs():
@@ -129,7 +119,7 @@ def live_segments(pid: int | None = None) -> list[tuple[dict, dict[str, np.ndarr
                 owner = int(os.path.basename(path).split("-")[1])
             except (IndexError, ValueError):
                 continue
-            if not _alive(owner):
+            if not _pid_alive(owner):
                 try:
                     os.unlink(path)
                 except OSError:
