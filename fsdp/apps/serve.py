@@ -84,6 +84,23 @@ def _forward_only(ctl, counters, stack) -> None:
     ctl[W_CPU_NS] = process_cpu_ns()
 
 
+def _server_stack(ctl, counters, wire, port_id, queue, n_queues, ip, mac, neighbors, opts):
+    """(port, stack): a server worker's one-queue stack on the server port; or None when listen
+    spawn is off and this worker has no listener, after it has only forwarded until stopped."""
+    from fsdp.driver.sim import join_port
+
+    nic = join_port(wire, port_id)
+    stack = worker_stack(nic, queue, n_queues, ip, mac, **_server_options(opts))
+    for nip, nmac in neighbors:
+        stack.add_neighbor(nip, nmac)
+    if queue != 0 and not stack._opts.listen_spawn:
+        _forward_only(ctl, counters, stack)
+        stack.close()
+        nic.close()
+        return None
+    return nic, stack
+
+
 def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, mode, body_size,
                   slots, neighbors, opts):
     from fsdp.apps.bench_kernels import (
@@ -98,17 +115,11 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
         bench_run,
         monotonic_us,
     )
-    from fsdp.driver.sim import join_port
-
-    nic = join_port(wire, port_id)
-    stack = worker_stack(nic, queue, n_queues, ip, mac, **_server_options(opts))
-    for nip, nmac in neighbors:
-        stack.add_neighbor(nip, nmac)
-    if queue != 0 and not stack._opts.listen_spawn:
-        _forward_only(ctl, counters, stack)
-        stack.close()
-        nic.close()
+    joined = _server_stack(ctl, counters, wire, port_id, queue, n_queues, ip, mac, neighbors,
+                           opts)
+    if joined is None:
         return
+    nic, stack = joined
     lid = stack._listen(0, port, BACKLOG, True)[0]
     core = stack._refs[0]
     body = demo_body(body_size)
@@ -170,17 +181,12 @@ def _python_serve(ctl, counters, listener, selector, mode, body_size):
 def python_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, mode, body_size,
                   slots, neighbors, opts):
     from fsdp.apps.http_python import StackSelector
-    from fsdp.driver.sim import join_port
 
-    nic = join_port(wire, port_id)
-    stack = worker_stack(nic, queue, n_queues, ip, mac, **_server_options(opts))
-    for nip, nmac in neighbors:
-        stack.add_neighbor(nip, nmac)
-    if queue != 0 and not stack._opts.listen_spawn:
-        _forward_only(ctl, counters, stack)
-        stack.close()
-        nic.close()
+    joined = _server_stack(ctl, counters, wire, port_id, queue, n_queues, ip, mac, neighbors,
+                           opts)
+    if joined is None:
         return
+    nic, stack = joined
     ls = stack.socket()
     ls.setsockopt(1, 2, 1)  # SO_REUSEADDR
     ls.bind(("0.0.0.0", port))
