@@ -32,6 +32,19 @@ def _fsdp(*argv, timeout=TIMEOUT):
     )
 
 
+def _serve(wire: str, ip: str, *args: str, **popen_kw) -> subprocess.Popen:
+    """``fsdp serve --nic sim:WIRE --ip IP --port 8080 ARGS``, once it says it is serving."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", ip, "--port",
+         "8080", *args],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **popen_kw,
+    )
+    line = srv.stderr.readline()
+    assert "Ctrl-C" in line, line
+    return srv
+
+
 def _last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
@@ -216,15 +229,8 @@ def test_python_server_rejects_non_get():
 
 def test_serve_reports_a_dead_worker_and_keeps_serving():
     wire = f"t-dead-{os.getpid()}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    srv = subprocess.Popen(
-        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:{wire}", "--ip", "10.67.0.1/24",
-         "--port", "8080", "--cores", "2"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-    )
+    srv = _serve(wire, "10.67.0.1/24", "--cores", "2")
     try:
-        line = srv.stderr.readline()
-        assert "Ctrl-C" in line, line
         children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
                                   text=True).stdout.split()
         assert len(children) == 2, children
@@ -309,15 +315,9 @@ def test_serve_echo_with_an_fsdp_socket():
 def test_serve_stops_cleanly_on_sigterm_to_its_process_group():
     """timeout(1) and systemd signal the whole group: the workers leave the stop to the parent
     (no "died" report), which stops them and prints its counters."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    srv = subprocess.Popen(
-        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:t-term-{os.getpid()}", "--ip",
-         "10.66.3.1/24", "--port", "8080", "--cores", "2"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True,
-    )
+    srv = _serve(f"t-term-{os.getpid()}", "10.66.3.1/24", "--cores", "2",
+                 start_new_session=True)
     try:
-        line = srv.stderr.readline()
-        assert "Ctrl-C" in line, line
         os.killpg(srv.pid, signal.SIGTERM)
         _, err = srv.communicate(timeout=60)
     finally:
@@ -329,14 +329,7 @@ def test_serve_stops_cleanly_on_sigterm_to_its_process_group():
 
 
 def test_workers_die_with_a_killed_parent():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    srv = subprocess.Popen(
-        [sys.executable, "-m", "fsdp", "serve", "--nic", f"sim:t-kill-{os.getpid()}", "--ip",
-         "10.66.4.1/24", "--port", "8080", "--cores", "2"],
-        stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-    )
-    line = srv.stderr.readline()
-    assert "Ctrl-C" in line, line
+    srv = _serve(f"t-kill-{os.getpid()}", "10.66.4.1/24", "--cores", "2")
     children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
                               text=True).stdout.split()
     assert len(children) >= 2
