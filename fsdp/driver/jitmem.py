@@ -38,14 +38,7 @@ def borrow(typingctx, arr):
     sig = arr(arr)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        src = context.make_array(aryty)(context, builder, args[0])
-        dst = context.make_array(aryty)(context, builder)
-        for name in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(dst, name, getattr(src, name))
-        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
-        dst.parent = cgutils.get_null_value(dst.parent.type)
-        return dst._getvalue()
+        return _borrow_value(context, builder, signature.args[0], args[0])
 
     return sig, codegen
 
