@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import operator
 import os
 import socket as _stdsocket
 import struct
@@ -73,8 +74,10 @@ def _raise_if_error(rc: int) -> int:
 
 
 def _parse_ipv4(host, *, allow_any: bool) -> int:
+    if isinstance(host, (bytes, bytearray)):
+        host = host.decode("ascii", "replace")  # the stdlib takes bytes hosts too
     if not isinstance(host, str):
-        raise TypeError(f"str expected for host, not {type(host).__name__}")
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
     if host in ("", "0.0.0.0") and allow_any:
         return 0
     if host == "<broadcast>":
@@ -86,17 +89,41 @@ def _parse_ipv4(host, *, allow_any: bool) -> int:
         raise _stdsocket.gaierror(_stdsocket.EAI_NONAME, "Name or service not known") from None
 
 
-def _parse_address(address, *, allow_any: bool) -> tuple[int, int]:
+def _parse_address(address, *, allow_any: bool, who: str = "bind") -> tuple[int, int]:
     if not isinstance(address, tuple):
-        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+        raise TypeError(f"{who}(): AF_INET address must be tuple, not {type(address).__name__}")
     if len(address) != 2:
         raise TypeError("AF_INET address must be a pair (host, port)")
     host, port = address
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
     if not 0 <= port <= 0xFFFF:
-        raise OverflowError("bind(): port must be 0-65535.")
+        raise OverflowError(f"{who}(): port must be 0-65535.")
     return _parse_ipv4(host, allow_any=allow_any), port
+
+
+def _index(value) -> int:
+    """An int argument as the stdlib's C code takes it (TypeError: "'str' object cannot be
+    interpreted as an integer")."""
+    return operator.index(value)
+
+
+def _timeout_value(value):
+    """``settimeout``'s argument checked as the stdlib checks it."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if value != value:
+            raise ValueError("Invalid value NaN (not a number)")
+        if abs(value) >= 2.0 ** 63 / 1e9:
+            raise OverflowError("timestamp out of range for platform time_t")
+    else:
+        value = operator.index(value)
+        if abs(value) > (2 ** 63 - 1) // 10 ** 9:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+    if value < 0:
+        raise ValueError("Timeout value out of range")
+    return float(value)
 
 
 @functools.lru_cache(maxsize=4096)  # accept() formats the same few peer addresses over and over
@@ -134,8 +161,10 @@ class Socket:
         self._core = -1  # the core owning the connection
         self._cid = -1  # TCB id on that core
         self._lids: list[int] | None = None  # listener id on every core (listen spawn)
-        self._connecting = False
+        self._connecting = False  # Linux SS_CONNECTING: a connect() begun, its end unseen
+        self._explicit_bind = False
         self._reuseaddr = False
+        self._reuseport = 0
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
         stack._register_socket(self)
@@ -159,7 +188,7 @@ class Socket:
 
     # ---- helpers ----
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed and not self._io_refs:  # makefile() objects keep the fd usable
             raise _oserror(errno.EBADF)
 
     def _core_state(self):
@@ -182,6 +211,10 @@ class Socket:
                 # A non-blocking call polls once before it says "would block": in a program
                 # that drives the stack itself, what the peer already sent is then seen.
                 poll_all_stacks()
+                if what == "connect":
+                    # but Linux never ends a non-blocking TCP connect at once (not even
+                    # over loopback): EINPROGRESS, the outcome comes from SO_ERROR/connect
+                    raise _oserror(errno.EINPROGRESS)
                 r = ready()
                 if r is not None:
                     return r
@@ -246,6 +279,7 @@ class Socket:
         else:
             self._stack._check_bind(ip, port, self._reuseaddr, self)
         self._bound = (ip, port)
+        self._explicit_bind = True
 
     def getsockname(self):
         self._check_open()
@@ -261,12 +295,13 @@ class Socket:
         if self._peer is None or self._cid < 0:
             raise _oserror(errno.ENOTCONN)
         state = uc.tcp_status(self._core_state(), self._cid)
-        if not state & _EV_CONNECTED and not self._connecting:
+        if not state & _EV_CONNECTED:  # Linux: ENOTCONN in SYN_SENT and CLOSE
             raise _oserror(errno.ENOTCONN)
         return (_ip_str(self._peer[0]), self._peer[1])
 
     # ---- passive open ----
     def listen(self, backlog: int = _DEFAULT_BACKLOG) -> None:
+        backlog = _index(backlog)
         self._check_open()
         if self._cid >= 0:
             raise _oserror(errno.EINVAL)
@@ -295,39 +330,55 @@ class Socket:
 
     # ---- active open ----
     def connect(self, address) -> None:
-        rc = self._connect(address)
+        rc = self._connect(address, "connect")
         if rc:
             raise _oserror(rc)
 
     def connect_ex(self, address) -> int:
+        if self._closed and not self._io_refs:
+            return errno.EBADF  # the stdlib's connect_ex returns connect(2)'s errno
         try:
-            return self._connect(address)
+            return self._connect(address, "connect_ex")
         except BlockingIOError as e:
             return e.errno
 
-    def _connect(self, address) -> int:
+    def _drop_failed_connection(self) -> None:
+        """After a failed connect Linux's socket is unconnected again (a new connect() may
+        be tried), keeping only an explicit bind."""
+        uc.tcp_close(self._core_state(), self._cid, self._now())
+        self._cid = -1
+        self._core = -1
+        self._peer = None
+        if not self._explicit_bind and self._bound is not None:
+            self._bound = (0, self._bound[1])
+
+    def _connect(self, address, who="connect") -> int:
         self._check_open()
-        rip, rport = _parse_address(address, allow_any=False)
+        rip, rport = _parse_address(address, allow_any=False, who=who)
         if self._lids is not None:
-            raise _oserror(errno.EISCONN)
+            return errno.EISCONN
         if self._cid >= 0:
-            status = uc.tcp_status(self._core_state(), self._cid)
-            if self._connecting:
-                if status & _EV_CONNECTED:
-                    self._connecting = False
-                    return errno.EISCONN
-                if status & _EV_ERROR:
-                    self._connecting = False
-                    return uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNREFUSED
-                if self._timeout == 0.0 or self._stack._virtual_clock:
-                    return errno.EALREADY
-            else:
+            if not self._connecting:
                 return errno.EISCONN
+            # Linux SS_CONNECTING: this call reports how the connect begun before ended
+            status = uc.tcp_status(self._core_state(), self._cid)
+            if status & _EV_CONNECTED:
+                self._connecting = False
+                return 0
+            if status & (_EV_ERROR | uc.EV_CLOSED):
+                self._connecting = False
+                # its error, or ECONNABORTED when SO_ERROR (or a timed connect) took it
+                rc = uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNABORTED
+                self._drop_failed_connection()
+                return rc
+            if self._timeout is not None or self._stack._virtual_clock:
+                return errno.EALREADY
         else:
             if rport == 0 or rip == 0:
                 return errno.ECONNREFUSED
-            lip = self._bound[0] if self._bound and self._bound[0] else self._stack._ip_int
-            lport = self._bound[1] if self._bound else 0
+            explicit = self._explicit_bind and self._bound is not None
+            lip = self._bound[0] if explicit and self._bound[0] else self._stack._ip_int
+            lport = self._bound[1] if explicit else 0
             core, cid = self._stack._connect(lip, lport, rip, rport)
             self._core, self._cid = core, cid
             info = self._stack._conn_info(core, cid)
@@ -346,18 +397,30 @@ class Socket:
             return None
 
         rc = self._wait(ready, "connect")
-        self._connecting = False
+        if self._timeout is None:
+            # A blocking connect(2) ends in SS_CONNECTED or SS_UNCONNECTED.  CPython runs a
+            # connect with a timeout as a non-blocking one, so the socket stays
+            # SS_CONNECTING: the next connect() says 0 or ECONNABORTED (its error was taken).
+            self._connecting = False
+            if rc:
+                self._drop_failed_connection()
         return rc
 
     # ---- data ----
-    def _conn_check(self) -> None:
+    def _conn_check(self, code: int = errno.ENOTCONN) -> None:
         self._check_open()
         if self._cid < 0:
-            raise _oserror(errno.ENOTCONN if self._lids is None else errno.ENOTCONN)
+            raise _oserror(code)  # Linux: send() on an unconnected socket is EPIPE
 
     def send(self, data, flags: int = 0) -> int:
-        self._conn_check()
-        view = memoryview(data).cast("B")
+        try:
+            view = memoryview(data).cast("B")
+        except TypeError:
+            raise TypeError(
+                f"a bytes-like object is required, not '{type(data).__name__}'") from None
+        if flags and not isinstance(flags, int):
+            _index(flags)
+        self._conn_check(errno.EPIPE)
         if view.nbytes == 0:
             return 0
         arr = np.frombuffer(view, np.uint8)
@@ -372,8 +435,12 @@ class Socket:
         return rc if rc is not None else self._wait(ready, "send", tried=True)
 
     def sendall(self, data, flags: int = 0) -> None:
-        self._conn_check()
-        view = memoryview(data).cast("B")
+        try:
+            view = memoryview(data).cast("B")
+        except TypeError:
+            raise TypeError(
+                f"a bytes-like object is required, not '{type(data).__name__}'") from None
+        self._conn_check(errno.EPIPE)
         total = view.nbytes
         sent = 0
         deadline = None if not self._timeout else time.monotonic() + self._timeout
@@ -395,11 +462,22 @@ class Socket:
         return bytes(buf[:n])
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
-        self._conn_check()
-        view = memoryview(buffer).cast("B")
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            view = None
+        if view is None or view.readonly or not view.c_contiguous:
+            raise TypeError("recv_into() argument 1 must be read-write bytes-like object, "
+                            f"not {type(buffer).__name__}")
+        view = view.cast("B")
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
-        if nbytes == 0 or nbytes > view.nbytes:
+        if nbytes > view.nbytes:
+            raise ValueError("buffer too small for requested bytes")
+        if flags and not isinstance(flags, int):
+            _index(flags)
+        self._conn_check()
+        if nbytes == 0:
             nbytes = view.nbytes
         if nbytes == 0:
             return 0
@@ -433,6 +511,7 @@ class Socket:
 
     # ---- teardown ----
     def shutdown(self, how: int) -> None:
+        how = _index(how)
         self._check_open()
         if how not in (_stdsocket.SHUT_RD, _stdsocket.SHUT_WR, _stdsocket.SHUT_RDWR):
             raise _oserror(errno.EINVAL)
@@ -492,22 +571,18 @@ class Socket:
 
     # ---- modes ----
     def fileno(self) -> int:
-        return -1 if self._closed else self._fileno
+        return -1 if self._closed and not self._io_refs else self._fileno
 
     def settimeout(self, value) -> None:
-        if value is None:
-            self._timeout = None
-            return
-        value = float(value)
-        if value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = value
+        self._timeout = _timeout_value(value)
+        self._check_open()  # CPython sets the timeout, then fails on the closed fd
 
     def gettimeout(self):
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
+        self._timeout = None if _index(flag) else 0.0
+        self._check_open()
 
     def getblocking(self) -> bool:
         return self._timeout != 0.0
@@ -531,6 +606,13 @@ class Socket:
     }
 
     def setsockopt(self, level: int, optname: int, value, optlen: int | None = None) -> None:
+        level, optname = _index(level), _index(optname)
+        if not isinstance(value, int):
+            try:
+                memoryview(value)
+            except TypeError:
+                raise TypeError("a bytes-like object is required, not "
+                                f"'{type(value).__name__}'") from None
         self._check_open()
         if level == _stdsocket.SOL_SOCKET and optname == _stdsocket.SO_LINGER:
             if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
@@ -549,6 +631,11 @@ class Socket:
         if level == _stdsocket.SOL_SOCKET:
             if optname == _stdsocket.SO_REUSEADDR:
                 self._reuseaddr = bool(value)
+                return
+            if optname == getattr(_stdsocket, "SO_REUSEPORT", -1):
+                # accepted and reported, as Linux does; fsdp's listen spawn already spreads
+                # one listener over the cores, so it does not let two listeners share a port
+                self._reuseport = int(bool(value))
                 return
             opt = self._SOL.get(optname)
         elif level == _stdsocket.IPPROTO_TCP:
@@ -573,6 +660,11 @@ class Socket:
                 _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None):
+        level, optname = _index(level), _index(optname)
+        if buflen is not None:
+            buflen = _index(buflen)
+            if not 0 < buflen <= 1024:
+                raise OSError("getsockopt buflen out of range")
         self._check_open()
         if level == _stdsocket.SOL_SOCKET:
             if optname == _stdsocket.SO_ERROR:
@@ -581,6 +673,14 @@ class Socket:
                     v = int(uc.tcp_take_error(self._core_state(), self._cid))
             elif optname == _stdsocket.SO_REUSEADDR:
                 v = int(self._reuseaddr)
+            elif optname == getattr(_stdsocket, "SO_REUSEPORT", -1):
+                v = self._reuseport
+            elif optname == _stdsocket.SO_ACCEPTCONN:
+                v = int(self._lids is not None)
+            elif optname == getattr(_stdsocket, "SO_DOMAIN", -1):
+                v = int(_stdsocket.AF_INET)
+            elif optname == getattr(_stdsocket, "SO_PROTOCOL", -1):
+                v = int(_stdsocket.IPPROTO_TCP)
             elif optname == _stdsocket.SO_TYPE:
                 v = int(_stdsocket.SOCK_STREAM)
             elif optname == _stdsocket.SO_LINGER:
@@ -592,8 +692,10 @@ class Socket:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == _stdsocket.IPPROTO_TCP and optname in self._TCP:
             v = self._get(self._TCP[optname])
-        else:
+        elif level in (_stdsocket.IPPROTO_TCP, _stdsocket.IPPROTO_IP):
             raise _oserror(errno.ENOPROTOOPT)
+        else:
+            raise _oserror(errno.EOPNOTSUPP)  # Linux, for a level TCP sockets do not know
         if buflen:
             return struct.pack("i", v)[:buflen]
         return v

@@ -72,7 +72,7 @@ class TransparentSocket(_KernelSocket):
 
     # ---- the switch ----
     def _goes_to_fsdp(self, host) -> bool:
-        return (self._fsdp is None and not self._tm_kernel_used
+        return (self._fsdp is None and not self._tm_kernel_used and not self._closed
                 and is_fsdp_family_type(self.family, self.type)
                 and is_fsdp_host(host))
 
