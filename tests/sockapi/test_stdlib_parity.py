@@ -761,3 +761,199 @@ def test_parity_transparent(name, stacks):
     want = run_in(KernelWorld(), fn)
     got = run_in(TransparentWorld(*stacks), fn)
     _same(want, got, "transparent")
+
+
+# ---------------------------------------------------------------- asyncio
+# The same comparison for asyncio's streams and transports: the stdlib's loop over kernel
+# loopback against fsdp.asyncio's loop (server on the server stack; the loop's stack is
+# switched to the client stack around the client's connect, as a second process would have).
+import asyncio  # noqa: E402
+import re  # noqa: E402
+
+_ADDR_RE = re.compile(r"\('(\d+\.){3}\d+', \d+\)")
+
+
+async def arec(coro):
+    """``rec`` for a coroutine; OSError messages are compared too (asyncio words them)."""
+    try:
+        return _norm(await coro)
+    except OSError as e:
+        return (type(e).__name__, e.errno, _ADDR_RE.sub("(ADDR)", str(e)))
+    except Exception as e:
+        return (type(e).__name__, _ADDR_RE.sub("(ADDR)", str(e)))
+
+
+class AsyncWorld:
+    def __init__(self, kind, stacks=None):
+        self.kind = kind
+        self.stacks = stacks
+        if kind == "kernel":
+            self.srv_ip = self.cli_ip = "127.0.0.1"
+            self.foreign_ip = "192.0.2.77"
+            self.loop = asyncio.new_event_loop()
+        else:
+            import fsdp.asyncio
+
+            self.srv_ip, self.cli_ip, self.foreign_ip = "10.9.0.1", "10.9.0.2", "10.9.0.77"
+            self.loop = fsdp.asyncio.new_event_loop(stack=stacks[0])
+        self._dead = FsdpWorld._dead
+
+    def as_client(self):
+        """A context in which the loop's new fsdp sockets are the client stack's."""
+        world = self
+
+        class _Ctx:
+            def __enter__(self):
+                if world.stacks:
+                    world.loop._fsdp_stack = world.stacks[1]
+
+            def __exit__(self, *exc):
+                if world.stacks:
+                    world.loop._fsdp_stack = world.stacks[0]
+        return _Ctx()
+
+    def dead_port(self):
+        if self.kind == "kernel":
+            holder = stdsocket.socket()
+            holder.bind(("127.0.0.1", 0))
+            self._holder = holder
+            return holder.getsockname()[1]
+        return next(self._dead)
+
+    def run(self, scenario):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(scenario(self), 20))
+        finally:
+            self.loop.close()
+            if getattr(self, "_holder", None):
+                self._holder.close()
+
+
+ASYNC_SCENARIOS = {}
+
+
+def ascenario(fn):
+    ASYNC_SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+async def _echo_server(w, handler=None):
+    async def echo(reader, writer):
+        while data := await reader.read(1000):
+            writer.write(data)
+        writer.close()
+    return await asyncio.start_server(handler or echo, w.srv_ip, 0)
+
+
+@ascenario
+async def open_connection_refused(w):
+    port = w.dead_port()
+    with w.as_client():
+        out = [await arec(asyncio.open_connection(w.srv_ip, port))]
+        out.append(await arec(w.loop.create_connection(asyncio.Protocol, w.srv_ip, port)))
+    return out
+
+
+@ascenario
+async def start_server_port_in_use(w):
+    srv = await _echo_server(w)
+    port = srv.sockets[0].getsockname()[1]
+    out = [await arec(asyncio.start_server(lambda r, wr: None, w.srv_ip, port)),
+           await arec(asyncio.start_server(lambda r, wr: None, w.srv_ip, port,
+                                           reuse_address=False))]
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@ascenario
+async def create_connection_local_addr_not_local(w):
+    srv = await _echo_server(w)
+    port = srv.sockets[0].getsockname()[1]
+    with w.as_client():
+        out = [await arec(asyncio.open_connection(w.srv_ip, port, local_addr=(w.foreign_ip, 0)))]
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@ascenario
+async def streams_eof_and_extra_info(w):
+    srv = await _echo_server(w)
+    lsock = srv.sockets[0]
+    port = lsock.getsockname()[1]
+    with w.as_client():
+        reader, writer = await asyncio.open_connection(w.srv_ip, port)
+    tsock = writer.get_extra_info("socket")
+    out = [_norm(lsock.getsockname()), type(lsock).__name__,
+           _norm(writer.get_extra_info("sockname")), _norm(writer.get_extra_info("peername")),
+           type(tsock).__name__, tsock.family, tsock.type, _norm(tsock.getsockname()),
+           _norm(tsock.getpeername()), writer.can_write_eof(),
+           tsock.getsockopt(TCP, stdsocket.TCP_NODELAY) != 0]
+    writer.write(b"line 1\nline 2\npartial")
+    await writer.drain()
+    out += [await arec(reader.readline()), await arec(reader.readexactly(7))]
+    writer.write_eof()
+    out += [await arec(reader.readuntil(b"\n")), await arec(reader.read()),
+            await arec(reader.read()), await arec(reader.readline()),
+            await arec(reader.readexactly(3)), reader.at_eof()]
+    writer.close()
+    await writer.wait_closed()
+    out += [writer.is_closing(), _norm(writer.get_extra_info("peername"))]
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@ascenario
+async def stream_reset_by_peer(w):
+    async def abort(reader, writer):
+        await reader.read(1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+    srv = await _echo_server(w, abort)
+    port = srv.sockets[0].getsockname()[1]
+    with w.as_client():
+        reader, writer = await asyncio.open_connection(w.srv_ip, port)
+    writer.write(b"x")
+    out = [await arec(reader.read(10)), await arec(reader.read(10))]
+    writer.close()
+    out.append(await arec(writer.wait_closed()))
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@ascenario
+async def sock_methods(w):
+    loop = w.loop
+    srv = await _echo_server(w)
+    port = srv.sockets[0].getsockname()[1]
+    mk = (lambda: stdsocket.socket()) if w.kind == "kernel" else w.stacks[1].socket
+    s = mk()
+    s.setblocking(False)
+    out = [await arec(loop.sock_connect(s, (w.srv_ip, port))),
+           await arec(loop.sock_sendall(s, b"abc")), await arec(loop.sock_recv(s, 10))]
+    s.shutdown(stdsocket.SHUT_WR)
+    out.append(await arec(loop.sock_recv(s, 10)))
+    s.close()
+    d = mk()
+    d.setblocking(False)
+    out.append(await arec(loop.sock_connect(d, (w.srv_ip, w.dead_port()))))
+    out.append(d.getsockopt(SOL, stdsocket.SO_ERROR))
+    d.close()
+    b = mk()
+    out.append(await arec(loop.sock_connect(b, (w.srv_ip, port))))  # blocking socket: refused
+    b.close()
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ASYNC_SCENARIOS))
+def test_asyncio_parity(name, stacks):
+    fn = ASYNC_SCENARIOS[name]
+    want = AsyncWorld("kernel").run(fn)
+    got = AsyncWorld("fsdp", stacks).run(fn)
+    _same(want, got, "fsdp.asyncio")
