@@ -155,6 +155,7 @@ class Socket:
         if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
             self._timeout = 0.0
         self._closed = False
+        self._released = False
         self._io_refs = 0
         self._bound: tuple[int, int] | None = None  # (ip, port) as ints
         self._peer: tuple[int, int] | None = None
@@ -188,8 +189,8 @@ class Socket:
 
     # ---- helpers ----
     def _check_open(self) -> None:
-        if self._closed and not self._io_refs:  # makefile() objects keep the fd usable
-            raise _oserror(errno.EBADF)
+        if self._closed and (not self._io_refs or self._released):
+            raise _oserror(errno.EBADF)  # (makefile() objects keep an unreleased one usable)
 
     def _core_state(self):
         return self._stack._refs[self._core]
@@ -335,7 +336,7 @@ class Socket:
             raise _oserror(rc)
 
     def connect_ex(self, address) -> int:
-        if self._closed and not self._io_refs:
+        if self._closed and (not self._io_refs or self._released):
             return errno.EBADF  # the stdlib's connect_ex returns connect(2)'s errno
         try:
             return self._connect(address, "connect_ex")
@@ -533,6 +534,7 @@ class Socket:
         self._release()
 
     def _release(self) -> None:
+        self._released = True
         if self._stack._closed:
             return
         if self._lids is not None:
@@ -571,7 +573,7 @@ class Socket:
 
     # ---- modes ----
     def fileno(self) -> int:
-        return -1 if self._closed and not self._io_refs else self._fileno
+        return -1 if self._closed and (not self._io_refs or self._released) else self._fileno
 
     def settimeout(self, value) -> None:
         self._timeout = _timeout_value(value)
@@ -703,6 +705,13 @@ class Socket:
     def _get(self, opt: int) -> int:
         if self._cid >= 0:
             return int(uc.tcp_getopt(self._core_state(), self._cid, opt))
+        if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF) and opt in self._pending_opts:
+            # what the engine will hold, reported now as Linux does: capped at
+            # net.core.[rw]mem_max (a negative int is a huge u32 there), doubled, floored
+            v = self._pending_opts[opt]
+            cap = uc.SYSCTL_RMEM_MAX if opt == uc.OPT_RCVBUF else uc.SYSCTL_WMEM_MAX
+            v = cap if v < 0 or v > cap else v
+            return max(2 * v, uc.SOCK_MIN_RCVBUF if opt == uc.OPT_RCVBUF else uc.SOCK_MIN_SNDBUF)
         return int(self._pending_opts.get(opt, self._stack._default_sockopt(opt)))
 
     # ---- files ----

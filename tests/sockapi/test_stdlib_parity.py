@@ -720,6 +720,102 @@ def double_close_and_context_manager(w):
 
 
 @scenario
+def makefile_after_close(w):
+    ls, c, s = w.pair()
+    s.close()
+    f = s.makefile("rb")
+    out = [rec(f.read, 1), rec(s.fileno), rec(s.recv, 1)]
+    f.close()
+    return out
+
+
+@scenario
+def listener_shutdown_and_close_with_pending(w):
+    ls = w.listener()
+    addr = (w.srv_ip, ls.getsockname()[1])
+    c = w.csock()
+    c.settimeout(5)
+    c.connect(addr)  # queued, never accepted
+    w.settle()
+    ls.close()
+    w.settle()
+    out = [rec(c.recv, 10), rec(c.recv, 10), rec(c.getpeername)]
+    ls2 = w.listener()
+    addr2 = (w.srv_ip, ls2.getsockname()[1])
+    ls2.setblocking(True)
+    out += [rec(ls2.shutdown, stdsocket.SHUT_RD), rec(ls2.accept),
+            rec(ls2.getsockopt, SOL, stdsocket.SO_ACCEPTCONN), rec(ls2.getsockname)]
+    d = w.csock()
+    d.settimeout(5)
+    out.append(rec(d.connect, addr2))
+    return out
+
+
+@scenario
+def accepted_socket_inherits_options(w):
+    ls = w.ssock()
+    ls.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+    ls.setsockopt(TCP, stdsocket.TCP_NODELAY, 1)
+    ls.setsockopt(SOL, stdsocket.SO_KEEPALIVE, 1)
+    ls.setsockopt(TCP, stdsocket.TCP_KEEPIDLE, 33)
+    ls.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 3))
+    ls.bind((w.srv_ip, 0))
+    ls.listen()
+    ls.settimeout(5)
+    c = w.csock()
+    c.settimeout(5)
+    c.connect((w.srv_ip, ls.getsockname()[1]))
+    s, _ = ls.accept()
+    return [rec(s.getsockopt, SOL, stdsocket.SO_REUSEADDR) != 0,
+            rec(s.getsockopt, TCP, stdsocket.TCP_NODELAY) != 0,
+            rec(s.getsockopt, SOL, stdsocket.SO_KEEPALIVE) != 0,
+            rec(s.getsockopt, TCP, stdsocket.TCP_KEEPIDLE),
+            rec(s.getsockopt, SOL, stdsocket.SO_LINGER, 8),
+            rec(s.getsockopt, SOL, stdsocket.SO_ACCEPTCONN),
+            rec(c.getsockopt, TCP, stdsocket.TCP_NODELAY)]
+
+
+@scenario
+def buffer_sizes_set_and_get(w):
+    # (values under net.core.[rw]mem_max's default 212992, which fsdp emulates; this host's
+    # kernel may allow more)
+    ls, c, s = w.pair()
+    out = []
+    for sock in (w.csock(), c):
+        for opt in (stdsocket.SO_RCVBUF, stdsocket.SO_SNDBUF):
+            for val in (65536, 4096, 1, 100_000):
+                out.append((rec(sock.setsockopt, SOL, opt, val), rec(sock.getsockopt, SOL, opt)))
+    return out
+
+
+@scenario
+def sendall_times_out_when_peer_does_not_read(w):
+    ls, c, s = w.pair()
+    c.settimeout(0.3)
+    t0 = time.monotonic()
+    out = [rec(c.sendall, bytes(64 << 20))]
+    out.append(time.monotonic() - t0 < 2.0)
+    c.setblocking(False)
+    try:
+        while True:
+            c.send(bytes(65536))
+    except OSError as e:
+        out.append((type(e).__name__, e.errno))
+    return out
+
+
+@scenario
+def recv_after_timeout_still_works(w):
+    ls, c, s = w.pair()
+    c.settimeout(0.05)
+    out = [rec(c.recv, 10)]
+    s.sendall(b"late")
+    c.settimeout(5)
+    out += [rec(c.recv, 10), rec(c.getpeername)]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
