@@ -276,11 +276,21 @@ class Socket:
         if ip not in (0, self._stack._ip_int):
             raise _oserror(errno.EADDRNOTAVAIL)
         if port == 0:
-            port = self._stack._ephemeral_port(ip, 0, 0)
+            port = self._autobind_port(ip)
         else:
             self._stack._check_bind(ip, port, self._reuseaddr, self)
         self._bound = (ip, port)
         self._explicit_bind = True
+
+    def _autobind_port(self, ip: int) -> int:
+        """A free port for bind(port 0) or listen() without bind: with the ephemeral range
+        used up Linux says EADDRINUSE there (connect() says EADDRNOTAVAIL)."""
+        try:
+            return self._stack._ephemeral_port(ip, 0, 0)
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise _oserror(errno.EADDRINUSE) from None
+            raise
 
     def getsockname(self):
         self._check_open()
@@ -309,7 +319,7 @@ class Socket:
         if self._lids is not None:
             return  # Linux: listen() again only changes the backlog
         if self._bound is None:
-            self._bound = (0, self._stack._ephemeral_port(0, 0, 0))
+            self._bound = (0, self._autobind_port(0))
         backlog = max(0, min(int(backlog), 65535))
         self._lids = self._stack._listen(self._bound[0], self._bound[1], backlog,
                                          self._reuseaddr)
@@ -340,8 +350,14 @@ class Socket:
             return errno.EBADF  # the stdlib's connect_ex returns connect(2)'s errno
         try:
             return self._connect(address, "connect_ex")
-        except BlockingIOError as e:
-            return e.errno
+        except _stdsocket.gaierror:
+            raise  # the address, not connect(2): raised, as the stdlib does
+        except TimeoutError as e:
+            return e.errno or errno.EWOULDBLOCK  # CPython's connect_ex after its timeout
+        except OSError as e:
+            if e.errno is None:
+                raise
+            return e.errno  # connect(2)'s errno, returned
 
     def _drop_failed_connection(self) -> None:
         """After a failed connect Linux's socket is unconnected again (a new connect() may

@@ -1053,3 +1053,55 @@ def test_asyncio_parity(name, stacks):
     want = AsyncWorld("kernel").run(fn)
     got = AsyncWorld("fsdp", stacks).run(fn)
     _same(want, got, "fsdp.asyncio")
+
+
+# ---------------------------------------------------------------- port exhaustion
+# Exhausting the kernel's 28232 ephemeral ports is too slow for a test (and the fd limit
+# comes first), so Linux's answers are written down here, taken in a network namespace with
+# net.ipv4.ip_local_port_range = "40000 40003" (Linux 6.1, 2026-11-26):
+#   bind(("127.0.0.1", 0)) -> OSError EADDRINUSE     listen() without bind -> OSError EADDRINUSE
+#   connect(...) -> OSError EADDRNOTAVAIL            connect_ex(...) -> EADDRNOTAVAIL (returned)
+LINUX_PORTS_EXHAUSTED = [("OSError", errno.EADDRINUSE), ("OSError", errno.EADDRINUSE),
+                         ("OSError", errno.EADDRNOTAVAIL), errno.EADDRNOTAVAIL]
+
+
+def test_port_exhaustion_errors(stacks, monkeypatch):
+    server, client = stacks
+    ls = server.socket()
+    ls.bind(("10.9.0.1", 0))
+    ls.listen()
+
+    def exhausted(*args, **kwargs):  # what the stack says when no port is left
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+
+    for st in stacks:
+        monkeypatch.setattr(st, "_ephemeral_port", exhausted)
+    w = FsdpWorld(server, client)
+    try:
+        got = [rec(w.ssock().bind, ("10.9.0.1", 0)), rec(w.ssock().listen),
+               rec(w.csock().connect, ("10.9.0.1", ls.getsockname()[1])),
+               rec(w.csock().connect_ex, ("10.9.0.1", ls.getsockname()[1]))]
+    finally:
+        w.close_all()
+        ls.close()
+    assert got == LINUX_PORTS_EXHAUSTED
+
+
+def test_connect_timeout_outcomes(stacks):
+    """No host answers 10.9.0.99.  CPython: connect() raises TimeoutError('timed out');
+    connect_ex() returns EWOULDBLOCK (sock_call_ex's SOCK_TIMEOUT_ERR) instead; a later
+    connect() on the socket, still SYN_SENT in the kernel, is EALREADY (a timed socket is
+    non-blocking underneath)."""
+    _, client = stacks
+    s = client.socket()
+    try:
+        s.settimeout(0.1)
+        assert rec(s.connect, ("10.9.0.99", 80)) == ("TimeoutError", "timed out")
+        assert rec(s.connect, ("10.9.0.99", 80)) == ("BlockingIOError", errno.EALREADY)
+        assert rec(s.getpeername) == ("OSError", errno.ENOTCONN)
+        s2 = client.socket()
+        s2.settimeout(0.1)
+        assert s2.connect_ex(("10.9.0.99", 80)) == errno.EWOULDBLOCK
+        s2.close()
+    finally:
+        s.close()
