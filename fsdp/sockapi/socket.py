@@ -139,12 +139,14 @@ class Socket:
             family = _stdsocket.AF_INET
         if type is None:
             type = _stdsocket.SOCK_STREAM
+        family, type, proto = _index(family), _index(type), _index(proto)
         if family != _stdsocket.AF_INET:
             raise _oserror(errno.EAFNOSUPPORT)
         if (type & _SOCK_TYPE_MASK) != _stdsocket.SOCK_STREAM:
             raise _oserror(errno.ESOCKTNOSUPPORT if type in (2, 3) else errno.EINVAL)
         if proto not in (0, _stdsocket.IPPROTO_TCP):
-            raise _oserror(errno.EPROTONOSUPPORT)
+            # Linux inet_create: EINVAL outside 0..IPPROTO_MAX-1 (262)
+            raise _oserror(errno.EPROTONOSUPPORT if 0 <= proto < 263 else errno.EINVAL)
         self._stack = stack
         self.family = _AF_INET  # AddressFamily(...) costs a microsecond per socket
         self.type = _SOCK_STREAM
@@ -449,7 +451,11 @@ class Socket:
             return _raise_if_error(rc)
 
         rc = ready()  # the usual case, space in the send buffer, without _wait's set-up
-        return rc if rc is not None else self._wait(ready, "send", tried=True)
+        if rc is not None:
+            return rc
+        if flags & _MSG_DONTWAIT:
+            raise _oserror(errno.EAGAIN)
+        return self._wait(ready, "send", tried=True)
 
     def sendall(self, data, flags: int = 0) -> None:
         try:
@@ -621,7 +627,12 @@ class Socket:
         _stdsocket.TCP_KEEPINTVL: uc.OPT_KEEPINTVL,
         _stdsocket.TCP_KEEPCNT: uc.OPT_KEEPCNT,
         _stdsocket.TCP_MAXSEG: uc.OPT_MAXSEG,
+        _stdsocket.TCP_CORK: uc.OPT_CORK,
     }
+    _BOOL_OPTS = (uc.OPT_NODELAY, uc.OPT_KEEPALIVE, uc.OPT_CORK)
+    # Linux's limits: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT
+    _OPT_RANGE = {uc.OPT_KEEPIDLE: (1, 32767), uc.OPT_KEEPINTVL: (1, 32767),
+                  uc.OPT_KEEPCNT: (1, 127)}
 
     def setsockopt(self, level: int, optname: int, value, optlen: int | None = None) -> None:
         level, optname = _index(level), _index(optname)
@@ -635,7 +646,9 @@ class Socket:
         if level == _stdsocket.SOL_SOCKET and optname == _stdsocket.SO_LINGER:
             if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
                 raise _oserror(errno.EINVAL)
-            self._linger = struct.unpack("ii", bytes(value[:8]))
+            onoff, secs = struct.unpack("ii", bytes(value[:8]))
+            # Linux reports l_onoff as 0/1, and turning lingering off keeps the old time
+            self._linger = (1, secs) if onoff else (0, self._linger[1])
             self._apply(uc.OPT_LINGER, self._linger[1] if self._linger[0] else -1)
             return
         if isinstance(value, (bytes, bytearray)):
@@ -662,6 +675,12 @@ class Socket:
             opt = None
         if opt is None:
             raise _oserror(errno.ENOPROTOOPT)
+        if opt in self._BOOL_OPTS:
+            value = int(value != 0)  # read back as 0/1, as Linux does
+        elif opt in self._OPT_RANGE:
+            lo, hi = self._OPT_RANGE[opt]
+            if not lo <= value <= hi:  # checked before the socket has a connection too
+                raise _oserror(errno.EINVAL)
         self._apply(opt, value)
 
     def _apply(self, opt: int, value: int) -> None:

@@ -816,6 +816,57 @@ def recv_after_timeout_still_works(w):
 
 
 @scenario
+def constructor_errors(w):
+    out = []
+    for args in ((stdsocket.AF_INET, stdsocket.SOCK_STREAM, 999),
+                 (stdsocket.AF_INET, stdsocket.SOCK_STREAM, stdsocket.IPPROTO_UDP),
+                 (stdsocket.AF_INET, 999), (stdsocket.AF_INET, "x"), ("x",),
+                 (stdsocket.AF_INET, stdsocket.SOCK_STREAM, stdsocket.IPPROTO_TCP),
+                 (stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_CLOEXEC)):
+        r = rec(w.csock, *args)
+        out.append(r)
+    return out
+
+
+@scenario
+def sockopt_ranges(w):
+    ls, c, s = w.pair()
+    fresh = w.csock()
+    out = []
+    for sock in (fresh, c):
+        for level, opt, val in ((TCP, stdsocket.TCP_NODELAY, 7), (SOL, stdsocket.SO_KEEPALIVE, 7),
+                                (TCP, stdsocket.TCP_KEEPIDLE, 0), (TCP, stdsocket.TCP_KEEPIDLE, 40000),
+                                (TCP, stdsocket.TCP_KEEPINTVL, 0), (TCP, stdsocket.TCP_KEEPCNT, 200),
+                                (TCP, stdsocket.TCP_KEEPCNT, 0), (TCP, stdsocket.TCP_CORK, 1),
+                                (TCP, stdsocket.TCP_CORK, 0), (TCP, stdsocket.TCP_NODELAY, -1)):
+            out.append((rec(sock.setsockopt, level, opt, val), rec(sock.getsockopt, level, opt)))
+        out.append(rec(sock.setsockopt, SOL, stdsocket.SO_LINGER, struct.pack("ii", 0, 9)))
+        out.append(rec(sock.getsockopt, SOL, stdsocket.SO_LINGER, 8))
+        out.append(rec(sock.setsockopt, SOL, stdsocket.SO_LINGER, struct.pack("ii", 5, 3)))
+        out.append(rec(sock.getsockopt, SOL, stdsocket.SO_LINGER, 8))
+    return out
+
+
+@scenario
+def send_flags(w):
+    ls, c, s = w.pair()
+    c.setblocking(False)
+    while True:  # fill the peer's receive buffer and our send buffer
+        try:
+            c.send(bytes(65536))
+            continue
+        except BlockingIOError:
+            w.settle()
+        try:
+            c.send(bytes(65536))
+        except BlockingIOError:
+            break
+    c.setblocking(True)
+    out = [rec(c.send, b"x", stdsocket.MSG_DONTWAIT), rec(c.send, b"x", stdsocket.MSG_NOSIGNAL | stdsocket.MSG_DONTWAIT)]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
