@@ -867,6 +867,51 @@ def send_flags(w):
 
 
 @scenario
+def shutdown_rd_with_data_queued(w):
+    ls, c, s = w.pair()
+    s.sendall(b"queued")
+    w.settle()
+    return [rec(c.shutdown, stdsocket.SHUT_RD), rec(c.recv, 100), rec(c.recv, 100)]
+
+
+@scenario
+def close_with_unread_data_resets(w):
+    ls, c, s = w.pair()
+    c.sendall(b"unread")
+    w.settle()
+    s.close()  # Linux: data left unread, so RST instead of FIN
+    w.settle()
+    return [rec(c.recv, 10), rec(c.recv, 10), rec(c.send, b"x")]
+
+
+@scenario
+def accept_after_client_reset(w):
+    ls = w.listener()
+    c = w.csock()
+    c.settimeout(5)
+    c.connect((w.srv_ip, ls.getsockname()[1]))
+    c.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    w.settle()
+    ls.setblocking(False)
+    r = rec(ls.accept)
+    return [r]
+
+
+@scenario
+def connect_to_own_address(w):
+    ls = w.listener()
+    c = w.ssock()  # same host as the listener
+    c.settimeout(0.3)
+    out = [rec(c.connect, (w.srv_ip, ls.getsockname()[1]))]
+    if out[0] is None:
+        s, addr = ls.accept()
+        c.sendall(b"me")
+        out += [rec(s.recv, 10), addr == c.getsockname()]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
@@ -886,6 +931,9 @@ ENGINE_GAPS = {
     "time_wait_of_plain_listener_blocks_bind":
         "engine: a TIME_WAIT does not remember its listener's SO_REUSEADDR, so "
         "tcp_bind_check lets a SO_REUSEADDR bind reuse the port (Linux: EADDRINUSE)",
+    "connect_to_own_address":
+        "stack: a stack does not deliver a segment addressed to its own IP to itself (Linux "
+        "routes it over lo), so connect() to the stack's own address never completes",
 }
 
 
