@@ -35,6 +35,7 @@ _EV_CONNECTED = uc.EV_CONNECTED
 
 _MSG_PEEK = int(_stdsocket.MSG_PEEK)  # plain ints: IntFlag's & costs a microsecond
 _MSG_DONTWAIT = int(_stdsocket.MSG_DONTWAIT)
+_MSG_WAITALL = int(_stdsocket.MSG_WAITALL)
 _AF_INET = _stdsocket.AddressFamily.AF_INET
 _SOCK_STREAM = _stdsocket.SocketKind.SOCK_STREAM
 _SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
@@ -497,8 +498,11 @@ class Socket:
             raise ValueError("negative buffersize in recv_into")
         if nbytes > view.nbytes:
             raise ValueError("buffer too small for requested bytes")
-        if flags and not isinstance(flags, int):
-            _index(flags)
+        if flags:
+            if not isinstance(flags, int):
+                _index(flags)
+            if flags & _MSG_WAITALL and self._timeout is None and not flags & _MSG_PEEK:
+                return self._recv_waitall(view, nbytes or view.nbytes, flags & ~_MSG_WAITALL)
         self._conn_check()
         if nbytes == 0:
             nbytes = view.nbytes
@@ -525,6 +529,23 @@ class Socket:
         finally:
             self._timeout = saved
         return n
+
+    def _recv_waitall(self, view, nbytes: int, flags: int) -> int:
+        """MSG_WAITALL on a blocking socket: read until ``nbytes``, EOF or an error (which
+        only a first read raises; after data Linux returns the short count).  CPython runs a
+        socket with a timeout non-blocking, where MSG_WAITALL cannot wait: not here."""
+        got = 0
+        while got < nbytes:
+            try:
+                n = self.recv_into(view[got:], nbytes - got, flags)
+            except OSError:
+                if got:
+                    return got
+                raise
+            if n == 0:
+                break
+            got += n
+        return got
 
     def recvfrom(self, bufsize: int, flags: int = 0):
         return self.recv(bufsize, flags), None

@@ -912,6 +912,24 @@ def connect_to_own_address(w):
 
 
 @scenario
+def recv_waitall(w):
+    ls, c, s = w.pair()
+    c.setblocking(True)  # CPython honours MSG_WAITALL only without a timeout
+    s.sendall(b"abcd")
+    s.sendall(b"efghij")  # a second segment (Nagle holds it until "abcd" is acknowledged)
+    out = [rec(c.recv, 10, stdsocket.MSG_WAITALL)]
+    buf = bytearray(8)
+    s.sendall(b"kl")
+    s.sendall(b"mn")
+    out += [rec(c.recv_into, buf, 4, stdsocket.MSG_WAITALL), bytes(buf)]
+    s.sendall(b"op")
+    s.shutdown(stdsocket.SHUT_WR)
+    out.append(rec(c.recv, 10, stdsocket.MSG_WAITALL))  # EOF ends the wait early
+    out.append(rec(c.recv, 10, stdsocket.MSG_WAITALL))
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
