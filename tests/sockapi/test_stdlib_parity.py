@@ -1222,3 +1222,87 @@ def test_connect_timeout_outcomes(stacks):
         s2.close()
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------- the stdlib's helpers
+# socket.create_connection / create_server make ``socket.socket(...)`` objects: under
+# transparent mode that name is TransparentSocket.  Kernel world against transparent world.
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def socket_class(w, role):
+    """``socket.socket`` is ``w``'s class for ``role`` ("server"/"client") inside."""
+    if isinstance(w, KernelWorld):
+        yield
+        return
+    saved = stdsocket.socket
+    stdsocket.socket = w._srv_cls if role == "server" else w._cli_cls
+    try:
+        yield
+    finally:
+        stdsocket.socket = saved
+
+
+HELPER_SCENARIOS = {}
+
+
+def hscenario(fn):
+    HELPER_SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def _keep(w, s):
+    w._socks.append(s)
+    return s
+
+
+@hscenario
+def helpers_round_trip(w):
+    with socket_class(w, "server"):
+        ls = _keep(w, stdsocket.create_server((w.srv_ip, 0)))
+    port = ls.getsockname()[1]
+    with socket_class(w, "client"):
+        c = _keep(w, stdsocket.create_connection((w.srv_ip, port), timeout=5))
+    ls.settimeout(5)
+    s, addr = ls.accept()
+    _keep(w, s)
+    f = s.makefile("rwb")
+    c.sendall(b"hello\n")
+    out = [type(ls).__mro__[-2].__name__, rec(f.readline), c.gettimeout(), s.gettimeout(),
+           addr == c.getsockname(), rec(ls.getsockopt, SOL, stdsocket.SO_REUSEADDR) != 0]
+    f.write(b"back\n")
+    f.flush()
+    f.close()
+    s.close()
+    out += [rec(c.recv, 10), rec(c.recv, 10), rec(s.fileno)]
+    return out
+
+
+@hscenario
+def helpers_errors(w):
+    dead = w.dead_port()
+    with socket_class(w, "client"):
+        out = [rec(stdsocket.create_connection, (w.srv_ip, dead), timeout=5)]
+        try:
+            stdsocket.create_connection((w.srv_ip, dead))
+        except OSError as e:
+            out.append(_ADDR_RE.sub("(ADDR)", str(e)))
+        out.append(rec(stdsocket.create_connection, (w.srv_ip, dead),
+                       source_address=(w.foreign_ip, 0)))
+    with socket_class(w, "server"):
+        ls = _keep(w, stdsocket.create_server((w.srv_ip, 0)))
+        port = ls.getsockname()[1]
+        try:
+            stdsocket.create_server((w.srv_ip, port))
+        except OSError as e:
+            out += [(type(e).__name__, e.errno), _ADDR_RE.sub("(ADDR)", str(e))]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(HELPER_SCENARIOS))
+def test_stdlib_helpers_parity_transparent(name, stacks):
+    fn = HELPER_SCENARIOS[name]
+    want = run_in(KernelWorld(), fn)
+    got = run_in(TransparentWorld(*stacks), fn)
+    _same(want, got, "transparent")
