@@ -930,6 +930,31 @@ def recv_waitall(w):
 
 
 @scenario
+def default_timeout(w):
+    saved = stdsocket.getdefaulttimeout()
+    stdsocket.setdefaulttimeout(3)
+    try:
+        ls = w.ssock()
+        ls.bind(("0.0.0.0", 0))
+        ls.listen()
+        c = w.csock()
+        out = [ls.gettimeout(), c.gettimeout(), c.getblocking()]
+        c.connect((w.srv_ip, ls.getsockname()[1]))
+        s, _ = ls.accept()
+        w._socks.append(s)
+        out += [s.gettimeout(), c.gettimeout()]
+        ls.settimeout(None)
+        c2 = w.csock()
+        c2.connect((w.srv_ip, ls.getsockname()[1]))
+        s2, _ = ls.accept()
+        w._socks.append(s2)
+        out.append(s2.gettimeout())
+    finally:
+        stdsocket.setdefaulttimeout(saved)
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
@@ -1159,6 +1184,91 @@ async def sock_methods(w):
     b = mk()
     out.append(await arec(loop.sock_connect(b, (w.srv_ip, port))))  # blocking socket: refused
     b.close()
+    srv.close()
+    await srv.wait_closed()
+    return out
+
+
+@ascenario
+async def server_options_and_sockets(w):
+    srv = await asyncio.start_server(lambda r, wr: None, w.srv_ip, 0, reuse_port=True)
+    ts = srv.sockets[0]
+    port = ts.getsockname()[1]
+    out = [len(srv.sockets), type(ts).__name__, ts.family, ts.type,
+           ts.getsockopt(SOL, stdsocket.SO_REUSEADDR) != 0,
+           ts.getsockopt(SOL, stdsocket.SO_REUSEPORT) != 0,
+           ts.getsockopt(SOL, stdsocket.SO_ACCEPTCONN), srv.is_serving(), ts.gettimeout()]
+    srv.close()
+    await srv.wait_closed()
+    out.append(srv.is_serving())
+    with w.as_client():
+        out.append(await arec(asyncio.open_connection(w.srv_ip, port)))
+    return out
+
+
+@ascenario
+async def connection_lost_and_eof_with_protocols(w):
+    events = []
+    done = w.loop.create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr = tr
+
+        def data_received(self, data):
+            self.tr.write(data)
+            self.tr.write_eof()
+
+        def eof_received(self):
+            events.append("server eof")
+
+        def connection_lost(self, exc):
+            events.append(("server lost", rec(lambda: exc)))
+
+    class Client(asyncio.Protocol):
+        def data_received(self, data):
+            events.append(data)
+
+        def eof_received(self):
+            events.append("client eof")
+            return True  # keep the transport open (half-closed)
+
+        def connection_lost(self, exc):
+            events.append(("client lost", rec(lambda: exc)))
+            done.set_result(None)
+
+    srv = await w.loop.create_server(Server, w.srv_ip, 0)
+    port = srv.sockets[0].getsockname()[1]
+    with w.as_client():
+        tr, _ = await w.loop.create_connection(Client, w.srv_ip, port)
+    tr.write(b"ping")
+    for _ in range(200):
+        if "client eof" in events:
+            break
+        await asyncio.sleep(0.005)
+    tr.close()
+    await done
+    for _ in range(200):
+        if any(isinstance(e, tuple) and e[0] == "server lost" for e in events):
+            break
+        await asyncio.sleep(0.005)
+    srv.close()
+    await srv.wait_closed()
+    return events
+
+
+@ascenario
+async def open_connection_timeout_and_cancel(w):
+    srv = await _echo_server(w)
+    port = srv.sockets[0].getsockname()[1]
+    with w.as_client():
+        reader, writer = await asyncio.open_connection(w.srv_ip, port)
+    out = [await arec(asyncio.wait_for(reader.read(10), 0.05))]
+    writer.write(b"still ok")
+    out.append(await arec(reader.read(100)))
+    writer.close()
+    await writer.wait_closed()
+    out.append(await arec(writer.drain()))
     srv.close()
     await srv.wait_closed()
     return out
