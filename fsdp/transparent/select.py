@@ -8,6 +8,7 @@ fds in each pass — so ``xlist`` keeps its meaning for them.  An fsdp socket is
 
 from __future__ import annotations
 
+import operator
 import select as _stdselect
 import time
 
@@ -29,6 +30,14 @@ def _fd_of(obj) -> int:
     return fd
 
 
+def _in_order(objs, ready):
+    """``ready`` in the order of ``objs``, as the kernel's select lists them."""
+    if len(ready) < 2:
+        return ready
+    ids = {id(o) for o in ready}
+    return [o for o in objs if id(o) in ids]
+
+
 def _split(objs):
     fsdp_part, kernel_part = [], []
     for obj in objs:
@@ -47,6 +56,17 @@ def select(rlist, wlist, xlist, timeout=None):
 
     rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
     if timeout is not None:
+        # the stdlib's checks and texts
+        if isinstance(timeout, float):
+            if timeout != timeout:
+                raise ValueError("Invalid value NaN (not a number)")
+        else:
+            try:
+                timeout = operator.index(timeout)
+            except TypeError:
+                raise TypeError("timeout must be a float or None") from None
+            if abs(timeout) > (2 ** 63 - 1) // 10 ** 9:
+                raise OverflowError("timestamp too large to convert to C _PyTime_t")
         timeout = float(timeout)
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
@@ -73,7 +93,7 @@ def select(rlist, wlist, xlist, timeout=None):
             if wait > 0 and not (r or w or moved):
                 time.sleep(wait)
         if r or w or k[0] or k[1] or k[2]:
-            return r + k[0], w + k[1], k[2]
+            return _in_order(rlist, r + k[0]), _in_order(wlist, w + k[1]), k[2]
         now = time.monotonic()
         if moved:
             last_activity = now

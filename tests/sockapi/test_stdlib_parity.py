@@ -954,6 +954,51 @@ def default_timeout(w):
     return out
 
 
+def _select(w):
+    if isinstance(w, KernelWorld):
+        import select
+        return select.select
+    from fsdp.transparent.select import select
+    return select
+
+
+@scenario
+def select_calls(w):
+    sel = _select(w)
+    ls, c, s = w.pair()
+    ls2, c2, s2 = w.pair()
+    fresh = w.csock()
+
+    def names(res):
+        table = {id(c): "c", id(s): "s", id(c2): "c2", id(s2): "s2", id(ls): "ls",
+                 id(fresh): "fresh"}
+        return [[table.get(id(o), "?") for o in lst] for lst in res]
+
+    out = [names(sel([s, s2, ls], [], [], 0))]
+    c2.sendall(b"x")
+    c.sendall(b"y")
+    w.settle()
+    out.append(names(sel([ls, s2, c, s], [s, c2], [], 1)))
+    t0 = time.monotonic()
+    out.append(names(sel([c, c2], [], [], 0.05)))
+    out.append(time.monotonic() - t0 >= 0.04)
+    out.append(names(sel([fresh], [fresh], [], 0)))  # neither connected nor listening
+    rp, wp = os.pipe()
+    try:
+        os.write(wp, b"z")
+        got = sel([s2, rp, s], [wp, c], [], 0)  # a kernel fd among sockets: input order kept
+        out.append([["pipe" if o is rp else "wpipe" if o is wp else names([[o]])[0][0]
+                     for o in lst] for lst in got])
+    finally:
+        os.close(rp)
+        os.close(wp)
+    out += [rec(sel, [s], [], [], "x"), rec(sel, [s], [], [], -1), rec(sel, ["x"], [], [], 0),
+            rec(sel, [s], [], [], float("nan")), rec(sel, [s], [], [], 10 ** 30)]
+    s.close()
+    out.append(rec(sel, [s], [], [], 0))
+    return out
+
+
 @scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
