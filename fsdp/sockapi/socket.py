@@ -652,8 +652,9 @@ class Socket:
     }
     _BOOL_OPTS = (uc.OPT_NODELAY, uc.OPT_KEEPALIVE, uc.OPT_CORK)
     # Linux's limits: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT
+    # and TCP_MAXSEG's TCP_MIN_MSS..MAX_TCP_WINDOW (0 too: "no user MSS")
     _OPT_RANGE = {uc.OPT_KEEPIDLE: (1, 32767), uc.OPT_KEEPINTVL: (1, 32767),
-                  uc.OPT_KEEPCNT: (1, 127)}
+                  uc.OPT_KEEPCNT: (1, 127), uc.OPT_MAXSEG: (88, 32767)}
 
     def setsockopt(self, level: int, optname: int, value, optlen: int | None = None) -> None:
         level, optname = _index(level), _index(optname)
@@ -700,6 +701,9 @@ class Socket:
             value = int(value != 0)  # read back as 0/1, as Linux does
         elif opt in self._OPT_RANGE:
             lo, hi = self._OPT_RANGE[opt]
+            if opt == uc.OPT_MAXSEG and value == 0:
+                self._pending_opts.pop(opt, None)  # Linux: forget the user's MSS
+                return
             if not lo <= value <= hi:  # checked before the socket has a connection too
                 raise _oserror(errno.EINVAL)
         self._apply(opt, value)

@@ -1000,6 +1000,43 @@ def select_calls(w):
 
 
 @scenario
+def data_then_rst(w):
+    ls, c, s = w.pair()
+    s.sendall(b"before reset")
+    s.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    w.settle()
+    return [rec(c.recv, 6), rec(c.recv, 100), rec(c.recv, 100), rec(c.recv, 100)]
+
+
+@scenario
+def fin_then_rst(w):
+    ls, c, s = w.pair()
+    s.sendall(b"bye")
+    s.shutdown(stdsocket.SHUT_WR)
+    w.settle()
+    s.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    w.settle()
+    return [rec(c.recv, 100), rec(c.recv, 100), rec(c.send, b"x"), rec(c.getpeername)]
+
+
+@scenario
+def unconnected_defaults(w):
+    s = w.csock()
+    out = [rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG),
+           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPIDLE), rec(s.getsockopt, TCP, stdsocket.TCP_KEEPINTVL),
+           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPCNT), rec(s.getsockopt, TCP, stdsocket.TCP_CORK)]
+    out += [rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 1000), rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG),
+            rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 20),
+            rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 40000),
+            rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 0), rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG)]
+    ls, c, _ = w.pair()
+    out += [rec(c.setsockopt, TCP, stdsocket.TCP_MAXSEG, v) for v in (20, 40000, 0, 1000)]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
