@@ -553,6 +553,66 @@ class Socket:
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
         return self.recv_into(buffer, nbytes, flags), None
 
+    # ---- the message calls: TCP has no ancillary data or addresses to give ----
+    def sendto(self, data, flags_or_address, address=None) -> int:
+        """Linux TCP ignores the address of ``sendto`` (EPIPE when unconnected)."""
+        if address is None:
+            flags, address = 0, flags_or_address
+        else:
+            flags = _index(flags_or_address)
+        _parse_address(address, allow_any=True, who="sendto")
+        return self.send(data, flags)
+
+    def sendmsg(self, buffers, ancdata=(), flags: int = 0, address=None) -> int:
+        views = []
+        for b in buffers:
+            try:
+                views.append(memoryview(b).cast("B"))
+            except TypeError:
+                raise TypeError(
+                    f"a bytes-like object is required, not '{type(b).__name__}'") from None
+        list(ancdata)  # SOL_SOCKET control messages mean nothing to TCP: Linux ignores them
+        flags = _index(flags)
+        if address is not None:
+            _parse_address(address, allow_any=True, who="sendmsg")
+        data = b"".join(views)
+        if not data:
+            self._conn_check(errno.EPIPE)
+            return 0
+        return self.send(data, flags)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):
+        bufsize, ancbufsize = _index(bufsize), _index(ancbufsize)
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        if ancbufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        return self.recv(bufsize, flags), [], 0, None
+
+    def recvmsg_into(self, buffers, ancbufsize: int = 0, flags: int = 0):
+        views = []
+        for b in buffers:
+            try:
+                v = memoryview(b)
+            except TypeError:
+                v = None
+            if v is None or v.readonly:
+                raise TypeError("recvmsg_into() argument 1 must be an iterable of "
+                                "single-segment read-write buffers")
+            views.append(v.cast("B"))
+        if _index(ancbufsize) < 0:
+            raise ValueError("negative buffer size in recvmsg_into()")
+        tmp = bytearray(sum(v.nbytes for v in views))
+        n = self.recv_into(tmp, len(tmp), flags) if tmp else self.recv_into(tmp, 0, flags)
+        pos = 0
+        for v in views:
+            k = min(v.nbytes, n - pos)
+            if k <= 0:
+                break
+            v[:k] = tmp[pos:pos + k]
+            pos += k
+        return n, [], 0, None
+
     # ---- teardown ----
     def shutdown(self, how: int) -> None:
         how = _index(how)

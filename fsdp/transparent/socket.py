@@ -208,10 +208,10 @@ class TransparentSocket(_KernelSocket):
     recvfrom_into = _delegating("recvfrom_into")
     shutdown = _delegating("shutdown")
 
-    def sendto(self, *args):
-        if self._fsdp is not None:
-            raise _oserror(errno.EISCONN)  # a connected stream socket, as Linux says
-        return _KernelSocket.sendto(self, *args)
+    sendto = _delegating("sendto")
+    sendmsg = _delegating("sendmsg")
+    recvmsg = _delegating("recvmsg")
+    recvmsg_into = _delegating("recvmsg_into")
 
     def sendfile(self, file, offset=0, count=None):
         if self._fsdp is not None:

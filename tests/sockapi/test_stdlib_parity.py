@@ -1037,6 +1037,26 @@ def unconnected_defaults(w):
 
 
 @scenario
+def message_calls(w):
+    ls, c, s = w.pair()
+    addr = (w.srv_ip, ls.getsockname()[1])
+    out = [rec(c.sendmsg, [b"ab", b"cd"]), rec(c.sendto, b"e", addr),
+           rec(c.sendto, b"f", 0, (w.srv_ip, 1)), rec(c.sendmsg, [b"gh"], [], 0),
+           rec(c.sendmsg, []), rec(c.sendmsg, [b""])]
+    w.settle()
+    out.append(rec(s.recvmsg, 5))
+    buf1, buf2 = bytearray(1), bytearray(2)
+    out += [rec(s.recvmsg_into, [buf1, buf2]), bytes(buf1), bytes(buf2)]
+    out += [rec(c.sendmsg, "str"), rec(c.sendmsg, [b"a"], [], "x"), rec(s.recvmsg, -1),
+            rec(s.recvmsg_into, [b"ro"]), rec(c.sendto, b"x", "addr")]
+    u = w.csock()
+    out += [rec(u.sendto, b"x", addr), rec(u.sendmsg, [b"x"]), rec(u.recvmsg, 1)]
+    c.close()
+    out += [rec(c.sendmsg, [b"x"]), rec(c.recvmsg, 1), rec(c.sendto, b"x", addr)]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
