@@ -52,20 +52,31 @@ def store_release(typingctx, arr, idx, val):
     return sig, codegen
 
 
-@intrinsic
-def fetch_add(typingctx, arr, idx, val):
-    """Atomically ``arr[idx] += val``; returns the old value (sequentially consistent)."""
-    if not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Integer):
-        return None
-    sig = arr.dtype(arr, idx, val)
+def _fetch_op(op: str, doc: str):
+    """An intrinsic ``f(arr, idx, val)``: LLVM ``atomicrmw op`` on ``arr[idx]`` (sequentially
+    consistent); returns the old value."""
 
-    def codegen(context, builder, signature, args):
-        arrty, idxty, valty = signature.args
-        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
-        value = context.cast(builder, args[2], valty, arrty.dtype)
-        return builder.atomic_rmw("add", ptr, value, "seq_cst")
+    @intrinsic
+    def fetch(typingctx, arr, idx, val):
+        if not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Integer):
+            return None
+        sig = arr.dtype(arr, idx, val)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            arrty, idxty, valty = signature.args
+            ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+            value = context.cast(builder, args[2], valty, arrty.dtype)
+            return builder.atomic_rmw(op, ptr, value, "seq_cst")
+
+        return sig, codegen
+
+    fetch.__doc__ = doc
+    return fetch
+
+
+fetch_add = _fetch_op("add", "Atomically ``arr[idx] += val``; returns the old value.")
+fetch_or = _fetch_op("or", "Atomically ``arr[idx] |= val``; returns the old value.")
+fetch_and = _fetch_op("and", "Atomically ``arr[idx] &= val``; returns the old value.")
 
 
 @intrinsic

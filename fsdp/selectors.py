@@ -15,8 +15,14 @@ idle process so wakes about once per ``idle_sleep_us`` instead of spinning a cor
 Defaults: ``FSDP_BUSY_POLL_US`` (200) and ``FSDP_IDLE_SLEEP_US`` (1000) in the environment, or
 the constructor's arguments.
 
-Readiness of an fsdp socket costs one engine call per registered socket (O(registered), like
-select(2), not O(ready) like epoll); a pass asks only when readiness can have changed.
+Readiness of fsdp sockets costs one engine call per core per pass, however many sockets are
+registered: the selector keeps, per core of each stack, a rows array (connection or listener
+id, status, kind, the EV_* bits wanted) that ``fsdp.core.loop.poll_status`` fills right after
+the core's loop pass, in the same jitted call; Python then looks only at the rows with a wanted
+bit set.  The engine's work is O(registered) (a few ns a row), Python's O(ready).  A socket
+tells the selectors it is registered with when its engine object changes (connect, listen,
+close), so its rows follow it.  A socket with no engine object (neither connected nor
+listening) has constant readiness and is looked at in Python.
 
 File numbers: fsdp sockets number themselves from 2**20 up (:data:`fsdp.sockapi.socket.
 FILENO_BASE`), above any fd Linux gives out by default, so ``register(sock.fileno())`` — what
@@ -31,7 +37,14 @@ import selectors as _stdselectors
 import time
 from collections.abc import Mapping
 
+import numpy as np
+
+from fsdp.core.loop import POLL_ROW, PR_ID, PR_KIND, PR_STATUS, PR_WANTED
+from fsdp.core.stack import live_stacks
 from fsdp.sockapi.socket import socket_from_fileno
+from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
+from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
+from fsdp.tcp.usercalls import EV_WRITABLE as _EV_WRITABLE
 
 EVENT_READ = _stdselectors.EVENT_READ
 EVENT_WRITE = _stdselectors.EVENT_WRITE
@@ -76,6 +89,69 @@ class _SelectorMapping(Mapping):
         return iter(self._selector._fd_to_key)
 
 
+class _CoreRows:
+    """The registered fsdp sockets of one core of one stack, as the rows the engine fills in
+    one call (fsdp.core.loop.poll_status): ``(id, status, kind, wanted)`` -- a connection id
+    (kind 0) or a listener id (kind 1; -1: a free row), its EV_* status after the pass, and
+    the EV_* bits that make it ready for this selector."""
+
+    __slots__ = ("rows", "ready", "keys", "free", "count")
+
+    def __init__(self) -> None:
+        self.rows = np.full(16 * POLL_ROW, -1, np.int64)
+        self.ready = np.zeros(16, np.int64)  # poll_status: indices of the ready rows
+        self.keys: list[SelectorKey | None] = [None] * 16
+        self.free = list(range(15, -1, -1))
+        self.count = 0
+
+    def add(self, ident: int, kind: int, wanted: int, key: SelectorKey) -> int:
+        if not self.free:
+            n = len(self.keys)
+            rows = np.full(2 * n * POLL_ROW, -1, np.int64)
+            rows[: n * POLL_ROW] = self.rows
+            self.rows = rows
+            self.ready = np.zeros(2 * n, np.int64)
+            self.keys.extend([None] * n)
+            self.free.extend(range(2 * n - 1, n - 1, -1))
+        row = self.free.pop()
+        r = self.rows
+        base = row * POLL_ROW
+        r[base + PR_ID] = ident
+        r[base + PR_STATUS] = 0
+        r[base + PR_KIND] = kind
+        r[base + PR_WANTED] = wanted
+        self.keys[row] = key
+        self.count += 1
+        return row
+
+    def remove(self, row: int) -> None:
+        self.rows[row * POLL_ROW + PR_ID] = -1
+        self.rows[row * POLL_ROW + PR_WANTED] = 0
+        self.keys[row] = None
+        self.free.append(row)
+        self.count -= 1
+
+
+def _wanted(events: int, listener: bool) -> int:
+    """The EV_* bits (fsdp.tcp.usercalls) that make a socket ready for ``events``: Linux
+    tcp_poll's POLLIN / POLLOUT, as Socket._poll_events says."""
+    m = 0
+    if events & EVENT_READ:
+        m |= (_EV_READABLE | _EV_ERROR) if listener else _EV_READABLE
+    if events & EVENT_WRITE and not listener:
+        m |= _EV_WRITABLE
+    return m
+
+
+def _ready_events(status: int, events: int, listener: bool) -> int:
+    ev = 0
+    if events & EVENT_READ and status & ((_EV_READABLE | _EV_ERROR) if listener else _EV_READABLE):
+        ev |= EVENT_READ
+    if events & EVENT_WRITE and not listener and status & _EV_WRITABLE:
+        ev |= EVENT_WRITE
+    return ev
+
+
 class FsdpSelector(_stdselectors.BaseSelector):
     """A selector for fsdp sockets and kernel file objects together (see the module doc)."""
 
@@ -91,6 +167,15 @@ class FsdpSelector(_stdselectors.BaseSelector):
         self._kernel = _KernelSelector()
         self._fd_to_key: dict[int, SelectorKey] = {}
         self._fsdp: dict[int, object] = {}  # fd -> fsdp Socket, for the keys that are fsdp's
+        # Where each fsdp key's engine readiness is read: fd -> (stack, [(rows, row), ...]) (a
+        # listener has a row on every core: listen spawn), and the rows per stack, one
+        # _CoreRows a core.
+        self._rows_of: dict[int, tuple[object, list[tuple[_CoreRows, int]]]] = {}
+        self._stack_rows: dict[object, list[_CoreRows]] = {}
+        # fsdp sockets with no engine object (not connected nor listening, or closed): their
+        # readiness is constant (Socket._poll_events), looked at in Python.
+        self._static: dict[int, object] = {}
+        self._fd_of_sock: dict[int, int] = {}  # id(fsdp socket) -> its fd here
         self._map = _SelectorMapping(self)
         self._last_activity = time.monotonic()
         self._closed = False
@@ -110,6 +195,64 @@ class FsdpSelector(_stdselectors.BaseSelector):
         if self._closed:
             raise ValueError("I/O operation on closed selector")  # as a closed epoll says
 
+    def _place(self, fd: int, sock, key: SelectorKey) -> None:
+        """Give fsdp key ``key`` rows where the engine reports its socket's readiness."""
+        places = []
+        stack = sock._stack
+        if not sock._closed and not stack._closed and (sock._lids is not None or sock._cid >= 0):
+            per_core = self._stack_rows.get(stack)
+            if per_core is None:
+                per_core = self._stack_rows[stack] = [_CoreRows() for _ in stack._refs]
+            if sock._lids is not None:
+                wanted = _wanted(key.events, True)
+                for i, lid in enumerate(sock._lids):
+                    places.append((per_core[i], per_core[i].add(lid, 1, wanted, key)))
+            else:
+                rows = per_core[sock._core]
+                places.append((rows, rows.add(sock._cid, 0, _wanted(key.events, False), key)))
+            self._rows_of[fd] = (stack, places)
+        else:
+            self._static[fd] = sock
+
+    def _unplace(self, fd: int) -> None:
+        placed = self._rows_of.pop(fd, None)
+        if placed is not None:
+            stack, places = placed
+            for rows, row in places:
+                rows.remove(row)
+            if not any(rows.count for rows in self._stack_rows[stack]):
+                del self._stack_rows[stack]  # holds the stack: not past its last socket
+        self._static.pop(fd, None)
+
+    def _socket_changed(self, sock) -> None:
+        """``sock`` connected, listened or closed: its readiness is read somewhere else now
+        (the socket calls this for every selector it is registered with)."""
+        fd = self._fd_of_sock.get(id(sock))
+        if fd is not None and self._fsdp.get(fd) is sock:
+            self._unplace(fd)
+            self._place(fd, sock, self._fd_to_key[fd])
+
+    def _add_fsdp(self, fd: int, sock, key: SelectorKey) -> None:
+        self._fsdp[fd] = sock
+        self._fd_of_sock[id(sock)] = fd
+        self._place(fd, sock, key)
+        watchers = sock._selectors
+        if watchers is None:
+            sock._selectors = [self]
+        elif self not in watchers:
+            watchers.append(self)
+
+    def _drop_fsdp(self, fd: int) -> object | None:
+        sock = self._fsdp.pop(fd, None)
+        if sock is None:
+            return None
+        self._unplace(fd)
+        del self._fd_of_sock[id(sock)]
+        watchers = sock._selectors
+        if watchers is not None and self in watchers:
+            watchers.remove(self)
+        return sock
+
     def register(self, fileobj, events, data=None) -> SelectorKey:
         self._check_open()
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
@@ -120,10 +263,11 @@ class FsdpSelector(_stdselectors.BaseSelector):
         sock = socket_from_fileno(fd)  # by number: asyncio registers bare fds
         if sock is not None:
             key = SelectorKey(fileobj, fd, events, data)
-            self._fsdp[fd] = sock
+            self._fd_to_key[fd] = key
+            self._add_fsdp(fd, sock, key)
         else:
             key = self._kernel.register(fileobj, events, data)
-        self._fd_to_key[fd] = key
+            self._fd_to_key[fd] = key
         return key
 
     def unregister(self, fileobj) -> SelectorKey:
@@ -132,7 +276,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
             key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
-        if self._fsdp.pop(key.fd, None) is None:
+        if self._drop_fsdp(key.fd) is None:
             try:
                 self._kernel.unregister(key.fileobj)
             except (KeyError, ValueError, OSError):
@@ -150,11 +294,15 @@ class FsdpSelector(_stdselectors.BaseSelector):
             return key
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
             raise ValueError(f"Invalid events: {events!r}")
-        if fd in self._fsdp:
+        sock = self._fsdp.get(fd)
+        if sock is not None:
             key = key._replace(events=events, data=data)
+            self._fd_to_key[fd] = key
+            self._unplace(fd)
+            self._place(fd, sock, key)
         else:
             key = self._kernel.modify(key.fileobj, events, data)
-        self._fd_to_key[fd] = key
+            self._fd_to_key[fd] = key
         return key
 
     def get_map(self) -> Mapping | None:
@@ -165,18 +313,51 @@ class FsdpSelector(_stdselectors.BaseSelector):
             return
         self._closed = True
         self._kernel.close()
+        for fd in list(self._fsdp):
+            self._drop_fsdp(fd)
         self._fd_to_key.clear()
-        self._fsdp.clear()
+        self._stack_rows.clear()
 
     # ---- waiting ----
-    def _fsdp_ready(self) -> list[tuple[SelectorKey, int]]:
-        ready = []
-        for fd, sock in self._fsdp.items():
-            key = self._fd_to_key[fd]
-            ev = sock._poll_events() & key.events
-            if ev:
-                ready.append((key, ev))
-        return ready
+    def _poll(self) -> tuple[int, list[tuple[SelectorKey, int]]]:
+        """One pass of every fsdp stack of the process, reading the readiness of this
+        selector's fsdp sockets in the same engine call (one per core, however many sockets):
+        (frames received, [(key, events)] of the ready fsdp keys)."""
+        moved = 0
+        out = []
+        stack_rows = self._stack_rows
+        for stack in live_stacks():
+            per_core = stack_rows.get(stack)
+            if per_core is None:
+                moved += stack.poll()
+                continue
+            n, hits = stack._poll_status(per_core)
+            moved += n
+            if hits is None:
+                continue
+            seen = None
+            for rows, k in hits:
+                r = rows.rows
+                keys = rows.keys
+                for row in rows.ready[:k].tolist():
+                    key = keys[row]
+                    base = row * POLL_ROW
+                    listener = r[base + PR_KIND] == 1
+                    if listener and len(per_core) > 1:  # a row on every core: report it once
+                        if seen is None:
+                            seen = set()
+                        elif key.fd in seen:
+                            continue
+                        seen.add(key.fd)
+                    out.append((key, _ready_events(int(r[base + PR_STATUS]), key.events,
+                                                   listener)))
+        if self._static:
+            for fd, sock in self._static.items():
+                key = self._fd_to_key[fd]
+                ev = sock._poll_events() & key.events
+                if ev:
+                    out.append((key, ev))
+        return moved, out
 
     def _kernel_ready(self, timeout: float) -> list[tuple[SelectorKey, int]]:
         if not self._kernel.get_map():
@@ -187,7 +368,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
         """Move keys whose fd became an fsdp socket's to the fsdp side.  In transparent mode a
         socket registered before its first connect() was a kernel socket then; its fd stays
         open as an unconnected placeholder, which epoll reports ready (POLLOUT | POLLHUP) at
-        once — so the move happens on the first report, and the placeholder's readiness is
+        once -- so the move happens on the first report, and the placeholder's readiness is
         never passed on."""
         out = []
         for key, ev in got:
@@ -199,7 +380,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
                 self._kernel.unregister(key.fileobj)
             except (KeyError, ValueError, OSError):
                 pass
-            self._fsdp[key.fd] = sock
+            self._add_fsdp(key.fd, sock, key)
             ev = sock._poll_events() & key.events
             if ev:
                 out.append((key, ev))
@@ -209,23 +390,18 @@ class FsdpSelector(_stdselectors.BaseSelector):
         """Wait until a registered object is ready or ``timeout`` seconds pass (None: forever,
         <= 0: one look without waiting); keeps every fsdp stack of the process polled."""
         self._check_open()
-        from fsdp.core.stack import _live_stacks, poll_all_stacks
+        from fsdp.core.stack import _live_stacks
 
         if not self._fsdp and not _live_stacks:
             # Nothing of fsdp's in this process: the kernel selector alone is exact and idle-free.
             return self._kernel.select(timeout)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         nap = 0.0
-        # Asking the engine about a socket costs an engine call (~15 µs today), so a pass looks
-        # at the fsdp sockets only when their readiness can have changed: on the first pass
-        # (the program used them since the last select), when frames moved, and after a nap
-        # (timers fired, or another thread used a socket).
-        look = True
+        has_kernel = bool(self._kernel.get_map())
         while True:
-            moved = poll_all_stacks()
-            ready = self._fsdp_ready() if (look or moved) else []
-            look = False
-            ready += self._kernel_ready(0)
+            moved, ready = self._poll()
+            if has_kernel:
+                ready += self._kernel_ready(0)
             now = time.monotonic()
             if ready or moved:
                 self._last_activity = now
@@ -242,16 +418,15 @@ class FsdpSelector(_stdselectors.BaseSelector):
             wait = nap if deadline is None else min(nap, deadline - now)
             if wait <= 0:
                 continue
-            look = True
-            if self._kernel.get_map() and wait >= 1e-3:
+            has_kernel = bool(self._kernel.get_map())  # another thread may have registered
+            if has_kernel and wait >= 1e-3:
                 # epoll counts whole milliseconds: only a nap of >= 1 ms sleeps in it (and a
                 # kernel fd wakes it early); a shorter one sleeps below, then looks at the fds.
                 got = self._adopt(self._kernel.select(math.floor(wait * 1e3) / 1e3))
                 if got:
                     self._last_activity = time.monotonic()
                     # Whatever the stacks received meanwhile is reported too.
-                    poll_all_stacks()
-                    return self._fsdp_ready() + got
+                    return self._poll()[1] + got
             else:
                 time.sleep(wait)
 

@@ -31,6 +31,11 @@ def warm_engine() -> None:
         s, _ = ls.accept()
         c.sendall(b"warm")
         assert s.recv(4) == b"warm"
+        from fsdp.selectors import DefaultSelector
+
+        with DefaultSelector() as sel:  # the selectors' poll_status
+            sel.register(s, 1)
+            sel.select(0)
         c.close()
         s.close()
         ls.close()

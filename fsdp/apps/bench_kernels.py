@@ -58,7 +58,6 @@ from fsdp.tcp.usercalls import tcp_accept_pending_k as tcp_accept_pending  # noq
 from fsdp.tcp.usercalls import tcp_close_k as tcp_close  # noqa: E402
 from fsdp.tcp.usercalls import tcp_connect_k as tcp_connect  # noqa: E402
 from fsdp.tcp.usercalls import tcp_ephemeral_port_k as tcp_ephemeral_port  # noqa: E402
-from fsdp.tcp.usercalls import tcp_listen_status_k as tcp_listen_status  # noqa: E402
 from fsdp.tcp.usercalls import tcp_recv_k as tcp_recv  # noqa: E402
 from fsdp.tcp.usercalls import tcp_send_k as tcp_send  # noqa: E402
 from fsdp.tcp.usercalls import tcp_status_k as tcp_status  # noqa: E402
@@ -492,34 +491,11 @@ def _http_load_run(client, sip, sport, slots, buf, rb, req, hist, counters, keep
     return np.int64(0)
 
 
-@kernel
-def _status_many(core, slots):
-    """``slots[i, 1] = tcp_status(core, slots[i, 0])`` (a listener: its accept-queue status
-    when ``slots[i, 2]`` is 1) for every row after one pass of the loop: the readiness of a
-    Python server's sockets in one call instead of one per socket.  Returns how many rows have
-    any bit of ``slots[i, 3]`` (the events asked for) set."""
-    ready = 0
-    for i in range(slots.shape[0]):
-        cid = slots[i, 0]
-        if cid < 0:
-            slots[i, 1] = 0
-            continue
-        if slots[i, 2] == 1:
-            ev = tcp_listen_status(core, cid)
-        else:
-            ev = tcp_status(core, cid)
-        slots[i, 1] = ev
-        if (ev & slots[i, 3]) != 0:
-            ready += 1
-    return np.int64(ready)
-
-
 # --- the one root Python calls -------------------------------------------------------------------
 OP_STREAM = 0  # _stream_run
 OP_SHORT = 1  # _short_run
 OP_HTTP_SERVE = 2  # _http_serve_run (core ``a``)
 OP_HTTP_LOAD = 3  # _http_load_run (core ``a``)
-OP_POLL_STATUS = 4  # run_once(a) then _status_many(a, slots)
 # ``prm`` (int64[P_SIZE]) carries the scalar arguments
 P_DEADLINE_US = 0
 P_MAX_ITERS = 1
@@ -551,8 +527,7 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
     OP_HTTP_SERVE (fsdp.apps.http_native): ``u0`` responses, ``u3`` read buffer, ``sv`` slots,
     ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer, ``slots``,
     ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).
-    OP_POLL_STATUS: one pass of core ``a``, then ``_status_many(a, slots)``; returns the frames
-    received * 2**32 + the ready rows."""
+"""
     a = borrow_core(a)
     b = borrow_core(b)
     if op == OP_STREAM:
@@ -620,9 +595,6 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
             prm[P_DEADLINE_US],
             prm[P_MAX_ITERS],
         )
-    if op == OP_POLL_STATUS:
-        n = run_once(a, clock_us())
-        return (np.int64(n) << 32) + _status_many(a, slots)
     return np.int64(-22)
 
 

@@ -88,7 +88,6 @@ def worker_stack(port, queue: int, n_queues: int, ip: str, mac: int, **options):
     from fsdp.core.config import (
         CFG_ARP_REPLY_CORE,
         CFG_CORE_ID,
-        CFG_LISTEN_FALLBACK_CORE,
         CFG_N_CORES,
     )
     from fsdp.core.stack import Stack
@@ -100,8 +99,6 @@ def worker_stack(port, queue: int, n_queues: int, ip: str, mac: int, **options):
     # The NIC gives a broadcast ARP request to every queue and every worker answers it: N
     # identical replies, but the host keeps answering ARP when any one worker dies.
     cfg[CFG_ARP_REPLY_CORE] = -1
-    if not stack._opts.listen_spawn:
-        cfg[CFG_LISTEN_FALLBACK_CORE] = 0  # the one listener is worker 0's
     return stack
 
 

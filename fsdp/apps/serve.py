@@ -36,7 +36,7 @@ from fsdp.apps.http_native import (
     SV_PHASE,
     SV_SIZE,
 )
-from fsdp.apps.http_python import HttpServer, StackSelector, demo_body, http_response
+from fsdp.apps.http_python import HttpServer, demo_body, http_response
 from fsdp.apps.percore import (
     W_CPU_NS,
     W_STATE,
@@ -171,8 +171,7 @@ def _python_serve(ctl, counters, listener, selector, mode, body_size):
         counters[HC_SERVER_ERRORS] = s.errors
         ctl[W_CPU_NS] = process_cpu_ns()
 
-    if isinstance(selector, StackSelector):
-        selector.poll()  # compile (or load) the jitted poll now, before the caller measures
+    selector.select(0)  # compile (or load) fsdp's jitted poll now, before the caller measures
     ctl[W_STATE] = WS_READY
     server.run(lambda: counters[HC_STOP] != 0, on_tick=tick, tick_s=0.02)
     tick(server)
@@ -180,7 +179,7 @@ def _python_serve(ctl, counters, listener, selector, mode, body_size):
 
 def python_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, mode, body_size,
                   slots, neighbors, opts):
-    from fsdp.apps.http_python import StackSelector
+    from fsdp.selectors import DefaultSelector
 
     joined = _server_stack(ctl, counters, wire, port_id, queue, n_queues, ip, mac, neighbors,
                            opts)
@@ -191,7 +190,7 @@ def python_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     ls.setsockopt(1, 2, 1)  # SO_REUSEADDR
     ls.bind(("0.0.0.0", port))
     ls.listen(BACKLOG)
-    _python_serve(ctl, counters, ls, StackSelector(stack), mode, body_size)
+    _python_serve(ctl, counters, ls, DefaultSelector(), mode, body_size)
     ls.close()
     stack.close()
     nic.close()
@@ -247,12 +246,16 @@ class ServerGroup:
 
     def steer_around(self, dead_queues) -> None:
         """Rewrite the port's RSS redirection table over the live workers' queues only, so new
-        flows stop landing on a dead worker's queue (its open connections are lost)."""
+        flows stop landing on a dead worker's queue (its open connections are lost), and take
+        its listeners out of the port's global listen table, so no core hands it a segment."""
         from fsdp.driver.toeplitz import RETA_SIZE
+        from fsdp.tcp.listen import listen_map_forget
 
         live = [q for q in range(self.cores) if q not in set(dead_queues)]
         if live:
             self.port.set_rss(reta=np.array([live[i % len(live)] for i in range(RETA_SIZE)]))
+        for q in dead_queues:
+            listen_map_forget(self.port.listen_map, q)
 
     def stop(self) -> None:
         self.counters[:, HC_STOP] = 1

@@ -67,7 +67,6 @@ CFG_SOMAXCONN = 52
 CFG_TCP_MAX_REASS = 53  # out-of-order bytes per connection, 0 = the receive buffer
 CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer growth
 CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS steers here
-CFG_LISTEN_FALLBACK_CORE = 56  # -1, or the core that takes segments no local flow or listener
 #                                wants (the listener's core when listen spawn is off)
 CFG_SIZE = 64
 
@@ -298,6 +297,5 @@ def cfg_create(
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)
-    cfg[CFG_LISTEN_FALLBACK_CORE] = -1
     cfg[CFG_TCP_MAX_REASS] = opts.tcp_max_reass
     return cfg

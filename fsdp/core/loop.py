@@ -7,6 +7,7 @@ Python enters once per pass, not once per packet.  ``now`` is integer microsecon
 clock in production, a virtual clock in tests.
 """
 
+import numpy as np
 from numba import njit
 
 from fsdp.core.config import CFG_CAPTURE, CFG_MAC, CFG_RX_BURST
@@ -31,6 +32,7 @@ from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import arp_input, arp_timers
 from fsdp.tcp.tcp_timers import tcp_timers_run
 from fsdp.tcp.udp import udp_input
+from fsdp.tcp.usercalls import tcp_listen_status_k, tcp_status_k
 from fsdp.wire.ethernet import (
     ETH_HLEN,
     ETHERTYPE_ARP,
@@ -131,3 +133,38 @@ def next_deadline(core):
     if e != NO_DEADLINE and (d == NO_DEADLINE or e < d):
         d = e
     return d
+
+
+# ---- readiness for selectors: one pass plus the status of many sockets in one call ----
+POLL_ROW = 4  # poll_status rows: (id, status, kind, wanted) int64 each, flat
+PR_ID = 0  # a connection id, or a listener id (kind 1); < 0: a free row
+PR_STATUS = 1  # out: EV_* bits after the pass (fsdp.tcp.usercalls)
+PR_KIND = 2  # 0 a connection, 1 a listener
+PR_WANTED = 3  # EV_* bits that make the row ready
+
+
+@njit(cache=True)
+def poll_status(core, now, rows, ready):
+    """``run_once(core, now)``, then the EV_* status of every row of ``rows`` (int64, POLL_ROW
+    values a row): what a selector needs to know of all its sockets on this core, in one call
+    instead of one per socket.  The indices of the rows with a wanted bit set go to ``ready``
+    (int64, at least as many as there are rows).  Returns frames received * 2**32 + how many
+    rows are ready."""
+    core = borrow_core(core)
+    n = run_once(core, now)
+    k = 0
+    for i in range(rows.shape[0] // POLL_ROW):
+        r = i * POLL_ROW
+        ident = rows[r + PR_ID]
+        if ident < 0:
+            rows[r + PR_STATUS] = 0
+            continue
+        if rows[r + PR_KIND] == 1:
+            ev = tcp_listen_status_k(core, ident)
+        else:
+            ev = tcp_status_k(core, ident)
+        rows[r + PR_STATUS] = ev
+        if (ev & rows[r + PR_WANTED]) != 0:
+            ready[k] = i
+            k += 1
+    return (np.int64(n) << 32) + k

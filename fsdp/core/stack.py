@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fsdp.core.config import CFG_CAPTURE, CFG_CORE_ID, CFG_LISTEN_FALLBACK_CORE, StackOptions
-from fsdp.core.loop import next_deadline, run_once
+from fsdp.core.config import CFG_CAPTURE, CFG_CORE_ID, StackOptions
+from fsdp.core.loop import next_deadline, poll_status
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
@@ -29,9 +29,37 @@ from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
+from fsdp.tcp.usercalls import tcp_accept as _tcp_accept
 from fsdp.wire.ethernet import mac_to_int, mac_to_str
 
 _live_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
+# live_stacks()'s snapshot: weak references (a forgotten stack still goes away), rebuilt only
+# when a stack is made, closed or collected -- iterating the WeakSet on every selector pass
+# costs a microsecond.
+_live_refs: tuple = ()
+_live_dirty = True
+
+
+def _live_changed(_ref=None) -> None:
+    global _live_dirty
+    _live_dirty = True
+
+
+def live_stacks() -> list[Stack]:
+    """The open stacks of this process."""
+    global _live_refs, _live_dirty
+    if _live_dirty:
+        _live_dirty = False
+        _live_refs = tuple(weakref.ref(s, _live_changed) for s in list(_live_stacks))
+    out = []
+    for r in _live_refs:
+        s = r()
+        if s is not None:
+            out.append(s)
+    return out
+# Python enters a core's loop through one jitted root, poll_status (a pass, plus the readiness
+# of the rows a selector passes; none here): one compiled library to load per process.
+_NO_ROWS = np.zeros(0, np.int64)
 
 
 def monotonic_us() -> int:
@@ -40,7 +68,10 @@ def monotonic_us() -> int:
 
 def poll_all_stacks() -> int:
     """One pass of every live stack in this process; returns the frames they received."""
-    return sum(s.poll() for s in list(_live_stacks))
+    n = 0
+    for s in live_stacks():
+        n += s.poll()
+    return n
 
 
 _default_stack: Stack | None = None
@@ -166,28 +197,31 @@ class Stack:
         arp_reply_core = 0 if self._port.capabilities.get("arp_to_all_queues") else -1
         steering_views = getattr(self._port, "steering_views", None)
         steering = steering_views() if steering_views is not None else None
+        listen_map = getattr(self._port, "listen_map", None)
+        if listen_map is None:
+            listen_map = np.zeros(65536, np.int64)  # this process's cores are all there is
         self._cores: list[CoreState] = [
             core_state_create(
                 self._opts, self._port.queue(i), ip=ip_int,
                 netmask=int(self.interface.network.netmask), gateway=gw, mac=self.mac,
                 core_id=i, n_cores=cores, arp_reply_core=arp_reply_core, steering=steering,
+                listen_map=listen_map,
             )
             for i in range(cores)
         ]
-        if not self._opts.listen_spawn:
-            for c in self._cores:  # only core 0 listens: the others hand it what they get
-                c.cfg[CFG_LISTEN_FALLBACK_CORE] = 0
         self._statseg = None
         if self._opts.stats_segment:
             self._publish_tables()
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
         self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
         self._ip_int = ip_int
+        self._accept_rr = -1
         self._virtual_clock = clock is not None
         self._sockets: weakref.WeakSet = weakref.WeakSet()
         self._capture: PcapWriter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
         _live_stacks.add(self)
+        _live_changed()
         # One pass now, so compiling or loading the jitted loop happens here and not in the
         # middle of a protocol exchange (where it would look like seconds of network delay).
         self.poll()
@@ -233,11 +267,38 @@ class Stack:
             now = self._clock()
         n = 0
         for core in self._refs:
-            n += run_once(core, now)
+            n += poll_status(core, now, _NO_ROWS, _NO_ROWS) >> 32
         if self._capture is not None:
             for core in self._cores:
                 capture_drain(core.capture, self._capture)
         return n
+
+    def _poll_status(self, per_core) -> tuple[int, list | None]:
+        """One pass of every core, reading socket readiness where ``per_core[i]`` (an object
+        with ``rows``, ``ready`` and ``count``: fsdp.selectors' rows of core i) has rows:
+        (frames received, [(rows object, how many of its rows are ready)] or None)."""
+        if self._closed:
+            return 0, None
+        now = self._clock()
+        n = 0
+        hits = None
+        for i, core in enumerate(self._refs):
+            pc = per_core[i]
+            if pc.count == 0:
+                n += poll_status(core, now, _NO_ROWS, _NO_ROWS) >> 32
+                continue
+            r = poll_status(core, now, pc.rows, pc.ready)
+            n += r >> 32
+            k = r & 0xFFFFFFFF
+            if k:
+                if hits is None:
+                    hits = [(pc, k)]
+                else:
+                    hits.append((pc, k))
+        if self._capture is not None:
+            for core in self._cores:
+                capture_drain(core.capture, self._capture)
+        return n, hits
 
     def next_deadline(self) -> int:
         """The earliest µs time a timer or the NIC needs a pass, or -1."""
@@ -342,25 +403,22 @@ class Stack:
             uc.tcp_unlisten(core, lid, now)
 
     def _accept(self, lids: list[int]):
-        from fsdp.tcp import usercalls as uc
-
+        """The next connection any core's copy of a listener has ready: (core, cid, lip, lport,
+        rip, rport), or None.  The cores take turns, so none starves the others."""
         n = len(lids)
-        start = self._accept_rr = (getattr(self, "_accept_rr", -1) + 1) % n
+        addrs = np.empty(4, np.int64)  # per call: another thread may be accepting too
+        if n == 1:
+            cid = _tcp_accept(self._refs[0], lids[0], addrs)
+            if cid < 0:
+                return None
+            return (0, cid, *addrs.tolist())
+        start = self._accept_rr = (self._accept_rr + 1) % n
         for k in range(n):
             i = (start + k) % n
-            cid = int(uc.tcp_accept(self._refs[i], lids[i]))
+            cid = _tcp_accept(self._refs[i], lids[i], addrs)
             if cid >= 0:
-                return i, cid
+                return (i, cid, *addrs.tolist())
         return None
-
-    def _conn_addrs(self, core: int, cid: int) -> tuple[int, int, int, int]:
-        """(lip, lport, rip, rport) of a connection: what accept() needs, without the dict."""
-        from fsdp.tcp import usercalls as uc
-
-        out = np.empty(uc.CI_SIZE, np.int64)
-        uc.tcp_conn_info(self._refs[core], cid, out)
-        return (int(out[uc.CI_LIP]), int(out[uc.CI_LPORT]), int(out[uc.CI_RIP]),
-                int(out[uc.CI_RPORT]))
 
     def _conn_info(self, core: int, cid: int) -> dict:
         from fsdp.tcp import usercalls as uc
@@ -532,6 +590,7 @@ class Stack:
         self.stop_capture()
         self._closed = True
         _live_stacks.discard(self)
+        _live_changed()
         if self._statseg is not None:
             self._statseg.close()
         if self._owns_port:

@@ -66,14 +66,18 @@ class CoreState(NamedTuple):
     # ---- receive flow deliver: the NIC port's RSS, live (fsdp.driver.toeplitz) ----
     rss: np.ndarray  # uint32[12, 256]: Toeplitz table of the port's key
     reta: np.ndarray  # int64[RETA_SIZE]: its redirection table
+    # ---- listen spawn's global fallback: which cores of the port listen on each TCP port ----
+    listen_map: np.ndarray  # int64[65536], bit q = queue q's core (usercalls, tcp.input)
 
 
 def core_state_create(
     opts: StackOptions, nic_queue, *, ip: int, netmask: int, gateway: int, mac: int,
-    core_id: int, n_cores: int, arp_reply_core: int, steering=None,
+    core_id: int, n_cores: int, arp_reply_core: int, steering=None, listen_map=None,
 ) -> CoreState:
     """``steering``: ``(rss_table, reta)``, live views of the NIC port's RSS state, or None
-    where the NIC has none to show (receive flow deliver is then off)."""
+    where the NIC has none to show (receive flow deliver is then off).  ``listen_map``: the
+    port's global listen table (int64[65536], shared by all its cores), or None for a core
+    alone on its port."""
     cfg = cfg_create(
         opts, ip=ip, netmask=netmask, gateway=gateway, mac=mac, core_id=core_id,
         n_cores=n_cores, arp_reply_core=arp_reply_core,
@@ -88,6 +92,8 @@ def core_state_create(
     if steering is None:
         cfg[CFG_RFD] = 0
         steering = (np.zeros((RSS_IPV4_L4_BYTES, 256), np.uint32), np.zeros(RETA_SIZE, np.int64))
+    if listen_map is None:
+        listen_map = np.zeros(65536, np.int64)
     secret = isn_secret_create()
     n = opts.max_conns
     return CoreState(
@@ -115,4 +121,5 @@ def core_state_create(
         tmr_kind=np.zeros(TIMER_BATCH, np.int32),
         rss=steering[0],
         reta=steering[1],
+        listen_map=listen_map,
     )

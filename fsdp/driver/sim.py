@@ -579,6 +579,8 @@ class SimWire:
             v["rss_key"][p, : len(key)] = np.frombuffer(key, np.uint8)
             v["rss_table"][p] = toeplitz_table(key)
             v["reta"][p] = reta_arr
+            if v["listen_map"][p].any():  # a previous owner's listeners are not ours
+                v["listen_map"][p] = 0
             # Frames left in rings toward this slot by a previous owner are not ours: consume
             # them (head := tail).  Only this port will ever consume these rings.
             mq, mp = self.max_queues, self.max_ports
@@ -781,6 +783,14 @@ class SimPort:
         changes), for receive flow deliver in the stack's cores."""
         v = self.wire.views
         return v["rss_table"][self.port_id], v["reta"][self.port_id]
+
+    @property
+    def listen_map(self) -> np.ndarray:
+        """int64[65536], live: bit q of entry P is set while queue q's core has a listener on
+        TCP port P.  Every core of every process on the port sees it; a core that gets a
+        segment it has no flow or listener for hands it to one that listens (listen spawn's
+        global fallback)."""
+        return self.wire.views["listen_map"][self.port_id]
 
     @property
     def rss_table(self) -> np.ndarray:

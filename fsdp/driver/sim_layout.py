@@ -14,6 +14,8 @@
                                                          ring, each on its own 64-byte line
     rss_table  uint32[max_ports, 12, 256]               per-port Toeplitz lookup table (toeplitz.py)
     rss_key    uint8[max_ports, RSS_KEY_SLOT]           per-port key (40 bytes used)
+    listen_map int64[max_ports, 65536]                  per-port global listen table: bit q of
+                                                         [p, tcp_port] = queue q's core listens
     ring_data  uint8[n_rings * ring_slots * SLOT_SIZE]  slots: u16 length (LE), frame at SLOT_HDR
 
 ``n_rings = (max_ports * max_queues) ** 2``: one single-producer/single-consumer ring per
@@ -32,7 +34,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import MAX_FRAME_LEN
 
 SIM_MAGIC = 0x314D495350445346  # b"FSDPSIM1" little-endian
-SIM_VERSION = 1  # bump when the layout changes
+SIM_VERSION = 2  # bump when the layout changes
 PAGE = 4096
 
 # Header fields: int64 indices.
@@ -184,6 +186,7 @@ def wire_layout(max_ports: int, max_queues: int, ring_slots: int, fdir_size: int
         ("ring_ctrl", np.int64, (n_rings * RING_CTRL_STRIDE,)),
         ("rss_table", np.uint32, (max_ports, RSS_ROWS, 256)),
         ("rss_key", np.uint8, (max_ports, RSS_KEY_SLOT)),
+        ("listen_map", np.int64, (max_ports, 65536)),
         ("ring_data", np.uint8, (n_rings * ring_slots * SLOT_SIZE,)),
     ]
     layout = {}

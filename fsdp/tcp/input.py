@@ -11,7 +11,6 @@ import numpy as np
 
 from fsdp.core.config import (
     CFG_CORE_ID,
-    CFG_LISTEN_FALLBACK_CORE,
     CFG_N_CORES,
     CFG_RFD,
     CFG_RX_CSUM_OFFLOAD,
@@ -76,7 +75,11 @@ from fsdp.wire.tcp import (
 def _flow_owner(core, dport):
     """The core that should see a segment this core has no connection or listener for, or -1
     (answer it here).  With receive flow deliver off, an active open's local port names its core
-    (usercalls._port_steers_here); with listen spawn off, the listener's core takes the rest."""
+    (usercalls._port_steers_here).  Otherwise a core that listens on ``dport`` takes it: the
+    port's global listen table (CoreState.listen_map) says which ones do -- Fastsocket's global
+    listen fallback, for a core whose worker has no listener (listen spawn off, or a prefork
+    worker that has not listened yet).  Always the lowest such core, so every segment of one
+    flow goes to the same one."""
     n = core.cfg[CFG_N_CORES]
     if n <= 1:
         return np.int64(-1)
@@ -85,10 +88,14 @@ def _flow_owner(core, dport):
         owner = dport % n
         if owner != me:
             return np.int64(owner)
-    fb = core.cfg[CFG_LISTEN_FALLBACK_CORE]
-    if fb >= 0 and fb != me:
-        return np.int64(fb)
-    return np.int64(-1)
+    others = core.listen_map[dport] & ~(np.int64(1) << me)
+    if others == 0:
+        return np.int64(-1)
+    owner = np.int64(0)
+    while (others & 1) == 0:
+        others >>= 1
+        owner += 1
+    return owner
 
 
 @kernel_inline

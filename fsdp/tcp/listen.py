@@ -26,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from fsdp.atomic import fetch_and
+
 LISTEN_MAX = 1024  # listeners per core
 LS_FREE = 0
 LS_LISTEN = 1
@@ -235,3 +237,14 @@ def listen_acc_remove(ls, cold, lid, cid):
         ls.rec.acc_tail[lid] = cold.link_prev[cid]
     _unlink(cold, cid)
     ls.rec.acc_count[lid] -= 1
+
+
+@njit(cache=True)
+def listen_map_forget(listen_map, core_id):
+    """Clear core ``core_id``'s bit from every port of a global listen table (CoreState.
+    listen_map): its worker died, and segments must stop being handed to it.  Atomic per port,
+    as live cores may listen or close meanwhile."""
+    bit = np.int64(1) << core_id
+    for port in range(listen_map.shape[0]):
+        if (listen_map[port] & bit) != 0:
+            fetch_and(listen_map, port, ~bit)

@@ -41,6 +41,7 @@ from fsdp.core.config import (
     CFG_TCP_TIMESTAMPS,
     CFG_TCP_WINDOW_SCALING,
 )
+from fsdp.atomic import fetch_and, fetch_or
 from fsdp.core.output import tx_flush
 from fsdp.core.stats import (
     STAT_TCP_ABORT_ON_CLOSE,
@@ -247,6 +248,8 @@ def tcp_listen_k(core, lip, lport, backlog, reuseaddr):
     lid = listen_add(core.listen, lip, lport, b, reuseaddr)
     if lid < 0:
         return np.int64(-ENOBUFS)
+    # Tell the port's other cores (in any process) that this one listens on lport.
+    fetch_or(core.listen_map, lport, np.int64(1) << core.cfg[CFG_CORE_ID])
     return lid
 
 
@@ -273,7 +276,10 @@ def tcp_unlisten_k(core, lid, now):
             core.stats[STAT_TCP_ACCEPT_RESET] += 1
             tcp_send_rst(core, cid, now)
         tcp_conn_free(core, cid)
+    lport = ls.rec.lport[lid]
     listen_remove(ls, lid)
+    if ls.port_head[lport] < 0:  # this core's last listener on lport
+        fetch_and(core.listen_map, lport, ~(np.int64(1) << core.cfg[CFG_CORE_ID]))
     return np.int64(0)
 
 
@@ -1016,6 +1022,12 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
         rc = tcp_unlisten_k(core, cid, now)
     elif op == OP_ACCEPT:
         rc = tcp_accept_k(core, cid)
+        if rc >= 0 and out.shape[0] >= 4:  # the addresses accept() returns, in the same call
+            c = core.tcb.cold
+            out[CI_LIP] = c.lip[rc]
+            out[CI_LPORT] = c.lport[rc]
+            out[CI_RIP] = c.rip[rc]
+            out[CI_RPORT] = c.rport[rc]
     elif op == OP_ACCEPT_PENDING:
         rc = tcp_accept_pending_k(core, cid)
     elif op == OP_LISTEN_STATUS:
@@ -1097,11 +1109,12 @@ def tcp_unlisten(core, lid, now) -> int:
     return _call(core, OP_UNLISTEN, lid, now=now)
 
 
-def tcp_accept(core, lid) -> int:
-    """The oldest established connection of listener ``lid``, or -EAGAIN."""
+def tcp_accept(core, lid, addrs=_I64) -> int:
+    """The oldest established connection of listener ``lid``, or -EAGAIN.  ``addrs``
+    (int64[4] or longer) receives its (lip, lport, rip, rport) at CI_LIP .. CI_RPORT."""
     # (the calls a socket makes per connection go straight to the dispatcher: _call's keyword
     # binding costs about as much as the jitted call itself)
-    return int(usercall(core, OP_ACCEPT, int(lid), 0, 0, 0, 0, 0, _U8, _I64, _I32))
+    return int(usercall(core, OP_ACCEPT, int(lid), 0, 0, 0, 0, 0, _U8, addrs, _I32))
 
 
 def tcp_accept_pending(core, lid) -> int:
@@ -1132,6 +1145,12 @@ def tcp_send(core, cid, data, off, n, now) -> int:
     """Queue ``data[off:off+n]`` (uint8): bytes accepted or -errno."""
     return int(usercall(core, OP_SEND, int(cid), int(off), int(n), 0, 0, int(now),
                         _bytes_arg(data), _I64, _I32))
+
+
+def tcp_send_array(core, cid, arr, n, now) -> int:
+    """``tcp_send`` of ``arr[:n]`` where ``arr`` is already the dispatcher's buffer type (1-D,
+    C-contiguous, writable uint8): the socket layer's hot path, with no conversion."""
+    return int(usercall(core, OP_SEND, cid, 0, n, 0, 0, now, arr, _I64, _I32))
 
 
 def tcp_recv(core, cid, out, off, n, peek, now) -> int:

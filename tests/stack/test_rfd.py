@@ -148,3 +148,82 @@ def test_listen_spawn_off_only_core_0_listens_and_gets_every_flow():
         assert per_core[0] == 0 and sum(per_core) > 0  # cores 1..3 passed SYNs and more on
         assert st["tcp_rst_out"] == 0 and st["tcp_no_listener"] == 0
         server.audit()
+
+
+def test_global_listen_table_names_the_cores_that_listen():
+    """listen() sets the core's bit for the port in the port's global listen table, shared by
+    every process on the port; closing the core's last listener on the port clears it."""
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.2/24", cores=4) as s:
+        lmap = s.port.listen_map
+        a = s.socket()
+        a.bind(("0.0.0.0", 8080))
+        a.listen()
+        assert lmap[8080] == 0b1111 and lmap[8081] == 0
+        b = s.socket()
+        b.bind(("10.5.0.2", 8081))
+        b.listen()
+        assert lmap[8081] == 0b1111
+        a.close()
+        assert lmap[8080] == 0 and lmap[8081] == 0b1111
+        b.close()
+        assert not lmap.any()
+
+
+def test_a_core_without_a_listener_hands_the_syn_to_one_that_listens():
+    """The listen-spawn fallback (Fastsocket's global listen table): a listener on core 2 only
+    (as in a prefork worker whose siblings have not listened yet) serves every SYN, wherever
+    RSS puts it; a port nobody listens on is answered with a RST by the core that got it,
+    with no hand-over."""
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24", cores=4) as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24") as client:
+        lip = int(server.interface.ip)
+        lid = int(uc.tcp_listen(server._refs[2], lip, RPORT, 64, 0))
+        assert lid >= 0 and server.port.listen_map[RPORT] == 1 << 2
+        conns = []
+        for _ in range(12):
+            c = client.socket()
+            c.setblocking(False)
+            assert c.connect_ex(("10.5.0.2", RPORT)) == errno.EINPROGRESS
+            conns.append(c)
+        _pump(server, client)
+        accepted = []
+        while (cid := int(uc.tcp_accept(server._refs[2], lid))) >= 0:
+            accepted.append(cid)
+        assert len(accepted) == 12
+        for c in conns:
+            assert c.getsockopt(1, 4) == 0  # SO_ERROR: connected
+            c.close()
+        for cid in accepted:
+            uc.tcp_close(server._refs[2], cid, server.now_us())
+        _pump(server, client)  # the FINs, wherever they land, reach core 2 too
+        st = server.stats()
+        per_core = [d["tcp_redirected"] for d in st["per_core"]]
+        assert per_core[2] == 0 and sum(per_core) > 0
+        assert st["tcp_no_listener"] == 0
+        redirected = sum(per_core)
+        # nobody listens on RPORT + 1: the receiving core answers at once
+        c = client.socket()
+        c.setblocking(False)
+        c.connect_ex(("10.5.0.2", RPORT + 1))
+        _pump(server, client)
+        assert c.getsockopt(1, 4) == errno.ECONNREFUSED
+        st = server.stats()
+        assert sum(d["tcp_redirected"] for d in st["per_core"]) == redirected
+        assert st["tcp_no_listener"] == 1
+        uc.tcp_unlisten(server._refs[2], lid, server.now_us())
+        assert server.port.listen_map[RPORT] == 0
+        _pump(server, client)
+        server.audit()
+
+
+def test_a_dead_workers_listeners_are_forgotten():
+    from fsdp.tcp.listen import listen_map_forget
+
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.2/24", cores=4) as s:
+        lmap = s.port.listen_map
+        lmap[80] = 0b1010
+        lmap[443] = 0b0010
+        lmap[8080] = 0b0100
+        listen_map_forget(lmap, 1)
+        assert (lmap[80], lmap[443], lmap[8080]) == (0b1000, 0, 0b0100)
