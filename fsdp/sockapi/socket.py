@@ -171,14 +171,15 @@ class Socket:
         self._reuseport = 0
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
+        self._selectors: list | None = None  # fsdp selectors this socket is registered with
         stack._register_socket(self)
 
     @classmethod
-    def _from_connection(cls, stack, core: int, cid: int, parent: Socket) -> Socket:
+    def _from_connection(cls, stack, parent: Socket, core: int, cid: int, lip: int, lport: int,
+                         rip: int, rport: int) -> Socket:
         s = cls(stack)
         s._core = core
         s._cid = cid
-        lip, lport, rip, rport = stack._conn_addrs(core, cid)
         s._bound = (lip, lport)
         s._peer = (rip, rport)
         # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
@@ -191,6 +192,13 @@ class Socket:
         return s
 
     # ---- helpers ----
+    def _changed(self) -> None:
+        """The engine object behind this socket changed (connected, listening, closed): the
+        selectors watching it read its readiness from the new one."""
+        if self._selectors:
+            for sel in list(self._selectors):
+                sel._socket_changed(self)
+
     def _check_open(self) -> None:
         if self._closed and (not self._io_refs or self._released):
             raise _oserror(errno.EBADF)  # (makefile() objects keep an unreleased one usable)
@@ -328,19 +336,20 @@ class Socket:
                                          self._reuseaddr)
         for opt, value in self._pending_opts.items():
             self._apply_to_listeners(opt, value)
+        self._changed()
 
     def accept(self):
         self._check_open()
         if self._lids is None:
             raise _oserror(errno.EINVAL)
 
-        def ready():
-            got = self._stack._accept(self._lids)
-            return got
-
-        core, cid = self._wait(ready, "accept")
-        conn = Socket._from_connection(self._stack, core, cid, self)
-        return conn, (_ip_str(conn._peer[0]), conn._peer[1])  # established: getpeername()'s
+        stack = self._stack
+        lids = self._lids
+        got = stack._accept(lids)  # the usual case in a readiness loop: one is ready
+        if got is None:
+            got = self._wait(lambda: stack._accept(lids), "accept", tried=True)
+        conn = Socket._from_connection(stack, self, *got)
+        return conn, (_ip_str(got[4]), got[5])  # established: getpeername()'s
 
     # ---- active open ----
     def connect(self, address) -> None:
@@ -407,6 +416,7 @@ class Socket:
             for opt, value in self._pending_opts.items():
                 uc.tcp_setopt(self._core_state(), cid, opt, value)
             self._connecting = True
+            self._changed()
 
         def ready():
             st = uc.tcp_status(self._core_state(), self._cid)
@@ -633,6 +643,7 @@ class Socket:
             return
         self._closed = True
         if self._io_refs > 0:
+            self._changed()  # a closed socket is never ready, connection or not
             return  # makefile() objects still use it; the last one closes the connection
         self._release()
 
@@ -651,6 +662,7 @@ class Socket:
                 uc.tcp_close(core, self._cid, self._now())
             self._cid = -1
         self._stack._unregister_socket(self)
+        self._changed()
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
