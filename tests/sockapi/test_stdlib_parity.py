@@ -20,7 +20,9 @@ import itertools
 import os
 import socket as stdsocket
 import struct
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,6 +183,11 @@ class TransparentWorld(FsdpWorld):
 
 @pytest.fixture(scope="module")
 def stacks():
+    # compile the engine first: scenarios wait under short timeouts (see engine_warmup)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from engine_warmup import warm_engine
+
+    warm_engine()
     wire = f"sim:parity-{os.getpid()}-{next(_wires)}"
     server = fsdp.Stack(nic=wire, ip="10.9.0.1/24")
     client = fsdp.Stack(nic=wire, ip="10.9.0.2/24")
