@@ -21,6 +21,7 @@ import operator
 import os
 import socket as _stdsocket
 import struct
+import threading
 import time
 import weakref
 
@@ -125,6 +126,38 @@ def _timeout_value(value):
     if value < 0:
         raise ValueError("Timeout value out of range")
     return float(value)
+
+
+_tcp_send_array = uc.tcp_send_array
+_tcp_recv = uc.tcp_recv
+_SCRATCH_BYTES = 65536
+_scratch = threading.local()
+
+
+def _scratch_buffer() -> tuple[np.ndarray, memoryview]:
+    """This thread's scratch buffer (uint8[_SCRATCH_BYTES] and a memoryview of it): what
+    send() copies read-only data into and recv() reads into, so neither allocates an array.
+    The engine copies in and out during the call, so the buffer is free again after it."""
+    try:
+        return _scratch.buf
+    except AttributeError:
+        arr = np.empty(_SCRATCH_BYTES, np.uint8)
+        _scratch.buf = (arr, memoryview(arr))
+        return _scratch.buf
+
+
+def _send_array(view: memoryview, n: int) -> np.ndarray:
+    """``view`` (``n`` bytes) as what the engine's send takes: writable 1-D uint8.  A writable
+    buffer is used in place; a read-only one (``bytes``, the usual case) is copied into the
+    thread's scratch buffer -- a memcpy, ~12x cheaper than a new array -- or, past its size,
+    into a new array."""
+    if not view.readonly:
+        return np.frombuffer(view, np.uint8)
+    if n > _SCRATCH_BYTES:
+        return np.array(view, np.uint8)
+    arr, mv = _scratch_buffer()
+    mv[:n] = view
+    return arr
 
 
 @functools.lru_cache(maxsize=4096)  # accept() formats the same few peer addresses over and over
@@ -451,12 +484,14 @@ class Socket:
         if flags and not isinstance(flags, int):
             _index(flags)
         self._conn_check(errno.EPIPE)
-        if view.nbytes == 0:
+        n = view.nbytes
+        if n == 0:
             return 0
-        arr = np.frombuffer(view, np.uint8)
+        arr = _send_array(view, n)
+        stack = self._stack
 
         def ready():
-            rc = uc.tcp_send(self._core_state(), self._cid, arr, 0, arr.shape[0], self._now())
+            rc = _tcp_send_array(stack._refs[self._core], self._cid, arr, n, stack._clock())
             if rc == -errno.EAGAIN:
                 return None
             return _raise_if_error(rc)
@@ -491,6 +526,16 @@ class Socket:
                 f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        if not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed:
+            # The usual case, data queued: read into this thread's scratch buffer, one copy out.
+            arr, mv = _scratch_buffer()
+            stack = self._stack
+            rc = _tcp_recv(stack._refs[self._core], self._cid, arr, 0, bufsize, False,
+                           stack._clock())
+            if rc >= 0:
+                return bytes(mv[:rc])
+            if rc != -errno.EAGAIN:
+                raise _oserror(-rc)
         buf = bytearray(bufsize)
         n = self.recv_into(buf, bufsize, flags)
         return bytes(buf[:n])
@@ -771,6 +816,9 @@ class Socket:
             raise _oserror(errno.ENOPROTOOPT)
         if opt in self._BOOL_OPTS:
             value = int(value != 0)  # read back as 0/1, as Linux does
+        elif opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF) and value < 0:
+            # Linux reads the int as u32: a negative size is a huge one, capped at the max
+            value = uc.SYSCTL_RMEM_MAX if opt == uc.OPT_RCVBUF else uc.SYSCTL_WMEM_MAX
         elif opt in self._OPT_RANGE:
             lo, hi = self._OPT_RANGE[opt]
             if opt == uc.OPT_MAXSEG and value == 0:

@@ -782,6 +782,18 @@ def accepted_socket_inherits_options(w):
             rec(c.getsockopt, TCP, stdsocket.TCP_NODELAY)]
 
 
+def _mem_max(sock, opt) -> int:
+    """net.core.rmem_max / wmem_max where ``sock`` lives: fsdp emulates Linux's default
+    (212992); this host's kernel may have another."""
+    if isinstance(sock, stdsocket.socket) and getattr(sock, "_fsdp", None) is None:
+        name = "rmem_max" if opt == stdsocket.SO_RCVBUF else "wmem_max"
+        with open(f"/proc/sys/net/core/{name}") as f:
+            return int(f.read())
+    from fsdp.tcp import usercalls as uc
+
+    return uc.SYSCTL_RMEM_MAX if opt == stdsocket.SO_RCVBUF else uc.SYSCTL_WMEM_MAX
+
+
 @scenario
 def buffer_sizes_set_and_get(w):
     # (values under net.core.[rw]mem_max's default 212992, which fsdp emulates; this host's
@@ -792,6 +804,9 @@ def buffer_sizes_set_and_get(w):
         for opt in (stdsocket.SO_RCVBUF, stdsocket.SO_SNDBUF):
             for val in (65536, 4096, 1, 100_000):
                 out.append((rec(sock.setsockopt, SOL, opt, val), rec(sock.getsockopt, SOL, opt)))
+            # a negative size is a huge u32 to Linux: capped at net.core.[rw]mem_max, doubled
+            sock.setsockopt(SOL, opt, -1)
+            out.append(sock.getsockopt(SOL, opt) == 2 * _mem_max(sock, opt))
     return out
 
 
