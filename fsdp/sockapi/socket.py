@@ -413,6 +413,7 @@ class Socket:
         self._peer = None
         if not self._explicit_bind and self._bound is not None:
             self._bound = (0, self._bound[1])
+        self._changed()  # selectors: an unconnected socket again
 
     def _connect(self, address, who="connect") -> int:
         self._check_open()

@@ -1540,3 +1540,40 @@ def test_stdlib_helpers_parity_transparent(name, stacks):
     want = run_in(KernelWorld(), fn)
     got = run_in(TransparentWorld(*stacks), fn)
     _same(want, got, "transparent")
+
+
+def test_selector_follows_a_socket_through_a_failed_connect_and_retry(stacks):
+    """A socket registered with a selector, refused, then connected again on a new
+    connection (the engine object behind it changes twice): the selector sees the new one."""
+    from fsdp.selectors import EVENT_READ, EVENT_WRITE, DefaultSelector
+
+    server, client = stacks
+    ls = server.socket()
+    ls.bind(("10.9.0.1", 0))
+    port = ls.getsockname()[1]
+    c = client.socket()
+    c.setblocking(False)
+    try:
+        with DefaultSelector() as sel:
+            sel.register(c, EVENT_READ | EVENT_WRITE)
+            assert c.connect_ex(("10.9.0.1", port)) == errno.EINPROGRESS
+            assert sel.select(2)  # refused: readable and writable with the error
+            assert c.connect_ex(("10.9.0.1", port)) == errno.ECONNREFUSED
+            ls.listen()
+            ls.settimeout(5)
+            assert c.connect_ex(("10.9.0.1", port)) == errno.EINPROGRESS
+            s, _ = ls.accept()
+            deadline = time.monotonic() + 5
+            while c.connect_ex(("10.9.0.1", port)) != errno.EISCONN:
+                assert time.monotonic() < deadline
+                sel.select(0.01)
+            s.sendall(b"via the new connection")
+            events = []
+            while not events:
+                assert time.monotonic() < deadline
+                events = [ev for _, ev in sel.select(1) if ev & EVENT_READ]
+            assert c.recv(100) == b"via the new connection"
+            s.close()
+    finally:
+        c.close()
+        ls.close()
