@@ -1079,6 +1079,31 @@ def message_calls(w):
 
 
 @scenario
+def shutdown_rdwr(w):
+    ls, c, s = w.pair()
+    s.sendall(b"unread")
+    w.settle()
+    out = [rec(c.shutdown, stdsocket.SHUT_RDWR), rec(c.recv, 10), rec(c.send, b"x"),
+           rec(s.recv, 10), rec(c.getpeername), rec(c.getsockopt, SOL, stdsocket.SO_ERROR)]
+    return out
+
+
+@scenario
+def two_sockets_same_four_tuple(w):
+    ls = w.listener()
+    dst = (w.srv_ip, ls.getsockname()[1])
+    a, b = w.csock(), w.csock()
+    for x in (a, b):
+        x.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+        x.settimeout(5)
+    a.bind((w.cli_ip, 0))
+    port = a.getsockname()[1]
+    out = [rec(b.bind, (w.cli_ip, port)), rec(a.connect, dst), rec(b.connect, dst),
+           rec(b.getsockname)]
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
