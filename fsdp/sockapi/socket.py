@@ -51,6 +51,10 @@ FILENO_BASE = 1 << 20
 _fileno_counter = iter(range(FILENO_BASE, 1 << 30))
 _by_fileno: weakref.WeakValueDictionary[int, Socket] = weakref.WeakValueDictionary()
 
+_TCP_CONGESTION = getattr(_stdsocket, "TCP_CONGESTION", 13)
+_CC_NAMES = {int(uc.CC_NEWRENO): b"reno", int(uc.CC_CUBIC): b"cubic"}  # Linux's names
+_CC_BY_NAME = {name: algo for algo, name in _CC_NAMES.items()}
+
 POLL_READ = 1  # = selectors.EVENT_READ
 POLL_WRITE = 2  # = selectors.EVENT_WRITE
 
@@ -783,6 +787,14 @@ class Socket:
                 raise TypeError("a bytes-like object is required, not "
                                 f"'{type(value).__name__}'") from None
         self._check_open()
+        if level == _stdsocket.IPPROTO_TCP and optname == _TCP_CONGESTION:
+            # a name, as Linux takes it (an int is its bytes: no such algorithm)
+            raw = struct.pack("i", value) if isinstance(value, int) else bytes(value)
+            algo = _CC_BY_NAME.get(raw.split(b"\0", 1)[0])
+            if algo is None:
+                raise _oserror(errno.ENOENT)
+            self._apply(uc.OPT_CONGESTION, algo)
+            return
         if level == _stdsocket.SOL_SOCKET and optname == _stdsocket.SO_LINGER:
             if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
                 raise _oserror(errno.EINVAL)
@@ -875,6 +887,10 @@ class Socket:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == _stdsocket.IPPROTO_TCP and optname in self._TCP:
             v = self._get(self._TCP[optname])
+        elif level == _stdsocket.IPPROTO_TCP and optname == _TCP_CONGESTION:
+            name = _CC_NAMES.get(self._get(uc.OPT_CONGESTION), b"cubic")
+            packed = name.ljust(16, b"\0")  # TCP_CA_NAME_MAX
+            return packed[:buflen] if buflen else struct.unpack("i", packed[:4])[0]
         elif level in (_stdsocket.IPPROTO_TCP, _stdsocket.IPPROTO_IP):
             raise _oserror(errno.ENOPROTOOPT)
         else:

@@ -1104,6 +1104,20 @@ def two_sockets_same_four_tuple(w):
 
 
 @scenario
+def congestion_control_names(w):
+    # (the default differs by host: this kernel may use bbr; fsdp has reno and cubic)
+    ls, c, s = w.pair()
+    out = []
+    for sock in (w.csock(), c):
+        for name in (b"reno", b"cubic", b"bogus", 1, b"reno\0junk"):
+            out.append((rec(sock.setsockopt, TCP, stdsocket.TCP_CONGESTION, name),
+                        rec(sock.getsockopt, TCP, stdsocket.TCP_CONGESTION, 16),
+                        rec(sock.getsockopt, TCP, stdsocket.TCP_CONGESTION, 3),
+                        rec(sock.getsockopt, TCP, stdsocket.TCP_CONGESTION)))
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
