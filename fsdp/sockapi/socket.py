@@ -84,15 +84,18 @@ def _parse_ipv4(host, *, allow_any: bool) -> int:
         host = host.decode("ascii", "replace")  # the stdlib takes bytes hosts too
     if not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-    if host in ("", "0.0.0.0") and allow_any:
-        return 0
+    if host == "" or (host == "0.0.0.0" and allow_any):
+        return 0  # CPython: "" is INADDR_ANY
     if host == "<broadcast>":
         return 0xFFFFFFFF
     try:
         return int(ipaddress.IPv4Address(host))
     except ValueError:
-        # the stdlib would ask DNS; fsdp has no resolver of its own
-        raise _stdsocket.gaierror(_stdsocket.EAI_NONAME, "Name or service not known") from None
+        pass
+    # A name, or a numeric form only inet_aton takes ("10.1"): fsdp has no resolver of its
+    # own, so the kernel's answers, as the stdlib (and transparent mode) ask it
+    infos = _stdsocket.getaddrinfo(host, None, _stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+    return int(ipaddress.IPv4Address(infos[0][4][0]))
 
 
 def _parse_address(address, *, allow_any: bool, who: str = "bind") -> tuple[int, int]:

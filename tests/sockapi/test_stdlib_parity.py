@@ -1616,3 +1616,38 @@ def test_selector_follows_a_socket_through_a_failed_connect_and_retry(stacks):
     finally:
         c.close()
         ls.close()
+
+
+def test_host_names_resolve_as_the_stdlib_resolves_them(stacks, monkeypatch):
+    """fsdp sockets ask the kernel's resolver for a name, as socket.socket does (here a
+    stand-in resolver names the stacks); unknown names raise the resolver's gaierror."""
+    server, client = stacks
+    real = stdsocket.getaddrinfo
+    names = {"server.test": "10.9.0.1", "client.test": "10.9.0.2"}
+
+    def fake(host, port, family=0, type=0, proto=0, flags=0):
+        if host in names:
+            return [(stdsocket.AF_INET, stdsocket.SOCK_STREAM, 6, "", (names[host], port or 0))]
+        return real(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(stdsocket, "getaddrinfo", fake)
+    ls = server.socket()
+    c = client.socket()
+    try:
+        ls.bind(("server.test", 0))
+        ls.listen()
+        c.settimeout(5)
+        c.bind(("client.test", 0))
+        c.connect(("server.test", ls.getsockname()[1]))
+        assert c.getpeername() == ("10.9.0.1", ls.getsockname()[1])
+        assert rec(client.socket().connect, ("no-such-host.invalid", 80)) == (
+            "gaierror", rec(socket_connect_kernel, ("no-such-host.invalid", 80))[1])
+        assert rec(client.socket().bind, ("10.9.0.2", 0)) is None
+    finally:
+        c.close()
+        ls.close()
+
+
+def socket_connect_kernel(address):
+    with stdsocket.socket() as k:
+        k.connect(address)
