@@ -1437,6 +1437,35 @@ async def open_connection_timeout_and_cancel(w):
     return out
 
 
+@ascenario
+async def sock_accept_and_recv_into(w):
+    loop = w.loop
+    mk_srv = (lambda: stdsocket.socket()) if w.kind == "kernel" else w.stacks[0].socket
+    mk_cli = (lambda: stdsocket.socket()) if w.kind == "kernel" else w.stacks[1].socket
+    ls = mk_srv()
+    ls.bind((w.srv_ip, 0))
+    ls.listen()
+    ls.setblocking(False)
+    c = mk_cli()
+    c.setblocking(False)
+    acc = asyncio.ensure_future(loop.sock_accept(ls))
+    await loop.sock_connect(c, (w.srv_ip, ls.getsockname()[1]))
+    s, addr = await acc
+    out = [addr == c.getsockname(), s.gettimeout(), s.getblocking()]
+    s.setblocking(False)
+    await loop.sock_sendall(c, b"0123456789")
+    buf = bytearray(4)
+    out += [await arec(loop.sock_recv_into(s, buf)), bytes(buf)]
+    c.close()
+    rest = b""
+    while chunk := await loop.sock_recv(s, 100):
+        rest += chunk
+    out += [rest, await arec(loop.sock_recv(s, 100))]
+    s.close()
+    ls.close()
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(ASYNC_SCENARIOS))
 def test_asyncio_parity(name, stacks):
     fn = ASYNC_SCENARIOS[name]
