@@ -1118,6 +1118,28 @@ def congestion_control_names(w):
 
 
 @scenario
+def listen_backlog_full(w):
+    ls = w.ssock()
+    ls.bind((w.srv_ip, 0))
+    ls.listen(1)
+    addr = (w.srv_ip, ls.getsockname()[1])
+    out = []
+    clients = []
+    for _ in range(4):
+        c = w.csock()
+        c.settimeout(0.2)
+        out.append(rec(c.connect, addr))
+        clients.append(c)
+    ls.setblocking(False)
+    accepted = 0
+    w.settle()
+    while rec(ls.accept) != ("BlockingIOError", errno.EAGAIN):
+        accepted += 1
+    out.append(accepted)
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
