@@ -1140,6 +1140,19 @@ def listen_backlog_full(w):
 
 
 @scenario
+def reuseport_two_listeners(w):
+    out = []
+    socks = []
+    for _ in range(2):
+        ls = w.ssock()
+        ls.setsockopt(SOL, stdsocket.SO_REUSEPORT, 1)
+        out.append(rec(ls.bind, (w.srv_ip, socks[0].getsockname()[1] if socks else 0)))
+        out.append(rec(ls.listen))
+        socks.append(ls)
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
@@ -1159,6 +1172,11 @@ ENGINE_GAPS = {
     "time_wait_of_plain_listener_blocks_bind":
         "engine: a TIME_WAIT does not remember its listener's SO_REUSEADDR, so "
         "tcp_bind_check lets a SO_REUSEADDR bind reuse the port (Linux: EADDRINUSE)",
+    "reuseport_two_listeners":
+        "stack: SO_REUSEPORT is accepted and read back, but Stack._check_bind and the "
+        "engine's listen table give a second listener on the port EADDRINUSE (Linux lets "
+        "sockets that all set SO_REUSEPORT share it; fsdp spreads one listener over its "
+        "cores instead)",
     "connect_to_own_address":
         "stack: a stack does not deliver a segment addressed to its own IP to itself (Linux "
         "routes it over lo), so connect() to the stack's own address never completes",
