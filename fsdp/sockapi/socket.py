@@ -207,6 +207,7 @@ class Socket:
         self._lids: list[int] | None = None  # listener id on every core (listen spawn)
         self._connecting = False  # Linux SS_CONNECTING: a connect() begun, its end unseen
         self._explicit_bind = False
+        self._stale_port = 0  # getsockname()'s port after a failed connect gave it back
         self._reuseaddr = False
         self._reuseport = 0
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
@@ -346,7 +347,7 @@ class Socket:
     def getsockname(self):
         self._check_open()
         if self._bound is None:
-            return ("0.0.0.0", 0)
+            return ("0.0.0.0", self._stale_port)
         ip, port = self._bound
         if ip == 0 and self._cid >= 0:
             ip = self._stack._ip_int
@@ -419,7 +420,9 @@ class Socket:
         self._core = -1
         self._peer = None
         if not self._explicit_bind and self._bound is not None:
-            self._bound = (0, self._bound[1])
+            # the port is free again, though getsockname() still names it
+            self._stale_port = self._bound[1]
+            self._bound = None
         self._changed()  # selectors: an unconnected socket again
 
     def _connect(self, address, who="connect") -> int:

@@ -335,7 +335,9 @@ def connect_refused(w):
            rec(c.getsockopt, SOL, stdsocket.SO_ERROR), rec(c.connect, (w.srv_ip, port)),
            rec(c.connect_ex, (w.srv_ip, port))]
     c2 = w.csock()
-    out += [rec(c2.connect_ex, (w.srv_ip, port)), rec(c2.getsockname),
+    out += [rec(c2.connect_ex, (w.srv_ip, port)), rec(c2.getsockname)]
+    other = w.csock()  # the failed connect gave its port back
+    out += [rec(other.bind, (w.cli_ip, c2.getsockname()[1])),
             rec(c2.connect_ex, (w.srv_ip, port))]
     c3 = w.csock()
     out += [rec(c3.connect_ex, (w.srv_ip, 0))]
