@@ -11,6 +11,25 @@ Worlds:
   fsdp         fsdp.Stack sockets: a server stack and a client stack on one sim wire
   transparent  fsdp.transparent's TransparentSocket (a kernel socket until bind/connect
                names a non-loopback IPv4 address or the wildcard, an fsdp socket after)
+
+Plus asyncio scenarios (the stdlib loop over loopback against fsdp.asyncio's loop) and the
+stdlib's create_connection/create_server under transparent mode's socket class.
+
+Differences left on purpose (not scenarios here):
+  * CPython runs a socket with a timeout non-blocking and polls before each call, so on
+    such a socket accept() on a connection, recv()/send() on a listener and
+    recv(MSG_DONTWAIT) wait out the timeout before the call's own answer; fsdp gives the
+    answer (EINVAL, ENOTCONN, EPIPE, EAGAIN) at once.
+  * No loopback on a stack: 127.0.0.0/8 stays the kernel's; bind(("localhost", 0)) on an
+    fsdp socket is EADDRNOTAVAIL, connect to 0.0.0.0 / "" is ECONNREFUSED.
+  * net.core.[rw]mem_max is Linux's default (212992) whatever the host sets; the defaults of
+    SO_RCVBUF/SO_SNDBUF/TCP_MAXSEG/TCP_CONGESTION are fsdp's (MTU 1500, cubic).
+  * Options fsdp does not have (ENOPROTOOPT): IP_TOS, IP_TTL, TCP_INFO, TCP_QUICKACK,
+    TCP_USER_TIMEOUT, TCP_FASTOPEN, SO_RCVTIMEO/SO_SNDTIMEO, SO_BROADCAST, SO_OOBINLINE ...
+  * bind to 255.255.255.255 ("<broadcast>"): Linux allows it for TCP, fsdp EADDRNOTAVAIL.
+  * asyncio create_server(host=None/""): one fsdp 0.0.0.0 listener, not also the kernel's ::.
+  * dup()/detach()/fromfd of an fsdp socket: EOPNOTSUPP (docs/ASYNC_AND_TRANSPARENT.md).
+Engine or stack gaps are strict xfails (ENGINE_GAPS below).
 """
 
 from __future__ import annotations
