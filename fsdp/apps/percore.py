@@ -102,6 +102,22 @@ def worker_stack(port, queue: int, n_queues: int, ip: str, mac: int, **options):
     return stack
 
 
+def retire_queues(port, n_queues: int, dead_queues) -> None:
+    """Workers of ``dead_queues`` died: rewrite the port's RSS redirection table over the live
+    queues only, so new flows stop landing on a dead worker's queue (its open connections are
+    lost), and take the dead ones out of the port's global listen table, so no core hands them
+    a segment."""
+    from fsdp.driver.toeplitz import RETA_SIZE
+    from fsdp.tcp.listen import listen_map_forget
+
+    dead = set(dead_queues)
+    live = [q for q in range(n_queues) if q not in dead]
+    if live:
+        port.set_rss(reta=np.array([live[i % len(live)] for i in range(RETA_SIZE)]))
+    for q in dead:
+        listen_map_forget(port.listen_map, q)
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))

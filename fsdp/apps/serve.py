@@ -45,6 +45,7 @@ from fsdp.apps.percore import (
     Workers,
     cpu_count,
     process_cpu_ns,
+    retire_queues,
     worker_stack,
 )
 
@@ -245,17 +246,7 @@ class ServerGroup:
         return int(self.workers.ctl[: self.cores, W_CPU_NS].sum())
 
     def steer_around(self, dead_queues) -> None:
-        """Rewrite the port's RSS redirection table over the live workers' queues only, so new
-        flows stop landing on a dead worker's queue (its open connections are lost), and take
-        its listeners out of the port's global listen table, so no core hands it a segment."""
-        from fsdp.driver.toeplitz import RETA_SIZE
-        from fsdp.tcp.listen import listen_map_forget
-
-        live = [q for q in range(self.cores) if q not in set(dead_queues)]
-        if live:
-            self.port.set_rss(reta=np.array([live[i % len(live)] for i in range(RETA_SIZE)]))
-        for q in dead_queues:
-            listen_map_forget(self.port.listen_map, q)
+        retire_queues(self.port, self.cores, dead_queues)
 
     def stop(self) -> None:
         self.counters[:, HC_STOP] = 1

@@ -91,8 +91,11 @@ def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
     one N-queue port of the sim wire and starts worker k pinned to CPU k with ``FSDP_PORT_ID`` /
     ``FSDP_QUEUE``: its default stack then owns queue k alone (fsdp.apps.percore.worker_stack),
     with its own listen table (listen spawn: every worker's listen() gets the connections RSS
-    gives its queue) and receive flow deliver for its connects.  SIGINT/SIGTERM go to every
-    worker; the exit status is the first non-zero one of the workers (0 if none)."""
+    gives its queue; a worker that has not listened yet hands its SYNs to one that has, through
+    the port's global listen table) and receive flow deliver for its connects.  SIGINT/SIGTERM
+    go to every worker.  A worker that exits while others run is reported (when its status is
+    not 0) and its queue retired: RSS stops sending it flows, and no core hands it a segment.
+    The exit status is the first non-zero one of the workers (0 if none)."""
     import signal
 
     from fsdp.driver import parse_nic_uri
@@ -102,6 +105,7 @@ def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
         raise RunError(f"--cores {cores} (one worker process per core) needs a sim NIC, "
                        f"not {scheme}")
     ip = ipaddress.IPv4Interface(env.get("FSDP_IP", "10.0.0.2/24"))
+    from fsdp.apps.percore import retire_queues
     from fsdp.driver.sim import attach_named
 
     try:
@@ -137,21 +141,30 @@ def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
         status = 0
-        for p in pids:
-            while True:
-                try:
-                    _, st = os.waitpid(p, 0)
-                    break
-                except ChildProcessError:
-                    st = 0
-                    break
-                except InterruptedError:
-                    continue
+        running = dict(zip(pids, range(cores), strict=True))  # pid -> its queue
+        while running:
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            queue = running.pop(pid, None)
+            if queue is None:
+                continue
             code = os.waitstatus_to_exitcode(st)
             if code < 0:
                 code = 128 - code  # killed by a signal, as a shell reports it
             if status == 0 and code != 0:
                 status = code
+            if running:
+                # The others keep serving: new flows avoid the dead worker's queue, and no
+                # core hands it a SYN.
+                if code != 0:
+                    sys.stderr.write(f"fsdp run: worker {queue} (pid {pid}) exited with status "
+                                     f"{code}; {len(running)} still serving\n")
+                    sys.stderr.flush()
+                retire_queues(port, cores, [queue])
         return status
     finally:
         port.close()

@@ -10,9 +10,6 @@ import time
 
 import pytest
 
-if "tcb" not in __import__("fsdp.core.state", fromlist=["CoreState"]).CoreState._fields:
-    pytest.skip("the TCP engine is not wired into the per-core loop yet", allow_module_level=True)
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _wires = itertools.count()
 
@@ -271,3 +268,43 @@ def test_exit_status_and_arguments_pass_through(wire):
          "sys.exit(7)", "a", "b c"], capture_output=True, text=True, env=_env(), timeout=60)
     assert p.returncode == 7
     assert p.stdout.strip() == "['a', 'b c'] 10.8.0.4/24"
+
+
+def test_prefork_a_dead_worker_is_reported_and_the_others_take_its_flows(wire, tmp_path):
+    """fsdp run --cores 2 where worker 1 exits at once with status 3: it is reported, its
+    queue is retired (RSS and the global listen table), worker 0 serves every connection, and
+    the exit status is the dead worker's."""
+    import fsdp
+
+    prog = tmp_path / "srv.py"
+    prog.write_text(
+        "import os, socket, sys\n"
+        "if os.environ['FSDP_QUEUE'] == '1':\n"
+        "    sys.exit(3)\n"
+        "ls = socket.create_server(('0.0.0.0', 7000))\n"
+        "print('listening', flush=True)\n"
+        "for _ in range(12):\n"
+        "    c, _ = ls.accept()\n"
+        "    c.sendall(c.recv(64).upper())\n"
+        "    c.close()\n")
+    cmd = [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--cores",
+           "2", "--", sys.executable, str(prog)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env())
+    try:
+        wait_for_line(server, "listening")
+        # (a SYN that RSS gave queue 1 before its worker was retired is sent again after the
+        # 1 s RTO, and then goes to queue 0)
+        with fsdp.Stack(nic=wire, ip="10.8.0.2/24") as client:
+            for i in range(12):
+                c = client.socket()
+                c.settimeout(20)
+                c.connect(("10.8.0.1", 7000))
+                c.sendall(b"ping%d" % i)
+                assert c.recv(64) == b"PING%d" % i
+                c.close()
+        server.wait(timeout=30)
+    finally:
+        out, err = finish(server)
+    assert server.returncode == 3, err
+    assert "fsdp run: worker 1 (pid" in err and "exited with status 3; 1 still serving" in err
