@@ -1174,6 +1174,24 @@ def reuseport_two_listeners(w):
 
 
 @scenario
+def makefile_flush_after_socket_close_and_timeouts(w):
+    ls, c, s = w.pair()
+    f = s.makefile("w", encoding="ascii")
+    f.write("written before close\n")
+    s.close()  # the file still holds the connection: its close flushes, then closes it
+    f.close()
+    w.settle()
+    out = [rec(c.recv, 100), rec(c.recv, 100), rec(s.fileno)]
+    ls2, c2, s2 = w.pair()
+    c2.settimeout(0.05)
+    r = c2.makefile("rb")
+    s2.sendall(b"no newline yet")
+    out += [rec(r.readline), rec(r.readline), rec(r.read)]
+    r.close()
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
@@ -1190,14 +1208,14 @@ def _same(want, got, world):
 # Differences that need the TCP engine (fsdp/tcp), not the socket layer: strict xfails, so
 # they turn into failures the day the engine is fixed.
 ENGINE_GAPS = {
-    "time_wait_of_plain_listener_blocks_bind":
-        "engine: a TIME_WAIT does not remember its listener's SO_REUSEADDR, so "
-        "tcp_bind_check lets a SO_REUSEADDR bind reuse the port (Linux: EADDRINUSE)",
     "reuseport_two_listeners":
         "stack: SO_REUSEPORT is accepted and read back, but Stack._check_bind and the "
         "engine's listen table give a second listener on the port EADDRINUSE (Linux lets "
         "sockets that all set SO_REUSEPORT share it; fsdp spreads one listener over its "
         "cores instead)",
+    "time_wait_of_plain_listener_blocks_bind":
+        "engine: a TIME_WAIT does not remember its listener's SO_REUSEADDR, so "
+        "tcp_bind_check lets a SO_REUSEADDR bind reuse the port (Linux: EADDRINUSE)",
     "connect_to_own_address":
         "stack: a stack does not deliver a segment addressed to its own IP to itself (Linux "
         "routes it over lo), so connect() to the stack's own address never completes",
