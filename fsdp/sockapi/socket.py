@@ -206,7 +206,8 @@ class Socket:
         self._cid = -1  # TCB id on that core
         self._lids: list[int] | None = None  # listener id on every core (listen spawn)
         self._connecting = False  # Linux SS_CONNECTING: a connect() begun, its end unseen
-        self._explicit_bind = False
+        self._explicit_bind = False  # bind() named a port (Linux SOCK_BINDPORT_LOCK)
+        self._bind_ip = 0  # the address bind() named (SOCK_BINDADDR_LOCK when not 0)
         self._stale_port = 0  # getsockname()'s port after a failed connect gave it back
         self._reuseaddr = False
         self._reuseport = 0
@@ -327,12 +328,14 @@ class Socket:
             raise _oserror(errno.EINVAL)
         if ip not in (0, self._stack._ip_int):
             raise _oserror(errno.EADDRNOTAVAIL)
+        # Linux locks what bind() named: the address if not 0.0.0.0, the port if not 0
+        self._explicit_bind = port != 0
         if port == 0:
             port = self._autobind_port(ip)
         else:
             self._stack._check_bind(ip, port, self._reuseaddr, self)
         self._bound = (ip, port)
-        self._explicit_bind = True
+        self._bind_ip = ip
 
     def _autobind_port(self, ip: int) -> int:
         """A free port for bind(port 0) or listen() without bind: with the ephemeral range
@@ -347,7 +350,7 @@ class Socket:
     def getsockname(self):
         self._check_open()
         if self._bound is None:
-            return ("0.0.0.0", self._stale_port)
+            return (_ip_str(self._bind_ip), self._stale_port)
         ip, port = self._bound
         if ip == 0 and self._cid >= 0:
             ip = self._stack._ip_int
@@ -414,7 +417,7 @@ class Socket:
 
     def _drop_failed_connection(self) -> None:
         """After a failed connect Linux's socket is unconnected again (a new connect() may
-        be tried), keeping only an explicit bind."""
+        be tried), keeping what bind() named (a port bind() chose is given back)."""
         uc.tcp_close(self._core_state(), self._cid, self._now())
         self._cid = -1
         self._core = -1
@@ -449,9 +452,9 @@ class Socket:
         else:
             if rport == 0 or rip == 0:
                 return errno.ECONNREFUSED
-            explicit = self._explicit_bind and self._bound is not None
-            lip = self._bound[0] if explicit and self._bound[0] else self._stack._ip_int
-            lport = self._bound[1] if explicit else 0
+            lip = self._bound[0] if self._bound and self._bound[0] else (
+                self._bind_ip or self._stack._ip_int)
+            lport = self._bound[1] if self._bound else 0
             core, cid = self._stack._connect(lip, lport, rip, rport)
             self._core, self._cid = core, cid
             info = self._stack._conn_info(core, cid)

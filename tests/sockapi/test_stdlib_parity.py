@@ -381,6 +381,29 @@ def connect_refused_then_listen_and_retry(w):
 
 
 @scenario
+def bound_blocking_connect_refused_then_retry(w):
+    ls = w.listener()
+    port = ls.getsockname()[1]
+    ls.close()
+    c = w.csock()
+    c.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+    c.bind((w.cli_ip, 0))
+    lport = c.getsockname()[1]
+    out = [rec(c.connect, (w.srv_ip, port)), c.getsockname()[1] == lport]
+    ls2 = w.ssock()
+    ls2.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+    ls2.bind((w.srv_ip, port))
+    ls2.listen()
+    ls2.settimeout(5)
+    out.append(rec(c.connect, (w.srv_ip, port)))  # blocking: tried afresh, same local port
+    out.append(c.getsockname()[1] == lport)
+    s, addr = ls2.accept()
+    w._socks.append(s)
+    out.append(addr[1] == lport)
+    return out
+
+
+@scenario
 def nonblocking_connect_refused_so_error(w):
     port = w.dead_port()
     c = w.csock()
