@@ -72,6 +72,8 @@ class TransparentSocket(_KernelSocket):
 
     # ---- the switch ----
     def _goes_to_fsdp(self, host) -> bool:
+        if isinstance(host, (bytes, bytearray)):
+            host = host.decode("ascii", "replace")  # the stdlib takes bytes hosts too
         return (self._fsdp is None and not self._tm_kernel_used and not self._closed
                 and is_fsdp_family_type(self.family, self.type)
                 and is_fsdp_host(host))

@@ -1215,6 +1215,21 @@ def makefile_flush_after_socket_close_and_timeouts(w):
 
 
 @scenario
+def bytes_host_addresses(w):
+    ls = w.ssock()
+    out = [rec(ls.bind, (w.srv_ip.encode(), 0)), rec(ls.listen)]
+    ls.settimeout(5)
+    c = w.csock()
+    c.settimeout(5)
+    out.append(rec(c.connect, (w.srv_ip.encode(), ls.getsockname()[1])))
+    if out[-1] is None:
+        s, _ = ls.accept()
+        w._socks.append(s)
+        out.append(rec(c.getpeername))
+    return out
+
+
+@scenario
 def nonblocking_flag_in_type(w):
     s = w.csock(stdsocket.AF_INET, stdsocket.SOCK_STREAM | stdsocket.SOCK_NONBLOCK)
     out = [s.gettimeout(), s.getblocking(), s.type]
