@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from fsdp.core.config import CFG_CAPTURE, CFG_MAC, CFG_RX_BURST
-from fsdp.core.output import CAPTURE_RX, capture_frame, tx_flush
+from fsdp.core.output import CAPTURE_RX, capture_frame, take_looped, tx_flush
 from fsdp.core.stats import (
     STAT_ETH_NOT_FOR_US,
     STAT_ETH_TRUNCATED,
@@ -21,7 +21,7 @@ from fsdp.core.stats import (
     STAT_RX_FRAMES,
 )
 from fsdp.core.timerwheel import timer_next_deadline, timer_work_due
-from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_NOW, V_PASSES
+from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_LO_IN_HEAD, V_NOW, V_PASSES
 from fsdp.driver.api import nic_next_event, nic_rx_burst
 from fsdp.driver.jitmem import borrow_core
 from fsdp.pool.pool import frame_free
@@ -116,6 +116,15 @@ def run_once(core, now):
     n = nic_rx_burst(core.nic, core.pool, core.rx_ids, core.cfg[CFG_RX_BURST], now)
     for i in range(n):
         eth_input(core, core.rx_ids[i], now)
+    if core.var[V_LO_IN_HEAD] >= 0:  # what this host sent itself (core/output.py)
+        fid = take_looped(core)
+        pool = core.pool
+        while fid >= 0:
+            nxt = pool.next[fid]
+            pool.next[fid] = -1
+            eth_input(core, fid, now)
+            n += 1
+            fid = nxt
     core_timers(core, now)
     tx_flush(core, now)
     return n
@@ -132,6 +141,8 @@ def next_deadline(core):
     e = nic_next_event(core.nic)
     if e != NO_DEADLINE and (d == NO_DEADLINE or e < d):
         d = e
+    if core.var[V_LO_IN_HEAD] >= 0:
+        d = core.var[V_NOW]  # frames this host sent itself wait for the next pass
     return d
 
 

@@ -22,7 +22,7 @@ from fsdp.core.config import CFG_CAPTURE, CFG_CORE_ID, StackOptions
 from fsdp.core.loop import next_deadline, poll_status
 from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
-from fsdp.core.vars import NO_DEADLINE, V_PING_COUNT
+from fsdp.core.vars import NO_DEADLINE, V_LO_IN_COUNT, V_PING_COUNT
 from fsdp.driver import open_nic
 from fsdp.driver.jitmem import CoreRef
 from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
@@ -498,7 +498,8 @@ class Stack:
             if err != 0:
                 raise AssertionError(f"core {i}: pool audit failed with code {err}")
             owned = core.pool.refcnt.shape[0] - int(pool_n_free(core.pool))
-            held = int(arp_queued_frames(self._refs[i])) + self._nic_held_frames(i)
+            held = (int(arp_queued_frames(self._refs[i])) + self._nic_held_frames(i)
+                    + int(core.var[V_LO_IN_COUNT]))  # sent to itself, received next pass
             if owned != held:
                 raise AssertionError(
                     f"core {i}: {owned} frames owned but only {held} accounted for (leak)"

@@ -15,6 +15,10 @@ from fsdp.core.vars import (
     NO_DEADLINE,
     V_ARP_TIMER_US,
     V_ICMP_TOKENS,
+    V_LO_IN_HEAD,
+    V_LO_IN_TAIL,
+    V_LO_OUT_HEAD,
+    V_LO_OUT_TAIL,
     V_SIZE,
     V_TCP_TW_HEAD,
     V_TCP_TW_TAIL,
@@ -89,6 +93,8 @@ def core_state_create(
     var[V_TCP_TW_TAIL] = -1
     var[V_TX_OVF_HEAD] = -1
     var[V_TX_OVF_TAIL] = -1
+    for v in (V_LO_OUT_HEAD, V_LO_OUT_TAIL, V_LO_IN_HEAD, V_LO_IN_TAIL):
+        var[v] = -1
     if steering is None:
         cfg[CFG_RFD] = 0
         steering = (np.zeros((RSS_IPV4_L4_BYTES, 256), np.uint32), np.zeros(RETA_SIZE, np.int64))

@@ -139,6 +139,9 @@ STAT_NAMES = (
     "tcp_loss_probe_recovery",  # losses repaired by a tail loss probe (cwnd reduced, §7.4)
     # per-core steering (DESIGN.md §3)
     "tcp_redirected",  # segments handed to the core that owns their flow or listener
+    # this host to itself (Linux: over lo)
+    "ip_loopback",  # frames to this host's own address, delivered without the NIC
+    "ip_loopback_dropped",  # of them, dropped: no free frame for the copy
 )
 
 STAT_RX_FRAMES = 0
@@ -259,6 +262,8 @@ STAT_TCP_NO_FRAME = 114
 STAT_TCP_LOSS_PROBES = 115
 STAT_TCP_LOSS_PROBE_RECOVERY = 116
 STAT_TCP_REDIRECTED = 117
+STAT_IP_LOOPBACK = 118
+STAT_IP_LOOPBACK_DROPPED = 119
 
 STAT_COUNT = len(STAT_NAMES)
 

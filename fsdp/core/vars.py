@@ -20,6 +20,11 @@ V_TCP_RST_PENDING = 15  # a RST answering the segment being processed (fsdp.tcp.
 V_TCP_RST_SEQ = 16
 V_TCP_RST_ACK = 17
 V_TCP_RST_FLAGS = 18
+V_LO_OUT_HEAD = 19  # frames this host sent to itself, waiting for tx_flush (chained through
+V_LO_OUT_TAIL = 20  # pool.next, -1 = none) ...
+V_LO_IN_HEAD = 21  # ... and their copies, waiting for the next pass to receive them
+V_LO_IN_TAIL = 22
+V_LO_IN_COUNT = 23
 V_SIZE = 32
 
 NO_DEADLINE = -1

@@ -30,7 +30,7 @@ from fsdp.core.stats import (
 )
 from fsdp.core.output import tx_enqueue
 from fsdp.core.vars import V_IP_ID
-from fsdp.pool.pool import FRAME_F_RX_CSUM_OK, frame_free
+from fsdp.pool.pool import FRAME_F_LOOPED, FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
 from fsdp.tcp.neighbor import neigh_output
 from fsdp.wire.ethernet import ETH_HLEN, ETHERTYPE_IPV4, MAC_BROADCAST, eth_build
 from fsdp.wire.ipv4 import (
@@ -116,7 +116,13 @@ def ip_validate(core, fid):
         core.stats[STAT_IP_NOT_FOR_US] += 1
         frame_free(pool, fid)
         return -1
-    if ip_is_martian_source(core, ip_src(buf, off)):
+    src = ip_src(buf, off)
+    if ip_is_martian_source(core, src) and not (
+        # our own address is a valid source on the loopback path only (this host to itself;
+        # a sibling core's hand-over of such a frame is one too: a wire frame from our
+        # address was dropped here, before any hand-over)
+        src == core.cfg[CFG_IP] and (pool.flags[fid] & (FRAME_F_LOOPED | FRAME_F_REDIRECTED)) != 0
+    ):
         core.stats[STAT_IP_BAD_SRC] += 1
         frame_free(pool, fid)
         return -1

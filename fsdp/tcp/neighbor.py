@@ -251,6 +251,10 @@ def _flush_queue(core, slot, now):
 def neigh_output(core, fid, next_hop, now):
     """Send the IPv4 packet in frame ``fid`` to the on-link host ``next_hop``, resolving its MAC
     first if needed (the frame waits on the neighbour's queue meanwhile).  Takes ownership."""
+    if next_hop == core.cfg[CFG_IP]:
+        # this host itself: its own MAC, no ARP (the frame is looped back, core/output.py)
+        _send_with_mac(core, fid, core.cfg[CFG_MAC], now)
+        return
     t = core.arp
     slot = arp_lookup(t, next_hop)
     if slot < 0:

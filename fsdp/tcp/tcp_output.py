@@ -190,11 +190,14 @@ def tcp_tmpl_resolve(core, cid):
         nh = core.cfg[CFG_GATEWAY]
         if nh == 0:
             return False
-    t = core.arp
-    slot = arp_lookup(t, nh)
-    if slot < 0 or t.state[slot] == ARP_INCOMPLETE or t.mac[slot] == 0:
-        return False
-    mac = t.mac[slot]
+    if nh == core.cfg[CFG_IP]:
+        mac = core.cfg[CFG_MAC]  # a connection to this host itself (looped back)
+    else:
+        t = core.arp
+        slot = arp_lookup(t, nh)
+        if slot < 0 or t.state[slot] == ARP_INCOMPLETE or t.mac[slot] == 0:
+            return False
+        mac = t.mac[slot]
     row = core.tcp_tmpl[cid]
     for i in range(6):
         row[i] = (mac >> (8 * (5 - i))) & 0xFF
