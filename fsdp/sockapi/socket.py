@@ -462,6 +462,8 @@ class Socket:
             self._peer = (rip, rport)
             for opt, value in self._pending_opts.items():
                 uc.tcp_setopt(self._core_state(), cid, opt, value)
+            if self._reuseaddr:
+                uc.tcp_setopt(self._core_state(), cid, uc.OPT_REUSEADDR, 1)
             self._connecting = True
             self._changed()
 
@@ -823,6 +825,9 @@ class Socket:
         if level == _stdsocket.SOL_SOCKET:
             if optname == _stdsocket.SO_REUSEADDR:
                 self._reuseaddr = bool(value)
+                if self._cid >= 0:  # a later bind of the port looks at it, TIME-WAIT included
+                    uc.tcp_setopt(self._core_state(), self._cid, uc.OPT_REUSEADDR,
+                                  int(self._reuseaddr))
                 return
             if optname == getattr(_stdsocket, "SO_REUSEPORT", -1):
                 # accepted and reported, as Linux does; fsdp's listen spawn already spreads

@@ -128,6 +128,7 @@ def tcp_conn_alloc(core, lip, lport, rip, rport):
     c.link_prev[cid] = -1
     c.link_next[cid] = -1
     c.error[cid] = 0
+    c.reuse[cid] = 0
     c.owner[cid] = -1
     c.listener[cid] = -1
     c.adv_mss[cid] = core.cfg[CFG_TCP_MSS]
@@ -296,6 +297,7 @@ def tcp_enter_time_wait(core, cid, now):
         c.lport[tw] = lport
         c.rport[tw] = rport
         c.iss[tw] = c.iss[cid]
+        c.reuse[tw] = c.reuse[cid]  # Linux: the TIME-WAIT bucket keeps sk_reuse
         c.irs[tw] = c.irs[cid]
         c.owner[tw] = -1
         c.listener[tw] = -1

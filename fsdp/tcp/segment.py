@@ -598,6 +598,7 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
     h = t.hot
     c = t.cold
     c.listener[cid] = lid
+    c.reuse[cid] = ls.rec.reuse[lid]  # the child inherits SO_REUSEADDR (Linux sk_clone)
     c.created_us[cid] = now
     h.tflags[cid] |= np.uint32(TF_PASSIVE)
     set_state(core, cid, TCPS_SYN_RECEIVED)
@@ -788,6 +789,7 @@ def _cookie_ack(core, lid, fid, now):
     h = t.hot
     c = t.cold
     c.listener[cid] = lid
+    c.reuse[cid] = core.listen.rec.reuse[lid]  # the child inherits SO_REUSEADDR (Linux sk_clone)
     c.created_us[cid] = now
     set_state(core, cid, TCPS_SYN_RECEIVED)
     f = np.int64(TF_PASSIVE | TF_SYNCOOKIE)

@@ -149,6 +149,7 @@ OPT_LINGER = 8  # SO_LINGER: seconds, -1 = off
 OPT_MAXSEG = 9  # TCP_MAXSEG: bytes, 88..65535 (get: the current send MSS)
 OPT_CONGESTION = 10  # TCP_CONGESTION: CC_NEWRENO / CC_CUBIC
 OPT_CORK = 11  # TCP_CORK: 0/1
+OPT_REUSEADDR = 12  # SO_REUSEADDR: 0/1 (what a later bind of the port checks, TIME-WAIT included)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -220,16 +221,24 @@ def _connected_state(st):
 # --- passive open ----------------------------------------------------------------------------
 @kernel
 def tcp_bind_check_k(core, lip, lport, reuseaddr):
-    """0 if ``lip:lport`` may be bound: no listener holds it and, without SO_REUSEADDR, no
-    connection (TIME-WAIT included) uses the port (Linux inet_csk_bind_conflict; with
-    SO_REUSEADDR only listeners conflict).  Else -EADDRINUSE."""
+    """0 if ``lip:lport`` may be bound: no listener holds it and no connection (TIME-WAIT
+    included) uses the port, unless both that connection's socket and this one set
+    SO_REUSEADDR (Linux inet_bind_conflict: ``reuse && sk2->sk_reuse && sk2 not listening``;
+    a TIME-WAIT keeps its socket's, a child its listener's).  Else -EADDRINUSE."""
     if lport <= 0 or lport > 65535:
         return np.int64(-EINVAL) if lport != 0 else np.int64(0)
     ls = core.listen
     if listen_conflict(ls, lip, lport):
         return np.int64(-EADDRINUSE)
-    if not reuseaddr and ls.port_refs[lport] > 0:
-        return np.int64(-EADDRINUSE)
+    if ls.port_refs[lport] > 0:
+        if not reuseaddr:
+            return np.int64(-EADDRINUSE)
+        # rare (a bind to a port in use, with SO_REUSEADDR): look at each connection on it
+        c = core.tcb.cold
+        for cid in range(c.shape[0]):
+            if (c.lport[cid] == lport and c.reuse[cid] == 0 and is_alloc(core, cid)
+                    and (lip == 0 or c.lip[cid] == 0 or c.lip[cid] == lip)):
+                return np.int64(-EADDRINUSE)
     return np.int64(0)
 
 
@@ -751,6 +760,8 @@ def tcp_setopt_k(core, cid, opt, value):
         if v != CC_NEWRENO and v != CC_CUBIC:
             return np.int64(-EINVAL)
         cc_set_algo(t, cid, v)
+    elif opt == OPT_REUSEADDR:
+        c.reuse[cid] = 1 if v != 0 else 0
     else:
         return np.int64(-EINVAL)
     return np.int64(0)

@@ -1251,12 +1251,6 @@ ENGINE_GAPS = {
         "engine's listen table give a second listener on the port EADDRINUSE (Linux lets "
         "sockets that all set SO_REUSEPORT share it; fsdp spreads one listener over its "
         "cores instead)",
-    "time_wait_of_plain_listener_blocks_bind":
-        "engine: a TIME_WAIT does not remember its listener's SO_REUSEADDR, so "
-        "tcp_bind_check lets a SO_REUSEADDR bind reuse the port (Linux: EADDRINUSE)",
-    "connect_to_own_address":
-        "stack: a stack does not deliver a segment addressed to its own IP to itself (Linux "
-        "routes it over lo), so connect() to the stack's own address never completes",
 }
 
 
