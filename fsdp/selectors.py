@@ -41,7 +41,7 @@ import numpy as np
 
 from fsdp.core.loop import POLL_ROW, PR_ID, PR_KIND, PR_STATUS, PR_WANTED
 from fsdp.core.stack import live_stacks
-from fsdp.sockapi.socket import socket_from_fileno
+from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
 from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
 from fsdp.tcp.usercalls import EV_WRITABLE as _EV_WRITABLE
@@ -220,7 +220,10 @@ class FsdpSelector(_stdselectors.BaseSelector):
             stack, places = placed
             for rows, row in places:
                 rows.remove(row)
-            if not any(rows.count for rows in self._stack_rows[stack]):
+            for rows in self._stack_rows[stack]:
+                if rows.count:
+                    break
+            else:
                 del self._stack_rows[stack]  # holds the stack: not past its last socket
         self._static.pop(fd, None)
 
@@ -257,10 +260,16 @@ class FsdpSelector(_stdselectors.BaseSelector):
         self._check_open()
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
             raise ValueError(f"Invalid events: {events!r}")
-        fd = self._fileobj_lookup(fileobj)
+        if type(fileobj) is Socket and not fileobj._closed:
+            fd = fileobj.fileno()  # the usual case, an fsdp socket itself: no lookups
+            sock = fileobj
+        else:
+            fd = self._fileobj_lookup(fileobj)
+            sock = None
         if fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
-        sock = socket_from_fileno(fd)  # by number: asyncio registers bare fds
+        if sock is None:
+            sock = socket_from_fileno(fd)  # by number: asyncio registers bare fds
         if sock is not None:
             key = SelectorKey(fileobj, fd, events, data)
             self._fd_to_key[fd] = key
@@ -273,7 +282,11 @@ class FsdpSelector(_stdselectors.BaseSelector):
     def unregister(self, fileobj) -> SelectorKey:
         self._check_open()
         try:
-            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
+            if type(fileobj) is Socket and not fileobj._closed:
+                fd = fileobj._fileno
+            else:
+                fd = self._fileobj_lookup(fileobj)
+            key = self._fd_to_key.pop(fd)
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
         if self._drop_fsdp(key.fd) is None:

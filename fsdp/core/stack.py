@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable
 
 import numpy as np
+from numba import types as numba_types
 
 from fsdp.core.config import CFG_CAPTURE, CFG_CORE_ID, StackOptions
 from fsdp.core.loop import next_deadline, poll_status
@@ -24,7 +25,7 @@ from fsdp.core.state import CoreState, core_state_create
 from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_LO_IN_COUNT, V_PING_COUNT
 from fsdp.driver import open_nic
-from fsdp.driver.jitmem import CoreRef
+from fsdp.driver.jitmem import CoreRef, RootEntry
 from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
@@ -60,6 +61,9 @@ def live_stacks() -> list[Stack]:
 # Python enters a core's loop through one jitted root, poll_status (a pass, plus the readiness
 # of the rows a selector passes; none here): one compiled library to load per process.
 _NO_ROWS = np.zeros(0, np.int64)
+# ... called through its compiled entry: no type resolution per pass (RootEntry)
+_POLL = RootEntry(poll_status, numba_types.int64, numba_types.Array(numba_types.int64, 1, "C"),
+                  numba_types.Array(numba_types.int64, 1, "C"))
 
 
 def monotonic_us() -> int:
@@ -263,11 +267,10 @@ class Stack:
         """One pass of every core's loop; returns the frames received."""
         if self._closed:
             return 0
-        if now is None:
-            now = self._clock()
+        now = self._clock() if now is None else int(now)
         n = 0
         for core in self._refs:
-            n += poll_status(core, now, _NO_ROWS, _NO_ROWS) >> 32
+            n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS) >> 32
         if self._capture is not None:
             for core in self._cores:
                 capture_drain(core.capture, self._capture)
@@ -285,9 +288,9 @@ class Stack:
         for i, core in enumerate(self._refs):
             pc = per_core[i]
             if pc.count == 0:
-                n += poll_status(core, now, _NO_ROWS, _NO_ROWS) >> 32
+                n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS) >> 32
                 continue
-            r = poll_status(core, now, pc.rows, pc.ready)
+            r = _POLL.get(core)(core, now, pc.rows, pc.ready)
             n += r >> 32
             k = r & 0xFFFFFFFF
             if k:

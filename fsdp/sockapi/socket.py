@@ -136,7 +136,7 @@ def _timeout_value(value):
 
 
 _tcp_send_array = uc.tcp_send_array
-_tcp_recv = uc.tcp_recv
+_tcp_recv_array = uc.tcp_recv_array
 _SCRATCH_BYTES = 65536
 _scratch = threading.local()
 
@@ -193,7 +193,7 @@ class Socket:
         self.type = _SOCK_STREAM
         self.proto = proto
         self._fileno = next(_fileno_counter)
-        _by_fileno[self._fileno] = self
+        self._numbered = False  # in _by_fileno: once fileno() has given the number out
         self._timeout: float | None = _stdsocket.getdefaulttimeout()
         if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
             self._timeout = 0.0
@@ -296,6 +296,7 @@ class Socket:
             del _by_fileno[self._fileno]
         self._fileno = fd
         _by_fileno[fd] = self
+        self._numbered = True
 
     def _poll_events(self) -> int:
         """POLL_READ | POLL_WRITE this socket is ready for now, as ``select()`` on a Linux TCP
@@ -529,6 +530,8 @@ class Socket:
         total = view.nbytes
         sent = 0
         deadline = None if not self._timeout else time.monotonic() + self._timeout
+        if deadline is None and total:
+            sent = self.send(view, flags)  # the usual case: the send buffer takes it all
         while sent < total:
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -546,8 +549,8 @@ class Socket:
             # The usual case, data queued: read into this thread's scratch buffer, one copy out.
             arr, mv = _scratch_buffer()
             stack = self._stack
-            rc = _tcp_recv(stack._refs[self._core], self._cid, arr, 0, bufsize, False,
-                           stack._clock())
+            rc = _tcp_recv_array(stack._refs[self._core], self._cid, arr, bufsize, 0,
+                                 stack._clock())
             if rc >= 0:
                 return bytes(mv[:rc])
             if rc != -errno.EAGAIN:
@@ -580,10 +583,10 @@ class Socket:
         if nbytes == 0:
             return 0
         out = np.frombuffer(view, np.uint8)
-        peek = bool(flags & _MSG_PEEK)
+        peek = 1 if flags & _MSG_PEEK else 0
 
         def ready():
-            rc = uc.tcp_recv(self._core_state(), self._cid, out, 0, nbytes, peek, self._now())
+            rc = _tcp_recv_array(self._core_state(), self._cid, out, nbytes, peek, self._now())
             if rc == -errno.EAGAIN:
                 return None
             return _raise_if_error(rc)
@@ -749,7 +752,14 @@ class Socket:
 
     # ---- modes ----
     def fileno(self) -> int:
-        return -1 if self._closed and (not self._io_refs or self._released) else self._fileno
+        if self._closed and (not self._io_refs or self._released):
+            return -1
+        if not self._numbered:
+            # Only a number given out can come back (selectors, asyncio): register it now,
+            # not for every socket made (a weak mapping entry costs a microsecond).
+            _by_fileno[self._fileno] = self
+            self._numbered = True
+        return self._fileno
 
     def settimeout(self, value) -> None:
         self._timeout = _timeout_value(value)

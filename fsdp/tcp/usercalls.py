@@ -19,7 +19,7 @@ silent (net/ipv4/tcp.c ``tcp_sendmsg``, ``tcp_recvmsg``, ``tcp_close``, ``tcp_sh
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from fsdp.core.config import (
     CFG_CORE_ID,
@@ -55,7 +55,7 @@ from fsdp.core.timerwheel import (
     TIMER_RTO,
 )
 from fsdp.core.vars import V_NOW, V_TX_N, V_TX_OVF_HEAD
-from fsdp.driver.jitmem import borrow_core, copy_bytes
+from fsdp.driver.jitmem import RootEntry, borrow_core, copy_bytes
 from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
@@ -1083,6 +1083,9 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
 _U8 = np.zeros(1, np.uint8)
 _I64 = np.zeros(1, np.int64)
 _I32 = np.zeros(1, np.int32)
+# usercall's compiled entry for the argument types the wrappers below always pass
+_ENTRY = RootEntry(usercall, *([types.int64] * 7), types.Array(types.uint8, 1, "C"),
+                   types.Array(types.int64, 1, "C"), types.Array(types.int32, 1, "C"))
 
 
 def _bytes_arg(data) -> np.ndarray:
@@ -1122,10 +1125,13 @@ def tcp_unlisten(core, lid, now) -> int:
 
 def tcp_accept(core, lid, addrs=_I64) -> int:
     """The oldest established connection of listener ``lid``, or -EAGAIN.  ``addrs``
-    (int64[4] or longer) receives its (lip, lport, rip, rport) at CI_LIP .. CI_RPORT."""
-    # (the calls a socket makes per connection go straight to the dispatcher: _call's keyword
-    # binding costs about as much as the jitted call itself)
-    return int(usercall(core, OP_ACCEPT, int(lid), 0, 0, 0, 0, 0, _U8, addrs, _I32))
+    (1-D C-contiguous int64, 4 or more) receives its (lip, lport, rip, rport) at CI_LIP ..
+    CI_RPORT."""
+    # (the calls a socket makes per connection go straight to the compiled entry: _call's
+    # keyword binding and the dispatcher's type resolution each cost about what the call does)
+    if addrs.dtype != np.int64 or addrs.ndim != 1 or not addrs.flags.c_contiguous:
+        raise TypeError("addrs must be a 1-D C-contiguous int64 array")
+    return int(_ENTRY.get(core)(core, OP_ACCEPT, int(lid), 0, 0, 0, 0, 0, _U8, addrs, _I32))
 
 
 def tcp_accept_pending(core, lid) -> int:
@@ -1154,20 +1160,27 @@ def tcp_take_error(core, cid) -> int:
 
 def tcp_send(core, cid, data, off, n, now) -> int:
     """Queue ``data[off:off+n]`` (uint8): bytes accepted or -errno."""
-    return int(usercall(core, OP_SEND, int(cid), int(off), int(n), 0, 0, int(now),
-                        _bytes_arg(data), _I64, _I32))
+    return int(_ENTRY.get(core)(core, OP_SEND, int(cid), int(off), int(n), 0, 0, int(now),
+                                _bytes_arg(data), _I64, _I32))
 
 
 def tcp_send_array(core, cid, arr, n, now) -> int:
-    """``tcp_send`` of ``arr[:n]`` where ``arr`` is already the dispatcher's buffer type (1-D,
-    C-contiguous, writable uint8): the socket layer's hot path, with no conversion."""
-    return int(usercall(core, OP_SEND, cid, 0, n, 0, 0, now, arr, _I64, _I32))
+    """``tcp_send`` of ``arr[:n]``; ``arr`` must already be the dispatcher's buffer type (1-D,
+    C-contiguous, writable uint8) and the others ints: the socket layer's hot path, with no
+    conversion and no type resolution."""
+    return _ENTRY.get(core)(core, OP_SEND, cid, 0, n, 0, 0, now, arr, _I64, _I32)
 
 
 def tcp_recv(core, cid, out, off, n, peek, now) -> int:
     """Read into ``out[off:off+n]`` (writable uint8): bytes, 0 at EOF, or -errno."""
     return int(usercall(core, OP_RECV, int(cid), int(off), int(n), 1 if peek else 0, 0,
                         int(now), out, _I64, _I32))
+
+
+def tcp_recv_array(core, cid, out, n, peek, now) -> int:
+    """``tcp_recv`` into ``out[:n]``; ``out`` must be 1-D, C-contiguous, writable uint8 and the
+    others ints (``peek`` 0 or 1): the socket layer's hot path, with no type resolution."""
+    return _ENTRY.get(core)(core, OP_RECV, cid, 0, n, peek, 0, now, out, _I64, _I32)
 
 
 def tcp_shutdown(core, cid, how, now) -> int:
@@ -1177,7 +1190,7 @@ def tcp_shutdown(core, cid, how, now) -> int:
 
 def tcp_close(core, cid, now) -> int:
     """The application lets go: RST if data is unread, else FIN; the engine frees the TCB."""
-    return int(usercall(core, OP_CLOSE, int(cid), 0, 0, 0, 0, int(now), _U8, _I64, _I32))
+    return int(_ENTRY.get(core)(core, OP_CLOSE, int(cid), 0, 0, 0, 0, int(now), _U8, _I64, _I32))
 
 
 def tcp_abort(core, cid, now) -> int:
@@ -1197,7 +1210,7 @@ def tcp_getopt(core, cid, opt) -> int:
 
 def tcp_status(core, cid) -> int:
     """EV_* bits."""
-    return int(usercall(core, OP_STATUS, int(cid), 0, 0, 0, 0, 0, _U8, _I64, _I32))
+    return int(_ENTRY.get(core)(core, OP_STATUS, int(cid), 0, 0, 0, 0, 0, _U8, _I64, _I32))
 
 
 def tcp_conn_info(core, cid, out) -> int:
