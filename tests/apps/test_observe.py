@@ -40,7 +40,8 @@ def test_stat_and_ss_read_a_running_stack_from_another_process():
         r = _fsdp("stat", "--pid", me, "--json")
         assert r.returncode == 0, r.stderr
         stacks = {s["ip"]: s for s in json.loads(r.stdout)}
-        assert set(stacks) == {"10.4.0.1/24", "10.4.0.2/24"}
+        # (a stack an earlier test dropped without close() may still await collection)
+        assert {"10.4.0.1/24", "10.4.0.2/24"} <= set(stacks)
         assert stacks["10.4.0.1/24"]["counters"] == {
             k: v for k, v in srv.stats().items() if k in stacks["10.4.0.1/24"]["counters"]}
         assert stacks["10.4.0.2/24"]["cores"] == 2
@@ -62,8 +63,12 @@ def test_stat_and_ss_read_a_running_stack_from_another_process():
         assert r.returncode == 0 and "ESTAB" in r.stdout and "LISTEN" not in r.stdout
         a.close()
         c.close()
-    r = _fsdp("stat", "--pid", me)  # both stacks closed: their segments are gone
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no running fsdp stack" in r.stderr
+    r = _fsdp("stat", "--pid", me, "--json")  # both stacks closed: their segments are gone
+    if r.returncode == 0:  # another test's stack still lives in this process
+        assert not {"10.4.0.1/24", "10.4.0.2/24"} & {s["ip"] for s in json.loads(r.stdout)}
+    else:
+        assert r.returncode == 1 and r.stderr.count("\n") == 1
+        assert "no running fsdp stack" in r.stderr
 
 
 def test_a_dead_process_segment_is_removed_by_the_next_reader():

@@ -28,18 +28,38 @@ def fsdp_run(wire, ip, *program, **kw):
 
 
 def wait_for_line(proc, text, timeout=60):
-    """Read the server's stdout until a line containing ``text`` (it is listening then)."""
+    """Read the server's stdout until a line containing ``text`` (it is listening then); fail
+    after ``timeout`` seconds even if no line comes at all (a reader thread does the reads)."""
+    import queue
+    import threading
+
+    lines_q = getattr(proc, "_lines", None)
+    if lines_q is None:
+        lines_q = proc._lines = queue.Queue()
+
+        def pump():
+            try:
+                for line in proc.stdout:
+                    lines_q.put(line)
+            except (ValueError, OSError):
+                pass  # communicate() closed the pipe: the test is past its waits
+            lines_q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
+    while True:
+        try:
+            line = lines_q.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
             break
         lines.append(line)
         if text in line:
             return line
     proc.kill()
-    raise AssertionError(f"server never said {text!r}: {lines!r} {proc.stderr.read()!r}")
+    raise AssertionError(f"server never said {text!r}: {lines!r}")
 
 
 def finish(proc, sig=signal.SIGINT, timeout=20):
