@@ -21,6 +21,25 @@ def _wire():
     return f"sim:rfdtest-{os.getpid()}-{next(_n)}"
 
 
+def _listener(server):
+    ls = server.socket()
+    ls.bind(("0.0.0.0", RPORT))
+    ls.listen(64)
+    ls.settimeout(5.0)
+    return ls
+
+
+def _connected_pair(client, ls):
+    """A client socket connected to ``ls``'s port on 10.5.0.2, and the accepted end (both with
+    a 5 s timeout)."""
+    c = client.socket()
+    c.settimeout(5.0)
+    c.connect(("10.5.0.2", RPORT))
+    a, _ = ls.accept()
+    a.settimeout(5.0)
+    return c, a
+
+
 def test_each_core_picks_ports_whose_replies_come_back_to_it():
     with fsdp.Stack(nic=_wire(), ip="10.5.0.1/24", cores=4) as s:
         lip = int(s.interface.ip)
@@ -56,17 +75,10 @@ def test_connections_from_every_core_carry_data():
     wire = _wire()
     with fsdp.Stack(nic=wire, ip="10.5.0.2/24") as server, \
             fsdp.Stack(nic=wire, ip="10.5.0.1/24", cores=4) as client:
-        ls = server.socket()
-        ls.bind(("0.0.0.0", RPORT))
-        ls.listen(64)
-        ls.settimeout(5.0)
+        ls = _listener(server)
         socks = []
         for i in range(8):
-            c = client.socket()
-            c.settimeout(5.0)
-            c.connect(("10.5.0.2", RPORT))
-            a, _ = ls.accept()
-            a.settimeout(5.0)
+            c, a = _connected_pair(client, ls)
             c.sendall(b"ping %d" % i)
             assert a.recv(64) == b"ping %d" % i
             a.sendall(b"pong %d" % i)
@@ -126,17 +138,10 @@ def test_listen_spawn_off_only_core_0_listens_and_gets_every_flow():
     wire = _wire()
     with fsdp.Stack(nic=wire, ip="10.5.0.2/24", cores=4, listen_spawn=False) as server, \
             fsdp.Stack(nic=wire, ip="10.5.0.1/24") as client:
-        ls = server.socket()
-        ls.bind(("0.0.0.0", RPORT))
-        ls.listen(64)
-        ls.settimeout(5.0)
+        ls = _listener(server)
         assert len(ls._lids) == 1
         for i in range(8):
-            c = client.socket()
-            c.settimeout(5.0)
-            c.connect(("10.5.0.2", RPORT))
-            a, _ = ls.accept()
-            a.settimeout(5.0)
+            c, a = _connected_pair(client, ls)
             assert a._core == 0
             c.sendall(b"x%d" % i)
             assert a.recv(16) == b"x%d" % i
