@@ -272,9 +272,12 @@ class Stack:
         for core in self._refs:
             n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS) >> 32
         if self._capture is not None:
-            for core in self._cores:
-                capture_drain(core.capture, self._capture)
+            self._drain_capture()
         return n
+
+    def _drain_capture(self) -> None:
+        for core in self._cores:
+            capture_drain(core.capture, self._capture)
 
     def _poll_status(self, per_core) -> tuple[int, list | None]:
         """One pass of every core, reading socket readiness where ``per_core[i]`` (an object
@@ -299,8 +302,7 @@ class Stack:
                 else:
                     hits.append((pc, k))
         if self._capture is not None:
-            for core in self._cores:
-                capture_drain(core.capture, self._capture)
+            self._drain_capture()
         return n, hits
 
     def next_deadline(self) -> int:
