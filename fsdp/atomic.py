@@ -7,6 +7,8 @@ them (and the mirror for the head).  Numba has no CPU atomics, so these intrinsi
 atomic instructions directly; on x86-64 they compile to plain moves plus a compiler barrier.
 """
 
+import platform
+
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
@@ -93,6 +95,48 @@ def compare_exchange(typingctx, arr, idx, expected, desired):
         des = context.cast(builder, args[3], desty, arrty.dtype)
         pair = builder.cmpxchg(ptr, exp, des, "seq_cst", "seq_cst")
         return builder.extract_value(pair, 1)
+
+    return sig, codegen
+
+
+@intrinsic
+def fence(typingctx):
+    """A full (sequentially consistent) memory barrier: every earlier store is visible before
+    any later load (x86-64: ``mfence``).  For Dekker-style hand-shakes, where a release store
+    followed by a plain load is not enough (``fsdp.driver.sim_dp._ring_bells``)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+SYS_FUTEX = {"aarch64": 98}.get(platform.machine(), 202)  # x86-64: 202
+_FUTEX_WAKE = 1  # not FUTEX_PRIVATE_FLAG: the word is in memory other processes map
+
+
+@intrinsic
+def futex_wake(typingctx, arr, idx):
+    """Wake every thread in ``futex(FUTEX_WAIT)`` on the 32-bit word at ``&arr[idx]`` (the low
+    half of an int64 element on little-endian x86-64), in any process that maps it: the
+    ``syscall`` is emitted by symbol name, so functions using it can be cached.  Returns the
+    number woken (or -1)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        arrty, idxty = signature.args
+        ptr = _element_pointer(context, builder, arrty, args[0], idxty, args[1])
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [i64], var_arg=True)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "syscall")
+        addr = builder.ptrtoint(ptr, i64)
+        return builder.call(fn, [ir.Constant(i64, SYS_FUTEX), addr, ir.Constant(i64, _FUTEX_WAKE),
+                                 ir.Constant(i64, 0x7FFFFFFF), ir.Constant(i64, 0),
+                                 ir.Constant(i64, 0), ir.Constant(i64, 0)])
 
     return sig, codegen
 

@@ -9,9 +9,14 @@ pipes, kernel sockets, asyncio's self-pipe — registered beside them.
 
 Idle behaviour (no frames moved, nothing ready): it busy-polls for ``busy_poll_us`` after the
 last activity (latency matters most right after traffic), then naps for growing intervals, up
-to ``idle_sleep_us``, between passes.  A nap sleeps *in* the kernel selector when kernel fds are
-registered, so a pipe or a signal wakes it at once; without kernel fds it is a plain sleep.  An
-idle process so wakes about once per ``idle_sleep_us`` instead of spinning a core at 100%.
+to ``idle_sleep_us``, between passes.  Where the process has one stack of one core on a NIC
+with a doorbell (``sim``), a nap sleeps on that queue's doorbell, so a frame sent to it ends
+the nap at once (``fsdp.core.stack.idle_sleep``); when kernel fds are registered it sleeps in
+poll(2) on the kernel selector's epoll fd and the doorbell's relay fd together, so a pipe, a
+signal or a frame wakes it (``idle_wait_fd``).  Otherwise a nap is a plain sleep (or a sleep
+in the kernel selector).  An idle process so wakes about once per ``idle_sleep_us`` (timers,
+and changes another thread makes without sending a frame, are seen by then) instead of
+spinning a core at 100%.
 Defaults: ``FSDP_BUSY_POLL_US`` (200) and ``FSDP_IDLE_SLEEP_US`` (1000) in the environment, or
 the constructor's arguments.
 
@@ -40,7 +45,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fsdp.core.loop import POLL_ROW, PR_ID, PR_KIND, PR_STATUS, PR_WANTED
-from fsdp.core.stack import live_stacks
+from fsdp.core.stack import idle_sleep, idle_wait_fd, live_stacks
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
 from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
@@ -433,15 +438,17 @@ class FsdpSelector(_stdselectors.BaseSelector):
                 continue
             has_kernel = bool(self._kernel.get_map())  # another thread may have registered
             if has_kernel and wait >= 1e-3:
-                # epoll counts whole milliseconds: only a nap of >= 1 ms sleeps in it (and a
-                # kernel fd wakes it early); a shorter one sleeps below, then looks at the fds.
-                got = self._adopt(self._kernel.select(math.floor(wait * 1e3) / 1e3))
+                # epoll counts whole milliseconds: only a nap of >= 1 ms sleeps in it (a kernel
+                # fd, or the stack queue's doorbell, wakes it early); a shorter one sleeps below,
+                # then looks at the fds.
+                idle_wait_fd(self._kernel.fileno(), math.floor(wait * 1e3) / 1e3)
+                got = self._adopt(self._kernel.select(0))
                 if got:
                     self._last_activity = time.monotonic()
                     # Whatever the stacks received meanwhile is reported too.
                     return self._poll()[1] + got
             else:
-                time.sleep(wait)
+                idle_sleep(wait)  # on the NIC's doorbell where it has one: a frame wakes it
 
     def __repr__(self) -> str:
         return (f"<fsdp.selectors.FsdpSelector fsdp={len(self._fsdp)} "

@@ -48,6 +48,7 @@ from fsdp.apps.percore import (
     retire_queues,
     worker_stack,
 )
+from fsdp.core.stack import idle_sleep
 
 SLICE_US = 100_000  # a jitted loop returns to Python this often (stop flag, CPU accounting)
 IDLE_SLICE_US = 1_000  # slices once idle ...
@@ -81,7 +82,7 @@ def _forward_only(ctl, counters, stack) -> None:
             continue
         idle += 1
         if idle > 64:
-            time.sleep(min(0.0005, 0.00001 * (idle - 64)))
+            idle_sleep(min(0.0005, 0.00001 * (idle - 64)))  # a frame for the queue wakes it
     ctl[W_CPU_NS] = process_cpu_ns()
 
 
@@ -149,7 +150,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
         before = int(counters[HC_ACCEPTED])
         # Busy: poll in long slices.  Idle (nothing accepted, no connection open): short slices
         # with a growing sleep between them, so an idle server does not hold a CPU at 100%;
-        # the first SYN after a pause waits at most IDLE_SLEEP_MAX_S.
+        # the sleep is on the queue's doorbell, so the first SYN after a pause ends it.
         prm[P_DEADLINE_US] = monotonic_us() + (SLICE_US if idle < 3 else IDLE_SLICE_US)
         bench_run(core, core, OP_HTTP_SERVE, prm, resp, u8, u8, sbuf, st, e2, sv, e1)
         ctl[W_CPU_NS] = process_cpu_ns()
@@ -158,7 +159,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
         else:
             idle += 1
             if idle >= 3:
-                time.sleep(min(IDLE_SLEEP_MAX_S, 0.0002 * idle))
+                idle_sleep(min(IDLE_SLEEP_MAX_S, 0.0002 * idle))  # a SYN wakes it at once
     stack.close()
     nic.close()
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import os
+import select
 import threading
 import time
 import weakref
@@ -27,6 +29,7 @@ from fsdp.core.vars import NO_DEADLINE, V_LO_IN_COUNT, V_PING_COUNT
 from fsdp.driver import open_nic
 from fsdp.driver.jitmem import CoreRef, RootEntry
 from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
+from fsdp.driver.sim import SimQueue, queue_sleep
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
@@ -68,6 +71,67 @@ _POLL = RootEntry(poll_status, numba_types.int64, numba_types.Array(numba_types.
 
 def monotonic_us() -> int:
     return time.monotonic_ns() // 1000
+
+
+def _doorbell_stack() -> Stack | None:
+    """The stack whose NIC queue doorbell this process's idle waits sleep on, or None: only a
+    process with one stack (on a real clock) of one core, on a NIC that has a doorbell (``sim``),
+    can sleep on one queue's.  (A stack on a virtual clock, a test harness's, moves only when its
+    test drives it.)"""
+    stacks = [s for s in live_stacks() if not s._virtual_clock]
+    if len(stacks) != 1:
+        return None
+    s = stacks[0]
+    if s.cores != 1 or not isinstance(s._cores[0].nic, SimQueue) or s._port is None:
+        return None
+    return s
+
+
+def _sleep_bound(s: Stack, seconds: float) -> float:
+    """``seconds``, cut at the stack's next timer (a sleep must not run past it)."""
+    d = s.next_deadline()
+    if d != NO_DEADLINE:
+        seconds = min(seconds, max(0.0, (d - s._clock()) / 1e6))
+    return seconds
+
+
+def idle_sleep(seconds: float) -> None:
+    """The idle wait of a thread that polls this process's stacks (selectors, blocking socket
+    calls): on the NIC queue's doorbell where :func:`_doorbell_stack` finds one, so a frame sent
+    to the queue ends it at once (fsdp.driver.sim.queue_sleep), never past the stack's next
+    timer; else a plain sleep."""
+    s = _doorbell_stack()
+    if s is None:
+        time.sleep(seconds)
+        return
+    queue_sleep(s._cores[0].nic, _sleep_bound(s, seconds), s.poll)
+
+
+def idle_wait_fd(fd: int, seconds: float) -> None:
+    """:func:`idle_sleep` that also ends when kernel fd ``fd`` (an epoll fd: a kernel selector's)
+    becomes readable.  A futex cannot sleep in poll(2), so the doorbell comes as the fd of the
+    queue's BellRelay (fsdp.driver.sim.BellRelay), polled beside ``fd``."""
+    s = _doorbell_stack()
+    relay = None
+    if s is not None:
+        try:
+            relay = s._port.bell_relay(0)
+        except (AttributeError, ValueError):  # a NIC without relays, a port from another process
+            relay = None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if relay is None:
+        poller.poll(math.ceil(seconds * 1e3))
+        return
+    poller.register(relay.fd, select.POLLIN)
+
+    def arm_then_look() -> int:
+        relay.drain()  # rings from before this thread counted itself among the sleepers
+        return s.poll()
+
+    # (poll(2) counts milliseconds: round up, or a sub-millisecond nap would spin)
+    queue_sleep(s._cores[0].nic, _sleep_bound(s, seconds), arm_then_look,
+                wait=lambda t: poller.poll(math.ceil(t * 1e3)))
 
 
 def poll_all_stacks() -> int:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from fsdp.atomic import SYS_FUTEX
 from fsdp.driver.sim_dp import (
     QS_DL_COUNT,
     QS_DL_FREE_TOP,
@@ -44,13 +45,17 @@ from fsdp.driver.sim_dp import (
     SimQueue,
     fdir_bucket,
     fdir_key,
+    sim_bell_count,
     sim_next_event,
-    sim_redirect,
     sim_priv_layout,
+    sim_redirect,
     sim_rx_burst,
     sim_tx_burst,
 )
 from fsdp.driver.sim_layout import (
+    BELL_SEQ,
+    BELL_SLEEPERS,
+    BELL_STRIDE,
     DEFAULT_FDIR_SIZE,
     DEFAULT_MAX_PORTS,
     DEFAULT_MAX_QUEUES,
@@ -581,6 +586,7 @@ class SimWire:
             v["reta"][p] = reta_arr
             if v["listen_map"][p].any():  # a previous owner's listeners are not ours
                 v["listen_map"][p] = 0
+            v["bells"][p] = 0  # nor its sleepers (senders would ring for nobody)
             # Frames left in rings toward this slot by a previous owner are not ours: consume
             # them (head := tail).  Only this port will ever consume these rings.
             mq, mp = self.max_queues, self.max_ports
@@ -666,6 +672,7 @@ class SimPort:
         self._ids = np.zeros(64, np.int32)
         self._closed = False
         self._pid = os.getpid()  # a forked child must not detach its parent's port
+        self._relays: dict[int, BellRelay] = {}
         self.uri = f"sim:{wire.name}"
 
     def __repr__(self) -> str:
@@ -723,6 +730,7 @@ class SimPort:
             c_stats=ctl_offset(lay, "stats") + (self.port_id * mq + i) * STAT_STRIDE,
             c_fdir=ctl_offset(lay, "fdir"),
             c_ring=ctl_offset(lay, "ring_ctrl"),
+            c_bells=ctl_offset(lay, "bells"),
             **offs,
         )
         priv = np.zeros(words, np.int64)
@@ -1046,6 +1054,16 @@ class SimPort:
                     break
         return out
 
+    def bell_relay(self, i: int) -> BellRelay:
+        """Queue ``i``'s doorbell as an fd (:class:`BellRelay`), started on first use."""
+        self._check_open()
+        if os.getpid() != self._pid:
+            raise ValueError(f"{self!r} belongs to process {self._pid}")
+        relay = self._relays.get(i)
+        if relay is None:
+            relay = self._relays[i] = BellRelay(self.queue(i))
+        return relay
+
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
@@ -1056,6 +1074,9 @@ class SimPort:
         _OPEN_PORTS.discard(self)
         if os.getpid() != self._pid:
             return  # inherited through fork: the port belongs to the parent
+        for relay in self._relays.values():  # their threads read the wire's memory
+            relay.close()
+        self._relays.clear()
         if self._owner:
             self.wire._detach(self.port_id)
         self.wire._release_ref()
@@ -1096,3 +1117,112 @@ def _close_open_ports() -> None:
             port.close()
         except Exception:  # noqa: BLE001 - best effort at interpreter exit
             pass
+
+
+# --------------------------------------------------------------------------- idle sleep
+_libc_syscall = None
+
+
+_FUTEX_WAIT = 0  # not FUTEX_PRIVATE_FLAG: the word is in memory other processes map
+_FUTEX_WAKE = 1
+
+
+def _futex(addr: int, op: int, val: int, timeout_s: float | None = None) -> None:
+    """futex(2) on the shared 32-bit word at ``addr`` (ctypes releases the GIL meanwhile).
+    FUTEX_WAIT: sleep while the word holds ``val``, at most ``timeout_s`` seconds (a signal or
+    a spurious wake ends it early, as a nap may).  FUTEX_WAKE: wake up to ``val`` waiters."""
+    global _libc_syscall
+    import ctypes
+
+    if _libc_syscall is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _libc_syscall = libc.syscall
+        _libc_syscall.restype = ctypes.c_long
+    ts = None
+    if timeout_s is not None:
+        sec = int(timeout_s)
+        ts = (ctypes.c_long * 2)(sec, int((timeout_s - sec) * 1e9))
+    if val >= 1 << 31:
+        val -= 1 << 32  # the word as the kernel compares it: a signed int
+    _libc_syscall(ctypes.c_long(SYS_FUTEX), ctypes.c_void_p(addr), ctypes.c_int(op),
+                  ctypes.c_int(val), ts, None, ctypes.c_int(0))
+
+
+def _bell_index(q: SimQueue) -> int:
+    g = q.geo
+    return g.c_bells + (g.port * g.max_queues + g.queue) * BELL_STRIDE
+
+
+class BellRelay:
+    """A queue's doorbell as a file descriptor, for a thread that sleeps in epoll or poll beside
+    kernel fds (a selector with pipes or kernel sockets registered: asyncio's self-pipe is one).
+    A futex cannot be waited on in epoll, so a daemon thread waits on the doorbell's futex word
+    and makes ``fd`` (an eventfd) readable each time a sender bumps it.  Senders ring only while
+    someone counts among the queue's sleepers, so the thread sleeps while the queue is busy.
+
+    Made by :meth:`SimPort.bell_relay`; stopped (before the wire is unmapped) when its port
+    handle closes."""
+
+    def __init__(self, q: SimQueue):
+        self._ctl = q.ctl
+        self._seq = _bell_index(q) + BELL_SEQ
+        self._addr = q.ctl.ctypes.data + 8 * self._seq
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stop = False
+        self._thread = threading.Thread(target=self._relay, daemon=True,
+                                        name=f"fsdp-bell-{q.geo.port}.{q.geo.queue}")
+        self._thread.start()
+
+    def _relay(self) -> None:
+        seen = int(self._ctl[self._seq]) & 0xFFFFFFFF
+        while not self._stop:
+            _futex(self._addr, _FUTEX_WAIT, seen, 1.0)  # (the timeout is only a safety net)
+            now = int(self._ctl[self._seq]) & 0xFFFFFFFF
+            if now != seen and not self._stop:
+                seen = now
+                os.eventfd_write(self.fd, 1)
+
+    def drain(self) -> None:
+        """Forget rings so far (the caller is about to look at its rings itself)."""
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        if self._stop:
+            return
+        self._stop = True
+        _futex(self._addr, _FUTEX_WAKE, 0x7FFFFFFF)  # (other waiters just look again)
+        self._thread.join(5)
+        os.close(self.fd)
+
+
+def queue_sleep(q: SimQueue, timeout_s: float, poll, wait=None) -> bool:
+    """Sleep until a frame is sent to queue ``q`` or ``timeout_s`` passes: the idle wait of a
+    thread that polls ``q`` (DESIGN.md's "sleep on something that wakes it").
+
+    The thread reads the doorbell's futex word, counts itself among the queue's sleepers (a
+    locked instruction), runs ``poll()`` -- a pass of its loop, which takes whatever arrived
+    before senders could see it counted; True if frames came -- and only then waits on the
+    word, which a sender bumps and wakes once per burst when it finds sleepers
+    (sim_dp._ring_bells has the hand-shake).  Returns True if frames came in that pass (no
+    sleep then).  A signal ends the wait early, as it ends a ``time.sleep``'s.
+
+    ``wait(timeout_s)``, if given, sleeps instead of the futex wait: in epoll or poll on fds
+    that include the queue's :class:`BellRelay` (whose thread turns a ring into readiness)."""
+    b = _bell_index(q)
+    ctl = q.ctl
+    seq = int(ctl[b + BELL_SEQ]) & 0xFFFFFFFF
+    sim_bell_count(ctl, b + BELL_SLEEPERS, 1)
+    try:
+        if poll():
+            return True
+        if timeout_s > 0:
+            if wait is None:
+                _futex(ctl.ctypes.data + 8 * (b + BELL_SEQ), _FUTEX_WAIT, seq, timeout_s)
+            else:
+                wait(timeout_s)
+        return False
+    finally:
+        sim_bell_count(ctl, b + BELL_SLEEPERS, -1)

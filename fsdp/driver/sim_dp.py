@@ -26,9 +26,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fsdp.atomic import load_acquire, store_release
+from fsdp.atomic import fence, fetch_add, futex_wake, load_acquire, store_release
 from fsdp.driver.jitmem import borrow, borrow_pool, copy_bytes
 from fsdp.driver.sim_layout import (
+    BELL_SEQ,
+    BELL_SLEEPERS,
+    BELL_STRIDE,
     FDIR_KEY_ADDR,
     FDIR_KEY_PORTS,
     FDIR_NF,
@@ -128,6 +131,7 @@ QS_DL_SEQ = 7  # insertion counter: equal release times leave in FIFO order
 QS_DL_FREE_TOP = 8
 QS_RNG = 9  # xorshift64* state (bits of a uint64)
 QS_N_SRC_PEERS = 10  # source rings [0, this) come from other ports; the rest from sibling queues
+QS_PUSHED = 11  # rings pushed to since the last doorbell check (p_pushed[:this], _ring_bells)
 QS_N = 16
 
 # Peer cache entries (the other attached ports) in SimQueue.priv.
@@ -163,9 +167,12 @@ class SimGeo(NamedTuple):
     c_stats: int  # this queue's counters row
     c_fdir: int
     c_ring: int
+    c_bells: int
     p_peers: int  # priv offsets
     p_src: int
     p_head: int
+    p_pushed: int
+    p_pushed_mark: int
     p_dl_time: int
     p_dl_seq: int
     p_dl_row: int
@@ -197,6 +204,8 @@ def sim_priv_layout(max_ports: int, max_queues: int, dl_cap: int) -> tuple[dict,
         ("p_peers", max_ports * PEER_NF),
         ("p_src", max_ports * max_queues),
         ("p_head", max_ports * max_queues),
+        ("p_pushed", max_ports * max_queues),  # those rings' destination queues ...
+        ("p_pushed_mark", max_ports * max_queues),  # ... and 1 for each one on that list
         ("p_dl_time", dl_cap),
         ("p_dl_seq", dl_cap),
         ("p_dl_row", dl_cap),
@@ -398,9 +407,11 @@ def _rebuild_caches(g, ctl, priv, gen):
     n_src = 0
     for p in range(mp):
         row = g.c_ports + p * PORT_NF
-        if p == g.port or ctl[row + PORT_STATE] != PORT_ATTACHED:
+        if p == g.port:
             continue
         nq = min(ctl[row + PORT_N_QUEUES], mq)
+        if ctl[row + PORT_STATE] != PORT_ATTACHED:
+            continue
         pe = g.p_peers + n_peers * PEER_NF
         priv[pe + PEER_PORT] = p
         priv[pe + PEER_MAC] = ctl[row + PORT_MAC]
@@ -497,7 +508,45 @@ def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
     if corrupt_bit >= 0:
         ring[base + (corrupt_bit >> 3)] ^= np.uint8(0x80 >> (corrupt_bit & 7))
     store_release(ctl, ci + RING_TAIL, tail + 1)
+    if priv[g.p_pushed_mark + dst] == 0:  # the burst's end rings its doorbell (_ring_bells)
+        priv[g.p_pushed_mark + dst] = 1
+        priv[g.p_pushed + priv[QS_PUSHED]] = dst
+        priv[QS_PUSHED] += 1
     return 1
+
+
+@njit(cache=True)
+def _ring_bells(g, ctl, priv):
+    """Wake the threads asleep on the doorbell of every queue this one pushed frames to since
+    the last call (fsdp.driver.sim.queue_sleep): once per burst, not per frame.
+
+    The hand-shake is Dekker's: a sleeper counts itself in BELL_SLEEPERS with a locked
+    instruction, *then* looks at its rings one last time, then waits on BELL_SEQ (if it still
+    holds what it read before counting itself).  A sender publishes its tails, *then* (after a
+    full fence: a release store may pass a later load) reads BELL_SLEEPERS.  So either the
+    sleeper's last look sees the frame, or the sender sees the sleeper and bumps BELL_SEQ before
+    or after its futex wait begins -- the kernel checks the word under its lock -- and no wake is
+    lost."""
+    n = priv[QS_PUSHED]
+    if n == 0:
+        return
+    priv[QS_PUSHED] = 0
+    fence()
+    for i in range(n):
+        dst = priv[g.p_pushed + i]
+        priv[g.p_pushed_mark + dst] = 0
+        b = g.c_bells + dst * BELL_STRIDE
+        if ctl[b + BELL_SLEEPERS] > 0:
+            fetch_add(ctl, b + BELL_SEQ, 1)
+            futex_wake(ctl, b + BELL_SEQ)
+
+
+@njit(cache=True)
+def sim_bell_count(ctl, idx, delta):
+    """``ctl[idx] += delta`` with a locked instruction (a full barrier): a thread counts itself
+    in (or out of) a doorbell's sleepers, visibly to senders before its next look at its rings
+    (_ring_bells)."""
+    fetch_add(ctl, idx, delta)
 
 
 @njit(cache=True)
@@ -726,8 +775,10 @@ def sim_redirect(q, pool, fid, queue):
         return 0
     data = borrow(pool.data).reshape(-1)  # flat offsets, as the transmit path
     base = fid * FRAME_SIZE + pool.off[fid]
-    return _ring_push(g, ctl, borrow(q.ring), borrow(q.priv), g.port, queue, data, base, n, False,
-                      -1)
+    priv = borrow(q.priv)
+    done = _ring_push(g, ctl, borrow(q.ring), priv, g.port, queue, data, base, n, False, -1)
+    _ring_bells(g, ctl, priv)
+    return done
 
 
 @njit(cache=True, nogil=True)
@@ -817,6 +868,7 @@ def _tx_burst(g, ctl, rss, ring, priv, dl, pool, ids, n, now):
     if priv[QS_DL_COUNT] > 0:
         _dl_release(g, ctl, rss, ring, priv, dl, now)
     if n <= 0:
+        _ring_bells(g, ctl, priv)
         return 0
     tx_csum = ctl[g.c_ports + g.port * PORT_NF + PORT_TX_CSUM] != 0
     data = pool.data.reshape(-1)
@@ -845,6 +897,7 @@ def _tx_burst(g, ctl, rss, ring, priv, dl, pool, ids, n, now):
         else:
             _deliver(g, ctl, rss, ring, priv, data, base, flen, csum, -1)
     frame_free_burst(pool, ids, n)
+    _ring_bells(g, ctl, priv)
     ctl[g.c_stats + SIMQ_STAT_TX_FRAMES] += n
     ctl[g.c_stats + SIMQ_STAT_TX_BYTES] += nbytes
     return n

@@ -10,6 +10,9 @@
     reta       int64[max_ports, RETA_SIZE]              per-port redirection table
     stats      int64[max_ports, max_queues, STAT_STRIDE] per-queue counters (SIMQ_STAT_*)
     fdir       int64[max_ports, fdir_size, FDIR_NF]     per-port exact-match Flow Director table
+    bells      int64[max_ports, max_queues, BELL_STRIDE] per-queue doorbell: a futex word a sender
+                                                         bumps and wakes when a thread polling
+                                                         the queue sleeps (BELL_SLEEPERS > 0)
     ring_ctrl  int64[n_rings * RING_CTRL_STRIDE]        head (consumer) and tail (producer) of each
                                                          ring, each on its own 64-byte line
     rss_table  uint32[max_ports, 12, 256]               per-port Toeplitz lookup table (toeplitz.py)
@@ -34,7 +37,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import MAX_FRAME_LEN
 
 SIM_MAGIC = 0x314D495350445346  # b"FSDPSIM1" little-endian
-SIM_VERSION = 2  # bump when the layout changes
+SIM_VERSION = 3  # bump when the layout changes
 PAGE = 4096
 
 # Header fields: int64 indices.
@@ -66,6 +69,11 @@ PORT_FREE = 0
 PORT_ATTACHED = 1
 
 RSS_KEY_SLOT = 64
+
+# A queue's doorbell (fsdp.driver.sim.queue_sleep, sim_dp._ring_bells).
+BELL_SEQ = 0  # futex word (its low 32 bits): bumped by a sender that finds sleepers
+BELL_SLEEPERS = 1  # threads asleep on BELL_SEQ (any process; several threads may poll a queue)
+BELL_STRIDE = 8  # one 64-byte line per queue
 
 # Flow Director entry fields.  A key is two words: (src ip << 32 | dst ip) and
 # (FDIR_VALID | src port << 24 | dst port << 8 | proto).
@@ -183,6 +191,7 @@ def wire_layout(max_ports: int, max_queues: int, ring_slots: int, fdir_size: int
         ("reta", np.int64, (max_ports, RETA_SIZE)),
         ("stats", np.int64, (max_ports, max_queues, STAT_STRIDE)),
         ("fdir", np.int64, (max_ports, fdir_size, FDIR_NF)),
+        ("bells", np.int64, (max_ports, max_queues, BELL_STRIDE)),
         ("ring_ctrl", np.int64, (n_rings * RING_CTRL_STRIDE,)),
         ("rss_table", np.uint32, (max_ports, RSS_ROWS, 256)),
         ("rss_key", np.uint8, (max_ports, RSS_KEY_SLOT)),

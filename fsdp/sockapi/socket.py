@@ -258,7 +258,7 @@ class Socket:
         r = None if tried else ready()
         if r is not None:
             return r
-        from fsdp.core.stack import poll_all_stacks
+        from fsdp.core.stack import idle_sleep, poll_all_stacks
 
         if self._timeout == 0.0 or self._stack._virtual_clock:
             if not self._stack._virtual_clock:
@@ -287,8 +287,12 @@ class Socket:
                 idle = 0
             else:
                 idle += 1
-                if idle > 64:  # adaptive back-off: busy-poll first, then yield the core
-                    time.sleep(min(0.001, 0.00002 * (idle - 64)))
+                if idle > 64:  # adaptive back-off: busy-poll first, then sleep (a frame for
+                    # this stack's queue wakes it, fsdp.core.stack.idle_sleep)
+                    wait = min(0.001, 0.00002 * (idle - 64))
+                    if deadline is not None:
+                        wait = max(0.0, min(wait, deadline - time.monotonic()))
+                    idle_sleep(wait)
 
     def _adopt_fileno(self, fd: int) -> None:
         """Answer to ``fd`` (a kernel fd the caller keeps open and unused) from now on."""

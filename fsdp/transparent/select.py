@@ -51,7 +51,7 @@ def _split(objs):
 
 def select(rlist, wlist, xlist, timeout=None):
     """``select.select(rlist, wlist, xlist[, timeout])`` with fsdp sockets allowed."""
-    from fsdp.core.stack import _live_stacks, poll_all_stacks
+    from fsdp.core.stack import _live_stacks, idle_sleep, poll_all_stacks
     from fsdp.selectors import _env_us
 
     rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
@@ -91,7 +91,7 @@ def select(rlist, wlist, xlist, timeout=None):
         else:
             k = ([], [], [])
             if wait > 0 and not (r or w or moved):
-                time.sleep(wait)
+                idle_sleep(wait)  # a frame for the stack's queue wakes it
         if r or w or k[0] or k[1] or k[2]:
             return _in_order(rlist, r + k[0]), _in_order(wlist, w + k[1]), k[2]
         now = time.monotonic()
