@@ -411,6 +411,16 @@ def _rebuild_caches(g, ctl, priv, gen):
             continue
         nq = min(ctl[row + PORT_N_QUEUES], mq)
         if ctl[row + PORT_STATE] != PORT_ATTACHED:
+            # A port that left (its process closed the stack, or exited) may have sent frames
+            # this queue has not read yet: they were on the wire and still arrive, as frames in
+            # flight do on a link whose sender goes away.  Its rings toward this queue stay
+            # sources until the next rebuild; a reattached slot's new owner continues them.
+            for sq in range(nq):
+                r = ((p * mq + sq) * mp + g.port) * mq + g.queue
+                ci = g.c_ring + r * RING_CTRL_STRIDE
+                if load_acquire(ctl, ci + RING_TAIL) != ctl[ci + RING_HEAD]:
+                    priv[g.p_src + n_src] = r
+                    n_src += 1
             continue
         pe = g.p_peers + n_peers * PEER_NF
         priv[pe + PEER_PORT] = p

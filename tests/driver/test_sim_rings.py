@@ -167,6 +167,23 @@ def test_detached_port_stops_receiving_and_slot_is_reused_clean(wire):
     assert b2.drain() == [f]
 
 
+def test_frames_a_port_sent_before_it_left_still_arrive(wire):
+    """Frames on the wire when their sender detaches (its process closed its stack, or exited)
+    arrive, as frames in flight do: a client that sends its last data and exits at once must
+    not lose them to a receiver that had not polled yet."""
+    a = wire.attach(1, MAC_A)
+    b = wire.attach(1, MAC_B)
+    frames = [udp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1, i) for i in range(3)]
+    for f in frames:
+        a.inject(f)
+    a.close()
+    assert b.drain() == frames
+    assert b.drain() == []
+    a2 = wire.attach(1, MAC_A)  # the slot's next owner continues the ring
+    a2.inject(frames[0])
+    assert b.drain() == [frames[0]]
+
+
 def test_redirect_hands_a_frame_to_a_sibling_queue_flagged():
     """nic_redirect (sim_redirect): core 0 passes a frame to queue 2 of its own port, where it
     arrives once, byte for byte, flagged FRAME_F_REDIRECTED; the sender keeps its frame."""
