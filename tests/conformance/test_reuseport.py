@@ -17,10 +17,10 @@ from scapy.layers.inet import IP, TCP
 PORT = 8080
 
 
-def rp_listen(h, backlog: int = 64):
+def rp_listen(h, backlog: int = 64, port: int = PORT):
     s = h.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind((LOCAL_IP, PORT))
+    s.bind((LOCAL_IP, port))
     s.listen(backlog)
     return s
 
@@ -110,3 +110,21 @@ def test_a_cookie_ack_is_taken_by_the_member_it_reaches(harness_factory):
     got = [accept_all(m) for m in members]
     assert sorted(p for g in got for p in g) == sorted(conns)
     assert got[2], "the third member should have taken some of the 32 flows"
+
+
+def test_a_cookie_ack_is_taken_after_its_member_closed(harness_factory):
+    """The same, with a member closing between SYN and ACK: on each of 8 ports (groups of two)
+    one cookie SYN-ACK goes out from one member, the first member closes, and the ACK, now
+    for the member left, completes the handshake there even when that member sent no cookie
+    (the group's SYN-flood time again)."""
+    h = harness_factory(tcp_syncookies=2)
+    accepted = []  # (kept open: a dropped socket would close and send its FIN)
+    for port in range(8081, 8089):
+        first, second = rp_listen(h, port=port), rp_listen(h, port=port)
+        c, _ = syn_ack_of(h, port, pport=46000 + port)
+        first.close()
+        assert tcp_frames(h) == []  # (a cookie leaves nothing queued to reset)
+        c.send("A", 1, 1)
+        assert [p.summary() for p in tcp_frames(h)] == [], f"port {port}: the ACK was refused"
+        accepted += accept_all(second).values()
+        assert len(accepted) == port - 8080
