@@ -398,7 +398,11 @@ class Stack:
 
         return int(uc.tcp_getopt(self._refs[0], -1, opt))
 
-    def _check_bind(self, ip: int, port: int, reuseaddr: bool, sock) -> None:
+    def _check_bind(self, ip: int, port: int, reuseaddr: bool, reuseport: int, sock, *,
+                    engine: bool = True) -> None:
+        """EADDRINUSE unless ``sock`` (with these options) may have ``ip:port``: the sockets
+        of this stack are checked here, the engine's listeners, connections and TIME-WAITs by
+        the engine (``engine=False`` when listen() is about to ask it)."""
         from fsdp.tcp import usercalls as uc
 
         for other in list(self._sockets):
@@ -407,11 +411,17 @@ class Stack:
             oip, oport = other._bound
             if oport != port or (oip and ip and oip != ip):
                 continue
-            # Linux: two sockets share a port only if both set SO_REUSEADDR and neither listens.
-            if not (reuseaddr and other._reuseaddr and other._lids is None):
+            # Linux inet_bind_conflict (relax, reuseport_ok): two sockets share a port if both
+            # set SO_REUSEADDR and the other one does not listen, or both set SO_REUSEPORT
+            # (and have one owner: always so in one process), whatever their states; the
+            # other's as it bound counts too (the bucket's fast path, sk_reuseport_match).
+            if not ((reuseaddr and other._reuseaddr and other._lids is None)
+                    or (reuseport and (other._reuseport or other._bound_reuseport))):
                 raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        if not engine:
+            return
         for core in self._refs:
-            rc = uc.tcp_bind_check(core, ip, port, reuseaddr)
+            rc = uc.tcp_bind_check(core, ip, port, reuseaddr, reuseport)
             if rc < 0:
                 raise OSError(-rc, os.strerror(-rc))
 
@@ -450,14 +460,16 @@ class Stack:
             raise OSError(-cid, os.strerror(-cid))
         return core, cid
 
-    def _listen(self, ip: int, port: int, backlog: int, reuseaddr: bool) -> list[int]:
+    def _listen(self, ip: int, port: int, backlog: int, reuseaddr: bool,
+                reuseport: int = 0) -> list[int]:
         """Listen spawn: the listener goes into every core's local listen table (only core 0's
-        with ``listen_spawn=False``: the list then has one entry)."""
+        with ``listen_spawn=False``: the list then has one entry).  SO_REUSEPORT listeners of
+        one port form a group in each core's table."""
         from fsdp.tcp import usercalls as uc
 
         lids: list[int] = []
         for core in self._refs if self._opts.listen_spawn else self._refs[:1]:
-            lid = int(uc.tcp_listen(core, ip, port, backlog, reuseaddr))
+            lid = int(uc.tcp_listen(core, ip, port, backlog, reuseaddr, reuseport))
             if lid < 0:
                 self._unlisten(lids)
                 raise OSError(-lid, os.strerror(-lid))

@@ -211,6 +211,10 @@ class Socket:
         self._stale_port = 0  # getsockname()'s port after a failed connect gave it back
         self._reuseaddr = False
         self._reuseport = 0
+        # SO_REUSEPORT as of this socket's bind() or listen(): Linux's bind bucket remembers it
+        # (tb->fastreuseport, sk_reuseport_match), so clearing it later does not stop a
+        # socket with SO_REUSEPORT from sharing the port (Stack._check_bind)
+        self._bound_reuseport = 0
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
         self._selectors: list | None = None  # fsdp selectors this socket is registered with
@@ -228,6 +232,8 @@ class Socket:
         # a blocking call, so the accepted socket keeps the listener's mode).
         s._timeout = parent._timeout if stack._virtual_clock else _stdsocket.getdefaulttimeout()
         s._reuseaddr = parent._reuseaddr
+        s._reuseport = parent._reuseport  # Linux sk_clone_lock copies sk_reuseport too
+        s._bound_reuseport = parent._bound_reuseport  # and the child joins its bind bucket
         s._linger = parent._linger
         for opt, value in parent._pending_opts.items():
             uc.tcp_setopt(stack._refs[core], cid, opt, value)
@@ -338,9 +344,10 @@ class Socket:
         if port == 0:
             port = self._autobind_port(ip)
         else:
-            self._stack._check_bind(ip, port, self._reuseaddr, self)
+            self._stack._check_bind(ip, port, self._reuseaddr, self._reuseport, self)
         self._bound = (ip, port)
         self._bind_ip = ip
+        self._bound_reuseport = self._reuseport
 
     def _autobind_port(self, ip: int) -> int:
         """A free port for bind(port 0) or listen() without bind: with the ephemeral range
@@ -380,9 +387,15 @@ class Socket:
             return  # Linux: listen() again only changes the backlog
         if self._bound is None:
             self._bound = (0, self._autobind_port(0))
+        else:
+            # Linux inet_csk_listen_start checks the port again (inet_csk_get_port): the
+            # options may have changed since bind(), and other sockets bound it meanwhile
+            self._stack._check_bind(*self._bound, self._reuseaddr, self._reuseport, self,
+                                    engine=False)
         backlog = max(0, min(int(backlog), 65535))
         self._lids = self._stack._listen(self._bound[0], self._bound[1], backlog,
-                                         self._reuseaddr)
+                                         self._reuseaddr, self._reuseport)
+        self._bound_reuseport = self._reuseport
         for opt, value in self._pending_opts.items():
             self._apply_to_listeners(opt, value)
         self._changed()
@@ -469,6 +482,8 @@ class Socket:
                 uc.tcp_setopt(self._core_state(), cid, opt, value)
             if self._reuseaddr:
                 uc.tcp_setopt(self._core_state(), cid, uc.OPT_REUSEADDR, 1)
+            if self._reuseport:
+                uc.tcp_setopt(self._core_state(), cid, uc.OPT_REUSEPORT, 1)
             self._connecting = True
             self._changed()
 
@@ -844,9 +859,12 @@ class Socket:
                                   int(self._reuseaddr))
                 return
             if optname == getattr(_stdsocket, "SO_REUSEPORT", -1):
-                # accepted and reported, as Linux does; fsdp's listen spawn already spreads
-                # one listener over the cores, so it does not let two listeners share a port
+                # listeners that all set it share a port (an SO_REUSEPORT group: the engine
+                # spreads new connections over them by the flow's hash, fsdp.tcp.listen)
                 self._reuseport = int(bool(value))
+                if self._cid >= 0:  # a later bind of the port looks at it, TIME-WAIT included
+                    uc.tcp_setopt(self._core_state(), self._cid, uc.OPT_REUSEPORT,
+                                  self._reuseport)
                 return
             opt = self._SOL.get(optname)
         elif level == _stdsocket.IPPROTO_TCP:

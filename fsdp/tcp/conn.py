@@ -297,7 +297,7 @@ def tcp_enter_time_wait(core, cid, now):
         c.lport[tw] = lport
         c.rport[tw] = rport
         c.iss[tw] = c.iss[cid]
-        c.reuse[tw] = c.reuse[cid]  # Linux: the TIME-WAIT bucket keeps sk_reuse
+        c.reuse[tw] = c.reuse[cid]  # Linux: the TIME-WAIT bucket keeps sk_reuse, sk_reuseport
         c.irs[tw] = c.irs[cid]
         c.owner[tw] = -1
         c.listener[tw] = -1

@@ -101,9 +101,20 @@ def _port_word(lport, rport):
 
 
 @njit(inline="always", cache=True)
+def _keyed(t, addrs, ports):
+    return _mix(_mix(addrs ^ t.seed[0]) ^ ports ^ t.seed[1])
+
+
+@njit(inline="always", cache=True)
 def _home(t, addrs, ports):
-    h = _mix(_mix(addrs ^ t.seed[0]) ^ ports ^ t.seed[1])
-    return np.int64(h & np.uint64((t.slots.shape[0] >> 1) - 1))
+    return np.int64(_keyed(t, addrs, ports) & np.uint64((t.slots.shape[0] >> 1) - 1))
+
+
+@njit(inline="always", cache=True)
+def flow_hash(t, lip, lport, rip, rport):
+    """The table's keyed 64-bit hash of a 4-tuple (uint64).  Also what picks a SYN's member of
+    an SO_REUSEPORT group (``listen.listen_lookup``), as Linux hashes both with inet_ehashfn."""
+    return _keyed(t, _addr_word(lip, rip), _port_word(lport, rport))
 
 
 @njit(inline="always", cache=True)

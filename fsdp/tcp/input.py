@@ -176,7 +176,7 @@ def tcp_input(core, fid, dst_kind, now):
         out = tcp_segment(core, cid, fid, now)
         if out == SEG_REOPEN:
             # a SYN reopening a TIME-WAIT connection (RFC 6191): to the listener, if any
-            lid = listen_lookup(core.listen, dst, dport)
+            lid = listen_lookup(core.listen, core.flows, dst, dport, src, sport)
             if lid >= 0:
                 out = tcp_time_wait_reopen(core, cid, lid, now)
             else:
@@ -184,7 +184,7 @@ def tcp_input(core, fid, dst_kind, now):
                 out = np.int64(cid)
             frame_free(pool, fid)
     else:
-        lid = listen_lookup(core.listen, dst, dport)
+        lid = listen_lookup(core.listen, core.flows, dst, dport, src, sport)
         if lid >= 0:
             out = tcp_listen_input(core, lid, fid, now)
         elif _redirect_to_owner(core, fid, ip_off, hl + n, dport):

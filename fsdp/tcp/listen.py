@@ -2,8 +2,9 @@
 
 Each core has its own table (*listen spawn*: ``listen()`` installs the listener in every core's
 table, so a SYN is answered by the core the NIC steered it to, with nothing shared).  A listener
-is an id into a record array (``rec``, one record per listener); listeners on one port are chained through ``next`` from
-``port_head[port]``, so finding the listener of a SYN is one array load and a short walk.
+is an id into a record array (``rec``, one record per listener); listeners on one port are
+chained through ``next`` from ``port_head[port]``, so finding the listener of a SYN is one array
+load and a short walk.
 
 A listener owns two lists of connection ids, linked through the TCB's ``link_prev`` /
 ``link_next`` columns (a TCB is on at most one list: this one or the TIME-WAIT FIFO):
@@ -19,6 +20,12 @@ Limits are Linux's (net/ipv4/tcp_input.c ``tcp_conn_request``, include/net/sock.
 
 ``port_refs[p]`` counts the connections (any state, TIME-WAIT included) whose local port is
 ``p``: bind() and listen() consult it for EADDRINUSE, connect() for a free ephemeral port.
+
+SO_REUSEPORT groups (Linux net/core/sock_reuseport.c): listeners that all set SO_REUSEPORT may
+share a port.  The listeners of a port with the same bound address and SO_REUSEPORT are one
+group; a SYN picks one member by a keyed hash of its 4-tuple, so every segment of a flow
+(retransmitted SYN, cookie ACK, TIME-WAIT reopen) picks the same member while the group is
+unchanged.  There is no group record: the members are found on the port's chain.
 """
 
 from typing import NamedTuple
@@ -27,10 +34,17 @@ import numpy as np
 from numba import njit
 
 from fsdp.atomic import fetch_and
+from fsdp.tcp.flowtable import flow_hash
 
 LISTEN_MAX = 1024  # listeners per core
 LS_FREE = 0
 LS_LISTEN = 1
+
+# ``reuse`` bits of a listener and of a connection (TCB cold.reuse): the socket options a later
+# bind() of the port is checked against (Linux sk_reuse / sk_reuseport; a child and a TIME-WAIT
+# keep their listener's / socket's, as sk_clone_lock and inet_twsk_alloc copy them)
+REUSE_ADDR = 1  # SO_REUSEADDR
+REUSE_PORT = 2  # SO_REUSEPORT
 
 # meta indices
 LM_FREE_HEAD = 0  # first free listener id (chained through ``next``), -1 = full
@@ -48,7 +62,7 @@ LISTEN_DTYPE = np.dtype(
         ("lip", np.int64),  # bound address, 0 = any
         ("lport", np.int32),
         ("backlog", np.int32),  # min(backlog, somaxconn)
-        ("reuse", np.int8),  # SO_REUSEADDR
+        ("reuse", np.int8),  # REUSE_* bits: SO_REUSEADDR, SO_REUSEPORT
         ("next", np.int32),  # next listener on the same port / next free id
         ("gen", np.uint32),  # allocations of this id
         ("syn_head", np.int32),  # SYN-RECEIVED children
@@ -96,37 +110,91 @@ def listen_is_valid(ls, lid):
     return lid >= 0 and lid < ls.rec.shape[0] and ls.rec.state[lid] == LS_LISTEN
 
 
+@njit(inline="always", cache=True)
+def _same_group(ls, lid, lip):
+    """True if listener ``lid`` belongs to the SO_REUSEPORT group bound to ``lip`` (Linux
+    inet_reuseport_add_sock: SO_REUSEPORT, and the same address, a wildcard matching only a
+    wildcard)."""
+    return ls.rec.lip[lid] == lip and (ls.rec.reuse[lid] & REUSE_PORT) != 0
+
+
 @njit(cache=True)
-def listen_lookup(ls, dst, dport):
-    """The listener for a segment to ``dst:dport``: one bound to ``dst`` exactly wins over a
-    wildcard one (Linux compute_score); -1 if none."""
+def listen_lookup(ls, flows, dst, dport, src, sport):
+    """The listener for a segment ``src:sport -> dst:dport``, or -1.  One bound to ``dst``
+    exactly wins over a wildcard one (Linux compute_score); when the winner is in an
+    SO_REUSEPORT group, a member picked by the flow's hash (Linux lookup_reuseport:
+    reuseport_select_sock, ``reciprocal_scale(inet_ehashfn(...), num_socks)``)."""
     best = -1
     lid = ls.port_head[dport]
     while lid >= 0:
         a = ls.rec.lip[lid]
         if a == dst:
-            return lid
+            best = lid
+            break
         if a == 0 and best < 0:
             best = lid
         lid = ls.rec.next[lid]
-    return best
+    if best < 0 or (ls.rec.reuse[best] & REUSE_PORT) == 0:
+        return best
+    lip = ls.rec.lip[best]
+    n = 0
+    lid = ls.port_head[dport]
+    while lid >= 0:
+        if _same_group(ls, lid, lip):
+            n += 1
+        lid = ls.rec.next[lid]
+    if n == 1:
+        return best
+    # Linux reciprocal_scale: the high 32 bits of the hash times n, in [0, n)
+    k = np.int64(((flow_hash(flows, dst, dport, src, sport) >> np.uint64(32)) * np.uint64(n))
+                 >> np.uint64(32))
+    lid = ls.port_head[dport]
+    while lid >= 0:
+        if _same_group(ls, lid, lip):
+            if k == 0:
+                return lid
+            k -= 1
+        lid = ls.rec.next[lid]
+    return best  # not reached: the group has n members
 
 
 @njit(cache=True)
-def listen_conflict(ls, lip, lport):
-    """True if a listener holds ``lport`` on an address overlapping ``lip`` (0 = any)."""
+def listen_conflict(ls, lip, lport, reuse):
+    """True if a listener holds ``lport`` on an address overlapping ``lip`` (0 = any), unless
+    both it and the binding socket (``reuse``: its REUSE_* bits) set SO_REUSEPORT (Linux
+    inet_bind_conflict: SO_REUSEADDR never shares a port with a listener, SO_REUSEPORT does,
+    whatever the two addresses)."""
     lid = ls.port_head[lport]
     while lid >= 0:
         a = ls.rec.lip[lid]
         if a == 0 or lip == 0 or a == lip:
-            return True
+            if (reuse & REUSE_PORT) == 0 or (ls.rec.reuse[lid] & REUSE_PORT) == 0:
+                return True
         lid = ls.rec.next[lid]
     return False
 
 
 @njit(cache=True)
+def listen_note_overflow(ls, lid, now):
+    """Stamp the SYN-cookie window of listener ``lid``: a cookie ACK is checked for 2 minutes
+    after.  An SO_REUSEPORT group shares one stamp (Linux tcp_synq_overflow keeps it in the
+    group, reuse->synq_overflow_ts), so the ACK is taken whichever member it lands on."""
+    t = now if now != 0 else 1
+    if (ls.rec.reuse[lid] & REUSE_PORT) == 0:
+        ls.rec.ov_us[lid] = t
+        return
+    lip = ls.rec.lip[lid]
+    m = ls.port_head[ls.rec.lport[lid]]
+    while m >= 0:
+        if _same_group(ls, m, lip):
+            ls.rec.ov_us[m] = t
+        m = ls.rec.next[m]
+
+
+@njit(cache=True)
 def listen_add(ls, lip, lport, backlog, reuse):
-    """A new listener (no conflict check here); its id, or -1 when the table is full."""
+    """A new listener with REUSE_* bits ``reuse`` (no conflict check here); its id, or -1 when
+    the table is full.  A new SO_REUSEPORT group member takes the group's SYN-cookie stamp."""
     lid = ls.meta[LM_FREE_HEAD]
     if lid < 0:
         return np.int64(-1)
@@ -136,7 +204,7 @@ def listen_add(ls, lip, lport, backlog, reuse):
     ls.rec.lip[lid] = lip
     ls.rec.lport[lid] = lport
     ls.rec.backlog[lid] = backlog
-    ls.rec.reuse[lid] = 1 if reuse else 0
+    ls.rec.reuse[lid] = reuse
     ls.rec.gen[lid] += 1
     ls.rec.syn_head[lid] = -1
     ls.rec.syn_count[lid] = 0
@@ -144,6 +212,13 @@ def listen_add(ls, lip, lport, backlog, reuse):
     ls.rec.acc_tail[lid] = -1
     ls.rec.acc_count[lid] = 0
     ls.rec.ov_us[lid] = 0
+    if (reuse & REUSE_PORT) != 0:
+        m = ls.port_head[lport]
+        while m >= 0:
+            if _same_group(ls, m, lip):
+                ls.rec.ov_us[lid] = ls.rec.ov_us[m]
+                break
+            m = ls.rec.next[m]
     ls.rec.rcv_buf[lid] = 0
     ls.rec.snd_buf[lid] = 0
     ls.rec.next[lid] = ls.port_head[lport]

@@ -140,6 +140,7 @@ from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.listen import (
     listen_acc_add,
     listen_accept_queue_full,
+    listen_note_overflow,
     listen_syn_add,
     listen_syn_queue_full,
     listen_syn_remove,
@@ -598,7 +599,7 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
     h = t.hot
     c = t.cold
     c.listener[cid] = lid
-    c.reuse[cid] = ls.rec.reuse[lid]  # the child inherits SO_REUSEADDR (Linux sk_clone)
+    c.reuse[cid] = ls.rec.reuse[lid]  # the child inherits SO_REUSEADDR/PORT (Linux sk_clone)
     c.created_us[cid] = now
     h.tflags[cid] |= np.uint32(TF_PASSIVE)
     set_state(core, cid, TCPS_SYN_RECEIVED)
@@ -740,7 +741,7 @@ def _send_cookie_synack(core, lid, now):
         h.ts_offset[cid] = (np.int64(h.ts_offset[cid]) + seq_diff(want, now_ts)) & M32
     tcp_send_syn(core, cid, now)
     core.stats[STAT_TCP_SYNCOOKIES_SENT] += 1
-    ls.rec.ov_us[lid] = now if now != 0 else 1
+    listen_note_overflow(ls, lid, now)
     tcp_conn_free(core, cid)
 
 
@@ -789,7 +790,7 @@ def _cookie_ack(core, lid, fid, now):
     h = t.hot
     c = t.cold
     c.listener[cid] = lid
-    c.reuse[cid] = core.listen.rec.reuse[lid]  # the child inherits SO_REUSEADDR (Linux sk_clone)
+    c.reuse[cid] = core.listen.rec.reuse[lid]  # inherits SO_REUSEADDR/PORT (Linux sk_clone)
     c.created_us[cid] = now
     set_state(core, cid, TCPS_SYN_RECEIVED)
     f = np.int64(TF_PASSIVE | TF_SYNCOOKIE)

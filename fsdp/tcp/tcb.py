@@ -273,7 +273,7 @@ TCB_COLD_DTYPE = np.dtype(
         ("user_mss", np.int32),  # TCP_MAXSEG, 0 = not set
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
         ("error", np.int32),  # pending socket error (errno), 0 = none
-        ("reuse", np.uint8),  # SO_REUSEADDR of its socket (a child: its listener's), for bind
+        ("reuse", np.uint8),  # listen.REUSE_* of its socket (a child: its listener's), for bind
         ("link_prev", np.int32),  # a list through TCBs (the TIME-WAIT FIFO), -1 = none
         ("link_next", np.int32),  # int32
         ("segs_in", np.uint32),  # statistics (tcp_info)

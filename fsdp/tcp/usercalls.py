@@ -69,6 +69,8 @@ from fsdp.tcp.listen import (
     LS_LISTEN,
     PORT_EPHEMERAL_HI,
     PORT_EPHEMERAL_LO,
+    REUSE_ADDR,
+    REUSE_PORT,
     listen_acc_remove,
     listen_add,
     listen_conflict,
@@ -150,6 +152,7 @@ OPT_MAXSEG = 9  # TCP_MAXSEG: bytes, 88..65535 (get: the current send MSS)
 OPT_CONGESTION = 10  # TCP_CONGESTION: CC_NEWRENO / CC_CUBIC
 OPT_CORK = 11  # TCP_CORK: 0/1
 OPT_REUSEADDR = 12  # SO_REUSEADDR: 0/1 (what a later bind of the port checks, TIME-WAIT included)
+OPT_REUSEPORT = 13  # SO_REUSEPORT: 0/1 (the same, for SO_REUSEPORT)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -220,32 +223,38 @@ def _connected_state(st):
 
 # --- passive open ----------------------------------------------------------------------------
 @kernel
-def tcp_bind_check_k(core, lip, lport, reuseaddr):
-    """0 if ``lip:lport`` may be bound: no listener holds it and no connection (TIME-WAIT
-    included) uses the port, unless both that connection's socket and this one set
-    SO_REUSEADDR (Linux inet_bind_conflict: ``reuse && sk2->sk_reuse && sk2 not listening``;
-    a TIME-WAIT keeps its socket's, a child its listener's).  Else -EADDRINUSE."""
+def tcp_bind_check_k(core, lip, lport, reuse):
+    """0 if ``lip:lport`` may be bound by a socket with the REUSE_* bits ``reuse``, else
+    -EADDRINUSE.  Linux inet_bind_conflict, for each socket holding the port on an
+    overlapping address: a listener conflicts unless both set SO_REUSEPORT; a connection
+    (TIME-WAIT included: it keeps its socket's bits, a child its listener's) conflicts unless
+    both set SO_REUSEADDR (``reuse && sk2->sk_reuse && sk2 not listening``) or both set
+    SO_REUSEPORT (same owner: always, in one process)."""
     if lport <= 0 or lport > 65535:
         return np.int64(-EINVAL) if lport != 0 else np.int64(0)
     ls = core.listen
-    if listen_conflict(ls, lip, lport):
+    if listen_conflict(ls, lip, lport, reuse):
         return np.int64(-EADDRINUSE)
     if ls.port_refs[lport] > 0:
-        if not reuseaddr:
+        if reuse == 0:
             return np.int64(-EADDRINUSE)
-        # rare (a bind to a port in use, with SO_REUSEADDR): look at each connection on it
+        # rare (a bind to a port in use, with a reuse option): look at each connection on it
         c = core.tcb.cold
         for cid in range(c.shape[0]):
-            if (c.lport[cid] == lport and c.reuse[cid] == 0 and is_alloc(core, cid)
+            if (c.lport[cid] == lport and is_alloc(core, cid)
                     and (lip == 0 or c.lip[cid] == 0 or c.lip[cid] == lip)):
-                return np.int64(-EADDRINUSE)
+                shared = reuse & np.int64(c.reuse[cid])
+                if (shared & (REUSE_ADDR | REUSE_PORT)) == 0:
+                    return np.int64(-EADDRINUSE)
     return np.int64(0)
 
 
 @kernel_inline
-def tcp_listen_k(core, lip, lport, backlog, reuseaddr):
-    """RFC 9293 §3.10.1 passive OPEN: a listener on ``lip:lport`` (lip 0 = any); its id."""
-    rc = tcp_bind_check_k(core, lip, lport, reuseaddr)
+def tcp_listen_k(core, lip, lport, backlog, reuse):
+    """RFC 9293 §3.10.1 passive OPEN: a listener on ``lip:lport`` (lip 0 = any) with the
+    REUSE_* bits ``reuse``; its id.  With SO_REUSEPORT it may join the listeners already there
+    (an SO_REUSEPORT group, Linux reuseport_add_sock)."""
+    rc = tcp_bind_check_k(core, lip, lport, reuse)
     if rc < 0:
         return rc
     if lport <= 0:
@@ -254,7 +263,7 @@ def tcp_listen_k(core, lip, lport, backlog, reuseaddr):
     b = np.int64(backlog)
     if b < 0 or b > mx:
         b = mx
-    lid = listen_add(core.listen, lip, lport, b, reuseaddr)
+    lid = listen_add(core.listen, lip, lport, b, reuse & (REUSE_ADDR | REUSE_PORT))
     if lid < 0:
         return np.int64(-ENOBUFS)
     # Tell the port's other cores (in any process) that this one listens on lport.
@@ -265,7 +274,8 @@ def tcp_listen_k(core, lip, lport, backlog, reuseaddr):
 @kernel
 def tcp_unlisten_k(core, lid, now):
     """Close listener ``lid``: embryonic connections are dropped silently, connections never
-    accepted are reset (Linux inet_csk_listen_stop)."""
+    accepted are reset (Linux inet_csk_listen_stop with net.ipv4.tcp_migrate_req=0: an
+    SO_REUSEPORT group's other members keep theirs, and take the port's new SYNs)."""
     ls = core.listen
     if not listen_is_valid(ls, lid):
         return np.int64(-EINVAL)
@@ -287,7 +297,7 @@ def tcp_unlisten_k(core, lid, now):
         tcp_conn_free(core, cid)
     lport = ls.rec.lport[lid]
     listen_remove(ls, lid)
-    if ls.port_head[lport] < 0:  # this core's last listener on lport
+    if ls.port_head[lport] < 0:  # this core's last listener on lport (of any group)
         fetch_and(core.listen_map, lport, ~(np.int64(1) << core.cfg[CFG_CORE_ID]))
     return np.int64(0)
 
@@ -368,8 +378,8 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
                 port += 1
                 if port > PORT_EPHEMERAL_HI:
                     port = PORT_EPHEMERAL_LO + par
-            if listen_conflict(ls, 0, port):
-                continue
+            if listen_conflict(ls, 0, port, 0):
+                continue  # Linux inet_csk_find_open_port: not even an SO_REUSEPORT group's
             if rip == 0:
                 if ls.port_refs[port] > 0:
                     continue
@@ -760,8 +770,9 @@ def tcp_setopt_k(core, cid, opt, value):
         if v != CC_NEWRENO and v != CC_CUBIC:
             return np.int64(-EINVAL)
         cc_set_algo(t, cid, v)
-    elif opt == OPT_REUSEADDR:
-        c.reuse[cid] = 1 if v != 0 else 0
+    elif opt == OPT_REUSEADDR or opt == OPT_REUSEPORT:
+        bit = np.uint8(REUSE_ADDR if opt == OPT_REUSEADDR else REUSE_PORT)
+        c.reuse[cid] = (c.reuse[cid] | bit) if v != 0 else (c.reuse[cid] & ~bit)
     else:
         return np.int64(-EINVAL)
     return np.int64(0)
@@ -1026,9 +1037,9 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     elif op == OP_STATUS:
         rc = tcp_status_k(core, cid)
     elif op == OP_BIND_CHECK:
-        rc = tcp_bind_check_k(core, a, b, c != 0)
+        rc = tcp_bind_check_k(core, a, b, c)
     elif op == OP_LISTEN:
-        rc = tcp_listen_k(core, a, b, c, d != 0)
+        rc = tcp_listen_k(core, a, b, c, d)
     elif op == OP_UNLISTEN:
         rc = tcp_unlisten_k(core, cid, now)
     elif op == OP_ACCEPT:
@@ -1103,14 +1114,20 @@ def _call(core, op, cid=-1, a=0, b=0, c=0, d=0, now=0, buf=_U8, out=_I64, ids=_I
 
 
 # --- the usercall API (Python entry points; see the module doc for semantics) -------------------
-def tcp_bind_check(core, lip, lport, reuseaddr) -> int:
-    """0 if ``lip:lport`` may be bound, else -EADDRINUSE."""
-    return _call(core, OP_BIND_CHECK, a=lip, b=lport, c=bool(reuseaddr))
+def _reuse_bits(reuseaddr, reuseport) -> int:
+    return (REUSE_ADDR if reuseaddr else 0) | (REUSE_PORT if reuseport else 0)
 
 
-def tcp_listen(core, lip, lport, backlog, reuseaddr) -> int:
-    """A listener on ``lip:lport`` (0 = any address): its id, -EADDRINUSE or -ENOBUFS."""
-    return _call(core, OP_LISTEN, a=lip, b=lport, c=backlog, d=bool(reuseaddr))
+def tcp_bind_check(core, lip, lport, reuseaddr, reuseport=False) -> int:
+    """0 if ``lip:lport`` may be bound by a socket with these options, else -EADDRINUSE."""
+    return _call(core, OP_BIND_CHECK, a=lip, b=lport, c=_reuse_bits(reuseaddr, reuseport))
+
+
+def tcp_listen(core, lip, lport, backlog, reuseaddr, reuseport=False) -> int:
+    """A listener on ``lip:lport`` (0 = any address): its id, -EADDRINUSE or -ENOBUFS.  With
+    ``reuseport`` it joins the SO_REUSEPORT listeners already on the address, if any."""
+    return _call(core, OP_LISTEN, a=lip, b=lport, c=backlog,
+                 d=_reuse_bits(reuseaddr, reuseport))
 
 
 def tcp_listen_setopt(core, lid, opt, value) -> int:

@@ -87,7 +87,7 @@ class TransparentSocket(_KernelSocket):
                 try:
                     f.setsockopt(level, opt, value)
                 except OSError as e:
-                    # What fsdp lacks (SO_REUSEPORT, IP_TOS ...) is skipped, as an option
+                    # What fsdp lacks (IP_TOS, IP_TTL ...) is skipped, as an option
                     # the kernel ignores for TCP would be.
                     if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
                         raise

@@ -138,6 +138,44 @@ def test_create_server_with_protocol_and_transport_close_gives_eof(stacks):
     assert proto.got == b"HELLO FSDP\n"
 
 
+def test_create_server_with_reuse_port_twice_on_one_port(stacks):
+    """create_server(reuse_port=True) twice on one port in one loop: the two listeners are an
+    SO_REUSEPORT group (fsdp.tcp.listen), both servers get connections; a third server
+    without reuse_port gets EADDRINUSE, as on Linux."""
+    server, client = stacks
+    served = [0, 0]
+
+    def echo_once(i):
+        async def handle(reader, writer):
+            served[i] += 1
+            writer.write(await reader.read(100))
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        return handle
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srvs = [await asyncio.start_server(echo_once(i), "0.0.0.0", 7010, reuse_port=True)
+                for i in range(2)]
+        with pytest.raises(OSError) as e:
+            await asyncio.start_server(echo_once(0), "0.0.0.0", 7010)
+        assert e.value.errno == errno.EADDRINUSE
+        loop._fsdp_stack = client
+        for i in range(24):
+            reader, writer = await asyncio.open_connection("10.9.0.1", 7010)
+            writer.write(b"hello %d" % i)
+            assert await reader.read(100) == b"hello %d" % i
+            writer.close()
+            await writer.wait_closed()
+        for srv in srvs:
+            srv.close()
+            await srv.wait_closed()
+
+    run(main(), server)
+    assert sum(served) == 24 and min(served) > 0
+
+
 def test_sock_methods(stacks):
     server, client = stacks
 

@@ -3,15 +3,16 @@
 import errno
 import hashlib
 import itertools
+import json
 import os
 import socket as stdsocket
 import struct
 import time
 
+import numpy as np
 import pytest
 
 import fsdp
-
 
 _wires = itertools.count()
 
@@ -251,3 +252,152 @@ def test_default_stack_is_made_once_when_threads_race(monkeypatch):
     assert not errors
     assert len({id(s) for s in made}) == 1
     made[0].close()
+
+
+# ---- SO_REUSEPORT groups (fsdp.tcp.listen).  Bind rules against the kernel's answers:
+# test_stdlib_parity.py (reuseport_*); segment by segment against Linux:
+# tests/conformance/test_reuseport.py.
+def _reuseport_listeners(server, n, port):
+    out = []
+    for _ in range(n):
+        ls = server.socket()
+        ls.setsockopt(fsdp.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
+        ls.bind(("0.0.0.0", port))
+        ls.listen(64)
+        ls.setblocking(False)
+        out.append(ls)
+    return out
+
+
+def _connect_many(client, n, port):
+    out = []
+    for _ in range(n):
+        c = client.socket()
+        c.settimeout(5)
+        c.connect(("10.9.0.1", port))
+        out.append(c)
+    return out
+
+
+def _accept_all(ls) -> list:
+    out = []
+    while True:
+        try:
+            out.append(ls.accept()[0])
+        except BlockingIOError:
+            return out
+
+
+def _pump(*stacks, rounds=20):
+    for _ in range(rounds):
+        for st in stacks:
+            st.poll()
+
+
+def _echo_each(clients, accepted):
+    """Every client's connection was accepted exactly once, and carries data both ways."""
+    by_peer = {s.getpeername(): s for s in accepted}
+    assert len(by_peer) == len(accepted) == len(clients)
+    assert set(by_peer) == {c.getsockname() for c in clients}
+    for i, c in enumerate(clients):
+        s = by_peer[c.getsockname()]
+        s.settimeout(5)
+        c.sendall(b"ping %d" % i)
+        assert s.recv(64) == b"ping %d" % i
+        s.sendall(b"pong %d" % i)
+        assert c.recv(64) == b"pong %d" % i
+
+
+def test_reuseport_listeners_share_a_port_and_its_connections(pair, capsys):
+    """Two listeners with SO_REUSEPORT on one port: each SYN goes to one of them (by the hash
+    of its 4-tuple), each has its own accept queue (fsdp ss shows both), a selector reports
+    each one when its own queue fills, and every connection is accepted once."""
+    from fsdp.apps.observe import run_ss
+    from fsdp.selectors import EVENT_READ, DefaultSelector
+
+    server, client = pair
+    listeners = _reuseport_listeners(server, 2, 8470)
+    clients = _connect_many(client, 32, 8470)
+    _pump(server, client)
+
+    assert run_ss(os.getpid(), listening=True, as_json=True) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["local"] == "0.0.0.0:8470"]
+    queued = sorted(r["recv_q"] for r in rows)
+    assert len(rows) == 2 and sum(queued) == 32 and queued[0] > 0
+
+    accepted = {0: [], 1: []}
+    with DefaultSelector() as sel:
+        for i, ls in enumerate(listeners):
+            sel.register(ls, EVENT_READ, i)
+        deadline = time.monotonic() + 10
+        while sum(map(len, accepted.values())) < 32:
+            assert time.monotonic() < deadline
+            for key, _ in sel.select(1):
+                accepted[key.data] += _accept_all(key.fileobj)
+    assert sorted(map(len, accepted.values())) == queued
+    _echo_each(clients, accepted[0] + accepted[1])
+
+
+def test_closing_a_reuseport_member_resets_its_queue_only(pair):
+    """Linux inet_csk_listen_stop (net.ipv4.tcp_migrate_req=0): closing one member resets the
+    connections waiting in its accept queue; one it accepted before goes on, the other
+    member's queue is untouched, and the other member takes every new connection."""
+    server, client = pair
+    a, b = _reuseport_listeners(server, 2, 8471)
+    clients = _connect_many(client, 32, 8471)
+    _pump(server, client)
+    kept = a.accept()[0]
+    a.close()
+    _pump(server, client)
+    reset, alive = [], []
+    for c in clients:
+        c.setblocking(False)
+        try:
+            c.recv(1)
+        except ConnectionResetError:
+            reset.append(c)
+        except BlockingIOError:
+            alive.append(c)
+    assert reset, "a's accept queue held some of the 32"
+    kept_client = next(c for c in alive if c.getsockname() == kept.getpeername())
+    alive.remove(kept_client)
+    for c in alive:
+        c.settimeout(5)
+    kept_client.settimeout(5)
+    _echo_each([kept_client], [kept])
+    later = _connect_many(client, 8, 8471)
+    _pump(server, client)
+    _echo_each(alive + later, _accept_all(b))
+
+
+def test_reuseport_group_on_a_four_core_stack():
+    """Listen spawn with a group: every core's listen table holds both members, the port's
+    global listen table keeps each core's bit while either member listens, connections
+    arrive on several cores and are shared by both members."""
+    from fsdp.tcp import usercalls as uc
+
+    wire = f"sim:socktest-{os.getpid()}-{next(_wires)}"
+    with fsdp.Stack(nic=wire, ip="10.9.0.1/24", cores=4) as server, \
+            fsdp.Stack(nic=wire, ip="10.9.0.2/24", cores=4) as client:
+        a, b = _reuseport_listeners(server, 2, 8472)
+        ids = np.zeros(16, np.int32)
+        for k, core in enumerate(server._refs):
+            n = int(uc.tcp_listen_list(core, ids))
+            assert sorted(ids[:n].tolist()) == sorted([a._lids[k], b._lids[k]])
+        listen_map = server._cores[0].listen_map
+        assert listen_map[8472] == 0b1111
+        clients = _connect_many(client, 32, 8472)
+        _pump(server, client)
+        in_a, in_b = _accept_all(a), _accept_all(b)
+        assert in_a and in_b
+        assert len({s._core for s in in_a + in_b}) > 1
+        _echo_each(clients, in_a + in_b)
+        a.close()
+        assert listen_map[8472] == 0b1111  # b still listens on every core
+        later = _connect_many(client, 4, 8472)
+        _pump(server, client)
+        _echo_each(later, _accept_all(b))
+        b.close()
+        assert listen_map[8472] == 0
+        for s in clients + later + in_a + in_b:
+            s.close()

@@ -107,6 +107,8 @@ class World:
         ls = self.ssock()
         if opts.get("reuse"):
             ls.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+        if opts.get("reuseport"):
+            ls.setsockopt(SOL, stdsocket.SO_REUSEPORT, 1)
         ls.bind((self.srv_ip, opts.get("port", 0)))
         ls.listen()
         ls.settimeout(5)
@@ -727,8 +729,8 @@ def sockopt_values(w):
     return out
 
 
-def _time_wait_then_bind(w, listener_reuse):
-    ls = w.listener(reuse=listener_reuse)
+def _time_wait_then_bind(w, **listener_opts):
+    ls = w.listener(**listener_opts)
     c = w.csock()
     c.settimeout(5)
     c.connect((w.srv_ip, ls.getsockname()[1]))
@@ -740,26 +742,35 @@ def _time_wait_then_bind(w, listener_reuse):
     c.recv(1)
     c.close()
     w.settle()
-    plain = w.ssock()
-    out = [rec(plain.bind, (w.srv_ip, port))]
-    plain.close()
-    reuse = w.ssock()
-    reuse.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
-    out += [rec(reuse.bind, (w.srv_ip, port)), rec(reuse.listen)]
+    out = []
+    for opt in (None, stdsocket.SO_REUSEADDR, stdsocket.SO_REUSEPORT):
+        b = w.ssock()
+        if opt is not None:
+            b.setsockopt(SOL, opt, 1)
+        r = rec(b.bind, (w.srv_ip, port))
+        out.append((r, rec(b.listen) if r is None else None))
+        b.close()
     return out
 
 
 @scenario
 def reuseaddr_over_time_wait(w):
     """SO_REUSEADDR binds over a TIME_WAIT left by a listener that had it set too."""
-    return _time_wait_then_bind(w, True)
+    return _time_wait_then_bind(w, reuse=True)
 
 
 @scenario
 def time_wait_of_plain_listener_blocks_bind(w):
     """Linux: a TIME_WAIT inherits the listener's SO_REUSEADDR; without it, a new bind of
     the port fails even with SO_REUSEADDR set."""
-    return _time_wait_then_bind(w, False)
+    return _time_wait_then_bind(w)
+
+
+@scenario
+def reuseport_over_time_wait(w):
+    """Linux: a TIME_WAIT keeps its socket's SO_REUSEPORT (inet_twsk_alloc: tw_reuseport), so
+    a socket with SO_REUSEPORT may bind the port and listen; SO_REUSEADDR alone may not."""
+    return _time_wait_then_bind(w, reuseport=True)
 
 
 @scenario
@@ -1196,6 +1207,103 @@ def reuseport_two_listeners(w):
     return out
 
 
+def _reuseport_sock(w, make, reuseport=True, reuseaddr=False):
+    s = make()
+    if reuseport:
+        s.setsockopt(SOL, stdsocket.SO_REUSEPORT, 1)
+    if reuseaddr:
+        s.setsockopt(SOL, stdsocket.SO_REUSEADDR, 1)
+    return s
+
+
+@scenario
+def reuseport_bind_matrix(w):
+    """Linux inet_bind_conflict with SO_REUSEPORT (relax and reuseport_ok, as bind() and
+    listen() call it): two sockets share a port if both set SO_REUSEPORT, whatever their
+    states and addresses (wildcard or not), or both set SO_REUSEADDR and the holder does not
+    listen; listen() checks again with the options set then."""
+    out = []
+    rp, plain = {"reuseport": True}, {"reuseport": False}
+    rp_ra, ra = {"reuseaddr": True}, {"reuseport": False, "reuseaddr": True}
+    # (holder, holder listens, holder address, newcomer, newcomer address)
+    for a_opts, a_listens, a_any, b_opts, b_any in (
+            (rp, True, False, rp, False), (rp, True, False, plain, False),
+            (plain, True, False, rp, False), (rp, False, False, plain, False),
+            (plain, False, False, rp, False), (rp, False, False, rp, False),
+            (rp, True, True, rp, False), (rp, True, False, rp, True),
+            (rp, True, True, plain, False), (rp_ra, True, False, ra, False),
+            (rp_ra, False, False, ra, False), (ra, False, False, rp_ra, False)):
+        a = _reuseport_sock(w, w.ssock, **a_opts)
+        r = [rec(a.bind, ("0.0.0.0" if a_any else w.srv_ip, 0))]
+        if a_listens:
+            r.append(rec(a.listen))
+        b = _reuseport_sock(w, w.ssock, **b_opts)
+        r.append(rec(b.bind, ("0.0.0.0" if b_any else w.srv_ip, a.getsockname()[1])))
+        r.append(rec(b.listen) if r[-1] is None else None)
+        out.append(r)
+        a.close()
+        b.close()
+    # the options listen() sees are the ones set then
+    a = _reuseport_sock(w, w.ssock)
+    a.bind((w.srv_ip, 0))
+    a.setsockopt(SOL, stdsocket.SO_REUSEPORT, 0)
+    b = _reuseport_sock(w, w.ssock)
+    out.append([rec(b.bind, (w.srv_ip, a.getsockname()[1])), rec(a.listen), rec(b.listen)])
+    c = w.ssock()
+    c.bind((w.srv_ip, 0))
+    c.setsockopt(SOL, stdsocket.SO_REUSEPORT, 1)
+    d = _reuseport_sock(w, w.ssock)
+    out.append([rec(c.listen), rec(d.bind, (w.srv_ip, c.getsockname()[1])), rec(d.listen)])
+    return out
+
+
+@scenario
+def reuseport_group_serves_until_its_last_member_closes(w):
+    """Two SO_REUSEPORT listeners: connections reach the group (an accepted socket has
+    SO_REUSEPORT, sk_clone_lock copies it); with one member closed the other takes every new
+    connection and the port stays the group's; the last close frees it.  An active open with
+    SO_REUSEPORT shares its port the same way."""
+    l1 = w.listener(reuseport=True)
+    port = l1.getsockname()[1]
+    l2 = w.listener(reuseport=True, port=port)
+    out = []
+    for _ in range(4):
+        c = w.csock()
+        c.settimeout(5)
+        out.append(rec(c.connect, (w.srv_ip, port)))
+    w.settle()
+    out.append(rec(w.ssock().bind, (w.srv_ip, port)))
+    l1.close()
+    w.settle()
+    out.append(rec(w.ssock().bind, (w.srv_ip, port)))
+    c = w.csock()
+    c.settimeout(5)
+    out.append(rec(c.connect, (w.srv_ip, port)))
+    s, _ = l2.accept()
+    w._socks.append(s)
+    out.append(rec(s.getsockopt, SOL, stdsocket.SO_REUSEPORT))
+    l2.close()
+    s.close()
+    w.settle()
+    # the connections left in the two accept queues were reset by their close; the accepted
+    # one, closed first by the server, holds the port (FIN_WAIT2) with SO_REUSEPORT
+    out.append(rec(w.ssock().bind, (w.srv_ip, port)))
+    last = _reuseport_sock(w, w.ssock)
+    out += [rec(last.bind, (w.srv_ip, port)), rec(last.listen)]
+    last.close()
+    # an active open with SO_REUSEPORT
+    ls = w.listener()
+    c = _reuseport_sock(w, w.csock)
+    c.bind((w.cli_ip, 0))
+    c.settimeout(5)
+    c.connect((w.srv_ip, ls.getsockname()[1]))
+    d = _reuseport_sock(w, w.csock)
+    e = w.csock()
+    cport = c.getsockname()[1]
+    out += [rec(d.bind, (w.cli_ip, cport)), rec(e.bind, (w.cli_ip, cport))]
+    return out
+
+
 @scenario
 def makefile_flush_after_socket_close_and_timeouts(w):
     ls, c, s = w.pair()
@@ -1245,13 +1353,7 @@ def _same(want, got, world):
 
 # Differences that need the TCP engine (fsdp/tcp), not the socket layer: strict xfails, so
 # they turn into failures the day the engine is fixed.
-ENGINE_GAPS = {
-    "reuseport_two_listeners":
-        "stack: SO_REUSEPORT is accepted and read back, but Stack._check_bind and the "
-        "engine's listen table give a second listener on the port EADDRINUSE (Linux lets "
-        "sockets that all set SO_REUSEPORT share it; fsdp spreads one listener over its "
-        "cores instead)",
-}
+ENGINE_GAPS: dict[str, str] = {}
 
 
 def _params():
