@@ -72,6 +72,12 @@ class QueueSlice:
     def capabilities(self) -> dict:
         return self._p.capabilities
 
+    def bell_relay(self, i: int):
+        """The queue's doorbell as an fd (fsdp.driver.sim.BellRelay)."""
+        if i != 0:
+            raise ValueError("a queue slice has one queue")
+        return self._p.bell_relay(self._q)
+
     def held_frames(self, queue: int) -> int:
         held = getattr(self._p, "held_frames", None)
         return int(held(self._q)) if held is not None else 0

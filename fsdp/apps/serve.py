@@ -48,11 +48,12 @@ from fsdp.apps.percore import (
     retire_queues,
     worker_stack,
 )
-from fsdp.core.stack import idle_sleep
+from fsdp.core.stack import doorbell_stack, idle_sleep
 
 SLICE_US = 100_000  # a jitted loop returns to Python this often (stop flag, CPU accounting)
-IDLE_SLICE_US = 1_000  # slices once idle ...
-IDLE_SLEEP_MAX_S = 0.005  # ... with sleeps up to this between them
+IDLE_SLICE_US = 200  # slices once idle ...
+IDLE_SLEEP_MAX_S = 0.005  # ... with sleeps up to this between them (a plain sleep) ...
+IDLE_BELL_SLEEP_MAX_S = 0.05  # ... or this, asleep on the queue's doorbell (a frame wakes it)
 REGION = 2048  # read buffer per connection slot
 BACKLOG = 4096
 
@@ -146,6 +147,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     bench_run(core, core, OP_HTTP_SERVE, warm, resp, u8, u8, sbuf, st, e2, sv, e1)
     ctl[W_STATE] = WS_READY
     idle = 0
+    sleep_max = IDLE_BELL_SLEEP_MAX_S if doorbell_stack() is stack else IDLE_SLEEP_MAX_S
     while counters[HC_STOP] == 0:
         before = int(counters[HC_ACCEPTED])
         # Busy: poll in long slices.  Idle (nothing accepted, no connection open): short slices
@@ -159,7 +161,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
         else:
             idle += 1
             if idle >= 3:
-                idle_sleep(min(IDLE_SLEEP_MAX_S, 0.0002 * idle))  # a SYN wakes it at once
+                idle_sleep(min(sleep_max, 0.0002 * idle))  # a SYN wakes it at once
     stack.close()
     nic.close()
 

@@ -73,7 +73,7 @@ def monotonic_us() -> int:
     return time.monotonic_ns() // 1000
 
 
-def _doorbell_stack() -> Stack | None:
+def doorbell_stack() -> Stack | None:
     """The stack whose NIC queue doorbell this process's idle waits sleep on, or None: only a
     process with one stack (on a real clock) of one core, on a NIC that has a doorbell (``sim``),
     can sleep on one queue's.  (A stack on a virtual clock, a test harness's, moves only when its
@@ -97,10 +97,10 @@ def _sleep_bound(s: Stack, seconds: float) -> float:
 
 def idle_sleep(seconds: float) -> None:
     """The idle wait of a thread that polls this process's stacks (selectors, blocking socket
-    calls): on the NIC queue's doorbell where :func:`_doorbell_stack` finds one, so a frame sent
+    calls): on the NIC queue's doorbell where :func:`doorbell_stack` finds one, so a frame sent
     to the queue ends it at once (fsdp.driver.sim.queue_sleep), never past the stack's next
     timer; else a plain sleep."""
-    s = _doorbell_stack()
+    s = doorbell_stack()
     if s is None:
         time.sleep(seconds)
         return
@@ -111,7 +111,7 @@ def idle_wait_fd(fd: int, seconds: float) -> None:
     """:func:`idle_sleep` that also ends when kernel fd ``fd`` (an epoll fd: a kernel selector's)
     becomes readable.  A futex cannot sleep in poll(2), so the doorbell comes as the fd of the
     queue's BellRelay (fsdp.driver.sim.BellRelay), polled beside ``fd``."""
-    s = _doorbell_stack()
+    s = doorbell_stack()
     relay = None
     if s is not None:
         try:

@@ -140,3 +140,49 @@ def test_without_a_frame_the_sleep_lasts_its_timeout():
         assert _sleepers(q) == 0
     finally:
         b.close()
+
+
+def test_a_relay_fd_becomes_readable_when_its_queue_is_rung():
+    """A selector with kernel fds sleeps in poll(2): the queue's BellRelay turns a ring into
+    readiness of an eventfd.  A worker's one-queue slice of a port relays its own queue; closing
+    the port stops the relay's thread."""
+    import select
+
+    from fsdp.apps.percore import QueueSlice
+    from fsdp.driver import open_nic
+
+    from ._sim import expected_queue
+
+    b = open_nic("sim:bell4", 2, MAC_B, max_ports=4, max_queues=2, ring_slots=64, fdir_size=16)
+    a = open_nic("sim:bell4", 1, MAC_A)
+    try:
+        relay = QueueSlice(b, 1).bell_relay(0)
+        assert relay is b.bell_relay(1)
+        sport = next(p for p in range(1000, 2000)
+                     if expected_queue("10.0.0.1", "10.0.0.2", p, 2000, n_queues=2) == 1)
+        frame = udp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", sport, 2000, b"ring")
+        q = b.queue(1)
+        queue_sleep(q, 0, lambda: False)  # compile (or load) the arming path first
+        woke = []
+
+        def sleeper():
+            t0 = time.monotonic()
+            queue_sleep(q, 10.0, lambda: relay.drain() or False,
+                        wait=lambda t: select.select([relay.fd], [], [], t))
+            woke.append(time.monotonic() - t0)
+
+        t = threading.Thread(target=sleeper)
+        t.start()
+        deadline = time.monotonic() + 5
+        while _sleepers(q) < 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)
+        a.inject(frame)
+        t.join(5)
+        assert woke and woke[0] < 5.0, woke
+        assert b.drain(queue=1) == [frame]
+        thread = relay._thread
+    finally:
+        a.close()
+        b.close()
+    assert not thread.is_alive()  # stopped before the wire's memory went away
