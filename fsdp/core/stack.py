@@ -77,7 +77,9 @@ def doorbell_stack() -> Stack | None:
     """The stack whose NIC queue doorbell this process's idle waits sleep on, or None: only a
     process with one stack (on a real clock) of one core, on a NIC that has a doorbell (``sim``),
     can sleep on one queue's.  (A stack on a virtual clock, a test harness's, moves only when its
-    test drives it.)"""
+    test drives it.)  ``FSDP_DOORBELL=0`` in the environment turns it off: naps only."""
+    if os.environ.get("FSDP_DOORBELL", "1") == "0":
+        return None
     stacks = [s for s in live_stacks() if not s._virtual_clock]
     if len(stacks) != 1:
         return None
