@@ -643,6 +643,12 @@ class Socket:
     def recvfrom(self, bufsize: int, flags: int = 0):
         return self.recv(bufsize, flags), None
 
+    # socket.socket.sendfile(file, offset=0, count=None): there is no kernel fd for
+    # sendfile(2), so the stdlib's own send()-based path, which socket.socket takes where
+    # os.sendfile cannot serve (its checks, errors and file position included)
+    _check_sendfile_params = _stdsocket.socket._check_sendfile_params
+    sendfile = _stdsocket.socket._sendfile_use_send
+
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
         return self.recv_into(buffer, nbytes, flags), None
 

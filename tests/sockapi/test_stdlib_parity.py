@@ -273,6 +273,34 @@ def unconnected_socket_ops(w):
 
 
 @scenario
+def sendfile_sends_the_file_and_moves_its_position(w):
+    import io
+    import tempfile
+
+    ls, c, s = w.pair()
+    r = []
+    with tempfile.TemporaryFile() as f:
+        f.write(bytes(range(256)) * 100)
+        f.seek(0)
+        r += [rec(c.sendfile, f, 1000, 5000), f.tell()]
+        got = b""
+        while len(got) < 5000:
+            got += s.recv(65536)
+        r.append(got == (bytes(range(256)) * 100)[1000:6000])
+        f.seek(0)
+        r += [rec(c.sendfile, f, 25000), f.tell()]  # to EOF
+        got = b""
+        while len(got) < 600:
+            got += s.recv(65536)
+        r.append(len(got))
+        r += [rec(c.sendfile, f, 0, 0), rec(c.sendfile, f, 0, -1), rec(c.sendfile, f, 0, "1")]
+        r.append(rec(c.sendfile, io.StringIO("text")))
+        c.setblocking(False)
+        r.append(rec(c.sendfile, f))
+    return r
+
+
+@scenario
 def bound_socket_ops(w):
     s = w.ssock()
     s.bind(("0.0.0.0", 0))
