@@ -760,7 +760,10 @@ class Socket:
             self._release()
 
     def detach(self) -> int:
-        raise _oserror(errno.EOPNOTSUPP)
+        raise _oserror(errno.EOPNOTSUPP)  # an fsdp connection has no fd to hand over
+
+    def dup(self):
+        raise _oserror(errno.EOPNOTSUPP)  # nor one to duplicate (as transparent mode's)
 
     def __del__(self):
         try:

@@ -153,6 +153,10 @@ def test_closed_socket_and_unconnected_errors(pair):
         server.socket(stdsocket.AF_INET6, stdsocket.SOCK_STREAM)
     with pytest.raises(OSError):
         server.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+    for no_fd in (server.socket().dup, server.socket().detach):  # no kernel fd behind it
+        with pytest.raises(OSError) as e:
+            no_fd()
+        assert e.value.errno == errno.EOPNOTSUPP
 
 
 def test_options(pair):
