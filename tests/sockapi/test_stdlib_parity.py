@@ -301,6 +301,27 @@ def sendfile_sends_the_file_and_moves_its_position(w):
 
 
 @scenario
+def a_peer_that_never_reads(w):
+    """Flow control end to end: the receiver's buffer fills, its window closes, the sender's
+    buffer fills, and a sendall with a timeout times out -- never a hang.  When the peer then
+    reads, every byte that went arrives in order and the sender is writable again."""
+    ls, c, s = w.pair()
+    stream = bytes(range(256)) * (64 << 12)  # 64 MiB: more than any buffer holds
+    c.settimeout(0.5)
+    r = [rec(c.sendall, stream)]
+    got = bytearray()
+    s.settimeout(0.5)
+    try:
+        while d := s.recv(1 << 20):  # until the stream has been quiet for 0.5 s
+            got += d
+    except TimeoutError:
+        pass
+    r.append(0 < len(got) < len(stream) and bytes(got) == stream[:len(got)])
+    r.append(_select(w)([], [c], [], 2)[1] == [c])
+    return r
+
+
+@scenario
 def bound_socket_ops(w):
     s = w.ssock()
     s.bind(("0.0.0.0", 0))
