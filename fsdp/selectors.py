@@ -44,7 +44,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fsdp.core.loop import POLL_ROW, PR_ID, PR_KIND, PR_STATUS, PR_WANTED
+from fsdp.core.loop import (
+    POLL_ROW,
+    PR_ID,
+    PR_KIND,
+    PR_SEEN,
+    PR_STATUS,
+    PR_WANTED,
+    SEL_FULL,
+    SEL_NLISTEN,
+    SEL_NREADY,
+    SEL_SHARED,
+    SEL_SIZE,
+)
 from fsdp.core.stack import idle_sleep, idle_wait_fd, live_stacks
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
@@ -95,16 +107,23 @@ class _SelectorMapping(Mapping):
 
 
 class _CoreRows:
-    """The registered fsdp sockets of one core of one stack, as the rows the engine fills in
-    one call (fsdp.core.loop.poll_status): ``(id, status, kind, wanted)`` -- a connection id
-    (kind 0) or a listener id (kind 1; -1: a free row), its EV_* status after the pass, and
-    the EV_* bits that make it ready for this selector."""
+    """The registered fsdp sockets of one core of one stack, as the arguments of
+    fsdp.core.loop.poll_status, which fills them in one call per pass: ``rows`` (``(id, status,
+    kind, wanted, seen)`` a row -- a connection id (kind 0) or a listener id (kind 1; -1: a free
+    row), its EV_* status, the EV_* bits that make it ready for this selector), ``ready`` (the
+    ready rows out; in, the rows to look at again), ``sel`` (the cursor in the core's touched
+    log), ``rowof`` (connection id -> row) and ``lrows`` (the listener rows)."""
 
-    __slots__ = ("rows", "ready", "keys", "free", "count")
+    __slots__ = ("rows", "ready", "sel", "rowof", "lrows", "listen_rows", "keys", "free", "count")
 
-    def __init__(self) -> None:
+    def __init__(self, max_conns: int) -> None:
         self.rows = np.full(16 * POLL_ROW, -1, np.int64)
-        self.ready = np.zeros(16, np.int64)  # poll_status: indices of the ready rows
+        self.ready = np.zeros(16, np.int64)
+        self.sel = np.zeros(SEL_SIZE, np.int64)
+        self.sel[SEL_FULL] = 1  # no position in the log yet: the first pass looks at every row
+        self.rowof = np.full(max_conns, -1, np.int32)
+        self.lrows = np.zeros(0, np.int64)
+        self.listen_rows: list[int] = []
         self.keys: list[SelectorKey | None] = [None] * 16
         self.free = list(range(15, -1, -1))
         self.count = 0
@@ -115,7 +134,9 @@ class _CoreRows:
             rows = np.full(2 * n * POLL_ROW, -1, np.int64)
             rows[: n * POLL_ROW] = self.rows
             self.rows = rows
-            self.ready = np.zeros(2 * n, np.int64)
+            ready = np.zeros(2 * n, np.int64)
+            ready[:n] = self.ready
+            self.ready = ready
             self.keys.extend([None] * n)
             self.free.extend(range(2 * n - 1, n - 1, -1))
         row = self.free.pop()
@@ -125,13 +146,42 @@ class _CoreRows:
         r[base + PR_STATUS] = 0
         r[base + PR_KIND] = kind
         r[base + PR_WANTED] = wanted
+        r[base + PR_SEEN] = 0
         self.keys[row] = key
         self.count += 1
+        sel = self.sel
+        if kind == 0:
+            if self.rowof[ident] >= 0:
+                sel[SEL_SHARED] += 1  # not expected (one socket per connection), but exact
+            self.rowof[ident] = row
+        else:
+            self.listen_rows.append(row)
+            self.lrows = np.array(self.listen_rows, np.int64)
+            sel[SEL_NLISTEN] = len(self.listen_rows)
+        # a new row is looked at on the next pass, as if it had been ready
+        k = sel[SEL_NREADY]
+        if k < len(self.ready):
+            self.ready[k] = row
+            sel[SEL_NREADY] = k + 1
+        else:
+            sel[SEL_FULL] = 1
         return row
 
     def remove(self, row: int) -> None:
-        self.rows[row * POLL_ROW + PR_ID] = -1
-        self.rows[row * POLL_ROW + PR_WANTED] = 0
+        base = row * POLL_ROW
+        ident = int(self.rows[base + PR_ID])
+        if self.rows[base + PR_KIND] == 0:
+            if self.rowof[ident] == row:
+                self.rowof[ident] = -1
+            else:
+                self.sel[SEL_SHARED] -= 1
+        else:
+            self.listen_rows.remove(row)
+            self.lrows = np.array(self.listen_rows, np.int64)
+            self.sel[SEL_NLISTEN] = len(self.listen_rows)
+        # a row still listed in ready[:SEL_NREADY] reads as free (status 0) on the next pass
+        self.rows[base + PR_ID] = -1
+        self.rows[base + PR_WANTED] = 0
         self.keys[row] = None
         self.free.append(row)
         self.count -= 1
@@ -207,7 +257,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
         if not sock._closed and not stack._closed and (sock._lids is not None or sock._cid >= 0):
             per_core = self._stack_rows.get(stack)
             if per_core is None:
-                per_core = self._stack_rows[stack] = [_CoreRows() for _ in stack._refs]
+                per_core = self._stack_rows[stack] = [
+                    _CoreRows(core.tcb.free_next.shape[0]) for core in stack._cores]
             if sock._lids is not None:
                 wanted = _wanted(key.events, True)
                 for i, lid in enumerate(sock._lids):
