@@ -22,9 +22,13 @@ the constructor's arguments.
 
 Readiness of fsdp sockets costs one engine call per core per pass, however many sockets are
 registered: the selector keeps, per core of each stack, a rows array (connection or listener
-id, status, kind, the EV_* bits wanted) that ``fsdp.core.loop.poll_status`` fills right after
+id, status, kind, the EV_* bits wanted) that ``fsdp.core.loop.poll_status`` updates right after
 the core's loop pass, in the same jitted call; Python then looks only at the rows with a wanted
-bit set.  The engine's work is O(registered) (a few ns a row), Python's O(ready).  A socket
+bit set.  The engine's work is O(ready + changed), as epoll's ready list: it looks again at the
+rows that were ready or were added, at the rows of the connections the core's touched log
+(``fsdp.tcp.tcb.tcb_touch``) names since this selector's last look, and at the listener rows;
+at every row only when it fell more than the log's length behind.  Python's work is O(ready).
+BENCH_PLACEHOLDER  A socket
 tells the selectors it is registered with when its engine object changes (connect, listen,
 close), so its rows follow it.  A socket with no engine object (neither connected nor
 listening) has constant readiness and is looked at in Python.
@@ -48,7 +52,6 @@ from fsdp.core.loop import (
     POLL_ROW,
     PR_ID,
     PR_KIND,
-    PR_SEEN,
     PR_STATUS,
     PR_WANTED,
     SEL_FULL,
@@ -114,7 +117,8 @@ class _CoreRows:
     ready rows out; in, the rows to look at again), ``sel`` (the cursor in the core's touched
     log), ``rowof`` (connection id -> row) and ``lrows`` (the listener rows)."""
 
-    __slots__ = ("rows", "ready", "sel", "rowof", "lrows", "listen_rows", "keys", "free", "count")
+    __slots__ = ("rows", "ready", "sel", "rowof", "lrows", "listen_rows", "keys", "cids", "free",
+                 "count")
 
     def __init__(self, max_conns: int) -> None:
         self.rows = np.full(16 * POLL_ROW, -1, np.int64)
@@ -125,9 +129,14 @@ class _CoreRows:
         self.lrows = np.zeros(0, np.int64)
         self.listen_rows: list[int] = []
         self.keys: list[SelectorKey | None] = [None] * 16
+        self.cids = [-1] * 16  # each row's connection id (-1: a listener's or a free row)
         self.free = list(range(15, -1, -1))
         self.count = 0
 
+    # add() and remove() run once per connection in a server that registers each one: few
+    # numpy item accesses (~0.1 µs each).  A new row's PR_STATUS and PR_SEEN need no reset:
+    # the next pass looks at it before anything reads its status, and any PR_SEEN it kept is
+    # from an earlier pass.
     def add(self, ident: int, kind: int, wanted: int, key: SelectorKey) -> int:
         if not self.free:
             n = len(self.keys)
@@ -138,22 +147,23 @@ class _CoreRows:
             ready[:n] = self.ready
             self.ready = ready
             self.keys.extend([None] * n)
+            self.cids.extend([-1] * n)
             self.free.extend(range(2 * n - 1, n - 1, -1))
         row = self.free.pop()
         r = self.rows
         base = row * POLL_ROW
         r[base + PR_ID] = ident
-        r[base + PR_STATUS] = 0
         r[base + PR_KIND] = kind
         r[base + PR_WANTED] = wanted
-        r[base + PR_SEEN] = 0
         self.keys[row] = key
         self.count += 1
         sel = self.sel
         if kind == 0:
-            if self.rowof[ident] >= 0:
+            rowof = self.rowof
+            if rowof[ident] >= 0:
                 sel[SEL_SHARED] += 1  # not expected (one socket per connection), but exact
-            self.rowof[ident] = row
+            rowof[ident] = row
+            self.cids[row] = ident
         else:
             self.listen_rows.append(row)
             self.lrows = np.array(self.listen_rows, np.int64)
@@ -168,20 +178,20 @@ class _CoreRows:
         return row
 
     def remove(self, row: int) -> None:
-        base = row * POLL_ROW
-        ident = int(self.rows[base + PR_ID])
-        if self.rows[base + PR_KIND] == 0:
-            if self.rowof[ident] == row:
-                self.rowof[ident] = -1
+        cid = self.cids[row]
+        if cid >= 0:
+            self.cids[row] = -1
+            rowof = self.rowof
+            if rowof[cid] == row:
+                rowof[cid] = -1
             else:
                 self.sel[SEL_SHARED] -= 1
         else:
             self.listen_rows.remove(row)
             self.lrows = np.array(self.listen_rows, np.int64)
             self.sel[SEL_NLISTEN] = len(self.listen_rows)
-        # a row still listed in ready[:SEL_NREADY] reads as free (status 0) on the next pass
-        self.rows[base + PR_ID] = -1
-        self.rows[base + PR_WANTED] = 0
+        # a free row (id -1) is never ready, wherever the engine finds it
+        self.rows[row * POLL_ROW + PR_ID] = -1
         self.keys[row] = None
         self.free.append(row)
         self.count -= 1
