@@ -27,7 +27,7 @@ the core's loop pass, in the same jitted call; Python then looks only at the row
 bit set.  The engine's work is O(ready + changed), as epoll's ready list: it looks again at the
 rows that were ready or were added, at the rows of the connections the core's touched log
 (``fsdp.tcp.tcb.tcb_touch``) names since this selector's last look, and at the listener rows;
-at every row only when it fell more than the log's length behind.  Python's work is O(ready).
+at every row only when it fell the log's length or more behind.  Python's work is O(ready).
 (``benchmarks/selector_scale.py``: select(0) costs about 4 µs with 1 or 8,000 connections
 registered.)  A socket
 tells the selectors it is registered with when its engine object changes (connect, listen,

@@ -206,7 +206,8 @@ def poll_status(core, now, rows, ready, sel, rowof, lrows):
     head = t.meta[TCB_META_TOUCHED]
     pos = sel[SEL_POS]
     k = 0
-    if sel[SEL_FULL] != 0 or sel[SEL_SHARED] != 0 or head - pos > TOUCH_LOG_SIZE or head < pos:
+    # (tcb_touch may overwrite the slot of entry head - TOUCH_LOG_SIZE: not read here)
+    if sel[SEL_FULL] != 0 or sel[SEL_SHARED] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
         for i in range(nrows):
             if _row_status(core, rows, i * POLL_ROW):
                 ready[k] = i

@@ -140,8 +140,8 @@ TCB_META_TOUCH_EPOCH = 7  # bumped by each selector read of the log (fsdp.core.l
 TCB_META_SIZE = 8
 
 # The touched log (epoll's ready list, Fastsocket's "fast epoll"): the ids whose readiness may
-# have changed, so a selector recomputes those rows only.  A ring: a reader that fell more than
-# TOUCH_LOG_SIZE entries behind scans every row instead.
+# have changed, so a selector recomputes those rows only.  A ring: a reader that fell
+# TOUCH_LOG_SIZE entries (or more) behind scans every row instead.
 TOUCH_LOG_SIZE = 4096  # a power of two
 
 TCB_ALLOCATED = -2  # free_next of an id in use (free ids hold the next free id or -1)
@@ -298,7 +298,8 @@ class TcbTable(NamedTuple):
     free_next: np.ndarray  # int32[max_conns]: next free id; TCB_ALLOCATED for ids in use
     state_count: np.ndarray  # int64[TCPS_COUNT]: allocated TCBs per state
     meta: np.ndarray  # int64[TCB_META_SIZE]
-    touch_log: np.ndarray  # int32[TOUCH_LOG_SIZE]: ids touched, entry n at n % TOUCH_LOG_SIZE
+    touch_log: np.ndarray  # int64[TOUCH_LOG_SIZE]: ids touched, entry n at n % TOUCH_LOG_SIZE
+    # (int64: an int32 one cost the callers Numba's refcount pruning)
     touch_stamp: np.ndarray  # int64[max_conns]: the epoch an id was last appended in
 
 
@@ -332,7 +333,7 @@ def tcb_table_create(max_conns: int) -> TcbTable:
     meta[TCB_META_FREE_HEAD] = 0
     meta[TCB_META_TOUCH_EPOCH] = 1  # stamps start at 0: every id's first touch is logged
     return TcbTable(hot, cold, free_next, np.zeros(TCPS_COUNT, np.int64), meta,
-                    np.zeros(TOUCH_LOG_SIZE, np.int32), np.zeros(max_conns, np.int64))
+                    np.zeros(TOUCH_LOG_SIZE, np.int64), np.zeros(max_conns, np.int64))
 
 
 def tcb_bytes_per_conn() -> int:
@@ -447,12 +448,16 @@ def tcb_touch(t, i):
     column it reads is written (allocation, state, error, queue bytes, send buffer, FIN and
     shutdown flags).  At most one entry per id per epoch: a reader that read the log before
     this epoch began finds the entry after its position."""
+    # Branch-free: a branch here cost the callers Numba's refcount pruning (an incref per
+    # array use; tests/tcp/test_tcb.py).  The entry is written either way, counted only when
+    # new: the slot at the count is one no reader reads (poll_status reads fewer than
+    # TOUCH_LOG_SIZE entries back).
     e = t.meta[TCB_META_TOUCH_EPOCH]
-    if t.touch_stamp[i] != e:
-        t.touch_stamp[i] = e
-        n = t.meta[TCB_META_TOUCHED]
-        t.touch_log[n & (TOUCH_LOG_SIZE - 1)] = i
-        t.meta[TCB_META_TOUCHED] = n + 1
+    new = np.int64(t.touch_stamp[i] != e)
+    t.touch_stamp[i] = e
+    n = t.meta[TCB_META_TOUCHED]
+    t.touch_log[n & (TOUCH_LOG_SIZE - 1)] = i
+    t.meta[TCB_META_TOUCHED] = n + new
 
 
 @njit(inline="always", cache=True)
@@ -464,8 +469,8 @@ def tcb_alloc(t):
         return np.int32(-1)
     t.meta[TCB_META_FREE_HEAD] = t.free_next[i]
     t.free_next[i] = TCB_ALLOCATED
-    _reset(t, i)
     tcb_touch(t, i)
+    _reset(t, i)
     t.cold.gen[i] += 1
     t.meta[TCB_META_IN_USE] += 1
     t.state_count[TCPS_CLOSED] += 1
@@ -486,10 +491,10 @@ def tcb_free(t, i):
         t.meta[TCB_META_FREED_WITH_FRAMES] += 1
     t.state_count[h.state[i]] -= 1
     h.state[i] = TCPS_CLOSED
-    tcb_touch(t, i)
     t.free_next[i] = t.meta[TCB_META_FREE_HEAD]
     t.meta[TCB_META_FREE_HEAD] = i
     t.meta[TCB_META_IN_USE] -= 1
+    tcb_touch(t, i)
     return True
 
 
