@@ -6,8 +6,9 @@ For each N, N connections are opened (fsdp: two one-core stacks on a private sim
 127.0.0.1), the server ends are registered for EVENT_READ, the client writes one byte on one
 connection, and ``select(0)`` is timed over many calls (the byte stays unread, so each call
 reports exactly that one connection).  fsdp's call includes a pass of the stack's loop, which
-epoll does not need; epoll's cost is O(ready), fsdp's engine part O(registered) at a few ns a
-row, its Python part O(ready).
+epoll does not need; epoll's cost is O(ready), and so is fsdp's: the engine looks at the rows
+that were ready or changed (fsdp.core.loop.poll_status's touched log), Python at the ready
+ones.
 
     python benchmarks/selector_scale.py [--sizes 1,100,1000,8000] [--calls N]
 
@@ -132,8 +133,8 @@ def main(argv=None) -> int:
             except (ValueError, OSError):
                 pass
     rows = []
-    print(f"select(0) with N registered connections, one ready; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs")
+    cpu = platform.processor() or platform.machine()
+    print(f"select(0) with N registered connections, one ready; {cpu}, {os.cpu_count()} CPUs")
     print(f"{'N':>8} {'fsdp µs':>10} {'epoll µs':>10}")
     for n in sizes:
         f = fsdp_select_us(n, args.calls)
@@ -142,7 +143,8 @@ def main(argv=None) -> int:
         except OSError as e:  # fd limit: the kernel column is left out for this N
             print(f"selector_scale: kernel N={n}: {e}", file=sys.stderr)
             k = None
-        rows.append({"n": n, "fsdp_us": round(f, 2), "epoll_us": None if k is None else round(k, 2)})
+        rows.append({"n": n, "fsdp_us": round(f, 2),
+                     "epoll_us": None if k is None else round(k, 2)})
         print(f"{n:>8} {f:>10.2f} {'-' if k is None else f'{k:.2f}':>10}")
     print(json.dumps({"benchmark": "selector_scale", "calls": args.calls, "rows": rows}))
     return 0

@@ -22,9 +22,14 @@ the constructor's arguments.
 
 Readiness of fsdp sockets costs one engine call per core per pass, however many sockets are
 registered: the selector keeps, per core of each stack, a rows array (connection or listener
-id, status, kind, the EV_* bits wanted) that ``fsdp.core.loop.poll_status`` fills right after
+id, status, kind, the EV_* bits wanted) that ``fsdp.core.loop.poll_status`` updates right after
 the core's loop pass, in the same jitted call; Python then looks only at the rows with a wanted
-bit set.  The engine's work is O(registered) (a few ns a row), Python's O(ready).  A socket
+bit set.  The engine's work is O(ready + changed), as epoll's ready list: it looks again at the
+rows that were ready or were added, at the rows of the connections the core's touched log
+(``fsdp.tcp.tcb.tcb_touch``) names since this selector's last look, and at the listener rows;
+at every row only when it fell the log's length or more behind.  Python's work is O(ready).
+(``benchmarks/selector_scale.py``: select(0) costs about 4 µs with 1 or 8,000 connections
+registered.)  A socket
 tells the selectors it is registered with when its engine object changes (connect, listen,
 close), so its rows follow it.  A socket with no engine object (neither connected nor
 listening) has constant readiness and is looked at in Python.
@@ -44,7 +49,18 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fsdp.core.loop import POLL_ROW, PR_ID, PR_KIND, PR_STATUS, PR_WANTED
+from fsdp.core.loop import (
+    POLL_ROW,
+    PR_ID,
+    PR_KIND,
+    PR_STATUS,
+    PR_WANTED,
+    SEL_FULL,
+    SEL_NLISTEN,
+    SEL_NREADY,
+    SEL_SHARED,
+    SEL_SIZE,
+)
 from fsdp.core.stack import idle_sleep, idle_wait_fd, live_stacks
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
@@ -95,43 +111,88 @@ class _SelectorMapping(Mapping):
 
 
 class _CoreRows:
-    """The registered fsdp sockets of one core of one stack, as the rows the engine fills in
-    one call (fsdp.core.loop.poll_status): ``(id, status, kind, wanted)`` -- a connection id
-    (kind 0) or a listener id (kind 1; -1: a free row), its EV_* status after the pass, and
-    the EV_* bits that make it ready for this selector."""
+    """The registered fsdp sockets of one core of one stack, as the arguments of
+    fsdp.core.loop.poll_status, which fills them in one call per pass: ``rows`` (``(id, status,
+    kind, wanted, seen)`` a row -- a connection id (kind 0) or a listener id (kind 1; -1: a free
+    row), its EV_* status, the EV_* bits that make it ready for this selector), ``ready`` (the
+    ready rows out; in, the rows to look at again), ``sel`` (the cursor in the core's touched
+    log), ``rowof`` (connection id -> row) and ``lrows`` (the listener rows)."""
 
-    __slots__ = ("rows", "ready", "keys", "free", "count")
+    __slots__ = ("rows", "ready", "sel", "rowof", "lrows", "listen_rows", "keys", "cids", "free",
+                 "count")
 
-    def __init__(self) -> None:
+    def __init__(self, max_conns: int) -> None:
         self.rows = np.full(16 * POLL_ROW, -1, np.int64)
-        self.ready = np.zeros(16, np.int64)  # poll_status: indices of the ready rows
+        self.ready = np.zeros(16, np.int64)
+        self.sel = np.zeros(SEL_SIZE, np.int64)
+        self.sel[SEL_FULL] = 1  # no position in the log yet: the first pass looks at every row
+        self.rowof = np.full(max_conns, -1, np.int32)
+        self.lrows = np.zeros(0, np.int64)
+        self.listen_rows: list[int] = []
         self.keys: list[SelectorKey | None] = [None] * 16
+        self.cids = [-1] * 16  # each row's connection id (-1: a listener's or a free row)
         self.free = list(range(15, -1, -1))
         self.count = 0
 
+    # add() and remove() run once per connection in a server that registers each one: few
+    # numpy item accesses (~0.1 µs each).  A new row's PR_STATUS and PR_SEEN need no reset:
+    # the next pass looks at it before anything reads its status, and any PR_SEEN it kept is
+    # from an earlier pass.
     def add(self, ident: int, kind: int, wanted: int, key: SelectorKey) -> int:
         if not self.free:
             n = len(self.keys)
             rows = np.full(2 * n * POLL_ROW, -1, np.int64)
             rows[: n * POLL_ROW] = self.rows
             self.rows = rows
-            self.ready = np.zeros(2 * n, np.int64)
+            ready = np.zeros(2 * n, np.int64)
+            ready[:n] = self.ready
+            self.ready = ready
             self.keys.extend([None] * n)
+            self.cids.extend([-1] * n)
             self.free.extend(range(2 * n - 1, n - 1, -1))
         row = self.free.pop()
         r = self.rows
         base = row * POLL_ROW
         r[base + PR_ID] = ident
-        r[base + PR_STATUS] = 0
         r[base + PR_KIND] = kind
         r[base + PR_WANTED] = wanted
         self.keys[row] = key
         self.count += 1
+        sel = self.sel
+        if kind == 0:
+            rowof = self.rowof
+            if rowof[ident] >= 0:
+                sel[SEL_SHARED] += 1  # not expected (one socket per connection), but exact
+            rowof[ident] = row
+            self.cids[row] = ident
+        else:
+            self.listen_rows.append(row)
+            self.lrows = np.array(self.listen_rows, np.int64)
+            sel[SEL_NLISTEN] = len(self.listen_rows)
+        # a new row is looked at on the next pass, as if it had been ready
+        k = sel[SEL_NREADY]
+        if k < len(self.ready):
+            self.ready[k] = row
+            sel[SEL_NREADY] = k + 1
+        else:
+            sel[SEL_FULL] = 1
         return row
 
     def remove(self, row: int) -> None:
+        cid = self.cids[row]
+        if cid >= 0:
+            self.cids[row] = -1
+            rowof = self.rowof
+            if rowof[cid] == row:
+                rowof[cid] = -1
+            else:
+                self.sel[SEL_SHARED] -= 1
+        else:
+            self.listen_rows.remove(row)
+            self.lrows = np.array(self.listen_rows, np.int64)
+            self.sel[SEL_NLISTEN] = len(self.listen_rows)
+        # a free row (id -1) is never ready, wherever the engine finds it
         self.rows[row * POLL_ROW + PR_ID] = -1
-        self.rows[row * POLL_ROW + PR_WANTED] = 0
         self.keys[row] = None
         self.free.append(row)
         self.count -= 1
@@ -207,7 +268,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
         if not sock._closed and not stack._closed and (sock._lids is not None or sock._cid >= 0):
             per_core = self._stack_rows.get(stack)
             if per_core is None:
-                per_core = self._stack_rows[stack] = [_CoreRows() for _ in stack._refs]
+                per_core = self._stack_rows[stack] = [
+                    _CoreRows(core.tcb.free_next.shape[0]) for core in stack._cores]
             if sock._lids is not None:
                 wanted = _wanted(key.events, True)
                 for i, lid in enumerate(sock._lids):

@@ -30,6 +30,7 @@ from fsdp.tcp.input import tcp_input
 from fsdp.tcp.ip import ip_validate
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import arp_input, arp_timers
+from fsdp.tcp.tcb import TCB_META_TOUCH_EPOCH, TCB_META_TOUCHED, TOUCH_LOG_SIZE
 from fsdp.tcp.tcp_timers import tcp_timers_run
 from fsdp.tcp.udp import udp_input
 from fsdp.tcp.usercalls import tcp_listen_status_k, tcp_status_k
@@ -147,35 +148,108 @@ def next_deadline(core):
 
 
 # ---- readiness for selectors: one pass plus the status of many sockets in one call ----
-POLL_ROW = 4  # poll_status rows: (id, status, kind, wanted) int64 each, flat
+# A selector's rows on one core: int64, POLL_ROW values a row, flat.
+POLL_ROW = 5
 PR_ID = 0  # a connection id, or a listener id (kind 1); < 0: a free row
-PR_STATUS = 1  # out: EV_* bits after the pass (fsdp.tcp.usercalls)
+PR_STATUS = 1  # out: EV_* bits after the pass (fsdp.tcp.usercalls); kept from the last look
 PR_KIND = 2  # 0 a connection, 1 a listener
 PR_WANTED = 3  # EV_* bits that make the row ready
+PR_SEEN = 4  # the SEL_PASS that last looked at the row (so a pass looks at a row once)
+# ... and its cursor, int64[SEL_SIZE]:
+SEL_POS = 0  # how far it has read its core's touched log (TCB_META_TOUCHED then)
+SEL_NREADY = 1  # ready[:SEL_NREADY]: rows to look at again (last pass's ready ones, new ones)
+SEL_FULL = 2  # nonzero: look at every row this pass (set at first, and when unsure)
+SEL_PASS = 3  # passes that looked at rows incrementally
+SEL_NLISTEN = 4  # listener rows, looked at every pass: lrows[:SEL_NLISTEN]
+SEL_SHARED = 5  # connection ids with two rows (rowof names one): look at every row meanwhile
+SEL_SIZE = 8
+
+
+@njit(inline="always", cache=True)
+def _row_status(core, rows, r):
+    """Recompute row ``r``'s (offset) PR_STATUS; True if a wanted bit is set."""
+    ident = rows[r + PR_ID]
+    if ident < 0:
+        rows[r + PR_STATUS] = 0
+        return False
+    if rows[r + PR_KIND] == 1:
+        ev = tcp_listen_status_k(core, ident)
+    else:
+        ev = tcp_status_k(core, ident)
+    rows[r + PR_STATUS] = ev
+    return (ev & rows[r + PR_WANTED]) != 0
 
 
 @njit(cache=True)
-def poll_status(core, now, rows, ready):
-    """``run_once(core, now)``, then the EV_* status of every row of ``rows`` (int64, POLL_ROW
-    values a row): what a selector needs to know of all its sockets on this core, in one call
-    instead of one per socket.  The indices of the rows with a wanted bit set go to ``ready``
-    (int64, at least as many as there are rows).  Returns frames received * 2**32 + how many
-    rows are ready."""
+def poll_status(core, now, rows, ready, sel, rowof, lrows):
+    """``run_once(core, now)``, then the EV_* status of a selector's rows on this core: what it
+    needs to know of all its sockets here, in one call instead of one per socket.
+
+    Level-triggered, in O(ready + changed), as epoll's ready list: a connection's status can
+    change only where a column ``tcp_status_k`` reads is written, and each such place logs the
+    id (``fsdp.tcp.tcb.tcb_touch``).  So a pass looks at the rows that were ready last time
+    (still ready?) or that the selector added (``ready[:sel[SEL_NREADY]]``), the rows of the
+    ids logged since ``sel[SEL_POS]`` (``rowof``: connection id -> row, int32, -1 none), and
+    every listener row (``lrows[:sel[SEL_NLISTEN]]``; few).  Every other row's PR_STATUS is
+    still right: nothing it depends on was written.  Every row is looked at when
+    ``sel[SEL_FULL]`` is set or the log wrapped past the selector's position.  The log is
+    read, never consumed: each selector has its own position.
+
+    The indices of the ready rows go to ``ready`` (int64, at least as many as there are rows).
+    Returns frames received * 2**32 + how many rows are ready.  No rows: a pass only."""
     core = borrow_core(core)
     n = run_once(core, now)
+    nrows = rows.shape[0] // POLL_ROW
+    if nrows == 0:
+        return np.int64(n) << 32
+    t = core.tcb
+    head = t.meta[TCB_META_TOUCHED]
+    pos = sel[SEL_POS]
     k = 0
-    for i in range(rows.shape[0] // POLL_ROW):
-        r = i * POLL_ROW
-        ident = rows[r + PR_ID]
-        if ident < 0:
-            rows[r + PR_STATUS] = 0
-            continue
-        if rows[r + PR_KIND] == 1:
-            ev = tcp_listen_status_k(core, ident)
-        else:
-            ev = tcp_status_k(core, ident)
-        rows[r + PR_STATUS] = ev
-        if (ev & rows[r + PR_WANTED]) != 0:
-            ready[k] = i
-            k += 1
+    # (tcb_touch may overwrite the slot of entry head - TOUCH_LOG_SIZE: not read here)
+    if sel[SEL_FULL] != 0 or sel[SEL_SHARED] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
+        for i in range(nrows):
+            if _row_status(core, rows, i * POLL_ROW):
+                ready[k] = i
+                k += 1
+        sel[SEL_FULL] = 0
+    else:
+        p = sel[SEL_PASS] + 1
+        sel[SEL_PASS] = p
+        # the rows to look at again, compacted in place (k <= j: nothing unread is overwritten)
+        for j in range(sel[SEL_NREADY]):
+            i = ready[j]
+            r = i * POLL_ROW
+            if rows[r + PR_SEEN] == p:
+                continue
+            rows[r + PR_SEEN] = p
+            if _row_status(core, rows, r):
+                ready[k] = i
+                k += 1
+        log = t.touch_log
+        for q in range(pos, head):
+            cid = log[q & (TOUCH_LOG_SIZE - 1)]
+            i = rowof[cid]
+            if i < 0:
+                continue
+            r = i * POLL_ROW
+            if rows[r + PR_SEEN] == p:
+                continue
+            rows[r + PR_SEEN] = p
+            if _row_status(core, rows, r):
+                ready[k] = i
+                k += 1
+        for j in range(sel[SEL_NLISTEN]):
+            i = lrows[j]
+            r = i * POLL_ROW
+            if rows[r + PR_SEEN] == p:
+                continue
+            rows[r + PR_SEEN] = p
+            if _row_status(core, rows, r):
+                ready[k] = i
+                k += 1
+    sel[SEL_POS] = head
+    sel[SEL_NREADY] = k
+    # a new epoch: an id touched from now on is logged again, after this position
+    t.meta[TCB_META_TOUCH_EPOCH] += 1
     return (np.int64(n) << 32) + k

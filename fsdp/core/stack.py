@@ -64,9 +64,11 @@ def live_stacks() -> list[Stack]:
 # Python enters a core's loop through one jitted root, poll_status (a pass, plus the readiness
 # of the rows a selector passes; none here): one compiled library to load per process.
 _NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWOF = np.zeros(0, np.int32)
 # ... called through its compiled entry: no type resolution per pass (RootEntry)
-_POLL = RootEntry(poll_status, numba_types.int64, numba_types.Array(numba_types.int64, 1, "C"),
-                  numba_types.Array(numba_types.int64, 1, "C"))
+_I64_ARRAY = numba_types.Array(numba_types.int64, 1, "C")
+_POLL = RootEntry(poll_status, numba_types.int64, _I64_ARRAY, _I64_ARRAY, _I64_ARRAY,
+                  numba_types.Array(numba_types.int32, 1, "C"), _I64_ARRAY)
 
 
 def monotonic_us() -> int:
@@ -336,7 +338,8 @@ class Stack:
         now = self._clock() if now is None else int(now)
         n = 0
         for core in self._refs:
-            n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS) >> 32
+            n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS, _NO_ROWS, _NO_ROWOF,
+                                 _NO_ROWS) >> 32
         if self._capture is not None:
             self._drain_capture()
         return n
@@ -347,7 +350,8 @@ class Stack:
 
     def _poll_status(self, per_core) -> tuple[int, list | None]:
         """One pass of every core, reading socket readiness where ``per_core[i]`` (an object
-        with ``rows``, ``ready`` and ``count``: fsdp.selectors' rows of core i) has rows:
+        with ``rows``, ``ready``, ``sel``, ``rowof``, ``lrows`` and ``count``: fsdp.selectors'
+        rows of core i, the arguments of fsdp.core.loop.poll_status) has rows:
         (frames received, [(rows object, how many of its rows are ready)] or None)."""
         if self._closed:
             return 0, None
@@ -357,9 +361,10 @@ class Stack:
         for i, core in enumerate(self._refs):
             pc = per_core[i]
             if pc.count == 0:
-                n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS) >> 32
+                n += _POLL.get(core)(core, now, _NO_ROWS, _NO_ROWS, _NO_ROWS, _NO_ROWOF,
+                                     _NO_ROWS) >> 32
                 continue
-            r = _POLL.get(core)(core, now, pc.rows, pc.ready)
+            r = _POLL.get(core)(core, now, pc.rows, pc.ready, pc.sel, pc.rowof, pc.lrows)
             n += r >> 32
             k = r & 0xFFFFFFFF
             if k:

@@ -56,6 +56,7 @@ from fsdp.tcp.tcb import (
     TF_WSCALE_OK,
     tcb_alloc,
     tcb_free,
+    tcb_touch,
 )
 from fsdp.tcp.tcbops import arm, disarm_all, set_state
 from fsdp.tcp.tcp_output import TMPL_SIZE, tcp_tmpl_init
@@ -179,6 +180,7 @@ def tcp_purge_queues(core, cid, keep_rcv):
     h.snd_q_tail[cid] = -1
     h.snd_q_unsent[cid] = -1
     h.snd_q_bytes[cid] = 0
+    tcb_touch(core.tcb, cid)  # queue bytes: readiness (fsdp.core.loop.poll_status)
     reass_free(pool, core.tcb, cid)
     sack_reset(core.sack, cid)
     if not keep_rcv:
@@ -247,6 +249,7 @@ def tcp_set_closed(core, cid, err):
     tcp_purge_queues(core, cid, True)
     if err != 0:
         c.error[cid] = err
+        tcb_touch(t, cid)  # EV_ERROR (fsdp.core.loop.poll_status)
     set_state(core, cid, TCPS_CLOSED)
 
 

@@ -95,6 +95,7 @@ from numba import njit
 
 from fsdp.pool.pool import FRAME_SIZE, HEADROOM, frame_free, frame_free_chain
 from fsdp.tcp.frameflags import FRAME_F_TCP_FIN
+from fsdp.tcp.tcb import tcb_touch
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_leq, seq_lt
 
 # --- results ----------------------------------------------------------------------------------
@@ -403,6 +404,7 @@ def _deliver_core(pool, t, cid, d_has, d_lo, d_hi):
         has_fin = (pool.flags[f] & FRAME_F_TCP_FIN) != 0
         if length > 0:
             _rcvq_append(pool, h, cid, f)
+            tcb_touch(t, cid)  # rcv_q_bytes: readable (fsdp.core.loop.poll_status)
         else:
             frame_free(pool, f)
         if has_fin:

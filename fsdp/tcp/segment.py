@@ -198,6 +198,7 @@ from fsdp.tcp.tcb import (
     TF_TLP_RETRANS,
     TF_TS_OK,
     TF_WSCALE_OK,
+    tcb_touch,
 )
 from fsdp.tcp.tcbops import arm, disarm, set_state
 from fsdp.tcp.tcp_output import (
@@ -534,6 +535,7 @@ def tcp_sndbuf_expand(core, cid):
         want = cap
     if np.int64(h.snd_buf[cid]) < want:
         h.snd_buf[cid] = want
+        tcb_touch(core.tcb, cid)  # room to write (fsdp.core.loop.poll_status)
 
 
 @kernel
@@ -623,6 +625,7 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
     if ls.rec.snd_buf[lid] > 0:
         h.snd_buf[cid] = ls.rec.snd_buf[lid]
         h.tflags[cid] |= np.uint32(TF_SNDBUF_LOCK)
+        tcb_touch(core.tcb, cid)
     tcp_initial_rcv_window(core, cid)
     if from_cookie:
         h.tflags[cid] |= np.uint32(TF_SYNCOOKIE)
@@ -1067,6 +1070,8 @@ def _clean_rtx_queue(core, cid, ack, now):
     if fid < 0:
         h.snd_q_tail[cid] = -1
         h.snd_q_unsent[cid] = -1
+    if acked > 0:
+        tcb_touch(core.tcb, cid)  # snd_q_bytes fell: room to write (fsdp.core.loop.poll_status)
     rtt = np.int64(-1)
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
@@ -1388,6 +1393,7 @@ def _rcv_fin(core, cid, now):
     t = core.tcb
     h = t.hot
     h.tflags[cid] |= np.uint32(TF_FIN_RECEIVED)
+    tcb_touch(t, cid)  # EOF: readable
     st = h.state[cid]
     reass_free(core.pool, t, cid)
     sack_reset(core.sack, cid)
@@ -1444,6 +1450,7 @@ def _data_queue(core, cid, fid, now):
                 h.rcv_q_head[cid] = fid
             h.rcv_q_tail[cid] = fid
             h.rcv_q_bytes[cid] += n
+            tcb_touch(core.tcb, cid)  # readable (fsdp.core.loop.poll_status)
             h.rcv_mem[cid] += rx_truesize(pool, fid)
             core.tcb.cold.bytes_received[cid] += n
             h.rcv_nxt[cid] = (rn + n) & M32

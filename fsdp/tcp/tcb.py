@@ -135,7 +135,14 @@ TCB_META_ALLOC_FAIL = 2  # tcb_alloc found no free id
 TCB_META_BAD_FREE = 3  # double frees / bad ids (ignored, counted)
 TCB_META_BAD_TRANSITION = 4  # refused state changes
 TCB_META_FREED_WITH_FRAMES = 5  # freed while a queue still held frames (a leak upstream)
+TCB_META_TOUCHED = 6  # ids appended to touch_log so far (monotonic; tcb_touch)
+TCB_META_TOUCH_EPOCH = 7  # bumped by each selector read of the log (fsdp.core.loop.poll_status)
 TCB_META_SIZE = 8
+
+# The touched log (epoll's ready list, Fastsocket's "fast epoll"): the ids whose readiness may
+# have changed, so a selector recomputes those rows only.  A ring: a reader that fell
+# TOUCH_LOG_SIZE entries (or more) behind scans every row instead.
+TOUCH_LOG_SIZE = 4096  # a power of two
 
 TCB_ALLOCATED = -2  # free_next of an id in use (free ids hold the next free id or -1)
 
@@ -291,6 +298,9 @@ class TcbTable(NamedTuple):
     free_next: np.ndarray  # int32[max_conns]: next free id; TCB_ALLOCATED for ids in use
     state_count: np.ndarray  # int64[TCPS_COUNT]: allocated TCBs per state
     meta: np.ndarray  # int64[TCB_META_SIZE]
+    touch_log: np.ndarray  # int64[TOUCH_LOG_SIZE]: ids touched, entry n at n % TOUCH_LOG_SIZE
+    # (int64: an int32 one cost the callers Numba's refcount pruning)
+    touch_stamp: np.ndarray  # int64[max_conns]: the epoch an id was last appended in
 
 
 _HOT_DEFAULTS = {
@@ -321,7 +331,9 @@ def tcb_table_create(max_conns: int) -> TcbTable:
     free_next[-1] = -1
     meta = np.zeros(TCB_META_SIZE, np.int64)
     meta[TCB_META_FREE_HEAD] = 0
-    return TcbTable(hot, cold, free_next, np.zeros(TCPS_COUNT, np.int64), meta)
+    meta[TCB_META_TOUCH_EPOCH] = 1  # stamps start at 0: every id's first touch is logged
+    return TcbTable(hot, cold, free_next, np.zeros(TCPS_COUNT, np.int64), meta,
+                    np.zeros(TOUCH_LOG_SIZE, np.int64), np.zeros(max_conns, np.int64))
 
 
 def tcb_bytes_per_conn() -> int:
@@ -330,6 +342,7 @@ def tcb_bytes_per_conn() -> int:
         TCB_HOT_DTYPE.itemsize
         + TCB_COLD_DTYPE.itemsize
         + np.dtype(np.int32).itemsize
+        + np.dtype(np.int64).itemsize  # touch_stamp
     )
 
 
@@ -430,6 +443,24 @@ def _reset(t, i):
 
 
 @njit(inline="always", cache=True)
+def tcb_touch(t, i):
+    """Log that id ``i``'s readiness (``tcp_status_k``) may have changed: called wherever a
+    column it reads is written (allocation, state, error, queue bytes, send buffer, FIN and
+    shutdown flags).  At most one entry per id per epoch: a reader that read the log before
+    this epoch began finds the entry after its position."""
+    # Branch-free: a branch here cost the callers Numba's refcount pruning (an incref per
+    # array use; tests/tcp/test_tcb.py).  The entry is written either way, counted only when
+    # new: the slot at the count is one no reader reads (poll_status reads fewer than
+    # TOUCH_LOG_SIZE entries back).
+    e = t.meta[TCB_META_TOUCH_EPOCH]
+    new = np.int64(t.touch_stamp[i] != e)
+    t.touch_stamp[i] = e
+    n = t.meta[TCB_META_TOUCHED]
+    t.touch_log[n & (TOUCH_LOG_SIZE - 1)] = i
+    t.meta[TCB_META_TOUCHED] = n + new
+
+
+@njit(inline="always", cache=True)
 def tcb_alloc(t):
     """A fresh TCB id (state CLOSED, every column at its default), or -1 if the table is full."""
     i = t.meta[TCB_META_FREE_HEAD]
@@ -438,6 +469,7 @@ def tcb_alloc(t):
         return np.int32(-1)
     t.meta[TCB_META_FREE_HEAD] = t.free_next[i]
     t.free_next[i] = TCB_ALLOCATED
+    tcb_touch(t, i)
     _reset(t, i)
     t.cold.gen[i] += 1
     t.meta[TCB_META_IN_USE] += 1
@@ -462,6 +494,7 @@ def tcb_free(t, i):
     t.free_next[i] = t.meta[TCB_META_FREE_HEAD]
     t.meta[TCB_META_FREE_HEAD] = i
     t.meta[TCB_META_IN_USE] -= 1
+    tcb_touch(t, i)
     return True
 
 
@@ -502,6 +535,7 @@ def tcb_set_state(t, i, new_state):
             t.state_count[old] -= 1
             t.state_count[new_state] += 1
             t.hot.state[i] = new_state
+            tcb_touch(t, i)
     t.meta[TCB_META_BAD_TRANSITION] += rc == ERR_TCB_BAD_TRANSITION  # last use on every path
     return rc
 

@@ -109,6 +109,7 @@ from fsdp.tcp.tcb import (
     TF_SNDBUF_LOCK,
     TF_TS_OK,
     TF_WSCALE_OK,
+    tcb_touch,
 )
 from fsdp.tcp.tcbops import arm, disarm, is_alloc, set_state
 from fsdp.tcp.tcp_output import (
@@ -445,6 +446,7 @@ def tcp_take_error_k(core, cid):
     c = core.tcb.cold
     e = np.int64(c.error[cid])
     c.error[cid] = 0
+    tcb_touch(core.tcb, cid)  # EV_ERROR cleared (fsdp.core.loop.poll_status)
     return e
 
 
@@ -518,6 +520,7 @@ def tcp_send_k(core, cid, data, off, n, now):
     if done == 0:
         return np.int64(-ENOBUFS)
     h.snd_q_bytes[cid] += done
+    tcb_touch(core.tcb, cid)  # less room to write (fsdp.core.loop.poll_status)
     tail = h.snd_q_tail[cid]
     if tail >= 0:
         pool.flags[tail] |= FRAME_F_TCP_PSH  # the end of a write (Linux tcp_push)
@@ -589,6 +592,7 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
     if copied > 0:
         if not peek:
             h.rcv_q_bytes[cid] -= copied
+            tcb_touch(core.tcb, cid)  # maybe no longer readable (fsdp.core.loop.poll_status)
             _cleanup_rbuf(core, cid, copied, now)
         return copied
     st = h.state[cid]
@@ -622,6 +626,7 @@ def _send_fin(core, cid, now):
     else:
         return False
     h.tflags[cid] |= np.uint32(TF_SND_SHUTDOWN)
+    tcb_touch(t, cid)  # EV_WRITABLE (fsdp.core.loop.poll_status)
     tcp_queue_fin(core, cid)
     tcp_output(core, cid, now)
     return True
@@ -636,6 +641,7 @@ def tcp_shutdown_k(core, cid, how, now):
         return np.int64(-EINVAL)
     h = core.tcb.hot
     st = h.state[cid]
+    tcb_touch(core.tcb, cid)  # shutdown flags: readiness (fsdp.core.loop.poll_status)
     if how == 0 or how == 2:
         h.tflags[cid] |= np.uint32(TF_RCV_SHUTDOWN)
     if st == TCPS_CLOSED:
@@ -682,6 +688,7 @@ def tcp_close_k(core, cid, now):
         return tcp_abort_k(core, cid, now)
     c.owner[cid] = -1
     h.tflags[cid] |= np.uint32(TF_ORPHAN | TF_RCV_SHUTDOWN)
+    tcb_touch(core.tcb, cid)  # EV_EOF (fsdp.core.loop.poll_status)
     if h.rcv_q_bytes[cid] > 0:
         core.stats[STAT_TCP_ABORT_ON_CLOSE] += 1
         tcp_send_rst(core, cid, now)
@@ -758,6 +765,7 @@ def tcp_setopt_k(core, cid, opt, value):
         b = 2 * v
         h.snd_buf[cid] = b if b > SOCK_MIN_SNDBUF else SOCK_MIN_SNDBUF
         h.tflags[cid] |= np.uint32(TF_SNDBUF_LOCK)  # Linux SOCK_SNDBUF_LOCK: no growth
+        tcb_touch(core.tcb, cid)  # room to write (fsdp.core.loop.poll_status)
     elif opt == OPT_LINGER:
         c.linger_s[cid] = -1 if v < 0 else (v if v < 32767 else 32767)
     elif opt == OPT_MAXSEG:

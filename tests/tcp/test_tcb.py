@@ -63,13 +63,16 @@ def test_state_names_are_linux_ss():
 
 def test_bytes_per_connection_budget():
     t = tcb_table_create(10)
-    measured = sum(a.itemsize for a in _columns(t).values()) + t.free_next.itemsize
+    # the free-list link and the touched log's stamp (selectors' readiness) are per id too
+    measured = (sum(a.itemsize for a in _columns(t).values()) + t.free_next.itemsize
+                + t.touch_stamp.itemsize)
     assert tcb_bytes_per_conn() == measured
     assert measured <= BYTES_PER_CONN_BUDGET, f"TCB grew to {measured} B per connection"
     for a in _columns(t).values():
         assert a.ndim == 1 and a.shape == (10,)
     # packed records: the fields tile each record exactly
-    assert t.hot.itemsize + t.cold.itemsize + t.free_next.itemsize == measured
+    assert (t.hot.itemsize + t.cold.itemsize + t.free_next.itemsize
+            + t.touch_stamp.itemsize) == measured
 
 
 @njit
@@ -99,7 +102,8 @@ def test_100k_connections_fit_and_nothing_leaks():
     assert tcb_in_use(t) == 0 and tcb_audit(t) == 0 and t.state_count.sum() == 0
     _alloc_n(t, ids)
     assert len(np.unique(ids)) == n and (t.cold.gen == 2).all()
-    assert sum(a.nbytes for a in _columns(t).values()) / n == tcb_bytes_per_conn() - 4
+    # all but the free-list link (4) and the touched log's stamp (8)
+    assert sum(a.nbytes for a in _columns(t).values()) / n == tcb_bytes_per_conn() - 4 - 8
 
 
 def test_alloc_resets_every_column_to_the_create_defaults():
