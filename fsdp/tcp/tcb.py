@@ -35,9 +35,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 369 bytes per connection (hot 249 + cold 116 + free-list link 4; the records are packed),
-excluding queued frames and the timer wheel's 16 bytes per timer; ``tcb_bytes_per_conn()``
-computes it from the dtypes and a test holds it under 384 bytes.  100,000 connections take 37 MB.
+Memory: 378 bytes per connection (hot 249 + cold 117 + free-list link 4 + the touched log's
+stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it under 384 bytes.
+100,000 connections take 38 MB.
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
