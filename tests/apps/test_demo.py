@@ -172,6 +172,45 @@ def test_serve_and_bench_two_processes():
     assert "served" in err
 
 
+def _cpu_seconds(pids) -> float:
+    """User + system CPU time of processes ``pids`` so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("app", ["native", "python"])
+def test_an_idle_server_sleeps_and_wakes_for_the_next_request(app):
+    """Idle, ``fsdp serve``'s workers sleep (on their queue's doorbell) instead of polling: a
+    busy-polling worker would burn ~2 CPU-seconds in 2 s (and the native one, before it slept
+    on the doorbell, ~0.35); then a client is served at once."""
+    wire = f"t-idle-{app}-{os.getpid()}"
+    srv = _serve(wire, "10.66.1.1/24", "--app", app)
+    try:
+        time.sleep(1.0)  # past the busy-poll after start-up
+        with open(f"/proc/{srv.pid}/task/{srv.pid}/children") as f:
+            pids = [srv.pid, *(int(p) for p in f.read().split())]
+        c0, t0 = _cpu_seconds(pids), time.monotonic()
+        time.sleep(2.0)
+        used = _cpu_seconds(pids) - c0
+        assert used < 0.1 * (time.monotonic() - t0), used  # measured: 1-4% of a CPU
+        r = _fsdp("bench", "http://10.66.1.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.66.1.2/24", "--seconds", "0.3", "--concurrency", "2", "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["connections"] > 0 and res["errors"] == 0
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            srv.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.communicate()
+
+
 # --- the pure-Python server and load generator on kernel sockets (no engine) -------------------
 @pytest.mark.parametrize("keepalive", [False, True])
 def test_python_server_and_load_on_kernel_sockets(keepalive):
