@@ -180,6 +180,20 @@ def _row_status(core, rows, r):
     return (ev & rows[r + PR_WANTED]) != 0
 
 
+@njit(inline="always", cache=True)
+def _look_once(core, rows, i, p, ready, k):
+    """Row ``i``'s status, at most once in incremental pass ``p`` (PR_SEEN): its index goes to
+    ``ready[k]`` if a wanted bit is set.  Returns the new count of ready rows."""
+    r = i * POLL_ROW
+    if rows[r + PR_SEEN] == p:
+        return k
+    rows[r + PR_SEEN] = p
+    if _row_status(core, rows, r):
+        ready[k] = i
+        return k + 1
+    return k
+
+
 @njit(cache=True)
 def poll_status(core, now, rows, ready, sel, rowof, lrows):
     """``run_once(core, now)``, then the EV_* status of a selector's rows on this core: what it
@@ -218,36 +232,14 @@ def poll_status(core, now, rows, ready, sel, rowof, lrows):
         sel[SEL_PASS] = p
         # the rows to look at again, compacted in place (k <= j: nothing unread is overwritten)
         for j in range(sel[SEL_NREADY]):
-            i = ready[j]
-            r = i * POLL_ROW
-            if rows[r + PR_SEEN] == p:
-                continue
-            rows[r + PR_SEEN] = p
-            if _row_status(core, rows, r):
-                ready[k] = i
-                k += 1
+            k = _look_once(core, rows, ready[j], p, ready, k)
         log = t.touch_log
         for q in range(pos, head):
-            cid = log[q & (TOUCH_LOG_SIZE - 1)]
-            i = rowof[cid]
-            if i < 0:
-                continue
-            r = i * POLL_ROW
-            if rows[r + PR_SEEN] == p:
-                continue
-            rows[r + PR_SEEN] = p
-            if _row_status(core, rows, r):
-                ready[k] = i
-                k += 1
+            i = rowof[log[q & (TOUCH_LOG_SIZE - 1)]]
+            if i >= 0:
+                k = _look_once(core, rows, i, p, ready, k)
         for j in range(sel[SEL_NLISTEN]):
-            i = lrows[j]
-            r = i * POLL_ROW
-            if rows[r + PR_SEEN] == p:
-                continue
-            rows[r + PR_SEEN] = p
-            if _row_status(core, rows, r):
-                ready[k] = i
-                k += 1
+            k = _look_once(core, rows, lrows[j], p, ready, k)
     sel[SEL_POS] = head
     sel[SEL_NREADY] = k
     # a new epoch: an id touched from now on is logged again, after this position
