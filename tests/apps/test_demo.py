@@ -45,6 +45,17 @@ def _serve(wire: str, ip: str, *args: str, **popen_kw) -> subprocess.Popen:
     return srv
 
 
+def _stop(srv: subprocess.Popen) -> str:
+    """Ctrl-C a ``fsdp serve`` (killed after 30 s); its stderr."""
+    srv.send_signal(signal.SIGINT)
+    try:
+        _, err = srv.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        _, err = srv.communicate()
+    return err
+
+
 def _last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
@@ -162,12 +173,7 @@ def test_serve_and_bench_two_processes():
         res = _last_json(r.stdout)
         assert res["requests"] > res["connections"] and res["errors"] == 0
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            _, err = srv.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            _, err = srv.communicate()
+        err = _stop(srv)
     assert srv.returncode == 0, err
     assert "served" in err
 
@@ -203,12 +209,7 @@ def test_an_idle_server_sleeps_and_wakes_for_the_next_request(app):
         res = _last_json(r.stdout)
         assert res["connections"] > 0 and res["errors"] == 0
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            srv.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.communicate()
+        _stop(srv)
 
 
 # --- the pure-Python server and load generator on kernel sockets (no engine) -------------------
@@ -282,12 +283,7 @@ def test_serve_reports_a_dead_worker_and_keeps_serving():
         res = _last_json(r.stdout)
         assert res["connections"] > 0 and res["errors"] == 0
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            srv.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.communicate()
+        _stop(srv)
 
 
 def test_bench_kernel_against_a_kernel_server():
@@ -342,12 +338,7 @@ def test_serve_echo_with_an_fsdp_socket():
             s.close()
         assert got == payload
     finally:
-        srv.send_signal(signal.SIGINT)
-        try:
-            _, err = srv.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            _, err = srv.communicate()
+        err = _stop(srv)
     assert "served 1" in err, err
 
 
