@@ -10,9 +10,12 @@ single-consumer ring (sender port, tx queue) -> (receiver port, rx queue).  The 
 frames out of its rings into its own pool, like DMA.  Nothing here allocates or raises; drops are
 counted in the queue's ``SIMQ_STAT_*`` row.
 
-Ring protocol: the producer writes a slot, then publishes ``tail`` with a release store; the
-consumer loads ``tail`` with acquire, reads the slots, then publishes ``head`` with release, which
-the producer loads with acquire before reusing slots.  Counters are free-running int64.
+Ring protocol: the producer writes a burst's slots, then publishes ``tail`` once per burst and
+destination with a release store (:func:`_ring_bells`); the consumer loads ``tail`` with
+acquire, reads the slots, then publishes ``head`` with release, which the producer loads with
+acquire before reusing slots.  Counters are free-running int64.  Publishing per burst, not per
+frame, matters with many cores: a consumer polling ``tail`` holds its cache line, and every
+store to it is a coherence miss for the producer (one per burst instead of one per frame).
 
 Performance rule for this file: Numba updates an array's reference count (an atomic op behind a
 function call) whenever an array is taken out of a NamedTuple or sliced into a view, and an
@@ -172,7 +175,7 @@ class SimGeo(NamedTuple):
     p_src: int
     p_head: int
     p_pushed: int
-    p_pushed_mark: int
+    p_pending: int
     p_dl_time: int
     p_dl_seq: int
     p_dl_row: int
@@ -204,8 +207,8 @@ def sim_priv_layout(max_ports: int, max_queues: int, dl_cap: int) -> tuple[dict,
         ("p_peers", max_ports * PEER_NF),
         ("p_src", max_ports * max_queues),
         ("p_head", max_ports * max_queues),
-        ("p_pushed", max_ports * max_queues),  # those rings' destination queues ...
-        ("p_pushed_mark", max_ports * max_queues),  # ... and 1 for each one on that list
+        ("p_pushed", max_ports * max_queues),  # destination queues pushed to this burst ...
+        ("p_pending", max_ports * max_queues),  # ... and the frames not yet published to each
         ("p_dl_time", dl_cap),
         ("p_dl_seq", dl_cap),
         ("p_dl_row", dl_cap),
@@ -501,7 +504,8 @@ def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
     r = (g.port * g.max_queues + g.queue) * (g.max_ports * g.max_queues) + dst
     ci = g.c_ring + r * RING_CTRL_STRIDE
     slots = g.ring_slots
-    tail = ctl[ci + RING_TAIL]
+    pend = priv[g.p_pending + dst]
+    tail = ctl[ci + RING_TAIL] + pend  # slots written this burst are published at its end
     hc = g.p_head + dst
     if tail - priv[hc] >= slots:
         priv[hc] = load_acquire(ctl, ci + RING_HEAD)
@@ -517,18 +521,18 @@ def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
         tx_csum_fill(ring, base, n)
     if corrupt_bit >= 0:
         ring[base + (corrupt_bit >> 3)] ^= np.uint8(0x80 >> (corrupt_bit & 7))
-    store_release(ctl, ci + RING_TAIL, tail + 1)
-    if priv[g.p_pushed_mark + dst] == 0:  # the burst's end rings its doorbell (_ring_bells)
-        priv[g.p_pushed_mark + dst] = 1
+    if pend == 0:  # the burst's end publishes the tail and rings the doorbell (_ring_bells)
         priv[g.p_pushed + priv[QS_PUSHED]] = dst
         priv[QS_PUSHED] += 1
+    priv[g.p_pending + dst] = pend + 1
     return 1
 
 
 @njit(cache=True)
 def _ring_bells(g, ctl, priv):
-    """Wake the threads asleep on the doorbell of every queue this one pushed frames to since
-    the last call (fsdp.driver.sim.queue_sleep): once per burst, not per frame.
+    """Publish the tail of every ring this queue wrote frames to since the last call, then wake
+    the threads asleep on those queues' doorbells (fsdp.driver.sim.queue_sleep): once per
+    burst, not per frame.  Every path that calls _ring_push ends with this call.
 
     The hand-shake is Dekker's: a sleeper counts itself in BELL_SLEEPERS with a locked
     instruction, *then* looks at its rings one last time, then waits on BELL_SEQ (if it still
@@ -541,10 +545,15 @@ def _ring_bells(g, ctl, priv):
     if n == 0:
         return
     priv[QS_PUSHED] = 0
+    first = (g.port * g.max_queues + g.queue) * (g.max_ports * g.max_queues)
+    for i in range(n):
+        dst = priv[g.p_pushed + i]
+        ci = g.c_ring + (first + dst) * RING_CTRL_STRIDE
+        store_release(ctl, ci + RING_TAIL, ctl[ci + RING_TAIL] + priv[g.p_pending + dst])
+        priv[g.p_pending + dst] = 0
     fence()
     for i in range(n):
         dst = priv[g.p_pushed + i]
-        priv[g.p_pushed_mark + dst] = 0
         b = g.c_bells + dst * BELL_STRIDE
         if ctl[b + BELL_SLEEPERS] > 0:
             fetch_add(ctl, b + BELL_SEQ, 1)
