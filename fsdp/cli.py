@@ -79,6 +79,10 @@ def _add_demo_parsers(sub) -> None:
                         "without RFD (one plot line each)")
     d.add_argument("--app", choices=("native", "python"), default="native",
                    help="jitted handler in the loop, or a Python server on fsdp sockets")
+    d.add_argument("--client", choices=("stack", "packet"), default="stack",
+                   help="load generator: a one-core fsdp stack per client worker (default), or "
+                        "TCP written directly on frames (no stack: a fraction of the cost per "
+                        "connection, for scaling runs where clients must outrun the server)")
     d.add_argument("--compare-kernel", action="store_true",
                    help="also run the Python server on the kernel's loopback; print the ratio")
     d.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -111,7 +115,7 @@ def _run_demo_command(args) -> int:
                         concurrency=args.concurrency, compare_kernel=args.compare_kernel,
                         as_json=args.json, plot=args.plot, client_cores=args.client_cores,
                         listen_spawn=not args.no_listen_spawn, rfd=not args.no_rfd,
-                        ablation=args.ablation)
+                        ablation=args.ablation, client=args.client)
     if args.command == "serve":
         from fsdp.apps.serve import run_serve
 

@@ -10,9 +10,14 @@ from :class:`fsdp.apps.http_python.HttpServer` on fsdp sockets.  ``--compare-ker
 same Python server over the kernel's loopback (with the Python load generator: a jitted client
 cannot drive kernel sockets) and prints the ratio.
 
-CPU placement: with C CPUs, server workers take CPUs 0..N-1 and the client the last CPU; on
-this project's 2-CPU machine that is server on CPU 0, client on CPU 1 for ``--cores 1``, and a
-shared CPU beyond that (the table says so).
+CPU placement (fsdp.apps.percore.placement): server workers take one hardware thread on each
+of the first physical cores, client workers the cores left, a server core's hyper-thread
+sibling last; on this project's 2-CPU machine that is server on CPU 0, client on CPU 1 for
+``--cores 1``, and a shared CPU beyond that (the table says so).
+
+``--client packet`` replaces the client stacks by fsdp.apps.packet_client (TCP written on
+frames), which costs a fraction of a server core per connection: what a scaling run needs, so
+that the clients are not what limits it.
 
 Pure Python (listed in fsdp._jitcache._PURE_PYTHON).
 """
@@ -25,8 +30,15 @@ import socket
 import sys
 
 from fsdp.apps.http_native import HC_SERVED, HC_SIZE, HC_STOP
-from fsdp.apps.loadgen import ClientGroup, Progress, kernel_client, measure, native_client
-from fsdp.apps.percore import W_CPU_NS, SharedArrays, Workers, cpu_count
+from fsdp.apps.loadgen import (
+    ClientGroup,
+    Progress,
+    kernel_client,
+    measure,
+    native_client,
+    packet_client,
+)
+from fsdp.apps.percore import W_CPU_NS, SharedArrays, Workers, cpu_count, placement
 from fsdp.apps.serve import ServerGroup, kernel_worker, server_errors
 
 SERVER_IP = "10.88.0.1"
@@ -43,26 +55,12 @@ def default_client_cores(cores: int) -> int:
     return max(1, min(cores, cpu_count() - cores))
 
 
-def _placement(cores: int, clients: int) -> tuple[list[int] | None, list[int] | None, bool]:
-    """Server CPUs, client CPUs, and whether they had to share CPUs: the server takes the first
-    CPUs, the clients the last ones."""
-    ncpu = cpu_count()
-    if ncpu < 2:
-        return None, None, True
-    n_client = min(clients, ncpu - 1)
-    client = [ncpu - 1 - k for k in range(clients)] if clients <= ncpu - 1 else [
-        ncpu - 1 - (k % n_client) for k in range(clients)]
-    free = ncpu - n_client
-    server = [i % free for i in range(cores)]
-    return server, client, cores + clients > ncpu
-
-
 def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
              opts: dict | None = None, client_cores: int | None = None,
-             listen_spawn: bool = True, rfd: bool = True) -> dict:
+             listen_spawn: bool = True, rfd: bool = True, client: str = "stack") -> dict:
     wire = f"demo-{os.getpid()}-{app}-{cores}"
     n_clients = client_cores or default_client_cores(cores)
-    server_cpus, client_cpus, shared = _placement(cores, n_clients)
+    server_cpus, client_cpus, shared = placement(cores, n_clients)
     neighbors_server = ((CLIENT_IP, CLIENT_MAC),)
     if not listen_spawn:
         opts = dict(opts or {}, listen_spawn=False)
@@ -80,7 +78,7 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
         server.wait_ready()
         from ipaddress import IPv4Address
 
-        if n_clients == 1:
+        if n_clients == 1 and client == "stack":
             nics = [f"sim:{wire}"]
         else:
             # One client port with a queue per worker; each worker's connect() picks ports
@@ -92,7 +90,8 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
                     for k in range(n_clients)]
         for k in range(n_clients):
             share = concurrency // n_clients + (1 if k < concurrency % n_clients else 0)
-            clients.start(native_client, None if client_cpus is None else client_cpus[k],
+            worker = packet_client if client == "packet" else native_client
+            clients.start(worker, None if client_cpus is None else client_cpus[k],
                           nics[k], f"{CLIENT_IP}/24", CLIENT_MAC, int(IPv4Address(SERVER_IP)),
                           PORT, max(1, share), False, ((SERVER_IP, SERVER_MAC),), "/")
         clients.workers.wait_ready(list(range(n_clients)), 600.0)
@@ -107,7 +106,9 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
     res.update({"app": app, "backend": "fsdp", "cores": cores, "shared_cpus": shared,
                 "served_per_core": per_core, "client_cores": n_clients,
                 "listen_spawn": listen_spawn, "rfd": rfd,
-                "config": _config_name(listen_spawn, rfd), "client": "native (jitted, fsdp)"})
+                "config": _config_name(listen_spawn, rfd),
+                "client": ("packet (jitted, no TCP stack)" if client == "packet"
+                           else "native (jitted, fsdp)")})
     return res
 
 
@@ -118,7 +119,7 @@ def _config_name(listen_spawn: bool, rfd: bool) -> str:
 
 def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
     """The same Python server and client state machine over the kernel's loopback."""
-    server_cpus, client_cpus, shared = _placement(1, 1)
+    server_cpus, client_cpus, shared = placement(1, 1)
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -165,14 +166,20 @@ def _fmt(v) -> str:
 def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float = 5.0,
              concurrency: int = 64, compare_kernel: bool = False, as_json: bool = False,
              plot: str | None = None, client_cores: int | None = None,
-             listen_spawn: bool = True, rfd: bool = True, ablation: bool = False) -> int:
+             listen_spawn: bool = True, rfd: bool = True, ablation: bool = False,
+             client: str = "stack") -> int:
     """``ablation``: every core count also without listen spawn and without RFD (Fastsocket's
-    figure: what each feature buys)."""
+    figure: what each feature buys).  ``client``: "stack" (a one-core fsdp stack per client
+    worker running the jitted client) or "packet" (fsdp.apps.packet_client: TCP written on
+    frames, a fraction of the cost per connection, so few client cores load many server
+    cores)."""
     cores = cores or [1]
     if client_cores is not None and not 1 <= client_cores <= 64:
         raise ValueError("need 1 <= --client-cores <= 64")
     if app not in ("native", "python"):
         raise ValueError(f"--app must be native or python, not {app!r}")
+    if client not in ("stack", "packet"):
+        raise ValueError(f"--client must be stack or packet, not {client!r}")
     if seconds <= 0 or not 1 <= concurrency <= MAX_CONCURRENCY or any(
         c < 1 or c > 64 for c in cores
     ):
@@ -190,7 +197,7 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
     if ablation:
         variants = [(True, True), (False, True), (True, False)]
     rows = [run_fsdp(app, n, seconds, concurrency, progress, client_cores=client_cores,
-                     listen_spawn=ls, rfd=rd)
+                     listen_spawn=ls, rfd=rd, client=client)
             for ls, rd in variants for n in cores]
     kernel = run_kernel(seconds, concurrency, progress) if compare_kernel else None
 

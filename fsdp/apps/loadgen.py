@@ -36,6 +36,7 @@ from fsdp.apps.http_native import (
 )
 from fsdp.apps.http_python import HttpLoad, http_request
 from fsdp.apps.percore import (
+    W_BUSY_NS,
     W_CPU_NS,
     W_STATE,
     WS_READY,
@@ -140,6 +141,37 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         port.close()
 
 
+def packet_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, concurrency,
+                  keepalive, neighbors, path, go):
+    """:class:`fsdp.apps.packet_client.PacketClient` (HTTP on raw frames, no TCP stack) on one
+    queue of a port another process attached; the arguments are :func:`native_client`'s (``nic``
+    in its tuple form, ``neighbors`` naming the server's MAC; no keep-alive)."""
+    from fsdp.apps.packet_client import PacketClient
+    from fsdp.driver.sim import join_port
+
+    wire, port_id, queue, _n_queues, options = nic
+    if keepalive:
+        raise ValueError("the packet client opens one connection per request (no keep-alive)")
+    macs = {int(ipaddress.IPv4Address(a)): int(m) for a, m in neighbors}
+    port = join_port(wire, port_id)
+    lip = int(ipaddress.IPv4Interface(ip).ip)
+    sip = str(ipaddress.IPv4Address(server_ip))
+    client = PacketClient(port, queue, lip, int(mac), int(server_ip), macs[int(server_ip)],
+                          server_port, concurrency, http_request(sip, server_port, path, False),
+                          counters, hist, rfd=options.get("receive_flow_deliver", True))
+    ctl[W_STATE] = WS_READY
+    while go[0] == 0 and counters[HC_STOP] == 0:
+        time.sleep(0.001)
+    while counters[HC_STOP] == 0:
+        client.run(SLICE_US / 1e6)
+        ctl[W_CPU_NS] = process_cpu_ns()
+        ctl[W_BUSY_NS] = client.stats["busy_ns"]
+    counters[HC_STOP] = 0  # as native_client: let the connections in flight finish
+    client.drain(DRAIN_S)
+    counters[HC_STOP] = 1
+    port.close()
+
+
 def kernel_client(ctl, counters, hist, host, port, concurrency, keepalive, path, go):
     import selectors
     import socket
@@ -190,6 +222,9 @@ class ClientGroup:
     def cpu_ns(self) -> int:
         return int(self.workers.ctl[: self.n, W_CPU_NS].sum())
 
+    def busy_ns(self) -> int:
+        return int(self.workers.ctl[: self.n, W_BUSY_NS].sum())
+
     def stop(self, timeout: float = 5.0) -> None:
         self.counters[:, HC_STOP] = 1
         self.workers.join(timeout)
@@ -207,14 +242,18 @@ class Window:
         self.s0 = server.totals().copy() if server is not None else None
         self.scpu0 = server.cpu_ns() if server is not None else 0
         self.ccpu0 = clients.cpu_ns()
+        self.cbusy0 = clients.busy_ns()
 
     def result(self, server_errors=None) -> dict:
         dt = time.monotonic() - self.t0
         d = self.c.totals() - self.c0
         h = self.c.hist_total() - self.h0
         errors = client_errors(d)
+        kinds = {"connect": int(d[HC_CONNECT_ERRORS]), "client": int(d[HC_CLIENT_ERRORS]),
+                 "bad_response": int(d[HC_BAD_RESPONSES])}
         if self.s is not None and server_errors is not None:
-            errors += server_errors(self.s.totals() - self.s0)
+            kinds["server"] = server_errors(self.s.totals() - self.s0)
+            errors += kinds["server"]
         out = {
             "seconds": round(dt, 3),
             "connections": int(d[HC_COMPLETED]),
@@ -222,11 +261,15 @@ class Window:
             "connections_per_s": round(int(d[HC_COMPLETED]) / dt) if dt > 0 else 0,
             "requests_per_s": round(int(d[HC_REQUESTS]) / dt) if dt > 0 else 0,
             "errors": errors,
+            "errors_by_kind": kinds,
             "latency_us": {"p50": percentile_us(h, 0.50), "p99": percentile_us(h, 0.99)},
             "ephemeral_port_waits": int(d[HC_PORT_EXHAUSTED]),
         }
         if dt > 0:
             out["client_cpu_util"] = round((self.c.cpu_ns() - self.ccpu0) / 1e9 / dt, 2)
+            busy = self.c.busy_ns() - self.cbusy0
+            if busy > 0:  # clients that measure it: the share of their time spent working
+                out["client_busy"] = round(busy / 1e9 / dt / self.c.n, 3)
             if self.s is not None:
                 out["server_cpu_util"] = round((self.s.cpu_ns() - self.scpu0) / 1e9 / dt, 2)
         return out

@@ -30,6 +30,7 @@ W_STATE = 0  # per-worker control row (``ctl``): its state ...
 W_PID = 1
 W_ERROR = 2  # 1 when it failed (the message is printed on stderr by the worker)
 W_CPU_NS = 3  # CPU time used by the worker so far (user + system), updated on each slice
+W_BUSY_NS = 4  # a polling worker's time in passes that did work (0 where not measured)
 W_SIZE = 8
 
 WS_STARTING = 0
@@ -129,6 +130,58 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def cpu_topology(sys_cpu: str = "/sys/devices/system/cpu") -> list[list[int]]:
+    """The CPUs this process may run on, grouped by physical core (hardware threads that share
+    one core: ``topology/thread_siblings_list``), cores in order of their first CPU."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = list(range(os.cpu_count() or 1))
+    cores: dict[tuple, list[int]] = {}
+    for cpu in allowed:
+        try:
+            with open(f"{sys_cpu}/cpu{cpu}/topology/thread_siblings_list") as f:
+                key = tuple(_cpu_list(f.read()))
+        except (OSError, ValueError):
+            key = (cpu,)
+        cores.setdefault(key, []).append(cpu)
+    return sorted(cores.values())
+
+
+def _cpu_list(text: str) -> list[int]:
+    """"0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11] (the kernel's cpulist format)."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def placement(n_server: int, n_client: int, topology: list[list[int]] | None = None
+              ) -> tuple[list[int] | None, list[int] | None, bool]:
+    """CPUs for ``n_server`` server workers and ``n_client`` client workers, and whether they
+    had to share CPUs.  Servers get one hardware thread on each of the first physical cores
+    (two hyper-threads of one core are not two cores); clients get the physical cores the
+    servers left, then the remaining threads, a server core's sibling last."""
+    phys = topology if topology is not None else cpu_topology()
+    width = max(len(c) for c in phys)
+    order = [c[t] for t in range(width) for c in phys if t < len(c)]  # a thread per core first
+    ncpu = len(order)
+    if ncpu < 2:
+        return None, None, True
+    if n_server + n_client <= ncpu:
+        server = order[:n_server]
+        busy = {i for i, c in enumerate(phys) if any(cpu in server for cpu in c)}
+        free = [cpu for cpu in order if cpu not in server]
+        free.sort(key=lambda cpu: next(i for i, c in enumerate(phys) if cpu in c) in busy)
+        return server, free[:n_client], False
+    k = min(n_client, ncpu - 1)
+    client_cpus = order[ncpu - k:][::-1]
+    client = [client_cpus[i % k] for i in range(n_client)]
+    left = order[: ncpu - k]
+    return [left[i % len(left)] for i in range(n_server)], client, True
 
 
 def pin(cpu: int | None) -> None:

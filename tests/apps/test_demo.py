@@ -113,6 +113,43 @@ def test_demo_ablation_switches_each_feature_off():
     assert "no listen spawn" in r.stdout  # the table names the configuration
 
 
+def test_demo_packet_client_every_configuration():
+    """--client packet (TCP written on frames, fsdp.apps.packet_client): two server and two
+    client workers, with all features, without listen spawn, and without RFD (the packet client
+    then takes ports by number and hands a reply that RSS put on the other worker's queue over
+    to it).  Every configuration serves with no error, and the client says how busy it was."""
+    r = _fsdp("demo", "--client", "packet", "--cores", "2", "--client-cores", "2", "--ablation",
+              "--seconds", "0.4", "--concurrency", "64", "--json")
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    _check_contract(res)
+    runs = res["runs"]
+    assert [x["config"] for x in runs] == ["all features", "no listen spawn", "no RFD"]
+    for x in runs:
+        assert x["connections"] > 0 and x["errors"] == 0, x
+        assert x["client"].startswith("packet") and x["client_cores"] == 2
+        assert 0 < x["client_busy"] <= 1.0
+    assert all(n > 0 for n in runs[0]["served_per_core"])
+    assert runs[1]["served_per_core"][1] == 0
+
+
+def test_placement_keeps_servers_on_distinct_physical_cores():
+    from fsdp.apps.percore import _cpu_list, placement
+
+    assert _cpu_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+    split = [[i, i + 8] for i in range(8)]  # hyper-threads numbered i and i + 8
+    adjacent = [[2 * i, 2 * i + 1] for i in range(8)]  # ... numbered 2i and 2i + 1
+    assert placement(8, 8, split) == (list(range(8)), list(range(8, 16)), False)
+    assert placement(8, 8, adjacent) == ([0, 2, 4, 6, 8, 10, 12, 14],
+                                         [1, 3, 5, 7, 9, 11, 13, 15], False)
+    # clients take whole free cores before a server core's sibling
+    assert placement(1, 8, split) == ([0], [1, 2, 3, 4, 5, 6, 7, 9], False)
+    assert placement(4, 4, adjacent) == ([0, 2, 4, 6], [8, 10, 12, 14], False)
+    assert placement(1, 1, [[0], [1]]) == ([0], [1], False)
+    server, client, shared = placement(3, 1, [[0], [1]])
+    assert shared and client == [1] and server == [0, 0, 0]
+
+
 def test_demo_compare_kernel():
     r = _fsdp("demo", "--app", "python", "--seconds", "0.5", "--concurrency", "8",
               "--compare-kernel", "--json")
@@ -133,6 +170,7 @@ def test_demo_compare_kernel():
         ("demo", "--seconds", "-1"),
         ("demo", "--app", "perl"),
         ("demo", "--concurrency", "0"),
+        ("demo", "--client", "tcp"),
         ("bench", "ftp://10.0.0.1/"),
         ("bench", "http://10.0.0.1/"),  # neither --nic/--ip nor --kernel
         ("bench", "http://example.com/", "--kernel"),
