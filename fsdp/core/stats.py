@@ -142,6 +142,8 @@ STAT_NAMES = (
     # this host to itself (Linux: over lo)
     "ip_loopback",  # frames to this host's own address, delivered without the NIC
     "ip_loopback_dropped",  # of them, dropped: no free frame for the copy
+    # per-core steering, continued
+    "tcp_redirect_dropped",  # segments for another core dropped: its queue was full
 )
 
 STAT_RX_FRAMES = 0
@@ -264,6 +266,7 @@ STAT_TCP_LOSS_PROBE_RECOVERY = 116
 STAT_TCP_REDIRECTED = 117
 STAT_IP_LOOPBACK = 118
 STAT_IP_LOOPBACK_DROPPED = 119
+STAT_TCP_REDIRECT_DROPPED = 120
 
 STAT_COUNT = len(STAT_NAMES)
 

@@ -22,6 +22,7 @@ from fsdp.core.stats import (
     STAT_TCP_MD5_UNEXPECTED,
     STAT_TCP_NO_LISTENER,
     STAT_TCP_NOT_UNICAST,
+    STAT_TCP_REDIRECT_DROPPED,
     STAT_TCP_REDIRECTED,
 )
 from fsdp.core.vars import V_TCP_RST_ACK, V_TCP_RST_FLAGS, V_TCP_RST_PENDING, V_TCP_RST_SEQ
@@ -101,8 +102,11 @@ def _flow_owner(core, dport):
 @kernel_inline
 def _redirect_to_owner(core, fid, ip_off, ip_len, dport):
     """Hand the segment (restored to its whole Ethernet frame) to the core that owns its flow
-    or listener; True if it went (the frame is freed here).  A frame already redirected once
-    is never passed on again: it is answered where it is."""
+    or listener; True if it is gone (the frame is freed here), False if this core answers it.
+    A frame already redirected once is never passed on again: it is answered where it is.  When
+    the owner's queue is full the segment is dropped, as a full NIC queue drops it (the peer
+    retransmits): answering here would reset a connection that another core owns or would
+    accept."""
     pool = core.pool
     if (pool.flags[fid] & FRAME_F_REDIRECTED) != 0:
         return False
@@ -112,8 +116,9 @@ def _redirect_to_owner(core, fid, ip_off, ip_len, dport):
     pool.off[fid] = ip_off - ETH_HLEN
     pool.length[fid] = ETH_HLEN + ip_len
     if nic_redirect(core.nic, pool, fid, owner) == 0:
-        return False  # the NIC cannot: answer here (the caller's RST)
-    core.stats[STAT_TCP_REDIRECTED] += 1
+        core.stats[STAT_TCP_REDIRECT_DROPPED] += 1
+    else:
+        core.stats[STAT_TCP_REDIRECTED] += 1
     frame_free(pool, fid)
     return True
 

@@ -222,6 +222,62 @@ def test_a_core_without_a_listener_hands_the_syn_to_one_that_listens():
         server.audit()
 
 
+def test_a_syn_for_a_full_listening_core_is_dropped_not_refused():
+    """The hand-over fails when the listening core's queue is full: the SYN is dropped and
+    counted (tcp_redirect_dropped), as a full NIC queue drops it, and the client's SYN
+    retransmission connects.  Answering it with a RST would refuse a connection a sibling
+    core would have taken."""
+    import time
+
+    import numpy as np
+
+    from fsdp.driver.sim import sim_redirect
+    from fsdp.pool.pool import HEADROOM, frame_alloc_burst, frame_free_burst
+
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24", cores=4) as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24") as client:
+        sip, cip = int(server.interface.ip), int(client.interface.ip)
+        lid = int(uc.tcp_listen(server._refs[2], sip, RPORT, 64, 0))
+        assert lid >= 0
+        lport = next(p for p in range(40000, 41000)
+                     if server._core_for_reply(sip, RPORT, cip, p) == 0)
+        c = client.socket()
+        c.setblocking(False)
+        c.bind(("10.5.0.1", lport))
+        assert c.connect_ex(("10.5.0.2", RPORT)) == errno.EINPROGRESS
+        client.poll()  # the SYN is on its way to core 0
+        # fill the ring core 0 -> core 2 with frames core 2 will drop (runts)
+        pool, ids = server.port.pool, np.zeros(1, np.int32)
+        q0 = server.port.queue(0)
+        filled = 0
+        while True:
+            assert frame_alloc_burst(pool, ids, 1) == 1
+            pool.length[ids[0]] = 10
+            pool.off[ids[0]] = HEADROOM
+            went = int(sim_redirect(q0, pool, int(ids[0]), 2))
+            frame_free_burst(pool, ids, 1)
+            if not went:
+                break
+            filled += 1
+        assert filled > 0
+        assert server.stats()["per_core"][0]["tcp_in"] == 0
+        server.poll()  # core 0 gets the SYN and cannot hand it over; core 2 drains its queue
+        st = server.stats()
+        assert st["per_core"][0]["tcp_redirect_dropped"] == 1
+        assert st["tcp_no_listener"] == 0 and st["tcp_rst_out"] == 0
+        assert c.getsockopt(1, 4) == 0  # SO_ERROR: not refused, still connecting
+        # core 2 drains its queue; the SYN's retransmission (1 s) then gets through
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and int(uc.tcp_accept_pending(server._refs[2], lid)) == 0:
+            _pump(server, client, rounds=1)
+            time.sleep(0.01)
+        assert int(uc.tcp_accept_pending(server._refs[2], lid)) == 1
+        c.close()
+        uc.tcp_unlisten(server._refs[2], lid, server.now_us())
+        _pump(server, client)
+
+
 def test_a_dead_workers_listeners_are_forgotten():
     from fsdp.tcp.listen import listen_map_forget
 
