@@ -1,0 +1,103 @@
+"""Scaling of the demo server over cores (issue 4's target: efficiency >= 0.9 at 8 cores).
+
+Runs ``fsdp demo``'s configurations (fsdp.apps.demo.run_fsdp) for each server core count and
+prints connections/s, the efficiency ``conn/s at N / (N x conn/s at 1)``, how busy the clients
+were (the packet client measures it: near 1.0 means the clients, not the server, set the pace),
+the server's CPU and the errors; with ``--ablation`` also without listen spawn and without RFD
+(what each feature buys, as Fastsocket's evaluation).  The last line is one JSON object.
+
+    python benchmarks/scaling.py --cores 1,2,4,8 --client-cores 8 --client packet \\
+        --concurrency 2048 --seconds 3 --ablation --plot scaling.png
+
+The CPUs: server workers on one hardware thread of each of the first physical cores, clients on
+the rest (fsdp.apps.percore.placement); the topology is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fsdp.apps.demo import run_fsdp  # noqa: E402
+from fsdp.apps.loadgen import Progress  # noqa: E402
+from fsdp.apps.percore import cpu_topology, placement  # noqa: E402
+
+VARIANTS = {"all features": (True, True), "no listen spawn": (False, True),
+            "no RFD": (True, False)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cores", default="1,2,4,8")
+    ap.add_argument("--client-cores", type=int, default=8)
+    ap.add_argument("--client", choices=("stack", "packet"), default="packet")
+    ap.add_argument("--app", choices=("native", "python"), default="native")
+    ap.add_argument("--concurrency", type=int, default=2048)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--plot", metavar="FILE.png")
+    args = ap.parse_args()
+    cores = [int(c) for c in args.cores.split(",")]
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            sys.exit("scaling.py: --plot needs matplotlib (pip install matplotlib)")
+    topo = cpu_topology()
+    print(f"# {sum(map(len, topo))} CPUs on {len(topo)} physical cores; placement "
+          + "; ".join(f"{n}: server {placement(n, args.client_cores, topo)[0]} client "
+                      f"{placement(n, args.client_cores, topo)[1]}" for n in cores), flush=True)
+    progress = Progress()
+    rows = []
+    for name in (VARIANTS if args.ablation else ["all features"]):
+        ls, rfd = VARIANTS[name]
+        for n in cores:
+            r = run_fsdp(args.app, n, args.seconds, args.concurrency, progress,
+                         client_cores=args.client_cores, listen_spawn=ls, rfd=rfd,
+                         client=args.client)
+            rows.append(r)
+    progress.done()
+    base = {r["config"]: r["connections_per_s"] for r in rows if r["cores"] == 1}
+    print(f"{args.app} server, {args.client} client x{args.client_cores}, "
+          f"{args.concurrency} in flight, {args.seconds:g} s per point")
+    print(f"{'config':<16} {'cores':>5} {'conn/s':>11} {'effic.':>7} {'cli busy':>8} "
+          f"{'srv cpu':>7} {'p50 µs':>7} {'errors':>6}")
+    for r in rows:
+        b = base.get(r["config"])
+        r["efficiency"] = round(r["connections_per_s"] / (r["cores"] * b), 3) if b else None
+        eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
+        busy = r.get("client_busy")
+        print(f"{r['config']:<16} {r['cores']:>5} {r['connections_per_s']:>11,} {eff:>7} "
+              f"{(f'{busy:.2f}' if busy is not None else '-'):>8} "
+              f"{r.get('server_cpu_util', 0):>7.2f} {r['latency_us']['p50'] or 0:>7.0f} "
+              f"{r['errors']:>6}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name in dict.fromkeys(r["config"] for r in rows):
+            pts = [(r["cores"], r["connections_per_s"]) for r in rows if r["config"] == name]
+            ax.plot(*zip(*pts), marker="o", label=name)
+        if "all features" in base:
+            ax.plot(cores, [base["all features"] * n for n in cores], ls=":", c="grey",
+                    label="linear")
+        ax.set_xlabel("server cores")
+        ax.set_ylabel("connections/s")
+        ax.set_title(f"fsdp demo ({args.app} server, {args.client} client)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot)
+    print(json.dumps({"app": args.app, "client": args.client, "client_cores": args.client_cores,
+                      "concurrency": args.concurrency, "topology": topo, "runs": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
