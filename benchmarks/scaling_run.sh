@@ -8,7 +8,7 @@
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fsdp-scaling}
-WORK=$(mktemp -d)
+WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 CORES=${CORES:-1,2,4,8}
