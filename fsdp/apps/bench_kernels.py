@@ -447,7 +447,8 @@ def _activity(counters):
 
 
 @kernel
-def _http_serve_run(server, lid, sv, buf, rb, resp, split, counters, mode, deadline_us, max_iters):
+def _http_serve_run(server, lid, sv, buf, rb, resp, split, counters, mode, deadline_us, max_iters,
+                    slot_of, hs):
     """The native HTTP (or echo) server on one core until the deadline, ``max_iters`` or
     ``counters[HC_STOP]`` (set by another process: the counters live in shared memory)."""
     it = 0
@@ -459,7 +460,8 @@ def _http_serve_run(server, lid, sv, buf, rb, resp, split, counters, mode, deadl
         it += 1
         if n > 0 or busy or now >= next_step:
             before = _activity(counters)
-            http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now)
+            http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now,
+                             slot_of, hs)
             busy = _activity(counters) != before
             next_step = now + STEP_EVERY_US
         n = run_once(server, now)
@@ -525,8 +527,9 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
     ``slots``/``sv`` the client/server connection slots, ``hist`` latencies, ``st[0]`` the SC_
     counters; returns 0.
     OP_HTTP_SERVE (fsdp.apps.http_native): ``u0`` responses, ``u3`` read buffer, ``sv`` slots,
-    ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer, ``slots``,
-    ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).
+    ``hist`` the connection id -> slot map, ``slots`` the step state (``server_slots`` makes
+    all three), ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer,
+    ``slots``, ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).
 """
     a = borrow_core(a)
     b = borrow_core(b)
@@ -578,6 +581,8 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
             prm[P_MODE],
             prm[P_DEADLINE_US],
             prm[P_MAX_ITERS],
+            hist,
+            slots,
         )
     if op == OP_HTTP_LOAD:
         return _http_load_run(

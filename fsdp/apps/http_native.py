@@ -17,6 +17,7 @@ Parsing is the minimum a load generator and a static server need: the end of the
 import numpy as np
 
 from fsdp.tcp.kernel import kernel
+from fsdp.tcp.tcb import TCB_META_TOUCH_EPOCH, TCB_META_TOUCHED, TOUCH_LOG_SIZE
 from fsdp.tcp.usercalls import EAGAIN, EV_CLOSED, EV_CONNECTED, EV_ERROR
 from fsdp.tcp.usercalls import tcp_abort_k as tcp_abort
 from fsdp.tcp.usercalls import tcp_accept_k as tcp_accept
@@ -67,7 +68,14 @@ SV_PHASE = 1
 SV_GOT = 2  # bytes of the current request in the slot's region
 SV_PEND_OFF = 3  # echo: bytes of the region still to send
 SV_PEND_END = 4
+SV_NEXT_FREE = 7  # the next free slot (a list from hs[0, HSV_FREE]), -1 at its end
 SV_SIZE = 8
+
+# --- the server's step state (int64[1, HSV_SIZE]) -----------------------------------------------
+HSV_POS = 0  # how far the step has read its core's touched log (TCB_META_TOUCHED then)
+HSV_FULL = 1  # nonzero: visit every busy slot (the first step, and when the log wrapped)
+HSV_FREE = 2  # the first free slot, -1 when every slot is busy
+HSV_SIZE = 4
 
 SP_FREE = 0
 SP_REQUEST = 1  # http: reading a request; echo: echoing
@@ -389,27 +397,80 @@ def _server_echo(server, sv, j, buf, rb, counters, now):
         _server_fail(server, sv, j, counters, HC_SERVER_ERRORS, -w, now)
 
 
+def server_slots(n: int, max_conns: int):
+    """A server's slots (``sv``), its connection id -> slot map and its step state (``hs``),
+    for :func:`http_server_step`: every slot free and on the free list."""
+    sv = np.zeros((n, SV_SIZE), np.int64)
+    sv[:, SV_CID] = -1
+    sv[:, SV_NEXT_FREE] = np.arange(1, n + 1)
+    sv[n - 1, SV_NEXT_FREE] = -1
+    slot_of = np.full(max_conns, -1, np.int64)
+    hs = np.zeros((1, HSV_SIZE), np.int64)
+    hs[0, HSV_FULL] = 1
+    hs[0, HSV_FREE] = 0 if n > 0 else -1
+    return sv, slot_of, hs
+
+
 @kernel
-def http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now):
-    """Accept what listener ``lid`` holds into free slots and serve every slot once."""
-    queue_empty = False
-    for j in range(sv.shape[0]):
-        if sv[j, SV_PHASE] == SP_FREE:
-            if queue_empty:
-                continue
-            cid = tcp_accept(server, lid)
-            if cid < 0:
-                queue_empty = True  # stop asking this pass
-                continue
-            counters[HC_ACCEPTED] += 1
-            sv[j, SV_CID] = cid
-            sv[j, SV_PHASE] = SP_REQUEST
-            sv[j, SV_GOT] = 0
-            sv[j, SV_PEND_OFF] = 0
-            sv[j, SV_PEND_END] = 0
-        if mode == MODE_ECHO:
-            _server_echo(server, sv, j, buf, rb, counters, now)
-        else:
-            _server_http(server, sv, j, buf, rb, resp, split, counters, now)
-    if not queue_empty and tcp_accept_pending(server, lid) > 0:
+def _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of, hs):
+    """Serve slot ``j`` once; if that ended its connection, the slot goes back on the free
+    list."""
+    cid = sv[j, SV_CID]
+    if mode == MODE_ECHO:
+        _server_echo(server, sv, j, buf, rb, counters, now)
+    else:
+        _server_http(server, sv, j, buf, rb, resp, split, counters, now)
+    if sv[j, SV_PHASE] == SP_FREE:
+        slot_of[cid] = -1
+        sv[j, SV_NEXT_FREE] = hs[0, HSV_FREE]
+        hs[0, HSV_FREE] = j
+
+
+@kernel
+def http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now, slot_of, hs):
+    """Serve the connections whose state changed since the last step, then accept what
+    listener ``lid`` holds into free slots and serve each new one at once.
+
+    Which connections changed is what the core's touched log says (fsdp.tcp.tcb.tcb_touch,
+    the ready list fsdp.selectors reads too): a step costs O(changed), not O(slots), so a core
+    with few connections of many slots does not pay for the idle ones.  An HTTP visit does all
+    the work its connection has (the request is read whole, answered, closed), so a slot needs
+    no visit until its connection changes again.  Echo mode may leave bytes queued (a full
+    region, a full send buffer): it visits every busy slot each step."""
+    t = server.tcb
+    head = t.meta[TCB_META_TOUCHED]
+    pos = hs[0, HSV_POS]
+    if mode == MODE_ECHO or hs[0, HSV_FULL] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
+        for j in range(sv.shape[0]):
+            if sv[j, SV_PHASE] != SP_FREE:
+                _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of,
+                              hs)
+        hs[0, HSV_FULL] = 0
+    else:
+        log = t.touch_log
+        for q in range(pos, head):
+            cid = log[q & (TOUCH_LOG_SIZE - 1)]
+            j = slot_of[cid]
+            if j >= 0 and sv[j, SV_CID] == cid:
+                _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of,
+                              hs)
+    while hs[0, HSV_FREE] >= 0:
+        cid = tcp_accept(server, lid)
+        if cid < 0:
+            break
+        j = hs[0, HSV_FREE]
+        hs[0, HSV_FREE] = sv[j, SV_NEXT_FREE]
+        counters[HC_ACCEPTED] += 1
+        slot_of[cid] = j
+        sv[j, SV_CID] = cid
+        sv[j, SV_PHASE] = SP_REQUEST
+        sv[j, SV_GOT] = 0
+        sv[j, SV_PEND_OFF] = 0
+        sv[j, SV_PEND_END] = 0
+        _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of, hs)
+    if hs[0, HSV_FREE] < 0 and tcp_accept_pending(server, lid) > 0:
         counters[HC_SERVER_FULL] += 1
+    # What this step did to its own connections is logged too, and already handled: read the
+    # log up to here, and start a new epoch so that the next change of any id is logged again.
+    hs[0, HSV_POS] = t.meta[TCB_META_TOUCHED]
+    t.meta[TCB_META_TOUCH_EPOCH] += 1

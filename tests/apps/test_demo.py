@@ -348,6 +348,53 @@ def test_bench_kernel_against_a_kernel_server():
     assert res["backend"] == "kernel" and res["connections"] > 0 and res["errors"] == 0
 
 
+def test_native_server_serves_a_request_in_pieces_and_keeps_alive_beside_idle_connections():
+    """The native server's step visits only connections whose state changed (the core's
+    touched log): a request whose second half comes 50 ms after the first, and a second request
+    on a kept-alive connection, must each be noticed when they arrive, while 40 other
+    connections sit idle."""
+    import time
+
+    import fsdp
+
+    wire = f"t-pieces-{os.getpid()}"
+    srv = _serve(wire, "10.69.0.1/24")
+    try:
+        with fsdp.Stack(nic=f"sim:{wire}", ip="10.69.0.2/24") as st:
+            idle = []
+            for _ in range(40):
+                c = st.socket()
+                c.settimeout(10)
+                c.connect(("10.69.0.1", 8080))
+                idle.append(c)
+            s = st.socket()
+            s.settimeout(10)
+            s.connect(("10.69.0.1", 8080))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.05)
+            s.sendall(b"Connection: keep-alive\r\n\r\n")
+            first = s.recv(4096)
+            assert first.startswith(b"HTTP/1.0 200") or first.startswith(b"HTTP/1.1 200")
+            assert b"keep-alive" in first.lower()
+            time.sleep(0.05)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")  # the same connection, then closed
+            rest = b""
+            while chunk := s.recv(4096):
+                rest += chunk
+            assert rest.startswith(first.split(b" ", 1)[0]) and b" 200 " in rest.split(b"\r\n")[0]
+            for c in idle:
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            for c in idle:
+                got = b""
+                while chunk := c.recv(4096):
+                    got += chunk
+                assert b" 200 " in got.split(b"\r\n")[0]
+                c.close()
+            s.close()
+    finally:
+        _stop(srv)
+
+
 def test_serve_echo_with_an_fsdp_socket():
     import fsdp
 
