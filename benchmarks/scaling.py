@@ -84,7 +84,7 @@ def main() -> int:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name in dict.fromkeys(r["config"] for r in rows):
             pts = [(r["cores"], r["connections_per_s"]) for r in rows if r["config"] == name]
-            ax.plot(*zip(*pts), marker="o", label=name)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=name)
         if "all features" in base:
             ax.plot(cores, [base["all features"] * n for n in cores], ls=":", c="grey",
                     label="linear")
