@@ -40,6 +40,7 @@ from fsdp.apps.http_native import (  # noqa: E402
     HC_ITERS,
     HC_LAST_ERRNO,
     HC_STOP,
+    hist_record,
     http_client_step,
     http_server_step,
 )
@@ -297,10 +298,7 @@ def _client_step(client, sip, sport, slots, buf, req, hist, counters, closer, st
             slots[k, CS_GOT] = got
             if got < n_resp:
                 continue
-            lat = now - slots[k, CS_T0]
-            if lat >= hist.shape[0]:
-                lat = hist.shape[0] - 1
-            hist[lat] += 1
+            hist_record(hist, now - slots[k, CS_T0])
             if closer == CLOSER_CLIENT:
                 tcp_close(client, cid, now)
                 counters[SC_COMPLETED] += 1

@@ -48,6 +48,7 @@ from fsdp.apps.http_native import (
     HC_REQUESTS,
     HC_STARTED,
     HC_STOP,
+    hist_record,
 )
 from fsdp.driver.api import nic_borrow, nic_redirect, nic_rx_burst, nic_tx_burst
 from fsdp.driver.jitmem import borrow_pool, copy_bytes
@@ -243,16 +244,6 @@ def _finish(slots, free_slots, s, v, ports, port_slot):
 
 
 @njit(cache=True)
-def _record(slots, s, hist, now):
-    lat = now - slots[s, PC_T0]
-    if lat < 0:
-        lat = 0
-    if lat >= hist.shape[0]:
-        lat = hist.shape[0] - 1
-    hist[lat] += 1
-
-
-@njit(cache=True)
 def _seq_after(a, b):
     """a > b in sequence space (RFC 9293 §3.4)."""
     d = (a - b) & M32
@@ -401,7 +392,7 @@ def _input(nic, data, pool, fid, prm, v, slots, free_slots, ports, port_slot, re
                   TH_ACK, req, False)
             return 1
         slots[s, PC_RCV_NXT] = (rcv_nxt + 1) & M32
-        _record(slots, s, hist, now)
+        hist_record(hist, now - slots[s, PC_T0])
         if slots[s, PC_STATUS] == 1:
             # the whole response and the server's FIN are in and we close: done, as the stack
             # client counts it (its close() comes at EOF); the ACK of our FIN frees the port

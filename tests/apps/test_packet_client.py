@@ -74,6 +74,16 @@ def _syn(srv, client_obj):
     return syn
 
 
+def _requested(srv, client_obj, server_iss=100):
+    """Open a connection as far as the request: the client's port and ISS."""
+    syn = _syn(srv, client_obj)
+    port, iss = syn[TCP].sport, syn[TCP].seq
+    srv.inject(_from_srv(port, "SA", server_iss, iss + 1))
+    client_obj.run(0.01)
+    _got(srv)
+    return port, iss
+
+
 def test_one_connection_frame_by_frame(net):
     srv, cli, client, counters, hist = net
     c = client(concurrency=1)
@@ -118,11 +128,7 @@ def test_one_connection_frame_by_frame(net):
 def test_response_in_two_segments_and_out_of_order(net):
     srv, cli, client, counters, hist = net
     c = client()
-    syn = _syn(srv, c)
-    port, iss = syn[TCP].sport, syn[TCP].seq
-    srv.inject(_from_srv(port, "SA", 100, iss + 1))
-    c.run(0.01)
-    _got(srv)
+    port, iss = _requested(srv, c)
     a = iss + 1 + len(REQ)
     # a segment beyond RCV.NXT: RFC 9293 §3.10.7.4, an ACK of RCV.NXT and nothing taken
     srv.inject(_from_srv(port, "PA", 101 + 20, a, RESP[20:]))
@@ -142,11 +148,7 @@ def test_response_in_two_segments_and_out_of_order(net):
 def test_not_200_is_a_bad_response(net):
     srv, cli, client, counters, hist = net
     c = client()
-    syn = _syn(srv, c)
-    port, iss = syn[TCP].sport, syn[TCP].seq
-    srv.inject(_from_srv(port, "SA", 100, iss + 1))
-    c.run(0.01)
-    _got(srv)
+    port, iss = _requested(srv, c)
     srv.inject(_from_srv(port, "FPA", 101, iss + 1 + len(REQ), b"HTTP/1.0 404 Not Found\r\n\r\n"))
     c.run(0.01)
     assert counters[HC_BAD_RESPONSES] == 1 and counters[HC_REQUESTS] == 0
@@ -172,10 +174,7 @@ def test_reset_after_the_response_is_no_error(net):
     arrives, and answer it with a RST: the response was complete, so that is no error."""
     srv, cli, client, counters, hist = net
     c = client()
-    syn = _syn(srv, c)
-    port, iss = syn[TCP].sport, syn[TCP].seq
-    srv.inject(_from_srv(port, "SA", 100, iss + 1))
-    c.run(0.01)
+    port, iss = _requested(srv, c)
     srv.inject(_from_srv(port, "FPA", 101, iss + 1 + len(REQ), RESP))
     c.run(0.01)
     _got(srv)
