@@ -470,7 +470,7 @@ def _http_serve_run(server, lid, sv, buf, rb, resp, split, counters, mode, deadl
 
 @kernel
 def _http_load_run(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive, start_new,
-                   deadline_us, max_iters):
+                   deadline_us, max_iters, slot_of, hs):
     """The native HTTP load generator on one core (see http_client_step), same stop rules."""
     it = 0
     now = clock_us()
@@ -482,7 +482,7 @@ def _http_load_run(client, sip, sport, slots, buf, rb, req, hist, counters, keep
         if n > 0 or busy or now >= next_step:
             before = _activity(counters)
             http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive,
-                             start_new, now)
+                             start_new, now, slot_of, hs)
             busy = _activity(counters) != before
             next_step = now + STEP_EVERY_US
         n = run_once(client, now)
@@ -515,7 +515,7 @@ P_SIZE = 16
 
 
 @njit(cache=True)
-def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
+def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist, ids):
     """Run workload ``op`` on cores ``a`` (client) and ``b`` (server) until
     ``prm[P_DEADLINE_US]`` or ``prm[P_MAX_ITERS]`` iterations.
 
@@ -525,9 +525,11 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
     ``slots``/``sv`` the client/server connection slots, ``hist`` latencies, ``st[0]`` the SC_
     counters; returns 0.
     OP_HTTP_SERVE (fsdp.apps.http_native): ``u0`` responses, ``u3`` read buffer, ``sv`` slots,
-    ``hist`` the connection id -> slot map, ``slots`` the step state (``server_slots`` makes
+    ``ids`` the connection id -> slot map, ``slots`` the step state (``server_slots`` makes
     all three), ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer,
-    ``slots``, ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).
+    ``slots``, ``ids`` and ``sv`` its slots, id -> slot map and step state (``client_slots``),
+    ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).  ``ids`` is unused
+    (empty) for the other ops.
 """
     a = borrow_core(a)
     b = borrow_core(b)
@@ -579,7 +581,7 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
             prm[P_MODE],
             prm[P_DEADLINE_US],
             prm[P_MAX_ITERS],
-            hist,
+            ids,
             slots,
         )
     if op == OP_HTTP_LOAD:
@@ -597,6 +599,8 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist):
             prm[P_START_NEW] != 0,
             prm[P_DEADLINE_US],
             prm[P_MAX_ITERS],
+            ids,
+            sv,
         )
     return np.int64(-22)
 
@@ -623,7 +627,8 @@ def stream_run(
     prm[P_B_CID] = b_cid
     return int(
         bench_run(
-            a, b, OP_STREAM, prm, a_src, b_src, a_dst, b_dst, st, _EMPTY_2D, _EMPTY_2D, _EMPTY_I64
+            a, b, OP_STREAM, prm, a_src, b_src, a_dst, b_dst, st, _EMPTY_2D, _EMPTY_2D, _EMPTY_I64,
+            _EMPTY_I64,
         )
     )
 
@@ -656,7 +661,8 @@ def short_run(
     prm[P_SPORT] = sport
     prm[P_CLOSER] = closer
     prm[P_START_NEW] = int(bool(start_new))
-    return int(bench_run(client, server, OP_SHORT, prm, req, resp, cbuf, sbuf, st, slots, sv, hist))
+    return int(bench_run(client, server, OP_SHORT, prm, req, resp, cbuf, sbuf, st, slots, sv, hist,
+                         _EMPTY_I64))
 
 
 # --- Python side ---------------------------------------------------------------------------------

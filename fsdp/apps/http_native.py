@@ -56,6 +56,7 @@ HS_T0 = 2  # when the request's connect (or, keep-alive, its send) started, µs
 HS_GOT = 3  # bytes of the current response received
 HS_HDR_END = 4  # offset of the body in the response, -1 until the header is complete
 HS_CLEN = 5  # Content-Length, -1 if absent (the body then ends at EOF)
+HS_NEXT_FREE = 7  # the next idle slot (a list from hs[0, HSV_FREE]), -1 at its end
 HS_SIZE = 8
 
 HP_IDLE = 0
@@ -72,10 +73,10 @@ SV_PEND_END = 4
 SV_NEXT_FREE = 7  # the next free slot (a list from hs[0, HSV_FREE]), -1 at its end
 SV_SIZE = 8
 
-# --- the server's step state (int64[1, HSV_SIZE]) -----------------------------------------------
+# --- a step's state (int64[1, HSV_SIZE]): the server's and the load generator's ----------------
 HSV_POS = 0  # how far the step has read its core's touched log (TCB_META_TOUCHED then)
 HSV_FULL = 1  # nonzero: visit every busy slot (the first step, and when the log wrapped)
-HSV_FREE = 2  # the first free slot, -1 when every slot is busy
+HSV_FREE = 2  # the first free (idle) slot, -1 when every slot is busy
 HSV_SIZE = 4
 
 SP_FREE = 0
@@ -204,107 +205,158 @@ def _client_record(slots, k, hist, counters, now):
     counters[HC_REQUESTS] += 1
 
 
+def client_slots(n: int, max_conns: int):
+    """A load generator's slots, its connection id -> slot map and its step state (``hs``),
+    for :func:`http_client_step`: every slot idle and on the free list."""
+    slots = np.zeros((n, HS_SIZE), np.int64)
+    slots[:, HS_CID] = -1
+    slots[:, HS_NEXT_FREE] = np.arange(1, n + 1)
+    slots[n - 1, HS_NEXT_FREE] = -1
+    slot_of = np.full(max_conns, -1, np.int64)
+    hs = np.zeros((1, HSV_SIZE), np.int64)
+    hs[0, HSV_FULL] = 1
+    hs[0, HSV_FREE] = 0 if n > 0 else -1
+    return slots, slot_of, hs
+
+
 @kernel
-def http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive,
-                     start_new, now):
-    """One pass over the load generator's connections: connect, send ``req``, read the response
-    (the header into the slot's region, the body counted and dropped), then close after the
-    server's FIN, or (``keepalive``) send the next request on the same connection.  Latency,
-    from connect (keep-alive: from the send) to the last response byte, goes into ``hist``
-    (1 µs bins)."""
-    for k in range(slots.shape[0]):
-        ph = slots[k, HS_PHASE]
-        if ph == HP_IDLE:
-            if not start_new:
-                continue
-            port = tcp_ephemeral_port(client, 0, sip, sport)
-            if port < 0:
-                counters[HC_PORT_EXHAUSTED] += 1
-                counters[HC_LAST_ERRNO] = -port
-                continue
-            cid = tcp_connect(client, 0, port, sip, sport, now)
-            if cid < 0:
-                counters[HC_CONNECT_ERRORS] += 1
-                counters[HC_LAST_ERRNO] = -cid
-                continue
-            counters[HC_STARTED] += 1
-            slots[k, HS_CID] = cid
-            slots[k, HS_PHASE] = HP_CONNECTING
-            slots[k, HS_T0] = now
-            continue
-        cid = slots[k, HS_CID]
-        if ph == HP_CONNECTING:
-            ev = tcp_status(client, cid)
-            if (ev & (EV_ERROR | EV_CLOSED)) != 0:
-                _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, 111, now)
-                continue
-            if (ev & EV_CONNECTED) == 0:
-                continue
-            if not _client_request(client, slots, k, req, counters, now):
-                continue
-            ph = HP_WAIT_RESPONSE  # the response cannot be there yet, but the loop is cheap
-        base = k * rb
-        if ph == HP_WAIT_RESPONSE:
-            got = slots[k, HS_GOT]
-            hdr = slots[k, HS_HDR_END]
-            if hdr < 0:
-                room = rb - got
-                if room <= 0:
-                    _client_fail(client, slots, k, counters, HC_BAD_RESPONSES, 0, now)
-                    continue
-                r = tcp_recv(client, cid, buf, base + got, room, False, now)
-            else:
-                r = tcp_recv(client, cid, buf, base, rb, False, now)  # body: counted, dropped
-            if r == -EAGAIN:
-                continue
-            if r < 0:
-                _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, -r, now)
-                continue
-            clen = slots[k, HS_CLEN]
-            if r == 0:  # EOF: the end of a response without Content-Length, else too early
-                if hdr < 0 or (clen >= 0 and got < hdr + clen):
-                    _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, 0, now)
-                    continue
-                _client_record(slots, k, hist, counters, now)
-                tcp_close(client, cid, now)
-                counters[HC_COMPLETED] += 1
-                slots[k, HS_CID] = -1
-                slots[k, HS_PHASE] = HP_IDLE
-                continue
-            old = got
-            got += r
-            slots[k, HS_GOT] = got
-            if hdr < 0:
-                hdr = http_header_end(buf, base, got, old)
-                if hdr < 0:
-                    continue
-                if not http_status_ok(buf, base, hdr):
-                    _client_fail(client, slots, k, counters, HC_BAD_RESPONSES, 0, now)
-                    continue
-                clen = http_content_length(buf, base, hdr)
-                slots[k, HS_HDR_END] = hdr
-                slots[k, HS_CLEN] = clen
-            if clen < 0 or got < hdr + clen:
-                continue
+def _client_visit(client, slots, k, buf, rb, req, hist, counters, keepalive, now):
+    """Move slot ``k``'s connection on as far as it can go now: connected -> request sent ->
+    the response read (all of what is queued) -> closed, or the next request (keep-alive)."""
+    cid = slots[k, HS_CID]
+    ph = slots[k, HS_PHASE]
+    if ph == HP_CONNECTING:
+        ev = tcp_status(client, cid)
+        if (ev & (EV_ERROR | EV_CLOSED)) != 0:
+            _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, 111, now)
+            return
+        if (ev & EV_CONNECTED) == 0:
+            return
+        if not _client_request(client, slots, k, req, counters, now):
+            return
+        ph = HP_WAIT_RESPONSE
+    base = k * rb
+    while ph == HP_WAIT_RESPONSE:
+        got = slots[k, HS_GOT]
+        hdr = slots[k, HS_HDR_END]
+        if hdr < 0:
+            room = rb - got
+            if room <= 0:
+                _client_fail(client, slots, k, counters, HC_BAD_RESPONSES, 0, now)
+                return
+            r = tcp_recv(client, cid, buf, base + got, room, False, now)
+        else:
+            r = tcp_recv(client, cid, buf, base, rb, False, now)  # body: counted, dropped
+        if r == -EAGAIN:
+            return
+        if r < 0:
+            _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, -r, now)
+            return
+        clen = slots[k, HS_CLEN]
+        if r == 0:  # EOF: the end of a response without Content-Length, else too early
+            if hdr < 0 or (clen >= 0 and got < hdr + clen):
+                _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, 0, now)
+                return
             _client_record(slots, k, hist, counters, now)
-            if keepalive:
-                slots[k, HS_T0] = now
-                _client_request(client, slots, k, req, counters, now)
-                continue
-            slots[k, HS_PHASE] = HP_WAIT_EOF
-            ph = HP_WAIT_EOF  # the FIN usually came with the response: look now
-        if ph == HP_WAIT_EOF:
-            r = tcp_recv(client, cid, buf, base, rb, False, now)
-            if r == -EAGAIN:
-                continue
-            if r != 0:  # bytes after the announced body, or an error
-                _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, -r if r < 0 else 0,
-                             now)
-                continue
             tcp_close(client, cid, now)
             counters[HC_COMPLETED] += 1
             slots[k, HS_CID] = -1
             slots[k, HS_PHASE] = HP_IDLE
+            return
+        old = got
+        got += r
+        slots[k, HS_GOT] = got
+        if hdr < 0:
+            hdr = http_header_end(buf, base, got, old)
+            if hdr < 0:
+                continue
+            if not http_status_ok(buf, base, hdr):
+                _client_fail(client, slots, k, counters, HC_BAD_RESPONSES, 0, now)
+                return
+            clen = http_content_length(buf, base, hdr)
+            slots[k, HS_HDR_END] = hdr
+            slots[k, HS_CLEN] = clen
+        if clen < 0 or got < hdr + clen:
+            continue
+        _client_record(slots, k, hist, counters, now)
+        if keepalive:
+            slots[k, HS_T0] = now
+            _client_request(client, slots, k, req, counters, now)
+            return  # the next response cannot be there yet: its arrival is logged
+        slots[k, HS_PHASE] = HP_WAIT_EOF
+        ph = HP_WAIT_EOF  # the FIN usually came with the response: look now
+    if ph == HP_WAIT_EOF:
+        r = tcp_recv(client, cid, buf, base, rb, False, now)
+        if r == -EAGAIN:
+            return
+        if r != 0:  # bytes after the announced body, or an error
+            _client_fail(client, slots, k, counters, HC_CLIENT_ERRORS, -r if r < 0 else 0, now)
+            return
+        tcp_close(client, cid, now)
+        counters[HC_COMPLETED] += 1
+        slots[k, HS_CID] = -1
+        slots[k, HS_PHASE] = HP_IDLE
+
+
+@kernel
+def _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive, now,
+                       slot_of, hs):
+    """Visit slot ``k``; if its connection ended, the slot goes back on the free list."""
+    cid = slots[k, HS_CID]
+    _client_visit(client, slots, k, buf, rb, req, hist, counters, keepalive, now)
+    if slots[k, HS_PHASE] == HP_IDLE:
+        slot_of[cid] = -1
+        slots[k, HS_NEXT_FREE] = hs[0, HSV_FREE]
+        hs[0, HSV_FREE] = k
+
+
+@kernel
+def http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, keepalive,
+                     start_new, now, slot_of, hs):
+    """One step of the load generator: move on the connections whose state changed since the
+    last step (the core's touched log, as http_server_step), then open a connection on every
+    free slot (``start_new``): connect, send ``req``, read the response (the header into the
+    slot's region, the body counted and dropped), close after the server's FIN, or
+    (``keepalive``) send the next request on the same connection.  Latency, from connect
+    (keep-alive: from the send) to the last response byte, goes into ``hist`` (1 µs bins)."""
+    t = client.tcb
+    head = t.meta[TCB_META_TOUCHED]
+    pos = hs[0, HSV_POS]
+    if hs[0, HSV_FULL] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
+        for k in range(slots.shape[0]):
+            if slots[k, HS_PHASE] != HP_IDLE:
+                _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive,
+                                   now, slot_of, hs)
+        hs[0, HSV_FULL] = 0
+    else:
+        log = t.touch_log
+        for q in range(pos, head):
+            cid = log[q & (TOUCH_LOG_SIZE - 1)]
+            k = slot_of[cid]
+            if k >= 0 and slots[k, HS_CID] == cid:
+                _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive,
+                                   now, slot_of, hs)
+    while start_new and hs[0, HSV_FREE] >= 0:
+        k = hs[0, HSV_FREE]
+        port = tcp_ephemeral_port(client, 0, sip, sport)
+        if port < 0:
+            counters[HC_PORT_EXHAUSTED] += 1
+            counters[HC_LAST_ERRNO] = -port
+            break
+        cid = tcp_connect(client, 0, port, sip, sport, now)
+        if cid < 0:
+            counters[HC_CONNECT_ERRORS] += 1
+            counters[HC_LAST_ERRNO] = -cid
+            break
+        hs[0, HSV_FREE] = slots[k, HS_NEXT_FREE]
+        counters[HC_STARTED] += 1
+        slot_of[cid] = k
+        slots[k, HS_CID] = cid
+        slots[k, HS_PHASE] = HP_CONNECTING
+        slots[k, HS_T0] = now
+    # as http_server_step: this step's own changes are handled; a new epoch logs the next ones
+    hs[0, HSV_POS] = t.meta[TCB_META_TOUCHED]
+    t.meta[TCB_META_TOUCH_EPOCH] += 1
 
 
 # --- the server ---------------------------------------------------------------------------------

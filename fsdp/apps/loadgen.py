@@ -32,7 +32,7 @@ from fsdp.apps.http_native import (
     HC_STARTED,
     HC_STOP,
     HS_CID,
-    HS_SIZE,
+    client_slots,
 )
 from fsdp.apps.http_python import HttpLoad, http_request
 from fsdp.apps.percore import (
@@ -102,11 +102,9 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         http_request(str(ipaddress.IPv4Address(server_ip)), server_port, path, keepalive),
         np.uint8,
     ).copy()
-    slots = np.zeros((concurrency, HS_SIZE), np.int64)
-    slots[:, HS_CID] = -1
+    slots, slot_of, hs = client_slots(concurrency, stack._opts.max_conns)
     cbuf = np.zeros(concurrency * REGION, np.uint8)
     u8 = np.zeros(1, np.uint8)
-    e2 = np.zeros((0, 4), np.int64)
     prm = np.zeros(P_SIZE, np.int64)
     prm[P_SIP] = server_ip
     prm[P_SPORT] = server_port
@@ -120,13 +118,13 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     # compile (or load) the loop now, not inside the measurement: zero iterations
     warm = prm.copy()
     warm[P_MAX_ITERS] = 0
-    bench_run(core, core, OP_HTTP_LOAD, warm, req, u8, cbuf, u8, st, slots, e2, hist)
+    bench_run(core, core, OP_HTTP_LOAD, warm, req, u8, cbuf, u8, st, slots, hs, hist, slot_of)
     ctl[W_STATE] = WS_READY
     while go[0] == 0 and counters[HC_STOP] == 0:
         time.sleep(0.001)
     while counters[HC_STOP] == 0:
         prm[P_DEADLINE_US] = monotonic_us() + SLICE_US
-        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, e2, hist)
+        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, hs, hist, slot_of)
         ctl[W_CPU_NS] = process_cpu_ns()
     # Let the connections in flight finish (counters keep counting; the parent has its window).
     counters[HC_STOP] = 0
@@ -134,7 +132,7 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     end = monotonic_us() + int(DRAIN_S * 1e6)
     while (slots[:, HS_CID] >= 0).any() and monotonic_us() < end:
         prm[P_DEADLINE_US] = min(end, monotonic_us() + 10_000)
-        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, e2, hist)
+        bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, hs, hist, slot_of)
     counters[HC_STOP] = 1
     stack.close()
     if port is not None:

@@ -130,6 +130,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     sv, slot_of, hs = server_slots(slots, stack._opts.max_conns)
     sbuf = np.zeros(slots * REGION, np.uint8)
     u8 = np.zeros(1, np.uint8)
+    e1 = np.zeros(0, np.int64)
     prm = np.zeros(P_SIZE, np.int64)
     prm[P_LID] = lid
     prm[P_REGION] = REGION
@@ -140,7 +141,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     # compile (or load) the loop now, not inside the caller's measurement: zero iterations
     warm = prm.copy()
     warm[P_MAX_ITERS] = 0
-    bench_run(core, core, OP_HTTP_SERVE, warm, resp, u8, u8, sbuf, st, hs, sv, slot_of)
+    bench_run(core, core, OP_HTTP_SERVE, warm, resp, u8, u8, sbuf, st, hs, sv, e1, slot_of)
     idle_sleep(0.0)  # ... and the idle wait's own jitted calls (a cold cache compiled them in
     #                  the first idle pause, seconds into the measurement)
     ctl[W_STATE] = WS_READY
@@ -152,7 +153,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
         # with a growing sleep between them, so an idle server does not hold a CPU at 100%;
         # the sleep is on the queue's doorbell, so the first SYN after a pause ends it.
         prm[P_DEADLINE_US] = monotonic_us() + (SLICE_US if idle < 3 else IDLE_SLICE_US)
-        bench_run(core, core, OP_HTTP_SERVE, prm, resp, u8, u8, sbuf, st, hs, sv, slot_of)
+        bench_run(core, core, OP_HTTP_SERVE, prm, resp, u8, u8, sbuf, st, hs, sv, e1, slot_of)
         ctl[W_CPU_NS] = process_cpu_ns()
         if int(counters[HC_ACCEPTED]) != before or (sv[:, SV_PHASE] != SP_FREE).any():
             idle = 0
