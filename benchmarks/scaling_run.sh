@@ -5,7 +5,11 @@
 # goes, so a run cut short still reports what it finished; the results land in OUT (at most
 # eight files: summary.txt, topology.txt, two plots, logs.tgz).
 #   OUT=/tmp/out bash benchmarks/scaling_run.sh
+# PHASE=warm only compiles (a cold Numba cache took over 5.5 minutes on the 16-core device
+# machine), PHASE=measure only measures: two device calls on one warm machine, each well
+# inside a call's 10 minutes.  Default: both.
 set -u
+PHASE=${PHASE:-all}
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fsdp-scaling}
 WORK=${WORK:-$(mktemp -d)}
@@ -34,12 +38,17 @@ step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation
 grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA node|MHz" "$OUT/topology.txt" | head -12
 # A cold Numba cache: compile the native server + packet client and the Python server in
 # parallel, one small run each, before anything is measured.
-t0=$SECONDS
-timeout 330 "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1 &
-timeout 330 "$PY" -m fsdp demo --client packet --app python --seconds 0.3 --concurrency 8 >"$WORK/warm2.txt" 2>&1 &
-wait
-echo "== warm-up (compile) in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
-for f in "$WORK"/warm[12].txt; do tail -n 2 "$f"; done | tee -a "$OUT/summary.txt"
+if [ "$PHASE" != measure ]; then
+    t0=$SECONDS
+    timeout 540 "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1 &
+    timeout 540 "$PY" -m fsdp demo --client packet --app python --seconds 0.3 --concurrency 8 >"$WORK/warm2.txt" 2>&1 &
+    wait
+    echo "== warm-up (compile) in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
+    for f in "$WORK"/warm[12].txt; do tail -n 2 "$f"; done | tee -a "$OUT/summary.txt"
+fi
+if [ "$PHASE" = warm ]; then
+    exit 0
+fi
 step packet 100 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 3 --plot "$OUT/packet.png"
 step ablation 150 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"
 step stack 80 --cores "$CORES" --client-cores "$CLIENTS" --client stack --concurrency 512 --seconds 2
