@@ -525,9 +525,9 @@ def bench_run(a, b, op, prm, u0, u1, u2, u3, st, slots, sv, hist, ids):
     ``slots``/``sv`` the client/server connection slots, ``hist`` latencies, ``st[0]`` the SC_
     counters; returns 0.
     OP_HTTP_SERVE (fsdp.apps.http_native): ``u0`` responses, ``u3`` read buffer, ``sv`` slots,
-    ``ids`` the connection id -> slot map, ``slots`` the step state (``server_slots`` makes
+    ``ids`` the connection id -> slot map, ``slots`` the step state (``step_slots`` makes
     all three), ``st[0]`` the HC_ counters.  OP_HTTP_LOAD: ``u0`` request, ``u2`` read buffer,
-    ``slots``, ``ids`` and ``sv`` its slots, id -> slot map and step state (``client_slots``),
+    ``slots``, ``ids`` and ``sv`` its slots, id -> slot map and step state (``step_slots``),
     ``hist``, ``st[0]``.  Only core ``a`` is used (pass it as ``b`` too).  ``ids`` is unused
     (empty) for the other ops.
 """

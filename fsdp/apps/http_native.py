@@ -49,29 +49,34 @@ HC_ITERS = 14
 HC_STOP = 15  # set to 1 by the parent: the loop returns at its next iteration
 HC_SIZE = 16
 
-# --- client slot columns (int64[concurrency, HS_SIZE]) ------------------------------------------
-HS_CID = 0
-HS_PHASE = 1
+# --- a slot table (int64[n, SLOT_SIZE]), the server's and the load generator's: the columns
+# both use (phase 0 = free), then each one's own --------------------------------------------------
+SLOT_CID = 0
+SLOT_PHASE = 1
+SLOT_NEXT_FREE = 7  # the next free slot (a list from hs[0, HSV_FREE]), -1 at its end
+SLOT_SIZE = 8
+
+# --- client slot columns -------------------------------------------------------------------------
+HS_CID = SLOT_CID
+HS_PHASE = SLOT_PHASE
 HS_T0 = 2  # when the request's connect (or, keep-alive, its send) started, µs
 HS_GOT = 3  # bytes of the current response received
 HS_HDR_END = 4  # offset of the body in the response, -1 until the header is complete
 HS_CLEN = 5  # Content-Length, -1 if absent (the body then ends at EOF)
-HS_NEXT_FREE = 7  # the next idle slot (a list from hs[0, HSV_FREE]), -1 at its end
-HS_SIZE = 8
+HS_SIZE = SLOT_SIZE
 
 HP_IDLE = 0
 HP_CONNECTING = 1
 HP_WAIT_RESPONSE = 2
 HP_WAIT_EOF = 3  # the whole response is in: wait for the server's FIN
 
-# --- server slot columns (int64[slots, SV_SIZE]) ------------------------------------------------
-SV_CID = 0
-SV_PHASE = 1
+# --- server slot columns -------------------------------------------------------------------------
+SV_CID = SLOT_CID
+SV_PHASE = SLOT_PHASE
 SV_GOT = 2  # bytes of the current request in the slot's region
 SV_PEND_OFF = 3  # echo: bytes of the region still to send
 SV_PEND_END = 4
-SV_NEXT_FREE = 7  # the next free slot (a list from hs[0, HSV_FREE]), -1 at its end
-SV_SIZE = 8
+SV_SIZE = SLOT_SIZE
 
 # --- a step's state (int64[1, HSV_SIZE]): the server's and the load generator's ----------------
 HSV_POS = 0  # how far the step has read its core's touched log (TCB_META_TOUCHED then)
@@ -205,18 +210,73 @@ def _client_record(slots, k, hist, counters, now):
     counters[HC_REQUESTS] += 1
 
 
-def client_slots(n: int, max_conns: int):
-    """A load generator's slots, its connection id -> slot map and its step state (``hs``),
-    for :func:`http_client_step`: every slot idle and on the free list."""
-    slots = np.zeros((n, HS_SIZE), np.int64)
-    slots[:, HS_CID] = -1
-    slots[:, HS_NEXT_FREE] = np.arange(1, n + 1)
-    slots[n - 1, HS_NEXT_FREE] = -1
+def step_slots(n: int, max_conns: int):
+    """A slot table of ``n`` free slots on the free list, its connection id -> slot map and its
+    step state (``hs``): what :func:`http_server_step` and :func:`http_client_step` keep."""
+    slots = np.zeros((n, SLOT_SIZE), np.int64)
+    slots[:, SLOT_CID] = -1
+    slots[:, SLOT_NEXT_FREE] = np.arange(1, n + 1)
+    slots[n - 1, SLOT_NEXT_FREE] = -1
     slot_of = np.full(max_conns, -1, np.int64)
     hs = np.zeros((1, HSV_SIZE), np.int64)
     hs[0, HSV_FULL] = 1
     hs[0, HSV_FREE] = 0 if n > 0 else -1
     return slots, slot_of, hs
+
+
+# A step reads its core's touched log (fsdp.tcp.tcb.tcb_touch, the ready list fsdp.selectors
+# reads too) to visit only the slots whose connection changed since its last step:
+#     full, pos, head = step_begin(t, hs)
+#     full: every busy slot; else, for q in range(pos, head): logged_slot(t, q, slots, slot_of)
+#     ... slot_take / slot_release_if_free ...
+#     step_end(t, hs)
+@njit(inline="always", cache=True)
+def step_begin(t, hs):
+    """(full, pos, head): visit every busy slot (the first step, or the log wrapped past this
+    reader), else the ids logged in [pos, head)."""
+    head = t.meta[TCB_META_TOUCHED]
+    pos = hs[0, HSV_POS]
+    full = hs[0, HSV_FULL] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos
+    hs[0, HSV_FULL] = 0
+    return full, pos, head
+
+
+@njit(inline="always", cache=True)
+def logged_slot(t, q, slots, slot_of):
+    """The slot of the id at log entry ``q``, or -1 (not one of ours any more)."""
+    cid = t.touch_log[q & (TOUCH_LOG_SIZE - 1)]
+    k = slot_of[cid]
+    if k >= 0 and slots[k, SLOT_CID] == cid:
+        return k
+    return np.int64(-1)
+
+
+@njit(inline="always", cache=True)
+def slot_take(slots, hs, slot_of, cid):
+    """Put connection ``cid`` in the first free slot (the caller checked there is one)."""
+    k = hs[0, HSV_FREE]
+    hs[0, HSV_FREE] = slots[k, SLOT_NEXT_FREE]
+    slot_of[cid] = k
+    slots[k, SLOT_CID] = cid
+    return k
+
+
+@njit(inline="always", cache=True)
+def slot_release_if_free(slots, k, cid, slot_of, hs):
+    """After a visit: if slot ``k``'s connection ``cid`` ended (phase 0), the slot goes back on
+    the free list."""
+    if slots[k, SLOT_PHASE] == 0:
+        slot_of[cid] = -1
+        slots[k, SLOT_NEXT_FREE] = hs[0, HSV_FREE]
+        hs[0, HSV_FREE] = k
+
+
+@njit(inline="always", cache=True)
+def step_end(t, hs):
+    """What the step did to its own connections is logged too, and already handled: read the
+    log up to here, and start a new epoch so that the next change of any id is logged again."""
+    hs[0, HSV_POS] = t.meta[TCB_META_TOUCHED]
+    t.meta[TCB_META_TOUCH_EPOCH] += 1
 
 
 @kernel
@@ -304,10 +364,7 @@ def _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive
     """Visit slot ``k``; if its connection ended, the slot goes back on the free list."""
     cid = slots[k, HS_CID]
     _client_visit(client, slots, k, buf, rb, req, hist, counters, keepalive, now)
-    if slots[k, HS_PHASE] == HP_IDLE:
-        slot_of[cid] = -1
-        slots[k, HS_NEXT_FREE] = hs[0, HSV_FREE]
-        hs[0, HSV_FREE] = k
+    slot_release_if_free(slots, k, cid, slot_of, hs)
 
 
 @kernel
@@ -320,24 +377,19 @@ def http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, ke
     (``keepalive``) send the next request on the same connection.  Latency, from connect
     (keep-alive: from the send) to the last response byte, goes into ``hist`` (1 µs bins)."""
     t = client.tcb
-    head = t.meta[TCB_META_TOUCHED]
-    pos = hs[0, HSV_POS]
-    if hs[0, HSV_FULL] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
+    full, pos, head = step_begin(t, hs)
+    if full:
         for k in range(slots.shape[0]):
             if slots[k, HS_PHASE] != HP_IDLE:
                 _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive,
                                    now, slot_of, hs)
-        hs[0, HSV_FULL] = 0
     else:
-        log = t.touch_log
         for q in range(pos, head):
-            cid = log[q & (TOUCH_LOG_SIZE - 1)]
-            k = slot_of[cid]
-            if k >= 0 and slots[k, HS_CID] == cid:
+            k = logged_slot(t, q, slots, slot_of)
+            if k >= 0:
                 _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive,
                                    now, slot_of, hs)
     while start_new and hs[0, HSV_FREE] >= 0:
-        k = hs[0, HSV_FREE]
         port = tcp_ephemeral_port(client, 0, sip, sport)
         if port < 0:
             counters[HC_PORT_EXHAUSTED] += 1
@@ -348,15 +400,11 @@ def http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, ke
             counters[HC_CONNECT_ERRORS] += 1
             counters[HC_LAST_ERRNO] = -cid
             break
-        hs[0, HSV_FREE] = slots[k, HS_NEXT_FREE]
         counters[HC_STARTED] += 1
-        slot_of[cid] = k
-        slots[k, HS_CID] = cid
+        k = slot_take(slots, hs, slot_of, cid)
         slots[k, HS_PHASE] = HP_CONNECTING
         slots[k, HS_T0] = now
-    # as http_server_step: this step's own changes are handled; a new epoch logs the next ones
-    hs[0, HSV_POS] = t.meta[TCB_META_TOUCHED]
-    t.meta[TCB_META_TOUCH_EPOCH] += 1
+    step_end(t, hs)
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -455,20 +503,6 @@ def _server_echo(server, sv, j, buf, rb, counters, now):
         _server_fail(server, sv, j, counters, HC_SERVER_ERRORS, -w, now)
 
 
-def server_slots(n: int, max_conns: int):
-    """A server's slots (``sv``), its connection id -> slot map and its step state (``hs``),
-    for :func:`http_server_step`: every slot free and on the free list."""
-    sv = np.zeros((n, SV_SIZE), np.int64)
-    sv[:, SV_CID] = -1
-    sv[:, SV_NEXT_FREE] = np.arange(1, n + 1)
-    sv[n - 1, SV_NEXT_FREE] = -1
-    slot_of = np.full(max_conns, -1, np.int64)
-    hs = np.zeros((1, HSV_SIZE), np.int64)
-    hs[0, HSV_FULL] = 1
-    hs[0, HSV_FREE] = 0 if n > 0 else -1
-    return sv, slot_of, hs
-
-
 @kernel
 def _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of, hs):
     """Serve slot ``j`` once; if that ended its connection, the slot goes back on the free
@@ -478,10 +512,7 @@ def _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot
         _server_echo(server, sv, j, buf, rb, counters, now)
     else:
         _server_http(server, sv, j, buf, rb, resp, split, counters, now)
-    if sv[j, SV_PHASE] == SP_FREE:
-        slot_of[cid] = -1
-        sv[j, SV_NEXT_FREE] = hs[0, HSV_FREE]
-        hs[0, HSV_FREE] = j
+    slot_release_if_free(sv, j, cid, slot_of, hs)
 
 
 @kernel
@@ -496,31 +527,24 @@ def http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now,
     no visit until its connection changes again.  Echo mode may leave bytes queued (a full
     region, a full send buffer): it visits every busy slot each step."""
     t = server.tcb
-    head = t.meta[TCB_META_TOUCHED]
-    pos = hs[0, HSV_POS]
-    if mode == MODE_ECHO or hs[0, HSV_FULL] != 0 or head - pos >= TOUCH_LOG_SIZE or head < pos:
+    full, pos, head = step_begin(t, hs)
+    if full or mode == MODE_ECHO:
         for j in range(sv.shape[0]):
             if sv[j, SV_PHASE] != SP_FREE:
                 _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of,
                               hs)
-        hs[0, HSV_FULL] = 0
     else:
-        log = t.touch_log
         for q in range(pos, head):
-            cid = log[q & (TOUCH_LOG_SIZE - 1)]
-            j = slot_of[cid]
-            if j >= 0 and sv[j, SV_CID] == cid:
+            j = logged_slot(t, q, sv, slot_of)
+            if j >= 0:
                 _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of,
                               hs)
     while hs[0, HSV_FREE] >= 0:
         cid = tcp_accept(server, lid)
         if cid < 0:
             break
-        j = hs[0, HSV_FREE]
-        hs[0, HSV_FREE] = sv[j, SV_NEXT_FREE]
         counters[HC_ACCEPTED] += 1
-        slot_of[cid] = j
-        sv[j, SV_CID] = cid
+        j = slot_take(sv, hs, slot_of, cid)
         sv[j, SV_PHASE] = SP_REQUEST
         sv[j, SV_GOT] = 0
         sv[j, SV_PEND_OFF] = 0
@@ -528,7 +552,4 @@ def http_server_step(server, lid, sv, buf, rb, resp, split, counters, mode, now,
         _server_visit(server, sv, j, buf, rb, resp, split, counters, mode, now, slot_of, hs)
     if hs[0, HSV_FREE] < 0 and tcp_accept_pending(server, lid) > 0:
         counters[HC_SERVER_FULL] += 1
-    # What this step did to its own connections is logged too, and already handled: read the
-    # log up to here, and start a new epoch so that the next change of any id is logged again.
-    hs[0, HSV_POS] = t.meta[TCB_META_TOUCHED]
-    t.meta[TCB_META_TOUCH_EPOCH] += 1
+    step_end(t, hs)

@@ -32,7 +32,7 @@ from fsdp.apps.http_native import (
     HC_STARTED,
     HC_STOP,
     HS_CID,
-    client_slots,
+    step_slots,
 )
 from fsdp.apps.http_python import HttpLoad, http_request
 from fsdp.apps.percore import (
@@ -102,7 +102,7 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         http_request(str(ipaddress.IPv4Address(server_ip)), server_port, path, keepalive),
         np.uint8,
     ).copy()
-    slots, slot_of, hs = client_slots(concurrency, stack._opts.max_conns)
+    slots, slot_of, hs = step_slots(concurrency, stack._opts.max_conns)
     cbuf = np.zeros(concurrency * REGION, np.uint8)
     u8 = np.zeros(1, np.uint8)
     prm = np.zeros(P_SIZE, np.int64)

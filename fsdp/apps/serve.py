@@ -33,7 +33,7 @@ from fsdp.apps.http_native import (
     MODE_HTTP,
     SP_FREE,
     SV_PHASE,
-    server_slots,
+    step_slots,
 )
 from fsdp.apps.http_python import HttpServer, demo_body, http_response
 from fsdp.apps.percore import (
@@ -127,7 +127,7 @@ def native_worker(ctl, counters, wire, port_id, queue, n_queues, ip, mac, port, 
     body = demo_body(body_size)
     close, keep = http_response(body), http_response(body, keepalive=True)
     resp = np.frombuffer(close + keep, np.uint8).copy()
-    sv, slot_of, hs = server_slots(slots, stack._opts.max_conns)
+    sv, slot_of, hs = step_slots(slots, stack._opts.max_conns)
     sbuf = np.zeros(slots * REGION, np.uint8)
     u8 = np.zeros(1, np.uint8)
     e1 = np.zeros(0, np.int64)
