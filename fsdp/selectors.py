@@ -217,6 +217,10 @@ def _wanted(events: int, listener: bool) -> int:
     return m
 
 
+# _wanted(events, False) for events 0..3: what register() looks up for each connection
+_CONN_WANTED = tuple(_wanted(ev, False) for ev in range(4))
+
+
 def _ready_events(status: int, events: int, listener: bool) -> int:
     ev = 0
     if events & EVENT_READ and status & ((_EV_READABLE | _EV_ERROR) if listener else _EV_READABLE):
@@ -271,7 +275,6 @@ class FsdpSelector(_stdselectors.BaseSelector):
 
     def _place(self, fd: int, sock, key: SelectorKey) -> None:
         """Give fsdp key ``key`` rows where the engine reports its socket's readiness."""
-        places = []
         stack = sock._stack
         if not sock._closed and not stack._closed and (sock._lids is not None or sock._cid >= 0):
             per_core = self._stack_rows.get(stack)
@@ -280,11 +283,11 @@ class FsdpSelector(_stdselectors.BaseSelector):
                     _CoreRows(core.tcb.free_next.shape[0]) for core in stack._cores]
             if sock._lids is not None:
                 wanted = _wanted(key.events, True)
-                for i, lid in enumerate(sock._lids):
-                    places.append((per_core[i], per_core[i].add(lid, 1, wanted, key)))
+                places = [(per_core[i], per_core[i].add(lid, 1, wanted, key))
+                          for i, lid in enumerate(sock._lids)]
             else:
                 rows = per_core[sock._core]
-                places.append((rows, rows.add(sock._cid, 0, _wanted(key.events, False), key)))
+                places = ((rows, rows.add(sock._cid, 0, _CONN_WANTED[key.events], key)),)
             self._rows_of[fd] = (stack, places)
         else:
             self._static[fd] = sock
@@ -295,11 +298,13 @@ class FsdpSelector(_stdselectors.BaseSelector):
             stack, places = placed
             for rows, row in places:
                 rows.remove(row)
-            for rows in self._stack_rows[stack]:
-                if rows.count:
-                    break
-            else:
-                del self._stack_rows[stack]  # holds the stack: not past its last socket
+            if not rows.count:  # (else this core's rows still hold a socket: nothing to drop)
+                for rows in self._stack_rows[stack]:
+                    if rows.count:
+                        break
+                else:
+                    del self._stack_rows[stack]  # holds the stack: not past its last socket
+            return
         self._static.pop(fd, None)
 
     def _socket_changed(self, sock) -> None:
@@ -332,19 +337,22 @@ class FsdpSelector(_stdselectors.BaseSelector):
         return sock
 
     def register(self, fileobj, events, data=None) -> SelectorKey:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
             raise ValueError(f"Invalid events: {events!r}")
         if type(fileobj) is Socket and not fileobj._closed:
-            fd = fileobj.fileno()  # the usual case, an fsdp socket itself: no lookups
-            sock = fileobj
-        else:
-            fd = self._fileobj_lookup(fileobj)
-            sock = None
+            # the usual case, an fsdp socket itself: no lookups
+            fd = fileobj._fileno if fileobj._numbered else fileobj.fileno()
+            if fd in self._fd_to_key:
+                raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+            key = self._fd_to_key[fd] = SelectorKey(fileobj, fd, events, data)
+            self._add_fsdp(fd, fileobj, key)
+            return key
+        fd = self._fileobj_lookup(fileobj)
         if fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
-        if sock is None:
-            sock = socket_from_fileno(fd)  # by number: asyncio registers bare fds
+        sock = socket_from_fileno(fd)  # by number: asyncio registers bare fds
         if sock is not None:
             key = SelectorKey(fileobj, fd, events, data)
             self._fd_to_key[fd] = key
@@ -355,7 +363,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
         return key
 
     def unregister(self, fileobj) -> SelectorKey:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         try:
             if type(fileobj) is Socket and not fileobj._closed:
                 fd = fileobj._fileno

@@ -33,7 +33,10 @@ from fsdp.driver.sim import SimQueue, queue_sleep
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
-from fsdp.tcp.usercalls import tcp_accept as _tcp_accept
+from fsdp.tcp.usercalls import OP_ACCEPT as _OP_ACCEPT
+from fsdp.tcp.usercalls import UC_I32 as _I32
+from fsdp.tcp.usercalls import UC_U8 as _U8
+from fsdp.tcp.usercalls import usercall_entry
 from fsdp.wire.ethernet import mac_to_int, mac_to_str
 
 _live_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
@@ -69,6 +72,9 @@ _NO_ROWOF = np.zeros(0, np.int32)
 _I64_ARRAY = numba_types.Array(numba_types.int64, 1, "C")
 _POLL = RootEntry(poll_status, numba_types.int64, _I64_ARRAY, _I64_ARRAY, _I64_ARRAY,
                   numba_types.Array(numba_types.int32, 1, "C"), _I64_ARRAY)
+
+
+_accept_scratch = threading.local()  # Stack._accept's address array, one per thread
 
 
 def monotonic_us() -> int:
@@ -286,10 +292,15 @@ class Stack:
             self._publish_tables()
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
         self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
+        # each core's compiled usercall entry (fsdp.tcp.usercalls.usercall_entry), made with
+        # the stack's first socket: the socket layer's per-connection calls go straight to it
+        self._ucall: list | None = None
         self._ip_int = ip_int
         self._accept_rr = -1
         self._virtual_clock = clock is not None
-        self._sockets: weakref.WeakSet = weakref.WeakSet()
+        # id(socket) -> the socket's weak reference (Socket._wref): a new socket costs a dict
+        # store, not a WeakSet entry (~1 µs, made in Python); Socket._release drops it
+        self._sockets: dict[int, weakref.ref] = {}
         self._capture: PcapWriter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
         _live_stacks.add(self)
@@ -395,10 +406,18 @@ class Stack:
         return Socket(self, family, type, proto)
 
     def _register_socket(self, sock) -> None:
-        self._sockets.add(sock)
+        if self._ucall is None:
+            self._ucall = [usercall_entry(core) for core in self._refs]
+        self._sockets[id(sock)] = sock._wref
 
-    def _unregister_socket(self, sock) -> None:
-        self._sockets.discard(sock)
+    def _open_sockets(self) -> list:
+        """The sockets of this stack that are alive and not yet released."""
+        out = []
+        for r in list(self._sockets.values()):
+            s = r()
+            if s is not None:
+                out.append(s)
+        return out
 
     def _default_sockopt(self, opt: int) -> int:
         from fsdp.tcp import usercalls as uc
@@ -412,7 +431,7 @@ class Stack:
         the engine (``engine=False`` when listen() is about to ask it)."""
         from fsdp.tcp import usercalls as uc
 
-        for other in list(self._sockets):
+        for other in self._open_sockets():
             if other is sock or other._closed or other._bound is None:
                 continue
             oip, oport = other._bound
@@ -435,7 +454,7 @@ class Stack:
     def _ephemeral_port(self, lip: int, rip: int, rport: int, core: int = 0) -> int:
         from fsdp.tcp import usercalls as uc
 
-        taken = {s._bound[1] for s in list(self._sockets) if s._bound is not None}
+        taken = {s._bound[1] for s in self._open_sockets() if s._bound is not None}
         for _ in range(64):
             port = int(uc.tcp_ephemeral_port(self._refs[core], lip, rip, rport))
             if port < 0:
@@ -494,16 +513,20 @@ class Stack:
         """The next connection any core's copy of a listener has ready: (core, cid, lip, lport,
         rip, rport), or None.  The cores take turns, so none starves the others."""
         n = len(lids)
-        addrs = np.empty(4, np.int64)  # per call: another thread may be accepting too
+        try:
+            addrs = _accept_scratch.addrs  # per thread: another thread may be accepting too
+        except AttributeError:
+            addrs = _accept_scratch.addrs = np.empty(4, np.int64)
+        ucall = self._ucall
         if n == 1:
-            cid = _tcp_accept(self._refs[0], lids[0], addrs)
+            cid = ucall[0](self._refs[0], _OP_ACCEPT, lids[0], 0, 0, 0, 0, 0, _U8, addrs, _I32)
             if cid < 0:
                 return None
             return (0, cid, *addrs.tolist())
         start = self._accept_rr = (self._accept_rr + 1) % n
         for k in range(n):
             i = (start + k) % n
-            cid = _tcp_accept(self._refs[i], lids[i], addrs)
+            cid = ucall[i](self._refs[i], _OP_ACCEPT, lids[i], 0, 0, 0, 0, 0, _U8, addrs, _I32)
             if cid >= 0:
                 return (i, cid, *addrs.tolist())
         return None

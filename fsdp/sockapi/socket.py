@@ -49,7 +49,10 @@ _RECV_CHUNK = 65536
 # (:meth:`Socket._adopt_fileno`), so that number cannot name anything else meanwhile.
 FILENO_BASE = 1 << 20
 _fileno_counter = iter(range(FILENO_BASE, 1 << 30))
-_by_fileno: weakref.WeakValueDictionary[int, Socket] = weakref.WeakValueDictionary()
+# fd -> weakref.ref of the socket: a plain dict of the socket's own weak reference
+# (Socket._wref), dropped at close (Socket._release), costs ~0.1 µs a socket where a
+# WeakValueDictionary's entry (a KeyedRef made in Python) costs ~1 µs.
+_by_fileno: dict[int, weakref.ref] = {}
 
 _TCP_CONGESTION = getattr(_stdsocket, "TCP_CONGESTION", 13)
 _CC_NAMES = {int(uc.CC_NEWRENO): b"reno", int(uc.CC_CUBIC): b"cubic"}  # Linux's names
@@ -65,7 +68,8 @@ def socket_from_fileno(fd) -> Socket | None:
         return None if fd._closed else fd
     if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
         return None
-    s = _by_fileno.get(fd)
+    r = _by_fileno.get(fd)
+    s = None if r is None else r()
     return None if s is None or s._closed else s
 
 
@@ -137,6 +141,13 @@ def _timeout_value(value):
 
 _tcp_send_array = uc.tcp_send_array
 _tcp_recv_array = uc.tcp_recv_array
+# The per-connection hot paths (accept, recv, sendall, close) call the core's usercall entry
+# (Stack._ucall) with these directly: each wrapper layer costs about a tenth of the call.
+_OP_RECV = uc.OP_RECV
+_OP_SEND = uc.OP_SEND
+_OP_CLOSE = uc.OP_CLOSE
+_U8, _I64, _I32 = uc.UC_U8, uc.UC_I64, uc.UC_I32
+_monotonic_ns = time.monotonic_ns
 _SCRATCH_BYTES = 65536
 _scratch = threading.local()
 
@@ -172,31 +183,42 @@ def _ip_str(v: int) -> str:
     return _stdsocket.inet_ntoa(v.to_bytes(4, "big"))  # ~10x faster than ipaddress
 
 
+def _check_socket_args(family, type, proto) -> tuple[int, float | None]:
+    """socket()'s arguments checked as Linux's socket(2) checks them: (proto, the new
+    socket's timeout: 0.0 with SOCK_NONBLOCK, else the stdlib's default)."""
+    if family is None:
+        family = _stdsocket.AF_INET
+    if type is None:
+        type = _stdsocket.SOCK_STREAM
+    family, type, proto = _index(family), _index(type), _index(proto)
+    if family != _stdsocket.AF_INET:
+        raise _oserror(errno.EAFNOSUPPORT)
+    if (type & _SOCK_TYPE_MASK) != _stdsocket.SOCK_STREAM:
+        raise _oserror(errno.ESOCKTNOSUPPORT if type in (2, 3) else errno.EINVAL)
+    if proto not in (0, _stdsocket.IPPROTO_TCP):
+        # Linux inet_create: EINVAL outside 0..IPPROTO_MAX-1 (262)
+        raise _oserror(errno.EPROTONOSUPPORT if 0 <= proto < 263 else errno.EINVAL)
+    if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
+        return proto, 0.0
+    return proto, _stdsocket.getdefaulttimeout()
+
+
 class Socket:
     """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
 
-    def __init__(self, stack, family=_stdsocket.AF_INET, type=_stdsocket.SOCK_STREAM, proto=0):
-        if family is None:
-            family = _stdsocket.AF_INET
-        if type is None:
-            type = _stdsocket.SOCK_STREAM
-        family, type, proto = _index(family), _index(type), _index(proto)
-        if family != _stdsocket.AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT)
-        if (type & _SOCK_TYPE_MASK) != _stdsocket.SOCK_STREAM:
-            raise _oserror(errno.ESOCKTNOSUPPORT if type in (2, 3) else errno.EINVAL)
-        if proto not in (0, _stdsocket.IPPROTO_TCP):
-            # Linux inet_create: EINVAL outside 0..IPPROTO_MAX-1 (262)
-            raise _oserror(errno.EPROTONOSUPPORT if 0 <= proto < 263 else errno.EINVAL)
+    def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
+        if family is _AF_INET and type is _SOCK_STREAM and proto == 0:
+            timeout = _stdsocket.getdefaulttimeout()  # the usual case (and every accept())
+        else:
+            proto, timeout = _check_socket_args(family, type, proto)
         self._stack = stack
         self.family = _AF_INET  # AddressFamily(...) costs a microsecond per socket
         self.type = _SOCK_STREAM
         self.proto = proto
         self._fileno = next(_fileno_counter)
         self._numbered = False  # in _by_fileno: once fileno() has given the number out
-        self._timeout: float | None = _stdsocket.getdefaulttimeout()
-        if type & getattr(_stdsocket, "SOCK_NONBLOCK", 0):
-            self._timeout = 0.0
+        self._wref = weakref.ref(self)  # the registries' entry (_by_fileno, Stack._sockets)
+        self._timeout: float | None = timeout
         self._closed = False
         self._released = False
         self._io_refs = 0
@@ -230,7 +252,8 @@ class Socket:
         s._peer = (rip, rport)
         # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
         # a blocking call, so the accepted socket keeps the listener's mode).
-        s._timeout = parent._timeout if stack._virtual_clock else _stdsocket.getdefaulttimeout()
+        if stack._virtual_clock:
+            s._timeout = parent._timeout
         s._reuseaddr = parent._reuseaddr
         s._reuseport = parent._reuseport  # Linux sk_clone_lock copies sk_reuseport too
         s._bound_reuseport = parent._bound_reuseport  # and the child joins its bind bucket
@@ -302,11 +325,16 @@ class Socket:
 
     def _adopt_fileno(self, fd: int) -> None:
         """Answer to ``fd`` (a kernel fd the caller keeps open and unused) from now on."""
-        if _by_fileno.get(self._fileno) is self:
-            del _by_fileno[self._fileno]
+        self._unnumber()
         self._fileno = fd
-        _by_fileno[fd] = self
+        _by_fileno[fd] = self._wref
         self._numbered = True
+
+    def _unnumber(self) -> None:
+        """Take this socket's number out of the registry (it names nothing any more)."""
+        if self._numbered and _by_fileno.get(self._fileno) is self._wref:
+            del _by_fileno[self._fileno]
+        self._numbered = False
 
     def _poll_events(self) -> int:
         """POLL_READ | POLL_WRITE this socket is ready for now, as ``select()`` on a Linux TCP
@@ -401,7 +429,8 @@ class Socket:
         self._changed()
 
     def accept(self):
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if self._lids is None:
             raise _oserror(errno.EINVAL)
 
@@ -540,6 +569,26 @@ class Socket:
         return self._wait(ready, "send", tried=True)
 
     def sendall(self, data, flags: int = 0) -> None:
+        sent = 0
+        if (type(data) is bytes and not flags and not self._timeout and self._cid >= 0
+                and not self._closed and 0 < len(data) <= _SCRATCH_BYTES):
+            # The usual case, a reply in bytes that the send buffer takes whole: copied into
+            # this thread's scratch buffer (the engine copies it out during the call).
+            arr, mv = _scratch_buffer()
+            n = len(data)
+            mv[:n] = data
+            stack = self._stack
+            core = self._core
+            rc = stack._ucall[core](
+                stack._refs[core], _OP_SEND, self._cid, 0, n, 0, 0,
+                stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000,
+                arr, _I64, _I32)
+            if rc == n:
+                return
+            if rc >= 0:
+                sent = rc  # the rest below, as send() would take it
+            elif rc != -errno.EAGAIN:
+                raise _oserror(-rc)
         try:
             view = memoryview(data).cast("B")
         except TypeError:
@@ -547,9 +596,8 @@ class Socket:
                 f"a bytes-like object is required, not '{type(data).__name__}'") from None
         self._conn_check(errno.EPIPE)
         total = view.nbytes
-        sent = 0
         deadline = None if not self._timeout else time.monotonic() + self._timeout
-        if deadline is None and total:
+        if deadline is None and total and not sent:
             sent = self.send(view, flags)  # the usual case: the send buffer takes it all
         while sent < total:
             if deadline is not None:
@@ -568,8 +616,11 @@ class Socket:
             # The usual case, data queued: read into this thread's scratch buffer, one copy out.
             arr, mv = _scratch_buffer()
             stack = self._stack
-            rc = _tcp_recv_array(stack._refs[self._core], self._cid, arr, bufsize, 0,
-                                 stack._clock())
+            core = self._core
+            rc = stack._ucall[core](
+                stack._refs[core], _OP_RECV, self._cid, 0, bufsize, 0, 0,
+                stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000,
+                arr, _I64, _I32)
             if rc >= 0:
                 return bytes(mv[:rc])
             if rc != -errno.EAGAIN:
@@ -738,20 +789,28 @@ class Socket:
 
     def _release(self) -> None:
         self._released = True
-        if self._stack._closed:
+        stack = self._stack
+        if stack._closed:
             return
         if self._lids is not None:
-            self._stack._unlisten(self._lids)
+            stack._unlisten(self._lids)
             self._lids = None
-        if self._cid >= 0:
-            core = self._core_state()
+        cid = self._cid
+        if cid >= 0:
+            core = self._core
+            now = stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000
             if self._linger[0] and self._linger[1] == 0:
-                uc.tcp_abort(core, self._cid, self._now())
+                uc.tcp_abort(stack._refs[core], cid, now)
             else:
-                uc.tcp_close(core, self._cid, self._now())
+                stack._ucall[core](stack._refs[core], _OP_CLOSE, cid, 0, 0, 0, 0, now, _U8,
+                                   _I64, _I32)
             self._cid = -1
-        self._stack._unregister_socket(self)
-        self._changed()
+        if self._numbered:
+            self._unnumber()
+        if stack._sockets.get(id(self)) is self._wref:  # out of Stack._sockets
+            del stack._sockets[id(self)]
+        if self._selectors:
+            self._changed()
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
@@ -785,7 +844,7 @@ class Socket:
         if not self._numbered:
             # Only a number given out can come back (selectors, asyncio): register it now,
             # not for every socket made (a weak mapping entry costs a microsecond).
-            _by_fileno[self._fileno] = self
+            _by_fileno[self._fileno] = self._wref
             self._numbered = True
         return self._fileno
 
@@ -797,8 +856,12 @@ class Socket:
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        self._timeout = None if _index(flag) else 0.0
-        self._check_open()
+        if flag is False:
+            self._timeout = 0.0
+        else:
+            self._timeout = None if flag is True or _index(flag) else 0.0
+        if self._closed:
+            self._check_open()
 
     def getblocking(self) -> bool:
         return self._timeout != 0.0

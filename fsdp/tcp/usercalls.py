@@ -1099,12 +1099,20 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     return rc
 
 
-_U8 = np.zeros(1, np.uint8)
-_I64 = np.zeros(1, np.int64)
-_I32 = np.zeros(1, np.int32)
+# The unused array arguments of a call: one of each type, so every call has the same types
+UC_U8 = _U8 = np.zeros(1, np.uint8)
+UC_I64 = _I64 = np.zeros(1, np.int64)
+UC_I32 = _I32 = np.zeros(1, np.int32)
 # usercall's compiled entry for the argument types the wrappers below always pass
 _ENTRY = RootEntry(usercall, *([types.int64] * 7), types.Array(types.uint8, 1, "C"),
                    types.Array(types.int64, 1, "C"), types.Array(types.int32, 1, "C"))
+
+
+def usercall_entry(core):
+    """``usercall`` for ``core`` without the wrappers below: called with Python ints and the
+    arrays exactly as they pass them (the socket layer's per-connection hot path keeps one per
+    core, so a call is one C call: no wrapper, no entry lookup)."""
+    return _ENTRY.get(core)
 
 
 def _bytes_arg(data) -> np.ndarray:

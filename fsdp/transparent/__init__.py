@@ -51,7 +51,7 @@ def _finish_at_exit() -> None:
         linger = 2.0
     stacks = [s for s in list(_live_stacks) if not s._closed]
     for stack in stacks:
-        for sock in list(stack._sockets):
+        for sock in stack._open_sockets():
             try:
                 sock.close()
             except Exception:
