@@ -55,6 +55,26 @@ def default_client_cores(cores: int) -> int:
     return max(1, min(cores, cpu_count() - cores))
 
 
+def wire_ring_slots(concurrency: int, server_queues: int, client_queues: int) -> int:
+    """Slots for each sim ring of the demo's wire: room for four frames per connection that
+    the ring's (client queue, server queue) pair carries (a SYN, or an ACK with the request,
+    or an ACK and a FIN, with room to spare for a receiver that was off its CPU), at least
+    1,024.  A full ring drops, as a NIC's full receive ring does, and each drop costs its
+    connection a retransmission timeout (1 s for a SYN): with 1,024 slots, 512 connections
+    in flight on one core ran at about half the rate of 64."""
+    per_pair = -(-concurrency // (server_queues * client_queues))
+    need = max(1024, 4 * per_pair)
+    return min(1 << 16, 1 << (need - 1).bit_length())
+
+
+def wire_ring_full(port) -> int:
+    """Frames the wire of ``port`` dropped, over the whole run, because a receive ring was
+    full (counted on every port's queues: the sender's row counts its copy)."""
+    from fsdp.driver.sim_layout import SIMQ_STAT_RING_FULL
+
+    return int(port.wire.views["stats"][:, :, SIMQ_STAT_RING_FULL].sum())
+
+
 def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
              opts: dict | None = None, client_cores: int | None = None,
              listen_spawn: bool = True, rfd: bool = True, client: str = "stack") -> dict:
@@ -69,7 +89,8 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
                          body_size=BODY_SIZE, slots=max(1024, 2 * concurrency),
                          neighbors=neighbors_server, cpus=server_cpus, opts=opts,
                          geometry={"max_ports": 2, "max_queues": max(cores, n_clients),
-                                   "ring_slots": 1024})
+                                   "ring_slots": wire_ring_slots(concurrency, cores,
+                                                                 n_clients)})
     clients = ClientGroup(n_clients)
     client_port = None
     try:
@@ -97,6 +118,7 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
         clients.workers.wait_ready(list(range(n_clients)), 600.0)
         res = measure(clients, seconds, f"{app} x{cores}", progress, server=server,
                       server_errors=server_errors)
+        res["wire_drops"] = wire_ring_full(server.port)
     finally:
         clients.stop()
         server.stop()
