@@ -77,13 +77,26 @@ def _segments(pid: int | None):
     return segs
 
 
+def nic_counters(header: dict) -> dict | None:
+    """The counters the stack's NIC keeps for its queues (``sim``: fsdp.driver.sim's
+    SIMQ_STAT_*: ring_full counts frames a queue sent that found the receiving ring full, as
+    a NIC's rx_missed counts them at the receiver), summed; None for a NIC without any."""
+    sources = [x for x in header.get("nic_counters") or [] if x is not None]
+    if not sources:
+        return None
+    from fsdp.driver.sim import read_queue_counters
+
+    return read_queue_counters(sources)
+
+
 def run_stat(pid: int | None = None, as_json: bool = False, show_zero: bool = False) -> int:
-    """``fsdp stat``: each running stack's counters (non-zero ones unless ``show_zero``)."""
+    """``fsdp stat``: each running stack's counters (non-zero ones unless ``show_zero``), then
+    its NIC's (``nic_counters``)."""
     out = []
     for header, arrays in _segments(pid):
         c = stack_counters(header, arrays)
         out.append({"pid": header["pid"], "ip": header["ip"], "nic": header["nic"],
-                    "cores": header["cores"], **c})
+                    "cores": header["cores"], **c, "nic_counters": nic_counters(header)})
     if as_json:
         print(json.dumps(out))
         return 0
@@ -92,6 +105,9 @@ def run_stat(pid: int | None = None, as_json: bool = False, show_zero: bool = Fa
         for name, v in s["counters"].items():
             if v or show_zero:
                 print(f"    {v:>14,}  {name}")
+        for name, v in (s["nic_counters"] or {}).items():
+            if v or show_zero:
+                print(f"    {v:>14,}  nic {name}")
     return 0
 
 

@@ -79,6 +79,11 @@ class QueueSlice:
             raise ValueError("a queue slice has one queue")
         return self._p.bell_relay(self._q)
 
+    def counters_source(self, i: int):
+        """Where the NIC keeps the queue's counters, for fsdp stat (the port's, for queue i)."""
+        source = getattr(self._p, "counters_source", None)
+        return None if source is None or i != 0 else source(self._q)
+
     def held_frames(self, queue: int) -> int:
         held = getattr(self._p, "held_frames", None)
         return int(held(self._q)) if held is not None else 0

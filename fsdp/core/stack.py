@@ -321,9 +321,11 @@ class Stack:
             arrays[f"core{i}.tcb_hot"] = c.tcb.hot
             arrays[f"core{i}.tcb_cold"] = c.tcb.cold
             arrays[f"core{i}.listen"] = c.listen.rec
+        source = getattr(self._port, "counters_source", None)  # the NIC's own, where it has
         info = {
             "ip": str(self.interface), "nic": self.nic, "cores": self.cores,
             "stat_names": list(STAT_NAMES), "cfg_core_id": CFG_CORE_ID,
+            "nic_counters": [] if source is None else [source(i) for i in range(self.cores)],
         }
         seg = StatsSegment(info, arrays)
         v = seg.views

@@ -983,6 +983,16 @@ class SimPort:
         """Pool frames the NIC still holds for ``queue``: none, the sim copies (like DMA)."""
         return 0
 
+    def counters_source(self, queue: int) -> dict | None:
+        """Where queue ``queue``'s counters (SIMQ_STAT_*) live for a reader in another process
+        (fsdp stat, :func:`read_queue_counters`): the wire's name and the row's word offset in
+        its file; None on a private wire (it has no file)."""
+        if self.wire.path is None:
+            return None
+        row = ctl_offset(self.wire.layout, "stats")
+        return {"wire": self.wire.name, "offset": row + (self.port_id * self.wire.max_queues
+                                                         + queue) * STAT_STRIDE}
+
     def stats(self) -> dict:
         """Counters summed over the port's queues, plus ``per_queue`` (a list of dicts)."""
         rows = np.array(self.wire.views["stats"][self.port_id, : self.n_queues, :SIMQ_STAT_N])
@@ -1080,6 +1090,36 @@ class SimPort:
         if self._owner:
             self.wire._detach(self.port_id)
         self.wire._release_ref()
+
+
+def read_queue_counters(sources) -> dict | None:
+    """The SIMQ_STAT_* counters of the queues ``sources`` names (:meth:`SimPort.
+    counters_source` dicts, all of one wire), summed: read from the wire's file, without
+    attaching to it, by another process (``fsdp stat``).  None when the wire is gone."""
+    sources = [x for x in sources if x is not None]
+    if not sources:
+        return None
+    path = _existing_path(sources[0]["wire"])
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        hdr = np.frombuffer(os.pread(fd, HDR_N * 8, 0), dtype=np.int64)
+        if (len(hdr) < HDR_N or hdr[HDR_MAGIC] != SIM_MAGIC or hdr[HDR_READY] != 1
+                or hdr[HDR_VERSION] != SIM_VERSION):
+            return None
+        total = np.zeros(SIMQ_STAT_N, np.int64)
+        for x in sources:
+            row = os.pread(fd, SIMQ_STAT_N * 8, int(x["offset"]) * 8)
+            if len(row) != SIMQ_STAT_N * 8:
+                return None
+            total += np.frombuffer(row, dtype=np.int64)
+    finally:
+        os.close(fd)
+    return {name: int(total[i]) for i, name in enumerate(SIMQ_STAT_NAMES)}
 
 
 def join_port(name: str, port_id: int, **opts) -> SimPort:

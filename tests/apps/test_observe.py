@@ -88,3 +88,32 @@ def test_a_dead_process_segment_is_removed_by_the_next_reader():
 def test_off_switch_publishes_nothing():
     with fsdp.Stack(nic=f"sim:obs-off-{os.getpid()}", ip="10.4.2.1/24", stats_segment=False):
         assert all(h["ip"] != "10.4.2.1/24" for h, _ in live_segments(os.getpid()))
+
+
+def test_stat_shows_the_nics_counters_ring_full_included():
+    """A receiver that does not poll while 16 frames come at its 4-slot ring: the sender's
+    queue counts the 12 that found it full, and fsdp stat shows them (with the frames sent)
+    beside the stack's own counters, read from the wire's file by another process."""
+    from fsdp.driver.sim import SimWire
+
+    name = f"obs-nic-{os.getpid()}"
+    wire = SimWire.open(name, ring_slots=4)  # the stacks attach to it as it is
+    try:
+        with fsdp.Stack(nic=f"sim:{name}", ip="10.4.3.1/24") as a, \
+                fsdp.Stack(nic=f"sim:{name}", ip="10.4.3.2/24") as b:
+            sent_before = a._port.stats()["tx_frames"]
+            frame = b.mac.to_bytes(6, "big") + a.mac.to_bytes(6, "big") + b"\x08\x00" + bytes(46)
+            for _ in range(16):
+                a._port.inject(frame)  # to b, which never polls meanwhile
+            r = _fsdp("stat", "--pid", str(os.getpid()), "--json")
+            assert r.returncode == 0, r.stderr
+            stacks = {s["ip"]: s for s in json.loads(r.stdout)}
+            nic = stacks["10.4.3.1/24"]["nic_counters"]
+            assert nic == {k: v for k, v in a._port.stats().items() if k in nic}
+            assert nic["tx_frames"] - sent_before == 16
+            assert nic["ring_full"] == 12
+            assert stacks["10.4.3.2/24"]["nic_counters"]["ring_full"] == 0
+            r = _fsdp("stat", "--pid", str(os.getpid()))
+            assert r.returncode == 0 and "nic ring_full" in r.stdout
+    finally:
+        wire.close()
