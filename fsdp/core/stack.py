@@ -298,8 +298,8 @@ class Stack:
         self._ip_int = ip_int
         self._accept_rr = -1
         self._virtual_clock = clock is not None
-        # id(socket) -> the socket's weak reference (Socket._wref): a new socket costs a dict
-        # store, not a WeakSet entry (~1 µs, made in Python); Socket._release drops it
+        # id(socket) -> the socket's weak reference (Socket._wref), stored by Socket.__init__
+        # and dropped by Socket._release: a dict store, not a WeakSet entry (~1 µs, in Python)
         self._sockets: dict[int, weakref.ref] = {}
         self._capture: PcapWriter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
@@ -407,10 +407,8 @@ class Stack:
             raise OSError(errno.EBADF, "the stack is closed")
         return Socket(self, family, type, proto)
 
-    def _register_socket(self, sock) -> None:
-        if self._ucall is None:
-            self._ucall = [usercall_entry(core) for core in self._refs]
-        self._sockets[id(sock)] = sock._wref
+    def _make_usercall_entries(self) -> None:
+        self._ucall = [usercall_entry(core) for core in self._refs]
 
     def _open_sockets(self) -> list:
         """The sockets of this stack that are alive and not yet released."""

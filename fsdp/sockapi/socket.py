@@ -240,27 +240,9 @@ class Socket:
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
         self._selectors: list | None = None  # fsdp selectors this socket is registered with
-        stack._register_socket(self)
-
-    @classmethod
-    def _from_connection(cls, stack, parent: Socket, core: int, cid: int, lip: int, lport: int,
-                         rip: int, rport: int) -> Socket:
-        s = cls(stack)
-        s._core = core
-        s._cid = cid
-        s._bound = (lip, lport)
-        s._peer = (rip, rport)
-        # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
-        # a blocking call, so the accepted socket keeps the listener's mode).
-        if stack._virtual_clock:
-            s._timeout = parent._timeout
-        s._reuseaddr = parent._reuseaddr
-        s._reuseport = parent._reuseport  # Linux sk_clone_lock copies sk_reuseport too
-        s._bound_reuseport = parent._bound_reuseport  # and the child joins its bind bucket
-        s._linger = parent._linger
-        for opt, value in parent._pending_opts.items():
-            uc.tcp_setopt(stack._refs[core], cid, opt, value)
-        return s
+        if stack._ucall is None:
+            stack._make_usercall_entries()  # the stack's first socket
+        stack._sockets[id(self)] = self._wref  # (dropped by _release)
 
     # ---- helpers ----
     def _changed(self) -> None:
@@ -439,8 +421,24 @@ class Socket:
         got = stack._accept(lids)  # the usual case in a readiness loop: one is ready
         if got is None:
             got = self._wait(lambda: stack._accept(lids), "accept", tried=True)
-        conn = Socket._from_connection(stack, self, *got)
-        return conn, (_ip_str(got[4]), got[5])  # established: getpeername()'s
+        core, cid, lip, lport, rip, rport = got
+        conn = Socket(stack)
+        conn._core = core
+        conn._cid = cid
+        conn._bound = (lip, lport)
+        conn._peer = (rip, rport)
+        # Blocking mode: like the stdlib, unless the clock is virtual (then nothing could wake
+        # a blocking call, so the accepted socket keeps the listener's mode).
+        if stack._virtual_clock:
+            conn._timeout = self._timeout
+        conn._reuseaddr = self._reuseaddr
+        conn._reuseport = self._reuseport  # Linux sk_clone_lock copies sk_reuseport too
+        conn._bound_reuseport = self._bound_reuseport  # and the child joins its bind bucket
+        conn._linger = self._linger
+        if self._pending_opts:
+            for opt, value in self._pending_opts.items():
+                uc.tcp_setopt(stack._refs[core], cid, opt, value)
+        return conn, (_ip_str(rip), rport)  # established: getpeername()'s
 
     # ---- active open ----
     def connect(self, address) -> None:
@@ -574,7 +572,10 @@ class Socket:
                 and not self._closed and 0 < len(data) <= _SCRATCH_BYTES):
             # The usual case, a reply in bytes that the send buffer takes whole: copied into
             # this thread's scratch buffer (the engine copies it out during the call).
-            arr, mv = _scratch_buffer()
+            try:
+                arr, mv = _scratch.buf
+            except AttributeError:
+                arr, mv = _scratch_buffer()
             n = len(data)
             mv[:n] = data
             stack = self._stack
@@ -614,7 +615,10 @@ class Socket:
             raise ValueError("negative buffersize in recv")
         if not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed:
             # The usual case, data queued: read into this thread's scratch buffer, one copy out.
-            arr, mv = _scratch_buffer()
+            try:
+                arr, mv = _scratch.buf
+            except AttributeError:
+                arr, mv = _scratch_buffer()
             stack = self._stack
             core = self._core
             rc = stack._ucall[core](
