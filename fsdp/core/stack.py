@@ -680,6 +680,8 @@ class Stack:
             self._cores[i] = core._replace(capture=capture_ring_create(slots=slots, snaplen=snaplen))
             self._refs[i] = CoreRef(self._cores[i])
             self._cores[i].cfg[CFG_CAPTURE] = 1
+        if self._ucall is not None:
+            self._make_usercall_entries()  # (an entry is compiled for its CoreRef's type)
 
     def stop_capture(self) -> None:
         if self._capture is None:

@@ -207,7 +207,7 @@ class Socket:
     """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
 
     def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
-        if family is _AF_INET and type is _SOCK_STREAM and proto == 0:
+        if family is _AF_INET and type is _SOCK_STREAM and proto.__class__ is int and not proto:
             timeout = _stdsocket.getdefaulttimeout()  # the usual case (and every accept())
         else:
             proto, timeout = _check_socket_args(family, type, proto)
