@@ -95,6 +95,9 @@ def _add_demo_parsers(sub) -> None:
     s.add_argument("--mode", choices=("http", "echo"), default="http")
     s.add_argument("--body-size", type=int, default=64, metavar="B")
     s.add_argument("--app", choices=("native", "python"), default="native")
+    s.add_argument("--ring-slots", type=int, default=1024, metavar="N",
+                   help="slots of each ring of the sim wire it creates (a power of two; "
+                        "about 4 per connection a client queue keeps in flight to it)")
     b = sub.add_parser("bench", help="http_load-like load generator, on fsdp or kernel sockets")
     b.add_argument("url", metavar="URL", help="http://IP[:PORT]/PATH")
     b.add_argument("--nic", metavar="URI")
@@ -122,7 +125,8 @@ def _run_demo_command(args) -> int:
         if not 1 <= args.port <= 65535 or not 0 <= args.body_size <= 1 << 20:
             raise ValueError("--port must be 1-65535 and --body-size 0-1048576")
         return run_serve(nic=args.nic, ip=args.ip, port=args.port, cores=args.cores,
-                         mode=args.mode, body_size=args.body_size, app=args.app)
+                         mode=args.mode, body_size=args.body_size, app=args.app,
+                         ring_slots=args.ring_slots)
     from fsdp.apps.loadgen import run_bench
 
     return run_bench(args.url, args.nic, args.ip, args.kernel, args.concurrency, args.seconds,

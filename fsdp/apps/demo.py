@@ -38,7 +38,14 @@ from fsdp.apps.loadgen import (
     native_client,
     packet_client,
 )
-from fsdp.apps.percore import W_CPU_NS, SharedArrays, Workers, cpu_count, placement
+from fsdp.apps.percore import (
+    W_CPU_NS,
+    SharedArrays,
+    Workers,
+    cpu_count,
+    placement,
+    wire_ring_full,
+)
 from fsdp.apps.serve import ServerGroup, kernel_worker, server_errors
 
 SERVER_IP = "10.88.0.1"
@@ -65,14 +72,6 @@ def wire_ring_slots(concurrency: int, server_queues: int, client_queues: int) ->
     per_pair = -(-concurrency // (server_queues * client_queues))
     need = max(1024, 4 * per_pair)
     return min(1 << 16, 1 << (need - 1).bit_length())
-
-
-def wire_ring_full(port) -> int:
-    """Frames the wire of ``port`` dropped, over the whole run, because a receive ring was
-    full (counted on every port's queues: the sender's row counts its copy)."""
-    from fsdp.driver.sim_layout import SIMQ_STAT_RING_FULL
-
-    return int(port.wire.views["stats"][:, :, SIMQ_STAT_RING_FULL].sum())
 
 
 def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: Progress,
@@ -118,7 +117,7 @@ def run_fsdp(app: str, cores: int, seconds: float, concurrency: int, progress: P
         clients.workers.wait_ready(list(range(n_clients)), 600.0)
         res = measure(clients, seconds, f"{app} x{cores}", progress, server=server,
                       server_errors=server_errors)
-        res["wire_drops"] = wire_ring_full(server.port)
+        res["wire_drops"] = wire_ring_full(server.port.wire)
     finally:
         clients.stop()
         server.stop()

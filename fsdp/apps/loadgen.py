@@ -44,6 +44,7 @@ from fsdp.apps.percore import (
     Workers,
     cpu_count,
     process_cpu_ns,
+    wire_ring_full,
 )
 
 HIST_US = 1 << 20  # latency histogram: 1 µs bins up to ~1 s (the last bin holds the rest)
@@ -390,9 +391,17 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
                           ip, mac, int(ipaddress.IPv4Address(host)), port, share, keepalive, (),
                           path)
         backend = "fsdp"
+    wire = None
     try:
         clients.workers.wait_ready(list(range(clients.n)), 600.0)
+        if backend == "fsdp" and scheme == "sim":
+            from fsdp.driver.sim import SimWire
+
+            wire = SimWire.open(name)  # the workers made or joined it: it is there
+            drops0 = wire_ring_full(wire)
         res = measure(clients, seconds, f"bench {backend}", progress, warmup=0.2)
+        if wire is not None:
+            res["wire_drops"] = wire_ring_full(wire) - drops0
     finally:
         clients.stop()
         if client_port is not None:
@@ -406,8 +415,10 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
         unit = "requests" if keepalive else "connections"
         n = res["requests"] if keepalive else res["connections"]
         rate = res["requests_per_s"] if keepalive else res["connections_per_s"]
+        drops = res.get("wire_drops", 0)
         print(f"{n} {unit} in {res['seconds']} s: {rate:,}/s, latency p50 {lat['p50']} µs "
-              f"p99 {lat['p99']} µs, errors {res['errors']}")
+              f"p99 {lat['p99']} µs, errors {res['errors']}"
+              + (f", {drops:,} frames dropped on full sim rings" if drops else ""))
     if res["connections"] == 0 and res["requests"] == 0:
         sys.stderr.write(f"fsdp bench: no request completed against {url}\n")
         return 1

@@ -53,6 +53,15 @@ class SharedArrays:
             off += sizes[name]
 
 
+def wire_ring_full(wire) -> int:
+    """Frames sim wire ``wire`` dropped because a receive ring was full, on every port's
+    queues (each counts the copies it sent into a full ring; ``fsdp stat`` shows a stack's
+    own as ``nic ring_full``).  A drop costs a TCP connection a retransmission timeout."""
+    from fsdp.driver.sim_layout import SIMQ_STAT_RING_FULL
+
+    return int(wire.views["stats"][:, :, SIMQ_STAT_RING_FULL].sum())
+
+
 class QueueSlice:
     """Queue ``i`` of a multi-queue NIC port, seen as a one-queue port: what one worker's
     one-core Stack polls.  Everything else (RSS key and table, flow rules, capabilities) is the

@@ -225,7 +225,12 @@ class ServerGroup:
         self.counters = self.shared.counters
         self.workers = Workers(cores)
         # The parent owns the port (its queues and RSS); workers join it by id.
-        self.port = attach_named(wire, cores, mac, **(geometry or {}))
+        try:
+            self.port = attach_named(wire, cores, mac, **(geometry or {}))
+        except ValueError:
+            if not geometry:
+                raise
+            self.port = attach_named(wire, cores, mac)  # the wire exists: as it was made
         target = {"native": native_worker, "python": python_worker}[app]
         try:
             for q in range(cores):
@@ -256,8 +261,21 @@ class ServerGroup:
         self.port.close()
 
 
+def serve_wire_geometry(cores: int, ring_slots: int) -> dict:
+    """The sim wire ``fsdp serve`` creates: room for the server's port and three client
+    ports (``fsdp bench`` processes) of up to 16 queues (or the server's cores), with
+    ``ring_slots``-slot rings (the sim's default is 8 ports and 256 slots).  A ring that
+    fills drops (``nic ring_full`` in ``fsdp stat``; ``fsdp bench`` reports them), and each
+    drop costs a connection a retransmission timeout: a ring needs about four slots per
+    connection its (client queue, server queue) pair keeps in flight.  The file is sparse:
+    only the rings in use take memory (2 KiB a slot)."""
+    if not 2 <= ring_slots <= 1 << 16 or ring_slots & (ring_slots - 1):
+        raise ValueError(f"--ring-slots must be a power of two in [2, 65536], not {ring_slots}")
+    return {"max_ports": 4, "max_queues": max(16, cores), "ring_slots": ring_slots}
+
+
 def run_serve(nic: str, ip: str, port: int = 80, cores: int = 1, mode: str = "http",
-              body_size: int = 64, app: str = "native") -> int:
+              body_size: int = 64, app: str = "native", ring_slots: int = 1024) -> int:
     """``fsdp serve``: serve until SIGINT/SIGTERM, then print the counters."""
     from fsdp.driver import parse_nic_uri
 
@@ -270,7 +288,7 @@ def run_serve(nic: str, ip: str, port: int = 80, cores: int = 1, mode: str = "ht
         raise ValueError(f"--cores must be between 1 and {cpu_count() * 4}")
     cpus = list(range(cpu_count())) if cores > 1 else None
     group = ServerGroup(name, ip, mac, port, cores, app=app, mode=mode, body_size=body_size,
-                        cpus=cpus)
+                        cpus=cpus, geometry=serve_wire_geometry(cores, ring_slots))
     stop = {"now": False}
 
     def on_signal(signum, frame):

@@ -189,6 +189,7 @@ def test_demo_compare_kernel():
         ("serve", "--nic", "tap:x", "--ip", "10.0.0.1/24"),
         ("serve", "--nic", "sim:x", "--ip", "10.0.0.1/24", "--port", "0"),
         ("serve", "--nic", "sim:x"),
+        ("serve", "--nic", "sim:x", "--ip", "10.0.0.1/24", "--ring-slots", "1000"),
     ],
 )
 def test_bad_arguments_one_line(argv):
@@ -226,6 +227,30 @@ def test_serve_and_bench_two_processes():
         err = _stop(srv)
     assert srv.returncode == 0, err
     assert "served" in err
+
+
+def test_serve_rings_sized_for_bench_and_drops_reported():
+    """``fsdp serve --ring-slots 2048`` and ``fsdp bench --concurrency 512``: the wire's rings
+    hold what 512 connections keep in flight, so bench reports no frame dropped on a full
+    ring (``wire_drops``, counted on the wire's queues during the run), and fsdp stat, run
+    meanwhile, shows the server's NIC counters."""
+    wire = f"t-rings-{os.getpid()}"
+    srv = _serve(wire, "10.66.5.1/24", "--ring-slots", "2048")
+    try:
+        r = _fsdp("bench", "http://10.66.5.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.66.5.2/24", "--seconds", "0.5", "--concurrency", "512", "--json")
+        assert r.returncode == 0, r.stderr
+        res = _last_json(r.stdout)
+        assert res["connections"] > 0 and res["errors"] == 0
+        assert res["wire_drops"] == 0
+        r = _fsdp("stat", "--json")  # (the server's stack lives in its worker process)
+        assert r.returncode == 0, r.stderr
+        mine = [x for x in json.loads(r.stdout) if x["ip"] == "10.66.5.1/24"]
+        assert mine and mine[0]["nic_counters"]["rx_frames"] >= 4 * res["connections"]
+        assert mine[0]["nic_counters"]["ring_full"] == 0
+    finally:
+        err = _stop(srv)
+    assert srv.returncode == 0, err
 
 
 def _cpu_seconds(pids) -> float:
