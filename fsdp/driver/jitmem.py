@@ -225,9 +225,15 @@ class _CoreRefModel(models.PrimitiveModel):
 
 @unbox(CoreRefType)
 def _unbox_core_ref(typ, obj, c):
-    addr = c.pyapi.object_getattr_string(obj, "_addr")  # always set: CoreRef.__init__
+    # The int in the CoreRef's ``_addr`` slot, loaded from the slot's offset in the object
+    # (_ADDR_SLOT_OFFSET): looking the attribute up by name (a str made from C, hashed, then
+    # CoreRef's __getattr__ hook) cost ~0.1 µs of every call from Python.  Only CoreRefs have
+    # this type (typeof reads their _numba_type_), and __init__ always sets the slot.
+    i8p = ir.IntType(8).as_pointer()
+    slot = c.builder.gep(c.builder.bitcast(obj, i8p),
+                         [ir.Constant(ir.IntType(64), _ADDR_SLOT_OFFSET)])
+    addr = c.builder.load(c.builder.bitcast(slot, c.pyapi.pyobj.as_pointer()))
     val = c.pyapi.long_as_longlong(addr)
-    c.pyapi.decref(addr)
     return NativeValue(val, is_error=c.pyapi.c_api_error())
 
 
@@ -271,6 +277,24 @@ class CoreRef:
     def __getattr__(self, name):
         # read-only access to the core's fields from Python (core.stats, core.var, ...)
         return getattr(self.core, name)
+
+
+def _slot_offset(cls, name: str) -> int:
+    """Byte offset of slot ``name`` in instances of ``cls``: where a probe instance holds the
+    object stored in it (CPython lays slots out after the object header, in an order of its
+    choosing, so it is found, not assumed)."""
+    import ctypes
+
+    probe = object.__new__(cls)
+    marker = object()
+    setattr(probe, name, marker)
+    for off in range(object.__basicsize__, cls.__basicsize__, ctypes.sizeof(ctypes.c_void_p)):
+        if ctypes.c_void_p.from_address(id(probe) + off).value == id(marker):
+            return off
+    raise RuntimeError(f"slot {name!r} of {cls.__name__} not found")
+
+
+_ADDR_SLOT_OFFSET = _slot_offset(CoreRef, "_addr")
 
 
 def _load_value(context, builder, ty, base, idx, invariant=False):
