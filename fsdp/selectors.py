@@ -217,6 +217,8 @@ def _wanted(events: int, listener: bool) -> int:
     return m
 
 
+_new_tuple = tuple.__new__
+
 # _wanted(events, False) for events 0..3: what register() looks up for each connection
 _CONN_WANTED = tuple(_wanted(ev, False) for ev in range(4))
 
@@ -273,8 +275,20 @@ class FsdpSelector(_stdselectors.BaseSelector):
         if self._closed:
             raise ValueError("I/O operation on closed selector")  # as a closed epoll says
 
-    def _place(self, fd: int, sock, key: SelectorKey) -> None:
-        """Give fsdp key ``key`` rows where the engine reports its socket's readiness."""
+    def _socket_changed(self, sock) -> None:
+        """``sock`` connected, listened or closed: its readiness is read somewhere else now
+        (the socket calls this for every selector it is registered with)."""
+        fd = self._fd_of_sock.get(id(sock))
+        if fd is not None and self._fsdp.get(fd) is sock:
+            self._drop_fsdp(fd)
+            self._add_fsdp(fd, sock, self._fd_to_key[fd])
+
+    def _add_fsdp(self, fd: int, sock, key: SelectorKey) -> None:
+        """Watch fsdp socket ``sock`` for ``key``: rows where the engine reports its readiness
+        (a connection's on its core, a listener's on every core), or, for a socket with no
+        engine object, a place among the static ones (their readiness is constant)."""
+        self._fsdp[fd] = sock
+        self._fd_of_sock[id(sock)] = fd
         stack = sock._stack
         if not sock._closed and not stack._closed and (sock._lids is not None or sock._cid >= 0):
             per_core = self._stack_rows.get(stack)
@@ -291,8 +305,19 @@ class FsdpSelector(_stdselectors.BaseSelector):
             self._rows_of[fd] = (stack, places)
         else:
             self._static[fd] = sock
+        watchers = sock._selectors
+        if watchers is None:
+            sock._selectors = [self]
+        elif self not in watchers:
+            watchers.append(self)
 
-    def _unplace(self, fd: int) -> None:
+    def _drop_fsdp(self, fd: int) -> object | None:
+        """Stop watching the fsdp socket registered as ``fd`` (its rows freed): the socket, or
+        None when ``fd`` is not one."""
+        sock = self._fsdp.pop(fd, None)
+        if sock is None:
+            return None
+        del self._fd_of_sock[id(sock)]
         placed = self._rows_of.pop(fd, None)
         if placed is not None:
             stack, places = placed
@@ -304,33 +329,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
                         break
                 else:
                     del self._stack_rows[stack]  # holds the stack: not past its last socket
-            return
-        self._static.pop(fd, None)
-
-    def _socket_changed(self, sock) -> None:
-        """``sock`` connected, listened or closed: its readiness is read somewhere else now
-        (the socket calls this for every selector it is registered with)."""
-        fd = self._fd_of_sock.get(id(sock))
-        if fd is not None and self._fsdp.get(fd) is sock:
-            self._unplace(fd)
-            self._place(fd, sock, self._fd_to_key[fd])
-
-    def _add_fsdp(self, fd: int, sock, key: SelectorKey) -> None:
-        self._fsdp[fd] = sock
-        self._fd_of_sock[id(sock)] = fd
-        self._place(fd, sock, key)
-        watchers = sock._selectors
-        if watchers is None:
-            sock._selectors = [self]
-        elif self not in watchers:
-            watchers.append(self)
-
-    def _drop_fsdp(self, fd: int) -> object | None:
-        sock = self._fsdp.pop(fd, None)
-        if sock is None:
-            return None
-        self._unplace(fd)
-        del self._fd_of_sock[id(sock)]
+        else:
+            self._static.pop(fd, None)
         watchers = sock._selectors
         if watchers is not None and self in watchers:
             watchers.remove(self)
@@ -346,7 +346,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
             fd = fileobj._fileno if fileobj._numbered else fileobj.fileno()
             if fd in self._fd_to_key:
                 raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
-            key = self._fd_to_key[fd] = SelectorKey(fileobj, fd, events, data)
+            # (the namedtuple made as its __new__ makes it, without that Python frame)
+            key = self._fd_to_key[fd] = _new_tuple(SelectorKey, (fileobj, fd, events, data))
             self._add_fsdp(fd, fileobj, key)
             return key
         fd = self._fileobj_lookup(fileobj)
@@ -395,8 +396,8 @@ class FsdpSelector(_stdselectors.BaseSelector):
         if sock is not None:
             key = key._replace(events=events, data=data)
             self._fd_to_key[fd] = key
-            self._unplace(fd)
-            self._place(fd, sock, key)
+            self._drop_fsdp(fd)
+            self._add_fsdp(fd, sock, key)
         else:
             key = self._kernel.modify(key.fileobj, events, data)
             self._fd_to_key[fd] = key
