@@ -61,7 +61,7 @@ from fsdp.core.loop import (
     SEL_SHARED,
     SEL_SIZE,
 )
-from fsdp.core.stack import idle_sleep, idle_wait_fd, live_stacks
+from fsdp.core.stack import _live_stacks, idle_sleep, idle_wait_fd, live_stacks
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
 from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
@@ -487,8 +487,6 @@ class FsdpSelector(_stdselectors.BaseSelector):
         """Wait until a registered object is ready or ``timeout`` seconds pass (None: forever,
         <= 0: one look without waiting); keeps every fsdp stack of the process polled."""
         self._check_open()
-        from fsdp.core.stack import _live_stacks
-
         if not self._fsdp and not _live_stacks:
             # Nothing of fsdp's in this process: the kernel selector alone is exact and idle-free.
             return self._kernel.select(timeout)
