@@ -258,7 +258,8 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
         print(json.dumps(out))
     bad = [r for r in rows + ([kernel] if kernel else []) if r["connections"] == 0]
     if bad:
-        sys.stderr.write("fsdp demo: a configuration completed no connection\n")
+        names = ", ".join(f"{r.get('config', r.get('backend'))} x{r.get('cores')}" for r in bad)
+        sys.stderr.write(f"fsdp demo: no connection completed in: {names}\n")
         return 1
     return 0
 

@@ -69,7 +69,9 @@ def _forward_only(ctl, counters, stack) -> None:
     """A worker without the listener (listen spawn off): it runs its core's loop, which hands
     every segment RSS gives it to worker 0 (fsdp.tcp.input._redirect_to_owner), busy while
     frames come and backing off with short sleeps when none do."""
-    stack.poll()  # compile (or load) the loop before the caller measures
+    stack.poll()  # compile (or load) the loop before the caller measures ...
+    idle_sleep(0.0)  # ... and the idle wait's jitted calls (as native_worker does): loaded
+    #                  in the first idle pause they would hold up every SYN RSS gave this queue
     ctl[W_STATE] = WS_READY
     idle = 0
     passes = 0
