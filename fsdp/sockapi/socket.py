@@ -793,6 +793,8 @@ class Socket:
 
     def _release(self) -> None:
         self._released = True
+        if self._numbered:
+            self._unnumber()  # (also when the stack closed first: the number names nothing)
         stack = self._stack
         if stack._closed:
             return
@@ -809,8 +811,6 @@ class Socket:
                 stack._ucall[core](stack._refs[core], _OP_CLOSE, cid, 0, 0, 0, 0, now, _U8,
                                    _I64, _I32)
             self._cid = -1
-        if self._numbered:
-            self._unnumber()
         if stack._sockets.get(id(self)) is self._wref:  # out of Stack._sockets
             del stack._sockets[id(self)]
         if self._selectors:
