@@ -155,4 +155,21 @@ def futex_wake(typingctx, arr, idx):
     return sig, codegen
 
 
+@intrinsic
+def cpu_yield(typingctx):
+    """``sched_yield()``: give the CPU to another runnable thread, if any (else it returns at
+    once, a ~0.3 µs syscall).  A polling loop calls it after a run of empty passes, so on a
+    CPU it shares (more workers than CPUs) the peer it waits for gets to run instead of the
+    loop spinning out its time slice.  Emitted by symbol name, so callers can be cached."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, []),
+                                            "sched_yield")
+        return builder.sext(builder.call(fn, []), ir.IntType(64))
+
+    return sig, codegen
+
+
 _ = ir  # llvmlite is the backend these intrinsics target; imported so a missing one fails early

@@ -37,7 +37,7 @@ byte, 1 µs bins), so ``fsdp.apps.loadgen.measure`` reads both clients the same 
 import numpy as np
 from numba import njit
 
-from fsdp.apps.bench_kernels import _clock_monotonic_ns
+from fsdp.apps.bench_kernels import _clock_monotonic_ns, yield_when_idle
 from fsdp.apps.http_native import (
     HC_BAD_RESPONSES,
     HC_CLIENT_ERRORS,
@@ -495,6 +495,7 @@ def packet_client_run(q, pool_owned, prm, v, slots, free_slots, ports, port_slot
     data = pool.data.reshape(-1)  # flat: frame ``fid`` starts at fid * FRAME_SIZE
     conc = slots.shape[0]
     it = 0
+    empty = 0
     t = _clock_monotonic_ns()
     now = t // 1000
     while now < prm[K_DEADLINE_US] and counters[HC_STOP] == 0:
@@ -521,6 +522,9 @@ def packet_client_run(q, pool_owned, prm, v, slots, free_slots, ports, port_slot
         t_end = _clock_monotonic_ns()
         if ntx > 0 or got > 0:
             v[V_BUSY_NS] += t_end - t
+        empty = yield_when_idle(empty, ntx > 0 or got > 0)
+        if empty == 0 and ntx == 0 and got == 0:  # it yielded its CPU: time moved on meanwhile
+            t_end = _clock_monotonic_ns()
         t = t_end
         now = t // 1000
     counters[HC_ITERS] += it
