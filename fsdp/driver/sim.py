@@ -386,6 +386,10 @@ class SimWire:
                 wire = cls._map_or_init(name, path, fd, requested, st.st_size)
                 fcntl.flock(fd, fcntl.LOCK_UN)
             except BaseException:
+                # Unlock first: a mapping made before the error (a geometry that differs from
+                # the wire in use) holds a duplicate of fd until it is collected, and with it
+                # the lock, which the caller's next open (a retry) would wait on forever.
+                fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
                 raise
             if wire is not None:

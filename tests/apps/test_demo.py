@@ -253,6 +253,32 @@ def test_serve_rings_sized_for_bench_and_drops_reported():
     assert srv.returncode == 0, err
 
 
+def test_serve_joins_a_wire_that_exists_with_another_geometry():
+    """A wire in use with another geometry (the sim's default: 8 ports, 256-slot rings; a port
+    of this process attached) is used as it is: fsdp serve's own geometry is for a wire it
+    creates.  (An idle wire with another geometry is made anew.)"""
+    from fsdp.driver.sim import attach_named
+
+    wire = f"t-geo-{os.getpid()}"
+    port = attach_named(wire, 1, 0x020000000099)
+    w = port.wire
+    try:
+        srv = _serve(wire, "10.66.6.1/24")
+        try:
+            r = _fsdp("bench", "http://10.66.6.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                      "10.66.6.2/24", "--seconds", "0.3", "--concurrency", "8", "--json")
+            assert r.returncode == 0, r.stderr
+            res = _last_json(r.stdout)
+            assert res["connections"] > 0 and res["errors"] == 0
+            assert w.ring_slots == 256 and w.max_ports == 8
+            assert w.views["stats"][:, :, 0].sum() > 0  # (tx_frames: this very wire carried it)
+        finally:
+            err = _stop(srv)
+        assert srv.returncode == 0, err
+    finally:
+        port.close()
+
+
 def _cpu_seconds(pids) -> float:
     """User + system CPU time of processes ``pids`` so far (/proc/PID/stat)."""
     total = 0
