@@ -60,6 +60,17 @@ def _last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _bench_ok(wire: str, server_ip: str, client_ip: str, *args: str) -> dict:
+    """``fsdp bench --json`` against ``fsdp serve`` on ``wire`` (port 8080): its result, once
+    it exited 0 and completed connections without an error."""
+    r = _fsdp("bench", f"http://{server_ip}:8080/", "--nic", f"sim:{wire}", "--ip", client_ip,
+              *args, "--json")
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    assert res["connections"] > 0 and res["errors"] == 0
+    return res
+
+
 CONTRACT_FIELDS = ("cores", "seconds", "connections", "connections_per_s", "errors",
                    "latency_us")
 
@@ -237,11 +248,8 @@ def test_serve_rings_sized_for_bench_and_drops_reported():
     wire = f"t-rings-{os.getpid()}"
     srv = _serve(wire, "10.66.5.1/24", "--ring-slots", "2048")
     try:
-        r = _fsdp("bench", "http://10.66.5.1:8080/", "--nic", f"sim:{wire}", "--ip",
-                  "10.66.5.2/24", "--seconds", "0.5", "--concurrency", "512", "--json")
-        assert r.returncode == 0, r.stderr
-        res = _last_json(r.stdout)
-        assert res["connections"] > 0 and res["errors"] == 0
+        res = _bench_ok(wire, "10.66.5.1", "10.66.5.2/24", "--seconds", "0.5",
+                        "--concurrency", "512")
         assert res["wire_drops"] == 0
         r = _fsdp("stat", "--json")  # (the server's stack lives in its worker process)
         assert r.returncode == 0, r.stderr
@@ -265,11 +273,8 @@ def test_serve_joins_a_wire_that_exists_with_another_geometry():
     try:
         srv = _serve(wire, "10.66.6.1/24")
         try:
-            r = _fsdp("bench", "http://10.66.6.1:8080/", "--nic", f"sim:{wire}", "--ip",
-                      "10.66.6.2/24", "--seconds", "0.3", "--concurrency", "8", "--json")
-            assert r.returncode == 0, r.stderr
-            res = _last_json(r.stdout)
-            assert res["connections"] > 0 and res["errors"] == 0
+            _bench_ok(wire, "10.66.6.1", "10.66.6.2/24", "--seconds", "0.3",
+                      "--concurrency", "8")
             assert w.ring_slots == 256 and w.max_ports == 8
             assert w.views["stats"][:, :, 0].sum() > 0  # (tx_frames: this very wire carried it)
         finally:
