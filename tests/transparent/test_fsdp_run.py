@@ -111,9 +111,32 @@ def test_http_server_and_urllib_client(wire, tmp_path):
     assert "10.8.0.2" in err
 
 
+def _ports_per_queue(client_ip, server_ip, server_port, n_queues, per_queue, first=40000):
+    """Client ports that the server port's RSS (the sim's default key and round-robin
+    redirection table) spreads ``per_queue`` to each of its ``n_queues`` queues, with the queue
+    each lands on.  Sequential ephemeral ports do not do this: Toeplitz is linear in the port's
+    bits, so 16 consecutive even ports all land on one of two queues for ~2% of start points."""
+    import ipaddress
+
+    from fsdp.driver.toeplitz import DEFAULT_RSS_KEY, RETA_SIZE, default_reta, rss_hash_ipv4_l4
+    from fsdp.driver.toeplitz import toeplitz_table
+
+    table, reta = toeplitz_table(DEFAULT_RSS_KEY), default_reta(n_queues)
+    src, dst = int(ipaddress.ip_address(client_ip)), int(ipaddress.ip_address(server_ip))
+    picked, count = [], [0] * n_queues
+    for port in itertools.count(first):
+        q = int(reta[rss_hash_ipv4_l4(table, src, dst, port, server_port) & (RETA_SIZE - 1)])
+        if count[q] < per_queue:
+            count[q] += 1
+            picked.append((port, q))
+            if sum(count) == n_queues * per_queue:
+                return picked
+
+
 def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
     """fsdp run --cores 2: two copies of an unmodified http.server, one per queue of one port
-    (like nginx workers); RSS spreads the connections and both workers serve some."""
+    (like nginx workers); RSS steers each connection to one queue, and the worker on that
+    queue's core serves it."""
     import fsdp
     from fsdp.apps.observe import stack_counters
     from fsdp.core.statseg import live_segments
@@ -123,13 +146,15 @@ def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
            "2", "--", "python", "-m", "http.server", "-b", "0.0.0.0", "8000", "-d", str(tmp_path)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env())
+    plan = _ports_per_queue("10.8.0.2", "10.8.0.1", 8000, n_queues=2, per_queue=8)
     try:
         wait_for_line(server, "Serving HTTP on 0.0.0.0 port 8000")
         wait_for_line(server, "Serving HTTP on 0.0.0.0 port 8000")  # the second worker
         with fsdp.Stack(nic=wire, ip="10.8.0.2/24") as client:
-            for _ in range(16):
+            for port, _ in plan:
                 c = client.socket()
                 c.settimeout(20)
+                c.bind(("10.8.0.2", port))
                 c.connect(("10.8.0.1", 8000))
                 c.sendall(b"GET /a.txt HTTP/1.0\r\n\r\n")
                 data = b""
@@ -139,8 +164,11 @@ def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
                 assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"prefork\n"), data
         segs = [(h, a) for h, a in live_segments() if h["ip"] == "10.8.0.1/24"]
         assert len({h["pid"] for h, _ in segs}) == 2  # one stack per worker process
-        opens = [stack_counters(h, a)["counters"]["tcp_passive_opens"] for h, a in segs]
-        assert min(opens) > 0 and sum(opens) == 16  # RSS gave both workers connections
+        opens = {}
+        for h, a in segs:  # each worker's stack runs one core: its queue's
+            core = int(a["core0.cfg"][h["cfg_core_id"]])
+            opens[core] = stack_counters(h, a)["counters"]["tcp_passive_opens"]
+        assert opens == {0: 8, 1: 8}  # every connection served on the core RSS steered it to
     finally:
         out, err = finish(server)
     assert server.returncode == 0, err
