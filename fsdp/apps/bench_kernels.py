@@ -41,6 +41,7 @@ from fsdp.apps.http_native import (  # noqa: E402
     HC_ITERS,
     HC_LAST_ERRNO,
     HC_STOP,
+    client_open,
     hist_record,
     http_client_step,
     http_server_step,
@@ -58,8 +59,6 @@ from fsdp.tcp.usercalls import tcp_abort_k as tcp_abort  # noqa: E402
 from fsdp.tcp.usercalls import tcp_accept_k as tcp_accept  # noqa: E402
 from fsdp.tcp.usercalls import tcp_accept_pending_k as tcp_accept_pending  # noqa: E402
 from fsdp.tcp.usercalls import tcp_close_k as tcp_close  # noqa: E402
-from fsdp.tcp.usercalls import tcp_connect_k as tcp_connect  # noqa: E402
-from fsdp.tcp.usercalls import tcp_ephemeral_port_k as tcp_ephemeral_port  # noqa: E402
 from fsdp.tcp.usercalls import tcp_recv_k as tcp_recv  # noqa: E402
 from fsdp.tcp.usercalls import tcp_send_k as tcp_send  # noqa: E402
 from fsdp.tcp.usercalls import tcp_status_k as tcp_status  # noqa: E402
@@ -275,17 +274,10 @@ def _client_step(client, sip, sport, slots, buf, req, hist, counters, closer, st
         if ph == CP_IDLE:
             if not start_new:
                 continue
-            port = tcp_ephemeral_port(client, 0, sip, sport)
-            if port < 0:
-                counters[SC_PORT_EXHAUSTED] += 1
-                counters[SC_LAST_ERRNO] = -port
-                continue
-            cid = tcp_connect(client, 0, port, sip, sport, now)
+            cid = client_open(client, sip, sport, now, counters, SC_STARTED,
+                              SC_PORT_EXHAUSTED, SC_CONNECT_ERRORS, SC_LAST_ERRNO)
             if cid < 0:
-                counters[SC_CONNECT_ERRORS] += 1
-                counters[SC_LAST_ERRNO] = -cid
                 continue
-            counters[SC_STARTED] += 1
             slots[k, CS_CID] = cid
             slots[k, CS_PHASE] = CP_CONNECTING
             slots[k, CS_T0] = now

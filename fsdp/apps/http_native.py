@@ -271,6 +271,26 @@ def slot_release_if_free(slots, k, cid, slot_of, hs):
         hs[0, HSV_FREE] = k
 
 
+@kernel
+def client_open(client, sip, sport, now, counters, c_started, c_port_exhausted,
+                c_connect_errors, c_last_errno):
+    """A load generator's active open to ``sip:sport`` from an ephemeral port: the new
+    connection's id, or -1 with the failure counted (the ``c_*`` are the caller's counter
+    indices: the HTTP client's HC_ row, tcp_short's SC_ row)."""
+    port = tcp_ephemeral_port(client, 0, sip, sport)
+    if port < 0:
+        counters[c_port_exhausted] += 1
+        counters[c_last_errno] = -port
+        return np.int64(-1)
+    cid = tcp_connect(client, 0, port, sip, sport, now)
+    if cid < 0:
+        counters[c_connect_errors] += 1
+        counters[c_last_errno] = -cid
+        return np.int64(-1)
+    counters[c_started] += 1
+    return cid
+
+
 @njit(inline="always", cache=True)
 def step_end(t, hs):
     """What the step did to its own connections is logged too, and already handled: read the
@@ -390,17 +410,10 @@ def http_client_step(client, sip, sport, slots, buf, rb, req, hist, counters, ke
                 _client_visit_free(client, slots, k, buf, rb, req, hist, counters, keepalive,
                                    now, slot_of, hs)
     while start_new and hs[0, HSV_FREE] >= 0:
-        port = tcp_ephemeral_port(client, 0, sip, sport)
-        if port < 0:
-            counters[HC_PORT_EXHAUSTED] += 1
-            counters[HC_LAST_ERRNO] = -port
-            break
-        cid = tcp_connect(client, 0, port, sip, sport, now)
+        cid = client_open(client, sip, sport, now, counters, HC_STARTED, HC_PORT_EXHAUSTED,
+                          HC_CONNECT_ERRORS, HC_LAST_ERRNO)
         if cid < 0:
-            counters[HC_CONNECT_ERRORS] += 1
-            counters[HC_LAST_ERRNO] = -cid
             break
-        counters[HC_STARTED] += 1
         k = slot_take(slots, hs, slot_of, cid)
         slots[k, HS_PHASE] = HP_CONNECTING
         slots[k, HS_T0] = now

@@ -363,7 +363,6 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
     ls = core.listen
     span = PORT_EPHEMERAL_HI - PORT_EPHEMERAL_LO + 1
     start = ls.meta[LM_PORT_CURSOR]
-    ls.meta[LM_PORT_CURSOR] = (start + 2) % span
     a = lip if lip != 0 else core.cfg[CFG_IP]
     want_odd = 1 if rip == 0 else 0
     n_cores = core.cfg[CFG_N_CORES]
@@ -388,7 +387,17 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
                 continue
             if rip != 0 and not _port_steers_here(core, a, port, rip, rport):
                 continue
+            # The next search starts past the port taken, not just 2 past this one's start
+            # (Linux __inet_hash_connect: table_perturb += i + step).  With receive flow
+            # deliver the ports that steer to this core come in runs (Toeplitz is linear in
+            # the port's bits), and a cursor moved by 2 scans into the same run again and
+            # takes back a port freed microseconds ago: its peer still holds the 4-tuple in
+            # TIME-WAIT, the new ISN is not above the old RCV.NXT (RFC 6528's clock moved
+            # a few ticks), the SYN is refused (RFC 9293 §3.10.7.4; RFC 6191) and the
+            # connection waits a 1 s SYN retransmission.
+            ls.meta[LM_PORT_CURSOR] = (start + i + 2) % span
             return np.int64(port)
+    ls.meta[LM_PORT_CURSOR] = (start + 2) % span
     return np.int64(-EADDRNOTAVAIL)
 
 

@@ -288,3 +288,50 @@ def test_a_dead_workers_listeners_are_forgotten():
         lmap[8080] = 0b0100
         listen_map_forget(lmap, 1)
         assert (lmap[80], lmap[443], lmap[8080]) == (0b1000, 0, 0b0100)
+
+
+def test_a_freed_port_is_not_taken_again_before_the_others():
+    """The ports that steer to one core come in runs (Toeplitz is linear in the port's bits).
+    The ephemeral search must resume past the port it took (Linux __inet_hash_connect), or a
+    port freed at once is taken back by the next connect: its peer still holds the 4-tuple in
+    TIME-WAIT, and a SYN whose ISN has barely moved is refused there (a 1 s retransmission)."""
+    with fsdp.Stack(nic=_wire(), ip="10.5.0.1/24", cores=2) as s:
+        lip = int(s.interface.ip)
+        for core in range(2):
+            # each port taken is free again at once (never connected): only the cursor moves
+            ports = [int(uc.tcp_ephemeral_port(s._refs[core], lip, RIP, RPORT))
+                     for _ in range(2000)]
+            assert len(set(ports)) == len(ports)  # ~7,000 ports steer here: no repeat yet
+            assert {s._core_for_reply(lip, p, RIP, RPORT) for p in ports} == {core}
+
+
+REQUEST = b"x" * 4096
+
+
+def test_short_connections_through_steered_ports_never_wait_on_time_wait():
+    """Connections one after another from core 1 of a two-queue client (receive flow deliver),
+    each closed by the server first (it keeps TIME-WAIT), as an HTTP/1.0 load generator does:
+    no SYN is refused by a TIME-WAIT of a port taken back too soon, so none is retransmitted."""
+    wire = _wire()
+    with fsdp.Stack(nic=wire, ip="10.5.0.2/24") as server, \
+            fsdp.Stack(nic=wire, ip="10.5.0.1/24", cores=2) as client:
+        ls = _listener(server)
+        lip = int(client.interface.ip)
+        for _ in range(300):
+            port = int(uc.tcp_ephemeral_port(client._refs[1], lip, 0x0A050002, RPORT))
+            c = client.socket()
+            c.settimeout(5.0)
+            c.bind(("10.5.0.1", port))  # the port core 1 would take for its own connect()
+            c.connect(("10.5.0.2", RPORT))
+            a, _ = ls.accept()
+            c.sendall(REQUEST)  # the old connection's RCV.NXT ends 4 KB past its ISN
+            got = 0
+            while got < len(REQUEST):
+                got += len(a.recv(65536))
+            a.close()  # the server closes first: TIME-WAIT on its side
+            assert c.recv(1) == b""
+            c.close()
+        _pump(server, client)
+        assert client.stats()["tcp_syn_retrans"] == 0
+        assert server.stats()["tcp_time_wait_entered"] == 300
+        ls.close()
