@@ -36,15 +36,17 @@ step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation
     df -h /dev/shm
 } >"$OUT/topology.txt" 2>&1
 grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA node|MHz" "$OUT/topology.txt" | head -12
-# A cold Numba cache: compile the native server + packet client and the Python server in
-# parallel, one small run each, before anything is measured.
+# A cold Numba cache: compile the native server + packet client, the Python server and the
+# stack client in parallel, one small run each, before anything is measured.
 if [ "$PHASE" != measure ]; then
     t0=$SECONDS
     timeout 540 "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1 &
     timeout 540 "$PY" -m fsdp demo --client packet --app python --seconds 0.3 --concurrency 8 >"$WORK/warm2.txt" 2>&1 &
+    # the stack client (its own jitted loop) and two client workers (receive flow deliver)
+    timeout 540 "$PY" -m fsdp demo --client stack --client-cores 2 --seconds 0.3 --concurrency 8 >"$WORK/warm3.txt" 2>&1 &
     wait
     echo "== warm-up (compile) in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
-    for f in "$WORK"/warm[12].txt; do tail -n 2 "$f"; done | tee -a "$OUT/summary.txt"
+    for f in "$WORK"/warm[123].txt; do tail -n 2 "$f"; done | tee -a "$OUT/summary.txt"
 fi
 if [ "$PHASE" = warm ]; then
     exit 0
