@@ -138,44 +138,61 @@ def _config_name(listen_spawn: bool, rfd: bool) -> str:
     return "all features" if not off else "no " + ", no ".join(off)
 
 
+class KernelPythonServer:
+    """The demo's Python server (:class:`fsdp.apps.http_python.HttpServer`) on a kernel
+    socket on 127.0.0.1, in a worker process on the server's CPU (``placement(1, 1)``), as a
+    context manager: ``port``, ``client_cpu`` (where its client belongs), and what
+    ``measure()`` needs of a server (``workers``, ``totals()``, ``cpu_ns()``)."""
+
+    def __init__(self):
+        server_cpus, client_cpus, self.shared = placement(1, 1)
+        self.client_cpu = None if client_cpus is None else client_cpus[0]
+        self._server_cpu = server_cpus[0] if server_cpus else None
+        self._sh = SharedArrays(counters=(1, HC_SIZE))
+        self.workers = Workers(1)
+
+    def __enter__(self):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(4096)
+            self.port = ls.getsockname()[1]
+            self.workers.start(kernel_worker, self._server_cpu, self._sh.counters[0], ls,
+                               "http", BODY_SIZE)
+        finally:
+            ls.close()  # the worker holds its own copy
+        try:
+            self.workers.wait_ready([0], 60.0)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._sh.counters[:, HC_STOP] = 1
+        self.workers.join(5.0)
+
+    def totals(self):
+        return self._sh.counters.sum(axis=0)
+
+    def cpu_ns(self) -> int:
+        return int(self.workers.ctl[0, W_CPU_NS])
+
+
 def run_kernel(seconds: float, concurrency: int, progress: Progress) -> dict:
     """The same Python server and client state machine over the kernel's loopback."""
-    server_cpus, client_cpus, shared = placement(1, 1)
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4096)
-    port = ls.getsockname()[1]
-    sh = SharedArrays(counters=(1, HC_SIZE))
-    sw = Workers(1)
-    sw.start(kernel_worker, server_cpus[0] if server_cpus else None, sh.counters[0], ls,
-             "http", BODY_SIZE)
-    ls.close()  # the worker holds its own copy
-
-    class _Server:  # what measure()/Window need of a server group
-        workers = sw
-
-        @staticmethod
-        def totals():
-            return sh.counters.sum(axis=0)
-
-        @staticmethod
-        def cpu_ns():
-            return int(sw.ctl[0, W_CPU_NS])
-
-    clients = ClientGroup(1)
-    try:
-        sw.wait_ready([0], 60.0)
-        clients.start(kernel_client, None if client_cpus is None else client_cpus[0], "127.0.0.1",
-                      port, concurrency, False, "/")
-        clients.workers.wait_ready([0], 60.0)
-        res = measure(clients, seconds, "kernel (python server)", progress, server=_Server,
-                      server_errors=server_errors)
-    finally:
-        clients.stop()
-        sh.counters[:, HC_STOP] = 1
-        sw.join(5.0)
-    res.update({"app": "python", "backend": "kernel", "cores": 1, "shared_cpus": shared,
+    with KernelPythonServer() as server:
+        clients = ClientGroup(1)
+        try:
+            clients.start(kernel_client, server.client_cpu, "127.0.0.1", server.port,
+                          concurrency, False, "/")
+            clients.workers.wait_ready([0], 60.0)
+            res = measure(clients, seconds, "kernel (python server)", progress, server=server,
+                          server_errors=server_errors)
+        finally:
+            clients.stop()
+    res.update({"app": "python", "backend": "kernel", "cores": 1, "shared_cpus": server.shared,
                 "client": "python selectors (kernel sockets)"})
     return res
 

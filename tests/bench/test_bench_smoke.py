@@ -88,7 +88,7 @@ def test_tcp_faults_stall_fails_clearly(capsys):
     assert len(lines) == 1 and lines[0].startswith("tcp_faults:") and "stall" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["tcp_bulk", "tcp_short", "tcp_faults"])
+@pytest.mark.parametrize("name", ["tcp_bulk", "tcp_short", "tcp_faults", "kernel_ceiling"])
 def test_bad_arguments_exit_2(capsys, name):
     rc, _, err = _run(capsys, name, "--seconds" if name != "tcp_faults" else "--megabytes", "0")
     assert rc == 2 and err.startswith(name)
@@ -108,3 +108,35 @@ def test_tcp_concurrent_small(capsys):
 def test_tcp_concurrent_bad_arguments(capsys):
     rc, _, err = _run(capsys, "tcp_concurrent", "--connections", "0")
     assert rc == 2 and err.startswith("tcp_concurrent")
+
+
+def test_kernel_ceiling_tiny():
+    """The Python server on fsdp, then on the kernel with the Python and with the C load
+    generator (built here): each serves, with no error, and the JSON gives both ratios."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler to build benchmarks/c/http_short_client.c")
+    r = subprocess.run([sys.executable, str(BENCH / "kernel_ceiling.py"), "--seconds", "0.5",
+                        "--runs", "1", "--json-only"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    assert res["benchmark"] == "kernel_ceiling"
+    for k in ("fsdp", "kernel/py", "kernel/c"):
+        assert res["median_conn_per_s"][k] > 0 and res["errors"][k] == 0, res
+    assert res["ratio_to_kernel_c"] == res["median_conn_per_s"]["fsdp"] / \
+        res["median_conn_per_s"]["kernel/c"]
+
+
+def test_kernel_ceiling_without_a_compiler_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": str(tmp_path), "CC": str(tmp_path / "no-such-cc")}
+    r = subprocess.run([sys.executable, str(BENCH / "kernel_ceiling.py"), "--seconds", "0.5",
+                        "--runs", "1"], capture_output=True, text=True, env=env, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("kernel_ceiling:"), r
