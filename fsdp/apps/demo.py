@@ -251,6 +251,11 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
         print(f"{name:<34} {r['cores']:>5} {r['connections_per_s']:>12,} "
               f"{_fmt(r['latency_us']['p50']):>8} {_fmt(r['latency_us']['p99']):>8} "
               f"{r['errors']:>7}  {r.get('server_cpu_util', 0):>7.2f}{note}")
+    for r in rows:
+        if r.get("client_retransmits"):  # a lossless wire needs none: say what cost the time
+            print(f"note: {r['config']} x{r['cores']}: the clients retransmitted "
+                  f"{r['client_retransmits']:,} segments ({r.get('wire_drops', 0):,} frames "
+                  "dropped on full sim rings; the rest refused by the server)")
     first = rows[0]
     if kernel:
         ratio = (first["connections_per_s"] / kernel["connections_per_s"]

@@ -38,6 +38,7 @@ from fsdp.apps.http_python import HttpLoad, http_request
 from fsdp.apps.percore import (
     W_BUSY_NS,
     W_CPU_NS,
+    W_RETRANS,
     W_STATE,
     WS_READY,
     SharedArrays,
@@ -85,6 +86,7 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
         monotonic_us,
     )
     from fsdp.core.stack import Stack
+    from fsdp.core.stats import STAT_TCP_RETRANS_SEGS, STAT_TCP_SYN_RETRANS
 
     port = None
     if isinstance(nic, tuple):
@@ -123,10 +125,12 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     ctl[W_STATE] = WS_READY
     while go[0] == 0 and counters[HC_STOP] == 0:
         time.sleep(0.001)
+    stats = stack._cores[0].stats
     while counters[HC_STOP] == 0:
         prm[P_DEADLINE_US] = monotonic_us() + SLICE_US
         bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, hs, hist, slot_of)
         ctl[W_CPU_NS] = process_cpu_ns()
+        ctl[W_RETRANS] = stats[STAT_TCP_RETRANS_SEGS] + stats[STAT_TCP_SYN_RETRANS]
     # Let the connections in flight finish (counters keep counting; the parent has its window).
     counters[HC_STOP] = 0
     prm[P_START_NEW] = 0
@@ -134,6 +138,7 @@ def native_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     while (slots[:, HS_CID] >= 0).any() and monotonic_us() < end:
         prm[P_DEADLINE_US] = min(end, monotonic_us() + 10_000)
         bench_run(core, core, OP_HTTP_LOAD, prm, req, u8, cbuf, u8, st, slots, hs, hist, slot_of)
+    ctl[W_RETRANS] = stats[STAT_TCP_RETRANS_SEGS] + stats[STAT_TCP_SYN_RETRANS]
     counters[HC_STOP] = 1
     stack.close()
     if port is not None:
@@ -164,9 +169,12 @@ def packet_client(ctl, counters, hist, nic, ip, mac, server_ip, server_port, con
     while counters[HC_STOP] == 0:
         client.run(SLICE_US / 1e6)
         ctl[W_CPU_NS] = process_cpu_ns()
-        ctl[W_BUSY_NS] = client.stats["busy_ns"]
+        got = client.stats
+        ctl[W_BUSY_NS] = got["busy_ns"]
+        ctl[W_RETRANS] = got["retransmits"]
     counters[HC_STOP] = 0  # as native_client: let the connections in flight finish
     client.drain(DRAIN_S)
+    ctl[W_RETRANS] = client.stats["retransmits"]
     counters[HC_STOP] = 1
     port.close()
 
@@ -204,9 +212,12 @@ class ClientGroup:
         self.counters = self.shared.counters
         self.hist = self.shared.hist
         self.workers = Workers(n)
+        self.counts_retransmits = True  # every worker counts its retransmissions (W_RETRANS)
 
     def start(self, target, cpu, *args) -> None:
         i = len(self.workers.procs)
+        if target is kernel_client:
+            self.counts_retransmits = False  # the kernel's, of its sockets: not seen from here
         self.workers.start(target, cpu, self.counters[i], self.hist[i], *args, self.shared.go)
 
     def go(self) -> None:
@@ -223,6 +234,9 @@ class ClientGroup:
 
     def busy_ns(self) -> int:
         return int(self.workers.ctl[: self.n, W_BUSY_NS].sum())
+
+    def retransmits(self) -> int:
+        return int(self.workers.ctl[: self.n, W_RETRANS].sum())
 
     def stop(self, timeout: float = 5.0) -> None:
         self.counters[:, HC_STOP] = 1
@@ -242,6 +256,7 @@ class Window:
         self.scpu0 = server.cpu_ns() if server is not None else 0
         self.ccpu0 = clients.cpu_ns()
         self.cbusy0 = clients.busy_ns()
+        self.crt0 = clients.retransmits()
 
     def result(self, server_errors=None) -> dict:
         dt = time.monotonic() - self.t0
@@ -264,6 +279,10 @@ class Window:
             "latency_us": {"p50": percentile_us(h, 0.50), "p99": percentile_us(h, 0.99)},
             "ephemeral_port_waits": int(d[HC_PORT_EXHAUSTED]),
         }
+        if self.c.counts_retransmits:
+            # segments the clients sent again (SYNs too): on the lossless sim wire each one is
+            # a frame a full ring dropped (wire_drops) or a segment the server refused
+            out["client_retransmits"] = self.c.retransmits() - self.crt0
         if dt > 0:
             out["client_cpu_util"] = round((self.c.cpu_ns() - self.ccpu0) / 1e9 / dt, 2)
             busy = self.c.busy_ns() - self.cbusy0
@@ -416,9 +435,11 @@ def run_bench(url: str, nic: str | None, ip: str | None, kernel: bool, concurren
         n = res["requests"] if keepalive else res["connections"]
         rate = res["requests_per_s"] if keepalive else res["connections_per_s"]
         drops = res.get("wire_drops", 0)
+        rexmit = res.get("client_retransmits", 0)
         print(f"{n} {unit} in {res['seconds']} s: {rate:,}/s, latency p50 {lat['p50']} µs "
               f"p99 {lat['p99']} µs, errors {res['errors']}"
-              + (f", {drops:,} frames dropped on full sim rings" if drops else ""))
+              + (f", {drops:,} frames dropped on full sim rings" if drops else "")
+              + (f", {rexmit:,} segments retransmitted" if rexmit else ""))
     if res["connections"] == 0 and res["requests"] == 0:
         sys.stderr.write(f"fsdp bench: no request completed against {url}\n")
         return 1

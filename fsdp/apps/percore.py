@@ -31,6 +31,8 @@ W_PID = 1
 W_ERROR = 2  # 1 when it failed (the message is printed on stderr by the worker)
 W_CPU_NS = 3  # CPU time used by the worker so far (user + system), updated on each slice
 W_BUSY_NS = 4  # a polling worker's time in passes that did work (0 where not measured)
+W_RETRANS = 5  # a client worker's retransmitted segments, SYNs too (0 where not counted:
+#                kernel sockets); on the lossless sim wire any is a dropped or refused segment
 W_SIZE = 8
 
 WS_STARTING = 0

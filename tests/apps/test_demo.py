@@ -110,8 +110,11 @@ def test_demo_rings_hold_what_512_connections_have_in_flight():
 def test_demo_per_core_clients_stay_on_their_queues():
     """Two server workers and two client workers, one sim queue each: every client connection's
     replies must come back to the worker that opened it (receive flow deliver); a reply on the
-    other worker's queue finds no connection there and is answered with a RST (an error)."""
-    r = _fsdp("demo", "--cores", "2", "--client-cores", "2", "--seconds", "0.5",
+    other worker's queue finds no connection there and is answered with a RST (an error).  And
+    no SYN waits on a retransmission: a client worker that took back a port the server still
+    held in TIME-WAIT (its ephemeral search restarting just 2 ports on) had a quarter of its
+    SYNs refused, each retransmitted 1 s later (so the window is longer than that)."""
+    r = _fsdp("demo", "--cores", "2", "--client-cores", "2", "--seconds", "1.2",
               "--concurrency", "16", "--json")
     assert r.returncode == 0, r.stderr
     res = _last_json(r.stdout)
@@ -119,6 +122,10 @@ def test_demo_per_core_clients_stay_on_their_queues():
     run = res["runs"][0]
     assert run["cores"] == 2 and run["client_cores"] == 2
     assert all(n > 0 for n in run["served_per_core"])  # RSS spread the SYNs over both
+    assert run["wire_drops"] == 0
+    # a lossless wire needs no retransmission (a worker off its CPU past the 200 ms RTO
+    # might, rarely, on a loaded machine: not one in a thousand connections)
+    assert run["client_retransmits"] <= run["connections"] // 1000, run
 
 
 def test_demo_ablation_switches_each_feature_off():
@@ -256,6 +263,25 @@ def test_serve_rings_sized_for_bench_and_drops_reported():
         mine = [x for x in json.loads(r.stdout) if x["ip"] == "10.66.5.1/24"]
         assert mine and mine[0]["nic_counters"]["rx_frames"] >= 4 * res["connections"]
         assert mine[0]["nic_counters"]["ring_full"] == 0
+    finally:
+        err = _stop(srv)
+    assert srv.returncode == 0, err
+
+
+def test_bench_counts_the_retransmissions_that_dropped_frames_cost():
+    """Rings too small for the load (``--ring-slots 64``, 128 connections in flight): frames
+    are dropped on full rings, and the SYNs among them come back 1 s later, which bench
+    reports as the clients' retransmitted segments (text and ``client_retransmits``)."""
+    wire = f"t-rexmit-{os.getpid()}"
+    srv = _serve(wire, "10.66.7.1/24", "--ring-slots", "64")
+    try:
+        res = _bench_ok(wire, "10.66.7.1", "10.66.7.2/24", "--seconds", "1.5",
+                        "--concurrency", "128")
+        assert res["wire_drops"] > 0 and res["client_retransmits"] > 0, res
+        r = _fsdp("bench", "http://10.66.7.1:8080/", "--nic", f"sim:{wire}", "--ip",
+                  "10.66.7.2/24", "--seconds", "1.5", "--concurrency", "128")
+        assert r.returncode == 0, r.stderr
+        assert "segments retransmitted" in r.stdout and "dropped on full sim rings" in r.stdout
     finally:
         err = _stop(srv)
     assert srv.returncode == 0, err
