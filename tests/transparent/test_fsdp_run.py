@@ -118,8 +118,13 @@ def _ports_per_queue(client_ip, server_ip, server_port, n_queues, per_queue, fir
     bits, so 16 consecutive even ports all land on one of two queues for ~2% of start points."""
     import ipaddress
 
-    from fsdp.driver.toeplitz import DEFAULT_RSS_KEY, RETA_SIZE, default_reta, rss_hash_ipv4_l4
-    from fsdp.driver.toeplitz import toeplitz_table
+    from fsdp.driver.toeplitz import (
+        DEFAULT_RSS_KEY,
+        RETA_SIZE,
+        default_reta,
+        rss_hash_ipv4_l4,
+        toeplitz_table,
+    )
 
     table, reta = toeplitz_table(DEFAULT_RSS_KEY), default_reta(n_queues)
     src, dst = int(ipaddress.ip_address(client_ip)), int(ipaddress.ip_address(server_ip))
