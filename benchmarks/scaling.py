@@ -3,7 +3,8 @@
 Runs ``fsdp demo``'s configurations (fsdp.apps.demo.run_fsdp) for each server core count and
 prints connections/s, the efficiency ``conn/s at N / (N x conn/s at 1)``, how busy the clients
 were (the packet client measures it: near 1.0 means the clients, not the server, set the pace),
-the server's CPU and the errors; with ``--ablation`` also without listen spawn and without RFD
+the server's CPU, the errors, the frames dropped on full rings and the segments the clients
+retransmitted (a lossless wire needs none); with ``--ablation`` also without listen spawn and without RFD
 (what each feature buys, as Fastsocket's evaluation).  The last line is one JSON object.
 
     python benchmarks/scaling.py --cores 1,2,4,8 --client-cores 8 --client packet \\
@@ -65,7 +66,7 @@ def main() -> int:
     print(f"{args.app} server, {args.client} client x{args.client_cores}, "
           f"{args.concurrency} in flight, {args.seconds:g} s per point")
     print(f"{'config':<16} {'cores':>5} {'conn/s':>11} {'effic.':>7} {'cli busy':>8} "
-          f"{'srv cpu':>7} {'p50 µs':>7} {'errors':>6}")
+          f"{'srv cpu':>7} {'p50 µs':>7} {'errors':>6} {'drops':>6} {'rexmit':>7}")
     for r in rows:
         b = base.get(r["config"])
         r["efficiency"] = round(r["connections_per_s"] / (r["cores"] * b), 3) if b else None
@@ -74,7 +75,8 @@ def main() -> int:
         print(f"{r['config']:<16} {r['cores']:>5} {r['connections_per_s']:>11,} {eff:>7} "
               f"{(f'{busy:.2f}' if busy is not None else '-'):>8} "
               f"{r.get('server_cpu_util', 0):>7.2f} {r['latency_us']['p50'] or 0:>7.0f} "
-              f"{r['errors']:>6}")
+              f"{r['errors']:>6} {r.get('wire_drops', 0):>6} "
+              f"{r.get('client_retransmits', '-'):>7}")
     if args.plot:
         import matplotlib
 
