@@ -4,8 +4,8 @@ Runs ``fsdp demo``'s configurations (fsdp.apps.demo.run_fsdp) for each server co
 prints connections/s, the efficiency ``conn/s at N / (N x conn/s at 1)``, how busy the clients
 were (the packet client measures it: near 1.0 means the clients, not the server, set the pace),
 the server's CPU, the errors, the frames dropped on full rings and the segments the clients
-retransmitted (a lossless wire needs none); with ``--ablation`` also without listen spawn and without RFD
-(what each feature buys, as Fastsocket's evaluation).  The last line is one JSON object.
+retransmitted (a lossless wire needs none); with ``--ablation`` also without listen spawn and
+without RFD (what each feature buys, as Fastsocket's evaluation).  The last line is one JSON object.
 
     python benchmarks/scaling.py --cores 1,2,4,8 --client-cores 8 --client packet \\
         --concurrency 2048 --seconds 3 --ablation --plot scaling.png
