@@ -63,14 +63,20 @@ def default_client_cores(cores: int) -> int:
 
 
 def wire_ring_slots(concurrency: int, server_queues: int, client_queues: int) -> int:
-    """Slots for each sim ring of the demo's wire: room for four frames per connection that
-    the ring's (client queue, server queue) pair carries (a SYN, or an ACK with the request,
-    or an ACK and a FIN, with room to spare for a receiver that was off its CPU), at least
-    1,024.  A full ring drops, as a NIC's full receive ring does, and each drop costs its
-    connection a retransmission timeout (1 s for a SYN): with 1,024 slots, 512 connections
-    in flight on one core ran at about half the rate of 64."""
-    per_pair = -(-concurrency // (server_queues * client_queues))
-    need = max(1024, 4 * per_pair)
+    """Slots for each sim ring of the demo's wire (one ring per (sending queue, receiving
+    queue) pair): room for eight frames of every connection one ring may carry, at least
+    1,024.  A connection has at most about four frames in a ring at once (a SYN, or an ACK with
+    the request; a SYN-ACK, or the response, a FIN and an ACK), and eight leaves room for a
+    receiver that was off its CPU while RSS gave its ring more than an even share.  With all
+    features on, a ring carries concurrency / (server x client queues) connections; with
+    listen spawn off, worker 0's rings to each client carry every connection of that client
+    (concurrency / client queues); with RFD off, a client's hand-over ring carries up to
+    concurrency / client queues: so the sizing takes concurrency / min(server, client queues).
+    A full ring drops, as a NIC's full receive ring does, and each drop costs its connection a
+    retransmission timeout (1 s for a SYN): with 1,024 slots, 512 connections in flight on one
+    core ran at about half the rate of 64."""
+    per_ring = -(-concurrency // min(server_queues, client_queues))
+    need = max(1024, 8 * per_ring)
     return min(1 << 16, 1 << (need - 1).bit_length())
 
 

@@ -268,8 +268,9 @@ def serve_wire_geometry(cores: int, ring_slots: int) -> dict:
     ports (``fsdp bench`` processes) of up to 16 queues (or the server's cores), with
     ``ring_slots``-slot rings (the sim's default is 8 ports and 256 slots).  A ring that
     fills drops (``nic ring_full`` in ``fsdp stat``; ``fsdp bench`` reports them), and each
-    drop costs a connection a retransmission timeout: a ring needs about four slots per
-    connection its (client queue, server queue) pair keeps in flight.  The file is sparse:
+    drop costs a connection a retransmission timeout: a ring needs at least four slots per
+    connection its (client queue, server queue) pair keeps in flight (``fsdp demo`` gives
+    eight: fsdp.apps.demo.wire_ring_slots).  The file is sparse:
     only the rings in use take memory (2 KiB a slot)."""
     if not 2 <= ring_slots <= 1 << 16 or ring_slots & (ring_slots - 1):
         raise ValueError(f"--ring-slots must be a power of two in [2, 65536], not {ring_slots}")

@@ -107,6 +107,31 @@ def test_demo_rings_hold_what_512_connections_have_in_flight():
     assert res["runs"][0]["wire_drops"] == 0
 
 
+def test_ring_sizing_takes_the_busiest_ring_of_any_configuration():
+    from fsdp.apps.demo import wire_ring_slots
+
+    assert wire_ring_slots(64, 1, 1) == 1024  # the floor
+    assert wire_ring_slots(512, 1, 1) == 4096  # eight frames a connection, a power of two
+    # two server and two client queues: without listen spawn, worker 0's ring to each client
+    # carries all of that client's 256 connections, not a quarter of the 512
+    assert wire_ring_slots(512, 2, 2) == 2048
+    assert wire_ring_slots(2048, 8, 8) == 2048
+    assert wire_ring_slots(16384, 1, 1) == 1 << 16  # the sim's largest ring
+
+
+def test_demo_without_listen_spawn_drops_nothing_on_its_busiest_ring():
+    """Listen spawn off, two server and two client workers, 512 connections in flight: worker
+    0 serves them all, so its rings carry twice what an even spread would put on them (rings
+    sized for the even spread dropped ~200-300 frames in half a second, each a retransmission
+    timeout)."""
+    r = _fsdp("demo", "--cores", "2", "--client-cores", "2", "--no-listen-spawn", "--seconds",
+              "0.5", "--concurrency", "512", "--json")
+    assert r.returncode == 0, r.stderr
+    run = _last_json(r.stdout)["runs"][0]
+    assert run["config"] == "no listen spawn" and run["connections"] > 0
+    assert run["wire_drops"] == 0, run
+
+
 def test_demo_per_core_clients_stay_on_their_queues():
     """Two server workers and two client workers, one sim queue each: every client connection's
     replies must come back to the worker that opened it (receive flow deliver); a reply on the
