@@ -261,7 +261,8 @@ def run_demo(app: str = "native", cores: list[int] | None = None, seconds: float
         if r.get("client_retransmits"):  # a lossless wire needs none: say what cost the time
             print(f"note: {r['config']} x{r['cores']}: the clients retransmitted "
                   f"{r['client_retransmits']:,} segments ({r.get('wire_drops', 0):,} frames "
-                  "dropped on full sim rings; the rest refused by the server)")
+                  "dropped on full sim rings; beyond those, segments the server refused or a "
+                  "worker kept off its CPU past a retransmission timeout)")
     first = rows[0]
     if kernel:
         ratio = (first["connections_per_s"] / kernel["connections_per_s"]
