@@ -61,7 +61,7 @@ from fsdp.core.loop import (
     SEL_SHARED,
     SEL_SIZE,
 )
-from fsdp.core.stack import _live_stacks, idle_sleep, idle_wait_fd, live_stacks
+from fsdp.core.stack import _live_stacks, busy_poll_yield, idle_sleep, idle_wait_fd, live_stacks
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
 from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
@@ -507,6 +507,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
             if deadline is not None and now >= deadline:
                 return []
             if now - self._last_activity < self._busy_poll:
+                busy_poll_yield()  # a peer woken on this CPU runs first
                 continue  # busy-poll: the next frame is likely microseconds away
             # Nap, doubling from 20 µs to the idle cap, never past the deadline.
             nap = min(self._idle_sleep, max(2 * nap, 20e-6))

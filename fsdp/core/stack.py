@@ -105,6 +105,18 @@ def _sleep_bound(s: Stack, seconds: float) -> float:
     return seconds
 
 
+def busy_poll_yield() -> None:
+    """Called on each empty pass of a busy-poll: let whatever else is runnable on this CPU run
+    first (sched_yield), as the jitted worker loops do (fsdp.apps.bench_kernels.yield_when_idle).
+    A peer process that shares the CPU -- the server a request just woke, the client its answer
+    woke -- would otherwise wait out the whole busy-poll: on a 2-CPU VM that was ~170 µs of each
+    wake after 10 ms of quiet, ~450 µs of a ~480 µs round trip (the kernel's socket wakeups
+    let the woken task run on the waker's CPU at once).  With nothing else runnable the call
+    returns at once; a round trip after 1 ms of quiet costs ~10 µs more
+    (``benchmarks/idle_wake.py``)."""
+    os.sched_yield()
+
+
 def idle_sleep(seconds: float) -> None:
     """The idle wait of a thread that polls this process's stacks (selectors, blocking socket
     calls): on the NIC queue's doorbell where :func:`doorbell_stack` finds one, so a frame sent

@@ -405,3 +405,27 @@ def test_reuseport_group_on_a_four_core_stack():
         assert listen_map[8472] == 0
         for s in clients + later + in_a + in_b:
             s.close()
+
+
+def test_busy_polls_yield_the_cpu(pair, monkeypatch):
+    """A blocking recv() and a selector's select() busy-poll before they sleep, and each empty
+    pass yields the CPU (sched_yield): a peer process woken on the same CPU -- the server a
+    request woke, the client its answer woke -- must not wait out the whole busy-poll (it cost
+    each wake ~170 µs after 10 ms of quiet on a 2-CPU VM: benchmarks/idle_wake.py)."""
+    from fsdp.selectors import EVENT_READ, DefaultSelector
+
+    ls, c, s, _ = connected(pair)
+    yields = []
+    real = os.sched_yield
+    monkeypatch.setattr(os, "sched_yield", lambda: (yields.append(1), real())[1])
+    c.settimeout(0.02)
+    with pytest.raises(TimeoutError):
+        c.recv(1)  # nothing comes: busy-poll, then naps
+    assert yields, "recv's busy-poll never yielded"
+    yields.clear()
+    with DefaultSelector() as sel:
+        sel.register(s, EVENT_READ)
+        assert sel.select(0.02) == []
+    assert yields, "select's busy-poll never yielded"
+    for x in (c, s, ls):
+        x.close()
