@@ -281,7 +281,8 @@ class Window:
         }
         if self.c.counts_retransmits:
             # segments the clients sent again (SYNs too): on the lossless sim wire each one is
-            # a frame a full ring dropped (wire_drops) or a segment the server refused
+            # a frame a full ring dropped (wire_drops), a segment the server refused, or a
+            # worker kept off its CPU past a retransmission timeout
             out["client_retransmits"] = self.c.retransmits() - self.crt0
         if dt > 0:
             out["client_cpu_util"] = round((self.c.cpu_ns() - self.ccpu0) / 1e9 / dt, 2)
