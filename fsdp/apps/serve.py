@@ -47,7 +47,7 @@ from fsdp.apps.percore import (
     retire_queues,
     worker_stack,
 )
-from fsdp.core.stack import doorbell_stack, idle_sleep
+from fsdp.core.stack import doorbell_stack, idle_backoff, idle_sleep
 
 SLICE_US = 100_000  # a jitted loop returns to Python this often (stop flag, CPU accounting)
 IDLE_SLICE_US = 200  # slices once idle ...
@@ -83,8 +83,7 @@ def _forward_only(ctl, counters, stack) -> None:
             idle = 0
             continue
         idle += 1
-        if idle > 64:
-            idle_sleep(min(0.0005, 0.00001 * (idle - 64)))  # a frame for the queue wakes it
+        idle_backoff(idle, 10e-6, 0.0005)  # a frame for the queue wakes it
     ctl[W_CPU_NS] = process_cpu_ns()
 
 

@@ -105,15 +105,34 @@ def _sleep_bound(s: Stack, seconds: float) -> float:
     return seconds
 
 
+BUSY_POLL_PASSES = 64  # empty passes in a row a polling thread spins before it sleeps
+
+
+def idle_backoff(idle: int, step_s: float, cap_s: float, deadline: float | None = None) -> None:
+    """The wait after the ``idle``-th empty pass in a row of a thread that polls this
+    process's stacks (a blocking socket call, a forward-only worker): busy-poll for the first
+    BUSY_POLL_PASSES, then sleep ``step_s`` longer each pass up to ``cap_s`` (on the queue's
+    doorbell where there is one: :func:`idle_sleep`), never past ``deadline`` (monotonic).
+
+    Each busy-poll pass yields the CPU (sched_yield), as the jitted worker loops do
+    (fsdp.apps.bench_kernels.yield_when_idle): a peer process that shares the CPU -- the
+    server a request just woke, the client its answer woke -- would otherwise wait out the
+    whole busy-poll: on a 2-CPU VM that was ~170 µs of each wake after 10 ms of quiet, ~450 µs
+    of a ~480 µs round trip (the kernel's socket wakeups let the woken task run on the waker's
+    CPU at once).  With nothing else runnable the yield returns at once; a round trip after
+    1 ms of quiet costs ~10 µs more (``benchmarks/idle_wake.py``)."""
+    if idle <= BUSY_POLL_PASSES:
+        busy_poll_yield()
+        return
+    wait = min(cap_s, step_s * (idle - BUSY_POLL_PASSES))
+    if deadline is not None:
+        wait = max(0.0, min(wait, deadline - time.monotonic()))
+    idle_sleep(wait)
+
+
 def busy_poll_yield() -> None:
-    """Called on each empty pass of a busy-poll: let whatever else is runnable on this CPU run
-    first (sched_yield), as the jitted worker loops do (fsdp.apps.bench_kernels.yield_when_idle).
-    A peer process that shares the CPU -- the server a request just woke, the client its answer
-    woke -- would otherwise wait out the whole busy-poll: on a 2-CPU VM that was ~170 µs of each
-    wake after 10 ms of quiet, ~450 µs of a ~480 µs round trip (the kernel's socket wakeups
-    let the woken task run on the waker's CPU at once).  With nothing else runnable the call
-    returns at once; a round trip after 1 ms of quiet costs ~10 µs more
-    (``benchmarks/idle_wake.py``)."""
+    """An empty busy-poll pass: let whatever else is runnable on this CPU run first
+    (sched_yield; see :func:`idle_backoff` for why)."""
     os.sched_yield()
 
 

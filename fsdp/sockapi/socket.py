@@ -269,7 +269,7 @@ class Socket:
         r = None if tried else ready()
         if r is not None:
             return r
-        from fsdp.core.stack import busy_poll_yield, idle_sleep, poll_all_stacks
+        from fsdp.core.stack import idle_backoff, poll_all_stacks
 
         if self._timeout == 0.0 or self._stack._virtual_clock:
             if not self._stack._virtual_clock:
@@ -298,14 +298,8 @@ class Socket:
                 idle = 0
             else:
                 idle += 1
-                if idle > 64:  # adaptive back-off: busy-poll first, then sleep (a frame for
-                    # this stack's queue wakes it, fsdp.core.stack.idle_sleep)
-                    wait = min(0.001, 0.00002 * (idle - 64))
-                    if deadline is not None:
-                        wait = max(0.0, min(wait, deadline - time.monotonic()))
-                    idle_sleep(wait)
-                else:
-                    busy_poll_yield()  # a peer woken on this CPU runs first
+                # busy-poll first, then sleep (a frame for this stack's queue wakes it)
+                idle_backoff(idle, 20e-6, 0.001, deadline)
 
     def _adopt_fileno(self, fd: int) -> None:
         """Answer to ``fd`` (a kernel fd the caller keeps open and unused) from now on."""
