@@ -84,12 +84,12 @@ def run_kernel_c(exe: str, seconds: float, concurrency: int) -> dict:
     from fsdp.apps.demo import KernelPythonServer
 
     with KernelPythonServer() as server:
-        cmd = [exe, str(server.port), str(concurrency), str(seconds)]
-        if server.client_cpu is not None:
-            cmd = ["taskset", "-c", str(server.client_cpu)] + cmd if shutil.which("taskset") \
-                else cmd
+        cpu = server.client_cpu
+        pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
         t0, cpu0 = time.monotonic(), server.cpu_ns()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run([exe, str(server.port), str(concurrency), str(seconds)],
+                             capture_output=True, text=True, check=True,
+                             preexec_fn=pin).stdout.split()
         cpu = (server.cpu_ns() - cpu0) / 1e9 / (time.monotonic() - t0)  # incl. the warm-up
     return {"conn_per_s": float(out[0]), "server_cpu": round(cpu, 2), "errors": int(out[-1])}
 
