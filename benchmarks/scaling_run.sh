@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The 16-core scaling run (issue 4), as one command: the machine's topology, then
-# benchmarks/scaling.py with the packet client (all features, no listen spawn, no RFD), the
-# stack client, and the Python server.  Each step has its own time limit and writes as it
-# goes, so a run cut short still reports what it finished; the results land in OUT (at most
-# eight files: summary.txt, topology.txt, two plots, logs.tgz).
+# The 16-core scaling run (issue 4), as one command: the machine's topology, a warm-up that
+# compiles the engine, then benchmarks/scaling.py's steps, most important first: the packet
+# client over 1, 2, 4, 8 server cores (median of 3 runs), the ablation (no listen spawn, no
+# RFD), the stack client, the Python server, and four client cores instead of eight.  Each
+# step writes as it goes, and BUDGET_S (seconds for the whole script, default 580) skips the
+# steps that no longer fit, so a run cut short still reports what it finished.  The results
+# land in OUT (at most eight files: summary.txt, topology.txt, two plots, logs.tgz).
 #   OUT=/tmp/out bash benchmarks/scaling_run.sh
-# PHASE=warm only compiles (a cold Numba cache took over 5.5 minutes on the 16-core device
-# machine), PHASE=measure only measures: two device calls on one warm machine, each well
-# inside a call's 10 minutes.  Default: both.
+# PHASE=warm only compiles (a cold Numba cache took 5.5-6.5 minutes on the 16-core device
+# machine; ~3 minutes on the 2-CPU VM), PHASE=measure only measures, STEPS picks steps
+# (default: packet ablation stack python packet4).  Default PHASE: both.
 set -u
 PHASE=${PHASE:-all}
 cd "$(dirname "$0")/.."
@@ -17,9 +19,18 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 CORES=${CORES:-1,2,4,8}
 CLIENTS=${CLIENTS:-8}
+BUDGET_S=${BUDGET_S:-580}
+STEPS=${STEPS:-packet ablation stack python packet4}
 export PYTHONUNBUFFERED=1
-step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation
+left() { echo $((BUDGET_S - SECONDS)); }
+step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation, if it fits
     local name=$1 limit=$2; shift 2
+    case " $STEPS " in *" $name "*) ;; *) return ;; esac
+    if [ "$(left)" -lt $((limit / 2)) ]; then
+        echo "== $name: skipped, $(left) s of the budget left (it needs up to $limit)" | tee -a "$OUT/summary.txt"
+        return
+    fi
+    [ "$(left)" -lt "$limit" ] && limit=$(left)
     echo "== $name: scaling.py $*" | tee -a "$OUT/summary.txt"
     local t0=$SECONDS
     timeout -k 5 "$limit" "$PY" benchmarks/scaling.py "$@" >"$WORK/$name.txt" 2>"$WORK/$name.err"
@@ -36,14 +47,15 @@ step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation
     df -h /dev/shm
 } >"$OUT/topology.txt" 2>&1
 grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA node|MHz" "$OUT/topology.txt" | head -12
-# A cold Numba cache: compile the native server + packet client, the Python server and the
-# stack client in parallel, one small run each, before anything is measured.
+# A cold Numba cache: one small run of the native server with the packet client compiles
+# nearly all of it (the engine, the jitted servers and loaders); the Python server and the
+# stack client with two RFD client workers start beside it and finish their own parts.
 if [ "$PHASE" != measure ]; then
     t0=$SECONDS
-    timeout 540 "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1 &
-    timeout 540 "$PY" -m fsdp demo --client packet --app python --seconds 0.3 --concurrency 8 >"$WORK/warm2.txt" 2>&1 &
-    # the stack client (its own jitted loop) and two client workers (receive flow deliver)
-    timeout 540 "$PY" -m fsdp demo --client stack --client-cores 2 --seconds 0.3 --concurrency 8 >"$WORK/warm3.txt" 2>&1 &
+    w=$(( $(left) - 60 )); [ "$w" -gt 540 ] && w=540
+    timeout "$w" "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1 &
+    timeout "$w" "$PY" -m fsdp demo --client packet --app python --seconds 0.3 --concurrency 8 >"$WORK/warm2.txt" 2>&1 &
+    timeout "$w" "$PY" -m fsdp demo --client stack --client-cores 2 --seconds 0.3 --concurrency 8 >"$WORK/warm3.txt" 2>&1 &
     wait
     echo "== warm-up (compile) in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
     for f in "$WORK"/warm[123].txt; do tail -n 2 "$f"; done | tee -a "$OUT/summary.txt"
@@ -51,9 +63,9 @@ fi
 if [ "$PHASE" = warm ]; then
     exit 0
 fi
-step packet 100 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 3 --plot "$OUT/packet.png"
-step ablation 150 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"
-step stack 80 --cores "$CORES" --client-cores "$CLIENTS" --client stack --concurrency 512 --seconds 2
-step python 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --concurrency 1024 --seconds 2
-step packet4 60 --cores "$CORES" --client-cores 4 --client packet --concurrency 1024 --seconds 2
+step packet 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --runs 3 --plot "$OUT/packet.png"
+step ablation 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"
+step stack 45 --cores "$CORES" --client-cores "$CLIENTS" --client stack --concurrency 512 --seconds 2
+step python 45 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --concurrency 1024 --seconds 2
+step packet4 40 --cores "$CORES" --client-cores 4 --client packet --concurrency 1024 --seconds 2
 tar czf "$OUT/logs.tgz" -C "$WORK" .
