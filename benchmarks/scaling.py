@@ -3,9 +3,13 @@
 Runs ``fsdp demo``'s configurations (fsdp.apps.demo.run_fsdp) for each server core count and
 prints connections/s, the efficiency ``conn/s at N / (N x conn/s at 1)``, how busy the clients
 were (the packet client measures it: near 1.0 means the clients, not the server, set the pace),
-the server's CPU, the errors, the frames dropped on full rings and the segments the clients
-retransmitted (a lossless wire needs none); with ``--ablation`` also without listen spawn and
-without RFD (what each feature buys, as Fastsocket's evaluation).  The last line is one JSON object.
+the server's CPU and where it went (the system share, and involuntary context switches per
+worker per second: the CPU taken by another task), the errors, the frames dropped on full
+rings and the segments the clients retransmitted (a lossless wire needs none); with
+``--ablation`` also without listen spawn and without RFD (what each feature buys, as
+Fastsocket's evaluation).  ``--concurrency`` holds the connections in flight fixed over the core
+counts (Fastsocket's set-up: one core then carries all of them); ``--per-core`` gives each core
+the same number instead.  The last line is one JSON object.
 
     python benchmarks/scaling.py --cores 1,2,4,8 --client-cores 8 --client packet \\
         --concurrency 2048 --seconds 3 --ablation --plot scaling.png
@@ -31,19 +35,23 @@ VARIANTS = {"all features": (True, True), "no listen spawn": (False, True),
             "no RFD": (True, False)}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", default="1,2,4,8")
     ap.add_argument("--client-cores", type=int, default=8)
     ap.add_argument("--client", choices=("stack", "packet"), default="packet")
     ap.add_argument("--app", choices=("native", "python"), default="native")
-    ap.add_argument("--concurrency", type=int, default=2048)
+    ap.add_argument("--concurrency", type=int, default=2048,
+                    help="connections in flight in all, at every core count")
+    ap.add_argument("--per-core", type=int, metavar="C",
+                    help="instead, C connections in flight per server core (C x cores): the "
+                         "same load on each core at every point")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--runs", type=int, default=1,
                     help="runs per point; the table shows the median run (all in the JSON)")
     ap.add_argument("--plot", metavar="FILE.png")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     cores = [int(c) for c in args.cores.split(",")]
     if args.plot:
         try:
@@ -59,28 +67,36 @@ def main() -> int:
     for name in (VARIANTS if args.ablation else ["all features"]):
         ls, rfd = VARIANTS[name]
         for n in cores:
-            runs = [run_fsdp(args.app, n, args.seconds, args.concurrency, progress,
+            conc = args.per_core * n if args.per_core else args.concurrency
+            runs = [run_fsdp(args.app, n, args.seconds, conc, progress,
                              client_cores=args.client_cores, listen_spawn=ls, rfd=rfd,
                              client=args.client) for _ in range(max(1, args.runs))]
             runs.sort(key=lambda r: r["connections_per_s"])
             r = runs[(len(runs) - 1) // 2]  # the median run (the lower one of an even count)
             r["runs_connections_per_s"] = [x["connections_per_s"] for x in runs]
+            r["concurrency"] = conc
             rows.append(r)
     progress.done()
     base = {r["config"]: r["connections_per_s"] for r in rows if r["cores"] == 1}
     print(f"{args.app} server, {args.client} client x{args.client_cores}, "
-          f"{args.concurrency} in flight, {args.seconds:g} s per run"
+          + (f"{args.per_core} in flight per server core" if args.per_core
+             else f"{args.concurrency} in flight")
+          + f", {args.seconds:g} s per run"
           + (f", median of {args.runs} runs per point" if args.runs > 1 else ""))
     print(f"{'config':<16} {'cores':>5} {'conn/s':>11} {'effic.':>7} {'cli busy':>8} "
-          f"{'srv cpu':>7} {'p50 µs':>7} {'errors':>6} {'drops':>6} {'rexmit':>7}")
+          f"{'srv cpu':>7} {'srv sys':>7} {'invcs/s':>7} {'p50 µs':>7} {'errors':>6} "
+          f"{'drops':>6} {'rexmit':>7}")
     for r in rows:
         b = base.get(r["config"])
         r["efficiency"] = round(r["connections_per_s"] / (r["cores"] * b), 3) if b else None
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
         busy = r.get("client_busy")
+        sched = r.get("server_sched", {})
         print(f"{r['config']:<16} {r['cores']:>5} {r['connections_per_s']:>11,} {eff:>7} "
               f"{(f'{busy:.2f}' if busy is not None else '-'):>8} "
-              f"{r.get('server_cpu_util', 0):>7.2f} {r['latency_us']['p50'] or 0:>7.0f} "
+              f"{r.get('server_cpu_util', 0):>7.2f} {sched.get('system_share', 0):>7.2f} "
+              f"{sched.get('involuntary_switches_per_s', 0):>7} "
+              f"{r['latency_us']['p50'] or 0:>7.0f} "
               f"{r['errors']:>6} {r.get('wire_drops', 0):>6} "
               f"{r.get('client_retransmits', '-'):>7}"
               + (f"  runs {'/'.join(f'{x:,}' for x in r['runs_connections_per_s'])}"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The 16-core scaling run (issue 4), as one command: the machine's topology, a warm-up that
 # compiles the engine, then benchmarks/scaling.py's steps, most important first: the packet
-# client over 1, 2, 4, 8 server cores (median of 3 runs), the ablation (no listen spawn, no
-# RFD), the stack client, the Python server, and four client cores instead of eight.  Each
+# client over 1, 2, 4, 8 server cores (median of 3 runs), the same with 256 connections in
+# flight per server core, the ablation (no listen spawn, no RFD), the stack client, the Python
+# server (both loads), and four client cores instead of eight.  Each
 # step writes as it goes, and BUDGET_S (seconds for the whole script, default 580) skips the
 # steps that no longer fit, so a run cut short still reports what it finished.  The results
 # land in OUT (at most eight files: summary.txt, topology.txt, two plots, logs.tgz).
 #   OUT=/tmp/out bash benchmarks/scaling_run.sh
 # PHASE=warm only compiles (a cold Numba cache took 5.5-6.5 minutes on the 16-core device
-# machine; ~3 minutes on the 2-CPU VM), PHASE=measure only measures, STEPS picks steps
-# (default: packet ablation stack python packet4).  Default PHASE: both.
+# machine, and more than 8.5 minutes on 2026-11-27; ~3 minutes on the 2-CPU VM), PHASE=measure
+# only measures, STEPS picks steps (default: all, in the order below).  Default PHASE: both:
+# that fits one 10-minute device call only where compiling is fast.
 set -u
 PHASE=${PHASE:-all}
 cd "$(dirname "$0")/.."
@@ -20,7 +22,7 @@ PY=${PYTHON:-python3}
 CORES=${CORES:-1,2,4,8}
 CLIENTS=${CLIENTS:-8}
 BUDGET_S=${BUDGET_S:-580}
-STEPS=${STEPS:-packet ablation stack python packet4}
+STEPS=${STEPS:-packet perload ablation stack python pyperload packet4}
 export PYTHONUNBUFFERED=1
 left() { echo $((BUDGET_S - SECONDS)); }
 step() {  # step NAME LIMIT_S ARGS...: one benchmarks/scaling.py invocation, if it fits
@@ -64,8 +66,10 @@ if [ "$PHASE" = warm ]; then
     exit 0
 fi
 step packet 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --runs 3 --plot "$OUT/packet.png"
+step perload 60 --cores "$CORES" --client-cores "$CLIENTS" --client packet --per-core 256 --seconds 2 --runs 3
 step ablation 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"
 step stack 45 --cores "$CORES" --client-cores "$CLIENTS" --client stack --concurrency 512 --seconds 2
 step python 45 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --concurrency 1024 --seconds 2
+step pyperload 45 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --per-core 128 --seconds 2
 step packet4 40 --cores "$CORES" --client-cores 4 --client packet --concurrency 1024 --seconds 2
 tar czf "$OUT/logs.tgz" -C "$WORK" .

@@ -38,6 +38,7 @@ from fsdp.apps.http_python import HttpLoad, http_request
 from fsdp.apps.percore import (
     W_BUSY_NS,
     W_CPU_NS,
+    W_PID,
     W_RETRANS,
     W_STATE,
     WS_READY,
@@ -45,6 +46,7 @@ from fsdp.apps.percore import (
     Workers,
     cpu_count,
     process_cpu_ns,
+    sched_sample,
     wire_ring_full,
 )
 
@@ -254,6 +256,8 @@ class Window:
         self.h0 = clients.hist_total()
         self.s0 = server.totals().copy() if server is not None else None
         self.scpu0 = server.cpu_ns() if server is not None else 0
+        self.spids = server_pids(server)
+        self.ssched0 = sched_sample(self.spids)
         self.ccpu0 = clients.cpu_ns()
         self.cbusy0 = clients.busy_ns()
         self.crt0 = clients.retransmits()
@@ -291,7 +295,25 @@ class Window:
                 out["client_busy"] = round(busy / 1e9 / dt / self.c.n, 3)
             if self.s is not None:
                 out["server_cpu_util"] = round((self.s.cpu_ns() - self.scpu0) / 1e9 / dt, 2)
+            if self.spids:
+                # where the server workers' time went (/proc): system share, and per worker
+                # per second how often each slept or was preempted
+                delta = sched_sample(self.spids) - self.ssched0
+                user, system, vol, invol = (float(x) for x in delta)
+                n = len(self.spids)
+                out["server_sched"] = {
+                    "system_share": round(system / (user + system), 3) if user + system else 0.0,
+                    "voluntary_switches_per_s": round(vol / n / dt),
+                    "involuntary_switches_per_s": round(invol / n / dt)}
         return out
+
+
+def server_pids(server) -> list[int]:
+    """The worker processes of a server group (those that record a pid), or none."""
+    workers = getattr(server, "workers", None)
+    if workers is None:
+        return []
+    return [int(p) for p in workers.ctl[:, W_PID] if p > 0]
 
 
 def parse_url(url: str) -> tuple[str, int, str]:

@@ -214,6 +214,31 @@ def process_cpu_ns() -> int:
     return int((t.user + t.system) * 1e9)
 
 
+SCHED_FIELDS = ("user_s", "system_s", "voluntary_switches", "involuntary_switches")
+
+
+def sched_sample(pids) -> np.ndarray:
+    """The CPU time and context switches of processes ``pids`` so far, summed, as read from
+    /proc (``SCHED_FIELDS``; zeros where /proc or a process is missing).  Two samples show
+    where a worker's time went: system time is the kernel's work for it (syscalls, page
+    faults), voluntary switches its sleeps, involuntary ones the CPU taken from it by
+    another runnable task."""
+    out = np.zeros(len(SCHED_FIELDS))
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            with open(f"/proc/{int(pid)}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{int(pid)}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            out += (int(fields[11]) / tick, int(fields[12]) / tick,
+                    int(status["voluntary_ctxt_switches"]),
+                    int(status["nonvoluntary_ctxt_switches"]))
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return out
+
+
 def _die_with_parent() -> None:
     """Linux PR_SET_PDEATHSIG: the kernel kills this worker if its parent dies (a SIGKILLed
     ``fsdp serve`` must not leave busy-polling workers behind)."""

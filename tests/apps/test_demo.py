@@ -188,6 +188,31 @@ def test_demo_packet_client_every_configuration():
     assert runs[1]["served_per_core"][1] == 0
 
 
+def test_sched_sample_reads_cpu_time_and_switches_from_proc():
+    """fsdp.apps.percore.sched_sample: a process's user and system CPU seconds and its
+    voluntary and involuntary context switches, summed over pids; a pid that is gone adds
+    nothing (a worker that died between two samples must not break a measurement)."""
+    import os
+    import time
+
+    from fsdp.apps.percore import SCHED_FIELDS, sched_sample
+
+    assert SCHED_FIELDS == ("user_s", "system_s", "voluntary_switches",
+                            "involuntary_switches")
+    before = sched_sample([os.getpid()])
+    t_end = time.process_time() + 0.1
+    while time.process_time() < t_end:  # 0.1 s of this process's CPU
+        pass
+    time.sleep(0.01)  # one voluntary switch at least
+    after = sched_sample([os.getpid()])
+    user, system, vol, invol = after - before
+    assert 0.05 <= user + system <= 1.0, (user, system)
+    assert vol >= 1 and invol >= 0
+    assert (sched_sample([os.getpid(), 2**22 + 7]) >= after).all()  # no such pid: skipped
+    assert not sched_sample([2**22 + 7]).any()
+    assert not sched_sample([]).any()
+
+
 def test_placement_keeps_servers_on_distinct_physical_cores():
     from fsdp.apps.percore import _cpu_list, placement
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -140,3 +139,31 @@ def test_kernel_ceiling_without_a_compiler_says_so(tmp_path):
                         "--runs", "1"], capture_output=True, text=True, env=env, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("kernel_ceiling:"), r
+
+
+def test_scaling_same_load_per_core_median_of_runs():
+    """benchmarks/scaling.py with --per-core (C connections per server core at every point)
+    and --runs (the table's row is the median run): one and two server cores, one packet
+    client, each point's runs and where the server workers' time went are in the JSON."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--cores", "1,2",
+                        "--client-cores", "1", "--per-core", "16", "--seconds", "0.3",
+                        "--runs", "3"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "16 in flight per server core, 0.3 s per run, median of 3 runs" in r.stdout
+    res = _last_json(r.stdout)
+    assert res["runs_per_point"] == 3
+    assert [(x["cores"], x["concurrency"]) for x in res["runs"]] == [(1, 16), (2, 32)]
+    for x in res["runs"]:
+        assert x["errors"] == 0 and x["connections_per_s"] > 0, x
+        each = x["runs_connections_per_s"]
+        assert len(each) == 3 and each == sorted(each)
+        assert x["connections_per_s"] == each[1]  # the median run
+        sched = x["server_sched"]
+        assert 0.0 <= sched["system_share"] <= 1.0
+        assert sched["voluntary_switches_per_s"] >= 0
+        assert sched["involuntary_switches_per_s"] >= 0
+    assert res["runs"][0]["efficiency"] == 1.0
+
