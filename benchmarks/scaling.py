@@ -5,7 +5,8 @@ prints connections/s, the efficiency ``conn/s at N / (N x conn/s at 1)``, how bu
 were (the packet client measures it: near 1.0 means the clients, not the server, set the pace),
 the server's CPU and where it went (the system share, and involuntary context switches per
 worker per second: the CPU taken by another task), the errors, the frames dropped on full
-rings and the segments the clients retransmitted (a lossless wire needs none); with
+rings, the segments the clients retransmitted (a lossless wire needs none) and the CPU time
+a hypervisor stole from the machine's CPUs (``steal``, /proc/stat); with
 ``--ablation`` also without listen spawn and without RFD (what each feature buys, as
 Fastsocket's evaluation).  ``--concurrency`` holds the connections in flight fixed over the core
 counts (Fastsocket's set-up: one core then carries all of them); ``--per-core`` gives each core
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
           + (f", median of {args.runs} runs per point" if args.runs > 1 else ""))
     print(f"{'config':<16} {'cores':>5} {'conn/s':>11} {'effic.':>7} {'cli busy':>8} "
           f"{'srv cpu':>7} {'srv sys':>7} {'invcs/s':>7} {'p50 µs':>7} {'errors':>6} "
-          f"{'drops':>6} {'rexmit':>7}")
+          f"{'drops':>6} {'rexmit':>7} {'steal':>6}")
     for r in rows:
         b = base.get(r["config"])
         r["efficiency"] = round(r["connections_per_s"] / (r["cores"] * b), 3) if b else None
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
               f"{sched.get('involuntary_switches_per_s', 0):>7} "
               f"{r['latency_us']['p50'] or 0:>7.0f} "
               f"{r['errors']:>6} {r.get('wire_drops', 0):>6} "
-              f"{r.get('client_retransmits', '-'):>7}"
+              f"{r.get('client_retransmits', '-'):>7} {r.get('cpu_steal_share', 0):>6.3f}"
               + (f"  runs {'/'.join(f'{x:,}' for x in r['runs_connections_per_s'])}"
                  if args.runs > 1 else ""))
     if args.plot:

@@ -47,6 +47,7 @@ from fsdp.apps.percore import (
     cpu_count,
     process_cpu_ns,
     sched_sample,
+    steal_sample,
     wire_ring_full,
 )
 
@@ -258,6 +259,7 @@ class Window:
         self.scpu0 = server.cpu_ns() if server is not None else 0
         self.spids = server_pids(server)
         self.ssched0 = sched_sample(self.spids)
+        self.steal0 = steal_sample()
         self.ccpu0 = clients.cpu_ns()
         self.cbusy0 = clients.busy_ns()
         self.crt0 = clients.retransmits()
@@ -305,6 +307,9 @@ class Window:
                     "system_share": round(system / (user + system), 3) if user + system else 0.0,
                     "voluntary_switches_per_s": round(vol / n / dt),
                     "involuntary_switches_per_s": round(invol / n / dt)}
+            steal, total = (b - a for a, b in zip(self.steal0, steal_sample(), strict=True))
+            if total > 0:  # all CPUs: the hypervisor's share, on a virtual machine
+                out["cpu_steal_share"] = round(steal / total, 4)
         return out
 
 

@@ -239,6 +239,21 @@ def sched_sample(pids) -> np.ndarray:
     return out
 
 
+def steal_sample(stat: str = "/proc/stat") -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far, from /proc/stat's ``cpu`` line, or
+    (0, 0) without it.  Steal is the time a virtual machine's CPUs were ready to run but the
+    hypervisor ran something else: on a shared host it lowers every worker's rate, and more
+    so the more of the guest's CPUs are busy."""
+    try:
+        with open(stat) as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    if len(ticks) < 8:
+        return 0, 0
+    return ticks[7], sum(ticks)
+
+
 def _die_with_parent() -> None:
     """Linux PR_SET_PDEATHSIG: the kernel kills this worker if its parent dies (a SIGKILLed
     ``fsdp serve`` must not leave busy-polling workers behind)."""

@@ -213,6 +213,22 @@ def test_sched_sample_reads_cpu_time_and_switches_from_proc():
     assert not sched_sample([]).any()
 
 
+def test_steal_sample_reads_the_hypervisors_share(tmp_path):
+    """fsdp.apps.percore.steal_sample: (steal, total) ticks from /proc/stat's first line
+    (user nice system idle iowait irq softirq steal); a file it cannot read or parse gives
+    (0, 0), which the measurement then leaves out."""
+    from fsdp.apps.percore import steal_sample
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 2 30 800 5 0 3 60 0 0\ncpu0 50 1 15 400 2 0 1 30 0 0\n")
+    assert steal_sample(str(stat)) == (60, 1000)
+    stat.write_text("cpu  100 2 30\n")
+    assert steal_sample(str(stat)) == (0, 0)
+    assert steal_sample(str(tmp_path / "missing")) == (0, 0)
+    steal, total = steal_sample()
+    assert total > 0 and 0 <= steal <= total
+
+
 def test_placement_keeps_servers_on_distinct_physical_cores():
     from fsdp.apps.percore import _cpu_list, placement
 

@@ -165,5 +165,6 @@ def test_scaling_same_load_per_core_median_of_runs():
         assert 0.0 <= sched["system_share"] <= 1.0
         assert sched["voluntary_switches_per_s"] >= 0
         assert sched["involuntary_switches_per_s"] >= 0
+        assert 0.0 <= x["cpu_steal_share"] <= 1.0
     assert res["runs"][0]["efficiency"] == 1.0
 
