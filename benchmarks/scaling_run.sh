@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The 16-core scaling run (issue 4), as one command: the machine's topology, a warm-up that
-# compiles the engine, then benchmarks/scaling.py's steps, most important first: the packet
+# compiles the engine, which CPUs slow each other (benchmarks/cpu_siblings.py), then
+# benchmarks/scaling.py's steps, most important first: the packet
 # client over 1, 2, 4, 8 server cores (median of 3 runs), the same with 256 connections in
 # flight per server core, the ablation (no listen spawn, no RFD), the stack client, the Python
 # server (both loads), and four client cores instead of eight.  Each
@@ -23,7 +24,7 @@ PY=${PYTHON:-python3}
 CORES=${CORES:-1,2,4,8}
 CLIENTS=${CLIENTS:-8}
 BUDGET_S=${BUDGET_S:-580}
-STEPS=${STEPS:-packet perload ablation stack python pyperload packet4}
+STEPS=${STEPS:-siblings packet perload ablation stack python pyperload packet4}
 export PYTHONUNBUFFERED=1
 left() { echo $((BUDGET_S - SECONDS)); }
 warm_limit() { local w=$(( $(left) - 30 )); echo $(( w < 1 ? 1 : w )); }  # never timeout 0 (none)
@@ -70,6 +71,11 @@ fi
 if [ "$PHASE" = warm ]; then
     exit 0
 fi
+# Which CPUs slow each other (host hyper-threads and clocks a VM does not show): ~15 s.
+case " $STEPS " in *" siblings "*)
+    echo "== siblings: cpu_siblings.py --runs 2" | tee -a "$OUT/summary.txt"
+    timeout -k 5 40 "$PY" benchmarks/cpu_siblings.py --runs 2 2>&1 | grep -v '^{' | tee -a "$OUT/summary.txt"
+esac
 step packet 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --runs 3 --plot "$OUT/packet.png"
 step perload 60 --cores "$CORES" --client-cores "$CLIENTS" --client packet --per-core 256 --seconds 2 --runs 3
 step ablation 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"

@@ -168,3 +168,25 @@ def test_scaling_same_load_per_core_median_of_runs():
         assert 0.0 <= x["cpu_steal_share"] <= 1.0
     assert res["runs"][0]["efficiency"] == 1.0
 
+
+def test_cpu_siblings_tiny(capsys):
+    """benchmarks/cpu_siblings.py: a Python loop's rate on one CPU beside each other CPU and
+    with all of them busy, relative to its rate alone (the host topology a VM hides)."""
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    rc, out, err = _run(capsys, "cpu_siblings", "--cpu", str(cpus[0]), "--seconds", "0.05",
+                        "--runs", "1")
+    assert rc == 0, err
+    res = _last_json(out)
+    assert res["cpu"] == cpus[0] and res["alone_per_s"] > 0 and res["cpus"] == cpus
+    assert sorted(int(c) for c in res["beside"]) == cpus[1:]
+    assert all(0 < r < 2 for r in res["beside"].values()) and 0 < res["all_busy"] < 2
+    assert os.sched_getaffinity(0) == set(cpus)  # it pinned itself while measuring, only
+
+
+def test_cpu_siblings_bad_cpu_one_line(capsys):
+    rc, out, err = _run(capsys, "cpu_siblings", "--cpu", "100000")
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "CPU 100000" in err
+
