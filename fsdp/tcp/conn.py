@@ -51,6 +51,8 @@ from fsdp.tcp.tcb import (
     TCPS_SYN_RECEIVED,
     TCPS_TIME_WAIT,
     TF_ORPHAN,
+    TF_RCV_SHUTDOWN,
+    TF_SND_SHUTDOWN,
     TF_TMPL_MAC,
     TF_TS_OK,
     TF_WSCALE_OK,
@@ -234,7 +236,8 @@ def tcp_set_closed(core, cid, err):
     """The connection is over (RFC 9293: "enter the CLOSED state and delete the TCB").  An
     orphan, an unaccepted SYN-RECEIVED child or a TIME-WAIT TCB is freed; otherwise the TCB
     stays CLOSED for its owner (socket or accept queue) with ``err`` pending (0: none) and its
-    unread data."""
+    unread data, shut down both ways as Linux's tcp_done leaves a socket (SHUTDOWN_MASK): once
+    the error is taken a read is end-of-file, also after a refused or timed-out connect."""
     t = core.tcb
     h = t.hot
     c = t.cold
@@ -247,9 +250,10 @@ def tcp_set_closed(core, cid, err):
     _unhash(core, cid)
     disarm_all(core, cid)
     tcp_purge_queues(core, cid, True)
+    h.tflags[cid] |= np.uint32(TF_RCV_SHUTDOWN | TF_SND_SHUTDOWN)
     if err != 0:
         c.error[cid] = err
-        tcb_touch(t, cid)  # EV_ERROR (fsdp.core.loop.poll_status)
+    tcb_touch(t, cid)  # EV_ERROR, EV_EOF (fsdp.core.loop.poll_status)
     set_state(core, cid, TCPS_CLOSED)
 
 
