@@ -121,6 +121,64 @@ def _index(value) -> int:
     return operator.index(value)
 
 
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_NO_OPTLEN = object()  # setsockopt called with three arguments
+
+
+def _c_int(value) -> int:
+    """An argument as CPython's "i" format takes it: an index, within a C int."""
+    v = operator.index(value)
+    if v > _INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if v < _INT_MIN:
+        raise OverflowError("signed integer is less than minimum")
+    return v
+
+
+def _setsockopt_args(level, optname, value, optlen):
+    """setsockopt's arguments as CPython's socket module parses them, trying its three forms
+    in turn: (level, optname, int), (level, optname, None, optlen) and (level, optname,
+    bytes-like).  Returns (level, optname, the option's bytes or None, their length as
+    Linux's int optlen); raises what CPython raises for arguments none of them takes."""
+    if optlen is _NO_OPTLEN:
+        try:
+            return _c_int(level), _c_int(optname), struct.pack("i", _c_int(value)), 4
+        except (TypeError, OverflowError):
+            pass  # an int out of range, or not an int: the bytes-like form
+    elif value is None:
+        try:
+            n = operator.index(optlen) & 0xFFFFFFFF  # "I": unsigned, masked, not checked
+            level, optname = _c_int(level), _c_int(optname)
+        except (TypeError, OverflowError):
+            pass
+        else:
+            return level, optname, None, n - (1 << 32) if n > _INT_MAX else n  # as an int
+    if optlen is not _NO_OPTLEN:  # (CPython checks the count before converting any)
+        raise TypeError("setsockopt() takes exactly 3 arguments (4 given)")
+    level, optname = _c_int(level), _c_int(optname)
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(value).__name__}'") from None
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    payload = view.tobytes()
+    return level, optname, payload, len(payload)
+
+
+def _writable_view(buffer, who: str) -> memoryview:
+    """A recv_into-style buffer argument as CPython's "w*" takes it, as unsigned bytes."""
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        view = None
+    if view is None or view.readonly or not view.c_contiguous:
+        raise TypeError(f"{who}() argument 1 must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}")
+    return view.cast("B")
+
+
 def _timeout_value(value):
     """``settimeout``'s argument checked as the stdlib checks it."""
     if value is None:
@@ -205,6 +263,8 @@ def _check_socket_args(family, type, proto) -> tuple[int, float | None]:
 
 class Socket:
     """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
+
+    _disconnecting = False  # Linux SS_DISCONNECTING (see shutdown); rare: a class default
 
     def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
         if family is _AF_INET and type is _SOCK_STREAM and proto.__class__ is int and not proto:
@@ -341,10 +401,11 @@ class Socket:
     def bind(self, address) -> None:
         self._check_open()
         ip, port = _parse_address(address, allow_any=True)
-        if self._bound is not None or self._lids is not None or self._cid >= 0:
-            raise _oserror(errno.EINVAL)
+        # Linux __inet_bind: the address is checked before the socket's state
         if ip not in (0, self._stack._ip_int):
             raise _oserror(errno.EADDRNOTAVAIL)
+        if self._bound is not None or self._lids is not None or self._cid >= 0:
+            raise _oserror(errno.EINVAL)
         # Linux locks what bind() named: the address if not 0.0.0.0, the port if not 0
         self._explicit_bind = port != 0
         if port == 0:
@@ -475,6 +536,8 @@ class Socket:
         if self._lids is not None:
             return errno.EISCONN
         if self._cid >= 0:
+            if self._disconnecting:
+                return errno.EINVAL
             if not self._connecting:
                 return errno.EISCONN
             # Linux SS_CONNECTING: this call reports how the connect begun before ended
@@ -625,19 +688,16 @@ class Socket:
                 return bytes(mv[:rc])
             if rc != -errno.EAGAIN:
                 raise _oserror(-rc)
+        if not bufsize:
+            if flags:
+                _index(flags)
+            return b""  # CPython's sock_recv_guts: "If 0 bytes were requested, do nothing"
         buf = bytearray(bufsize)
         n = self.recv_into(buf, bufsize, flags)
         return bytes(buf[:n])
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
-        try:
-            view = memoryview(buffer)
-        except TypeError:
-            view = None
-        if view is None or view.readonly or not view.c_contiguous:
-            raise TypeError("recv_into() argument 1 must be read-write bytes-like object, "
-                            f"not {type(buffer).__name__}")
-        view = view.cast("B")
+        view = _writable_view(buffer, "recv_into")
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
         if nbytes > view.nbytes:
@@ -645,13 +705,14 @@ class Socket:
         if flags:
             if not isinstance(flags, int):
                 _index(flags)
-            if flags & _MSG_WAITALL and self._timeout is None and not flags & _MSG_PEEK:
+            if (flags & _MSG_WAITALL and self._timeout is None and not flags & _MSG_PEEK
+                    and (nbytes or view.nbytes)):
                 return self._recv_waitall(view, nbytes or view.nbytes, flags & ~_MSG_WAITALL)
-        self._conn_check()
         if nbytes == 0:
             nbytes = view.nbytes
         if nbytes == 0:
-            return 0
+            return 0  # CPython does nothing (no recv(2): not even a closed socket's EBADF)
+        self._conn_check()
         out = np.frombuffer(view, np.uint8)
         peek = 1 if flags & _MSG_PEEK else 0
 
@@ -674,6 +735,34 @@ class Socket:
             self._timeout = saved
         return n
 
+    def _recv_zero(self, flags: int) -> int:
+        """recvfrom() of zero bytes, which CPython does pass to the kernel: Linux tcp_recvmsg
+        then waits as for one byte (sock_rcvlowat is at least 1) and copies none.  So:
+        ENOTCONN unless connected; 0 once data or EOF is there (the data stays queued); a
+        pending error is raised; with nothing there yet, EAGAIN, a wait, or a timeout, as a
+        recv() of one byte would do."""
+        self._conn_check()
+        one = np.zeros(1, np.uint8)
+
+        def ready():
+            rc = _tcp_recv_array(self._core_state(), self._cid, one, 1, 1, self._now())  # peek
+            if rc == -errno.EAGAIN:
+                return None
+            _raise_if_error(rc)
+            return 0
+
+        rc = ready()
+        if rc is not None:
+            return rc
+        if flags & _MSG_DONTWAIT:
+            saved, self._timeout = self._timeout, 0.0
+        else:
+            saved = self._timeout
+        try:
+            return self._wait(ready, "recv", tried=True)
+        finally:
+            self._timeout = saved
+
     def _recv_waitall(self, view, nbytes: int, flags: int) -> int:
         """MSG_WAITALL on a blocking socket: read until ``nbytes``, EOF or an error (which
         only a first read raises; after data Linux returns the short count).  CPython runs a
@@ -692,6 +781,14 @@ class Socket:
         return got
 
     def recvfrom(self, bufsize: int, flags: int = 0):
+        bufsize = _index(bufsize)
+        if flags:
+            _index(flags)
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        if not bufsize:
+            self._recv_zero(flags)
+            return b"", None
         return self.recv(bufsize, flags), None
 
     # socket.socket.sendfile(file, offset=0, count=None): there is no kernel fd for
@@ -701,7 +798,17 @@ class Socket:
     sendfile = _stdsocket.socket._sendfile_use_send
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
-        return self.recv_into(buffer, nbytes, flags), None
+        view = _writable_view(buffer, "recvfrom_into")
+        nbytes = _index(nbytes)
+        if flags:
+            _index(flags)
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recvfrom_into")
+        if nbytes > view.nbytes:
+            raise ValueError("nbytes is greater than the length of the buffer")
+        if not (nbytes or view.nbytes):
+            return self._recv_zero(flags), None
+        return self.recv_into(view, nbytes, flags), None
 
     # ---- the message calls: TCP has no ancillary data or addresses to give ----
     def sendto(self, data, flags_or_address, address=None) -> int:
@@ -776,6 +883,10 @@ class Socket:
             return
         if self._cid < 0:
             raise _oserror(errno.ENOTCONN)
+        if self._connecting and uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED:
+            # Linux inet_shutdown: a connect that failed unseen (SS_CONNECTING, TCP_CLOSE)
+            # becomes SS_DISCONNECTING, where every later connect() is EINVAL
+            self._disconnecting = True
         _raise_if_error(uc.tcp_shutdown(self._core_state(), self._cid, how, self._now()))
 
     def close(self) -> None:
@@ -890,39 +1001,39 @@ class Socket:
     _OPT_RANGE = {uc.OPT_KEEPIDLE: (1, 32767), uc.OPT_KEEPINTVL: (1, 32767),
                   uc.OPT_KEEPCNT: (1, 127), uc.OPT_MAXSEG: (88, 32767)}
 
-    def setsockopt(self, level: int, optname: int, value, optlen: int | None = None) -> None:
-        level, optname = _index(level), _index(optname)
-        if not isinstance(value, int):
-            try:
-                memoryview(value)
-            except TypeError:
-                raise TypeError("a bytes-like object is required, not "
-                                f"'{type(value).__name__}'") from None
+    def setsockopt(self, level, optname, value, optlen=_NO_OPTLEN) -> None:
+        level, optname, payload, optlen = _setsockopt_args(level, optname, value, optlen)
         self._check_open()
+        if optlen < 0:
+            raise _oserror(errno.EINVAL)
+        # Then Linux's checks, in its order (sk_setsockopt, do_tcp_setsockopt): the level, a
+        # string option, the length (an int's four bytes), then the option itself.
         if level == _stdsocket.IPPROTO_TCP and optname == _TCP_CONGESTION:
+            if optlen < 1:
+                raise _oserror(errno.EINVAL)
+            if payload is None:
+                raise _oserror(errno.EFAULT)  # (setsockopt(level, opt, None, optlen))
             # a name, as Linux takes it (an int is its bytes: no such algorithm)
-            raw = struct.pack("i", value) if isinstance(value, int) else bytes(value)
-            algo = _CC_BY_NAME.get(raw.split(b"\0", 1)[0])
+            algo = _CC_BY_NAME.get(payload[:15].split(b"\0", 1)[0])
             if algo is None:
                 raise _oserror(errno.ENOENT)
             self._apply(uc.OPT_CONGESTION, algo)
             return
+        if level not in (_stdsocket.SOL_SOCKET, _stdsocket.IPPROTO_TCP):
+            raise _oserror(errno.ENOPROTOOPT)  # (no IP-level options: RFC_COMPLIANCE.md)
+        if optlen < 4:
+            raise _oserror(errno.EINVAL)
+        if payload is None:
+            raise _oserror(errno.EFAULT)
         if level == _stdsocket.SOL_SOCKET and optname == _stdsocket.SO_LINGER:
-            if not isinstance(value, (bytes, bytearray)) or len(value) < 8:
+            if optlen < 8:
                 raise _oserror(errno.EINVAL)
-            onoff, secs = struct.unpack("ii", bytes(value[:8]))
+            onoff, secs = struct.unpack("ii", payload[:8])
             # Linux reports l_onoff as 0/1, and turning lingering off keeps the old time
             self._linger = (1, secs) if onoff else (0, self._linger[1])
             self._apply(uc.OPT_LINGER, self._linger[1] if self._linger[0] else -1)
             return
-        if isinstance(value, (bytes, bytearray)):
-            if len(value) < 4:
-                raise _oserror(errno.EINVAL)
-            value = struct.unpack("i", bytes(value[:4]))[0]
-        if isinstance(value, bool):
-            value = int(value)
-        if not isinstance(value, int):
-            raise TypeError("a bytes-like object or int is required")
+        value = struct.unpack("i", payload[:4])[0]
         if level == _stdsocket.SOL_SOCKET:
             if optname == _stdsocket.SO_REUSEADDR:
                 self._reuseaddr = bool(value)
@@ -972,12 +1083,12 @@ class Socket:
             for core, lid in zip(self._stack._refs, self._lids):
                 _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
-    def getsockopt(self, level: int, optname: int, buflen: int | None = None):
-        level, optname = _index(level), _index(optname)
-        if buflen is not None:
-            buflen = _index(buflen)
-            if not 0 < buflen <= 1024:
-                raise OSError("getsockopt buflen out of range")
+    def getsockopt(self, level, optname, buflen=0):
+        # CPython's "ii|i": C ints; buflen 0 asks for an int, 1..1024 for that many bytes at
+        # most (Linux gives min(buflen, the option's size): a truncated one too)
+        level, optname, buflen = _c_int(level), _c_int(optname), _c_int(buflen)
+        if not 0 <= buflen <= 1024:
+            raise OSError("getsockopt buflen out of range")
         self._check_open()
         if level == _stdsocket.SOL_SOCKET:
             if optname == _stdsocket.SO_ERROR:
@@ -998,7 +1109,7 @@ class Socket:
                 v = int(_stdsocket.SOCK_STREAM)
             elif optname == _stdsocket.SO_LINGER:
                 packed = struct.pack("ii", *self._linger)
-                return packed if buflen else struct.unpack("i", packed[:4])[0]
+                return packed[:buflen] if buflen else struct.unpack("i", packed[:4])[0]
             elif optname in self._SOL:
                 v = self._get(self._SOL[optname])
             else:

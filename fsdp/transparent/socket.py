@@ -167,22 +167,19 @@ class TransparentSocket(_KernelSocket):
         return wrapped, addr
 
     # ---- options and modes (recorded until the switch) ----
-    def setsockopt(self, level, optname, value, optlen=None):
+    def setsockopt(self, level, optname, value, *optlen):
+        # (*optlen: the stdlib's four-argument form, setsockopt(level, optname, None, optlen),
+        # is told from the three-argument one by the count, as CPython tells it)
         if self._fsdp is not None:
-            return self._fsdp.setsockopt(level, optname, value)
-        if optlen is None:
-            _KernelSocket.setsockopt(self, level, optname, value)
-        else:
-            _KernelSocket.setsockopt(self, level, optname, value, optlen)
-        if optlen is None:
+            return self._fsdp.setsockopt(level, optname, value, *optlen)
+        _KernelSocket.setsockopt(self, level, optname, value, *optlen)
+        if not optlen:
             self._tm_opts.append((level, optname, value))
 
-    def getsockopt(self, level, optname, buflen=None):
+    def getsockopt(self, level, optname, *buflen):
         if self._fsdp is not None:
-            return self._fsdp.getsockopt(level, optname, buflen)
-        if buflen is None:
-            return _KernelSocket.getsockopt(self, level, optname)
-        return _KernelSocket.getsockopt(self, level, optname, buflen)
+            return self._fsdp.getsockopt(level, optname, *buflen)
+        return _KernelSocket.getsockopt(self, level, optname, *buflen)
 
     def settimeout(self, value):
         _KernelSocket.settimeout(self, value)  # validates as the stdlib does

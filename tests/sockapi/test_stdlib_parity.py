@@ -17,7 +17,7 @@ stdlib's create_connection/create_server under transparent mode's socket class.
 
 Differences left on purpose (not scenarios here):
   * CPython runs a socket with a timeout non-blocking and polls before each call, so on
-    such a socket accept() on a connection, recv()/send() on a listener and
+    such a socket accept() on a connection, recv()/recvfrom()/send() on a listener and
     recv(MSG_DONTWAIT) wait out the timeout before the call's own answer; fsdp gives the
     answer (EINVAL, ENOTCONN, EPIPE, EAGAIN) at once.
   * No loopback on a stack: 127.0.0.0/8 stays the kernel's; bind(("localhost", 0)) on an
@@ -1392,6 +1392,129 @@ def nonblocking_flag_in_type(w):
     out = [s.gettimeout(), s.getblocking(), s.type]
     out.append(rec(s.connect_ex, (w.srv_ip, w.dead_port())))
     return out
+
+
+@scenario
+def zero_length_reads_in_every_state(w):
+    """recv(0) and recv_into of nothing: CPython makes no recv(2) at all (b'' / 0, even on a
+    closed socket or a listener).  recvfrom(0) and recvfrom_into of nothing do reach Linux,
+    which waits as for one byte and copies none: ENOTCONN unless connected, EAGAIN / the
+    timeout while nothing is there, 0 once data (left queued) or EOF is.  Also the argument
+    errors, which name the call."""
+    def calls(s, listener=False):
+        out = [rec(s.recv, 0), rec(s.recv_into, bytearray(0)), rec(s.recv, 0, stdsocket.MSG_PEEK),
+               rec(s.recvfrom, -1), rec(s.recv, -1), rec(s.recvfrom_into, bytearray(2), -1),
+               rec(s.recv_into, bytearray(2), -1), rec(s.recvfrom, "x"), rec(s.recv, 0, "x"),
+               rec(s.recvfrom, 0, "x"), rec(s.recvfrom_into, bytearray(2), 5),
+               rec(s.recv_into, bytearray(2), 5), rec(s.recvfrom_into, b"ro")]
+        if not (listener and s.gettimeout()):  # (CPython polls a listener first: see above)
+            out += [rec(s.recvfrom, 0), rec(s.recvfrom_into, bytearray(0))]
+        return out
+
+    r = []
+    s = w.csock()
+    s.close()
+    r.append(calls(s))
+    ls = w.listener()
+    for t in (0.0, 0.1):
+        ls.settimeout(t)
+        r.append(calls(ls, listener=True))
+    u = w.csock()
+    for t in (None, 0.0, 0.1):
+        u.settimeout(t)
+        r.append(calls(u))
+    ls, c, a = w.pair()
+    for t in (0.0, 0.1):
+        c.settimeout(t)
+        r.append(calls(c))
+    a.sendall(b"abc")
+    w.settle()
+    for t in (None, 0.0, 0.1):
+        c.settimeout(t)
+        r.append(calls(c))
+    c.settimeout(5)
+    r.append(rec(c.recv, 10))  # the data a zero-length read left queued
+    a.close()
+    w.settle()
+    for t in (None, 0.0, 0.1):
+        c.settimeout(t)
+        r.append(calls(c))
+    return r
+
+
+@scenario
+def socket_option_argument_forms(w):
+    """setsockopt's three forms as CPython parses them -- (level, opt, int), (level, opt,
+    None, optlen), (level, opt, bytes) -- and Linux's checks in its order (level, string
+    option, length, option), open and closed; getsockopt's buflen (0: an int; 1..1024: at
+    most that many bytes, an option's bytes truncated to it)."""
+    opts = [(SOL, stdsocket.SO_REUSEADDR), (SOL, stdsocket.SO_KEEPALIVE),
+            (TCP, stdsocket.TCP_NODELAY), (TCP, stdsocket.TCP_KEEPIDLE), (SOL, stdsocket.SO_TYPE),
+            (SOL, stdsocket.SO_LINGER), (TCP, stdsocket.TCP_CONGESTION), (SOL, 9999),
+            (TCP, 9999), (0, 9999), (9999, 1), (1.5, 2), (2**40, 2), (SOL, "x")]
+    values = [0, 1, -1, 2**31, -2**31 - 1, 2**64, "x", None, 1.5, True, b"\x01\x00\x00\x00",
+              b"\x01", b"", bytearray(8), b"reno", memoryview(bytes(8))[::2]]
+    r = []
+    for closed in (False, True):
+        for level, opt in opts:
+            for v in values:
+                s = w.csock()
+                if closed:
+                    s.close()
+                r.append(rec(s.setsockopt, level, opt, v))
+                if not closed and (level, opt) != (TCP, stdsocket.TCP_CONGESTION):
+                    r.append(rec(s.getsockopt, level, opt))
+                s.close()
+            s = w.csock()
+            if closed:
+                s.close()
+            for n in (0, 1, 4, 8, -1, 2**40, 2**32 + 4, 1.5, None):
+                r.append(rec(s.setsockopt, level, opt, None, n))
+                r.append(rec(s.setsockopt, level, opt, 1, n))
+            for args in ((None,), (0,), (-1,), (1,), (2,), (8,), (12,), (2000,), (2**40,),
+                         (1.0,)):
+                if (level, opt) != (TCP, stdsocket.TCP_CONGESTION) or closed:
+                    r.append(rec(s.getsockopt, level, opt, *args))
+            s.close()
+    return r
+
+
+@scenario
+def bind_checks_the_address_before_the_state(w):
+    """Linux __inet_bind: an address that is not the host's is EADDRNOTAVAIL even on a socket
+    already bound or listening (EINVAL comes after)."""
+    ls = w.listener()
+    s = w.csock()
+    s.bind(("0.0.0.0", 0))
+    return [rec(ls.bind, (w.foreign_ip, 0)), rec(ls.bind, ("0.0.0.0", 0)),
+            rec(s.bind, (w.foreign_ip, 0)), rec(s.bind, ("0.0.0.0", 0))]
+
+
+@scenario
+def a_socket_after_its_connect_failed(w):
+    """A refused connect: a blocking one leaves the socket unconnected (Linux disconnects it:
+    ENOTCONN, and a new connect works).  One with a timeout or non-blocking leaves it as the
+    RST did (tcp_done: shut down both ways, SS_CONNECTING): its error is taken once, then a
+    read is end-of-file, and the next connect() says ECONNABORTED; a shutdown() there makes
+    it SS_DISCONNECTING, where every connect() is EINVAL."""
+    ls = w.listener()
+    port = ls.getsockname()[1]
+    r = []
+    for t in (None, 0.3, 0.0):
+        for shut in (False, True):
+            c = w.csock()
+            c.settimeout(t)
+            r.append(rec(c.connect, (w.srv_ip, w.dead_port())))
+            w.settle(0.05)
+            r += [rec(c.recv, 10), rec(c.recv_into, bytearray(4), 2), rec(c.getsockopt, SOL,
+                  stdsocket.SO_ERROR), rec(c.send, b"x"), rec(c.recv, 10), rec(c.getpeername),
+                  rec(c.getsockname)]
+            if shut:
+                r.append(rec(c.shutdown, stdsocket.SHUT_RDWR))
+            c.settimeout(5)
+            r += [rec(c.connect, (w.srv_ip, port)), rec(c.connect, (w.srv_ip, port)),
+                  rec(c.getpeername)]
+    return r
 
 
 def _same(want, got, world):
