@@ -21,6 +21,7 @@ import operator
 import os
 import socket as _stdsocket
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -37,6 +38,7 @@ _EV_CONNECTED = uc.EV_CONNECTED
 _MSG_PEEK = int(_stdsocket.MSG_PEEK)  # plain ints: IntFlag's & costs a microsecond
 _MSG_DONTWAIT = int(_stdsocket.MSG_DONTWAIT)
 _MSG_WAITALL = int(_stdsocket.MSG_WAITALL)
+_MSG_OOB = int(_stdsocket.MSG_OOB)
 _AF_INET = _stdsocket.AddressFamily.AF_INET
 _SOCK_STREAM = _stdsocket.SocketKind.SOCK_STREAM
 _SOCK_TYPE_MASK = 0xF  # SOCK_NONBLOCK / SOCK_CLOEXEC may be or-ed into type, as on Linux
@@ -85,9 +87,13 @@ def _raise_if_error(rc: int) -> int:
 
 def _parse_ipv4(host, *, allow_any: bool) -> int:
     if isinstance(host, (bytes, bytearray)):
+        if b"\0" in host:
+            raise TypeError("host name must not contain null character")
         host = host.decode("ascii", "replace")  # the stdlib takes bytes hosts too
     if not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if "\0" in host:
+        raise TypeError("host name must not contain null character")
     if host == "" or (host == "0.0.0.0" and allow_any):
         return 0  # CPython: "" is INADDR_ANY
     if host == "<broadcast>":
@@ -98,7 +104,9 @@ def _parse_ipv4(host, *, allow_any: bool) -> int:
         pass
     # A name, or a numeric form only inet_aton takes ("10.1"): fsdp has no resolver of its
     # own, so the kernel's answers, as the stdlib (and transparent mode) ask it
-    infos = _stdsocket.getaddrinfo(host, None, _stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
+    # (CPython hands an ASCII name to the resolver as it is; only others go through idna)
+    name = host.encode("ascii") if host.isascii() else host
+    infos = _stdsocket.getaddrinfo(name, None, _stdsocket.AF_INET, _stdsocket.SOCK_STREAM)
     return int(ipaddress.IPv4Address(infos[0][4][0]))
 
 
@@ -108,8 +116,7 @@ def _parse_address(address, *, allow_any: bool, who: str = "bind") -> tuple[int,
     if len(address) != 2:
         raise TypeError("AF_INET address must be a pair (host, port)")
     host, port = address
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    port = operator.index(port)  # (a bool is a port too, as in CPython)
     if not 0 <= port <= 0xFFFF:
         raise OverflowError(f"{who}(): port must be 0-65535.")
     return _parse_ipv4(host, allow_any=allow_any), port
@@ -122,16 +129,43 @@ def _index(value) -> int:
 
 
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+_SSIZE_MAX = sys.maxsize
 _NO_OPTLEN = object()  # setsockopt called with three arguments
 
 
-def _c_int(value) -> int:
-    """An argument as CPython's "i" format takes it: an index, within a C int."""
+def _c_long(value) -> int:
+    """An argument as CPython's PyLong_AsLong takes it: an index, within a C long."""
     v = operator.index(value)
+    if not _LONG_MIN <= v <= _LONG_MAX:
+        raise OverflowError("Python int too large to convert to C long")
+    return v
+
+
+def _c_int(value) -> int:
+    """An argument as CPython's "i" format takes it (flags, backlog, option levels): a C
+    long first, then within a C int."""
+    v = _c_long(value)
     if v > _INT_MAX:
         raise OverflowError("signed integer is greater than maximum")
     if v < _INT_MIN:
         raise OverflowError("signed integer is less than minimum")
+    return v
+
+
+def _as_int(value) -> int:
+    """An argument as CPython's _PyLong_AsInt takes it (socket()'s, shutdown's how)."""
+    v = operator.index(value)
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise OverflowError("Python int too large to convert to C int")
+    return v
+
+
+def _c_ssize(value) -> int:
+    """A size as CPython's "n" format takes it (recv's bufsize)."""
+    v = operator.index(value)
+    if not -_SSIZE_MAX - 1 <= v <= _SSIZE_MAX:
+        raise OverflowError("Python int too large to convert to C ssize_t")
     return v
 
 
@@ -165,6 +199,18 @@ def _setsockopt_args(level, optname, value, optlen):
         raise BufferError("memoryview: underlying buffer is not C-contiguous")
     payload = view.tobytes()
     return level, optname, payload, len(payload)
+
+
+def _readable_view(data) -> memoryview:
+    """send()'s data as CPython's "y*" takes it, as unsigned bytes."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    return view.cast("B")
 
 
 def _writable_view(buffer, who: str) -> memoryview:
@@ -248,7 +294,11 @@ def _check_socket_args(family, type, proto) -> tuple[int, float | None]:
         family = _stdsocket.AF_INET
     if type is None:
         type = _stdsocket.SOCK_STREAM
-    family, type, proto = _index(family), _index(type), _index(proto)
+    family, type, proto = _as_int(family), _as_int(type), _as_int(proto)
+    # CPython: -1 is "not given" for each of them
+    family = _stdsocket.AF_INET if family == -1 else family
+    type = _stdsocket.SOCK_STREAM if type == -1 else type
+    proto = 0 if proto == -1 else proto
     if family != _stdsocket.AF_INET:
         raise _oserror(errno.EAFNOSUPPORT)
     if (type & _SOCK_TYPE_MASK) != _stdsocket.SOCK_STREAM:
@@ -446,7 +496,7 @@ class Socket:
 
     # ---- passive open ----
     def listen(self, backlog: int = _DEFAULT_BACKLOG) -> None:
-        backlog = _index(backlog)
+        backlog = _c_int(backlog)
         self._check_open()
         if self._cid >= 0:
             raise _oserror(errno.EINVAL)
@@ -598,13 +648,9 @@ class Socket:
             raise _oserror(code)  # Linux: send() on an unconnected socket is EPIPE
 
     def send(self, data, flags: int = 0) -> int:
-        try:
-            view = memoryview(data).cast("B")
-        except TypeError:
-            raise TypeError(
-                f"a bytes-like object is required, not '{type(data).__name__}'") from None
-        if flags and not isinstance(flags, int):
-            _index(flags)
+        view = _readable_view(data)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
         self._conn_check(errno.EPIPE)
         n = view.nbytes
         if n == 0:
@@ -627,8 +673,8 @@ class Socket:
 
     def sendall(self, data, flags: int = 0) -> None:
         sent = 0
-        if (type(data) is bytes and not flags and not self._timeout and self._cid >= 0
-                and not self._closed and 0 < len(data) <= _SCRATCH_BYTES):
+        if (type(data) is bytes and flags.__class__ is int and not flags and not self._timeout
+                and self._cid >= 0 and not self._closed and 0 < len(data) <= _SCRATCH_BYTES):
             # The usual case, a reply in bytes that the send buffer takes whole: copied into
             # this thread's scratch buffer (the engine copies it out during the call).
             try:
@@ -649,11 +695,9 @@ class Socket:
                 sent = rc  # the rest below, as send() would take it
             elif rc != -errno.EAGAIN:
                 raise _oserror(-rc)
-        try:
-            view = memoryview(data).cast("B")
-        except TypeError:
-            raise TypeError(
-                f"a bytes-like object is required, not '{type(data).__name__}'") from None
+        view = _readable_view(data)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
         self._conn_check(errno.EPIPE)
         total = view.nbytes
         deadline = None if not self._timeout else time.monotonic() + self._timeout
@@ -667,9 +711,10 @@ class Socket:
             sent += self.send(view[sent:], flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
-            raise TypeError(
-                f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
+        if bufsize.__class__ is not int or bufsize < 0 or bufsize > 0x7FFF_FFFF_FFFF_FFFF:
+            bufsize = _c_ssize(bufsize)  # (CPython's "n|i": the size first, then the flags)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         if not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed:
@@ -689,8 +734,6 @@ class Socket:
             if rc != -errno.EAGAIN:
                 raise _oserror(-rc)
         if not bufsize:
-            if flags:
-                _index(flags)
             return b""  # CPython's sock_recv_guts: "If 0 bytes were requested, do nothing"
         buf = bytearray(bufsize)
         n = self.recv_into(buf, bufsize, flags)
@@ -702,9 +745,8 @@ class Socket:
             raise ValueError("negative buffersize in recv_into")
         if nbytes > view.nbytes:
             raise ValueError("buffer too small for requested bytes")
-        if flags:
-            if not isinstance(flags, int):
-                _index(flags)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
             if (flags & _MSG_WAITALL and self._timeout is None and not flags & _MSG_PEEK
                     and (nbytes or view.nbytes)):
                 return self._recv_waitall(view, nbytes or view.nbytes, flags & ~_MSG_WAITALL)
@@ -712,6 +754,8 @@ class Socket:
             nbytes = view.nbytes
         if nbytes == 0:
             return 0  # CPython does nothing (no recv(2): not even a closed socket's EBADF)
+        if flags & _MSG_OOB:
+            self._urgent_check()
         self._conn_check()
         out = np.frombuffer(view, np.uint8)
         peek = 1 if flags & _MSG_PEEK else 0
@@ -735,12 +779,20 @@ class Socket:
             self._timeout = saved
         return n
 
+    def _urgent_check(self) -> None:
+        """recv(MSG_OOB): fsdp keeps no urgent data (URG is ignored: RFC_COMPLIANCE.md), and
+        Linux answers EINVAL when there is none (tcp_recv_urg), ENOTCONN on a listener."""
+        self._check_open()
+        raise _oserror(errno.ENOTCONN if self._lids is not None else errno.EINVAL)
+
     def _recv_zero(self, flags: int) -> int:
         """recvfrom() of zero bytes, which CPython does pass to the kernel: Linux tcp_recvmsg
         then waits as for one byte (sock_rcvlowat is at least 1) and copies none.  So:
         ENOTCONN unless connected; 0 once data or EOF is there (the data stays queued); a
         pending error is raised; with nothing there yet, EAGAIN, a wait, or a timeout, as a
         recv() of one byte would do."""
+        if flags & _MSG_OOB:
+            self._urgent_check()
         self._conn_check()
         one = np.zeros(1, np.uint8)
 
@@ -781,9 +833,9 @@ class Socket:
         return got
 
     def recvfrom(self, bufsize: int, flags: int = 0):
-        bufsize = _index(bufsize)
-        if flags:
-            _index(flags)
+        bufsize = _c_ssize(bufsize)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         if not bufsize:
@@ -799,9 +851,9 @@ class Socket:
 
     def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
         view = _writable_view(buffer, "recvfrom_into")
-        nbytes = _index(nbytes)
-        if flags:
-            _index(flags)
+        nbytes = _c_ssize(nbytes)
+        if flags.__class__ is not int or flags:
+            flags = _c_int(flags)
         if nbytes < 0:
             raise ValueError("negative buffersize in recvfrom_into")
         if nbytes > view.nbytes:
@@ -872,7 +924,7 @@ class Socket:
 
     # ---- teardown ----
     def shutdown(self, how: int) -> None:
-        how = _index(how)
+        how = _as_int(how)
         self._check_open()
         if how not in (_stdsocket.SHUT_RD, _stdsocket.SHUT_WR, _stdsocket.SHUT_RDWR):
             raise _oserror(errno.EINVAL)
@@ -970,7 +1022,7 @@ class Socket:
         if flag is False:
             self._timeout = 0.0
         else:
-            self._timeout = None if flag is True or _index(flag) else 0.0
+            self._timeout = None if flag is True or _c_long(flag) else 0.0
         if self._closed:
             self._check_open()
 

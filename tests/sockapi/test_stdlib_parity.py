@@ -1517,6 +1517,44 @@ def a_socket_after_its_connect_failed(w):
     return r
 
 
+@scenario
+def integer_arguments_as_cpython_converts_them(w):
+    """Flags, sizes, backlogs, how and socket()'s numbers go through CPython's converters:
+    floats and strings are TypeErrors (a falsy 0.0 too), out-of-range ints OverflowErrors
+    with each converter's message, bools ints; recv(MSG_OOB) is EINVAL with no urgent data
+    (ENOTCONN on a listener); a host name with a NUL is a TypeError; non-contiguous data a
+    BufferError."""
+    odd = [0.0, -0.0, 0.5, "x", None, 2**31, 2**63, -2**63 - 1, True]
+    ls, c, a = w.pair()
+    a.sendall(b"hello")
+    w.settle()
+    u = w.csock()
+    r = []
+    for v in odd:
+        for s in (u, c):
+            r += [rec(s.send, b"x", v), rec(s.sendall, b"x", v), rec(s.recv, 1, v),
+                  rec(s.recv_into, bytearray(1), 1, v), rec(s.recvfrom, 1, v)]
+        r += [rec(u.recv, v), rec(u.recvfrom, v), rec(u.shutdown, v), rec(u.listen, v)]
+        s = w.csock()
+        r += [rec(s.setblocking, v), rec(s.getblocking)]
+    ls.setblocking(False)  # (CPython would wait out a listener's timeout first: see above)
+    for s in (u, c, ls):
+        r += [rec(s.recv, 1, stdsocket.MSG_OOB), rec(s.recv_into, bytearray(2), 0,
+              stdsocket.MSG_OOB), rec(s.recvfrom, 1, stdsocket.MSG_OOB)]
+    c.settimeout(5)
+    r.append(rec(c.recv, 10))  # MSG_OOB took nothing
+    strided = memoryview(bytes(8))[::2]
+    r += [rec(c.send, strided), rec(c.sendall, strided), rec(u.send, strided)]
+    for host in ("10.0.0.1\0", b"10.0.0.1\0"):
+        s = w.csock()
+        r += [rec(s.bind, (host, 0)), rec(s.connect_ex, (host, 80))]
+    for args in ((-1,), (-1, -1), (-1, -1, -1), (2**40,), (stdsocket.AF_INET, 2**40),
+                 (stdsocket.AF_INET, stdsocket.SOCK_STREAM, 2**40)):
+        r.append(rec(lambda a=args: (lambda s: (s.family, s.type, s.proto, s.close()))(
+            w.csock(*a))))
+    return r
+
+
 def _same(want, got, world):
     diffs = [f"  [{i}] kernel {a!r} != {world} {b!r}"
              for i, (a, b) in enumerate(itertools.zip_longest(want, got)) if a != b]
@@ -2040,6 +2078,8 @@ def test_host_names_resolve_as_the_stdlib_resolves_them(stacks, monkeypatch):
     names = {"server.test": "10.9.0.1", "client.test": "10.9.0.2"}
 
     def fake(host, port, family=0, type=0, proto=0, flags=0):
+        if isinstance(host, bytes):  # (an ASCII name goes as bytes, past idna, as in CPython)
+            host = host.decode()
         if host in names:
             return [(stdsocket.AF_INET, stdsocket.SOCK_STREAM, 6, "", (names[host], port or 0))]
         return real(host, port, family, type, proto, flags)
