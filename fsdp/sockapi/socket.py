@@ -315,6 +315,7 @@ class Socket:
     """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
 
     _disconnecting = False  # Linux SS_DISCONNECTING (see shutdown); rare: a class default
+    _rcv_shutdown = False  # shutdown(SHUT_RD) before any connection (see shutdown)
 
     def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
         if family is _AF_INET and type is _SOCK_STREAM and proto.__class__ is int and not proto:
@@ -620,6 +621,8 @@ class Socket:
                 uc.tcp_setopt(self._core_state(), cid, uc.OPT_REUSEADDR, 1)
             if self._reuseport:
                 uc.tcp_setopt(self._core_state(), cid, uc.OPT_REUSEPORT, 1)
+            if self._rcv_shutdown:  # (Linux's sk_shutdown outlives the connect)
+                uc.tcp_shutdown(self._core_state(), cid, _stdsocket.SHUT_RD, self._now())
             self._connecting = True
             self._changed()
 
@@ -756,6 +759,8 @@ class Socket:
             return 0  # CPython does nothing (no recv(2): not even a closed socket's EBADF)
         if flags & _MSG_OOB:
             self._urgent_check()
+        if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
+            return 0
         self._conn_check()
         out = np.frombuffer(view, np.uint8)
         peek = 1 if flags & _MSG_PEEK else 0
@@ -793,6 +798,8 @@ class Socket:
         recv() of one byte would do."""
         if flags & _MSG_OOB:
             self._urgent_check()
+        if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
+            return 0
         self._conn_check()
         one = np.zeros(1, np.uint8)
 
@@ -932,8 +939,17 @@ class Socket:
             if how in (_stdsocket.SHUT_RD, _stdsocket.SHUT_RDWR):
                 self._stack._unlisten(self._lids)  # Linux: shutdown(SHUT_RD) stops a listener
                 self._lids = None
+                if not self._explicit_bind and self._bound is not None:
+                    # and closing gives back a port bind() did not name (tcp_set_state:
+                    # inet_put_port): bind() works again, getsockname() still names it
+                    self._stale_port = self._bound[1]
+                    self._bound = None
             return
         if self._cid < 0:
+            if how != _stdsocket.SHUT_WR:
+                # Linux inet_shutdown sets RCV_SHUTDOWN even here (then says ENOTCONN): a
+                # read is end-of-file from now on, also after a connect
+                self._rcv_shutdown = True
             raise _oserror(errno.ENOTCONN)
         if self._connecting and uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED:
             # Linux inet_shutdown: a connect that failed unseen (SS_CONNECTING, TCP_CLOSE)

@@ -52,12 +52,13 @@ class TransparentSocket(_KernelSocket):
     """``socket.socket`` under ``fsdp run``: the kernel's, or fsdp's for IPv4 TCP to
     non-loopback addresses (see the module doc)."""
 
-    __slots__ = ("_fsdp", "_tm_opts", "_tm_kernel_used")
+    __slots__ = ("_fsdp", "_tm_opts", "_tm_kernel_used", "_tm_rcv_shutdown")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         super().__init__(family, type, proto, fileno)
         self._fsdp = None
         self._tm_opts: list[tuple[int, int, object]] = []
+        self._tm_rcv_shutdown = False  # shutdown(SHUT_RD) while still the kernel's
         # A socket made from an existing fd (accept, fromfd, socketpair) is the kernel's.
         self._tm_kernel_used = fileno is not None
 
@@ -91,6 +92,11 @@ class TransparentSocket(_KernelSocket):
                     # the kernel ignores for TCP would be.
                     if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
                         raise
+            if self._tm_rcv_shutdown:
+                try:  # (Linux keeps it through a connect: fsdp's Socket.shutdown)
+                    f.shutdown(_stdsocket.SHUT_RD)
+                except OSError:
+                    pass  # ENOTCONN, as the kernel said
             f._adopt_fileno(_KernelSocket.fileno(self))
         except BaseException:
             f.close()
@@ -205,7 +211,15 @@ class TransparentSocket(_KernelSocket):
     recv_into = _delegating("recv_into")
     recvfrom = _delegating("recvfrom")
     recvfrom_into = _delegating("recvfrom_into")
-    shutdown = _delegating("shutdown")
+
+    def shutdown(self, how):
+        if self._fsdp is not None:
+            return self._fsdp.shutdown(how)
+        try:
+            return _KernelSocket.shutdown(self, how)
+        finally:
+            if how in (_stdsocket.SHUT_RD, _stdsocket.SHUT_RDWR):
+                self._tm_rcv_shutdown = True
 
     sendto = _delegating("sendto")
     sendmsg = _delegating("sendmsg")

@@ -29,6 +29,8 @@ Differences left on purpose (not scenarios here):
   * bind to 255.255.255.255 ("<broadcast>"): Linux allows it for TCP, fsdp EADDRNOTAVAIL.
   * asyncio create_server(host=None/""): one fsdp 0.0.0.0 listener, not also the kernel's ::.
   * dup()/detach()/fromfd of an fsdp socket: EOPNOTSUPP (docs/ASYNC_AND_TRANSPARENT.md).
+  * shutdown(SHUT_WR) before a connection: Linux keeps SEND_SHUTDOWN through a later
+    connect (send() is EPIPE, no FIN is sent); fsdp forgets it (the read side is kept).
 Engine or stack gaps are strict xfails (ENGINE_GAPS below).
 """
 
@@ -1552,6 +1554,42 @@ def integer_arguments_as_cpython_converts_them(w):
                  (stdsocket.AF_INET, stdsocket.SOCK_STREAM, 2**40)):
         r.append(rec(lambda a=args: (lambda s: (s.family, s.type, s.proto, s.close()))(
             w.csock(*a))))
+    return r
+
+
+@scenario
+def shutdown_before_a_connection_and_of_a_listener(w):
+    """Linux inet_shutdown on an unconnected socket says ENOTCONN but still shuts reading
+    down: a read is end-of-file, before and after a later connect (queued data first).  A
+    listener shut down for reading stops listening and, when bind() did not name its port,
+    gives the port back (bind() works again; getsockname() still names the old one)."""
+    r = []
+    ls = w.listener()
+    for how in (stdsocket.SHUT_RD, stdsocket.SHUT_WR, stdsocket.SHUT_RDWR):
+        c = w.csock()
+        c.settimeout(0.3)
+        r += [rec(c.shutdown, how), rec(c.recv, 5), rec(c.recvfrom, 0), rec(c.send, b"x"),
+              rec(c.connect, (w.srv_ip, ls.getsockname()[1]))]
+        a, _ = ls.accept()
+        w._socks.append(a)
+        a.sendall(b"hi")
+        w.settle(0.05)
+        r.append(rec(c.recv, 5))
+        if how == stdsocket.SHUT_RD:
+            r += [rec(c.recv, 5), rec(c.send, b"x")]
+    for explicit in (False, True):
+        lsn = w.ssock()
+        lsn.bind((w.srv_ip, 0))
+        if explicit:
+            port = lsn.getsockname()[1]
+            lsn.close()
+            lsn = w.ssock()
+            lsn.bind((w.srv_ip, port))
+        lsn.listen()
+        port = lsn.getsockname()[1]
+        r += [rec(lsn.shutdown, stdsocket.SHUT_RD), lsn.getsockname()[1] == port,
+              rec(lsn.bind, (w.srv_ip, 0)), lsn.getsockname()[1] == port, rec(lsn.listen),
+              lsn.getsockname()[1] == port]
     return r
 
 
