@@ -134,12 +134,27 @@ _SSIZE_MAX = sys.maxsize
 _NO_OPTLEN = object()  # setsockopt called with three arguments
 
 
-def _c_long(value) -> int:
-    """An argument as CPython's PyLong_AsLong takes it: an index, within a C long."""
+def _c_range(value, lo: int, hi: int, ctype: str) -> int:
+    """An index within a C type's range, else the OverflowError CPython raises for it."""
     v = operator.index(value)
-    if not _LONG_MIN <= v <= _LONG_MAX:
-        raise OverflowError("Python int too large to convert to C long")
+    if not lo <= v <= hi:
+        raise OverflowError(f"Python int too large to convert to C {ctype}")
     return v
+
+
+def _c_long(value) -> int:
+    """An argument as CPython's PyLong_AsLong takes it (setblocking's)."""
+    return _c_range(value, _LONG_MIN, _LONG_MAX, "long")
+
+
+def _as_int(value) -> int:
+    """An argument as CPython's _PyLong_AsInt takes it (socket()'s, shutdown's how)."""
+    return _c_range(value, _INT_MIN, _INT_MAX, "int")
+
+
+def _c_ssize(value) -> int:
+    """A size as CPython's "n" format takes it (recv's bufsize)."""
+    return _c_range(value, -_SSIZE_MAX - 1, _SSIZE_MAX, "ssize_t")
 
 
 def _c_int(value) -> int:
@@ -150,22 +165,6 @@ def _c_int(value) -> int:
         raise OverflowError("signed integer is greater than maximum")
     if v < _INT_MIN:
         raise OverflowError("signed integer is less than minimum")
-    return v
-
-
-def _as_int(value) -> int:
-    """An argument as CPython's _PyLong_AsInt takes it (socket()'s, shutdown's how)."""
-    v = operator.index(value)
-    if not _INT_MIN <= v <= _INT_MAX:
-        raise OverflowError("Python int too large to convert to C int")
-    return v
-
-
-def _c_ssize(value) -> int:
-    """A size as CPython's "n" format takes it (recv's bufsize)."""
-    v = operator.index(value)
-    if not -_SSIZE_MAX - 1 <= v <= _SSIZE_MAX:
-        raise OverflowError("Python int too large to convert to C ssize_t")
     return v
 
 
@@ -190,19 +189,12 @@ def _setsockopt_args(level, optname, value, optlen):
     if optlen is not _NO_OPTLEN:  # (CPython checks the count before converting any)
         raise TypeError("setsockopt() takes exactly 3 arguments (4 given)")
     level, optname = _c_int(level), _c_int(optname)
-    try:
-        view = memoryview(value)
-    except TypeError:
-        raise TypeError(
-            f"a bytes-like object is required, not '{type(value).__name__}'") from None
-    if not view.c_contiguous:
-        raise BufferError("memoryview: underlying buffer is not C-contiguous")
-    payload = view.tobytes()
+    payload = _readable_view(value).tobytes()
     return level, optname, payload, len(payload)
 
 
 def _readable_view(data) -> memoryview:
-    """send()'s data as CPython's "y*" takes it, as unsigned bytes."""
+    """Data as CPython's "y*" takes it (send's, setsockopt's), as unsigned bytes."""
     try:
         view = memoryview(data)
     except TypeError:
@@ -744,6 +736,8 @@ class Socket:
 
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
         view = _writable_view(buffer, "recv_into")
+        if nbytes.__class__ is not int or nbytes < 0 or nbytes > 0x7FFF_FFFF_FFFF_FFFF:
+            nbytes = _c_ssize(nbytes)  # ("w*|ni": the size before the flags)
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
         if nbytes > view.nbytes:
@@ -757,13 +751,26 @@ class Socket:
             nbytes = view.nbytes
         if nbytes == 0:
             return 0  # CPython does nothing (no recv(2): not even a closed socket's EBADF)
+        return self._recv_copy(np.frombuffer(view, np.uint8), nbytes, flags & _MSG_PEEK, flags)
+
+    def _recv_zero(self, flags: int) -> int:
+        """recvfrom() of zero bytes, which CPython does pass to the kernel: Linux tcp_recvmsg
+        then waits as for one byte (sock_rcvlowat is at least 1) and copies none.  So:
+        ENOTCONN unless connected; 0 once data or EOF is there (the data stays queued); a
+        pending error is raised; with nothing there yet, EAGAIN, a wait, or a timeout, as a
+        recv() of one byte would do."""
+        self._recv_copy(np.zeros(1, np.uint8), 1, 1, flags)  # a peek at one byte
+        return 0
+
+    def _recv_copy(self, out, nbytes: int, peek: int, flags: int) -> int:
+        """The read of recv_into and recvfrom: up to ``nbytes`` into ``out`` (left queued
+        with ``peek``), waiting as the socket's timeout and MSG_DONTWAIT say."""
         if flags & _MSG_OOB:
             self._urgent_check()
         if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
             return 0
         self._conn_check()
-        out = np.frombuffer(view, np.uint8)
-        peek = 1 if flags & _MSG_PEEK else 0
+        peek = 1 if peek else 0
 
         def ready():
             rc = _tcp_recv_array(self._core_state(), self._cid, out, nbytes, peek, self._now())
@@ -779,48 +786,15 @@ class Socket:
         else:
             saved = self._timeout
         try:
-            n = self._wait(ready, "recv", tried=True)
+            return self._wait(ready, "recv", tried=True)
         finally:
             self._timeout = saved
-        return n
 
     def _urgent_check(self) -> None:
         """recv(MSG_OOB): fsdp keeps no urgent data (URG is ignored: RFC_COMPLIANCE.md), and
         Linux answers EINVAL when there is none (tcp_recv_urg), ENOTCONN on a listener."""
         self._check_open()
         raise _oserror(errno.ENOTCONN if self._lids is not None else errno.EINVAL)
-
-    def _recv_zero(self, flags: int) -> int:
-        """recvfrom() of zero bytes, which CPython does pass to the kernel: Linux tcp_recvmsg
-        then waits as for one byte (sock_rcvlowat is at least 1) and copies none.  So:
-        ENOTCONN unless connected; 0 once data or EOF is there (the data stays queued); a
-        pending error is raised; with nothing there yet, EAGAIN, a wait, or a timeout, as a
-        recv() of one byte would do."""
-        if flags & _MSG_OOB:
-            self._urgent_check()
-        if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
-            return 0
-        self._conn_check()
-        one = np.zeros(1, np.uint8)
-
-        def ready():
-            rc = _tcp_recv_array(self._core_state(), self._cid, one, 1, 1, self._now())  # peek
-            if rc == -errno.EAGAIN:
-                return None
-            _raise_if_error(rc)
-            return 0
-
-        rc = ready()
-        if rc is not None:
-            return rc
-        if flags & _MSG_DONTWAIT:
-            saved, self._timeout = self._timeout, 0.0
-        else:
-            saved = self._timeout
-        try:
-            return self._wait(ready, "recv", tried=True)
-        finally:
-            self._timeout = saved
 
     def _recv_waitall(self, view, nbytes: int, flags: int) -> int:
         """MSG_WAITALL on a blocking socket: read until ``nbytes``, EOF or an error (which
