@@ -647,9 +647,7 @@ class Socket:
         if flags.__class__ is not int or flags:
             flags = _c_int(flags)
         self._conn_check(errno.EPIPE)
-        n = view.nbytes
-        if n == 0:
-            return 0
+        n = view.nbytes  # (0 too: Linux looks at the connection's state first, then the size)
         arr = _send_array(view, n)
         stack = self._stack
 
@@ -695,6 +693,9 @@ class Socket:
             flags = _c_int(flags)
         self._conn_check(errno.EPIPE)
         total = view.nbytes
+        if not total:
+            self.send(view, flags)  # CPython's sendall makes one send(2) even of nothing
+            return
         deadline = None if not self._timeout else time.monotonic() + self._timeout
         if deadline is None and total and not sent:
             sent = self.send(view, flags)  # the usual case: the send buffer takes it all
@@ -865,11 +866,7 @@ class Socket:
         flags = _index(flags)
         if address is not None:
             _parse_address(address, allow_any=True, who="sendmsg")
-        data = b"".join(views)
-        if not data:
-            self._conn_check(errno.EPIPE)
-            return 0
-        return self.send(data, flags)
+        return self.send(b"".join(views), flags)  # (nothing too: the state decides first)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0):
         bufsize, ancbufsize = _index(bufsize), _index(ancbufsize)

@@ -1593,6 +1593,28 @@ def shutdown_before_a_connection_and_of_a_listener(w):
     return r
 
 
+@scenario
+def sending_nothing_still_asks_the_connection(w):
+    """send(b""), sendall(b"") and sendmsg of nothing are 0 / None only on a connection that
+    could send: Linux tcp_sendmsg checks the state before the size (EPIPE unconnected, after
+    a failed connect or SHUT_WR; a pending error first), and CPython's sendall makes one
+    send(2) even of nothing."""
+    r = []
+    for t in (0.3, 0.0):
+        c = w.csock()
+        c.settimeout(t)
+        r.append(rec(c.connect_ex, (w.srv_ip, w.dead_port())))
+        w.settle(0.05)
+        r += [rec(c.send, b""), rec(c.sendall, b""), rec(c.send, b""), rec(c.sendall, b"")]
+    u = w.csock()
+    r += [rec(u.send, b""), rec(u.sendall, b""), rec(u.sendmsg, [])]
+    ls, c, a = w.pair()
+    r += [rec(c.send, b""), rec(c.sendall, b""), rec(c.sendmsg, []), rec(c.sendmsg, [b""])]
+    c.shutdown(stdsocket.SHUT_WR)
+    r += [rec(c.send, b""), rec(c.sendall, b""), rec(c.sendmsg, [])]
+    return r
+
+
 def _same(want, got, world):
     diffs = [f"  [{i}] kernel {a!r} != {world} {b!r}"
              for i, (a, b) in enumerate(itertools.zip_longest(want, got)) if a != b]
