@@ -922,10 +922,15 @@ class Socket:
                 # read is end-of-file from now on, also after a connect
                 self._rcv_shutdown = True
             raise _oserror(errno.ENOTCONN)
-        if self._connecting and uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED:
-            # Linux inet_shutdown: a connect that failed unseen (SS_CONNECTING, TCP_CLOSE)
-            # becomes SS_DISCONNECTING, where every later connect() is EINVAL
-            self._disconnecting = True
+        if self._connecting:
+            # Linux inet_shutdown ends SS_CONNECTING: a connect that failed unseen (TCP_CLOSE)
+            # becomes SS_DISCONNECTING, where every later connect() is EINVAL; one that
+            # succeeded SS_CONNECTED (a later connect() is EISCONN)
+            status = uc.tcp_status(self._core_state(), self._cid)
+            if status & uc.EV_CLOSED:
+                self._disconnecting = True
+            elif status & _EV_CONNECTED:
+                self._connecting = False
         _raise_if_error(uc.tcp_shutdown(self._core_state(), self._cid, how, self._now()))
 
     def close(self) -> None:

@@ -31,6 +31,9 @@ Differences left on purpose (not scenarios here):
   * dup()/detach()/fromfd of an fsdp socket: EOPNOTSUPP (docs/ASYNC_AND_TRANSPARENT.md).
   * shutdown(SHUT_WR) before a connection: Linux keeps SEND_SHUTDOWN through a later
     connect (send() is EPIPE, no FIN is sent); fsdp forgets it (the read side is kept).
+  * A connection that ends (RST, timeout) on a port connect() chose gives the port back in
+    Linux (tcp_set_state: inet_put_port), so bind() on that socket works again; in fsdp the
+    socket keeps its port (bind() is EINVAL) until it is closed.
 Engine or stack gaps are strict xfails (ENGINE_GAPS below).
 """
 
@@ -1615,6 +1618,26 @@ def sending_nothing_still_asks_the_connection(w):
     return r
 
 
+@scenario
+def shutdown_after_a_connect_that_succeeded(w):
+    """A connect with a timeout (or non-blocking) leaves the socket SS_CONNECTING after it
+    succeeded; shutdown() makes it SS_CONNECTED, so a later connect() is EISCONN."""
+    ls = w.listener()
+    port = ls.getsockname()[1]
+    r = []
+    for t in (None, 0.3, 0.0):
+        for how in (stdsocket.SHUT_RD, stdsocket.SHUT_WR, stdsocket.SHUT_RDWR):
+            c = w.csock()
+            c.settimeout(t)
+            r.append(rec(c.connect_ex, (w.srv_ip, port)))
+            w.settle(0.05)
+            a, _ = ls.accept()
+            w._socks.append(a)
+            r += [rec(c.shutdown, how), rec(c.connect_ex, (w.srv_ip, port)),
+                  rec(c.connect, (w.srv_ip, port))]
+    return r
+
+
 def _same(want, got, world):
     diffs = [f"  [{i}] kernel {a!r} != {world} {b!r}"
              for i, (a, b) in enumerate(itertools.zip_longest(want, got)) if a != b]
@@ -1629,6 +1652,17 @@ ENGINE_GAPS: dict[str, str] = {}
 def _params():
     return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=ENGINE_GAPS[n]))
             if n in ENGINE_GAPS else n for n in sorted(SCENARIOS)]
+
+
+def test_random_call_sequences(stacks):
+    """Forty random sequences of socket calls (tests/sockapi/parity_fuzz.py: odd arguments,
+    states reached by the calls themselves, peer actions) do step for step what they do on
+    kernel sockets.  More seeds: ``python tests/sockapi/parity_fuzz.py --count 1000``."""
+    import parity_fuzz
+
+    diffs = [d for seed in range(40)
+             if (d := parity_fuzz.compare(seed, 14, stacks, sys.modules[__name__]))]
+    assert not diffs, "\n".join(diffs)
 
 
 @pytest.mark.parametrize("name", _params())
