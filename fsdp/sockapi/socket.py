@@ -387,7 +387,9 @@ class Socket:
                 if r is not None:
                     return r
             raise _oserror(errno.EINPROGRESS if what == "connect" else errno.EAGAIN)
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        # (CPython waits in poll(), its timeout rounded up to whole milliseconds)
+        deadline = None if self._timeout is None else (
+            time.monotonic() + -(-self._timeout * 1000 // 1) / 1000)
         idle = 0
 
         while True:
@@ -448,7 +450,8 @@ class Socket:
         if ip not in (0, self._stack._ip_int):
             raise _oserror(errno.EADDRNOTAVAIL)
         if self._bound is not None or self._lids is not None or self._cid >= 0:
-            raise _oserror(errno.EINVAL)
+            if not self._port_given_back():
+                raise _oserror(errno.EINVAL)
         # Linux locks what bind() named: the address if not 0.0.0.0, the port if not 0
         self._explicit_bind = port != 0
         if port == 0:
@@ -458,6 +461,13 @@ class Socket:
         self._bound = (ip, port)
         self._bind_ip = ip
         self._bound_reuseport = self._reuseport
+
+    def _port_given_back(self) -> bool:
+        """A connection that ended (RST, timeout) on a port bind() did not name: Linux's
+        tcp_set_state(TCP_CLOSE) gave the port back (inet_put_port), so bind() may name one
+        again (the socket stays connected: connect() is EISCONN, reads see its end)."""
+        return (self._cid >= 0 and not self._explicit_bind and self._lids is None
+                and bool(uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED))
 
     def _autobind_port(self, ip: int) -> int:
         """A free port for bind(port 0) or listen() without bind: with the ephemeral range

@@ -32,8 +32,8 @@ Differences left on purpose (not scenarios here):
   * shutdown(SHUT_WR) before a connection: Linux keeps SEND_SHUTDOWN through a later
     connect (send() is EPIPE, no FIN is sent); fsdp forgets it (the read side is kept).
   * A connection that ends (RST, timeout) on a port connect() chose gives the port back in
-    Linux (tcp_set_state: inet_put_port), so bind() on that socket works again; in fsdp the
-    socket keeps its port (bind() is EINVAL) until it is closed.
+    Linux (tcp_set_state: inet_put_port).  fsdp lets that socket bind() again, as Linux
+    does, but other sockets find the port taken until the socket is closed or bound anew.
 Engine or stack gaps are strict xfails (ENGINE_GAPS below).
 """
 
@@ -1635,6 +1635,35 @@ def shutdown_after_a_connect_that_succeeded(w):
             w._socks.append(a)
             r += [rec(c.shutdown, how), rec(c.connect_ex, (w.srv_ip, port)),
                   rec(c.connect, (w.srv_ip, port))]
+    return r
+
+
+@scenario
+def bind_again_after_the_connection_ended(w):
+    """A connection whose port connect() chose ends (RST from a closed listener's queue, or
+    a refused connect with a timeout): Linux gave the port back, so bind() works again; with
+    a port bind() named it stays (EINVAL)."""
+    r = []
+    for named in (False, True):
+        ls = w.listener()
+        c = w.csock()
+        if named:
+            c.bind((w.cli_ip, 0))
+            port = c.getsockname()[1]
+            c.close()
+            c = w.csock()
+            c.bind((w.cli_ip, port))
+        c.settimeout(5)
+        r.append(rec(c.connect_ex, (w.srv_ip, ls.getsockname()[1])))
+        ls.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+        ls.close()  # the unaccepted connection is reset
+        w.settle(0.05)
+        r += [rec(c.recv, 5), rec(c.bind, ("0.0.0.0", 0)), rec(c.connect_ex, (w.srv_ip, 1)),
+              rec(c.listen)]
+    c = w.csock()
+    c.settimeout(0.3)
+    r += [rec(c.connect, (w.srv_ip, w.dead_port())), rec(c.bind, ("0.0.0.0", 0)),
+          rec(c.recv, 5)]
     return r
 
 
