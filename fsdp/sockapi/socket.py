@@ -308,6 +308,7 @@ class Socket:
 
     _disconnecting = False  # Linux SS_DISCONNECTING (see shutdown); rare: a class default
     _rcv_shutdown = False  # shutdown(SHUT_RD) before any connection (see shutdown)
+    _rebound = False  # bound again after its connection ended (see _port_given_back)
 
     def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
         if family is _AF_INET and type is _SOCK_STREAM and proto.__class__ is int and not proto:
@@ -452,6 +453,7 @@ class Socket:
         if self._bound is not None or self._lids is not None or self._cid >= 0:
             if not self._port_given_back():
                 raise _oserror(errno.EINVAL)
+            self._rebound = True  # (bound anew: the port is held again)
         # Linux locks what bind() named: the address if not 0.0.0.0, the port if not 0
         self._explicit_bind = port != 0
         if port == 0:
@@ -466,7 +468,8 @@ class Socket:
         """A connection that ended (RST, timeout) on a port bind() did not name: Linux's
         tcp_set_state(TCP_CLOSE) gave the port back (inet_put_port), so bind() may name one
         again (the socket stays connected: connect() is EISCONN, reads see its end)."""
-        return (self._cid >= 0 and not self._explicit_bind and self._lids is None
+        return (self._cid >= 0 and not self._explicit_bind and not self._rebound
+                and self._lids is None
                 and bool(uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED))
 
     def _autobind_port(self, ip: int) -> int:
@@ -503,8 +506,12 @@ class Socket:
         self._check_open()
         if self._cid >= 0:
             raise _oserror(errno.EINVAL)
+        backlog = max(0, min(backlog, 65535))  # (CPython makes a negative one 0)
         if self._lids is not None:
-            return  # Linux: listen() again only changes the backlog
+            # Linux: listen() again only changes the backlog (sk_max_ack_backlog)
+            for core, lid in zip(self._stack._refs, self._lids, strict=False):
+                _raise_if_error(uc.tcp_listen_setopt(core, lid, uc.OPT_BACKLOG, backlog))
+            return
         if self._bound is None:
             self._bound = (0, self._autobind_port(0))
         else:
@@ -512,7 +519,6 @@ class Socket:
             # options may have changed since bind(), and other sockets bound it meanwhile
             self._stack._check_bind(*self._bound, self._reuseaddr, self._reuseport, self,
                                     engine=False)
-        backlog = max(0, min(int(backlog), 65535))
         self._lids = self._stack._listen(self._bound[0], self._bound[1], backlog,
                                          self._reuseaddr, self._reuseport)
         self._bound_reuseport = self._reuseport

@@ -154,6 +154,7 @@ OPT_CONGESTION = 10  # TCP_CONGESTION: CC_NEWRENO / CC_CUBIC
 OPT_CORK = 11  # TCP_CORK: 0/1
 OPT_REUSEADDR = 12  # SO_REUSEADDR: 0/1 (what a later bind of the port checks, TIME-WAIT included)
 OPT_REUSEPORT = 13  # SO_REUSEPORT: 0/1 (the same, for SO_REUSEPORT)
+OPT_BACKLOG = 14  # a listener's backlog, set again by listen() (tcp_listen_setopt only)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -998,10 +999,15 @@ OP_BIND_CHECK = 0
 def tcp_listen_setopt_k(core, lid, opt, v):
     """An option set on a listening socket that its children must have from the SYN on:
     SO_RCVBUF (it sets the SYN-ACK's window and scale) and SO_SNDBUF, doubled and floored as
-    for a connection.  Other options are applied to each child when it is accepted."""
+    for a connection.  Other options are applied to each child when it is accepted.  Also
+    the backlog of a second listen() (capped at somaxconn, as tcp_listen_k caps the first)."""
     ls = core.listen
     if not listen_is_valid(ls, lid):
         return np.int64(-EINVAL)
+    if opt == OPT_BACKLOG:
+        mx = core.cfg[CFG_SOMAXCONN]
+        ls.rec.backlog[lid] = v if 0 <= v <= mx else mx
+        return np.int64(0)
     if v < 0:
         v = 0
     if opt == OPT_RCVBUF:
@@ -1156,7 +1162,8 @@ def tcp_listen(core, lip, lport, backlog, reuseaddr, reuseport=False) -> int:
 
 
 def tcp_listen_setopt(core, lid, opt, value) -> int:
-    """SO_RCVBUF / SO_SNDBUF (OPT_*) of listener ``lid``, for its children: 0 or -EINVAL."""
+    """SO_RCVBUF / SO_SNDBUF (OPT_*) of listener ``lid``, for its children, or its backlog
+    (OPT_BACKLOG): 0 or -EINVAL."""
     return _call(core, OP_LISTEN_SETOPT, lid, a=opt, b=value)
 
 

@@ -7,7 +7,8 @@ Each seed makes a sequence of socket calls on four sockets -- a listener ``L``, 
 loopback and over two fsdp stacks; every step's observable result (return value, exception
 type, errno, message) must be the same.  Calls that could wait get a timeout first (the same
 in both worlds), and the differences that test_stdlib_parity.py lists as kept on purpose are
-not generated.  A mismatch prints the seed, the step and the calls before it:
+not generated.  After each call, what select() says of every socket is compared too.  A
+mismatch prints the seed, the step and the calls before it:
 
     python tests/sockapi/parity_fuzz.py [--seed 0] [--count 200] [--steps 14]
 """
@@ -47,9 +48,16 @@ def sequence(seed: int, steps: int) -> list[tuple[str, str, int]]:
             for _ in range(steps)]
 
 
-def run(world, calls, rec) -> list:
-    """The observable result of each call of ``calls`` in ``world`` (``rec``: the parity
-    suite's recorder)."""
+def readiness(world, socks, rec, select) -> tuple:
+    """What select() says of each socket now: (readable, writable), or its error."""
+    world.settle(0.01)
+    return tuple(None if s is None else rec(lambda s=s: tuple(
+        bool(ready) for ready in select([s], [s], [], 0)[:2])) for s in socks.values())
+
+
+def run(world, calls, rec, select) -> list:
+    """The observable result of each call of ``calls`` in ``world``, with every socket's
+    readiness after it (``rec``: the parity suite's recorder; ``select``: the world's)."""
     out = []
     listener = world.listener()
     port = listener.getsockname()[1]
@@ -154,7 +162,7 @@ def run(world, calls, rec) -> list:
             r = rec(peer.shutdown, rng.choice([0, 1, 2])) if peer else "no peer"
         else:  # settle
             r = None
-        out.append((who, call, r))
+        out.append((who, call, r, readiness(world, socks, rec, select)))
         if who == "C" and call in ("connect", "connect_ex") and socks["A"] is None:
             world.settle(0.02)
             try:
@@ -170,8 +178,11 @@ def run(world, calls, rec) -> list:
 def compare(seed: int, steps: int, stacks, parity) -> str | None:
     """None when the seed's calls did the same in both worlds, else what differed."""
     calls = sequence(seed, steps)
-    want = parity.run_in(parity.KernelWorld(), lambda w: run(w, calls, parity.rec))
-    got = parity.run_in(parity.FsdpWorld(*stacks), lambda w: run(w, calls, parity.rec))
+    def in_world(w):
+        return run(w, calls, parity.rec, parity._select(w))
+
+    want = parity.run_in(parity.KernelWorld(), in_world)
+    got = parity.run_in(parity.FsdpWorld(*stacks), in_world)
     for i, (a, b) in enumerate(zip(want, got, strict=True)):
         if a != b:
             return (f"seed {seed} step {i} {calls[i][:2]}: kernel {a!r}, fsdp {b!r}\n"

@@ -1659,11 +1659,34 @@ def bind_again_after_the_connection_ended(w):
         ls.close()  # the unaccepted connection is reset
         w.settle(0.05)
         r += [rec(c.recv, 5), rec(c.bind, ("0.0.0.0", 0)), rec(c.connect_ex, (w.srv_ip, 1)),
-              rec(c.listen)]
+              rec(c.listen), rec(c.bind, ("0.0.0.0", 0))]
     c = w.csock()
     c.settimeout(0.3)
     r += [rec(c.connect, (w.srv_ip, w.dead_port())), rec(c.bind, ("0.0.0.0", 0)),
-          rec(c.recv, 5)]
+          rec(c.recv, 5), rec(c.bind, ("0.0.0.0", 0))]
+    return r
+
+
+@scenario
+def listen_again_sets_the_backlog(w):
+    """A second listen() changes only the backlog, and it counts at once: with backlog 0 and
+    a connection queued, the next SYN is dropped (the connect times out); with room again,
+    connections are taken."""
+    ls = w.listener()
+    port = ls.getsockname()[1]
+    r = [rec(ls.listen, 5)]
+    queued = [w.csock() for _ in range(2)]
+    for c in queued:
+        c.settimeout(1)
+        r.append(rec(c.connect, (w.srv_ip, port)))
+    r.append(rec(ls.listen, 0))
+    late = w.csock()
+    late.settimeout(0.3)
+    r.append(rec(late.connect_ex, (w.srv_ip, port)))
+    r.append(rec(ls.listen, 8))
+    more = w.csock()
+    more.settimeout(2)
+    r.append(rec(more.connect, (w.srv_ip, port)))
     return r
 
 
