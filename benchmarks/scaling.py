@@ -122,7 +122,8 @@ def main(argv=None) -> int:
         fig.tight_layout()
         fig.savefig(args.plot)
     print(json.dumps({"app": args.app, "client": args.client, "client_cores": args.client_cores,
-                      "concurrency": args.concurrency, "runs_per_point": max(1, args.runs),
+                      "concurrency": args.concurrency, "per_core": args.per_core,
+                      "runs_per_point": max(1, args.runs),
                       "topology": topo, "runs": rows}))
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import math
 import operator
 import os
 import socket as _stdsocket
@@ -390,7 +391,7 @@ class Socket:
             raise _oserror(errno.EINPROGRESS if what == "connect" else errno.EAGAIN)
         # (CPython waits in poll(), its timeout rounded up to whole milliseconds)
         deadline = None if self._timeout is None else (
-            time.monotonic() + -(-self._timeout * 1000 // 1) / 1000)
+            time.monotonic() + math.ceil(self._timeout * 1000) / 1000)
         idle = 0
 
         while True:
@@ -713,7 +714,7 @@ class Socket:
             self.send(view, flags)  # CPython's sendall makes one send(2) even of nothing
             return
         deadline = None if not self._timeout else time.monotonic() + self._timeout
-        if deadline is None and total and not sent:
+        if deadline is None and not sent:
             sent = self.send(view, flags)  # the usual case: the send buffer takes it all
         while sent < total:
             if deadline is not None:
