@@ -33,10 +33,6 @@ from fsdp.driver.sim import SimQueue, queue_sleep
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
-from fsdp.tcp.usercalls import OP_ACCEPT as _OP_ACCEPT
-from fsdp.tcp.usercalls import UC_I32 as _I32
-from fsdp.tcp.usercalls import UC_U8 as _U8
-from fsdp.tcp.usercalls import usercall_entry
 from fsdp.wire.ethernet import mac_to_int, mac_to_str
 
 _live_stacks: weakref.WeakSet[Stack] = weakref.WeakSet()
@@ -74,7 +70,6 @@ _POLL = RootEntry(poll_status, numba_types.int64, _I64_ARRAY, _I64_ARRAY, _I64_A
                   numba_types.Array(numba_types.int32, 1, "C"), _I64_ARRAY)
 
 
-_accept_scratch = threading.local()  # Stack._accept's address array, one per thread
 
 
 def monotonic_us() -> int:
@@ -323,9 +318,9 @@ class Stack:
             self._publish_tables()
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
         self._refs: list[CoreRef] = [CoreRef(c) for c in self._cores]
-        # each core's compiled usercall entry (fsdp.tcp.usercalls.usercall_entry), made with
-        # the stack's first socket: the socket layer's per-connection calls go straight to it
-        self._ucall: list | None = None
+        # the socket layer's per-connection calls into the engine (fsdp.sockapi.fastcall),
+        # made with the stack's first socket
+        self._engine = None
         self._ip_int = ip_int
         self._accept_rr = -1
         self._virtual_clock = clock is not None
@@ -438,8 +433,10 @@ class Stack:
             raise OSError(errno.EBADF, "the stack is closed")
         return Socket(self, family, type, proto)
 
-    def _make_usercall_entries(self) -> None:
-        self._ucall = [usercall_entry(core) for core in self._refs]
+    def _make_engine(self) -> None:
+        from fsdp.sockapi.fastcall import make_engine
+
+        self._engine = make_engine(self._refs, self._clock, self._virtual_clock)
 
     def _open_sockets(self) -> list:
         """The sockets of this stack that are alive and not yet released."""
@@ -544,22 +541,18 @@ class Stack:
         """The next connection any core's copy of a listener has ready: (core, cid, lip, lport,
         rip, rport), or None.  The cores take turns, so none starves the others."""
         n = len(lids)
-        try:
-            addrs = _accept_scratch.addrs  # per thread: another thread may be accepting too
-        except AttributeError:
-            addrs = _accept_scratch.addrs = np.empty(4, np.int64)
-        ucall = self._ucall
+        accept = self._engine.accept
         if n == 1:
-            cid = ucall[0](self._refs[0], _OP_ACCEPT, lids[0], 0, 0, 0, 0, 0, _U8, addrs, _I32)
-            if cid < 0:
+            got = accept(0, lids[0])
+            if got.__class__ is int:
                 return None
-            return (0, cid, *addrs.tolist())
+            return (0, *got)
         start = self._accept_rr = (self._accept_rr + 1) % n
         for k in range(n):
             i = (start + k) % n
-            cid = ucall[i](self._refs[i], _OP_ACCEPT, lids[i], 0, 0, 0, 0, 0, _U8, addrs, _I32)
-            if cid >= 0:
-                return (i, cid, *addrs.tolist())
+            got = accept(i, lids[i])
+            if got.__class__ is not int:
+                return (i, *got)
         return None
 
     def _conn_info(self, core: int, cid: int) -> dict:
@@ -711,8 +704,8 @@ class Stack:
             self._cores[i] = core._replace(capture=capture_ring_create(slots=slots, snaplen=snaplen))
             self._refs[i] = CoreRef(self._cores[i])
             self._cores[i].cfg[CFG_CAPTURE] = 1
-        if self._ucall is not None:
-            self._make_usercall_entries()  # (an entry is compiled for its CoreRef's type)
+        if self._engine is not None:
+            self._make_engine()  # (it calls the usercall compiled for each CoreRef's type)
 
     def stop_capture(self) -> None:
         if self._capture is None:

@@ -238,13 +238,8 @@ def _timeout_value(value):
 
 _tcp_send_array = uc.tcp_send_array
 _tcp_recv_array = uc.tcp_recv_array
-# The per-connection hot paths (accept, recv, sendall, close) call the core's usercall entry
-# (Stack._ucall) with these directly: each wrapper layer costs about a tenth of the call.
-_OP_RECV = uc.OP_RECV
-_OP_SEND = uc.OP_SEND
-_OP_CLOSE = uc.OP_CLOSE
-_U8, _I64, _I32 = uc.UC_U8, uc.UC_I64, uc.UC_I32
-_monotonic_ns = time.monotonic_ns
+# (The per-connection hot paths, accept, recv, sendall and close, call the engine through
+# Stack._engine: fsdp.sockapi.fastcall.)
 _SCRATCH_BYTES = 65536
 _scratch = threading.local()
 
@@ -345,8 +340,8 @@ class Socket:
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
         self._selectors: list | None = None  # fsdp selectors this socket is registered with
-        if stack._ucall is None:
-            stack._make_usercall_entries()  # the stack's first socket
+        if stack._engine is None:
+            stack._make_engine()  # the stack's first socket
         stack._sockets[id(self)] = self._wref  # (dropped by _release)
 
     # ---- helpers ----
@@ -684,22 +679,10 @@ class Socket:
     def sendall(self, data, flags: int = 0) -> None:
         sent = 0
         if (type(data) is bytes and flags.__class__ is int and not flags and not self._timeout
-                and self._cid >= 0 and not self._closed and 0 < len(data) <= _SCRATCH_BYTES):
-            # The usual case, a reply in bytes that the send buffer takes whole: copied into
-            # this thread's scratch buffer (the engine copies it out during the call).
-            try:
-                arr, mv = _scratch.buf
-            except AttributeError:
-                arr, mv = _scratch_buffer()
-            n = len(data)
-            mv[:n] = data
-            stack = self._stack
-            core = self._core
-            rc = stack._ucall[core](
-                stack._refs[core], _OP_SEND, self._cid, 0, n, 0, 0,
-                stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000,
-                arr, _I64, _I32)
-            if rc == n:
+                and self._cid >= 0 and not self._closed and data):
+            # The usual case, a reply in bytes that the send buffer takes whole.
+            rc = self._stack._engine.send(self._core, self._cid, data)
+            if rc == len(data):
                 return
             if rc >= 0:
                 sent = rc  # the rest below, as send() would take it
@@ -731,21 +714,12 @@ class Socket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         if not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed:
-            # The usual case, data queued: read into this thread's scratch buffer, one copy out.
-            try:
-                arr, mv = _scratch.buf
-            except AttributeError:
-                arr, mv = _scratch_buffer()
-            stack = self._stack
-            core = self._core
-            rc = stack._ucall[core](
-                stack._refs[core], _OP_RECV, self._cid, 0, bufsize, 0, 0,
-                stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000,
-                arr, _I64, _I32)
-            if rc >= 0:
-                return bytes(mv[:rc])
-            if rc != -errno.EAGAIN:
-                raise _oserror(-rc)
+            # The usual case, data queued: the bytes made and filled in one call.
+            got = self._stack._engine.recv(self._core, self._cid, bufsize)
+            if got.__class__ is bytes:
+                return got
+            if got != -errno.EAGAIN:
+                raise _oserror(-got)
         if not bufsize:
             return b""  # CPython's sock_recv_guts: "If 0 bytes were requested, do nothing"
         buf = bytearray(bufsize)
@@ -971,13 +945,10 @@ class Socket:
             self._lids = None
         cid = self._cid
         if cid >= 0:
-            core = self._core
-            now = stack._clock() if stack._virtual_clock else _monotonic_ns() // 1000
             if self._linger[0] and self._linger[1] == 0:
-                uc.tcp_abort(stack._refs[core], cid, now)
+                uc.tcp_abort(stack._refs[self._core], cid, stack._clock())
             else:
-                stack._ucall[core](stack._refs[core], _OP_CLOSE, cid, 0, 0, 0, 0, now, _U8,
-                                   _I64, _I32)
+                stack._engine.close(self._core, cid)
             self._cid = -1
         if stack._sockets.get(id(self)) is self._wref:  # out of Stack._sockets
             del stack._sockets[id(self)]

@@ -222,6 +222,22 @@ def stacks():
     server.close()
 
 
+@pytest.fixture(scope="module")
+def py_engine_stacks(stacks):
+    """``stacks``' wire with two more stacks whose sockets call the engine through Numba's
+    entries (fsdp.sockapi.fastcall.PyEngine): what runs where fsdp._native was not built."""
+    from fsdp.sockapi.fastcall import PyEngine
+
+    wire = f"sim:parity-py-{os.getpid()}-{next(_wires)}"
+    server = fsdp.Stack(nic=wire, ip="10.9.0.1/24")
+    client = fsdp.Stack(nic=wire, ip="10.9.0.2/24")
+    for s in (server, client):
+        s._engine = PyEngine(s._refs, s._clock)
+    yield server, client
+    client.close()
+    server.close()
+
+
 def run_in(world, scenario):
     try:
         return scenario(world)
@@ -1722,6 +1738,15 @@ def test_parity(name, stacks):
     fn = SCENARIOS[name]
     want = run_in(KernelWorld(), fn)
     got = run_in(FsdpWorld(*stacks), fn)
+    _same(want, got, "fsdp")
+
+
+@pytest.mark.parametrize("name", _params())
+def test_parity_python_engine(name, py_engine_stacks):
+    """The same, with the engine called through Numba's entries instead of fsdp._native."""
+    fn = SCENARIOS[name]
+    want = run_in(KernelWorld(), fn)
+    got = run_in(FsdpWorld(*py_engine_stacks), fn)
     _same(want, got, "fsdp")
 
 
