@@ -17,6 +17,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -286,6 +287,453 @@ static PyTypeObject EngineType = {
     .tp_methods = Engine_methods,
 };
 
+/* ---- Socket fast paths ------------------------------------------------------------------
+ * fsdp.sockapi.socket.Socket's accept, recv, sendall and close: the usual case of each in C,
+ * everything else in the Python method it replaces (the reference, kept as the class's
+ * `_py_<name>`).  A Socket has __slots__; these read and write the slots at their offsets,
+ * taken from the class's member descriptors by bind_socket_class().  The usual case: a
+ * connection (or a one-core listener) on a stack whose engine is this module's and whose clock
+ * is the host's, no flags, exact ints and bytes.  What each does there is what the Python
+ * method does; tests/sockapi runs its parity suite through both. */
+
+enum { SLOT_STACK, SLOT_CLOSED, SLOT_RELEASED, SLOT_CID, SLOT_CORE, SLOT_TIMEOUT, SLOT_IO_REFS,
+       SLOT_NUMBERED, SLOT_FILENO, SLOT_WREF, SLOT_LIDS, SLOT_LINGER, SLOT_SELECTORS,
+       SLOT_PENDING_OPTS, SLOT_REUSEADDR, SLOT_REUSEPORT, SLOT_BOUND_REUSEPORT, SLOT_BOUND,
+       SLOT_PEER, N_SLOTS };
+static const char *slot_names[N_SLOTS] = {
+    "_stack", "_closed", "_released", "_cid", "_core", "_timeout", "_io_refs", "_numbered",
+    "_fileno", "_wref", "_lids", "_linger", "_selectors", "_pending_opts", "_reuseaddr",
+    "_reuseport", "_bound_reuseport", "_bound", "_peer"};
+
+static struct {
+    PyTypeObject *cls;      /* Socket */
+    Py_ssize_t off[N_SLOTS];
+    PyMemberDef *members;   /* every slot of Socket (the template's copy) */
+    Py_ssize_t n_members;
+    PyObject *template;     /* a Socket as Socket._init_fields leaves a new one */
+    PyObject *by_fileno;    /* socket._by_fileno */
+    PyObject *fileno_counter;
+    PyObject *ip_str;       /* socket._ip_str */
+    PyObject *default_timeout; /* socket.getdefaulttimeout */
+    PyObject *py_accept, *py_recv, *py_sendall, *py_sendall_rest, *py_close;
+    PyObject *s_engine, *s_sockets, *s_closed; /* Stack attribute names */
+} sk;
+
+#define SLOT(obj, i) (*(PyObject **)((char *)(obj) + sk.off[i]))
+#define RECV_MAX 65536 /* socket._SCRATCH_BYTES: larger reads take the Python path */
+
+static void slot_set(PyObject *obj, int i, PyObject *v) { /* steals v */
+    PyObject *old = SLOT(obj, i);
+    SLOT(obj, i) = v;
+    Py_XDECREF(old);
+}
+
+/* The stack's native engine with the host's clock, borrowed; NULL (no exception) otherwise. */
+static Engine *native_engine(PyObject *stack, PyObject **engine_ref) {
+    PyObject *e = PyObject_GetAttr(stack, sk.s_engine);
+    if (e == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!Py_IS_TYPE(e, &EngineType) || ((Engine *)e)->clock != NULL) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    *engine_ref = e;
+    return (Engine *)e;
+}
+
+static int64_t small_int(PyObject *v, int *ok) { /* an exact int's value, *ok = 0 if not one */
+    if (v == NULL || !PyLong_CheckExact(v)) {
+        *ok = 0;
+        return 0;
+    }
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    *ok = !overflow;
+    return x;
+}
+
+static PyObject *raise_errno(int64_t code) { /* socket._oserror: OSError(code, strerror) */
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", (int)code, strerror((int)code));
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* the Python method `fn` with self and the call's arguments */
+static PyObject *call_python(PyObject *fn, PyObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8];
+    PyObject **stack = total < 8 ? small : PyMem_Malloc((total + 1) * sizeof(PyObject *));
+    if (stack == NULL)
+        return PyErr_NoMemory();
+    stack[0] = self;
+    memcpy(stack + 1, args, total * sizeof(PyObject *));
+    PyObject *r = PyObject_Vectorcall(fn, stack, nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+/* the connection's (core, cid) and the stack's native engine, when the call may be made here */
+static Engine *usual_connection(PyObject *self, int64_t *core, int64_t *cid, PyObject **eref) {
+    if (SLOT(self, SLOT_CLOSED) != Py_False)
+        return NULL;
+    int ok1, ok2;
+    *cid = small_int(SLOT(self, SLOT_CID), &ok1);
+    *core = small_int(SLOT(self, SLOT_CORE), &ok2);
+    if (!ok1 || !ok2 || *cid < 0)
+        return NULL;
+    return native_engine(SLOT(self, SLOT_STACK), eref);
+}
+
+static int zero_flags(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t at) {
+    if (nargs <= at)
+        return 1;
+    int ok;
+    return small_int(args[at], &ok) == 0 && ok;
+}
+
+/* recv(bufsize, flags=0) */
+static PyObject *sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames) {
+    if (kwnames == NULL && (nargs == 1 || nargs == 2) && zero_flags(args, nargs, 1)) {
+        int ok;
+        int64_t n = small_int(args[0], &ok), core, cid;
+        PyObject *eref = NULL;
+        Engine *e;
+        if (ok && n > 0 && n <= RECV_MAX && (e = usual_connection(self, &core, &cid, &eref))) {
+            PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+            int64_t ret;
+            if (out == NULL
+                || call(e, core, OP_RECV, cid, 0, n, 0, 0, PyBytes_AS_STRING(out), n, &ret) < 0) {
+                Py_XDECREF(out);
+                Py_DECREF(eref);
+                return NULL;
+            }
+            Py_DECREF(eref);
+            if (ret >= 0) {
+                if (ret != n && _PyBytes_Resize(&out, (Py_ssize_t)ret) < 0)
+                    return NULL;
+                return out;
+            }
+            Py_DECREF(out);
+            if (ret != -EAGAIN)
+                return raise_errno(-ret);
+        }
+    }
+    return call_python(sk.py_recv, self, args, nargs, kwnames);
+}
+
+/* sendall(data, flags=0): bytes the send buffer takes whole; the rest (a part taken, or none)
+ * in Python's _sendall_rest(data, flags, sent) */
+static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    if (kwnames == NULL && (nargs == 1 || nargs == 2) && PyBytes_CheckExact(args[0])
+        && PyBytes_GET_SIZE(args[0]) > 0 && zero_flags(args, nargs, 1)) {
+        PyObject *timeout = SLOT(self, SLOT_TIMEOUT);
+        int64_t core, cid, ret;
+        PyObject *eref = NULL;
+        Engine *e;
+        /* (`not self._timeout`: blocking, or non-blocking; a timed socket takes Python's way) */
+        if ((timeout == Py_None || (PyFloat_CheckExact(timeout) && PyFloat_AS_DOUBLE(timeout) == 0))
+            && (e = usual_connection(self, &core, &cid, &eref))) {
+            Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+            int rc = call(e, core, OP_SEND, cid, 0, n, 0, 0, PyBytes_AS_STRING(args[0]), n, &ret);
+            Py_DECREF(eref);
+            if (rc < 0)
+                return NULL;
+            if (ret == n)
+                Py_RETURN_NONE;
+            if (ret < 0 && ret != -EAGAIN)
+                return raise_errno(-ret);
+            PyObject *sent = PyLong_FromLongLong(ret > 0 ? ret : 0);
+            if (sent == NULL)
+                return NULL;
+            PyObject *flags = nargs == 2 ? args[1] : PyLong_FromLong(0);
+            PyObject *r = flags == NULL ? NULL : PyObject_CallFunctionObjArgs(
+                sk.py_sendall_rest, self, args[0], flags, sent, NULL);
+            if (nargs != 2)
+                Py_XDECREF(flags);
+            Py_DECREF(sent);
+            return r;
+        }
+    }
+    return call_python(sk.py_sendall, self, args, nargs, kwnames);
+}
+
+/* close(): a connection no makefile() object, listener, linger or selector holds; what
+ * Socket.close and _release do for it */
+static PyObject *sock_close(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    PyObject *linger = SLOT(self, SLOT_LINGER), *sel = SLOT(self, SLOT_SELECTORS);
+    int64_t core, cid;
+    PyObject *eref = NULL;
+    Engine *e;
+    int ok;
+    /* (every slot is set once _closed is: Socket._init_fields sets them together) */
+    if (nargs != 0 || kwnames != NULL || SLOT(self, SLOT_CLOSED) != Py_False
+        || SLOT(self, SLOT_LIDS) != Py_None
+        || small_int(SLOT(self, SLOT_IO_REFS), &ok) != 0 || !ok
+        || !PyTuple_CheckExact(linger) || PyTuple_GET_SIZE(linger) != 2
+        || small_int(PyTuple_GET_ITEM(linger, 0), &ok) != 0 || !ok
+        || !(sel == Py_None || (PyList_CheckExact(sel) && PyList_GET_SIZE(sel) == 0)))
+        return call_python(sk.py_close, self, args, nargs, kwnames);
+    if (!(e = usual_connection(self, &core, &cid, &eref)))
+        return call_python(sk.py_close, self, args, nargs, kwnames);
+    PyObject *stack = SLOT(self, SLOT_STACK);
+    PyObject *stack_closed = PyObject_GetAttr(stack, sk.s_closed);
+    if (stack_closed == NULL) {
+        Py_DECREF(eref);
+        return NULL;
+    }
+    Py_DECREF(stack_closed);
+    if (stack_closed != Py_False) {
+        Py_DECREF(eref);
+        return call_python(sk.py_close, self, args, nargs, kwnames);
+    }
+    Py_INCREF(Py_True);
+    slot_set(self, SLOT_CLOSED, Py_True);
+    Py_INCREF(Py_True);
+    slot_set(self, SLOT_RELEASED, Py_True);
+    PyObject *wref = SLOT(self, SLOT_WREF);
+    if (SLOT(self, SLOT_NUMBERED) == Py_True) { /* _unnumber */
+        PyObject *fd = SLOT(self, SLOT_FILENO);
+        PyObject *r = PyDict_GetItemWithError(sk.by_fileno, fd);
+        if (r == wref && PyDict_DelItem(sk.by_fileno, fd) < 0) {
+            Py_DECREF(eref);
+            return NULL;
+        }
+        if (r == NULL && PyErr_Occurred()) {
+            Py_DECREF(eref);
+            return NULL;
+        }
+        Py_INCREF(Py_False);
+        slot_set(self, SLOT_NUMBERED, Py_False);
+    }
+    int64_t ret;
+    int rc = call(e, core, OP_CLOSE, cid, 0, 0, 0, 0, unused_u8, 1, &ret);
+    Py_DECREF(eref);
+    if (rc < 0)
+        return NULL;
+    slot_set(self, SLOT_CID, PyLong_FromLong(-1));
+    PyObject *sockets = PyObject_GetAttr(stack, sk.s_sockets); /* Stack._sockets */
+    if (sockets == NULL)
+        return NULL;
+    PyObject *key = PyLong_FromVoidPtr(self); /* id(self) */
+    PyObject *r = key ? PyDict_GetItemWithError(sockets, key) : NULL;
+    int err = key == NULL || (r == NULL && PyErr_Occurred())
+        || (r == wref && PyDict_DelItem(sockets, key) < 0);
+    Py_XDECREF(key);
+    Py_DECREF(sockets);
+    if (err)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* accept(): a one-core listener's next connection, made as Socket.accept makes it */
+static PyObject *sock_accept(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames) {
+    PyObject *lids = SLOT(self, SLOT_LIDS), *opts = SLOT(self, SLOT_PENDING_OPTS);
+    PyObject *stack = SLOT(self, SLOT_STACK), *eref = NULL;
+    Engine *e;
+    int ok;
+    if (nargs != 0 || kwnames != NULL || SLOT(self, SLOT_CLOSED) != Py_False
+        || !PyList_CheckExact(lids) || PyList_GET_SIZE(lids) != 1
+        || !PyDict_CheckExact(opts) || PyDict_GET_SIZE(opts) != 0
+        || !(e = native_engine(stack, &eref)))
+        return call_python(sk.py_accept, self, args, nargs, kwnames);
+    int64_t lid = small_int(PyList_GET_ITEM(lids, 0), &ok), cid;
+    if (!ok || e->ncores != 1) {
+        Py_DECREF(eref);
+        return call_python(sk.py_accept, self, args, nargs, kwnames);
+    }
+    if (call(e, 0, OP_ACCEPT, lid, 0, 0, 0, 0, unused_u8, 1, &cid) < 0) {
+        Py_DECREF(eref);
+        return NULL;
+    }
+    if (cid < 0) { /* none ready: Python's way waits, or says why not */
+        Py_DECREF(eref);
+        return call_python(sk.py_accept, self, args, nargs, kwnames);
+    }
+    int64_t lip = out_i64[0], lport = out_i64[1], rip = out_i64[2], rport = out_i64[3];
+    PyObject *conn = sk.cls->tp_alloc(sk.cls, 0);
+    if (conn == NULL)
+        goto fail_engine;
+    for (Py_ssize_t i = 0; i < sk.n_members; i++) { /* Socket._init_fields' values */
+        Py_ssize_t off = sk.members[i].offset;
+        PyObject *v = *(PyObject **)((char *)sk.template + off);
+        Py_XINCREF(v);
+        *(PyObject **)((char *)conn + off) = v;
+    }
+    PyObject *fileno = PyIter_Next(sk.fileno_counter);
+    PyObject *wref = PyWeakref_NewRef(conn, NULL);
+    PyObject *timeout = PyObject_CallNoArgs(sk.default_timeout);
+    PyObject *opts_new = PyDict_New();
+    PyObject *bound = Py_BuildValue("(LL)", (long long)lip, (long long)lport);
+    PyObject *peer = Py_BuildValue("(LL)", (long long)rip, (long long)rport);
+    PyObject *cidv = PyLong_FromLongLong(cid);
+    slot_set(conn, SLOT_FILENO, fileno);
+    slot_set(conn, SLOT_WREF, wref);
+    slot_set(conn, SLOT_TIMEOUT, timeout);
+    slot_set(conn, SLOT_PENDING_OPTS, opts_new);
+    slot_set(conn, SLOT_BOUND, bound);
+    slot_set(conn, SLOT_PEER, peer);
+    slot_set(conn, SLOT_CID, cidv);
+    if (!fileno || !wref || !timeout || !opts_new || !bound || !peer || !cidv)
+        goto fail_conn;
+    Py_INCREF(stack);
+    slot_set(conn, SLOT_STACK, stack);
+    slot_set(conn, SLOT_CORE, PyLong_FromLong(0));
+    /* Linux sk_clone_lock: the child keeps the listener's reuse settings and linger */
+    static const int inherited[] = {SLOT_REUSEADDR, SLOT_REUSEPORT, SLOT_BOUND_REUSEPORT,
+                                    SLOT_LINGER};
+    for (size_t i = 0; i < sizeof inherited / sizeof inherited[0]; i++) {
+        PyObject *v = SLOT(self, inherited[i]);
+        Py_XINCREF(v);
+        slot_set(conn, inherited[i], v);
+    }
+    PyObject *sockets = PyObject_GetAttr(stack, sk.s_sockets);
+    PyObject *key = PyLong_FromVoidPtr(conn);
+    int err = !sockets || !key || PyDict_SetItem(sockets, key, wref) < 0;
+    Py_XDECREF(sockets);
+    Py_XDECREF(key);
+    if (err)
+        goto fail_conn;
+    Py_DECREF(eref);
+    PyObject *ip = PyObject_CallOneArg(sk.ip_str, PyTuple_GET_ITEM(peer, 0));
+    if (ip == NULL) {
+        Py_DECREF(conn); /* (its __del__ closes the connection) */
+        return NULL;
+    }
+    return Py_BuildValue("(N(NL))", conn, ip, (long long)rport);
+fail_conn:
+    /* a socket that never was: its connection is closed here, not by __del__ */
+    Py_INCREF(Py_True);
+    slot_set(conn, SLOT_CLOSED, Py_True);
+    Py_DECREF(conn);
+fail_engine:
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int64_t ignored;
+        if (call(e, 0, OP_CLOSE, cid, 0, 0, 0, 0, unused_u8, 1, &ignored) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(eref);
+    return NULL;
+}
+
+#define SOCKET_METHOD(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, doc}
+static PyMethodDef socket_methods[] = {
+    SOCKET_METHOD("accept", sock_accept, "accept() -> (socket, address)"),
+    SOCKET_METHOD("recv", sock_recv, "recv(bufsize[, flags]) -> bytes"),
+    SOCKET_METHOD("sendall", sock_sendall, "sendall(data[, flags])"),
+    SOCKET_METHOD("close", sock_close, "close()"),
+};
+#define N_SOCKET_METHODS (sizeof socket_methods / sizeof socket_methods[0])
+
+/* bind_socket_class(cls, template, references, by_fileno, fileno_counter, ip_str,
+ *                   getdefaulttimeout) -> {name: method descriptor}
+ * `references`: {name: the Python method} for accept, recv, sendall, close, and
+ * "_sendall_rest".  The descriptors are the C methods, for the caller to set on `cls`. */
+static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
+    PyObject *cls, *template, *refs, *by_fileno, *counter, *ip_str, *deftimeout;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OOO", &PyType_Type, &cls, &template, &PyDict_Type, &refs,
+                          &PyDict_Type, &by_fileno, &counter, &ip_str, &deftimeout))
+        return NULL;
+    PyTypeObject *t = (PyTypeObject *)cls;
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dictoffset != 0
+        || !PyObject_TypeCheck(template, t)) {
+        PyErr_SetString(PyExc_TypeError, "a class with __slots__ only, and one of its instances");
+        return NULL;
+    }
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *d = PyDict_GetItemString(t->tp_dict, slot_names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", slot_names[i], t->tp_name);
+            return NULL;
+        }
+        sk.off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    for (PyMemberDef *m = t->tp_members; m && m->name; m++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", t->tp_name, m->name);
+            return NULL;
+        }
+    }
+    PyObject *names[] = {PyUnicode_FromString("accept"), PyUnicode_FromString("recv"),
+                         PyUnicode_FromString("sendall"), PyUnicode_FromString("_sendall_rest"),
+                         PyUnicode_FromString("close")};
+    PyObject *fns[5];
+    for (int i = 0; i < 5; i++) {
+        fns[i] = names[i] ? PyDict_GetItemWithError(refs, names[i]) : NULL;
+        Py_XDECREF(names[i]);
+        if (fns[i] == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "a reference method is missing");
+            return NULL;
+        }
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < N_SOCKET_METHODS; i++) {
+        PyObject *d = PyDescr_NewMethod(t, &socket_methods[i]);
+        if (d == NULL || PyDict_SetItemString(out, socket_methods[i].ml_name, d) < 0) {
+            Py_XDECREF(d);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(d);
+    }
+    /* (kept for the life of the process: a class is bound once, at import) */
+    Py_INCREF(cls);
+    Py_INCREF(template);
+    Py_INCREF(by_fileno);
+    Py_INCREF(counter);
+    Py_INCREF(ip_str);
+    Py_INCREF(deftimeout);
+    sk.cls = t;
+    /* (a class's __slots__ are its tp_members, NULL-terminated, all T_OBJECT_EX) */
+    sk.members = t->tp_members;
+    sk.n_members = 0;
+    while (sk.members && sk.members[sk.n_members].name != NULL)
+        sk.n_members++;
+    sk.template = template;
+    sk.by_fileno = by_fileno;
+    sk.fileno_counter = counter;
+    sk.ip_str = ip_str;
+    sk.default_timeout = deftimeout;
+    PyObject **slots[] = {&sk.py_accept, &sk.py_recv, &sk.py_sendall, &sk.py_sendall_rest,
+                          &sk.py_close};
+    for (int i = 0; i < 5; i++) {
+        Py_INCREF(fns[i]);
+        *slots[i] = fns[i];
+    }
+    sk.s_engine = PyUnicode_InternFromString("_engine");
+    sk.s_sockets = PyUnicode_InternFromString("_sockets");
+    sk.s_closed = PyUnicode_InternFromString("_closed");
+    if (!sk.s_engine || !sk.s_sockets || !sk.s_closed) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef module_functions[] = {
+    {"bind_socket_class", bind_socket_class, METH_VARARGS,
+     "bind_socket_class(cls, template, references, by_fileno, fileno_counter, ip_str, "
+     "getdefaulttimeout) -> {name: C method}: Socket's fast paths (see the C file)"},
+    {NULL},
+};
+
 /* What fastcall.py checks this file against. */
 #define NATIVE_TYPE \
     "i32 (i64*, {i8*, i32, i8*, i8*, i32}**, i64, i64, i64, i64, i64, i64, i64, i64, " \
@@ -295,7 +743,7 @@ static PyTypeObject EngineType = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "fsdp._native",
     "The engine's per-connection usercalls called from C (see native/fsdp_native.c).", -1,
-    NULL,
+    module_functions,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

@@ -300,24 +300,41 @@ def _check_socket_args(family, type, proto) -> tuple[int, float | None]:
 
 
 class Socket:
-    """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors."""
+    """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors.
 
-    _disconnecting = False  # Linux SS_DISCONNECTING (see shutdown); rare: a class default
-    _rcv_shutdown = False  # shutdown(SHUT_RD) before any connection (see shutdown)
-    _rebound = False  # bound again after its connection ended (see _port_given_back)
+    Its state is in slots (as socket.socket's): fsdp._native's accept, recv, sendall and close
+    read and write them at their offsets (see the end of this module)."""
+
+    __slots__ = (
+        "__weakref__", "_stack", "family", "type", "proto", "_fileno", "_numbered", "_wref",
+        "_timeout", "_closed", "_released", "_io_refs", "_bound", "_peer", "_core", "_cid",
+        "_lids", "_connecting", "_explicit_bind", "_bind_ip", "_stale_port", "_reuseaddr",
+        "_reuseport", "_bound_reuseport", "_pending_opts", "_linger", "_selectors",
+        "_disconnecting", "_rcv_shutdown", "_rebound",
+    )
 
     def __init__(self, stack, family=_AF_INET, type=_SOCK_STREAM, proto=0):
         if family is _AF_INET and type is _SOCK_STREAM and proto.__class__ is int and not proto:
             timeout = _stdsocket.getdefaulttimeout()  # the usual case (and every accept())
         else:
             proto, timeout = _check_socket_args(family, type, proto)
+        self._init_fields(stack, proto, timeout)
+        self._fileno = next(_fileno_counter)
+        self._wref = weakref.ref(self)  # the registries' entry (_by_fileno, Stack._sockets)
+        if stack._engine is None:
+            stack._make_engine()  # the stack's first socket
+        stack._sockets[id(self)] = self._wref  # (dropped by _release)
+
+    def _init_fields(self, stack, proto: int, timeout) -> None:
+        """Every slot as a new socket has it (fsdp._native's accept copies them from a socket
+        this made, then sets what accept() sets)."""
         self._stack = stack
         self.family = _AF_INET  # AddressFamily(...) costs a microsecond per socket
         self.type = _SOCK_STREAM
         self.proto = proto
-        self._fileno = next(_fileno_counter)
+        self._fileno = -1
         self._numbered = False  # in _by_fileno: once fileno() has given the number out
-        self._wref = weakref.ref(self)  # the registries' entry (_by_fileno, Stack._sockets)
+        self._wref = None
         self._timeout: float | None = timeout
         self._closed = False
         self._released = False
@@ -340,9 +357,9 @@ class Socket:
         self._pending_opts: dict[int, int] = {}  # engine options set before the TCB exists
         self._linger: tuple[int, int] = (0, 0)
         self._selectors: list | None = None  # fsdp selectors this socket is registered with
-        if stack._engine is None:
-            stack._make_engine()  # the stack's first socket
-        stack._sockets[id(self)] = self._wref  # (dropped by _release)
+        self._disconnecting = False  # Linux SS_DISCONNECTING (see shutdown)
+        self._rcv_shutdown = False  # shutdown(SHUT_RD) before any connection (see shutdown)
+        self._rebound = False  # bound again after its connection ended (see _port_given_back)
 
     # ---- helpers ----
     def _changed(self) -> None:
@@ -688,6 +705,11 @@ class Socket:
                 sent = rc  # the rest below, as send() would take it
             elif rc != -errno.EAGAIN:
                 raise _oserror(-rc)
+        self._sendall_rest(data, flags, sent)
+
+    def _sendall_rest(self, data, flags, sent: int) -> None:
+        """sendall() once its first ``sent`` bytes were taken (fsdp._native's sendall calls
+        this after its own first try too)."""
         view = _readable_view(data)
         if flags.__class__ is not int or flags:
             flags = _c_int(flags)
@@ -1216,3 +1238,25 @@ class Socket:
 
 
 SocketType = Socket
+
+
+def _bind_native_methods() -> None:
+    """Socket's accept, recv, sendall and close: fsdp._native's (C) where it was built, each
+    doing the usual case itself and calling the Python method above (kept as ``_py_<name>``)
+    for everything else.  With ``FSDP_NATIVE=0``, or not built, the Python methods serve."""
+    from fsdp.sockapi.fastcall import _native
+
+    if _native is None or os.environ.get("FSDP_NATIVE", "1") == "0":
+        return
+    references = {name: getattr(Socket, name)
+                  for name in ("accept", "recv", "sendall", "_sendall_rest", "close")}
+    template = Socket.__new__(Socket)
+    template._init_fields(None, 0, None)
+    methods = _native.bind_socket_class(Socket, template, references, _by_fileno,
+                                        _fileno_counter, _ip_str, _stdsocket.getdefaulttimeout)
+    for name, method in methods.items():
+        setattr(Socket, "_py_" + name, references[name])
+        setattr(Socket, name, method)
+
+
+_bind_native_methods()

@@ -6,6 +6,7 @@ import errno
 import itertools
 import os
 import shutil
+import socket as stdsocket
 import sysconfig
 
 import pytest
@@ -37,6 +38,16 @@ def _engines(stack):
     return native, PyEngine(stack._refs, stack._clock)
 
 
+def _require_native() -> None:
+    """Skip where fsdp._native is not in use: not built (no C compiler at the install; CI's
+    machine has one, and test_a_built_install_calls_the_engine_natively fails there if the
+    build did not happen), or switched off with FSDP_NATIVE=0."""
+    if fastcall._native is None:
+        pytest.skip("fsdp._native was not built (no C compiler at install)")
+    if os.environ.get("FSDP_NATIVE", "1") == "0":
+        pytest.skip("FSDP_NATIVE=0: the Python paths run")
+
+
 def _have_build_tools() -> bool:
     include = sysconfig.get_paths()["include"]
     return shutil.which("cc") is not None and os.path.exists(os.path.join(include, "Python.h"))
@@ -48,6 +59,8 @@ def test_a_built_install_calls_the_engine_natively(pair):
     optional) would cost ~0.15 µs of every socket call without a word."""
     if not _have_build_tools():
         pytest.skip("no C compiler or Python headers here: fsdp._native is optional")
+    if os.environ.get("FSDP_NATIVE", "1") == "0":
+        pytest.skip("FSDP_NATIVE=0: the Python paths run")
     assert fastcall._native is not None, "fsdp._native was not built: pip install -e . again"
     server, _ = pair
     server.socket().close()
@@ -81,8 +94,7 @@ def _pump(*stacks, passes=8):
 def test_each_call_does_what_the_usercall_does(pair, which):
     """accept, recv, send and close through one engine, the other engine's results checked
     on the same connection state: both report the same values and the same errors."""
-    if which == "native" and fastcall._native is None:
-        pytest.skip("fsdp._native was not built (no C compiler at install)")
+    _require_native()
     server, client = pair
     native, python = _engines(server)
     eng = native if which == "native" else python
@@ -128,8 +140,7 @@ def test_each_call_does_what_the_usercall_does(pair, which):
 
 @pytest.mark.parametrize("which", ["native", "python"])
 def test_calls_that_would_overrun_a_buffer_are_refused(pair, which):
-    if which == "native" and fastcall._native is None:
-        pytest.skip("fsdp._native was not built (no C compiler at install)")
+    _require_native()
     server, _ = pair
     native, python = _engines(server)
     eng = native if which == "native" else python
@@ -153,8 +164,7 @@ def test_a_virtual_clock_reaches_the_engine_through_native_calls():
     """The engine's timers run on the stack's clock: data sent through the native engine at
     virtual t = 5 s is retransmitted within the next seconds of virtual time (on the host's
     monotonic clock its timer would lie days ahead), and not at once."""
-    if fastcall._native is None:
-        pytest.skip("fsdp._native was not built (no C compiler at install)")
+    _require_native()
     from scapy.layers.inet import IP, TCP
 
     def data_segments():
@@ -180,3 +190,116 @@ def test_a_virtual_clock_reaches_the_engine_through_native_calls():
             h.advance(0.1)
             again += data_segments()
         assert again and bytes(again[0][TCP].payload) == b"data"
+
+
+# ---- Socket's C methods (fsdp._native.bind_socket_class) ---------------------------------
+def _python_frames(fn):
+    """(result of fn(), names of the Python functions it ran): a C method that did the call
+    itself runs none of Socket's."""
+    import sys
+
+    names = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name != "<lambda>":
+            names.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        r = fn()
+    finally:
+        sys.setprofile(None)
+    return r, names
+
+
+def _connected(server, client, port):
+    ls = _listener(server, port)
+    c = client.socket()
+    c.setblocking(False)
+    c.connect_ex(("10.9.3.1", port))
+    _pump(server, client)
+    return ls, c
+
+
+def test_the_usual_socket_calls_run_in_c(pair):
+    _require_native()
+    server, client = pair
+    ls, c = _connected(server, client, 7002)
+    (s, addr), frames = _python_frames(ls.accept)
+    assert frames == ["_ip_str"] or frames == []  # (the peer's address string, lru-cached)
+    assert addr == c.getsockname() and s.getpeername() == addr
+    assert s.getsockname() == ("10.9.3.1", 7002) and s.fileno() != c.fileno()
+    assert s.gettimeout() is None and s.family == fsdp.AF_INET and s._pending_opts == {}
+    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    _pump(server, client)
+    got, frames = _python_frames(lambda: s.recv(4096))
+    assert got == b"GET / HTTP/1.0\r\n\r\n" and frames == []
+    r, frames = _python_frames(lambda: s.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello"))
+    assert r is None and frames == []
+    s.fileno()  # numbered, as a selector's register() makes it
+    assert fsdp.sockapi.socket.socket_from_fileno(s.fileno()) is s
+    fd = s.fileno()
+    r, frames = _python_frames(s.close)
+    assert r is None and frames == []
+    assert s._closed and s._cid == -1 and s.fileno() == -1
+    assert fsdp.sockapi.socket.socket_from_fileno(fd) is None
+    assert id(s) not in server._sockets
+    _pump(server, client)
+    assert c.recv(100) == b"HTTP/1.0 200 OK\r\n\r\nhello" and c.recv(100) == b""
+    with pytest.raises(OSError) as e:
+        s.recv(10)
+    assert e.value.errno == errno.EBADF
+    ls.close()
+
+
+def test_unusual_socket_calls_take_the_python_methods(pair):
+    """Flags, other argument types, a socket with a timeout, nothing queued: the Python
+    method runs (and gives what it always gave)."""
+    _require_native()
+    server, client = pair
+    ls, c = _connected(server, client, 7003)
+    s, _ = ls.accept()
+    ls.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        _, frames = _python_frames(ls.accept)  # none ready: Python's way says so
+    c.sendall(b"abcdef")
+    _pump(server, client)
+    got, frames = _python_frames(lambda: s.recv(3, stdsocket.MSG_PEEK))
+    assert got == b"abc" and "recv" in frames
+    got, frames = _python_frames(lambda: s.recv(bufsize=2))
+    assert got == b"ab" and "recv" in frames
+    with pytest.raises(BlockingIOError):
+        s.setblocking(False)
+        s.recv(100), s.recv(100)  # the rest, then nothing: EAGAIN through Python's way
+    with pytest.raises(TypeError):
+        s.recv("1")
+    s.settimeout(2.0)
+    r, frames = _python_frames(lambda: s.sendall(b"xyz"))
+    assert r is None and "sendall" in frames
+    s.close()
+    ls.close()
+
+
+def test_a_sendall_the_send_buffer_cannot_take_whole_goes_on_in_python(pair):
+    """A blocking sendall of more than the send buffer holds: C sends what fits, Python's
+    _sendall_rest the rest, each byte once and in order."""
+    _require_native()
+    server, client = pair
+    ls, c = _connected(server, client, 7004)
+    s, _ = ls.accept()
+    s.setsockopt(fsdp.SOL_SOCKET, fsdp.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 160  # 40 KiB: more than the send buffer, less than the window
+    r, frames = _python_frames(lambda: s.sendall(data))
+    assert r is None and "_sendall_rest" in frames and "sendall" not in frames
+    got = b""
+    for _ in range(1000):
+        _pump(server, client, passes=1)
+        try:
+            got += c.recv(65536)
+        except BlockingIOError:
+            pass
+        if len(got) >= len(data):
+            break
+    assert got == data
+    s.close()
+    ls.close()
