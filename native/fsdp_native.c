@@ -288,8 +288,8 @@ static PyTypeObject EngineType = {
 };
 
 /* ---- Socket fast paths ------------------------------------------------------------------
- * fsdp.sockapi.socket.Socket's accept, recv, sendall and close: the usual case of each in C,
- * everything else in the Python method it replaces (the reference, kept as the class's
+ * fsdp.sockapi.socket.Socket's accept, recv, send, sendall and close: the usual case of each
+ * in C, everything else in the Python method it replaces (the reference, kept as the class's
  * `_py_<name>`).  A Socket has __slots__; these read and write the slots at their offsets,
  * taken from the class's member descriptors by bind_socket_class().  The usual case: a
  * connection (or a one-core listener) on a stack whose engine is this module's and whose clock
@@ -315,7 +315,7 @@ static struct {
     PyObject *fileno_counter;
     PyObject *ip_str;       /* socket._ip_str */
     PyObject *default_timeout; /* socket.getdefaulttimeout */
-    PyObject *py_accept, *py_recv, *py_sendall, *py_sendall_rest, *py_close;
+    PyObject *py_accept, *py_recv, *py_send, *py_sendall, *py_sendall_rest, *py_close;
     PyObject *s_engine, *s_sockets, *s_closed; /* Stack attribute names */
 } sk;
 
@@ -464,6 +464,38 @@ static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
     }
     return call_python(sk.py_sendall, self, args, nargs, kwnames);
+}
+
+/* send(data, flags=0): bytes, bytearray or a contiguous memoryview, on a connection; what the
+ * send buffer took, or Python's way when it took nothing (it waits or says EAGAIN) */
+static PyObject *sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames) {
+    if (kwnames == NULL && (nargs == 1 || nargs == 2) && zero_flags(args, nargs, 1)
+        && (PyBytes_CheckExact(args[0]) || PyByteArray_CheckExact(args[0])
+            || PyMemoryView_Check(args[0]))) {
+        int64_t core, cid, ret;
+        PyObject *eref = NULL;
+        Engine *e;
+        Py_buffer view;
+        if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear(); /* (not contiguous, released: Python's way says what it says) */
+            return call_python(sk.py_send, self, args, nargs, kwnames);
+        }
+        if (view.len > 0 && (e = usual_connection(self, &core, &cid, &eref))) {
+            int rc = call(e, core, OP_SEND, cid, 0, view.len, 0, 0, view.buf, view.len, &ret);
+            PyBuffer_Release(&view);
+            Py_DECREF(eref);
+            if (rc < 0)
+                return NULL;
+            if (ret >= 0)
+                return PyLong_FromLongLong(ret);
+            if (ret != -EAGAIN)
+                return raise_errno(-ret);
+        } else {
+            PyBuffer_Release(&view);
+        }
+    }
+    return call_python(sk.py_send, self, args, nargs, kwnames);
 }
 
 /* close(): a connection no makefile() object, listener, linger or selector holds; what
@@ -634,6 +666,7 @@ fail_engine:
 static PyMethodDef socket_methods[] = {
     SOCKET_METHOD("accept", sock_accept, "accept() -> (socket, address)"),
     SOCKET_METHOD("recv", sock_recv, "recv(bufsize[, flags]) -> bytes"),
+    SOCKET_METHOD("send", sock_send, "send(data[, flags]) -> int"),
     SOCKET_METHOD("sendall", sock_sendall, "sendall(data[, flags])"),
     SOCKET_METHOD("close", sock_close, "close()"),
 };
@@ -641,7 +674,7 @@ static PyMethodDef socket_methods[] = {
 
 /* bind_socket_class(cls, template, references, by_fileno, fileno_counter, ip_str,
  *                   getdefaulttimeout) -> {name: method descriptor}
- * `references`: {name: the Python method} for accept, recv, sendall, close, and
+ * `references`: {name: the Python method} for accept, recv, send, sendall, close, and
  * "_sendall_rest".  The descriptors are the C methods, for the caller to set on `cls`. */
 static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
     PyObject *cls, *template, *refs, *by_fileno, *counter, *ip_str, *deftimeout;
@@ -668,16 +701,14 @@ static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
             return NULL;
         }
     }
-    PyObject *names[] = {PyUnicode_FromString("accept"), PyUnicode_FromString("recv"),
-                         PyUnicode_FromString("sendall"), PyUnicode_FromString("_sendall_rest"),
-                         PyUnicode_FromString("close")};
-    PyObject *fns[5];
-    for (int i = 0; i < 5; i++) {
-        fns[i] = names[i] ? PyDict_GetItemWithError(refs, names[i]) : NULL;
-        Py_XDECREF(names[i]);
+    static const char *ref_names[] = {"accept", "recv", "send", "sendall", "_sendall_rest",
+                                      "close"};
+    enum { N_REFS = sizeof ref_names / sizeof ref_names[0] };
+    PyObject *fns[N_REFS];
+    for (int i = 0; i < N_REFS; i++) {
+        fns[i] = PyDict_GetItemString(refs, ref_names[i]);
         if (fns[i] == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_KeyError, "a reference method is missing");
+            PyErr_Format(PyExc_KeyError, "no reference method %s", ref_names[i]);
             return NULL;
         }
     }
@@ -711,9 +742,9 @@ static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
     sk.fileno_counter = counter;
     sk.ip_str = ip_str;
     sk.default_timeout = deftimeout;
-    PyObject **slots[] = {&sk.py_accept, &sk.py_recv, &sk.py_sendall, &sk.py_sendall_rest,
-                          &sk.py_close};
-    for (int i = 0; i < 5; i++) {
+    PyObject **slots[N_REFS] = {&sk.py_accept, &sk.py_recv, &sk.py_send, &sk.py_sendall,
+                                &sk.py_sendall_rest, &sk.py_close};
+    for (int i = 0; i < N_REFS; i++) {
         Py_INCREF(fns[i]);
         *slots[i] = fns[i];
     }

@@ -302,8 +302,8 @@ def _check_socket_args(family, type, proto) -> tuple[int, float | None]:
 class Socket:
     """A TCP socket on an :class:`fsdp.Stack`, with ``socket.socket``'s methods and errors.
 
-    Its state is in slots (as socket.socket's): fsdp._native's accept, recv, sendall and close
-    read and write them at their offsets (see the end of this module)."""
+    Its state is in slots (as socket.socket's): fsdp._native's accept, recv, send, sendall and
+    close read and write them at their offsets (see the end of this module)."""
 
     __slots__ = (
         "__weakref__", "_stack", "family", "type", "proto", "_fileno", "_numbered", "_wref",
@@ -1241,7 +1241,7 @@ SocketType = Socket
 
 
 def _bind_native_methods() -> None:
-    """Socket's accept, recv, sendall and close: fsdp._native's (C) where it was built, each
+    """Socket's accept, recv, send, sendall and close: fsdp._native's (C) where it was built, each
     doing the usual case itself and calling the Python method above (kept as ``_py_<name>``)
     for everything else.  With ``FSDP_NATIVE=0``, or not built, the Python methods serve."""
     from fsdp.sockapi.fastcall import _native
@@ -1249,7 +1249,7 @@ def _bind_native_methods() -> None:
     if _native is None or os.environ.get("FSDP_NATIVE", "1") == "0":
         return
     references = {name: getattr(Socket, name)
-                  for name in ("accept", "recv", "sendall", "_sendall_rest", "close")}
+                  for name in ("accept", "recv", "send", "sendall", "_sendall_rest", "close")}
     template = Socket.__new__(Socket)
     template._init_fields(None, 0, None)
     methods = _native.bind_socket_class(Socket, template, references, _by_fileno,

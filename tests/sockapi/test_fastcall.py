@@ -303,3 +303,35 @@ def test_a_sendall_the_send_buffer_cannot_take_whole_goes_on_in_python(pair):
     assert got == data
     s.close()
     ls.close()
+
+
+def test_send_takes_bytes_bytearrays_and_memoryviews_in_c(pair):
+    _require_native()
+    server, client = pair
+    ls, c = _connected(server, client, 7005)
+    s, _ = ls.accept()
+    for data in (b"ab", bytearray(b"cd"), memoryview(b"..ef..")[2:4]):
+        n, frames = _python_frames(lambda: s.send(data))
+        assert n == 2 and frames == []
+    # other types, flags, nothing to send: Python's way, with its answers
+    with pytest.raises(BufferError):  # (as CPython's send: "y*" wants a contiguous buffer)
+        s.send(memoryview(b"g-h-")[::2])
+    n, frames = _python_frames(lambda: s.send(b"gh", 0))
+    assert n == 2 and frames == []
+    assert s.send(b"", 0) == 0
+    with pytest.raises(TypeError):
+        s.send("text")
+    _pump(server, client)
+    assert c.recv(100) == b"abcdefgh"
+    c.close()
+    _pump(server, client)
+    s.recv(10)
+    s.send(b"x")  # the peer's FIN was before it: accepted, then the peer answers with RST
+    _pump(server, client)
+    with pytest.raises(OSError) as e:
+        for _ in range(3):
+            s.send(b"y")
+            _pump(server, client)
+    assert e.value.errno in (errno.EPIPE, errno.ECONNRESET)
+    s.close()
+    ls.close()
