@@ -119,7 +119,7 @@ class _CoreRows:
     log), ``rowof`` (connection id -> row) and ``lrows`` (the listener rows)."""
 
     __slots__ = ("rows", "ready", "sel", "rowof", "lrows", "listen_rows", "keys", "cids", "free",
-                 "count", "_rows_mv", "_ready_mv", "_sel_mv", "_rowof_mv")
+                 "count", "_rows_mv", "_ready_mv", "_sel_mv", "_rowof_mv", "_ptrs")
 
     def __init__(self, max_conns: int) -> None:
         self.rows = np.full(16 * POLL_ROW, -1, np.int64)
@@ -142,6 +142,9 @@ class _CoreRows:
         self._ready_mv = memoryview(self.ready)
         self._sel_mv = memoryview(self.sel)
         self._rowof_mv = memoryview(self.rowof)
+        # and fsdp._native's register/unregister through these (the arrays live as long)
+        self._ptrs = (self.rows.ctypes.data, self.ready.ctypes.data, len(self.ready),
+                      self.sel.ctypes.data, self.rowof.ctypes.data, len(self.rowof))
 
     # A new row's PR_STATUS and PR_SEEN need no reset: the next pass looks at it before
     # anything reads its status, and any PR_SEEN it kept is from an earlier pass.
@@ -234,6 +237,9 @@ def _ready_events(status: int, events: int, listener: bool) -> int:
 
 class FsdpSelector(_stdselectors.BaseSelector):
     """A selector for fsdp sockets and kernel file objects together (see the module doc)."""
+
+    # (slots: fsdp._native's register and unregister read them at their offsets)
+    __slots__ = ("_closed", "_fd_to_key", "_fsdp", "_fd_of_sock", "_stack_rows", "_rows_of")
 
     def __init__(self, *, busy_poll_us: int | None = None, idle_sleep_us: int | None = None):
         if busy_poll_us is None:
@@ -532,6 +538,26 @@ class FsdpSelector(_stdselectors.BaseSelector):
         return (f"<fsdp.selectors.FsdpSelector fsdp={len(self._fsdp)} "
                 f"kernel={len(self._fd_to_key) - len(self._fsdp)}>")
 
+
+def _bind_native_methods() -> None:
+    """FsdpSelector's register and unregister: fsdp._native's (C) where it was built, doing a
+    connected fsdp socket themselves and calling the Python methods above (kept as
+    ``_py_register`` / ``_py_unregister``) for everything else (see Socket's, in
+    fsdp.sockapi.socket)."""
+    from fsdp.sockapi.fastcall import _native
+
+    if _native is None or not hasattr(Socket, "_py_recv"):  # (not built, or FSDP_NATIVE=0)
+        return
+    references = {"register": FsdpSelector.register, "unregister": FsdpSelector.unregister}
+    layout = (POLL_ROW, PR_ID, PR_KIND, PR_WANTED, SEL_NREADY, SEL_FULL, SEL_SHARED)
+    methods = _native.bind_selector_class(FsdpSelector, _CoreRows, SelectorKey, _CONN_WANTED,
+                                          references, layout)
+    for name, method in methods.items():
+        setattr(FsdpSelector, "_py_" + name, references[name])
+        setattr(FsdpSelector, name, method)
+
+
+_bind_native_methods()
 
 DefaultSelector = FsdpSelector
 

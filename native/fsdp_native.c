@@ -758,7 +758,380 @@ static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* ---- Selector fast paths ----------------------------------------------------------------
+ * fsdp.selectors.FsdpSelector's register and unregister of a connected fsdp Socket (what a
+ * server does for every connection), with _CoreRows.add / remove for its row: in C, as the
+ * Python methods do it; anything else (listeners, kernel fds, bare numbers, a row array to
+ * grow, a core's last row, errors) in the Python methods, kept as `_py_register` /
+ * `_py_unregister`.  The rows arrays are reached through the addresses _CoreRows._views()
+ * keeps in `_ptrs` beside its memoryviews (the arrays live as long as those). */
+
+enum { SS_CLOSED, SS_FD_TO_KEY, SS_FSDP, SS_FD_OF_SOCK, SS_STACK_ROWS, SS_ROWS_OF, N_SSLOTS };
+static const char *sel_slot_names[N_SSLOTS] = {"_closed", "_fd_to_key", "_fsdp", "_fd_of_sock",
+                                               "_stack_rows", "_rows_of"};
+enum { RS_FREE, RS_KEYS, RS_CIDS, RS_COUNT, RS_PTRS, N_RSLOTS };
+static const char *rows_slot_names[N_RSLOTS] = {"free", "keys", "cids", "count", "_ptrs"};
+
+static struct {
+    Py_ssize_t soff[N_SSLOTS], roff[N_RSLOTS];
+    PyTypeObject *rows_cls, *key_cls;
+    PyObject *conn_wanted; /* selectors._CONN_WANTED: the EV_* bits wanted for events 0..3 */
+    PyObject *py_register, *py_unregister;
+    int64_t poll_row, pr_id, pr_kind, pr_wanted, sel_nready, sel_full, sel_shared;
+    int bound;
+} se;
+
+#define SSLOT(obj, i) (*(PyObject **)((char *)(obj) + se.soff[i]))
+#define RSLOT(obj, i) (*(PyObject **)((char *)(obj) + se.roff[i]))
+
+typedef struct { /* a _CoreRows' arrays (its `_ptrs`) */
+    int64_t *rows, *ready, *sel;
+    int32_t *rowof;
+    int64_t nready, nrowof;
+} RowArrays;
+
+static int row_arrays(PyObject *rows, RowArrays *a) {
+    PyObject *p = RSLOT(rows, RS_PTRS);
+    if (p == NULL || !PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 6)
+        return 0;
+    int64_t v[6];
+    for (int i = 0; i < 6; i++) {
+        int ok;
+        v[i] = small_int(PyTuple_GET_ITEM(p, i), &ok);
+        if (!ok)
+            return 0;
+    }
+    a->rows = (int64_t *)(intptr_t)v[0];
+    a->ready = (int64_t *)(intptr_t)v[1];
+    a->nready = v[2];
+    a->sel = (int64_t *)(intptr_t)v[3];
+    a->rowof = (int32_t *)(intptr_t)v[4];
+    a->nrowof = v[5];
+    return 1;
+}
+
+/* a registered connection's place: (stack, ((rows, row),)) */
+static PyObject *conn_place(PyObject *stack, PyObject *rows, Py_ssize_t row) {
+    return Py_BuildValue("(O((On)))", stack, rows, row);
+}
+
+/* register(fileobj, events, data=None) */
+static PyObject *sel_register(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    PyObject *sock = nargs >= 1 ? args[0] : NULL;
+    int ok = 0, ok2 = 0;
+    int64_t events = nargs >= 2 ? small_int(args[1], &ok) : 0;
+    if (kwnames != NULL || (nargs != 2 && nargs != 3) || !ok || events < 1 || events > 3
+        || SSLOT(self, SS_CLOSED) != Py_False || !Py_IS_TYPE(sock, sk.cls)
+        || SLOT(sock, SLOT_CLOSED) != Py_False || SLOT(sock, SLOT_LIDS) != Py_None)
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    int64_t cid = small_int(SLOT(sock, SLOT_CID), &ok);
+    int64_t core = small_int(SLOT(sock, SLOT_CORE), &ok2);
+    PyObject *stack = SLOT(sock, SLOT_STACK);
+    PyObject *per_core = ok && ok2 && cid >= 0 && core >= 0
+        ? PyDict_GetItemWithError(SSLOT(self, SS_STACK_ROWS), stack) : NULL;
+    if (per_core == NULL || !PyList_CheckExact(per_core) || core >= PyList_GET_SIZE(per_core)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    }
+    PyObject *rows = PyList_GET_ITEM(per_core, core);
+    PyObject *stack_closed = PyObject_GetAttr(stack, sk.s_closed);
+    if (stack_closed == NULL)
+        return NULL;
+    Py_DECREF(stack_closed);
+    RowArrays a;
+    if (stack_closed != Py_False || !Py_IS_TYPE(rows, se.rows_cls) || !row_arrays(rows, &a))
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    PyObject *free_rows = RSLOT(rows, RS_FREE), *keys = RSLOT(rows, RS_KEYS);
+    PyObject *cids = RSLOT(rows, RS_CIDS), *count = RSLOT(rows, RS_COUNT);
+    if (!PyList_CheckExact(free_rows) || PyList_GET_SIZE(free_rows) == 0
+        || !PyList_CheckExact(keys) || !PyList_CheckExact(cids) || cid >= a.nrowof
+        || !PyLong_CheckExact(count)) /* (no free row: Python's add() grows the arrays) */
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    Py_ssize_t nfree = PyList_GET_SIZE(free_rows);
+    Py_ssize_t row = PyLong_AsSsize_t(PyList_GET_ITEM(free_rows, nfree - 1));
+    if (row < 0 || row >= PyList_GET_SIZE(keys) || row >= PyList_GET_SIZE(cids)) {
+        PyErr_Clear();
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    }
+    /* the socket's fileno(): a number given out is registered in _by_fileno */
+    PyObject *fd = SLOT(sock, SLOT_FILENO);
+    if (SLOT(sock, SLOT_NUMBERED) != Py_True) {
+        if (PyDict_SetItem(sk.by_fileno, fd, SLOT(sock, SLOT_WREF)) < 0)
+            return NULL;
+        Py_INCREF(Py_True);
+        slot_set(sock, SLOT_NUMBERED, Py_True);
+    }
+    PyObject *fd_to_key = SSLOT(self, SS_FD_TO_KEY);
+    int has = PyDict_Contains(fd_to_key, fd);
+    if (has != 0)
+        return has < 0 ? NULL : call_python(se.py_register, self, args, nargs, kwnames);
+    int64_t wanted = small_int(PyTuple_GET_ITEM(se.conn_wanted, events), &ok);
+    /* What can fail is made first: the key, the place, the ids, the row's new count. */
+    PyObject *key = se.key_cls->tp_alloc(se.key_cls, 4); /* SelectorKey(sock, fd, events, data) */
+    PyObject *sock_id = PyLong_FromVoidPtr(sock);
+    PyObject *place = conn_place(stack, rows, row);
+    PyObject *cidv = PyLong_FromLongLong(cid);
+    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(count) + 1);
+    PyObject *watchers = SLOT(sock, SLOT_SELECTORS), *new_watchers = NULL;
+    if (watchers == Py_None && (new_watchers = PyList_New(1)) != NULL) {
+        Py_INCREF(self);
+        PyList_SET_ITEM(new_watchers, 0, self);
+    }
+    if (!key || !sock_id || !place || !cidv || !n || (watchers == Py_None && !new_watchers)
+        || !ok || (watchers != Py_None && !PyList_CheckExact(watchers))) {
+        Py_XDECREF(key);
+        Py_XDECREF(sock_id);
+        Py_XDECREF(place);
+        Py_XDECREF(cidv);
+        Py_XDECREF(n);
+        Py_XDECREF(new_watchers);
+        if (PyErr_Occurred())
+            return NULL;
+        return call_python(se.py_register, self, args, nargs, kwnames);
+    }
+    PyObject *data = nargs == 3 ? args[2] : Py_None;
+    Py_INCREF(sock);
+    PyTuple_SET_ITEM(key, 0, sock);
+    Py_INCREF(fd);
+    PyTuple_SET_ITEM(key, 1, fd);
+    Py_INCREF(args[1]);
+    PyTuple_SET_ITEM(key, 2, args[1]);
+    Py_INCREF(data);
+    PyTuple_SET_ITEM(key, 3, data);
+    /* register() and _add_fsdp() */
+    int err = PyDict_SetItem(fd_to_key, fd, key) < 0
+        || PyDict_SetItem(SSLOT(self, SS_FSDP), fd, sock) < 0
+        || PyDict_SetItem(SSLOT(self, SS_FD_OF_SOCK), sock_id, fd) < 0
+        || PyDict_SetItem(SSLOT(self, SS_ROWS_OF), fd, place) < 0;
+    Py_DECREF(sock_id);
+    Py_DECREF(place);
+    if (!err && new_watchers != NULL) {
+        slot_set(sock, SLOT_SELECTORS, new_watchers);
+        new_watchers = NULL;
+    } else if (!err) {
+        int in = PySequence_Contains(watchers, self);
+        err = in < 0 || (!in && PyList_Append(watchers, self) < 0);
+    }
+    Py_XDECREF(new_watchers);
+    if (err || PyList_SetSlice(free_rows, nfree - 1, nfree, NULL) < 0) {
+        Py_DECREF(key);
+        Py_DECREF(cidv);
+        Py_DECREF(n);
+        return NULL;
+    }
+    /* _CoreRows.add(cid, 0, _CONN_WANTED[events], key) */
+    int64_t base = row * se.poll_row;
+    a.rows[base + se.pr_id] = cid;
+    a.rows[base + se.pr_kind] = 0;
+    a.rows[base + se.pr_wanted] = wanted;
+    Py_INCREF(key);
+    PyList_SetItem(keys, row, key); /* (steals; replaces the free row's None) */
+    PyList_SetItem(cids, row, cidv);
+    RSLOT(rows, RS_COUNT) = n;
+    Py_DECREF(count);
+    if (a.rowof[cid] >= 0)
+        a.sel[se.sel_shared] += 1; /* (not expected: one socket per connection; but exact) */
+    a.rowof[cid] = (int32_t)row;
+    int64_t k = a.sel[se.sel_nready]; /* a new row is looked at on the next pass */
+    if (k < a.nready) {
+        a.ready[k] = row;
+        a.sel[se.sel_nready] = k + 1;
+    } else {
+        a.sel[se.sel_full] = 1;
+    }
+    return key;
+}
+
+/* unregister(fileobj) */
+static PyObject *sel_unregister(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    PyObject *sock = nargs == 1 ? args[0] : NULL;
+    if (kwnames != NULL || nargs != 1 || SSLOT(self, SS_CLOSED) != Py_False
+        || !Py_IS_TYPE(sock, sk.cls) || SLOT(sock, SLOT_CLOSED) != Py_False)
+        return call_python(se.py_unregister, self, args, nargs, kwnames);
+    PyObject *fd = SLOT(sock, SLOT_FILENO);
+    PyObject *fd_to_key = SSLOT(self, SS_FD_TO_KEY), *fsdp = SSLOT(self, SS_FSDP);
+    PyObject *rows_of = SSLOT(self, SS_ROWS_OF);
+    PyObject *key = PyDict_GetItemWithError(fd_to_key, fd);
+    PyObject *placed = key ? PyDict_GetItemWithError(rows_of, fd) : NULL;
+    PyObject *watchers = SLOT(sock, SLOT_SELECTORS);
+    if (PyErr_Occurred())
+        return NULL;
+    /* a connection's one row, not its core's last (that drops the core's rows: Python) */
+    PyObject *places, *rows, *count, *cids, *keys, *free_rows;
+    Py_ssize_t row;
+    RowArrays a;
+    int ok;
+    if (key == NULL || placed == NULL || PyDict_GetItemWithError(fsdp, fd) != sock
+        || !PyTuple_CheckExact(placed) || PyTuple_GET_SIZE(placed) != 2
+        || !PyTuple_CheckExact(places = PyTuple_GET_ITEM(placed, 1))
+        || PyTuple_GET_SIZE(places) != 1
+        || !PyTuple_CheckExact(PyTuple_GET_ITEM(places, 0))
+        || !Py_IS_TYPE(rows = PyTuple_GET_ITEM(PyTuple_GET_ITEM(places, 0), 0), se.rows_cls)
+        || !row_arrays(rows, &a)
+        || (row = (Py_ssize_t)small_int(PyTuple_GET_ITEM(PyTuple_GET_ITEM(places, 0), 1), &ok),
+            !ok)
+        || !PyLong_CheckExact(count = RSLOT(rows, RS_COUNT)) || PyLong_AsSsize_t(count) < 2
+        || !PyList_CheckExact(cids = RSLOT(rows, RS_CIDS)) || row < 0
+        || row >= PyList_GET_SIZE(cids) || !PyList_CheckExact(keys = RSLOT(rows, RS_KEYS))
+        || row >= PyList_GET_SIZE(keys) || !PyList_CheckExact(free_rows = RSLOT(rows, RS_FREE))
+        || !PyList_CheckExact(watchers)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return call_python(se.py_unregister, self, args, nargs, kwnames);
+    }
+    int64_t cid = small_int(PyList_GET_ITEM(cids, row), &ok);
+    if (!ok || cid < 0 || cid >= a.nrowof)
+        return call_python(se.py_unregister, self, args, nargs, kwnames);
+    PyObject *sock_id = PyLong_FromVoidPtr(sock);
+    PyObject *minus1 = PyLong_FromLong(-1);
+    PyObject *rowv = PyLong_FromSsize_t(row);
+    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(count) - 1);
+    if (!sock_id || !minus1 || !rowv || !n) {
+        Py_XDECREF(sock_id);
+        Py_XDECREF(minus1);
+        Py_XDECREF(rowv);
+        Py_XDECREF(n);
+        return NULL;
+    }
+    Py_INCREF(key); /* the result (the dict's reference goes with the entry) */
+    /* unregister(): _fd_to_key.pop(fd); _drop_fsdp(fd) */
+    int err = PyDict_DelItem(fd_to_key, fd) < 0 || PyDict_DelItem(fsdp, fd) < 0
+        || PyDict_DelItem(SSLOT(self, SS_FD_OF_SOCK), sock_id) < 0;
+    Py_DECREF(sock_id);
+    if (!err) {
+        Py_INCREF(rows); /* (held while its place's tuple goes) */
+        err = PyDict_DelItem(rows_of, fd) < 0;
+    } else {
+        rows = NULL;
+    }
+    if (err) {
+        Py_XDECREF(rows);
+        Py_DECREF(minus1);
+        Py_DECREF(rowv);
+        Py_DECREF(n);
+        Py_DECREF(key);
+        return NULL;
+    }
+    /* _CoreRows.remove(row) */
+    PyList_SetItem(cids, row, minus1);
+    if (a.rowof[cid] == row)
+        a.rowof[cid] = -1;
+    else
+        a.sel[se.sel_shared] -= 1;
+    a.rows[row * se.poll_row + se.pr_id] = -1; /* a free row is never ready */
+    Py_INCREF(Py_None);
+    PyList_SetItem(keys, row, Py_None);
+    err = PyList_Append(free_rows, rowv) < 0;
+    Py_DECREF(rowv);
+    PyObject *oldn = RSLOT(rows, RS_COUNT);
+    RSLOT(rows, RS_COUNT) = n;
+    Py_DECREF(oldn);
+    Py_DECREF(rows);
+    /* the socket's watchers: this selector no longer */
+    for (Py_ssize_t i = 0; !err && i < PyList_GET_SIZE(watchers); i++) {
+        if (PyList_GET_ITEM(watchers, i) == self) {
+            err = PySequence_DelItem(watchers, i) < 0;
+            break;
+        }
+    }
+    if (err) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    return key;
+}
+
+#define SELECTOR_METHOD(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, doc}
+static PyMethodDef selector_methods[] = {
+    SELECTOR_METHOD("register", sel_register, "register(fileobj, events, data=None) -> key"),
+    SELECTOR_METHOD("unregister", sel_unregister, "unregister(fileobj) -> key"),
+};
+
+static int slot_offsets(PyTypeObject *t, const char **names, int n, Py_ssize_t *off) {
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyDict_GetItemString(t->tp_dict, names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", names[i], t->tp_name);
+            return -1;
+        }
+        off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
+/* bind_selector_class(cls, rows_cls, key_cls, conn_wanted, references, layout)
+ *   -> {name: method descriptor}
+ * After bind_socket_class.  `references`: {"register": ..., "unregister": ...}, the Python
+ * methods; `layout`: (POLL_ROW, PR_ID, PR_KIND, PR_WANTED, SEL_NREADY, SEL_FULL, SEL_SHARED)
+ * of fsdp.core.loop. */
+static PyObject *bind_selector_class(PyObject *module, PyObject *args) {
+    PyObject *cls, *rows_cls, *key_cls, *wanted, *refs;
+    long long lay[7];
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!(LLLLLLL)", &PyType_Type, &cls, &PyType_Type,
+                          &rows_cls, &PyType_Type, &key_cls, &PyTuple_Type, &wanted,
+                          &PyDict_Type, &refs, &lay[0], &lay[1], &lay[2], &lay[3], &lay[4],
+                          &lay[5], &lay[6]))
+        return NULL;
+    if (sk.cls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_socket_class first");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(wanted) != 4 || !PyType_IsSubtype((PyTypeObject *)key_cls,
+                                                            &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "conn_wanted: 4 ints; key_cls: a tuple class");
+        return NULL;
+    }
+    if (slot_offsets((PyTypeObject *)cls, sel_slot_names, N_SSLOTS, se.soff) < 0
+        || slot_offsets((PyTypeObject *)rows_cls, rows_slot_names, N_RSLOTS, se.roff) < 0)
+        return NULL;
+    PyObject *reg = PyDict_GetItemString(refs, "register");
+    PyObject *unreg = PyDict_GetItemString(refs, "unregister");
+    if (reg == NULL || unreg == NULL) {
+        PyErr_SetString(PyExc_KeyError, "register and unregister are needed");
+        return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof selector_methods / sizeof selector_methods[0]; i++) {
+        PyObject *d = PyDescr_NewMethod((PyTypeObject *)cls, &selector_methods[i]);
+        if (d == NULL || PyDict_SetItemString(out, selector_methods[i].ml_name, d) < 0) {
+            Py_XDECREF(d);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(d);
+    }
+    Py_INCREF(rows_cls);
+    Py_INCREF(key_cls);
+    Py_INCREF(wanted);
+    Py_INCREF(reg);
+    Py_INCREF(unreg);
+    se.rows_cls = (PyTypeObject *)rows_cls;
+    se.key_cls = (PyTypeObject *)key_cls;
+    se.conn_wanted = wanted;
+    se.py_register = reg;
+    se.py_unregister = unreg;
+    se.poll_row = lay[0];
+    se.pr_id = lay[1];
+    se.pr_kind = lay[2];
+    se.pr_wanted = lay[3];
+    se.sel_nready = lay[4];
+    se.sel_full = lay[5];
+    se.sel_shared = lay[6];
+    se.bound = 1;
+    return out;
+}
+
 static PyMethodDef module_functions[] = {
+    {"bind_selector_class", bind_selector_class, METH_VARARGS,
+     "bind_selector_class(cls, rows_cls, key_cls, conn_wanted, references, layout) -> "
+     "{name: C method}: FsdpSelector's register / unregister fast paths (see the C file)"},
     {"bind_socket_class", bind_socket_class, METH_VARARGS,
      "bind_socket_class(cls, template, references, by_fileno, fileno_counter, ip_str, "
      "getdefaulttimeout) -> {name: C method}: Socket's fast paths (see the C file)"},

@@ -335,3 +335,95 @@ def test_send_takes_bytes_bytearrays_and_memoryviews_in_c(pair):
     assert e.value.errno in (errno.EPIPE, errno.ECONNRESET)
     s.close()
     ls.close()
+
+
+# ---- FsdpSelector's C methods (fsdp._native.bind_selector_class) --------------------------
+def test_registering_a_connection_runs_in_c_and_reports_as_python_did(pair):
+    """register / unregister of connected sockets in C; the listener, a pipe and the core's
+    last row through the Python methods; readiness is reported the same either way."""
+    _require_native()
+    from fsdp.selectors import EVENT_READ, EVENT_WRITE, DefaultSelector, SelectorKey
+
+    server, client = pair
+    ls, c = _connected(server, client, 7006)
+    s, _ = ls.accept()
+    c2 = client.socket()
+    c2.setblocking(False)
+    c2.connect_ex(("10.9.3.1", 7006))
+    _pump(server, client)
+    s2, _ = ls.accept()
+    r, w = os.pipe()
+    try:
+        with DefaultSelector() as sel:
+            key, frames = _python_frames(lambda: sel.register(ls, EVENT_READ, "L"))
+            assert "register" in frames  # a listener: Python's way
+            key, frames = _python_frames(lambda: sel.register(s, EVENT_READ, "S"))
+            assert frames == [] and type(key) is SelectorKey
+            assert key == (s, s.fileno(), EVENT_READ, "S") and sel.get_key(s) is key
+            assert fsdp.sockapi.socket.socket_from_fileno(s.fileno()) is s
+            key2, frames = _python_frames(lambda: sel.register(s2, EVENT_READ | EVENT_WRITE))
+            assert frames == [] and key2.data is None
+            sel.register(r, EVENT_READ, "pipe")
+            with pytest.raises(KeyError):
+                sel.register(s, EVENT_READ)  # (again: the Python method says so)
+            with pytest.raises(ValueError):
+                sel.register(s2, 4)
+            assert {k.data for k, _ in sel.select(0)} == {None}  # s2 writable; s has nothing
+            c.sendall(b"ping")
+            os.write(w, b"x")
+            _pump(server, client)
+            got = {k.data: ev for k, ev in sel.select(0)}
+            assert got == {"S": EVENT_READ, None: EVENT_WRITE, "pipe": EVENT_READ}
+            out, frames = _python_frames(lambda: sel.unregister(s))
+            assert frames == [] and out is key and s._selectors == []
+            with pytest.raises(KeyError):
+                sel.unregister(s)  # not registered now: Python's way raises
+            assert {k.data for k, _ in sel.select(0)} == {None, "pipe"}
+            sel.unregister(ls)
+            out, frames = _python_frames(lambda: sel.unregister(s2))
+            assert "unregister" in frames and out is key2  # the core's last row: Python
+            assert sel._stack_rows == {}
+            assert {k.data for k, _ in sel.select(0)} == {"pipe"}
+    finally:
+        os.close(r)
+        os.close(w)
+    for x in (s, s2, c, c2, ls):
+        x.close()
+
+
+def test_registering_more_connections_than_free_rows_grows_them_in_python(pair):
+    _require_native()
+    from fsdp.selectors import EVENT_READ, DefaultSelector
+
+    server, client = pair
+    ls = _listener(server, 7007)
+    ls.listen(64)
+    clients, conns = [], []
+    for _ in range(40):  # rows come 16 at first: two growths
+        c = client.socket()
+        c.setblocking(False)
+        c.connect_ex(("10.9.3.1", 7007))
+        clients.append(c)
+    _pump(server, client, passes=20)
+    while True:
+        try:
+            conns.append(ls.accept()[0])
+        except BlockingIOError:
+            break
+    assert len(conns) == 40
+    with DefaultSelector() as sel:
+        for i, s in enumerate(conns):
+            sel.register(s, EVENT_READ, i)
+        for i, c in enumerate(clients):
+            if i % 3 == 0:
+                c.sendall(b"x")
+        _pump(server, client, passes=20)
+        assert sorted(k.data for k, _ in sel.select(0)) == list(range(0, 40, 3))
+        for s in conns[::2]:
+            sel.unregister(s)
+        assert sorted(k.data for k, _ in sel.select(0)) == [i for i in range(0, 40, 3) if i % 2]
+        for s in conns[1::2]:
+            sel.unregister(s)
+        assert sel.select(0) == [] and sel.get_map() is not None and not sel.get_map()
+    for x in conns + clients + [ls]:
+        x.close()
