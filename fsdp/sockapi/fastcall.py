@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -36,50 +37,76 @@ except ImportError:  # not built (no C compiler at install): the Numba entries s
 
 _U8, _I64, _I32 = uc.UC_U8, uc.UC_I64, uc.UC_I32
 _OP_ACCEPT, _OP_SEND, _OP_RECV, _OP_CLOSE = uc.OP_ACCEPT, uc.OP_SEND, uc.OP_RECV, uc.OP_CLOSE
-_accept_scratch = threading.local()  # PyEngine.accept's address array
+_monotonic_ns = time.monotonic_ns
+SCRATCH_BYTES = 65536
+_scratch = threading.local()
+
+
+def scratch_buffer() -> tuple[np.ndarray, memoryview, np.ndarray]:
+    """This thread's scratch buffers: uint8[SCRATCH_BYTES] and a memoryview of it (what a send
+    of read-only bytes is copied into and a recv reads into, so neither makes an array: the
+    engine copies in and out during the call), and int64[4] (accept's addresses).  Per thread:
+    another thread may call between a call and the read of its result."""
+    try:
+        return _scratch.buf
+    except AttributeError:
+        arr = np.empty(SCRATCH_BYTES, np.uint8)
+        _scratch.buf = (arr, memoryview(arr), np.empty(4, np.int64))
+        return _scratch.buf
 
 
 class PyEngine:
     """The engine's calls through Numba's entries: the reference for ``_native.Engine``."""
 
-    __slots__ = ("_entries", "_refs", "_clock")
+    __slots__ = ("_entries", "_refs", "_clock", "_virtual")
 
-    def __init__(self, refs, clock) -> None:
+    def __init__(self, refs, clock, virtual_clock: bool = True) -> None:
         self._refs = refs
         self._entries = [uc.usercall_entry(r) for r in refs]
         self._clock = clock
+        self._virtual = virtual_clock  # False: the clock is the host's (read here, inline)
+
+    def _now(self) -> int:
+        return self._clock() if self._virtual else _monotonic_ns() // 1000
 
     def call(self, core: int, op: int, cid: int, a: int, b: int, c: int, d: int) -> int:
         if op == _OP_SEND or op == _OP_RECV:
             raise ValueError("call() makes no send or recv: use send() / recv()")
-        return int(self._entries[core](self._refs[core], op, cid, a, b, c, d, self._clock(),
+        return int(self._entries[core](self._refs[core], op, cid, a, b, c, d, self._now(),
                                        _U8, _I64, _I32))
 
     def send(self, core: int, cid: int, data) -> int:
         view = memoryview(data).cast("B")
         n = view.nbytes
         # (the engine's buffer type is writable uint8: read-only data is copied into one)
-        arr = np.frombuffer(view, np.uint8) if not view.readonly else np.array(view, np.uint8)
         if not n:
             arr = _U8
+        elif not view.readonly:
+            arr = np.frombuffer(view, np.uint8)
+        elif n <= SCRATCH_BYTES:
+            arr, mv, _ = scratch_buffer()
+            mv[:n] = view
+        else:
+            arr = np.array(view, np.uint8)
         return int(self._entries[core](self._refs[core], _OP_SEND, cid, 0, n, 0, 0,
-                                       self._clock(), arr, _I64, _I32))
+                                       self._now(), arr, _I64, _I32))
 
     def recv(self, core: int, cid: int, n: int):
         if n <= 0:
             raise ValueError("recv() needs a size > 0")
-        buf = bytearray(n)
-        rc = int(self._entries[core](self._refs[core], _OP_RECV, cid, 0, n, 0, 0,
-                                     self._clock(), np.frombuffer(buf, np.uint8), _I64, _I32))
+        if n <= SCRATCH_BYTES:
+            arr, mv, _ = scratch_buffer()
+        else:
+            arr = np.empty(n, np.uint8)
+            mv = memoryview(arr)
+        rc = int(self._entries[core](self._refs[core], _OP_RECV, cid, 0, n, 0, 0, self._now(),
+                                     arr, _I64, _I32))
         if rc < 0:
             return rc
-        return bytes(memoryview(buf)[:rc])
+        return bytes(mv[:rc])
 
     def accept(self, core: int, lid: int):
-        try:
-            addrs = _accept_scratch.addrs  # per thread: another may accept between two lines
-        except AttributeError:
-            addrs = _accept_scratch.addrs = np.empty(4, np.int64)
+        addrs = scratch_buffer()[2]
         cid = int(self._entries[core](self._refs[core], _OP_ACCEPT, lid, 0, 0, 0, 0, 0, _U8,
                                       addrs, _I32))
         if cid < 0:
@@ -88,7 +115,7 @@ class PyEngine:
 
     def close(self, core: int, cid: int) -> int:
         return int(self._entries[core](self._refs[core], _OP_CLOSE, cid, 0, 0, 0, 0,
-                                       self._clock(), _U8, _I64, _I32))
+                                       self._now(), _U8, _I64, _I32))
 
 
 def _native_root(entry, ref: CoreRef) -> tuple[int, str]:
@@ -127,7 +154,7 @@ def make_engine(refs, clock, virtual_clock: bool):
         engine = _native.Engine(fns, refs, clock if virtual_clock else None)
         # one harmless call both ways (status of no connection): the ABI agrees
         if all(engine.call(i, uc.OP_STATUS, -1, 0, 0, 0, 0)
-               == PyEngine(refs, clock).call(i, uc.OP_STATUS, -1, 0, 0, 0, 0)
+               == PyEngine(refs, clock, virtual_clock).call(i, uc.OP_STATUS, -1, 0, 0, 0, 0)
                for i in range(len(refs))):
             return engine
-    return PyEngine(refs, clock)
+    return PyEngine(refs, clock, virtual_clock)

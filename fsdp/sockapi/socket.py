@@ -23,12 +23,12 @@ import os
 import socket as _stdsocket
 import struct
 import sys
-import threading
 import time
 import weakref
 
 import numpy as np
 
+from fsdp.sockapi import fastcall
 from fsdp.tcp import usercalls as uc
 
 _EV_READABLE = uc.EV_READABLE
@@ -238,22 +238,9 @@ def _timeout_value(value):
 
 _tcp_send_array = uc.tcp_send_array
 _tcp_recv_array = uc.tcp_recv_array
-# (The per-connection hot paths, accept, recv, sendall and close, call the engine through
-# Stack._engine: fsdp.sockapi.fastcall.)
-_SCRATCH_BYTES = 65536
-_scratch = threading.local()
-
-
-def _scratch_buffer() -> tuple[np.ndarray, memoryview]:
-    """This thread's scratch buffer (uint8[_SCRATCH_BYTES] and a memoryview of it): what
-    send() copies read-only data into and recv() reads into, so neither allocates an array.
-    The engine copies in and out during the call, so the buffer is free again after it."""
-    try:
-        return _scratch.buf
-    except AttributeError:
-        arr = np.empty(_SCRATCH_BYTES, np.uint8)
-        _scratch.buf = (arr, memoryview(arr))
-        return _scratch.buf
+# (The per-connection hot paths, accept, recv, send, sendall and close, call the engine
+# through Stack._engine: fsdp.sockapi.fastcall.)
+_SCRATCH_BYTES = fastcall.SCRATCH_BYTES
 
 
 def _send_array(view: memoryview, n: int) -> np.ndarray:
@@ -265,7 +252,7 @@ def _send_array(view: memoryview, n: int) -> np.ndarray:
         return np.frombuffer(view, np.uint8)
     if n > _SCRATCH_BYTES:
         return np.array(view, np.uint8)
-    arr, mv = _scratch_buffer()
+    arr, mv, _ = fastcall.scratch_buffer()
     mv[:n] = view
     return arr
 
@@ -1244,8 +1231,7 @@ def _bind_native_methods() -> None:
     """Socket's accept, recv, send, sendall and close: fsdp._native's (C) where it was built, each
     doing the usual case itself and calling the Python method above (kept as ``_py_<name>``)
     for everything else.  With ``FSDP_NATIVE=0``, or not built, the Python methods serve."""
-    from fsdp.sockapi.fastcall import _native
-
+    _native = fastcall._native
     if _native is None or os.environ.get("FSDP_NATIVE", "1") == "0":
         return
     references = {name: getattr(Socket, name)

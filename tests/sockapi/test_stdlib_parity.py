@@ -232,7 +232,7 @@ def py_engine_stacks(stacks):
     server = fsdp.Stack(nic=wire, ip="10.9.0.1/24")
     client = fsdp.Stack(nic=wire, ip="10.9.0.2/24")
     for s in (server, client):
-        s._engine = PyEngine(s._refs, s._clock)
+        s._engine = PyEngine(s._refs, s._clock, s._virtual_clock)
     yield server, client
     client.close()
     server.close()
