@@ -810,6 +810,16 @@ static int row_arrays(PyObject *rows, RowArrays *a) {
     return 1;
 }
 
+/* the selector's tables are the dicts __init__ made (not a subclass's replacements) */
+static int selector_dicts(PyObject *self) {
+    for (int i = SS_FD_TO_KEY; i <= SS_ROWS_OF; i++) {
+        PyObject *d = SSLOT(self, i);
+        if (d == NULL || !PyDict_CheckExact(d))
+            return 0;
+    }
+    return 1;
+}
+
 /* a registered connection's place: (stack, ((rows, row),)) */
 static PyObject *conn_place(PyObject *stack, PyObject *rows, Py_ssize_t row) {
     return Py_BuildValue("(O((On)))", stack, rows, row);
@@ -822,8 +832,9 @@ static PyObject *sel_register(PyObject *self, PyObject *const *args, Py_ssize_t 
     int ok = 0, ok2 = 0;
     int64_t events = nargs >= 2 ? small_int(args[1], &ok) : 0;
     if (kwnames != NULL || (nargs != 2 && nargs != 3) || !ok || events < 1 || events > 3
-        || SSLOT(self, SS_CLOSED) != Py_False || !Py_IS_TYPE(sock, sk.cls)
-        || SLOT(sock, SLOT_CLOSED) != Py_False || SLOT(sock, SLOT_LIDS) != Py_None)
+        || SSLOT(self, SS_CLOSED) != Py_False || !selector_dicts(self)
+        || !Py_IS_TYPE(sock, sk.cls) || SLOT(sock, SLOT_CLOSED) != Py_False
+        || SLOT(sock, SLOT_LIDS) != Py_None)
         return call_python(se.py_register, self, args, nargs, kwnames);
     int64_t cid = small_int(SLOT(sock, SLOT_CID), &ok);
     int64_t core = small_int(SLOT(sock, SLOT_CORE), &ok2);
@@ -949,7 +960,8 @@ static PyObject *sel_unregister(PyObject *self, PyObject *const *args, Py_ssize_
                                 PyObject *kwnames) {
     PyObject *sock = nargs == 1 ? args[0] : NULL;
     if (kwnames != NULL || nargs != 1 || SSLOT(self, SS_CLOSED) != Py_False
-        || !Py_IS_TYPE(sock, sk.cls) || SLOT(sock, SLOT_CLOSED) != Py_False)
+        || !selector_dicts(self) || !Py_IS_TYPE(sock, sk.cls)
+        || SLOT(sock, SLOT_CLOSED) != Py_False)
         return call_python(se.py_unregister, self, args, nargs, kwnames);
     PyObject *fd = SLOT(sock, SLOT_FILENO);
     PyObject *fd_to_key = SSLOT(self, SS_FD_TO_KEY), *fsdp = SSLOT(self, SS_FSDP);

@@ -241,6 +241,7 @@ _tcp_recv_array = uc.tcp_recv_array
 # (The per-connection hot paths, accept, recv, send, sendall and close, call the engine
 # through Stack._engine: fsdp.sockapi.fastcall.)
 _SCRATCH_BYTES = fastcall.SCRATCH_BYTES
+_OP_STATUS, _OP_TAKE_ERROR = uc.OP_STATUS, uc.OP_TAKE_ERROR
 
 
 def _send_array(view: memoryview, n: int) -> np.ndarray:
@@ -363,6 +364,14 @@ class Socket:
     def _core_state(self):
         return self._stack._refs[self._core]
 
+    def _status(self) -> int:
+        """The connection's EV_* bits (fsdp.tcp.usercalls.tcp_status)."""
+        return self._stack._engine.call(self._core, _OP_STATUS, self._cid, 0, 0, 0, 0)
+
+    def _take_error(self) -> int:
+        """The connection's pending error, cleared (SO_ERROR; tcp_take_error)."""
+        return self._stack._engine.call(self._core, _OP_TAKE_ERROR, self._cid, 0, 0, 0, 0)
+
     def _now(self) -> int:
         return self._stack.now_us()
 
@@ -435,7 +444,7 @@ class Socket:
             return 0
         if self._cid < 0:
             return POLL_READ | POLL_WRITE
-        st = uc.tcp_status(self._core_state(), self._cid)
+        st = self._status()
         ev = 0
         if st & _EV_READABLE:
             ev |= POLL_READ
@@ -470,7 +479,7 @@ class Socket:
         again (the socket stays connected: connect() is EISCONN, reads see its end)."""
         return (self._cid >= 0 and not self._explicit_bind and not self._rebound
                 and self._lids is None
-                and bool(uc.tcp_status(self._core_state(), self._cid) & uc.EV_CLOSED))
+                and bool(self._status() & uc.EV_CLOSED))
 
     def _autobind_port(self, ip: int) -> int:
         """A free port for bind(port 0) or listen() without bind: with the ephemeral range
@@ -495,7 +504,7 @@ class Socket:
         self._check_open()
         if self._peer is None or self._cid < 0:
             raise _oserror(errno.ENOTCONN)
-        state = uc.tcp_status(self._core_state(), self._cid)
+        state = self._status()
         if not state & _EV_CONNECTED:  # Linux: ENOTCONN in SYN_SENT and CLOSE
             raise _oserror(errno.ENOTCONN)
         return (_ip_str(self._peer[0]), self._peer[1])
@@ -600,14 +609,14 @@ class Socket:
             if not self._connecting:
                 return errno.EISCONN
             # Linux SS_CONNECTING: this call reports how the connect begun before ended
-            status = uc.tcp_status(self._core_state(), self._cid)
+            status = self._status()
             if status & _EV_CONNECTED:
                 self._connecting = False
                 return 0
             if status & (_EV_ERROR | uc.EV_CLOSED):
                 self._connecting = False
                 # its error, or ECONNABORTED when SO_ERROR (or a timed connect) took it
-                rc = uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNABORTED
+                rc = self._take_error() or errno.ECONNABORTED
                 self._drop_failed_connection()
                 return rc
             if self._timeout is not None or self._stack._virtual_clock:
@@ -635,11 +644,11 @@ class Socket:
             self._changed()
 
         def ready():
-            st = uc.tcp_status(self._core_state(), self._cid)
+            st = self._status()
             if st & _EV_CONNECTED:
                 return 0
             if st & _EV_ERROR:
-                return uc.tcp_take_error(self._core_state(), self._cid) or errno.ECONNREFUSED
+                return self._take_error() or errno.ECONNREFUSED
             return None
 
         rc = self._wait(ready, "connect")
@@ -926,7 +935,7 @@ class Socket:
             # Linux inet_shutdown ends SS_CONNECTING: a connect that failed unseen (TCP_CLOSE)
             # becomes SS_DISCONNECTING, where every later connect() is EINVAL; one that
             # succeeded SS_CONNECTED (a later connect() is EISCONN)
-            status = uc.tcp_status(self._core_state(), self._cid)
+            status = self._status()
             if status & uc.EV_CLOSED:
                 self._disconnecting = True
             elif status & _EV_CONNECTED:
@@ -1135,7 +1144,7 @@ class Socket:
             if optname == _stdsocket.SO_ERROR:
                 v = 0
                 if self._cid >= 0:
-                    v = int(uc.tcp_take_error(self._core_state(), self._cid))
+                    v = int(self._take_error())
             elif optname == _stdsocket.SO_REUSEADDR:
                 v = int(self._reuseaddr)
             elif optname == getattr(_stdsocket, "SO_REUSEPORT", -1):
