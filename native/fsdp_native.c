@@ -320,7 +320,6 @@ static struct {
 } sk;
 
 #define SLOT(obj, i) (*(PyObject **)((char *)(obj) + sk.off[i]))
-#define RECV_MAX 65536 /* socket._SCRATCH_BYTES: larger reads take the Python path */
 
 static void slot_set(PyObject *obj, int i, PyObject *v) { /* steals v */
     PyObject *old = SLOT(obj, i);
@@ -406,8 +405,11 @@ static PyObject *sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nar
         int64_t n = small_int(args[0], &ok), core, cid;
         PyObject *eref = NULL;
         Engine *e;
-        if (ok && n > 0 && n <= RECV_MAX && (e = usual_connection(self, &core, &cid, &eref))) {
-            PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+        /* (any size, as CPython's recv: the result is made that large, then cut to what
+         * came; asyncio's transports ask for 256 KiB) */
+        if (ok && n > 0 && n <= PY_SSIZE_T_MAX
+            && (e = usual_connection(self, &core, &cid, &eref))) {
+            PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
             int64_t ret;
             if (out == NULL
                 || call(e, core, OP_RECV, cid, 0, n, 0, 0, PyBytes_AS_STRING(out), n, &ret) < 0) {
