@@ -4,6 +4,7 @@ Everything the jitted loop touches for core *i* hangs off one ``CoreState``: its
 packet pool, its tables, its counters.  Nothing in it is shared with another core.
 """
 
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import Pool, pool_create
 from fsdp.tcp.flowtable import FlowTable, flowtable_create
 from fsdp.tcp.icmp import EchoLog, echo_log_create
-from fsdp.tcp.isn import isn_secret_create
+from fsdp.tcp.isn import host_secret_create
 from fsdp.tcp.listen import ListenTable, listen_table_create
 from fsdp.tcp.neighbor import ArpTable, arp_table_create
 from fsdp.tcp.reass import SackState, sack_state_create
@@ -100,7 +101,7 @@ def core_state_create(
         steering = (np.zeros((RSS_IPV4_L4_BYTES, 256), np.uint32), np.zeros(RETA_SIZE, np.int64))
     if listen_map is None:
         listen_map = np.zeros(65536, np.int64)
-    secret = isn_secret_create()
+    secret = host_secret_create()
     n = opts.max_conns
     return CoreState(
         cfg=cfg,
@@ -115,7 +116,8 @@ def core_state_create(
         capture=capture_ring_create(slots=1, snaplen=64),
         tcb=tcb_table_create(n),
         flows=flowtable_create(n),
-        listen=listen_table_create(int(secret[0] % 28232)),
+        # (where the ephemeral port search starts: this stack's own, not the host's)
+        listen=listen_table_create(int.from_bytes(os.urandom(4), "little")),
         timers=timerwheel_create(n),
         sack=sack_state_create(n),
         isn_secret=secret,

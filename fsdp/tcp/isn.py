@@ -29,8 +29,10 @@ current and the previous period only (``SYNCOOKIE_MAX_AGE``), and checks the MAC
 passes with about 2/2^8 * 2^-22 = 2^-29 per ACK.  Limitation: only the MSS survives a cookie;
 window scale, SACK permission and timestamps are not encoded (Linux hides them in TSval).
 
-Secrets: ``isn_secret_create()`` draws 256 bits from ``os.urandom`` once per stack: a 128-bit key
-for ISNs and an independent 128-bit key for cookies, as four uint64 words.
+Secrets: 256 bits, a 128-bit key for ISNs (and timestamp offsets) and an independent 128-bit key
+for cookies, as four uint64 words: ``host_secret_create()`` gives every stack of this machine's
+user the same one until the next boot (as Linux's per-boot secrets; see its doc), and
+``isn_secret_create()`` draws a fresh one.
 
 Numba note: SipHash runs on uint64 only; every constant is a ``np.uint64`` so no operand mixes
 signed and unsigned (that would promote to float64).  Results are returned as int64 in [0, 2^32).
@@ -65,11 +67,59 @@ _FF = np.uint64(0xFF)
 
 
 def isn_secret_create(seed: bytes | None = None) -> np.ndarray:
-    """The per-stack secret: 32 bytes from ``os.urandom`` (or ``seed``, for tests)."""
+    """A secret: 32 bytes from ``os.urandom`` (or ``seed``, for tests)."""
     raw = os.urandom(8 * SECRET_WORDS) if seed is None else seed
     if len(raw) != 8 * SECRET_WORDS:
         raise ValueError(f"the secret is {8 * SECRET_WORDS} bytes, not {len(raw)}")
     return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+
+HOST_SECRET_DIR = "/dev/shm"  # a tmpfs: emptied at boot, as Linux draws its secrets at boot
+
+
+def host_secret_create(directory: str | None = None) -> np.ndarray:
+    """The secret every stack of this machine's user shares until the next boot: 32 random
+    bytes kept in ``DIRECTORY/fsdp-tcp-secret-<uid>`` (mode 0600; made by the first stack).
+
+    Linux keys its ISNs (RFC 6528) and its timestamp offsets (RFC 7323 §5.4) with secrets drawn
+    once per boot, so a program that exits and starts again on the same host goes on with the
+    same sequence and timestamp spaces: its new SYN to a port the peer still holds in TIME-WAIT
+    has a newer timestamp (and a higher ISN), and the peer lets it reopen the 4-tuple (RFC 6191,
+    RFC 9293 §3.10.7.4).  A secret per stack made every restarted client a new host: in half of
+    the address pairs every such SYN was refused (ACK, RST, retransmission).  Where the file
+    cannot be made or is not this user's own 0600 file of 32 bytes, a fresh secret serves (the
+    old behaviour)."""
+    path = os.path.join(directory or HOST_SECRET_DIR, f"fsdp-tcp-secret-{os.getuid()}")
+    n = 8 * SECRET_WORDS
+    try:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            # made whole under another name, then linked: a stack never reads half a secret,
+            # and of two made at once one is kept (link fails on the second)
+            tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+            wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(wfd, os.urandom(n))
+            finally:
+                os.close(wfd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            raw = os.read(fd, n + 1)
+        finally:
+            os.close(fd)
+    except OSError:
+        return isn_secret_create()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or len(raw) != n:
+        return isn_secret_create()
+    return isn_secret_create(raw)
 
 
 # --- SipHash-2-4 -------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""fsdp.tcp.isn: SipHash-2-4 known answers, RFC 6528 ISNs, SYN cookies."""
+"""fsdp.tcp.isn: SipHash-2-4 known answers, RFC 6528 ISNs, SYN cookies, the host secret."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from fsdp.tcp.isn import (
     SECRET_ISN_K1,
     SYNCOOKIE_MSSTAB,
     SYNCOOKIE_PERIOD_US,
+    host_secret_create,
     isn_generate,
     isn_secret_create,
     siphash24,
@@ -134,6 +139,43 @@ def test_secret_create():
     assert SECRET[SECRET_ISN_K0] == int.from_bytes(bytes(range(100, 108)), "little")
     with pytest.raises(ValueError):
         isn_secret_create(b"short")
+
+
+def test_the_host_secret_is_one_per_user_and_private(tmp_path):
+    """Every stack of the machine's user gets the same secret (until the file goes, at boot):
+    another process too; the file is the user's, mode 0600, 32 bytes."""
+    a = host_secret_create(str(tmp_path))
+    b = host_secret_create(str(tmp_path))
+    assert a.dtype == np.uint64 and a.shape == (4,) and (a == b).all()
+    path = tmp_path / f"fsdp-tcp-secret-{os.getuid()}"
+    st_ = path.stat()
+    assert st_.st_mode & 0o777 == 0o600 and st_.st_size == 32
+    assert (a == isn_secret_create(path.read_bytes())).all()
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from fsdp.tcp.isn import host_secret_create as h; "
+         "print(' '.join(str(int(w)) for w in h(sys.argv[1])))", str(tmp_path)],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert [int(w) for w in other] == [int(w) for w in a]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # (no temporary left)
+
+
+@pytest.mark.parametrize("bad", ["mode 0644", "16 bytes", "a directory"])
+def test_a_host_secret_file_that_is_not_private_is_not_used(tmp_path, bad):
+    path = tmp_path / f"fsdp-tcp-secret-{os.getuid()}"
+    if bad == "a directory":
+        path.mkdir()
+    else:
+        path.write_bytes(bytes(range(32 if bad == "mode 0644" else 16)))
+        path.chmod(0o644 if bad == "mode 0644" else 0o600)
+    a, b = host_secret_create(str(tmp_path)), host_secret_create(str(tmp_path))
+    assert not (a == b).all()  # fresh ones, each time
+    assert not (a == isn_secret_create(bytes(range(32)))).all()
+
+
+def test_without_a_place_for_the_host_secret_a_fresh_one_serves(tmp_path):
+    a = host_secret_create(str(tmp_path / "missing"))
+    b = host_secret_create(str(tmp_path / "missing"))
+    assert a.shape == (4,) and not (a == b).all()
 
 
 def test_isn_is_m_plus_f():
