@@ -37,12 +37,11 @@ typedef int32_t (*usercall_fn)(int64_t *ret, void **excinfo, int64_t core, int64
 
 /* fsdp/tcp/usercalls.py's op numbers (checked against it by fastcall.py) */
 enum { OP_ACCEPT = 3, OP_SEND = 9, OP_RECV = 10, OP_CLOSE = 13 };
-#define ACCEPT_ADDRS 4 /* usercalls.CI_LIP .. CI_RPORT: what OP_ACCEPT writes to `out` */
 
 /* The arrays of calls whose `out` / `ids` / `buf` carry nothing (usercalls.UC_U8 ...): one
  * item each, as the Numba entries pass them. */
 static uint8_t unused_u8[1];
-static int64_t out_i64[8];
+static int64_t out_i64[8]; /* OP_ACCEPT writes usercalls.CI_LIP .. CI_RPORT (0..3) here */
 static int32_t unused_i32[1];
 
 typedef struct {
@@ -674,6 +673,20 @@ static PyMethodDef socket_methods[] = {
 };
 #define N_SOCKET_METHODS (sizeof socket_methods / sizeof socket_methods[0])
 
+/* each slot's offset in instances of `t`, from its member descriptor */
+static int slot_offsets(PyTypeObject *t, const char **names, int n, Py_ssize_t *off) {
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyDict_GetItemString(t->tp_dict, names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", names[i], t->tp_name);
+            return -1;
+        }
+        off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
 /* bind_socket_class(cls, template, references, by_fileno, fileno_counter, ip_str,
  *                   getdefaulttimeout) -> {name: method descriptor}
  * `references`: {name: the Python method} for accept, recv, send, sendall, close, and
@@ -689,14 +702,8 @@ static PyObject *bind_socket_class(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "a class with __slots__ only, and one of its instances");
         return NULL;
     }
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *d = PyDict_GetItemString(t->tp_dict, slot_names[i]);
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", slot_names[i], t->tp_name);
-            return NULL;
-        }
-        sk.off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
-    }
+    if (slot_offsets(t, slot_names, N_SLOTS, sk.off) < 0)
+        return NULL;
     for (PyMemberDef *m = t->tp_members; m && m->name; m++) {
         if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
             PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", t->tp_name, m->name);
@@ -780,7 +787,6 @@ static struct {
     PyObject *conn_wanted; /* selectors._CONN_WANTED: the EV_* bits wanted for events 0..3 */
     PyObject *py_register, *py_unregister;
     int64_t poll_row, pr_id, pr_kind, pr_wanted, sel_nready, sel_full, sel_shared;
-    int bound;
 } se;
 
 #define SSLOT(obj, i) (*(PyObject **)((char *)(obj) + se.soff[i]))
@@ -1065,19 +1071,6 @@ static PyMethodDef selector_methods[] = {
     SELECTOR_METHOD("unregister", sel_unregister, "unregister(fileobj) -> key"),
 };
 
-static int slot_offsets(PyTypeObject *t, const char **names, int n, Py_ssize_t *off) {
-    for (int i = 0; i < n; i++) {
-        PyObject *d = PyDict_GetItemString(t->tp_dict, names[i]);
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)
-            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", names[i], t->tp_name);
-            return -1;
-        }
-        off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
-    }
-    return 0;
-}
-
 /* bind_selector_class(cls, rows_cls, key_cls, conn_wanted, references, layout)
  *   -> {name: method descriptor}
  * After bind_socket_class.  `references`: {"register": ..., "unregister": ...}, the Python
@@ -1138,7 +1131,6 @@ static PyObject *bind_selector_class(PyObject *module, PyObject *args) {
     se.sel_nready = lay[4];
     se.sel_full = lay[5];
     se.sel_shared = lay[6];
-    se.bound = 1;
     return out;
 }
 
