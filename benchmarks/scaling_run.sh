@@ -9,6 +9,8 @@
 # steps that no longer fit, so a run cut short still reports what it finished.  The results
 # land in OUT (at most eight files: summary.txt, topology.txt, two plots, logs.tgz).
 #   OUT=/tmp/out bash benchmarks/scaling_run.sh
+# The warm-up first builds fsdp's C part in place where it can (the summary says whether it
+# did: without it the Python server steps measure the Python methods alone).
 # PHASE=warm only compiles (a cold Numba cache took 5.5-6.5 minutes on the 16-core device
 # machine, and more than 8.5 minutes on 2026-11-27; ~3 minutes on the 2-CPU VM), PHASE=measure
 # only measures, STEPS picks steps (default: all, in the order below).  Default PHASE: both,
@@ -59,6 +61,15 @@ grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA node|MHz" "$OUT/topology.t
 # engine itself.  Nothing can be measured before this is done, so it may use all but the last
 # 30 s of the budget (a warm-up cut short keeps what it finished in the cache).
 if [ "$PHASE" != measure ]; then
+    # fsdp's C part (native/, the Python server's per-connection calls): built in place where
+    # this Python has a C compiler, its headers and setuptools; else the Python methods serve
+    # (~40% slower Python servers), and the summary says which ran.
+    if timeout 120 "$PY" setup.py -q build_ext --inplace >"$WORK/native.txt" 2>&1 \
+            && "$PY" -c 'import fsdp._native' 2>>"$WORK/native.txt"; then
+        echo "== fsdp._native: built" | tee -a "$OUT/summary.txt"
+    else
+        echo "== fsdp._native: not built: $(grep -iE 'error|no module' "$WORK/native.txt" | head -n 1)" | tee -a "$OUT/summary.txt"
+    fi
     t0=$SECONDS
     timeout "$(warm_limit)" "$PY" -m fsdp demo --client packet --seconds 0.3 --concurrency 8 >"$WORK/warm1.txt" 2>&1
     echo "   rc=$? in $((SECONDS - t0)) s" >>"$WORK/warm1.txt"
