@@ -603,8 +603,8 @@ def test_serve_stops_cleanly_on_sigterm_to_its_process_group():
     assert "died" not in err and "served" in err
 
 
-def test_workers_die_with_a_killed_parent():
-    srv = _serve(f"t-kill-{os.getpid()}", "10.66.4.1/24", "--cores", "2")
+def test_workers_die_with_a_killed_parent(fresh_wire):
+    srv = _serve(fresh_wire, "10.66.4.1/24", "--cores", "2")
     children = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True,
                               text=True).stdout.split()
     assert len(children) >= 2

@@ -71,9 +71,9 @@ def test_stat_and_ss_read_a_running_stack_from_another_process():
         assert "no running fsdp stack" in r.stderr
 
 
-def test_a_dead_process_segment_is_removed_by_the_next_reader():
-    code = ("import os, fsdp; s = fsdp.Stack(nic='sim:obs-dead-%d', ip='10.4.1.1/24'); "
-            "print(os.getpid(), flush=True); os._exit(0)" % os.getpid())
+def test_a_dead_process_segment_is_removed_by_the_next_reader(fresh_wire):
+    code = ("import os, fsdp; s = fsdp.Stack(nic='sim:%s', ip='10.4.1.1/24'); "
+            "print(os.getpid(), flush=True); os._exit(0)" % fresh_wire)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300, cwd=ROOT, check=True).stdout
