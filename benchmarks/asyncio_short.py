@@ -36,7 +36,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from kernel_ceiling import build_client  # noqa: E402  (the same C client)
+from kernel_ceiling import (  # noqa: E402  (the same C client and options)
+    build_client,
+    load_arguments,
+    load_arguments_bad,
+)
 
 BODY = b"x" * 64
 RESPONSE = (b"HTTP/1.0 200 OK\r\nServer: fsdp-asyncio-bench\r\nContent-Type: text/plain\r\n"
@@ -116,18 +120,13 @@ def run_one(mode: str, exe: str, seconds: float, concurrency: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=64)
+    ap = load_arguments(__doc__)
     ap.add_argument("--serve", nargs=2, metavar=("MODE", "WIRE"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve:
         serve_main(*a.serve)
         return 0
-    if a.seconds <= 0 or a.runs < 1 or not 1 <= a.concurrency <= 16384:
-        print("asyncio_short: need --seconds > 0, --runs >= 1, 1 <= --concurrency <= 16384",
-              file=sys.stderr)
+    if load_arguments_bad(a, "asyncio_short"):
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_client(tmp)

@@ -94,16 +94,29 @@ def run_kernel_c(exe: str, seconds: float, concurrency: int) -> dict:
     return {"conn_per_s": float(out[0]), "server_cpu": round(cpu, 2), "errors": int(out[-1])}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of a short-connection comparison: --seconds, --runs, --concurrency."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=64)
+    return ap
+
+
+def load_arguments_bad(a, prog: str) -> bool:
+    """True (with one line on stderr) when ``load_arguments``' values are out of range."""
+    if a.seconds <= 0 or a.runs < 1 or not 1 <= a.concurrency <= 16384:
+        print(f"{prog}: need --seconds > 0, --runs >= 1, 1 <= --concurrency <= 16384",
+              file=sys.stderr)
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = load_arguments(__doc__)
     ap.add_argument("--json-only", action="store_true")
     a = ap.parse_args(argv)
-    if a.seconds <= 0 or a.runs < 1 or not 1 <= a.concurrency <= 16384:
-        print("kernel_ceiling: need --seconds > 0, --runs >= 1, 1 <= --concurrency <= 16384",
-              file=sys.stderr)
+    if load_arguments_bad(a, "kernel_ceiling"):
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_client(tmp)

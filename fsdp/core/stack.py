@@ -71,8 +71,6 @@ _POLL = RootEntry(poll_status, numba_types.int64, _I64_ARRAY, _I64_ARRAY, _I64_A
                   numba_types.Array(numba_types.int32, 1, "C"), _I64_ARRAY)
 
 
-
-
 def freeze_long_lived_objects() -> None:
     """Take the objects that exist now out of the cyclic garbage collector's scans
     (``gc.freeze``), unless ``FSDP_GC_FREEZE=0``.

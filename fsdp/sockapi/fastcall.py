@@ -55,6 +55,20 @@ def scratch_buffer() -> tuple[np.ndarray, memoryview, np.ndarray]:
         return _scratch.buf
 
 
+def send_array(view: memoryview, n: int) -> np.ndarray:
+    """``view`` (``n`` bytes, unsigned) as what the engine's send takes: writable 1-D uint8.  A
+    writable buffer is used in place; a read-only one (``bytes``, the usual case) is copied
+    into the thread's scratch buffer -- a memcpy, ~12x cheaper than a new array -- or, past
+    its size, into a new array."""
+    if not view.readonly:
+        return np.frombuffer(view, np.uint8)
+    if n > SCRATCH_BYTES:
+        return np.array(view, np.uint8)
+    arr, mv, _ = scratch_buffer()
+    mv[:n] = view
+    return arr
+
+
 class PyEngine:
     """The engine's calls through Numba's entries: the reference for ``_native.Engine``."""
 
@@ -78,16 +92,7 @@ class PyEngine:
     def send(self, core: int, cid: int, data) -> int:
         view = memoryview(data).cast("B")
         n = view.nbytes
-        # (the engine's buffer type is writable uint8: read-only data is copied into one)
-        if not n:
-            arr = _U8
-        elif not view.readonly:
-            arr = np.frombuffer(view, np.uint8)
-        elif n <= SCRATCH_BYTES:
-            arr, mv, _ = scratch_buffer()
-            mv[:n] = view
-        else:
-            arr = np.array(view, np.uint8)
+        arr = send_array(view, n) if n else _U8
         return int(self._entries[core](self._refs[core], _OP_SEND, cid, 0, n, 0, 0,
                                        self._now(), arr, _I64, _I32))
 

@@ -244,20 +244,6 @@ _SCRATCH_BYTES = fastcall.SCRATCH_BYTES
 _OP_STATUS, _OP_TAKE_ERROR = uc.OP_STATUS, uc.OP_TAKE_ERROR
 
 
-def _send_array(view: memoryview, n: int) -> np.ndarray:
-    """``view`` (``n`` bytes) as what the engine's send takes: writable 1-D uint8.  A writable
-    buffer is used in place; a read-only one (``bytes``, the usual case) is copied into the
-    thread's scratch buffer -- a memcpy, ~12x cheaper than a new array -- or, past its size,
-    into a new array."""
-    if not view.readonly:
-        return np.frombuffer(view, np.uint8)
-    if n > _SCRATCH_BYTES:
-        return np.array(view, np.uint8)
-    arr, mv, _ = fastcall.scratch_buffer()
-    mv[:n] = view
-    return arr
-
-
 @functools.lru_cache(maxsize=4096)  # accept() formats the same few peer addresses over and over
 def _ip_str(v: int) -> str:
     return _stdsocket.inet_ntoa(v.to_bytes(4, "big"))  # ~10x faster than ipaddress
@@ -673,7 +659,7 @@ class Socket:
             flags = _c_int(flags)
         self._conn_check(errno.EPIPE)
         n = view.nbytes  # (0 too: Linux looks at the connection's state first, then the size)
-        arr = _send_array(view, n)
+        arr = fastcall.send_array(view, n)
         stack = self._stack
 
         def ready():

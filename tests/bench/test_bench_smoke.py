@@ -87,7 +87,8 @@ def test_tcp_faults_stall_fails_clearly(capsys):
     assert len(lines) == 1 and lines[0].startswith("tcp_faults:") and "stall" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["tcp_bulk", "tcp_short", "tcp_faults", "kernel_ceiling"])
+@pytest.mark.parametrize("name", ["tcp_bulk", "tcp_short", "tcp_faults", "kernel_ceiling",
+                                  "asyncio_short"])
 def test_bad_arguments_exit_2(capsys, name):
     rc, _, err = _run(capsys, name, "--seconds" if name != "tcp_faults" else "--megabytes", "0")
     assert rc == 2 and err.startswith(name)
@@ -128,6 +129,25 @@ def test_kernel_ceiling_tiny():
         assert res["median_conn_per_s"][k] > 0 and res["errors"][k] == 0, res
     assert res["ratio_to_kernel_c"] == res["median_conn_per_s"]["fsdp"] / \
         res["median_conn_per_s"]["kernel/c"]
+
+
+def test_asyncio_short_tiny():
+    """The asyncio streams server on fsdp (loaded by fsdp bench) and on the kernel (by the C
+    client): each serves with no error, and the JSON gives the ratio of the medians."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler to build benchmarks/c/http_short_client.c")
+    r = subprocess.run([sys.executable, str(BENCH / "asyncio_short.py"), "--seconds", "0.5",
+                        "--runs", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = _last_json(r.stdout)
+    assert res["benchmark"] == "asyncio_short"
+    for k in ("fsdp", "kernel"):
+        assert res["median_conn_per_s"][k] > 0 and res["errors"][k] == 0, res
+    assert res["ratio"] == res["median_conn_per_s"]["fsdp"] / res["median_conn_per_s"]["kernel"]
 
 
 def test_kernel_ceiling_without_a_compiler_says_so(tmp_path):
