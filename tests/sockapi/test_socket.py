@@ -423,7 +423,9 @@ def test_busy_polls_yield_the_cpu(pair, monkeypatch):
         c.recv(1)  # nothing comes: busy-poll, then naps
     assert yields, "recv's busy-poll never yielded"
     yields.clear()
-    with DefaultSelector() as sel:
+    # (a busy-poll window far longer than a preemption: the default 200 µs runs from the
+    # selector's creation, and a loaded machine could spend it before the first look)
+    with DefaultSelector(busy_poll_us=10_000) as sel:
         sel.register(s, EVENT_READ)
         assert sel.select(0.02) == []
     assert yields, "select's busy-poll never yielded"
