@@ -16,7 +16,9 @@ poll(2) on the kernel selector's epoll fd and the doorbell's relay fd together, 
 signal or a frame wakes it (``idle_wait_fd``).  Otherwise a nap is a plain sleep (or a sleep
 in the kernel selector).  An idle process so wakes about once per ``idle_sleep_us`` (timers,
 and changes another thread makes without sending a frame, are seen by then) instead of
-spinning a core at 100%.
+spinning a core at 100%; one with no other thread, sleeping on its doorbell, has no such
+changes to look for and naps up to ``LONE_NAP_S`` (50 ms; a frame, its next timer, a signal
+or the timeout ends a nap at once).
 Defaults: ``FSDP_BUSY_POLL_US`` (200) and ``FSDP_IDLE_SLEEP_US`` (1000) in the environment, or
 the constructor's arguments.
 
@@ -41,6 +43,7 @@ asyncio does — finds the fsdp socket again.
 
 from __future__ import annotations
 
+import _thread
 import math
 import os
 import selectors as _stdselectors
@@ -61,13 +64,21 @@ from fsdp.core.loop import (
     SEL_SHARED,
     SEL_SIZE,
 )
-from fsdp.core.stack import _live_stacks, busy_poll_yield, idle_sleep, idle_wait_fd, live_stacks
+from fsdp.core.stack import (
+    _live_stacks,
+    busy_poll_yield,
+    doorbell_stack,
+    idle_sleep,
+    idle_wait_fd,
+    live_stacks,
+)
 from fsdp.sockapi.socket import Socket, socket_from_fileno
 from fsdp.tcp.usercalls import EV_ERROR as _EV_ERROR
 from fsdp.tcp.usercalls import EV_READABLE as _EV_READABLE
 from fsdp.tcp.usercalls import EV_WRITABLE as _EV_WRITABLE
 
 EVENT_READ = _stdselectors.EVENT_READ
+LONE_NAP_S = 0.05  # the nap cap of a lone thread sleeping on a doorbell (FsdpSelector._nap_cap)
 EVENT_WRITE = _stdselectors.EVENT_WRITE
 SelectorKey = _stdselectors.SelectorKey
 
@@ -264,6 +275,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
         self._fd_of_sock: dict[int, int] = {}  # id(fsdp socket) -> its fd here
         self._map = _SelectorMapping(self)
         self._last_activity = time.monotonic()
+        self._nap = 0.0  # the last nap, kept across select() calls while nothing happens
         self._closed = False
 
     # ---- bookkeeping (the stdlib's _BaseSelectorImpl semantics) ----
@@ -489,6 +501,17 @@ class FsdpSelector(_stdselectors.BaseSelector):
                 out.append((key, ev))
         return out
 
+    def _nap_cap(self, has_kernel: bool) -> float:
+        """The longest nap: ``idle_sleep_us``, which bounds how late a change another thread
+        makes without a frame is seen.  A process with no other thread that sleeps on its
+        queue's doorbell (and no kernel fds) has no such change to wait for: a frame, its
+        stack's next timer, a signal or the timeout ends the nap, so it may last up to
+        LONE_NAP_S (an idle server then wakes ~20 times a second, not ~1,000)."""
+        if (self._idle_sleep > 0 and not has_kernel and _thread._count() == 0
+                and doorbell_stack() is not None):
+            return max(self._idle_sleep, LONE_NAP_S)
+        return self._idle_sleep
+
     def select(self, timeout: float | None = None) -> list[tuple[SelectorKey, int]]:
         """Wait until a registered object is ready or ``timeout`` seconds pass (None: forever,
         <= 0: one look without waiting); keeps every fsdp stack of the process polled."""
@@ -497,7 +520,9 @@ class FsdpSelector(_stdselectors.BaseSelector):
             # Nothing of fsdp's in this process: the kernel selector alone is exact and idle-free.
             return self._kernel.select(timeout)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        nap = 0.0
+        # A loop that calls select(timeout) again and again while idle (a server checking a
+        # stop flag every 20 ms) goes on backing off where it left off, not from 20 µs.
+        nap = self._nap
         has_kernel = bool(self._kernel.get_map())
         while True:
             moved, ready = self._poll()
@@ -506,17 +531,18 @@ class FsdpSelector(_stdselectors.BaseSelector):
             now = time.monotonic()
             if ready or moved:
                 self._last_activity = now
-                nap = 0.0
+                nap = self._nap = 0.0
                 if ready:
                     return ready
                 continue
             if deadline is not None and now >= deadline:
+                self._nap = nap
                 return []
             if now - self._last_activity < self._busy_poll:
                 busy_poll_yield()  # a peer woken on this CPU runs first
                 continue  # busy-poll: the next frame is likely microseconds away
             # Nap, doubling from 20 µs to the idle cap, never past the deadline.
-            nap = min(self._idle_sleep, max(2 * nap, 20e-6))
+            nap = min(self._nap_cap(has_kernel), max(2 * nap, 20e-6))
             wait = nap if deadline is None else min(nap, deadline - now)
             if wait <= 0:
                 continue
@@ -529,6 +555,7 @@ class FsdpSelector(_stdselectors.BaseSelector):
                 got = self._adopt(self._kernel.select(0))
                 if got:
                     self._last_activity = time.monotonic()
+                    self._nap = 0.0
                     # Whatever the stacks received meanwhile is reported too.
                     return self._poll()[1] + got
             else:
