@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("-l", "--listening", action="store_true", help="listeners only")
     ss.add_argument("-a", "--all", action="store_true", help="listeners and connections")
     ss.add_argument("--json", action="store_true", help="one JSON list")
+    cp = sub.add_parser("capture", help="a pcap of what running fsdp stacks receive and send "
+                                        "(like tcpdump -w)")
+    cp.add_argument("--out", "-w", required=True, metavar="FILE.pcap", help="the pcap file")
+    cp.add_argument("--pid", type=int, action="append",
+                    help="the stacks of this process (repeat for several); default: the only "
+                         "running stack")
+    cp.add_argument("--all", action="store_true", help="every running stack")
+    cp.add_argument("-c", "--count", type=int, help="stop after this many frames")
+    cp.add_argument("--seconds", type=float, help="stop after this long")
     _add_demo_parsers(sub)
     return p
 
@@ -161,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_ss(pid=args.pid, listening=args.listening, all_states=args.all,
                           as_json=args.json)
+        if args.command == "capture":
+            from fsdp.apps.observe import run_capture
+
+            if args.count is not None and args.count < 1:
+                raise ValueError("--count must be at least 1")
+            if args.seconds is not None and not args.seconds > 0:
+                raise ValueError("--seconds must be > 0")
+            return run_capture(args.out, pids=args.pid, all_stacks=args.all, count=args.count,
+                               seconds=args.seconds)
         if args.command in ("demo", "serve", "bench"):
             return _run_demo_command(args)
     except KeyboardInterrupt:

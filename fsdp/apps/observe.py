@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sys
+import time
 
 import numpy as np
 
@@ -128,4 +130,159 @@ def run_ss(pid: int | None = None, listening: bool = False, all_states: bool = F
     for r in rows:
         w(f"{r['state']:<12} {r['recv_q']:>7} {r['send_q']:>7} {r['local']:<22} "
           f"{r['peer']:<22} {r['pid']:>7} {r['core']:>4}\n")
+    return 0
+
+
+def _capture_targets(pids: list[int] | None, all_stacks: bool) -> list[tuple[dict, dict]]:
+    """The segments ``fsdp capture`` drains: those of ``pids``, every one with ``all_stacks``,
+    else the only running stack (more than one is an error naming them)."""
+    if pids:
+        segs = [seg for p in dict.fromkeys(pids) for seg in _segments(p)]
+    else:
+        segs = _segments(None)
+        if len(segs) > 1 and not all_stacks:
+            names = ", ".join(f"pid {h['pid']} {h['ip']}" for h, _ in segs[:6])
+            raise RuntimeError(f"{len(segs)} fsdp stacks are running ({names}"
+                               f"{', ...' if len(segs) > 6 else ''}): choose with --pid P "
+                               "or --all")
+    return segs
+
+
+class _Capture:
+    """One stack's shared capture rings, claimed for this process: an exclusive lock on the
+    segment file (a second `fsdp capture` is refused; a killed one releases it), this pid in
+    each ring's CAP_OWNER (what the stack's own Stack.capture() checks), capture switched on."""
+
+    def __init__(self, header: dict):
+        import fcntl
+
+        from fsdp.core.statseg import read_segment
+        from fsdp.driver.pcap import CAP_DROPS, CAP_HEAD, CAP_OWNER, CAP_TAIL, CaptureRing
+
+        who = f"pid {header['pid']}'s stack ({header['ip']})"
+        if not header.get("capture_slots"):
+            raise RuntimeError(f"{who} has no capture ring (made with capture_slots=0, or by "
+                               "an older fsdp)")
+        try:
+            seg = read_segment(header["path"], writable=True)
+        except PermissionError:
+            raise RuntimeError(f"no permission to capture {who}: run as its user") from None
+        if seg is None:
+            raise RuntimeError(f"{who} exited")
+        self.header, arrays = seg
+        self._lock = open(header["path"], "rb")  # noqa: SIM115 - closed by release()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RuntimeError(f"{who} is already being captured by another fsdp capture") \
+                from None
+        n = int(self.header["cores"])
+        self._cfg = [arrays[f"core{i}.cfg"] for i in range(n)]
+        self.rings = [CaptureRing(*(arrays[f"core{i}.capture_{f}"] for f in CaptureRing._fields))
+                      for i in range(n)]
+        flag = int(self.header["cfg_capture"])
+        if any(int(c[flag]) for c in self._cfg) and not any(
+                int(r.meta[CAP_OWNER]) for r in self.rings):
+            self._lock.close()
+            raise RuntimeError(f"{who} is capturing itself (Stack.capture)")
+        self._flag, self._owner, self._drops = flag, CAP_OWNER, CAP_DROPS
+        self.drops0 = []
+        for ring, cfg in zip(self.rings, self._cfg, strict=True):
+            ring.meta[CAP_OWNER] = os.getpid()
+            ring.meta[CAP_HEAD] = ring.meta[CAP_TAIL]  # (what a killed capture left: not ours)
+            self.drops0.append(int(ring.meta[CAP_DROPS]))
+            cfg[flag] = 1
+        # the ring's timestamps are the stack's clock: CLOCK_MONOTONIC µs, or virtual time
+        self.ts_offset_us = (time.time_ns() - time.monotonic_ns()) // 1000 \
+            if self.header.get("host_clock", True) else 0
+
+    def alive(self) -> bool:
+        from fsdp.driver.sim import _pid_alive
+
+        return _pid_alive(int(self.header["pid"])) and os.path.exists(self.header["path"])
+
+    def stop(self) -> None:
+        for ring, cfg in zip(self.rings, self._cfg, strict=True):
+            cfg[self._flag] = 0
+            ring.meta[self._owner] = 0
+
+    def dropped(self) -> int:
+        return sum(int(r.meta[self._drops]) - d for r, d in zip(self.rings, self.drops0,
+                                                                 strict=True))
+
+    def release(self) -> None:
+        self._lock.close()
+
+
+def run_capture(out: str, pids: list[int] | None = None, all_stacks: bool = False,
+                count: int | None = None, seconds: float | None = None,
+                poll_s: float = 0.002) -> int:
+    """``fsdp capture --out FILE.pcap``: the frames running stacks receive and send, from their
+    shared capture rings, into a pcap file (like ``tcpdump -w``), until ``count`` frames,
+    ``seconds``, SIGINT/SIGTERM or the stacks' exit.  Frames of several cores or stacks are
+    merged in timestamp order batch by batch."""
+    import signal
+
+    from fsdp.driver.pcap import SHARED_CAPTURE_SNAPLEN, PcapWriter, capture_take
+
+    captures: list[_Capture] = []
+    writer = None
+    try:
+        for header, _ in _capture_targets(pids, all_stacks):
+            captures.append(_Capture(header))
+        writer = PcapWriter(out, snaplen=SHARED_CAPTURE_SNAPLEN)
+    except BaseException:
+        for c in captures:
+            c.stop()
+            c.release()
+        raise
+    written = 0
+
+    def drain() -> bool:
+        """Write what the rings hold; True once ``count`` frames are written."""
+        nonlocal written
+        batch = []
+        for c in captures:
+            for ring in c.rings:
+                batch.extend((ts + c.ts_offset_us, frame, n) for ts, frame, n in capture_take(ring))
+        batch.sort(key=lambda r: r[0])  # (stable: a core's own order stays)
+        for ts, frame, n in batch:
+            if count is not None and written >= count:
+                break
+            writer.write(frame, ts, n)
+            written += 1
+        if batch:
+            writer.flush()
+        return count is not None and written >= count
+
+    stop = []
+    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"fsdp capture: writing {out} from "
+          + ", ".join(f"pid {c.header['pid']} ({c.header['ip']})" for c in captures)
+          + "; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        deadline = None if seconds is None else time.monotonic() + seconds
+        done = False
+        while not stop and not done:
+            done = drain()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not all(c.alive() for c in captures):
+                break
+            time.sleep(poll_s)
+    finally:
+        for c in captures:
+            c.stop()
+        if not done:
+            drain()  # what the cores wrote before they saw the switch go off
+        writer.close()
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+        dropped = sum(c.dropped() for c in captures)
+        for c in captures:
+            c.release()
+    print(f"fsdp capture: {written} frames written to {out}, {dropped} dropped (capture ring "
+          "full)", file=sys.stderr)
     return 0

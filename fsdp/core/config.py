@@ -138,6 +138,10 @@ class StackOptions:
     # Counters and connection tables in a shared-memory file, for fsdp stat / fsdp ss
     # (fsdp.core.statseg); off: private memory, nothing another process can read.
     stats_segment: bool = True
+    # Records per core in the capture ring the stats segment also holds, which `fsdp capture`
+    # drains from another process (fsdp.apps.observe.run_capture); 0: no such ring.  Its pages
+    # (2 KiB a record) take memory only once a capture has written them.
+    capture_slots: int = 1024
 
     @classmethod
     def from_options(cls, options: dict) -> "StackOptions":
@@ -165,6 +169,7 @@ class StackOptions:
                 raise ValueError(f"option {name}={v} must be > 0 seconds")
 
         positive_int("pool_frames", 64, 1 << 24)
+        positive_int("capture_slots", 0, 1 << 20)
         positive_int("rx_burst", 1, 1024)
         positive_int("ttl", 1, 255)
         positive_int("arp_entries", 8, 1 << 20)

@@ -29,8 +29,15 @@ from fsdp.core.stats import STAT_NAMES, stats_dict
 from fsdp.core.vars import NO_DEADLINE, V_LO_IN_COUNT, V_PING_COUNT
 from fsdp.driver import open_nic
 from fsdp.driver.jitmem import CoreRef, RootEntry
-from fsdp.driver.pcap import PcapWriter, capture_drain, capture_ring_create
-from fsdp.driver.sim import SimQueue, queue_sleep
+from fsdp.driver.pcap import (
+    CAP_OWNER,
+    SHARED_CAPTURE_SNAPLEN,
+    CaptureRing,
+    PcapWriter,
+    capture_drain,
+    capture_ring_create,
+)
+from fsdp.driver.sim import SimQueue, _pid_alive, queue_sleep
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
@@ -329,6 +336,8 @@ class Stack:
             for i in range(cores)
         ]
         self._statseg = None
+        self._shared_capture: list[CaptureRing] | None = None
+        self._virtual_clock = clock is not None
         if self._opts.stats_segment:
             self._publish_tables()
         # what jitted roots are called with: one pointer each, not ~170 arrays to unbox
@@ -338,7 +347,6 @@ class Stack:
         self._engine = None
         self._ip_int = ip_int
         self._accept_rr = -1
-        self._virtual_clock = clock is not None
         # id(socket) -> the socket's weak reference (Socket._wref), stored by Socket.__init__
         # and dropped by Socket._release: a dict store, not a WeakSet entry (~1 µs, in Python)
         self._sockets: dict[int, weakref.ref] = {}
@@ -357,16 +365,23 @@ class Stack:
         from fsdp.core.statseg import StatsSegment
 
         arrays = {}
+        slots = self._opts.capture_slots
         for i, c in enumerate(self._cores):
             arrays[f"core{i}.cfg"] = c.cfg  # live: a worker's core id is set after this
             arrays[f"core{i}.stats"] = c.stats
             arrays[f"core{i}.tcb_hot"] = c.tcb.hot
             arrays[f"core{i}.tcb_cold"] = c.tcb.cold
             arrays[f"core{i}.listen"] = c.listen.rec
+            if slots:  # the ring `fsdp capture` drains (its pages stay untouched until then)
+                ring = capture_ring_create(slots=slots, snaplen=SHARED_CAPTURE_SNAPLEN)
+                for field in CaptureRing._fields:
+                    arrays[f"core{i}.capture_{field}"] = getattr(ring, field)
         source = getattr(self._port, "counters_source", None)  # the NIC's own, where it has
         info = {
             "ip": str(self.interface), "nic": self.nic, "cores": self.cores,
             "stat_names": list(STAT_NAMES), "cfg_core_id": CFG_CORE_ID,
+            "cfg_capture": CFG_CAPTURE, "capture_slots": slots,
+            "host_clock": not self._virtual_clock,
             "nic_counters": [] if source is None else [source(i) for i in range(self.cores)],
         }
         seg = StatsSegment(info, arrays)
@@ -380,6 +395,13 @@ class Stack:
             )
             for i, c in enumerate(self._cores)
         ]
+        if slots:
+            self._shared_capture = [
+                CaptureRing(*(v[f"core{i}.capture_{f}"] for f in CaptureRing._fields))
+                for i in range(self.cores)
+            ]
+            self._cores = [c._replace(capture=r)
+                           for c, r in zip(self._cores, self._shared_capture, strict=True)]
         self._statseg = seg
 
     # ---- the loop ----
@@ -713,6 +735,11 @@ class Stack:
         (the whole port), or only NIC queue ``queue`` (= core ``queue``)."""
         if queue is not None and not 0 <= queue < self.cores:
             raise ValueError(f"queue must be in [0, {self.cores}), not {queue}")
+        for ring in self._shared_capture or ():
+            owner = int(ring.meta[CAP_OWNER])
+            if owner and _pid_alive(owner):
+                raise OSError(errno.EBUSY, f"this stack is being captured by fsdp capture "
+                                           f"(pid {owner})")
         self.stop_capture()
         self._capture = PcapWriter(path, snaplen=snaplen)
         for i, core in enumerate(self._cores):
@@ -726,6 +753,9 @@ class Stack:
             self._make_engine()  # (it calls the usercall compiled for each CoreRef's type)
 
     def stop_capture(self) -> None:
+        self._stop_capture(restore=True)
+
+    def _stop_capture(self, restore: bool) -> None:
         if self._capture is None:
             return
         for core in self._cores:
@@ -733,6 +763,12 @@ class Stack:
             core.cfg[CFG_CAPTURE] = 0
         self._capture.close()
         self._capture = None
+        if restore and self._shared_capture is not None:  # back to the shared rings
+            for i, ring in enumerate(self._shared_capture):
+                self._cores[i] = self._cores[i]._replace(capture=ring)
+                self._refs[i] = CoreRef(self._cores[i])
+            if self._engine is not None:
+                self._make_engine()
 
     # ---- lifetime ----
     @property
@@ -743,7 +779,7 @@ class Stack:
     def close(self) -> None:
         if self._closed:
             return
-        self.stop_capture()
+        self._stop_capture(restore=False)
         self._closed = True
         _live_stacks.discard(self)
         _live_changed()

@@ -86,11 +86,18 @@ class StatsSegment:
             pass
 
 
-def read_segment(path: str) -> tuple[dict, dict[str, np.ndarray]] | None:
-    """(header, read-only arrays) of one segment, or None if it is gone or not a segment."""
+def read_segment(path: str, writable: bool = False) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """(header, arrays) of one segment, or None if it is gone or not a segment.  The arrays are
+    read-only unless ``writable`` (what ``fsdp capture`` needs to switch a capture on; a
+    PermissionError says the file is another user's).  ``header["path"]`` is the file."""
     try:
-        with open(path, "rb") as f:
-            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(path, "r+b" if writable else "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE if writable
+                          else mmap.ACCESS_READ)
+    except PermissionError:
+        if writable:
+            raise
+        return None
     except (FileNotFoundError, ValueError, OSError):
         return None
     k = len(MAGIC)
@@ -99,6 +106,7 @@ def read_segment(path: str) -> tuple[dict, dict[str, np.ndarray]] | None:
     json_off = int.from_bytes(m[k : k + 8], "little")
     n = int.from_bytes(m[k + 8 : k + 16], "little")
     header = json.loads(m[json_off : json_off + n])
+    header["path"] = path
     arrays = {}
     for item in header["arrays"]:
         dt = _dtype_from(item["dtype"])

@@ -15,19 +15,25 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 from numba import njit
 
+from fsdp.atomic import load_acquire, store_release
 from fsdp.driver.jitmem import borrow, copy_bytes
 
 PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
 PCAP_VERSION = (2, 4)
 LINKTYPE_ETHERNET = 1
 
+# Record size of the ring a stack's stats segment holds for `fsdp capture`: a whole frame of the
+# packet pool (2 KiB buffers), so nothing is cut.
+SHARED_CAPTURE_SNAPLEN = 2048
+
 CAPTURE_DIR_RX = 0
 CAPTURE_DIR_TX = 1
 
 # CaptureRing.meta indices
-CAP_HEAD = 0  # next record to drain (free-running)
-CAP_TAIL = 1  # next record to write (free-running)
+CAP_HEAD = 0  # next record to drain (free-running; written by the consumer)
+CAP_TAIL = 1  # next record to write (free-running; written by the core, after the record)
 CAP_DROPS = 2  # records lost because the ring was full
+CAP_OWNER = 3  # pid of the process draining a shared ring (`fsdp capture`), 0 for none
 CAP_META_N = 4
 
 
@@ -118,8 +124,11 @@ def capture_append(ring, buf, off, n, ts_us, direction):
 
 @njit(cache=True)
 def _capture_append(data, length, orig_len, ts, dirs, meta, buf, off, n, ts_us, direction):
+    # The ring may be drained by another process (``fsdp capture``, a ring in the stack's stats
+    # segment): the record is written before the tail that publishes it (a release store), and
+    # the consumer's head is read before the slot it frees is reused (an acquire load).
     slots = length.shape[0]
-    head = meta[CAP_HEAD]
+    head = load_acquire(meta, CAP_HEAD)
     tail = meta[CAP_TAIL]
     if tail - head >= slots:
         meta[CAP_DROPS] += 1
@@ -132,25 +141,36 @@ def _capture_append(data, length, orig_len, ts, dirs, meta, buf, off, n, ts_us, 
     orig_len[s] = n
     ts[s] = ts_us
     dirs[s] = direction
-    meta[CAP_TAIL] = tail + 1
+    store_release(meta, CAP_TAIL, tail + 1)
     return True
 
 
-def capture_drain(ring: CaptureRing, writer: PcapWriter | None) -> int:
-    """Write every record in ``ring`` to ``writer`` (None: discard); returns how many.
+def capture_take(ring: CaptureRing) -> list[tuple[int, bytes, int]]:
+    """Take every record in ``ring``, oldest first: (timestamp µs, bytes, length on the wire).
 
-    Runs on the ring's own core (between poll passes): the ring is not shared.
-    """
+    The core writes records and publishes them by its tail (``_capture_append``); this reads the
+    tail, then the records, then frees them by writing the head.  On x86-64 (the rings' only
+    target so far: see fsdp.atomic) plain loads and stores keep that order, so the consumer may
+    be another process mapping the ring (``fsdp capture``)."""
     head = int(ring.meta[CAP_HEAD])
     tail = int(ring.meta[CAP_TAIL])
     slots = ring.length.shape[0]
+    out = []
     for i in range(head, tail):
         s = i % slots
-        if writer is not None:
-            k = int(ring.length[s])
-            writer.write(ring.data[s, :k].tobytes(), int(ring.ts[s]), int(ring.orig_len[s]))
+        k = int(ring.length[s])
+        out.append((int(ring.ts[s]), ring.data[s, :k].tobytes(), int(ring.orig_len[s])))
     ring.meta[CAP_HEAD] = tail
-    return tail - head
+    return out
+
+
+def capture_drain(ring: CaptureRing, writer: PcapWriter | None) -> int:
+    """Write every record in ``ring`` to ``writer`` (None: discard); returns how many."""
+    records = capture_take(ring)
+    if writer is not None:
+        for ts_us, frame, orig_len in records:
+            writer.write(frame, ts_us, orig_len)
+    return len(records)
 
 
 def capture_drops(ring: CaptureRing) -> int:
