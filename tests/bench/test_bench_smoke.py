@@ -210,3 +210,50 @@ def test_cpu_siblings_bad_cpu_one_line(capsys):
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "CPU 100000" in err
 
+
+
+TINY_KERNELS = """
+import numpy as np
+from numba import njit
+from fsdp.tcp.kernel import kernel
+
+@kernel
+def leaf(x):
+    return x * 3 + 1
+
+@kernel
+def mid(a, x):
+    s = 0
+    for i in range(x):
+        a[i] = leaf(i)
+        s += a[i]
+    return s
+
+@njit(cache=True)
+def root(x):
+    return mid(np.zeros(x, np.int64), x) + leaf(x)
+
+def warm():
+    assert root(5) == 51
+"""
+
+
+def test_compile_time_both_ways_on_a_tiny_module(capsys, tmp_path):
+    mod = tmp_path / "tiny_kernels.py"
+    mod.write_text(TINY_KERNELS)
+    rc, out, err = _run(capsys, "compile_time", "--warmup", f"{mod}:warm")
+    assert rc == 0, err
+    res = _last_json(out)
+    assert res["benchmark"] == "compile_time" and res["ratio"] > 0
+    lo, usual = res["link-only"], res["usual"]
+    # link-only: the root's library alone is finalized; the usual way also the two kernels'
+    assert lo["libraries_finalized"] < usual["libraries_finalized"]
+    assert lo["compile_s"] > 0 and usual["optimize_s"] > 0
+    assert "link-only / usual" in out
+
+
+@pytest.mark.parametrize("argv", [["--runs", "0"], ["--warmup", "no-such-file.py:warm"],
+                                  ["--warmup", "nofunction"]])
+def test_compile_time_bad_arguments_one_line(capsys, argv):
+    rc, _, err = _run(capsys, "compile_time", *argv)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("compile_time:")
