@@ -262,3 +262,45 @@ def test_is_a_base_selector_and_only_kernel_fds_work():
             b.send(b"x")
             (key, ev), = sel.select(1)
             assert key.fileobj is a and ev == EVENT_READ
+
+
+_NAP_COUNT = r"""
+import sys, threading, time
+import fsdp, fsdp.selectors as fsel
+naps = []
+real = fsel.idle_sleep
+fsel.idle_sleep = lambda s: (naps.append(s), real(s))[1]
+if sys.argv[2] == "thread":  # another thread: changes it makes must be seen within 1 ms
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+with fsdp.Stack(nic="sim:" + sys.argv[1], ip="10.77.7.1/24") as st:
+    ls = st.socket(); ls.bind(("0.0.0.0", 80)); ls.listen()
+    sel = fsel.DefaultSelector()
+    sel.register(ls, fsel.EVENT_READ)
+    t0 = time.monotonic()
+    for _ in range(25):  # a server checking a stop flag every 20 ms, idle
+        assert sel.select(0.02) == []
+    print(len(naps), max(naps), time.monotonic() - t0)
+"""
+
+
+@pytest.mark.parametrize("threads", ["alone", "thread"])
+def test_an_idle_select_loop_backs_off_across_calls(fresh_wire, threads):
+    """select(0.02) called again and again with nothing happening: the naps keep growing from
+    one call to the next instead of restarting at 20 µs, and a thread that is the process's
+    only one (sleeping on its queue's doorbell: a frame would wake it) naps up to 50 ms; with
+    another thread the cap stays FSDP_IDLE_SLEEP_US (1 ms)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FSDP_IDLE_SLEEP_US="1000")
+    out = subprocess.run([sys.executable, "-c", _NAP_COUNT, fresh_wire, threads],
+                         capture_output=True, text=True, timeout=300, env=env, check=True)
+    naps, longest, took = out.stdout.split()
+    naps, longest, took = int(naps), float(longest), float(took)
+    assert 0.5 <= took < 2.0
+    if threads == "alone":
+        # (restarting each call at 20 µs, doubling to 1 ms, was ~10 naps a call: ~250)
+        assert naps < 80 and longest > 0.005, (naps, longest)
+    else:
+        assert naps > 200 and longest <= 0.001 + 1e-9, (naps, longest)
