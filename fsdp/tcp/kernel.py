@@ -33,7 +33,8 @@ from numba.core.compiler_machinery import register_pass
 # LLVM IR is used, linked into the roots that call it, which run O3 and generate code over
 # everything once more.  Along a call chain ``run_once -> eth_input -> tcp_input ->
 # tcp_segment -> ...`` each level re-optimized and re-generated the levels below it: a cold
-# compile spent ~110 of its ~330 s in O3 and code generation (profiled on the 2-core VM).
+# compile spent ~100 of its ~320 s in O3 and code generation (2-core VM; now ~58 s:
+# benchmarks/compile_time.py measures both ways).
 #
 # A kernel's library is therefore *link-only*: finalizing it links its callees and stops; a
 # root's library (run_once, usercall, the jitted functions Python calls) optimizes and

@@ -6,6 +6,7 @@ a JSON line last; a failing transfer must exit non-zero with one line on stderr.
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -212,35 +213,9 @@ def test_cpu_siblings_bad_cpu_one_line(capsys):
 
 
 
-TINY_KERNELS = """
-import numpy as np
-from numba import njit
-from fsdp.tcp.kernel import kernel
-
-@kernel
-def leaf(x):
-    return x * 3 + 1
-
-@kernel
-def mid(a, x):
-    s = 0
-    for i in range(x):
-        a[i] = leaf(i)
-        s += a[i]
-    return s
-
-@njit(cache=True)
-def root(x):
-    return mid(np.zeros(x, np.int64), x) + leaf(x)
-
-def warm():
-    assert root(5) == 51
-"""
-
-
 def test_compile_time_both_ways_on_a_tiny_module(capsys, tmp_path):
     mod = tmp_path / "tiny_kernels.py"
-    mod.write_text(TINY_KERNELS)
+    shutil.copy(Path(__file__).resolve().parents[1] / "tcp" / "tiny_kernels.py", mod)
     rc, out, err = _run(capsys, "compile_time", "--warmup", f"{mod}:warm")
     assert rc == 0, err
     res = _last_json(out)

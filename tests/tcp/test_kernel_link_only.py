@@ -5,48 +5,21 @@ directory, so compiling, loading from the cache, and loading kernels from the ca
 roots compile again are all exercised."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-MODULE = textwrap.dedent(
-    """
-    import numpy as np
-    from numba import njit
-    from fsdp.tcp.kernel import kernel
-
-    @kernel
-    def leaf(x):
-        if x == 77:
-            raise ValueError("bad value", x)
-        return x * 3 + 1
-
-    @kernel
-    def mid(a, x):
-        s = 0
-        for i in range(x):
-            a[i] = leaf(i)
-            s += a[i]
-        return s
-
-    @njit(cache=True)
-    def root(x):
-        a = np.zeros(x, np.int64)
-        return mid(a, x) + leaf(x)
-
-    @njit(cache=True)
-    def other_root(x):
-        return leaf(x) + 1
-    """
-)
+MODULE = Path(__file__).with_name("tiny_kernels.py")
 
 PROBE = textwrap.dedent(
     """
     import json, sys
     import fsdp.tcp.kernel as k
-    import lo_kernels as m
+    import tiny_kernels as m
     out = {"link_only_on": k._LINK_ONLY, "root": m.root(5), "other_root": m.other_root(5),
            "leaf_libraries": [bool(getattr(c.library, "_fsdp_link_only", False))
                               for c in m.leaf.overloads.values()]}
@@ -73,12 +46,12 @@ def _probe(tmp_path, cache, link_only="1"):
 
 def _roots_cached(cache) -> list:
     return [os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs
-            if "root" in f and "lo_kernels" in f]
+            if "root" in f and "tiny_kernels" in f]
 
 
 @pytest.fixture
 def module(tmp_path):
-    (tmp_path / "lo_kernels.py").write_text(MODULE)
+    shutil.copy(MODULE, tmp_path / MODULE.name)
     return tmp_path
 
 
