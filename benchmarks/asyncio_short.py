@@ -24,9 +24,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from kernel_ceiling import (  # noqa: E402  (the same C client and options)
     build_client,
     load_arguments,
     load_arguments_bad,
+    summarize,
 )
 
 BODY = b"x" * 64
@@ -139,16 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {i + 1}: " + ", ".join(
                 f"{k} {v[-1]['conn_per_s']:,.0f}/s (server cpu {v[-1]['server_cpu']})"
                 for k, v in runs.items()), flush=True)
-    med = {k: statistics.median(r["conn_per_s"] for r in v) for k, v in runs.items()}
-    cpu = {k: statistics.median(r["server_cpu"] for r in v) for k, v in runs.items()}
-    errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
-    result = {
-        "benchmark": "asyncio_short", "seconds": a.seconds, "runs": a.runs,
-        "concurrency": a.concurrency, "machine": platform.machine(), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "median_conn_per_s": med,
-        "median_server_cpu": cpu, "errors": errors, "all": runs,
-        "ratio": med["fsdp"] / med["kernel"],
-    }
+    result = summarize("asyncio_short", a, runs)
+    med, cpu, errors = (result[k] for k in ("median_conn_per_s", "median_server_cpu", "errors"))
+    result["ratio"] = med["fsdp"] / med["kernel"]
     print(f"\n{'asyncio streams server / client':<36}{'conn/s (median)':>16}{'server cpu':>12}"
           f"{'errors':>8}")
     for k, label in (("fsdp", "fsdp.asyncio / fsdp bench"), ("kernel", "asyncio / C epoll")):

@@ -112,6 +112,22 @@ def load_arguments_bad(a, prog: str) -> bool:
     return False
 
 
+def summarize(name: str, a, runs: dict[str, list[dict]]) -> dict:
+    """The JSON result of a short-connection comparison: medians over ``runs`` (per
+    configuration: conn/s, server CPU), errors summed, the options and the machine."""
+    return {
+        "benchmark": name, "seconds": a.seconds, "runs": a.runs,
+        "concurrency": a.concurrency, "machine": platform.machine(), "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "median_conn_per_s": {k: statistics.median(r["conn_per_s"] for r in v)
+                              for k, v in runs.items()},
+        "median_server_cpu": {k: statistics.median(r["server_cpu"] or 0.0 for r in v)
+                              for k, v in runs.items()},
+        "errors": {k: sum(r["errors"] for r in v) for k, v in runs.items()},
+        "all": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = load_arguments(__doc__)
     ap.add_argument("--json-only", action="store_true")
@@ -130,17 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             if not a.json_only:
                 print(f"run {i + 1}: " + ", ".join(
                     f"{k} {v[-1]['conn_per_s']:,.0f}/s" for k, v in runs.items()), flush=True)
-    med = {k: statistics.median(r["conn_per_s"] for r in v) for k, v in runs.items()}
-    cpu = {k: statistics.median(r["server_cpu"] or 0.0 for r in v) for k, v in runs.items()}
-    errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
-    result = {
-        "benchmark": "kernel_ceiling", "seconds": a.seconds, "runs": a.runs,
-        "concurrency": a.concurrency, "machine": platform.machine(), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "median_conn_per_s": med,
-        "median_server_cpu": cpu, "errors": errors, "all": runs,
-        "ratio_to_kernel_py": med["fsdp"] / med["kernel/py"],
-        "ratio_to_kernel_c": med["fsdp"] / med["kernel/c"],
-    }
+    result = summarize("kernel_ceiling", a, runs)
+    med, cpu, errors = (result[k] for k in ("median_conn_per_s", "median_server_cpu", "errors"))
+    result["ratio_to_kernel_py"] = med["fsdp"] / med["kernel/py"]
+    result["ratio_to_kernel_c"] = med["fsdp"] / med["kernel/c"]
     if not a.json_only:
         print(f"\n{'server / client':<28}{'conn/s (median)':>16}{'server cpu':>12}{'errors':>8}")
         for k, label in (("fsdp", "fsdp python / jitted stack"),

@@ -186,7 +186,7 @@ class _Capture:
                 int(r.meta[CAP_OWNER]) for r in self.rings):
             self._lock.close()
             raise RuntimeError(f"{who} is capturing itself (Stack.capture)")
-        self._flag, self._owner, self._drops = flag, CAP_OWNER, CAP_DROPS
+        self._flag = flag
         self.drops0 = []
         for ring, cfg in zip(self.rings, self._cfg, strict=True):
             ring.meta[CAP_OWNER] = os.getpid()
@@ -203,13 +203,17 @@ class _Capture:
         return _pid_alive(int(self.header["pid"])) and os.path.exists(self.header["path"])
 
     def stop(self) -> None:
+        from fsdp.driver.pcap import CAP_OWNER
+
         for ring, cfg in zip(self.rings, self._cfg, strict=True):
             cfg[self._flag] = 0
-            ring.meta[self._owner] = 0
+            ring.meta[CAP_OWNER] = 0
 
     def dropped(self) -> int:
-        return sum(int(r.meta[self._drops]) - d for r, d in zip(self.rings, self.drops0,
-                                                                 strict=True))
+        from fsdp.driver.pcap import CAP_DROPS
+
+        return sum(int(r.meta[CAP_DROPS]) - d for r, d in zip(self.rings, self.drops0,
+                                                               strict=True))
 
     def release(self) -> None:
         self._lock.close()
