@@ -9,9 +9,10 @@ See README.md and docs/ARCHITECTURE.md.
 
 import socket as _socket
 
-from fsdp import _jitcache
+from fsdp import _jitcache, _numba_patches
 
 _jitcache.configure()  # before any jitted module is imported
+_numba_patches.install()  # (compile-time only: see the module)
 
 from fsdp.core.stack import Stack, default_stack, poll_all_stacks  # noqa: E402
 

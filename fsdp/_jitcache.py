@@ -11,6 +11,7 @@ Python-side Stack) are left out of the digest, so editing them does not throw aw
 compiled engine.  A module added there must stay pure Python.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -80,7 +81,40 @@ def _prune(base: str, current: str) -> None:
         shutil.rmtree(e.path, ignore_errors=True)
 
 
+def _install_save_lock() -> None:
+    """Serialize Numba's cache writes in a directory across processes.
+
+    ``IndexDataCacheFile.save`` reads a function's index, picks the first free data file number
+    for a new signature, and writes both.  Two processes compiling two signatures of one function
+    at once (a cold cache shared by a test run's processes, or by ``fsdp demo``'s workers) could
+    both pick ``.1.nbc``: the index would then name one signature's file holding the other's
+    code, which a later process would load and run for the wrong types.  Under an exclusive
+    ``flock`` on one lock file per cache directory, each save sees the last one's index."""
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls, "_fsdp_save_lock", False) or not hasattr(cls, "save"):
+        return
+    save = cls.save
+
+    def locked_save(self, key, data):
+        try:
+            fd = os.open(os.path.join(self._cache_path, ".save.lock"), os.O_RDWR | os.O_CREAT,
+                         0o666)
+        except OSError:  # (a directory we cannot write: Numba's own save says why)
+            return save(self, key, data)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return save(self, key, data)
+        finally:
+            os.close(fd)
+
+    cls.save = locked_save
+    cls._fsdp_save_lock = True
+
+
 def configure() -> None:
+    _install_save_lock()
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
     import numba
