@@ -1,4 +1,52 @@
+import sys
+from pathlib import Path
+
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+import engine_warmup  # noqa: E402
+
+# Test directories by what their tests need compiled.  With a cold Numba cache the engine is
+# compiled in the background (engine_warmup.start_background) while the tests that never start
+# it run: they go first, then the stacks' tests, then the demo's (its native loops come last).
+_ENGINE_FREE = frozenset({"wire", "driver", "tcp"})
+_APPS = frozenset({"apps", "bench"})
+
+
+def _needs(item) -> int:
+    """0: nothing of the engine; 1: the engine; 2: the engine and the demo's jitted loops."""
+    try:
+        top = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+    except ValueError:
+        return 1
+    return 0 if top in _ENGINE_FREE else 2 if top in _APPS else 1
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=_needs)  # (stable: each file keeps its order and stays in one piece)
+    needs = {_needs(i) for i in items}
+    if not config.option.collectonly and needs - {0}:
+        engine_warmup.start_background(apps=2 in needs)
+
+
+def pytest_runtest_setup(item):
+    n = _needs(item)
+    if n:
+        engine_warmup.wait(engine_warmup.PHASES[n - 1])
+
+
+def pytest_terminal_summary(terminalreporter):
+    failed_log = engine_warmup.stop_background()
+    for line in engine_warmup.background_report():
+        terminalreporter.write_line(f"background compile: {line}")
+    if failed_log:
+        terminalreporter.write_line("background compile failed (its tests compiled what they "
+                                    "needed themselves):\n" + failed_log)
+
+
+def pytest_unconfigure(config):
+    engine_warmup.stop_background()
 
 
 @pytest.fixture

@@ -1,22 +1,52 @@
-"""Compile the TCP engine before tests that run under a timeout.
+"""Compile the TCP engine before tests that run under a timeout, and, with a cold cache, in the
+background while the tests that need no engine run.
 
 A cold Numba cache takes minutes to compile ``run_once`` and the usercall dispatcher; a test
 whose asyncio loop or child process waits with a timeout would count that against it.  One
 connection between two stacks, with no timeout, compiles (and caches on disk for child
-processes) everything such tests use.
+processes) everything such tests use: :func:`warm_engine`.
+
+That compile is most of a cold run of the suite, and it uses one CPU.  With a cold cache,
+``tests/conftest.py`` therefore starts this file as a process of its own
+(:func:`start_background`): it compiles the engine, then runs the demo's native server and its
+two load generators once, so their jitted loops (``bench_run``, ``packet_client_run``) are
+compiled too.  Meanwhile the test run takes the tests that never start the engine first
+(``tests/wire``, ``tests/driver``, ``tests/tcp``), and each later test waits only for the phase
+it needs (:func:`wait`): the stacks' tests for the engine, ``tests/apps`` and ``tests/bench``
+for the demo's loops.  Numba's cache is shared by processes through files, and fsdp serializes
+its writes (``fsdp._jitcache``), so whatever each process compiles first, the other loads.
+``FSDP_TEST_PREWARM=0`` turns the background compile off.
 """
 
 import itertools
 import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("engine", "apps")
+# the demo's jitted loops, compiled by running each once: the native server with the stack
+# load generator, then with the packet client (both loops of ``--app native``: bench_run
+# serves and loads; packet_client_run is the frame-level client)
+APP_RUNS = (
+    ("demo", "--app", "native", "--seconds", "0.05", "--concurrency", "4"),
+    ("demo", "--app", "native", "--client", "packet", "--seconds", "0.05", "--concurrency", "4"),
+)
 
 _done = False
 _ids = itertools.count()
+_background: "subprocess.Popen | None" = None
+_dir: "str | None" = None
 
 
 def warm_engine() -> None:
     global _done
     if _done:
         return
+    wait("engine")  # (a background compile of it: load what it cached instead of racing it)
     import fsdp
 
     wire = f"sim:warmup-{os.getpid()}-{next(_ids)}"
@@ -40,3 +70,98 @@ def warm_engine() -> None:
         s.close()
         ls.close()
     _done = True
+
+
+def engine_is_cached() -> bool:
+    """The current source's cache holds the compiled poll loop (``poll_status``)."""
+    import numba
+
+    import fsdp  # noqa: F401  (sets Numba's cache directory for this source)
+
+    return any(Path(numba.config.CACHE_DIR).glob("**/loop.poll_status-*.nbi"))
+
+
+def start_background(apps: bool) -> bool:
+    """Start the background compile (the apps' loops too, if ``apps``), unless the engine is
+    cached or ``FSDP_TEST_PREWARM=0``; True if it started."""
+    global _background, _dir
+    if _background is not None or os.environ.get("FSDP_TEST_PREWARM", "1") == "0":
+        return _background is not None
+    if engine_is_cached():
+        return False
+    _dir = tempfile.mkdtemp(prefix="fsdp-prewarm-")
+    log = open(os.path.join(_dir, "log"), "wb")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    _background = subprocess.Popen(
+        [sys.executable, __file__, _dir, *(["--apps"] if apps else [])],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    log.close()
+    return True
+
+
+def wait(phase: str) -> None:
+    """Return once the background compile has finished ``phase`` (at once if there is none, or
+    it ended without it: the caller then compiles what it needs itself)."""
+    if _background is None:
+        return
+    marker = os.path.join(_dir, phase + ".done")
+    while not os.path.exists(marker) and _background.poll() is None:
+        time.sleep(0.05)
+
+
+def background_report() -> list[str]:
+    """The lines the background compile printed (what it compiled, in how long)."""
+    if _dir is None:
+        return []
+    try:
+        with open(os.path.join(_dir, "log"), errors="replace") as f:
+            return [line.rstrip() for line in f if line.startswith(("engine", "fsdp "))]
+    except OSError:
+        return []
+
+
+def stop_background() -> str:
+    """Stop the background compile if it still runs; its log if it failed, else ''."""
+    global _background
+    if _background is None:
+        return ""
+    if _background.poll() is None:
+        _background.terminate()
+        try:
+            _background.wait(10)
+        except subprocess.TimeoutExpired:
+            _background.kill()
+            _background.wait()
+        rc = 0  # (stopped by us: not a failure)
+    else:
+        rc = _background.returncode
+    _background = None
+    with open(os.path.join(_dir, "log"), errors="replace") as f:
+        log = f.read()
+    return log[-4000:] if rc else ""
+
+
+def _main(argv: list[str]) -> int:
+    out, apps = argv[0], "--apps" in argv[1:]
+    t0 = time.monotonic()
+    warm_engine()
+    print(f"engine compiled in {time.monotonic() - t0:.0f} s", flush=True)
+    Path(out, "engine.done").touch()
+    if apps:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for run in APP_RUNS:
+            t = time.monotonic()
+            r = subprocess.run([sys.executable, "-m", "fsdp", *run], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                               timeout=900)
+            print(f"fsdp {' '.join(run)}: exit {r.returncode} in {time.monotonic() - t:.0f} s",
+                  flush=True)
+            if r.returncode:
+                print(r.stderr[-2000:], flush=True)
+                return 1
+    Path(out, "apps.done").touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
