@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--all", action="store_true", help="every running stack")
     cp.add_argument("-c", "--count", type=int, help="stop after this many frames")
     cp.add_argument("--seconds", type=float, help="stop after this long")
+    cp.add_argument("--host", action="append", default=[], metavar="ADDR",
+                    help="only frames to or from this IPv4 address (repeat: any of them)")
+    cp.add_argument("--port", type=int, action="append", default=[],
+                    help="only TCP/UDP frames to or from this port (repeat: any of them)")
+    cp.add_argument("--proto", action="append", default=[], choices=("tcp", "udp", "icmp", "arp"),
+                    help="only frames of this protocol (repeat: any of them)")
     _add_demo_parsers(sub)
     return p
 
@@ -171,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_ss(pid=args.pid, listening=args.listening, all_states=args.all,
                           as_json=args.json)
         if args.command == "capture":
-            from fsdp.apps.observe import run_capture
+            from fsdp.apps.observe import CaptureFilter, run_capture
 
             if args.count is not None and args.count < 1:
                 raise ValueError("--count must be at least 1")
             if args.seconds is not None and not args.seconds > 0:
                 raise ValueError("--seconds must be > 0")
+            match = CaptureFilter(args.host, args.port, args.proto)
             return run_capture(args.out, pids=args.pid, all_stacks=args.all, count=args.count,
-                               seconds=args.seconds)
+                               seconds=args.seconds, match=match)
         if args.command in ("demo", "serve", "bench"):
             return _run_demo_command(args)
     except KeyboardInterrupt:
