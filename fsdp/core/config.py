@@ -79,7 +79,8 @@ class StackOptions:
     rx_burst: int = 32  # frames read from the NIC queue per pass
     ttl: int = 64  # IPv4 TTL of what we send (Linux ip_default_ttl)
     arp_entries: int = 256  # neighbour cache size per core (power of two)
-    arp_reachable: float = 30.0  # s a confirmed neighbour stays REACHABLE (Linux base_reachable_time)
+    # s a confirmed neighbour stays REACHABLE (Linux base_reachable_time)
+    arp_reachable: float = 30.0
     arp_retrans: float = 1.0  # s between ARP requests while resolving (Linux retrans_time)
     arp_probes: int = 3  # requests before a neighbour is declared unreachable (Linux mcast_solicit)
     arp_queue_len: int = 64  # packets held per unresolved neighbour; the oldest is dropped (Linux)

@@ -8,9 +8,10 @@ file in the sim NIC's shared-memory directory (``/dev/shm/fsdp`` where it has ro
 ``stat-<pid>-<n>``.  The engine keeps writing them where it always did: there is no copy and no
 extra work on the data path.  Layout: a 4 KiB page (magic, then the offset and length of the
 description), the arrays (each page aligned), then the description: JSON with the pid, stack
-address, NIC, cores, counter names, and every array's name, dtype, shape and offset.  A reader maps the file read-only; what it sees is a live, unlocked view (a row
-may be mid-update, as with /proc/net/tcp).  The file is removed when the stack closes; one left
-by a process that died is removed by the next reader that finds it.
+address, NIC, cores, counter names, and every array's name, dtype, shape and offset.  A reader maps
+the file read-only; what it sees is a live, unlocked view (a row may be mid-update, as with
+/proc/net/tcp).  The file is removed when the stack closes; one left by a process that died is
+removed by the next reader that finds it.
 """
 
 from __future__ import annotations

@@ -42,9 +42,10 @@ for the first non-empty slot, O(1) when it is flagged sorted (level 0: (expires,
 level 1: non-decreasing expires, which timers of one duration armed in time order keep, as
 TIME-WAIT's are) or else one scan of it (level 0: the timers of one tick; level 1: of one group,
 which at 10k closes/s is ~40k TIME-WAIT timers: a scan per query used to take half of a
-short-connection server's time); the overflow list only when both levels are empty.  Measured on the 2-core dev VM with 100k timers
-pending: arm or re-arm ~7 ns (cache-resident) to ~160 ns (random connections: cache misses),
-cancel ~1 ns, pending/expires < 1 ns, next deadline ~60 ns cached, expiry ~200 ns per fired timer.
+short-connection server's time); the overflow list only when both levels are empty.  Measured on the
+2-core dev VM with 100k timers pending: arm or re-arm ~7 ns (cache-resident) to ~160 ns (random
+connections: cache misses), cancel ~1 ns, pending/expires < 1 ns, next deadline ~60 ns cached,
+expiry ~200 ns per fired timer.
 
 Refcounts.  Numba increfs every array of a NamedTuple argument when a kernel is entered and
 decrefs it after the argument's last use; its pruning pass removes the pair only when the last

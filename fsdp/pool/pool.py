@@ -53,7 +53,8 @@ class Pool(NamedTuple):
 
 
 def pool_create(n_frames: int) -> Pool:
-    """Allocate a pool of ``n_frames`` frames; memory is ``n_frames * FRAME_SIZE`` plus ~24 B/frame."""
+    """Allocate a pool of ``n_frames`` frames; memory is ``n_frames * FRAME_SIZE``
+    plus ~24 B/frame."""
     if not isinstance(n_frames, int) or n_frames < 1 or n_frames > 0x7FFFFFFF:
         raise ValueError(f"pool size must be a positive int, not {n_frames!r}")
     buf = mmap.mmap(-1, n_frames * FRAME_SIZE)  # anonymous, page aligned (AF_XDP UMEM needs it)

@@ -1116,7 +1116,7 @@ class Socket:
     def _apply_to_listeners(self, opt: int, value: int) -> None:
         """Buffer sizes shape the SYN-ACK, so every core's listener carries them."""
         if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF):
-            for core, lid in zip(self._stack._refs, self._lids):
+            for core, lid in zip(self._stack._refs, self._lids, strict=False):
                 _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
     def getsockopt(self, level, optname, buflen=0):

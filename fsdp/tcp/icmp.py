@@ -15,7 +15,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fsdp.core.config import CFG_ICMP_BURST, CFG_ICMP_ECHO_IGNORE_BCAST, CFG_ICMP_RATE, CFG_RX_CSUM_OFFLOAD
+from fsdp.core.config import (
+    CFG_ICMP_BURST,
+    CFG_ICMP_ECHO_IGNORE_BCAST,
+    CFG_ICMP_RATE,
+    CFG_RX_CSUM_OFFLOAD,
+)
 from fsdp.core.stats import (
     STAT_ICMP_BAD_CSUM,
     STAT_ICMP_DEST_UNREACH_IN,
@@ -158,7 +163,8 @@ def icmp_send_echo(core, dst, ident, seq, size, now):
     buf = pool.data[fid]
     for i in range(size):
         buf[o + ICMP_HLEN + i] = (i + 0x10) & 0xFF
-    icmp_build(buf, o, ICMP_ECHO_REQUEST, 0, ((ident & 0xFFFF) << 16) | (seq & 0xFFFF), ICMP_HLEN + size)
+    icmp_build(buf, o, ICMP_ECHO_REQUEST, 0, ((ident & 0xFFFF) << 16) | (seq & 0xFFFF),
+               ICMP_HLEN + size)
     pool.length[fid] = ICMP_HLEN + size
     core.stats[STAT_ICMP_ECHO_REQUESTS_OUT] += 1
     ip_output(core, fid, dst, IPPROTO_ICMP, 0, False, -1, now)

@@ -9,12 +9,13 @@ from numba import njit
 
 from fsdp.core.config import (
     CFG_GATEWAY,
-    CFG_MAC,
     CFG_IP,
+    CFG_MAC,
     CFG_NETMASK,
     CFG_RX_CSUM_OFFLOAD,
     CFG_TTL,
 )
+from fsdp.core.output import tx_enqueue
 from fsdp.core.stats import (
     STAT_IP_BAD_CSUM,
     STAT_IP_BAD_HLEN,
@@ -28,7 +29,6 @@ from fsdp.core.stats import (
     STAT_IP_OUT,
     STAT_IP_TRUNCATED,
 )
-from fsdp.core.output import tx_enqueue
 from fsdp.core.vars import V_IP_ID
 from fsdp.pool.pool import FRAME_F_LOOPED, FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
 from fsdp.tcp.neighbor import neigh_output

@@ -147,7 +147,6 @@ from fsdp.tcp.listen import (
 )
 from fsdp.tcp.neighbor import neigh_confirm
 from fsdp.tcp.reass import (
-    rx_truesize,
     REASS_FIN_REACHED,
     SACK_MAX_BLOCKS,
     reass_deliver,
@@ -155,6 +154,7 @@ from fsdp.tcp.reass import (
     reass_free,
     reass_insert,
     reass_insert_sack,
+    rx_truesize,
     sack_dsack_clear,
     sack_on_duplicate,
     sack_reset,

@@ -14,8 +14,9 @@ Numba alike: ``t.hot.snd_una[cid]`` is the record field through a strided view. 
 touches many fields of one connection, which then share cache lines.  Records rather than one
 array per field also keep the table two arrays wide: Numba increfs, and compiles code for, every
 array of a NamedTuple argument at every call boundary (90 columns made each engine kernel take
-seconds to compile and ``CoreState`` 166 arrays wide; now it is 78).  The addresses are cold because segments are found through the flow table
-and built from a per-connection header template (DESIGN §4), not from these columns.
+seconds to compile and ``CoreState`` 166 arrays wide; now it is 78).  The addresses are cold because
+segments are found through the flow table and built from a per-connection header template (DESIGN
+§4), not from these columns.
 
 Sequence numbers are uint32 columns (RFC 9293 §3.4 arithmetic is modulo 2^32: compare them with
 ``fsdp.wire.tcp.seq_lt`` and friends, never with ``<``).  Times are int64 µs.  ``srtt < 0`` means

@@ -21,6 +21,7 @@ silent (net/ipv4/tcp.c ``tcp_sendmsg``, ``tcp_recvmsg``, ``tcp_close``, ``tcp_sh
 import numpy as np
 from numba import njit, types
 
+from fsdp.atomic import fetch_and, fetch_or
 from fsdp.core.config import (
     CFG_CORE_ID,
     CFG_GATEWAY,
@@ -41,7 +42,6 @@ from fsdp.core.config import (
     CFG_TCP_TIMESTAMPS,
     CFG_TCP_WINDOW_SCALING,
 )
-from fsdp.atomic import fetch_and, fetch_or
 from fsdp.core.output import tx_flush
 from fsdp.core.stats import (
     STAT_TCP_ABORT_ON_CLOSE,

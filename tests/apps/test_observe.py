@@ -72,8 +72,8 @@ def test_stat_and_ss_read_a_running_stack_from_another_process():
 
 
 def test_a_dead_process_segment_is_removed_by_the_next_reader(fresh_wire):
-    code = ("import os, fsdp; s = fsdp.Stack(nic='sim:%s', ip='10.4.1.1/24'); "
-            "print(os.getpid(), flush=True); os._exit(0)" % fresh_wire)
+    code = (f"import os, fsdp; s = fsdp.Stack(nic='sim:{fresh_wire}', ip='10.4.1.1/24'); "
+            "print(os.getpid(), flush=True); os._exit(0)")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300, cwd=ROOT, check=True).stdout

@@ -44,7 +44,9 @@ def pytest_collection_modifyitems(config, items):
         suffix = "-" + "-".join(params) if params else ""
         key = f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.originalname}{suffix}"
         if key in FSDP_KNOWN_FAILING:
-            item.add_marker(pytest.mark.xfail(reason="fsdp does not pass this scenario yet", strict=True))
+            item.add_marker(
+                pytest.mark.xfail(reason="fsdp does not pass this scenario yet", strict=True)
+            )
 
 
 STACKS = [k for k in os.environ.get("FSDP_CONFORMANCE_STACKS", "fsdp,linux").split(",") if k]

@@ -311,7 +311,7 @@ def test_send_takes_bytes_bytearrays_and_memoryviews_in_c(pair):
     ls, c = _connected(server, client, 7005)
     s, _ = ls.accept()
     for data in (b"ab", bytearray(b"cd"), memoryview(b"..ef..")[2:4]):
-        n, frames = _python_frames(lambda: s.send(data))
+        n, frames = _python_frames(lambda data=data: s.send(data))
         assert n == 2 and frames == []
     # other types, flags, nothing to send: Python's way, with its answers
     with pytest.raises(BufferError):  # (as CPython's send: "y*" wants a contiguous buffer)

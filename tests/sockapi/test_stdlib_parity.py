@@ -263,7 +263,8 @@ def closed_socket_ops(w):
         rec(s.recv_into, bytearray(4)), rec(s.getsockname), rec(s.getpeername),
         rec(s.bind, ("0.0.0.0", 0)), rec(s.connect, (w.srv_ip, 80)),
         rec(s.connect_ex, (w.srv_ip, 80)), rec(s.listen), rec(s.accept),
-        rec(s.setsockopt, SOL, stdsocket.SO_REUSEADDR, 1), rec(s.getsockopt, SOL, stdsocket.SO_ERROR),
+        rec(s.setsockopt, SOL, stdsocket.SO_REUSEADDR, 1),
+        rec(s.getsockopt, SOL, stdsocket.SO_ERROR),
         rec(s.shutdown, stdsocket.SHUT_RDWR), rec(s.settimeout, 1.0), rec(s.setblocking, False),
         rec(s.gettimeout), rec(s.close),
     ]
@@ -286,8 +287,10 @@ def unconnected_socket_ops(w):
         rec(s.recv, 1), rec(s.shutdown, stdsocket.SHUT_RDWR), rec(s.shutdown, stdsocket.SHUT_WR),
         rec(s.accept), rec(s.getsockopt, SOL, stdsocket.SO_ERROR),
         rec(s.getsockopt, SOL, stdsocket.SO_TYPE), rec(s.getsockopt, SOL, stdsocket.SO_REUSEADDR),
-        rec(s.getsockopt, SOL, stdsocket.SO_ACCEPTCONN), rec(s.getsockopt, TCP, stdsocket.TCP_NODELAY),
-        rec(s.getsockopt, SOL, stdsocket.SO_KEEPALIVE), rec(s.getsockopt, SOL, stdsocket.SO_LINGER, 8),
+        rec(s.getsockopt, SOL, stdsocket.SO_ACCEPTCONN),
+        rec(s.getsockopt, TCP, stdsocket.TCP_NODELAY),
+        rec(s.getsockopt, SOL, stdsocket.SO_KEEPALIVE),
+        rec(s.getsockopt, SOL, stdsocket.SO_LINGER, 8),
         rec(s.getsockopt, SOL, stdsocket.SO_LINGER), rec(s.gettimeout), rec(s.getblocking),
         s.family, s.type, s.proto, rec(lambda: s.timeout),
     ]
@@ -588,7 +591,8 @@ def shutdown_wr(w):
     ls, c, s = w.pair()
     out = [rec(c.shutdown, stdsocket.SHUT_WR), rec(c.send, b"x"), rec(c.sendall, b"x"),
            rec(s.recv, 10), rec(s.sendall, b"back"), rec(c.recv, 10), rec(c.getpeername),
-           rec(c.getsockname), rec(c.shutdown, stdsocket.SHUT_WR), rec(c.shutdown, stdsocket.SHUT_RDWR)]
+           rec(c.getsockname), rec(c.shutdown, stdsocket.SHUT_WR),
+           rec(c.shutdown, stdsocket.SHUT_RDWR)]
     return out
 
 
@@ -705,7 +709,8 @@ def bad_arguments_connected(w):
     return [
         rec(c.recv, "x"), rec(c.recv, -1), rec(c.recv, None), rec(c.recv, 1.5),
         rec(c.send, "str"), rec(c.send, 123), rec(c.send, None), rec(c.sendall, "str"),
-        rec(c.send, b"x", "flags"), rec(c.recv_into, b"immutable"), rec(c.recv_into, bytearray(2), 5),
+        rec(c.send, b"x", "flags"), rec(c.recv_into, b"immutable"),
+        rec(c.recv_into, bytearray(2), 5),
         rec(c.recv_into, bytearray(2), -1), rec(c.recv, 1, "flags"),
     ]
 
@@ -788,9 +793,11 @@ def sockopt_values(w):
     out += [rec(c.getsockopt, SOL, stdsocket.SO_TYPE), rec(c.getsockopt, SOL, stdsocket.SO_ERROR),
             rec(c.getsockopt, SOL, stdsocket.SO_ACCEPTCONN),
             rec(ls.getsockopt, SOL, stdsocket.SO_ACCEPTCONN),
-            rec(c.getsockopt, SOL, stdsocket.SO_DOMAIN), rec(c.getsockopt, SOL, stdsocket.SO_PROTOCOL),
+            rec(c.getsockopt, SOL, stdsocket.SO_DOMAIN),
+            rec(c.getsockopt, SOL, stdsocket.SO_PROTOCOL),
             rec(c.getsockopt, SOL, stdsocket.SO_REUSEPORT),
-            rec(c.getsockopt, SOL, stdsocket.SO_TYPE, 4), rec(c.getsockopt, SOL, stdsocket.SO_TYPE, 2)]
+            rec(c.getsockopt, SOL, stdsocket.SO_TYPE, 4),
+            rec(c.getsockopt, SOL, stdsocket.SO_TYPE, 2)]
     out.append(rec(c.setsockopt, SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 7)))
     out.append(rec(c.getsockopt, SOL, stdsocket.SO_LINGER, 8))
     out.append(rec(c.getsockopt, SOL, stdsocket.SO_LINGER))
@@ -982,8 +989,10 @@ def sockopt_ranges(w):
     out = []
     for sock in (fresh, c):
         for level, opt, val in ((TCP, stdsocket.TCP_NODELAY, 7), (SOL, stdsocket.SO_KEEPALIVE, 7),
-                                (TCP, stdsocket.TCP_KEEPIDLE, 0), (TCP, stdsocket.TCP_KEEPIDLE, 40000),
-                                (TCP, stdsocket.TCP_KEEPINTVL, 0), (TCP, stdsocket.TCP_KEEPCNT, 200),
+                                (TCP, stdsocket.TCP_KEEPIDLE, 0),
+                                (TCP, stdsocket.TCP_KEEPIDLE, 40000),
+                                (TCP, stdsocket.TCP_KEEPINTVL, 0),
+                                (TCP, stdsocket.TCP_KEEPCNT, 200),
                                 (TCP, stdsocket.TCP_KEEPCNT, 0), (TCP, stdsocket.TCP_CORK, 1),
                                 (TCP, stdsocket.TCP_CORK, 0), (TCP, stdsocket.TCP_NODELAY, -1)):
             out.append((rec(sock.setsockopt, level, opt, val), rec(sock.getsockopt, level, opt)))
@@ -1009,7 +1018,8 @@ def send_flags(w):
         except BlockingIOError:
             break
     c.setblocking(True)
-    out = [rec(c.send, b"x", stdsocket.MSG_DONTWAIT), rec(c.send, b"x", stdsocket.MSG_NOSIGNAL | stdsocket.MSG_DONTWAIT)]
+    out = [rec(c.send, b"x", stdsocket.MSG_DONTWAIT),
+           rec(c.send, b"x", stdsocket.MSG_NOSIGNAL | stdsocket.MSG_DONTWAIT)]
     return out
 
 
@@ -1172,12 +1182,16 @@ def fin_then_rst(w):
 def unconnected_defaults(w):
     s = w.csock()
     out = [rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG),
-           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPIDLE), rec(s.getsockopt, TCP, stdsocket.TCP_KEEPINTVL),
-           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPCNT), rec(s.getsockopt, TCP, stdsocket.TCP_CORK)]
-    out += [rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 1000), rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG),
+           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPIDLE),
+           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPINTVL),
+           rec(s.getsockopt, TCP, stdsocket.TCP_KEEPCNT),
+           rec(s.getsockopt, TCP, stdsocket.TCP_CORK)]
+    out += [rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 1000),
+            rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG),
             rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 20),
             rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 40000),
-            rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 0), rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG)]
+            rec(s.setsockopt, TCP, stdsocket.TCP_MAXSEG, 0),
+            rec(s.getsockopt, TCP, stdsocket.TCP_MAXSEG)]
     ls, c, _ = w.pair()
     out += [rec(c.setsockopt, TCP, stdsocket.TCP_MAXSEG, v) for v in (20, 40000, 0, 1000)]
     return out

@@ -11,7 +11,9 @@ PEER_MAC = "02:00:00:00:00:02"
 OTHER_MAC = "02:00:00:00:00:99"
 
 
-def arp_request(src_mac=PEER_MAC, src_ip="192.0.2.2", dst_ip="192.0.2.1", eth_dst="ff:ff:ff:ff:ff:ff"):
+def arp_request(
+    src_mac=PEER_MAC, src_ip="192.0.2.2", dst_ip="192.0.2.1", eth_dst="ff:ff:ff:ff:ff:ff"
+):
     return Ether(src=src_mac, dst=eth_dst) / ARP(
         op=1, hwsrc=src_mac, psrc=src_ip, hwdst="00:00:00:00:00:00", pdst=dst_ip
     )
@@ -44,7 +46,11 @@ def test_learns_requester_then_uses_its_mac():
     with Harness() as h:
         h.send(arp_request(src_mac=OTHER_MAC, src_ip="192.0.2.9"))
         h.recv()
-        h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP(id=7, seq=1))
+        h.send(
+            Ether(src=OTHER_MAC, dst=STACK_MAC)
+            / IP(src="192.0.2.9", dst="192.0.2.1")
+            / ICMP(id=7, seq=1)
+        )
         out = h.recv()
         assert len(out) == 1 and out[0].dst == OTHER_MAC and out[0][ICMP].type == 0
         assert h.stats()["arp_requests_out"] == 0
@@ -53,7 +59,12 @@ def test_learns_requester_then_uses_its_mac():
 
 def test_resolves_unknown_neighbour_and_flushes_queued_packet():
     with Harness() as h:
-        echo = Ether(src=OTHER_MAC, dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP(id=3, seq=4) / b"payload"
+        echo = (
+            Ether(src=OTHER_MAC, dst=STACK_MAC)
+            / IP(src="192.0.2.9", dst="192.0.2.1")
+            / ICMP(id=3, seq=4)
+            / b"payload"
+        )
         # The request comes from a host we do not know and is not an ARP: we must resolve it.
         h.send(echo)
         out = h.recv()
@@ -62,7 +73,10 @@ def test_resolves_unknown_neighbour_and_flushes_queued_packet():
         assert req.dst == "ff:ff:ff:ff:ff:ff" and req[ARP].op == 1
         assert req[ARP].pdst == "192.0.2.9" and req[ARP].psrc == "192.0.2.1"
         assert req[ARP].hwsrc == STACK_MAC and req[ARP].hwdst == "00:00:00:00:00:00"
-        h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1"))
+        h.send(
+            Ether(src=OTHER_MAC, dst=STACK_MAC)
+            / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1")
+        )
         out = h.recv()
         assert len(out) == 1 and out[0].dst == OTHER_MAC
         assert out[0][ICMP].type == 0 and out[0][ICMP].load == b"payload"
@@ -72,7 +86,11 @@ def test_resolves_unknown_neighbour_and_flushes_queued_packet():
 def test_resolution_retries_then_gives_up_and_drops_queue():
     with Harness() as h:
         for seq in range(3):
-            h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP(seq=seq))
+            h.send(
+                Ether(src=OTHER_MAC, dst=STACK_MAC)
+                / IP(src="192.0.2.9", dst="192.0.2.1")
+                / ICMP(seq=seq)
+            )
         assert [p[ARP].op for p in h.recv()] == [1]  # one request, three packets queued
         h.advance(0.999)
         assert h.recv() == []
@@ -91,9 +109,16 @@ def test_resolution_retries_then_gives_up_and_drops_queue():
 def test_queue_bound_drops_oldest():
     with Harness(arp_queue_len=2) as h:
         for seq in range(5):
-            h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP(seq=seq))
+            h.send(
+                Ether(src=OTHER_MAC, dst=STACK_MAC)
+                / IP(src="192.0.2.9", dst="192.0.2.1")
+                / ICMP(seq=seq)
+            )
         h.recv()
-        h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1"))
+        h.send(
+            Ether(src=OTHER_MAC, dst=STACK_MAC)
+            / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1")
+        )
         out = h.recv()
         assert [p[ICMP].seq for p in out] == [3, 4]  # the newest survive
         assert h.stats()["arp_queue_drop"] == 3
@@ -105,7 +130,10 @@ def test_reachable_entry_goes_stale_then_is_probed_on_use():
         echo = Ether(src=OTHER_MAC, dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP()
         h.send(echo)
         h.recv()
-        h.send(Ether(src=OTHER_MAC, dst=STACK_MAC) / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1"))
+        h.send(
+            Ether(src=OTHER_MAC, dst=STACK_MAC)
+            / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.9", hwdst=STACK_MAC, pdst="192.0.2.1")
+        )
         h.recv()
         state = {n["ip"]: n["state"] for n in h.stack.neighbors()}
         assert state["192.0.2.9"] == "reachable"
@@ -121,7 +149,10 @@ def test_reachable_entry_goes_stale_then_is_probed_on_use():
 
 
 def test_static_peer_is_never_overridden(harness):
-    harness.send(Ether(src=OTHER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.2", pdst="192.0.2.1"))
+    harness.send(
+        Ether(src=OTHER_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=2, hwsrc=OTHER_MAC, psrc="192.0.2.2", pdst="192.0.2.1")
+    )
     harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / ICMP())
     assert harness.recv()[0].dst == PEER_MAC
 
@@ -130,9 +161,18 @@ def test_static_peer_is_never_overridden(harness):
     "frame, counter",
     [
         (arp_request() / b"", None),
-        (Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff", type=0x0806) / b"\x00\x01\x08\x00\x06\x04", "arp_malformed"),
-        (Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(hwtype=6, pdst="192.0.2.1"), "arp_malformed"),
-        (Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=9, pdst="192.0.2.1"), "arp_malformed"),
+        (
+            Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff", type=0x0806) / b"\x00\x01\x08\x00\x06\x04",
+            "arp_malformed",
+        ),
+        (
+            Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(hwtype=6, pdst="192.0.2.1"),
+            "arp_malformed",
+        ),
+        (
+            Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=9, pdst="192.0.2.1"),
+            "arp_malformed",
+        ),
         (arp_request(src_mac="01:00:5e:00:00:01"), "arp_bogus"),
         (arp_request(src_ip="255.255.255.255"), "arp_bogus"),
         (arp_request(src_mac=STACK_MAC), "arp_bogus"),

@@ -28,9 +28,21 @@ def _templates():
     ip = IP(src="192.0.2.2", dst="192.0.2.1")
     return [
         bytes(base / ip / ICMP(id=1, seq=2) / b"ping"),
-        bytes(base / ip / TCP(sport=1, dport=80, flags="S", options=[("MSS", 1460), ("WScale", 7), ("SAckOK", b""), ("Timestamp", (1, 0))])),
+        bytes(
+            base
+            / ip
+            / TCP(
+                sport=1,
+                dport=80,
+                flags="S",
+                options=[("MSS", 1460), ("WScale", 7), ("SAckOK", b""), ("Timestamp", (1, 0))],
+            )
+        ),
         bytes(base / ip / UDP(sport=1, dport=53) / b"dns"),
-        bytes(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=PEER_MAC, psrc="192.0.2.2", pdst="192.0.2.1")),
+        bytes(
+            Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=1, hwsrc=PEER_MAC, psrc="192.0.2.2", pdst="192.0.2.1")
+        ),
         bytes(base / IP(src="192.0.2.2", dst="192.0.2.1", ihl=7, options=b"\x01" * 8) / ICMP()),
     ]
 
@@ -68,7 +80,9 @@ def test_zz_after_fuzzing_nothing_leaked_and_stack_still_answers():
     h.audit()
     s = h.stats()
     assert s["rx_frames"] >= 1500  # mutated destination MACs are filtered by the NIC
-    drops = sum(s[k] for k in STAT_NAMES if k not in ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes"))
+    drops = sum(
+        s[k] for k in STAT_NAMES if k not in ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes")
+    )
     assert drops > 0
     h.send(IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(id=9, seq=9))
     out = h.recv()
@@ -81,7 +95,12 @@ def test_pool_exhaustion_is_graceful():
     with Harness(pool_frames=64, arp_queue_len=1000) as h:
         rnd = random.Random(1)
         for i in range(200):
-            h.send(Ether(src="02:00:00:00:00:09", dst=STACK_MAC) / IP(src="192.0.2.9", dst="192.0.2.1") / ICMP(seq=i) / bytes(rnd.randrange(256) for _ in range(8)))
+            h.send(
+                Ether(src="02:00:00:00:00:09", dst=STACK_MAC)
+                / IP(src="192.0.2.9", dst="192.0.2.1")
+                / ICMP(seq=i)
+                / bytes(rnd.randrange(256) for _ in range(8))
+            )
         s = h.stats()
         assert s["pool_empty"] > 0 or s["rx_frames"] < 200
         for _ in range(10):  # each resolution cycle (3 s) drains at most a pool's worth

@@ -34,7 +34,9 @@ def test_capture_of_a_ping_exchange(tmp_path):
     ts = [float(p.time) for p in pkts]
     assert ts == sorted(ts)
     if shutil.which("tcpdump"):
-        out = subprocess.run(["tcpdump", "-nr", str(path)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["tcpdump", "-nr", str(path)], capture_output=True, text=True, check=True
+        )
         assert out.stdout.count("ICMP echo request") == 2
 
 

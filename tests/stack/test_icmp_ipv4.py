@@ -10,13 +10,17 @@ PEER_MAC = "02:00:00:00:00:02"
 
 
 def test_echo_request_gets_exact_reply(harness):
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1", tos=0x10) / ICMP(id=0x1234, seq=7) / (b"x" * 100))
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1", tos=0x10) / ICMP(id=0x1234, seq=7) / (b"x" * 100)
+    )
     out = harness.recv()
     assert len(out) == 1
     r = out[0]
     assert (r.src, r.dst) == (STACK_MAC, PEER_MAC)
     ip = r[IP]
-    assert (ip.src, ip.dst, ip.ttl, ip.proto, ip.ihl, ip.tos) == ("192.0.2.1", "192.0.2.2", 64, 1, 5, 0x10)
+    assert (ip.src, ip.dst, ip.ttl, ip.proto, ip.ihl, ip.tos) == (
+        "192.0.2.1", "192.0.2.2", 64, 1, 5, 0x10
+    )
     assert ip.len == 20 + 8 + 100 and ip.frag == 0
     icmp = r[ICMP]
     assert (icmp.type, icmp.code, icmp.id, icmp.seq) == (0, 0, 0x1234, 7)
@@ -34,21 +38,35 @@ def test_echo_request_gets_exact_reply(harness):
 
 
 def test_echo_with_ip_options_is_answered_without_them(harness):
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1", options=[IPOption_Router_Alert(), IPOption_NOP()] ) / ICMP(seq=1) / b"abc")
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1", options=[IPOption_Router_Alert(), IPOption_NOP()])
+        / ICMP(seq=1)
+        / b"abc"
+    )
     out = harness.recv()
     assert len(out) == 1 and out[0][IP].ihl == 5 and out[0][ICMP].load == b"abc"
 
 
 def test_ethernet_padding_is_ignored(harness):
-    frame = bytes(Ether(src=PEER_MAC, dst=STACK_MAC) / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(seq=3))
+    frame = bytes(
+        Ether(src=PEER_MAC, dst=STACK_MAC) / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(seq=3)
+    )
     harness.send(frame + b"\x00" * 18)  # padded to the 60-byte minimum
     out = harness.recv()
     assert len(out) == 1 and out[0][IP].len == 28
 
 
 def test_broadcast_echo_is_ignored_by_default(harness):
-    harness.send(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="192.0.2.2", dst="192.0.2.255") / ICMP())
-    harness.send(Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="192.0.2.2", dst="255.255.255.255") / ICMP())
+    harness.send(
+        Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="192.0.2.2", dst="192.0.2.255")
+        / ICMP()
+    )
+    harness.send(
+        Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="192.0.2.2", dst="255.255.255.255")
+        / ICMP()
+    )
     assert harness.recv() == []
     assert harness.stats()["icmp_echo_broadcast_ignored"] == 2
 
@@ -81,7 +99,12 @@ def test_unknown_protocol_gets_protocol_unreachable(harness):
 
 
 def test_no_error_about_an_icmp_error(harness):
-    err = IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=3, code=1) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP()
+    err = (
+        IP(src="192.0.2.2", dst="192.0.2.1")
+        / ICMP(type=3, code=1)
+        / IP(src="192.0.2.1", dst="192.0.2.2")
+        / UDP()
+    )
     harness.send(err)
     assert harness.recv() == []
     assert harness.stats()["icmp_dest_unreach_in"] == 1
@@ -101,20 +124,32 @@ def test_icmp_errors_are_rate_limited():
 
 
 def test_tcp_to_closed_port_gets_reset(harness):
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="S", seq=1000))
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="S", seq=1000)
+    )
     (r,) = harness.recv()
     t = r[TCP]
     assert (t.sport, t.dport, t.seq, t.ack, t.flags, t.window) == (80, 40000, 0, 1001, "RA", 0)
     assert r[IP].flags == "DF" and r[IP].id == 0
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="A", seq=5, ack=777))
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="A", seq=5, ack=777)
+    )
     (r,) = harness.recv()
     assert (r[TCP].seq, r[TCP].flags) == (777, "R")
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="R", seq=5))
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="R", seq=5)
+    )
     assert harness.recv() == []  # never answer a RST with a RST
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="PA", seq=5, ack=9) / b"data")
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1")
+        / TCP(sport=40000, dport=80, flags="PA", seq=5, ack=9)
+        / b"data"
+    )
     (r,) = harness.recv()
     assert (r[TCP].seq, r[TCP].flags) == (9, "R")
-    harness.send(IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="F", seq=5) / b"ab")
+    harness.send(
+        IP(src="192.0.2.2", dst="192.0.2.1") / TCP(sport=40000, dport=80, flags="F", seq=5) / b"ab"
+    )
     (r,) = harness.recv()
     assert (r[TCP].seq, r[TCP].ack, r[TCP].flags) == (0, 8, "RA")
     harness.audit()
@@ -155,9 +190,19 @@ def test_bad_ip_input_is_dropped_and_counted(harness, pkt, counter):
     "frame, counter",
     [
         (b"\x02\x00\x00\x00\x00\x01\x02\x00", "eth_truncated"),
-        (bytes(Ether(src=PEER_MAC, dst=STACK_MAC, type=0x86DD) / Raw(b"\x60" + b"\x00" * 39)), "eth_unknown_type"),
+        (
+            bytes(Ether(src=PEER_MAC, dst=STACK_MAC, type=0x86DD) / Raw(b"\x60" + b"\x00" * 39)),
+            "eth_unknown_type",
+        ),
         (bytes(Ether(src=PEER_MAC, dst=STACK_MAC, type=0x0800)), "ip_truncated"),
-        (bytes(Ether(src=PEER_MAC, dst="01:00:5e:00:00:01") / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP()), "eth_not_for_us"),
+        (
+            bytes(
+                Ether(src=PEER_MAC, dst="01:00:5e:00:00:01")
+                / IP(src="192.0.2.2", dst="192.0.2.1")
+                / ICMP()
+            ),
+            "eth_not_for_us",
+        ),
     ],
 )
 def test_bad_frames_are_dropped_and_counted(harness, frame, counter):
@@ -177,6 +222,8 @@ def test_virtual_clock(harness):
 
 def test_nic_filters_other_stations_unicast(harness):
     """Like a real NIC out of promiscuous mode, the sim port never delivers others' unicast."""
-    harness.send(Ether(src=PEER_MAC, dst="02:00:00:00:00:55") / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP())
+    harness.send(
+        Ether(src=PEER_MAC, dst="02:00:00:00:00:55") / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP()
+    )
     assert harness.recv() == []
     assert harness.stats()["rx_frames"] == 0
