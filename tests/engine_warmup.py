@@ -99,13 +99,21 @@ def start_background(apps: bool) -> bool:
     return True
 
 
+WAIT_LIMIT_S = 1500  # a background compile that has not finished a phase by then is stuck
+
+
 def wait(phase: str) -> None:
     """Return once the background compile has finished ``phase`` (at once if there is none, or
-    it ended without it: the caller then compiles what it needs itself)."""
+    it ended without it, or after WAIT_LIMIT_S: the caller then compiles what it needs)."""
     if _background is None:
         return
     marker = os.path.join(_dir, phase + ".done")
+    deadline = time.monotonic() + WAIT_LIMIT_S
     while not os.path.exists(marker) and _background.poll() is None:
+        if time.monotonic() > deadline:
+            print(f"engine_warmup: no '{phase}' after {WAIT_LIMIT_S} s; not waiting for it",
+                  file=sys.stderr)
+            return
         time.sleep(0.05)
 
 
