@@ -104,15 +104,17 @@ WAIT_LIMIT_S = 1500  # a background compile that has not finished a phase by the
 
 def wait(phase: str) -> None:
     """Return once the background compile has finished ``phase`` (at once if there is none, or
-    it ended without it, or after WAIT_LIMIT_S: the caller then compiles what it needs)."""
+    it ended without it, or after WAIT_LIMIT_S, when it is stopped: the caller then compiles
+    what it needs)."""
     if _background is None:
         return
     marker = os.path.join(_dir, phase + ".done")
     deadline = time.monotonic() + WAIT_LIMIT_S
     while not os.path.exists(marker) and _background.poll() is None:
         if time.monotonic() > deadline:
-            print(f"engine_warmup: no '{phase}' after {WAIT_LIMIT_S} s; not waiting for it",
-                  file=sys.stderr)
+            print(f"engine_warmup: no '{phase}' after {WAIT_LIMIT_S} s; stopping the "
+                  "background compile", file=sys.stderr)
+            stop_background()  # (so no later test waits for it again)
             return
         time.sleep(0.05)
 
