@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--all", action="store_true", help="every running stack")
     cp.add_argument("-c", "--count", type=int, help="stop after this many frames")
     cp.add_argument("--seconds", type=float, help="stop after this long")
+    cp.add_argument("-s", "--snaplen", type=int, metavar="BYTES",
+                    help="write at most this many bytes of each frame (default and most: 2048, "
+                         "what the capture rings hold)")
     cp.add_argument("--host", action="append", default=[], metavar="ADDR",
                     help="only frames to or from this IPv4 address (repeat: any of them)")
     cp.add_argument("--port", type=int, action="append", default=[],
@@ -183,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--count must be at least 1")
             if args.seconds is not None and not args.seconds > 0:
                 raise ValueError("--seconds must be > 0")
+            if args.snaplen is not None and args.snaplen < 1:
+                raise ValueError("--snaplen must be at least 1")
             match = CaptureFilter(args.host, args.port, args.proto)
             return run_capture(args.out, pids=args.pid, all_stacks=args.all, count=args.count,
-                               seconds=args.seconds, match=match)
+                               seconds=args.seconds, match=match, snaplen=args.snaplen)
         if args.command in ("demo", "serve", "bench"):
             return _run_demo_command(args)
     except KeyboardInterrupt:

@@ -303,13 +303,16 @@ class CaptureFilter:
 
 def run_capture(out: str, pids: list[int] | None = None, all_stacks: bool = False,
                 count: int | None = None, seconds: float | None = None,
-                poll_s: float = 0.002, match: CaptureFilter | None = None) -> int:
+                poll_s: float = 0.002, match: CaptureFilter | None = None,
+                snaplen: int | None = None) -> int:
     """``fsdp capture --out FILE.pcap``: the frames running stacks receive and send, from their
     shared capture rings, into a pcap file (like ``tcpdump -w``), until ``count`` frames,
     ``seconds``, SIGINT/SIGTERM or the stacks' exit.  Frames of several cores or stacks are
     merged in timestamp order batch by batch.  ``match`` keeps only the frames it matches
     (``count`` counts those); the cores still copy every frame into their rings, so a filter
-    does not make a busy stack's ring drop less."""
+    does not make a busy stack's ring drop less.  ``snaplen`` cuts each written frame to that
+    many bytes (tcpdump's ``-s``; the record keeps the length on the wire); the rings hold
+    up to SHARED_CAPTURE_SNAPLEN of each frame, so a larger one changes nothing."""
     import signal
 
     from fsdp.driver.pcap import SHARED_CAPTURE_SNAPLEN, PcapWriter, capture_take
@@ -319,7 +322,8 @@ def run_capture(out: str, pids: list[int] | None = None, all_stacks: bool = Fals
     try:
         for header, _ in _capture_targets(pids, all_stacks):
             captures.append(_Capture(header))
-        writer = PcapWriter(out, snaplen=SHARED_CAPTURE_SNAPLEN)
+        writer = PcapWriter(out, snaplen=min(snaplen or SHARED_CAPTURE_SNAPLEN,
+                                             SHARED_CAPTURE_SNAPLEN))
     except BaseException:
         for c in captures:
             c.stop()

@@ -138,8 +138,10 @@ def test_capture_errors_are_one_line(fresh_wire, tmp_path):
 
     r = _fsdp("capture", "--out", str(tmp_path / "x.pcap"), "--pid", "999999")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no running fsdp stack" in r.stderr
-    r = _fsdp("capture", "--out", str(tmp_path / "x.pcap"), "--count", "0")
-    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    for bad in (["--count", "0"], ["--snaplen", "0"], ["--host", "::1"], ["--host", "10.1"],
+                ["--port", "70000"]):
+        r = _fsdp("capture", "--out", str(tmp_path / "x.pcap"), *bad)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, (bad, r.stderr)
     me = str(os.getpid())
     with fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.1/24") as a, \
             fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.2/24", stats_segment=False):
@@ -230,14 +232,17 @@ def test_capture_cli_filters_by_port(fresh_wire, tmp_path):
     with fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.1/24") as server, \
             fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.2/24", stats_segment=False) as client:
         p = _start_capture("--out", str(out), "--pid", str(os.getpid()), "--port", "8084",
-                           "--proto", "tcp")
+                           "--proto", "tcp", "--snaplen", "60")
         _exchange(server, client, 8083)
         _exchange(server, client, 8084)
         summary = _stop_capture(p, [server, client])
     frames = rdpcap(str(out))
     assert len(frames) >= 8 and all(TCP in f for f in frames)
     assert all(8084 in (f[TCP].sport, f[TCP].dport) for f in frames)
-    assert [bytes(f[Raw].load) for f in frames if Raw in f] == [b"hello over the wire",
-                                                                 b"and back"]
+    # 60 bytes of each (Ethernet, IPv4, TCP with timestamps: 66 bytes of headers), and the
+    # length on the wire of every frame, as tcpdump -s 60 writes them
+    assert all(len(bytes(f)) == 60 for f in frames)
+    wire_lengths = [f.wirelen for f in frames]
+    assert min(wire_lengths) >= 66 and 66 + len(b"hello over the wire") in wire_lengths
     n_out = int(summary.split(" filtered out")[0].rsplit(", ", 1)[1])
     assert n_out >= 8, summary  # the other connection's frames (and the ARP exchange)
