@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_ss(pid=args.pid, listening=args.listening, all_states=args.all,
                           as_json=args.json)
         if args.command == "capture":
-            from fsdp.apps.observe import CaptureFilter, run_capture
+            from fsdp.apps.observe import run_capture
+            from fsdp.driver.pcap import CaptureFilter
 
             if args.count is not None and args.count < 1:
                 raise ValueError("--count must be at least 1")

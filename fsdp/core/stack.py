@@ -32,6 +32,7 @@ from fsdp.driver.jitmem import CoreRef, RootEntry
 from fsdp.driver.pcap import (
     CAP_OWNER,
     SHARED_CAPTURE_SNAPLEN,
+    CaptureFilter,
     CaptureRing,
     PcapWriter,
     capture_drain,
@@ -351,6 +352,7 @@ class Stack:
         # and dropped by Socket._release: a dict store, not a WeakSet entry (~1 µs, in Python)
         self._sockets: dict[int, weakref.ref] = {}
         self._capture: PcapWriter | None = None
+        self._capture_match: CaptureFilter | None = None
         self._ping_ident = (id(self) >> 4) & 0xFFFF
         _live_stacks.add(self)
         _live_changed()
@@ -423,7 +425,7 @@ class Stack:
 
     def _drain_capture(self) -> None:
         for core in self._cores:
-            capture_drain(core.capture, self._capture)
+            capture_drain(core.capture, self._capture, self._capture_match)
 
     def _poll_status(self, per_core) -> tuple[int, list | None]:
         """One pass of every core, reading socket readiness where ``per_core[i]`` (an object
@@ -730,11 +732,19 @@ class Stack:
 
     # ---- capture ----
     def capture(self, path, *, queue: int | None = None, snaplen: int = 2048,
-                slots: int = 4096) -> None:
+                slots: int = 4096, host=(), port=(), proto=()) -> None:
         """Start writing the frames this stack receives and sends to a pcap file: every queue
-        (the whole port), or only NIC queue ``queue`` (= core ``queue``)."""
+        (the whole port), or only NIC queue ``queue`` (= core ``queue``).  ``host``, ``port``
+        and ``proto`` (an IPv4 address, a port, one of tcp/udp/icmp/arp, or a list of them)
+        keep only the frames tcpdump's ``host``/``port``/protocol primitives would: any value
+        of one, all of those given (``fsdp.driver.pcap.CaptureFilter``, as ``fsdp capture``)."""
         if queue is not None and not 0 <= queue < self.cores:
             raise ValueError(f"queue must be in [0, {self.cores}), not {queue}")
+
+        def values(v):
+            return [v] if isinstance(v, (str, int)) else list(v)
+
+        match = CaptureFilter(values(host), values(port), values(proto))
         for ring in self._shared_capture or ():
             owner = int(ring.meta[CAP_OWNER])
             if owner and _pid_alive(owner):
@@ -742,6 +752,7 @@ class Stack:
                                            f"(pid {owner})")
         self.stop_capture()
         self._capture = PcapWriter(path, snaplen=snaplen)
+        self._capture_match = match
         for i, core in enumerate(self._cores):
             if queue is not None and i != queue:
                 continue
@@ -759,7 +770,7 @@ class Stack:
         if self._capture is None:
             return
         for core in self._cores:
-            capture_drain(core.capture, self._capture)
+            capture_drain(core.capture, self._capture, self._capture_match)
             core.cfg[CFG_CAPTURE] = 0
         self._capture.close()
         self._capture = None

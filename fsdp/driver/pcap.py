@@ -9,6 +9,7 @@ timestamps, LINKTYPE_ETHERNET), readable by tcpdump, Wireshark and Scapy.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from typing import BinaryIO, NamedTuple
 
@@ -164,14 +165,99 @@ def capture_take(ring: CaptureRing) -> list[tuple[int, bytes, int]]:
     return out
 
 
-def capture_drain(ring: CaptureRing, writer: PcapWriter | None) -> int:
-    """Write every record in ``ring`` to ``writer`` (None: discard); returns how many."""
+def capture_drain(ring: CaptureRing, writer: PcapWriter | None,
+                  match: CaptureFilter | None = None) -> int:
+    """Write every record in ``ring`` that ``match`` keeps (None or empty: all) to ``writer``
+    (None: discard); returns how many records were taken."""
     records = capture_take(ring)
     if writer is not None:
         for ts_us, frame, orig_len in records:
-            writer.write(frame, ts_us, orig_len)
+            if not match or match.matches(frame):
+                writer.write(frame, ts_us, orig_len)
     return len(records)
 
 
 def capture_drops(ring: CaptureRing) -> int:
     return int(ring.meta[CAP_DROPS])
+
+
+_PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}  # IPv4 protocol numbers; "arp" by EtherType
+
+
+class CaptureFilter:
+    """Which frames ``fsdp capture`` writes, as tcpdump's ``host``/``port``/protocol
+    primitives: a frame matches when it matches every kind given (``--host A --port P`` is
+    ``host A and port P``) and any one value of a kind (``--port 80 --port 443`` is
+    ``port 80 or port 443``).  ``host`` is an IPv4 source or destination (an ARP frame's sender
+    or target address); ``port`` a TCP or UDP source or destination port (the first fragment of
+    a datagram carries them; later fragments do not match, as in tcpdump); ``proto`` one of
+    tcp, udp, icmp, arp.  IPv6 frames (which fsdp drops, but receives) match ``port``, ``tcp``
+    and ``udp`` as in tcpdump.  No value of any kind: every frame."""
+
+    def __init__(self, hosts=(), ports=(), protos=()) -> None:
+        try:
+            self.hosts = {int(ipaddress.IPv4Address(h)) for h in hosts}
+        except ValueError as e:
+            raise ValueError(f"--host: {e} (an IPv4 address)") from None
+        self.ports = set(ports)
+        for p in self.ports:
+            if not 0 <= p <= 65535:
+                raise ValueError(f"--port {p}: not a port number (0-65535)")
+        self.protos = set(protos)
+        for p in self.protos:
+            if p not in _PROTOCOLS and p != "arp":
+                raise ValueError(f"--proto {p}: one of arp, icmp, tcp, udp")
+
+    def __bool__(self) -> bool:
+        return bool(self.hosts or self.ports or self.protos)
+
+    def matches(self, frame: bytes) -> bool:
+        if len(frame) < 14:
+            return not self
+        ethertype = int.from_bytes(frame[12:14], "big")
+        if ethertype == 0x0806:  # ARP for IPv4 over Ethernet: addresses at 14+14 and 14+24
+            if self.ports or (self.protos and "arp" not in self.protos):
+                return False
+            if not self.hosts:
+                return True
+            if len(frame) < 42:
+                return False
+            return (int.from_bytes(frame[28:32], "big") in self.hosts
+                    or int.from_bytes(frame[38:42], "big") in self.hosts)
+        if ethertype == 0x86DD:  # IPv6 (fsdp drops it, but a capture shows what arrived)
+            return self._matches_ipv6(frame)
+        if ethertype != 0x0800 or len(frame) < 34 or frame[14] >> 4 != 4:
+            return not self
+        proto = frame[23]
+        if self.protos and not any(_PROTOCOLS.get(p) == proto for p in self.protos):
+            return False
+        if self.hosts and (int.from_bytes(frame[26:30], "big") not in self.hosts
+                           and int.from_bytes(frame[30:34], "big") not in self.hosts):
+            return False
+        if self.ports:
+            ihl = (frame[14] & 0x0F) * 4
+            first_fragment = int.from_bytes(frame[20:22], "big") & 0x1FFF == 0
+            at = 14 + ihl
+            if proto not in (6, 17) or not first_fragment or len(frame) < at + 4:
+                return False
+            return (int.from_bytes(frame[at:at + 2], "big") in self.ports
+                    or int.from_bytes(frame[at + 2:at + 4], "big") in self.ports)
+        return True
+
+    def _matches_ipv6(self, frame: bytes) -> bool:
+        """As tcpdump: an IPv4 ``host`` never matches; ``tcp``/``udp`` and ``port`` look at the
+        fixed header's next header only (no extension-header chain); ``icmp`` is ICMPv4."""
+        if not self:
+            return True
+        if self.hosts or len(frame) < 54:
+            return False
+        nh = frame[20]
+        if self.protos and not any(p in ("tcp", "udp") and _PROTOCOLS[p] == nh
+                                   for p in self.protos):
+            return False
+        if self.ports:
+            if nh not in (6, 17) or len(frame) < 58:
+                return False
+            return (int.from_bytes(frame[54:56], "big") in self.ports
+                    or int.from_bytes(frame[56:58], "big") in self.ports)
+        return True

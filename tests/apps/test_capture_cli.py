@@ -202,7 +202,7 @@ def test_capture_filter_selects_the_frames_tcpdump_selects(tmp_path):
 
     from scapy.all import Ether, wrpcap
 
-    from fsdp.apps.observe import CaptureFilter
+    from fsdp.driver.pcap import CaptureFilter
 
     frames = _filter_frames()
     # what each filter must keep, by index: written out by hand, then checked against tcpdump

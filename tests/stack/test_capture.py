@@ -79,3 +79,40 @@ def test_capture_started_mid_connection_keeps_its_sockets_working(tmp_path):
         a.stop_capture()
     payloads = [bytes(p[TCP].payload) for p in rdpcap(str(path)) if p.haslayer(TCP)]
     assert b"before-close" in payloads and b"reply" in payloads
+
+
+def test_capture_keeps_only_what_its_filter_matches(tmp_path):
+    """Stack.capture(host=, port=, proto=): tcpdump's primitives, as fsdp capture's; a ping and
+    two connections, of which the file keeps one connection's frames."""
+    from scapy.layers.inet import TCP
+
+    wire = f"sim:captest-{os.getpid()}-{next(_n)}"
+    path = tmp_path / "port.pcap"
+    with fsdp.Stack(nic=wire, ip="10.7.2.1/24") as a, fsdp.Stack(nic=wire, ip="10.7.2.2/24") as b:
+        with pytest.raises(ValueError):
+            a.capture(str(tmp_path / "x.pcap"), host="10.7.2")
+        with pytest.raises(ValueError):
+            a.capture(str(tmp_path / "x.pcap"), proto="sctp")
+        a.capture(str(path), port=[8092], proto="tcp")
+        assert a.ping("10.7.2.2", 1, timeout=2.0)[0] is not None
+        for port in (8091, 8092):
+            ls = a.socket()
+            ls.bind(("0.0.0.0", port))
+            ls.listen()
+            c = b.socket()
+            c.settimeout(10)
+            c.connect(("10.7.2.1", port))
+            s, _ = ls.accept()
+            s.settimeout(10)
+            c.sendall(b"port %d" % port)
+            assert s.recv(100) == b"port %d" % port
+            c.close()
+            s.close()
+            ls.close()
+        for _ in range(50):
+            a.poll()
+            b.poll()
+        a.stop_capture()
+    pkts = rdpcap(str(path))
+    assert len(pkts) >= 6 and all(TCP in p and 8092 in (p[TCP].sport, p[TCP].dport) for p in pkts)
+    assert [bytes(p[TCP].payload) for p in pkts if len(p[TCP].payload)] == [b"port 8092"]
