@@ -209,9 +209,17 @@ def _valid(core, cid):
 
 @kernel_inline
 def _route_ok(core, rip):
+    """A unicast route to ``rip``: on our subnet or through the gateway.  TCP is point to
+    point: an OPEN to a multicast, the limited broadcast or our subnet's broadcast address is
+    refused (RFC 1122 §4.2.3.10, RFC 9293 MUST-46; Linux tcp_v4_connect: ENETUNREACH for a
+    route of type broadcast or multicast)."""
     mask = core.cfg[CFG_NETMASK]
+    if (rip & 0xF0000000) == 0xE0000000 or rip == 0xFFFFFFFF:
+        return False
     if (rip & mask) == (core.cfg[CFG_IP] & mask):
-        return True
+        # the directed broadcast exists on a subnet of /30 or wider (Linux fib_add_ifaddr)
+        host = ~mask & 0xFFFFFFFF
+        return host < 3 or (rip & host) != host
     return core.cfg[CFG_GATEWAY] != 0
 
 
