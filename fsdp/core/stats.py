@@ -133,7 +133,7 @@ STAT_NAMES = (
     "tcp_tw_recycled",  # oldest TIME-WAIT TCB reused because tcp_max_tw_buckets was reached
     "tcp_tw_killed",  # TIME-WAIT ended by a RST (Linux tcp_rfc1337=0)
     "tcp_tw_reopened",  # SYN reopening a TIME-WAIT 4-tuple (RFC 6191 / RFC 1122 §4.2.2.13)
-    "tcp_icmp_unreach",  # ICMP destination unreachable for a connection (soft error)
+    "tcp_icmp_unreach",  # ICMP errors TCP acted on: a soft error kept or an opening aborted
     "tcp_no_frame",  # segments not sent: no free frame
     "tcp_loss_probes",  # tail loss probes sent (RFC 8985 §7)
     "tcp_loss_probe_recovery",  # losses repaired by a tail loss probe (cwnd reduced, §7.4)
@@ -144,6 +144,13 @@ STAT_NAMES = (
     "ip_loopback_dropped",  # of them, dropped: no free frame for the copy
     # per-core steering, continued
     "tcp_redirect_dropped",  # segments for another core dropped: its queue was full
+    # ICMP errors about TCP connections (RFC 1122 §4.2.3.9, RFC 5927; fsdp.tcp.tcp_icmp)
+    "icmp_err_bad_quote",  # ICMP errors dropped: the quote is not an IP header + 8 bytes
+    "icmp_err_no_conn",  # ICMP errors about no connection of ours (Linux ICMP InErrors)
+    "icmp_err_to_broadcast",  # ICMP errors sent to a broadcast/multicast address: dropped
+    "tcp_icmp_out_of_window",  # quoting a sequence number not in flight (Linux OutOfWindowIcmps)
+    "tcp_icmp_aborts",  # connection openings ended by an ICMP error
+    "tcp_pmtu_reduced",  # path MTU lowered by fragmentation needed (RFC 1191)
 )
 
 STAT_RX_FRAMES = 0
@@ -267,6 +274,12 @@ STAT_TCP_REDIRECTED = 117
 STAT_IP_LOOPBACK = 118
 STAT_IP_LOOPBACK_DROPPED = 119
 STAT_TCP_REDIRECT_DROPPED = 120
+STAT_ICMP_ERR_BAD_QUOTE = 121
+STAT_ICMP_ERR_NO_CONN = 122
+STAT_ICMP_ERR_TO_BROADCAST = 123
+STAT_TCP_ICMP_OUT_OF_WINDOW = 124
+STAT_TCP_ICMP_ABORTS = 125
+STAT_TCP_PMTU_REDUCED = 126
 
 STAT_COUNT = len(STAT_NAMES)
 

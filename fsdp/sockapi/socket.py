@@ -354,9 +354,10 @@ class Socket:
         """The connection's EV_* bits (fsdp.tcp.usercalls.tcp_status)."""
         return self._stack._engine.call(self._core, _OP_STATUS, self._cid, 0, 0, 0, 0)
 
-    def _take_error(self) -> int:
-        """The connection's pending error, cleared (SO_ERROR; tcp_take_error)."""
-        return self._stack._engine.call(self._core, _OP_TAKE_ERROR, self._cid, 0, 0, 0, 0)
+    def _take_error(self, soft: int = 0) -> int:
+        """The connection's pending error, cleared (tcp_take_error); with ``soft`` (SO_ERROR),
+        else its last ICMP error (Linux sk_err_soft), cleared."""
+        return self._stack._engine.call(self._core, _OP_TAKE_ERROR, self._cid, soft, 0, 0, 0)
 
     def _now(self) -> int:
         return self._stack.now_us()
@@ -1130,7 +1131,7 @@ class Socket:
             if optname == _stdsocket.SO_ERROR:
                 v = 0
                 if self._cid >= 0:
-                    v = int(self._take_error())
+                    v = int(self._take_error(1))
             elif optname == _stdsocket.SO_REUSEADDR:
                 v = int(self._reuseaddr)
             elif optname == getattr(_stdsocket, "SO_REUSEPORT", -1):

@@ -7,6 +7,12 @@
   §4.3.2.7: never about an ICMP error, a broadcast/multicast destination or a non-unicast
   source; they quote the original IP header and as much data as keeps the error within 576
   bytes (as Linux), and a per-core token bucket limits their rate (RFC 1812 §4.3.2.8).
+* Errors we receive (destination unreachable, time exceeded, parameter problem) that quote a
+  TCP segment we sent go to TCP (fsdp.tcp.tcp_icmp), on the core that owns the connection:
+  the quote must hold the IP header and the first 8 bytes of the TCP header (RFC 792; Linux
+  icmp_unreach), and an error sent to a broadcast or multicast address is dropped (RFC 1122
+  §3.2.2).  Time exceeded in fragment reassembly is ignored, as Linux does.  Source quench and
+  redirects are counted and ignored.
 * Echo replies for our own pings are logged (``EchoLog``) so ``Stack.ping`` can match them.
 """
 
@@ -29,16 +35,30 @@ from fsdp.core.stats import (
     STAT_ICMP_ECHO_REPLIES_OUT,
     STAT_ICMP_ECHO_REQUESTS_IN,
     STAT_ICMP_ECHO_REQUESTS_OUT,
+    STAT_ICMP_ERR_BAD_QUOTE,
+    STAT_ICMP_ERR_NO_CONN,
+    STAT_ICMP_ERR_TO_BROADCAST,
     STAT_ICMP_ERRORS_OUT,
     STAT_ICMP_IN,
     STAT_ICMP_OTHER_IN,
     STAT_ICMP_RATE_LIMITED,
     STAT_ICMP_TRUNCATED,
     STAT_POOL_EMPTY,
+    STAT_TCP_REDIRECT_DROPPED,
+    STAT_TCP_REDIRECTED,
 )
 from fsdp.core.vars import V_ICMP_REFILL_US, V_ICMP_TOKENS, V_PING_COUNT
-from fsdp.pool.pool import FRAME_F_RX_CSUM_OK, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
+from fsdp.driver.api import nic_redirect
+from fsdp.pool.pool import (
+    FRAME_F_REDIRECTED,
+    FRAME_F_RX_CSUM_OK,
+    HEADROOM,
+    MAX_FRAME_LEN,
+    frame_alloc,
+    frame_free,
+)
 from fsdp.tcp.ip import DST_UNICAST, ip_output
+from fsdp.tcp.tcp_icmp import tcp_icmp_error, tcp_icmp_owner
 from fsdp.wire.ethernet import ETH_HLEN
 from fsdp.wire.icmp import (
     ICMP_DEST_UNREACH,
@@ -51,15 +71,27 @@ from fsdp.wire.icmp import (
     ICMP_TIME_EXCEEDED,
     icmp_build,
     icmp_check,
+    icmp_code,
     icmp_id,
     icmp_seq,
     icmp_type,
 )
-from fsdp.wire.ipv4 import IP_HLEN_MIN, IPPROTO_ICMP, ip_hlen, ip_proto, ip_src, ip_total_len
+from fsdp.wire.ipv4 import (
+    IP_HLEN_MIN,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    ip_dst,
+    ip_hlen,
+    ip_proto,
+    ip_src,
+    ip_total_len,
+)
 
 ICMP_ERROR_MAX_LEN = 576 - IP_HLEN_MIN  # RFC 1812 §4.3.2.3: the whole error within 576 bytes
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # Linux sends ICMP errors with this precedence
 ICMP_MAX_KNOWN_TYPE = 18  # Linux NR_ICMP_TYPES: higher types are treated as errors
+ICMP_EXC_FRAGTIME = 1  # time exceeded in fragment reassembly (not about a segment we sent)
+TCP_QUOTE_MIN = 8  # bytes of the quoted TCP header an error must carry: ports and sequence
 
 ECHO_LOG_SIZE = 256
 
@@ -210,11 +242,61 @@ def icmp_input(core, fid, dst_kind, now):
         log.t_us[i] = now
         log.size[i] = n - ICMP_HLEN
         core.var[V_PING_COUNT] = k + 1
-    elif t == ICMP_DEST_UNREACH:
-        core.stats[STAT_ICMP_DEST_UNREACH_IN] += 1  # TCP will act on these (RFC 1122 §4.2.3.9)
+    elif t == ICMP_DEST_UNREACH or t == ICMP_TIME_EXCEEDED or t == ICMP_PARAM_PROBLEM:
+        if t == ICMP_DEST_UNREACH:
+            core.stats[STAT_ICMP_DEST_UNREACH_IN] += 1
+        else:
+            core.stats[STAT_ICMP_OTHER_IN] += 1
+        if dst_kind != DST_UNICAST:
+            core.stats[STAT_ICMP_ERR_TO_BROADCAST] += 1  # RFC 1122 §3.2.2 (Linux icmp_rcv)
+        elif not (t == ICMP_TIME_EXCEEDED and icmp_code(buf, off) == ICMP_EXC_FRAGTIME):
+            if _error_to_tcp(core, fid, off, n, t, now):
+                return  # (handed to the core that owns the connection)
     else:
-        core.stats[STAT_ICMP_OTHER_IN] += 1
+        core.stats[STAT_ICMP_OTHER_IN] += 1  # (source quench, redirect: ignored)
     frame_free(pool, fid)
+
+
+@njit(cache=True)
+def _error_to_tcp(core, fid, off, n, t, now):
+    """Give TCP the ICMP error at ``off`` (``n`` bytes) about a segment it sent.  True if the
+    frame went to another core (nic_redirect), False if the caller frees it."""
+    pool = core.pool
+    buf = pool.data[fid]
+    q = off + ICMP_HLEN  # the quoted datagram: IP header, then at least 8 bytes of TCP
+    qn = n - ICMP_HLEN
+    if qn < IP_HLEN_MIN:
+        core.stats[STAT_ICMP_ERR_BAD_QUOTE] += 1
+        return False
+    qhl = ip_hlen(buf, q)
+    if qhl < IP_HLEN_MIN or qn < qhl + TCP_QUOTE_MIN:
+        core.stats[STAT_ICMP_ERR_BAD_QUOTE] += 1
+        return False
+    if ip_proto(buf, q) != IPPROTO_TCP:
+        core.stats[STAT_ICMP_ERR_NO_CONN] += 1  # (UDP has no sockets here)
+        return False
+    th = q + qhl
+    lip = ip_src(buf, q)
+    rip = ip_dst(buf, q)
+    lport = (np.int64(buf[th]) << 8) | np.int64(buf[th + 1])
+    rport = (np.int64(buf[th + 2]) << 8) | np.int64(buf[th + 3])
+    seq = ((np.int64(buf[th + 4]) << 24) | (np.int64(buf[th + 5]) << 16)
+           | (np.int64(buf[th + 6]) << 8) | np.int64(buf[th + 7]))
+    mtu = (np.int64(buf[off + 6]) << 8) | np.int64(buf[off + 7])  # RFC 1191 §4 next-hop MTU
+    if tcp_icmp_error(core, lip, lport, rip, rport, seq, t, icmp_code(buf, off), mtu, now):
+        return False
+    owner = np.int64(-1)
+    if (pool.flags[fid] & FRAME_F_REDIRECTED) == 0:
+        owner = tcp_icmp_owner(core, lip, lport, rip, rport)
+    if owner < 0:
+        core.stats[STAT_ICMP_ERR_NO_CONN] += 1
+        return False
+    if nic_redirect(core.nic, pool, fid, owner) == 0:
+        core.stats[STAT_TCP_REDIRECT_DROPPED] += 1
+    else:
+        core.stats[STAT_TCP_REDIRECTED] += 1
+    frame_free(pool, fid)
+    return True
 
 
 @njit(cache=True)

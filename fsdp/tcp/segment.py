@@ -434,15 +434,19 @@ def _replace_ts_recent(core, cid, now):
 # --- connection set-up helpers ----------------------------------------------------------------
 @kernel
 def tcp_sync_mss(core, cid):
-    """The send MSS: the peer's MSS option (536 without one, RFC 9293 §3.7.1), at most ours,
-    minus the timestamp option when negotiated, at most half the peer's largest window (Linux
-    tcp_sync_mss / tcp_bound_to_half_wnd), and TCP_MAXSEG if set."""
+    """The send MSS: the peer's MSS option (536 without one, RFC 9293 §3.7.1), at most ours and
+    what the path MTU leaves (RFC 1191 §3: fsdp.tcp.tcp_icmp), minus the timestamp option when
+    negotiated, at most half the peer's largest window (Linux tcp_sync_mss /
+    tcp_bound_to_half_wnd), and TCP_MAXSEG if set."""
     h = core.tcb.hot
     c = core.tcb.cold
     mss = np.int64(c.peer_mss[cid])
     own = np.int64(c.adv_mss[cid])
     if mss > own:
         mss = own
+    pmtu = np.int64(c.pmtu[cid])
+    if pmtu > 0 and mss > pmtu - 40:
+        mss = pmtu - 40  # (IPv4 and TCP headers without options)
     um = np.int64(c.user_mss[cid])
     if um > 0 and mss > um:
         mss = um
@@ -1130,6 +1134,9 @@ def tcp_ack(core, cid, now):
             tcp_send_challenge_ack(core, cid, now)
         return ACK_BAD
     advanced = seq_gt(ack, una)
+    # an acceptable ACK: something worked, so an earlier ICMP error no longer stands (Linux
+    # tcp_ack clears sk_err_soft; fsdp.tcp.tcp_icmp)
+    c.soft_error[cid] = 0
     if advanced:
         h.rexmit_count[cid] = 0
         c.probes_out[cid] = 0

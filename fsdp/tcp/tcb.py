@@ -282,6 +282,10 @@ TCB_COLD_DTYPE = np.dtype(
         ("user_mss", np.int32),  # TCP_MAXSEG, 0 = not set
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
         ("error", np.int32),  # pending socket error (errno), 0 = none
+        ("pmtu", np.uint16),  # path MTU learned from fragmentation needed (RFC 1191), 0 = none
+        ("pmtu_locked", np.uint8),  # 1: it was below 552, segments go without DF (Linux)
+        ("soft_error", np.int16),  # last ICMP error of a synchronized connection (Linux
+        # sk_err_soft: SO_ERROR and a timeout report it; an acceptable ACK clears it)
         ("reuse", np.uint8),  # listen.REUSE_* of its socket (a child: its listener's), for bind
         ("link_prev", np.int32),  # a list through TCBs (the TIME-WAIT FIFO), -1 = none
         ("link_next", np.int32),  # int32
@@ -434,6 +438,9 @@ def _reset(t, i):
     c.user_mss[i] = 0
     c.window_clamp[i] = 0
     c.error[i] = 0
+    c.soft_error[i] = 0
+    c.pmtu[i] = 0
+    c.pmtu_locked[i] = 0
     c.reuse[i] = 0
     c.link_prev[i] = -1
     c.link_next[i] = -1

@@ -169,7 +169,8 @@ def tcp_tmpl_init(core, cid):
     row[12] = 0x08
     row[13] = 0x00
     row[_TMPL_IP] = 0x45
-    row[_TMPL_IP + 6] = 0x40  # DF (RFC 1191 path MTU discovery, as Linux)
+    if c.pmtu_locked[cid] == 0:
+        row[_TMPL_IP + 6] = 0x40  # DF (RFC 1191 path MTU discovery, as Linux)
     row[_TMPL_IP + 8] = core.cfg[CFG_TTL] & 0xFF
     row[_TMPL_IP + 9] = IPPROTO_TCP
     set_u32(row, _TMPL_IP + 12, np.int64(c.lip[cid]))
@@ -177,6 +178,12 @@ def tcp_tmpl_init(core, cid):
     set_u16(row, _TMPL_PORTS, np.int64(c.lport[cid]))
     set_u16(row, _TMPL_PORTS + 2, np.int64(c.rport[cid]))
     core.tcb.hot.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
+
+
+@kernel_inline
+def tcp_tmpl_df_clear(core, cid):
+    """Segments of ``cid`` go without DF from now on (its path MTU is locked: fsdp.tcp.tcp_icmp)."""
+    core.tcp_tmpl[cid][_TMPL_IP + 6] = 0
 
 
 @kernel_inline
@@ -224,7 +231,8 @@ def _emit(core, cid, fid, tcp_len, ident, now):
     if (h.tflags[cid] & TF_TMPL_MAC) == 0 and not tcp_tmpl_resolve(core, cid):
         pool.off[fid] = HEADROOM
         pool.length[fid] = tcp_len
-        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(0), True, ident, now)
+        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(0), c.pmtu_locked[cid] == 0,
+                  ident, now)
         return
     row = core.tcp_tmpl[cid]
     base = _HDR_OFF
@@ -613,7 +621,7 @@ def frame_seq_len(pool, fid):
 
 
 @kernel_inline
-def _split_frame(core, cid, fid, k):
+def tcp_split_frame(core, cid, fid, k):
     """Cut queue frame ``fid`` after ``k`` payload bytes (Linux tcp_fragment); the rest goes
     to a new frame linked after it.  False if no frame is free."""
     pool = core.pool
@@ -768,7 +776,7 @@ def tcp_output_new(core, cid, cwnd_room, now):
             part = usable if usable < room else room
             big = part >= mss or (part > 0 and part >= (np.int64(h.max_sndwnd[cid]) >> 1))
             if part > 0 and part < n and big:
-                if not _split_frame(core, cid, fid, part):
+                if not tcp_split_frame(core, cid, fid, part):
                     break
                 continue
             if tcp_flight(core, cid) == 0 and not armed(core, cid, TIMER_RTO):

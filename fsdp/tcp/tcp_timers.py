@@ -118,8 +118,11 @@ def tcp_retransmits_timed_out(core, cid, boundary, rto_base, now):
 
 @kernel
 def _write_err(core, cid, now):
+    """The connection timed out: it ends with the ICMP error it last received, if any, else
+    ETIMEDOUT (Linux tcp_write_err: ``sk_err_soft ? : ETIMEDOUT``; RFC 1122 §4.2.3.9)."""
     core.stats[STAT_TCP_TIMEOUT_ABORTS] += 1
-    tcp_set_closed(core, cid, ETIMEDOUT)
+    err = np.int64(core.tcb.cold.soft_error[cid])
+    tcp_set_closed(core, cid, err if err != 0 else np.int64(ETIMEDOUT))
 
 
 @kernel

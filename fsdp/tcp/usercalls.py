@@ -458,7 +458,7 @@ def tcp_connect_k(core, lip, lport, rip, rport, now):
 # --- data ------------------------------------------------------------------------------------
 @kernel
 def tcp_take_error_k(core, cid):
-    """SO_ERROR: the pending error (errno), cleared; 0 if none."""
+    """The pending error (errno), cleared; 0 if none."""
     if not is_alloc(core, cid):
         return np.int64(0)
     c = core.tcb.cold
@@ -1091,6 +1091,10 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
         rc = tcp_connect_k(core, a, b, c, d, now)
     elif op == OP_TAKE_ERROR:
         rc = tcp_take_error_k(core, cid)
+        if rc == 0 and a != 0 and is_alloc(core, cid):
+            # SO_ERROR: else the soft error, once (Linux sock_getsockopt: sk_err_soft)
+            rc = np.int64(core.tcb.cold.soft_error[cid])
+            core.tcb.cold.soft_error[cid] = 0
     elif op == OP_SHUTDOWN:
         rc = tcp_shutdown_k(core, cid, a, now)
     elif op == OP_ABORT:
@@ -1210,9 +1214,10 @@ def tcp_connect(core, lip, lport, rip, rport, now) -> int:
     return _call(core, OP_CONNECT, a=lip, b=lport, c=rip, d=rport, now=now)
 
 
-def tcp_take_error(core, cid) -> int:
-    """SO_ERROR: the pending errno (cleared), 0 if none."""
-    return _call(core, OP_TAKE_ERROR, cid)
+def tcp_take_error(core, cid, soft: bool = False) -> int:
+    """The pending errno (cleared), 0 if none; with ``soft`` (SO_ERROR), else the last ICMP
+    error of a synchronized connection (cleared)."""
+    return _call(core, OP_TAKE_ERROR, cid, a=int(soft))
 
 
 def tcp_send(core, cid, data, off, n, now) -> int:

@@ -337,6 +337,7 @@ def handshake_active(h, pport: int = 9000, *, options: list | None = None,
     c.peer_wscale = dict(opts).get("WScale") if "WScale" in names else None
     c.synack_tsval = dict(opts).get("Timestamp", (None,))[0]
     c.send("SA", 0, 1, win=win, options=opts)
+    c.snd_nxt = 1  # (the SYN-ACK's SYN takes sequence number 0)
     ack = c.recv_one()
     assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1), ack
     assert connected(c.sock)
