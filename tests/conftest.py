@@ -15,16 +15,24 @@ _APPS = frozenset({"apps", "bench"})
 
 
 def _needs(item) -> int:
-    """0: nothing of the engine; 1: the engine; 2: the engine and the demo's jitted loops."""
+    """0: nothing of the engine; 1: the engine; 2: the engine and the demo's jitted loops.
+    The conformance scenarios' Linux variants and the Linux harness's own tests need no engine
+    (they run against the kernel): they go with the first group, into the compile's time."""
     try:
-        top = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts
     except ValueError:
         return 1
+    top = parts[0]
+    if top == "conformance":
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("stack_kind") if callspec is not None else None
+        if kind == "linux" or parts[-1] == "test_linux_harness.py":
+            return 0
     return 0 if top in _ENGINE_FREE else 2 if top in _APPS else 1
 
 
 def pytest_collection_modifyitems(session, config, items):
-    items.sort(key=_needs)  # (stable: each file keeps its order and stays in one piece)
+    items.sort(key=_needs)  # (stable: each file keeps its order)
     needs = {_needs(i) for i in items}
     if not config.option.collectonly and needs - {0}:
         engine_warmup.start_background(apps=2 in needs)
