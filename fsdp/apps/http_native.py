@@ -282,7 +282,7 @@ def client_open(client, sip, sport, now, counters, c_started, c_port_exhausted,
         counters[c_port_exhausted] += 1
         counters[c_last_errno] = -port
         return np.int64(-1)
-    cid = tcp_connect(client, 0, port, sip, sport, now)
+    cid = tcp_connect(client, 0, port, sip, sport, 0, now)
     if cid < 0:
         counters[c_connect_errors] += 1
         counters[c_last_errno] = -cid

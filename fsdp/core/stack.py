@@ -541,7 +541,8 @@ class Stack:
         h = int(rss_hash_ipv4_l4(self._port.rss_table, rip, lip, rport, lport))
         return int(self._port.reta[h & (RETA_SIZE - 1)])
 
-    def _connect(self, lip: int, lport: int, rip: int, rport: int) -> tuple[int, int]:
+    def _connect(self, lip: int, lport: int, rip: int, rport: int, tos: int = 0,
+                 ttl: int = 0) -> tuple[int, int]:
         from fsdp.tcp import usercalls as uc
 
         if lport == 0:
@@ -550,7 +551,8 @@ class Stack:
             self._open_rr = (getattr(self, "_open_rr", -1) + 1) % self.cores
             lport = self._ephemeral_port(lip, rip, rport, self._open_rr)
         core = self._core_for_reply(lip, lport, rip, rport)
-        cid = int(uc.tcp_connect(self._refs[core], lip, lport, rip, rport, self._clock()))
+        cid = int(uc.tcp_connect(self._refs[core], lip, lport, rip, rport, self._clock(), tos,
+                                 ttl))
         if cid < 0:
             raise OSError(-cid, os.strerror(-cid))
         return core, cid

@@ -169,6 +169,10 @@ def _c_int(value) -> int:
     return v
 
 
+# IP-level options of a TCP socket (the IP header of its segments, RFC 9293 MUST-48/49)
+_IP_OPTS = {_stdsocket.IP_TOS: uc.OPT_TOS, _stdsocket.IP_TTL: uc.OPT_TTL}
+
+
 def _setsockopt_args(level, optname, value, optlen):
     """setsockopt's arguments as CPython's socket module parses them, trying its three forms
     in turn: (level, optname, int), (level, optname, None, optlen) and (level, optname,
@@ -549,7 +553,8 @@ class Socket:
         conn._linger = self._linger
         if self._pending_opts:
             for opt, value in self._pending_opts.items():
-                uc.tcp_setopt(stack._refs[core], cid, opt, value)
+                if opt not in (uc.OPT_TOS, uc.OPT_TTL):  # (the engine's child has the
+                    uc.tcp_setopt(stack._refs[core], cid, opt, value)  # listener's at its ACK)
         return conn, (_ip_str(rip), rport)  # established: getpeername()'s
 
     # ---- active open ----
@@ -614,7 +619,9 @@ class Socket:
             lip = self._bound[0] if self._bound and self._bound[0] else (
                 self._bind_ip or self._stack._ip_int)
             lport = self._bound[1] if self._bound else 0
-            core, cid = self._stack._connect(lip, lport, rip, rport)
+            core, cid = self._stack._connect(lip, lport, rip, rport,
+                                             self._pending_opts.get(uc.OPT_TOS, 0),
+                                             self._pending_opts.get(uc.OPT_TTL, 0))
             self._core, self._cid = core, cid
             info = self._stack._conn_info(core, cid)
             self._bound = (info["lip"], info["lport"])
@@ -1056,8 +1063,11 @@ class Socket:
                 raise _oserror(errno.ENOENT)
             self._apply(uc.OPT_CONGESTION, algo)
             return
+        if level == _stdsocket.IPPROTO_IP and optname in _IP_OPTS:
+            self._set_ip_option(_IP_OPTS[optname], payload, optlen)
+            return
         if level not in (_stdsocket.SOL_SOCKET, _stdsocket.IPPROTO_TCP):
-            raise _oserror(errno.ENOPROTOOPT)  # (no IP-level options: RFC_COMPLIANCE.md)
+            raise _oserror(errno.ENOPROTOOPT)  # (IP_TOS and IP_TTL only: RFC_COMPLIANCE.md)
         if optlen < 4:
             raise _oserror(errno.EINVAL)
         if payload is None:
@@ -1107,6 +1117,24 @@ class Socket:
                 raise _oserror(errno.EINVAL)
         self._apply(opt, value)
 
+    def _set_ip_option(self, opt: int, payload, optlen: int) -> None:
+        """IP_TOS / IP_TTL as Linux's do_ip_setsockopt takes them: an int from four bytes or
+        more, an unsigned char from one to three (none: 0).  IP_TTL is 1..255, or -1 for the
+        stack's; IP_TOS keeps its byte without the ECN bits, which TCP owns (__ip_sock_set_tos:
+        RFC 3168 §6.1.1)."""
+        value = 0
+        if optlen >= 1:
+            if payload is None:
+                raise _oserror(errno.EFAULT)
+            value = struct.unpack("i", payload[:4])[0] if optlen >= 4 else payload[0]
+        if opt == uc.OPT_TTL:
+            if optlen < 1 or not (value == -1 or 1 <= value <= 255):
+                raise _oserror(errno.EINVAL)
+            value = 0 if value == -1 else value
+        else:
+            value &= 0xFC
+        self._apply(opt, value)
+
     def _apply(self, opt: int, value: int) -> None:
         self._pending_opts[opt] = value
         if self._cid >= 0:
@@ -1115,8 +1143,9 @@ class Socket:
             self._apply_to_listeners(opt, value)
 
     def _apply_to_listeners(self, opt: int, value: int) -> None:
-        """Buffer sizes shape the SYN-ACK, so every core's listener carries them."""
-        if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF):
+        """Buffer sizes and the IP header fields shape the SYN-ACK, so every core's listener
+        carries them."""
+        if opt in (uc.OPT_RCVBUF, uc.OPT_SNDBUF, uc.OPT_TOS, uc.OPT_TTL):
             for core, lid in zip(self._stack._refs, self._lids, strict=False):
                 _raise_if_error(uc.tcp_listen_setopt(core, lid, opt, value))
 
@@ -1153,6 +1182,10 @@ class Socket:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == _stdsocket.IPPROTO_TCP and optname in self._TCP:
             v = self._get(self._TCP[optname])
+        elif level == _stdsocket.IPPROTO_IP and optname in _IP_OPTS:
+            v = self._get(_IP_OPTS[optname])
+            if 0 < buflen < 4:
+                return bytes([v])  # Linux: a byte, for a short buffer and a value that fits
         elif level == _stdsocket.IPPROTO_TCP and optname == _TCP_CONGESTION:
             name = _CC_NAMES.get(self._get(uc.OPT_CONGESTION), b"cubic")
             packed = name.ljust(16, b"\0")  # TCP_CA_NAME_MAX
@@ -1175,6 +1208,8 @@ class Socket:
             cap = uc.SYSCTL_RMEM_MAX if opt == uc.OPT_RCVBUF else uc.SYSCTL_WMEM_MAX
             v = cap if v < 0 or v > cap else v
             return max(2 * v, uc.SOCK_MIN_RCVBUF if opt == uc.OPT_RCVBUF else uc.SOCK_MIN_SNDBUF)
+        if opt == uc.OPT_TTL and not self._pending_opts.get(opt):
+            return self._stack._default_sockopt(opt)  # (0: IP_TTL -1, the stack's)
         return int(self._pending_opts.get(opt, self._stack._default_sockopt(opt)))
 
     # ---- files ----

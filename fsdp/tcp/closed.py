@@ -7,9 +7,11 @@
     <SEQ=SEG.ACK><CTL=RST>."
 
 The reset carries no options and a zero window, with DF set and IP ID 0, as Linux sends it
-(tcp_v4_send_reset through the per-CPU control socket).  The connection engine answers bad
-segments of existing connections (RFC 9293 §3.10.7.2-§3.10.7.4, "<SEQ=SEG.ACK><CTL=RST>") with
-the same rule, so ``tcp_reset_reply`` and ``tcp_emit_rst`` are its one home.
+(tcp_v4_send_reset through the per-CPU control socket): the segment's own TOS without the ECN
+bits and the stack's TTL, whatever a socket set (it answers the segment, not a socket).  The
+connection engine answers bad segments of existing connections (RFC 9293 §3.10.7.2-§3.10.7.4,
+"<SEQ=SEG.ACK><CTL=RST>") with the same rule, so ``tcp_reset_reply`` and ``tcp_emit_rst`` are
+its one home.
 """
 
 import numpy as np
@@ -36,8 +38,9 @@ def tcp_reset_reply(seq, ack, flags, seg_len):
 
 
 @kernel
-def tcp_emit_rst(core, dst_ip, sport, dport, seq, ack, flags, now):
-    """Send a bare RST segment (no options, window 0) from our ``sport`` to ``dst_ip:dport``."""
+def tcp_emit_rst(core, dst_ip, sport, dport, seq, ack, flags, tos, now):
+    """Send a bare RST segment (no options, window 0, IP TOS ``tos``) from our ``sport`` to
+    ``dst_ip:dport``."""
     pool = core.pool
     fid = frame_alloc(pool)
     if fid < 0:
@@ -49,15 +52,17 @@ def tcp_emit_rst(core, dst_ip, sport, dport, seq, ack, flags, now):
     tcp_set_checksum(buf, off, TCP_HLEN_MIN, core.cfg[CFG_IP], dst_ip)
     pool.length[fid] = TCP_HLEN_MIN
     core.stats[STAT_TCP_RST_OUT] += 1
-    ip_output(core, fid, dst_ip, np.int64(IPPROTO_TCP), np.int64(0), True, np.int64(0), now)
+    ip_output(core, fid, dst_ip, np.int64(IPPROTO_TCP), np.int64(tos), np.int64(0), True,
+              np.int64(0), now)
 
 
 @kernel_inline
-def tcp_send_reset(core, dst_kind, src_ip, sport, dport, seq, ack, flags, seg_len, now):
-    """Answer a segment (its addresses, ports, SEQ, ACK, flags, payload length) with a RST as
-    the CLOSED state does.  Never answers a RST (RFC 9293 §3.10.7.1), nor a broadcast."""
+def tcp_send_reset(core, dst_kind, src_ip, sport, dport, seq, ack, flags, seg_len, tos, now):
+    """Answer a segment (its addresses, ports, SEQ, ACK, flags, payload length, TOS without the
+    ECN bits) with a RST as the CLOSED state does.  Never answers a RST (RFC 9293 §3.10.7.1),
+    nor a broadcast."""
     if dst_kind != DST_UNICAST:
         return
     r_seq, r_ack, r_flags = tcp_reset_reply(seq, ack, flags, seg_len)
     if r_flags != 0:
-        tcp_emit_rst(core, src_ip, dport, sport, r_seq, r_ack, r_flags, now)
+        tcp_emit_rst(core, src_ip, dport, sport, r_seq, r_ack, r_flags, tos, now)

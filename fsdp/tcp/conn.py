@@ -51,6 +51,7 @@ from fsdp.tcp.tcb import (
     TCPS_SYN_RECEIVED,
     TCPS_TIME_WAIT,
     TF_ORPHAN,
+    TF_PMTU_LOCKED,
     TF_RCV_SHUTDOWN,
     TF_SND_SHUTDOWN,
     TF_TMPL_MAC,
@@ -305,10 +306,13 @@ def tcp_enter_time_wait(core, cid, now):
         c.rport[tw] = rport
         c.iss[tw] = c.iss[cid]
         c.reuse[tw] = c.reuse[cid]  # Linux: the TIME-WAIT bucket keeps sk_reuse, sk_reuseport
+        c.tos[tw] = c.tos[cid]  # (tw_tos; its IP_TTL: segment._timewait_input)
+        c.ttl[tw] = c.ttl[cid]
         c.irs[tw] = c.irs[cid]
         c.owner[tw] = -1
         c.listener[tw] = -1
-        h.tflags[tw] = TF_ORPHAN | (h.tflags[cid] & np.uint32(TF_TS_OK | TF_WSCALE_OK))
+        h.tflags[tw] = TF_ORPHAN | (
+            h.tflags[cid] & np.uint32(TF_TS_OK | TF_WSCALE_OK | TF_PMTU_LOCKED))
         h.snd_una[tw] = h.snd_una[cid]
         h.snd_nxt[tw] = h.snd_nxt[cid]
         h.snd_max[tw] = h.snd_max[cid]

@@ -178,7 +178,7 @@ def icmp_send_error(core, fid, dst_kind, icmp_type_, code, rest, now):
     pool.length[out] = n
     core.stats[STAT_ICMP_ERRORS_OUT] += 1
     tos = (buf[ip_off + 1] & 0x1E) | IPTOS_PREC_INTERNETCONTROL
-    ip_output(core, out, ip_src(buf, ip_off), IPPROTO_ICMP, tos, False, -1, now)
+    ip_output(core, out, ip_src(buf, ip_off), IPPROTO_ICMP, tos, 0, False, -1, now)
 
 
 @njit(cache=True)
@@ -199,7 +199,7 @@ def icmp_send_echo(core, dst, ident, seq, size, now):
                ICMP_HLEN + size)
     pool.length[fid] = ICMP_HLEN + size
     core.stats[STAT_ICMP_ECHO_REQUESTS_OUT] += 1
-    ip_output(core, fid, dst, IPPROTO_ICMP, 0, False, -1, now)
+    ip_output(core, fid, dst, IPPROTO_ICMP, 0, 0, False, -1, now)
     return True
 
 
@@ -312,4 +312,4 @@ def _echo_reply(core, fid, ip_off, off, n, now):
     pool.off[fid] = off
     pool.length[fid] = n
     core.stats[STAT_ICMP_ECHO_REPLIES_OUT] += 1
-    ip_output(core, fid, src, IPPROTO_ICMP, tos, False, -1, now)
+    ip_output(core, fid, src, IPPROTO_ICMP, tos, 0, False, -1, now)

@@ -44,6 +44,7 @@ from fsdp.tcp.segment import (
     SEG_SEQ,
     SEG_SPORT,
     SEG_SRC,
+    SEG_TOS,
     SEG_URP,
     SEG_WND,
     tcp_listen_input,
@@ -161,6 +162,7 @@ def tcp_input(core, fid, dst_kind, now):
     s[SEG_DPORT] = dport
     s[SEG_URP] = tcp_urp(buf, off)
     s[SEG_KIND] = dst_kind
+    s[SEG_TOS] = buf[ip_off + 1] & 0xFC  # (ECN bits: RFC 3168 §6.1.1, never reflected)
     tcp_parse_options(buf, off, hlen, (flags & TH_SYN) != 0, core.tcp_opt)
     if dst_kind != DST_UNICAST:
         core.stats[STAT_TCP_NOT_UNICAST] += 1  # TCP is point to point (Linux: PACKET_HOST)
@@ -197,7 +199,8 @@ def tcp_input(core, fid, dst_kind, now):
         else:
             core.stats[STAT_TCP_NO_LISTENER] += 1
             tcp_send_reset(
-                core, dst_kind, src, sport, dport, seq, s[SEG_ACK], flags, s[SEG_LEN], now,
+                core, dst_kind, src, sport, dport, seq, s[SEG_ACK], flags, s[SEG_LEN], s[SEG_TOS],
+                now,
             )  # fmt: skip
             frame_free(pool, fid)
     if out >= 0:
@@ -207,5 +210,5 @@ def tcp_input(core, fid, dst_kind, now):
         core.var[V_TCP_RST_PENDING] = 0
         tcp_emit_rst(
             core, src, dport, sport, core.var[V_TCP_RST_SEQ], core.var[V_TCP_RST_ACK],
-            core.var[V_TCP_RST_FLAGS], now,
+            core.var[V_TCP_RST_FLAGS], s[SEG_TOS], now,
         )  # fmt: skip

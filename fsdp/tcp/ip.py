@@ -150,10 +150,11 @@ def ip_next_ident(core):
 
 
 @njit(cache=True)
-def ip_output(core, fid, dst, proto, tos, dont_fragment, ident, now):
+def ip_output(core, fid, dst, proto, tos, ttl, dont_fragment, ident, now):
     """Send the transport message at ``pool.off[fid]`` (``pool.length[fid]`` bytes) to ``dst``.
 
-    ``ident`` is the IPv4 identification, or -1 for the core's running counter.
+    ``ttl`` 0 is the stack's (``ttl``); ``ident`` is the IPv4 identification, or -1 for the
+    core's running counter.
 
     Prepends the IPv4 header and routes: on-link destinations directly, others through the
     gateway; the limited broadcast goes to the Ethernet broadcast address.  Takes ownership.
@@ -164,7 +165,7 @@ def ip_output(core, fid, dst, proto, tos, dont_fragment, ident, now):
     ip_build(
         pool.data[fid], off, core.cfg[CFG_IP], dst, proto, n,
         ip_next_ident(core) if ident < 0 else ident,
-        core.cfg[CFG_TTL], tos, dont_fragment,
+        ttl if ttl != 0 else core.cfg[CFG_TTL], tos, dont_fragment,
     )
     pool.off[fid] = off
     pool.length[fid] = n + IP_HLEN_MIN

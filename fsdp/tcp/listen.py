@@ -76,6 +76,10 @@ LISTEN_DTYPE = np.dtype(
         # scale already follow a small SO_RCVBUF, Linux tcp_openreq_init_rwin)
         ("rcv_buf", np.int32),
         ("snd_buf", np.int32),
+        # IP_TOS / IP_TTL of the listening socket (0 TTL: the stack's): the SYN-ACK carries
+        # them and the children inherit them (Linux sk_clone_lock copies the inet socket)
+        ("tos", np.uint8),
+        ("ttl", np.uint8),
     ]
 )
 
@@ -221,6 +225,8 @@ def listen_add(ls, lip, lport, backlog, reuse):
             m = ls.rec.next[m]
     ls.rec.rcv_buf[lid] = 0
     ls.rec.snd_buf[lid] = 0
+    ls.rec.tos[lid] = 0
+    ls.rec.ttl[lid] = 0
     ls.rec.next[lid] = ls.port_head[lport]
     ls.port_head[lport] = lid
     return np.int64(lid)

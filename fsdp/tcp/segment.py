@@ -208,11 +208,14 @@ from fsdp.tcp.tcp_output import (
     tcp_flight,
     tcp_free_space,
     tcp_full_space,
+    tcp_ip_fields_from_listener,
     tcp_receive_window,
     tcp_rto_us,
     tcp_rtt_sample,
+    tcp_send_reply_ack,
     tcp_send_syn,
     tcp_set_xmit_timer,
+    tcp_tmpl_ip_fields,
     tcp_ts_now,
 )
 from fsdp.wire.tcp import (
@@ -254,6 +257,7 @@ SEG_SPORT = 7
 SEG_DPORT = 8
 SEG_URP = 9
 SEG_KIND = 10  # DST_UNICAST / DST_BROADCAST
+SEG_TOS = 11  # its IP TOS without the ECN bits (what a reply not from a socket carries)
 SEG_SIZE = 16
 SEG_REOPEN = -3  # tcp_segment: a SYN reopens a TIME-WAIT 4-tuple (RFC 6191)
 
@@ -630,6 +634,9 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
         h.snd_buf[cid] = ls.rec.snd_buf[lid]
         h.tflags[cid] |= np.uint32(TF_SNDBUF_LOCK)
         tcb_touch(core.tcb, cid)
+    c.tos[cid] = ls.rec.tos[lid]  # the listener's IP_TOS / IP_TTL, from the SYN-ACK on
+    c.ttl[cid] = ls.rec.ttl[lid]
+    tcp_tmpl_ip_fields(core, cid)
     tcp_initial_rcv_window(core, cid)
     if from_cookie:
         h.tflags[cid] |= np.uint32(TF_SYNCOOKIE)
@@ -840,6 +847,7 @@ def _syn_recv_established(core, cid, now):
     c = t.cold
     ls = core.listen
     ack = s[SEG_ACK]
+    tcp_ip_fields_from_listener(core, cid)  # (Linux clones the listener now)
     if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
         tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
         core.stats[STAT_TCP_RTT_SAMPLES] += 1
@@ -982,6 +990,11 @@ def _timewait_input(core, cid, fid, now):
     t = core.tcb
     h = t.hot
     pool = core.pool
+    if t.cold.ttl[cid] != 0:
+        # what TIME-WAIT sends keeps the socket's TOS but not its IP_TTL (Linux's time-wait
+        # sockets have tw_tos only; the ACK of the FIN that began it came from the socket)
+        t.cold.ttl[cid] = 0
+        tcp_tmpl_ip_fields(core, cid)
     flags = s[SEG_FLAGS]
     seq = s[SEG_SEQ]
     end = _seg_end(core)
@@ -1750,7 +1763,8 @@ def _passive_synrecv_input(core, cid, fid, now):
     in_win = seq == rn or (seq_gt(end, rn) and seq_lt(seq, e_win)) or (seq == e_win and seq == end)
     if paws or not in_win:
         if (flags & TH_RST) == 0 and not tcp_oow_rate_limited(core, cid, now):
-            h.tflags[cid] |= np.uint32(TF_ACK_NOW)
+            # Linux answers for the request, not a socket: tcp_v4_reqsk_send_ack
+            tcp_send_reply_ack(core, cid, s[SEG_TOS], now)
         if paws:
             core.stats[STAT_TCP_PAWS_DROPPED] += 1
         else:

@@ -111,6 +111,7 @@ TF_LIMITED_XMIT = 1 << 24  # output may send one new segment beyond cwnd (RFC 30
 TF_TLP_ARMED = 1 << 25  # TIMER_RTO holds a tail-loss-probe timeout (RFC 8985 §7.2), not an RTO
 TF_TLP_OUT = 1 << 26  # a loss probe is outstanding up to hot.tlp_high_seq (RFC 8985 §7.4)
 TF_TLP_RETRANS = 1 << 27  # ... and it was a retransmission (not new data)
+TF_PMTU_LOCKED = 1 << 28  # the path MTU fell below 552: segments go without DF (tcp_icmp)
 
 # congestion control algorithms (hot.cc_algo)
 CC_NEWRENO = 0  # RFC 5681 + RFC 6582
@@ -283,7 +284,8 @@ TCB_COLD_DTYPE = np.dtype(
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
         ("error", np.int32),  # pending socket error (errno), 0 = none
         ("pmtu", np.uint16),  # path MTU learned from fragmentation needed (RFC 1191), 0 = none
-        ("pmtu_locked", np.uint8),  # 1: it was below 552, segments go without DF (Linux)
+        ("tos", np.uint8),  # IP_TOS of its segments (RFC 9293 MUST-48; a child: its listener's)
+        ("ttl", np.uint8),  # IP_TTL of its segments, 0 = the stack's ``ttl`` (MUST-49)
         ("soft_error", np.int16),  # last ICMP error of a synchronized connection (Linux
         # sk_err_soft: SO_ERROR and a timeout report it; an acceptable ACK clears it)
         ("reuse", np.uint8),  # listen.REUSE_* of its socket (a child: its listener's), for bind
@@ -440,7 +442,8 @@ def _reset(t, i):
     c.error[i] = 0
     c.soft_error[i] = 0
     c.pmtu[i] = 0
-    c.pmtu_locked[i] = 0
+    c.tos[i] = 0
+    c.ttl[i] = 0
     c.reuse[i] = 0
     c.link_prev[i] = -1
     c.link_next[i] = -1

@@ -67,8 +67,9 @@ from fsdp.tcp.tcb import (
     TF_IN_LOSS,
     TF_IN_RECOVERY,
     TF_PASSIVE,
+    TF_PMTU_LOCKED,
 )
-from fsdp.tcp.tcp_output import tcp_push, tcp_split_frame, tcp_tmpl_df_clear
+from fsdp.tcp.tcp_output import tcp_push, tcp_split_frame, tcp_tmpl_ip_fields
 from fsdp.wire.icmp import (
     ICMP_DEST_UNREACH,
     ICMP_PARAM_PROBLEM,
@@ -195,7 +196,7 @@ def tcp_pmtu_update(core, cid, mtu, now):
     t = core.tcb
     h = t.hot
     c = t.cold
-    if c.pmtu_locked[cid] != 0:
+    if (h.tflags[cid] & TF_PMTU_LOCKED) != 0:
         return
     cur = np.int64(c.pmtu[cid])
     if cur == 0:
@@ -204,8 +205,8 @@ def tcp_pmtu_update(core, cid, mtu, now):
         return  # RFC 1191 §3: a Datagram Too Big never raises the estimate
     if mtu < PMTU_MIN:
         mtu = PMTU_MIN if cur > PMTU_MIN else cur
-        c.pmtu_locked[cid] = 1  # Linux "locks" it there and stops setting DF
-        tcp_tmpl_df_clear(core, cid)
+        h.tflags[cid] |= np.uint32(TF_PMTU_LOCKED)  # Linux "locks" it there, without DF
+        tcp_tmpl_ip_fields(core, cid)
     c.pmtu[cid] = mtu
     core.stats[STAT_TCP_PMTU_REDUCED] += 1
     if h.state[cid] == TCPS_SYN_SENT:

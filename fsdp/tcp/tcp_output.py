@@ -87,6 +87,7 @@ from fsdp.tcp.tcb import (
     TF_LIMITED_XMIT,
     TF_NODELAY,
     TF_PINGPONG,
+    TF_PMTU_LOCKED,
     TF_RETRANS_HEAD,
     TF_SACK_OK,
     TF_SEND_SYN,
@@ -169,21 +170,42 @@ def tcp_tmpl_init(core, cid):
     row[12] = 0x08
     row[13] = 0x00
     row[_TMPL_IP] = 0x45
-    if c.pmtu_locked[cid] == 0:
-        row[_TMPL_IP + 6] = 0x40  # DF (RFC 1191 path MTU discovery, as Linux)
-    row[_TMPL_IP + 8] = core.cfg[CFG_TTL] & 0xFF
     row[_TMPL_IP + 9] = IPPROTO_TCP
     set_u32(row, _TMPL_IP + 12, np.int64(c.lip[cid]))
     set_u32(row, _TMPL_IP + 16, np.int64(c.rip[cid]))
     set_u16(row, _TMPL_PORTS, np.int64(c.lport[cid]))
     set_u16(row, _TMPL_PORTS + 2, np.int64(c.rport[cid]))
     core.tcb.hot.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
+    tcp_tmpl_ip_fields(core, cid)
 
 
 @kernel_inline
-def tcp_tmpl_df_clear(core, cid):
-    """Segments of ``cid`` go without DF from now on (its path MTU is locked: fsdp.tcp.tcp_icmp)."""
-    core.tcp_tmpl[cid][_TMPL_IP + 6] = 0
+def tcp_ttl(core, cid):
+    """The TTL of ``cid``'s segments: its IP_TTL, else the stack's (RFC 9293 MUST-49)."""
+    ttl = np.int64(core.tcb.cold.ttl[cid])
+    return ttl if ttl != 0 else core.cfg[CFG_TTL] & 0xFF
+
+
+@kernel_inline
+def tcp_tmpl_ip_fields(core, cid):
+    """Write the IP header fields ``cid`` may change into its template: TOS (IP_TOS, RFC 9293
+    MUST-48), TTL (IP_TTL) and DF (RFC 1191; off once the path MTU is locked, tcp_icmp)."""
+    row = core.tcp_tmpl[cid]
+    row[_TMPL_IP + 1] = core.tcb.cold.tos[cid]
+    row[_TMPL_IP + 6] = 0 if (core.tcb.hot.tflags[cid] & TF_PMTU_LOCKED) != 0 else 0x40
+    row[_TMPL_IP + 8] = tcp_ttl(core, cid)
+
+
+@kernel_inline
+def tcp_ip_fields_from_listener(core, cid):
+    """A passive open takes its listener's IP_TOS / IP_TTL as they are now: for each SYN-ACK
+    and at the final ACK (Linux sends the SYN-ACK for the listener and clones it then)."""
+    c = core.tcb.cold
+    lid = c.listener[cid]
+    if lid >= 0 and c.owner[cid] < 0:
+        c.tos[cid] = core.listen.rec.tos[lid]
+        c.ttl[cid] = core.listen.rec.ttl[lid]
+        tcp_tmpl_ip_fields(core, cid)
 
 
 @kernel_inline
@@ -231,8 +253,8 @@ def _emit(core, cid, fid, tcp_len, ident, now):
     if (h.tflags[cid] & TF_TMPL_MAC) == 0 and not tcp_tmpl_resolve(core, cid):
         pool.off[fid] = HEADROOM
         pool.length[fid] = tcp_len
-        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(0), c.pmtu_locked[cid] == 0,
-                  ident, now)
+        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(c.tos[cid]),
+                  tcp_ttl(core, cid), (h.tflags[cid] & TF_PMTU_LOCKED) == 0, ident, now)
         return
     row = core.tcp_tmpl[cid]
     base = _HDR_OFF
@@ -434,6 +456,23 @@ def tcp_send_probe(core, cid, now):
 
 
 @kernel
+def tcp_send_reply_ack(core, cid, tos, now):
+    """An ACK answering the segment being processed for a passive open still in SYN-RECEIVED:
+    Linux sends it for the request, not from a socket, so it carries the segment's TOS ``tos``
+    and the stack's TTL, not the listener's IP_TOS / IP_TTL (tcp_v4_send_ack)."""
+    c = core.tcb.cold
+    own_tos = c.tos[cid]
+    own_ttl = c.ttl[cid]
+    c.tos[cid] = tos
+    c.ttl[cid] = 0
+    tcp_tmpl_ip_fields(core, cid)
+    tcp_send_ack(core, cid, now)
+    c.tos[cid] = own_tos
+    c.ttl[cid] = own_ttl
+    tcp_tmpl_ip_fields(core, cid)
+
+
+@kernel
 def tcp_send_rst(core, cid, now):
     """Reset the connection from our side (ABORT, RFC 9293 §3.10.5; Linux
     tcp_send_active_reset): <SEQ=SND.NXT><CTL=RST,ACK>, options as any segment."""
@@ -451,6 +490,7 @@ def tcp_send_syn(core, cid, now):
     flags = TH_SYN
     if h.state[cid] == TCPS_SYN_RECEIVED:
         flags |= TH_ACK
+        tcp_ip_fields_from_listener(core, cid)
     iss = np.int64(core.tcb.cold.iss[cid])
     return tcp_xmit(core, cid, iss, flags, -1, 0, 0, OPTS_SYN, now)
 

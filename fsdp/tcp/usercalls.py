@@ -41,6 +41,7 @@ from fsdp.core.config import (
     CFG_TCP_SNDBUF,
     CFG_TCP_TIMESTAMPS,
     CFG_TCP_WINDOW_SCALING,
+    CFG_TTL,
 )
 from fsdp.core.output import tx_flush
 from fsdp.core.stats import (
@@ -118,6 +119,8 @@ from fsdp.tcp.tcp_output import (
     tcp_raw_window,
     tcp_receive_window,
     tcp_send_rst,
+    tcp_tmpl_ip_fields,
+    tcp_ttl,
 )
 from fsdp.wire.tcp import seq_diff
 
@@ -155,6 +158,8 @@ OPT_CORK = 11  # TCP_CORK: 0/1
 OPT_REUSEADDR = 12  # SO_REUSEADDR: 0/1 (what a later bind of the port checks, TIME-WAIT included)
 OPT_REUSEPORT = 13  # SO_REUSEPORT: 0/1 (the same, for SO_REUSEPORT)
 OPT_BACKLOG = 14  # a listener's backlog, set again by listen() (tcp_listen_setopt only)
+OPT_TOS = 15  # IP_TOS: the TOS byte of the connection's segments, 0..255 (RFC 9293 MUST-48)
+OPT_TTL = 16  # IP_TTL: 1..255, 0 = the stack's ``ttl`` (get: the TTL in use)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -411,9 +416,10 @@ def tcp_ephemeral_port_k(core, lip, rip, rport):
 
 
 @kernel
-def tcp_connect_k(core, lip, lport, rip, rport, now):
+def tcp_connect_k(core, lip, lport, rip, rport, ip_fields, now):
     """RFC 9293 §3.10.1 active OPEN: send a SYN from ``lip:lport`` to ``rip:rport``; the new
-    connection's id (SYN-SENT)."""
+    connection's id (SYN-SENT).  ``ip_fields``: the socket's IP_TOS | IP_TTL << 8 (0: none),
+    which the SYN already carries."""
     if rport <= 0 or rport > 65535 or lport <= 0 or lport > 65535 or rip == 0:
         return np.int64(-EINVAL)
     if lip == 0:
@@ -444,6 +450,9 @@ def tcp_connect_k(core, lip, lport, rip, rport, now):
     h.snd_una[cid] = iss
     h.snd_nxt[cid] = (iss + 1) & M32
     h.snd_max[cid] = (iss + 1) & M32
+    c.tos[cid] = ip_fields & 0xFF
+    c.ttl[cid] = (ip_fields >> 8) & 0xFF
+    tcp_tmpl_ip_fields(core, cid)
     tcp_initial_rcv_window(core, cid)
     h.retrans_stamp[cid] = now
     h.rtt_start_us[cid] = now
@@ -799,6 +808,14 @@ def tcp_setopt_k(core, cid, opt, value):
     elif opt == OPT_REUSEADDR or opt == OPT_REUSEPORT:
         bit = np.uint8(REUSE_ADDR if opt == OPT_REUSEADDR else REUSE_PORT)
         c.reuse[cid] = (c.reuse[cid] | bit) if v != 0 else (c.reuse[cid] & ~bit)
+    elif opt == OPT_TOS or opt == OPT_TTL:
+        if v < 0 or v > 255:
+            return np.int64(-EINVAL)
+        if opt == OPT_TOS:
+            c.tos[cid] = v
+        else:
+            c.ttl[cid] = v
+        tcp_tmpl_ip_fields(core, cid)  # the next segment carries it
     else:
         return np.int64(-EINVAL)
     return np.int64(0)
@@ -824,6 +841,8 @@ def tcp_getopt_k(core, cid, opt):
             return np.int64(536)
         if opt == OPT_CONGESTION:
             return core.cfg[CFG_TCP_CC]
+        if opt == OPT_TTL:
+            return core.cfg[CFG_TTL] & 0xFF
         return np.int64(0)
     if not is_alloc(core, cid):
         return np.int64(-EINVAL)
@@ -854,6 +873,10 @@ def tcp_getopt_k(core, cid, opt):
         return um if um > 0 else np.int64(536)
     if opt == OPT_CONGESTION:
         return np.int64(h.cc_algo[cid])
+    if opt == OPT_TOS:
+        return np.int64(c.tos[cid])
+    if opt == OPT_TTL:
+        return tcp_ttl(core, cid)
     return np.int64(-EINVAL)
 
 
@@ -1007,14 +1030,23 @@ OP_BIND_CHECK = 0
 def tcp_listen_setopt_k(core, lid, opt, v):
     """An option set on a listening socket that its children must have from the SYN on:
     SO_RCVBUF (it sets the SYN-ACK's window and scale) and SO_SNDBUF, doubled and floored as
-    for a connection.  Other options are applied to each child when it is accepted.  Also
-    the backlog of a second listen() (capped at somaxconn, as tcp_listen_k caps the first)."""
+    for a connection, IP_TOS and IP_TTL (the SYN-ACK's header).  Other options are applied to
+    each child when it is accepted.  Also the backlog of a second listen() (capped at
+    somaxconn, as tcp_listen_k caps the first)."""
     ls = core.listen
     if not listen_is_valid(ls, lid):
         return np.int64(-EINVAL)
     if opt == OPT_BACKLOG:
         mx = core.cfg[CFG_SOMAXCONN]
         ls.rec.backlog[lid] = v if 0 <= v <= mx else mx
+        return np.int64(0)
+    if opt == OPT_TOS or opt == OPT_TTL:
+        if v < 0 or v > 255:
+            return np.int64(-EINVAL)
+        if opt == OPT_TOS:
+            ls.rec.tos[lid] = v
+        else:
+            ls.rec.ttl[lid] = v
         return np.int64(0)
     if v < 0:
         v = 0
@@ -1088,7 +1120,7 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     elif op == OP_EPHEMERAL_PORT:
         rc = tcp_ephemeral_port_k(core, a, b, c)
     elif op == OP_CONNECT:
-        rc = tcp_connect_k(core, a, b, c, d, now)
+        rc = tcp_connect_k(core, a, b, c, d, cid, now)  # (cid: the IP header fields)
     elif op == OP_TAKE_ERROR:
         rc = tcp_take_error_k(core, cid)
         if rc == 0 and a != 0 and is_alloc(core, cid):
@@ -1209,9 +1241,11 @@ def tcp_ephemeral_port(core, lip, rip, rport) -> int:
     return _call(core, OP_EPHEMERAL_PORT, a=lip, b=rip, c=rport)
 
 
-def tcp_connect(core, lip, lport, rip, rport, now) -> int:
-    """Active open: a SYN-SENT connection's id, or -errno."""
-    return _call(core, OP_CONNECT, a=lip, b=lport, c=rip, d=rport, now=now)
+def tcp_connect(core, lip, lport, rip, rport, now, tos: int = 0, ttl: int = 0) -> int:
+    """Active open: a SYN-SENT connection's id, or -errno.  ``tos``/``ttl``: the socket's
+    IP_TOS / IP_TTL (0 TTL: the stack's), carried from the SYN on."""
+    return _call(core, OP_CONNECT, (tos & 0xFF) | ((ttl & 0xFF) << 8), a=lip, b=lport, c=rip,
+                 d=rport, now=now)
 
 
 def tcp_take_error(core, cid, soft: bool = False) -> int:

@@ -24,7 +24,8 @@ Differences left on purpose (not scenarios here):
     fsdp socket is EADDRNOTAVAIL, connect to 0.0.0.0 / "" is ECONNREFUSED.
   * net.core.[rw]mem_max is Linux's default (212992) whatever the host sets; the defaults of
     SO_RCVBUF/SO_SNDBUF/TCP_MAXSEG/TCP_CONGESTION are fsdp's (MTU 1500, cubic).
-  * Options fsdp does not have (ENOPROTOOPT): IP_TOS, IP_TTL, TCP_INFO, TCP_QUICKACK,
+  * Options fsdp does not have (ENOPROTOOPT): other IP-level ones than IP_TOS and IP_TTL,
+    TCP_INFO, TCP_QUICKACK,
     TCP_USER_TIMEOUT, TCP_FASTOPEN, SO_RCVTIMEO/SO_SNDTIMEO, SO_BROADCAST, SO_OOBINLINE ...
   * bind to 255.255.255.255 ("<broadcast>"): Linux allows it for TCP, fsdp EADDRNOTAVAIL.
   * asyncio create_server(host=None/""): one fsdp 0.0.0.0 listener, not also the kernel's ::.
@@ -778,6 +779,39 @@ def makefile_unbuffered_and_modes(w):
     raw.close()
     wf.close()
     out.append(rec(raw.read, 1))
+    return out
+
+
+@scenario
+def ip_header_options(w):
+    """IP_TOS and IP_TTL (RFC 9293 MUST-48/49), as CPython and Linux take them: each value and
+    form (int, short bytes, none) on a new socket, a connection and a listener, read back whole
+    and as one byte; an accepted connection has its listener's."""
+    ip, tos, ttl = stdsocket.IPPROTO_IP, stdsocket.IP_TOS, stdsocket.IP_TTL
+    u = w.csock()
+    ls = w.ssock()
+    ls.setsockopt(ip, tos, 0x48)
+    ls.setsockopt(ip, ttl, 33)
+    ls.bind((w.srv_ip, 0))
+    ls.listen()
+    ls.settimeout(5)
+    c = w.csock()
+    c.settimeout(5)
+    c.setsockopt(ip, tos, 0x20)
+    c.connect((w.srv_ip, ls.getsockname()[1]))
+    s, _ = ls.accept()
+    out = [rec(s.getsockopt, ip, tos), rec(s.getsockopt, ip, ttl), rec(c.getsockopt, ip, tos)]
+    values = {tos: [0x28, 0x2B, 0x1FF, -1, 0, 255, 3, b"\x10", b"\x11\x00", b"\x12\x00\x00\x00\x01",
+                    b""],
+              ttl: [7, 0, 256, -1, 255, 1, -2, b"\x09", b"\x00", b"", b"\x05\x00\x00\x00"]}
+    for sock in (u, c, ls):
+        for opt, vals in values.items():
+            for v in vals:
+                out.append((rec(sock.setsockopt, ip, opt, v), rec(sock.getsockopt, ip, opt),
+                            rec(sock.getsockopt, ip, opt, 1), rec(sock.getsockopt, ip, opt, 2),
+                            rec(sock.getsockopt, ip, opt, 8)))
+            out.append((rec(sock.setsockopt, ip, opt, None, 0), rec(sock.getsockopt, ip, opt)))
+            out.append(rec(sock.setsockopt, ip, opt, None, 4))
     return out
 
 
