@@ -321,6 +321,19 @@ def connect_start(h, pport: int = 9000, *, lport: int | None = None) -> tuple[Co
     return c, syn
 
 
+def complete_connect(c: Conn) -> Seg:
+    """The peer's SYN-ACK to a pending connect() (``connect_start``); the stack answers with the
+    ACK that completes the open, which is returned."""
+    opts = [(n, (v[0], c.syn.tsval) if n == "Timestamp" else v)
+            for n, v in syn_options(c.tsval())]
+    c.send("SA", 0, 1, options=opts)
+    c.snd_nxt = 1  # (the SYN-ACK's SYN takes sequence number 0)
+    (ack,) = c.recv()
+    assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1)
+    assert connected(c.sock)
+    return ack
+
+
 def handshake_active(h, pport: int = 9000, *, options: list | None = None,
                      win: int = PEER_WIN, rtt: float = 0.0) -> Conn:
     """connect(); <- SYN; SYN-ACK ->; <- ACK.  ``c.sock`` is the connected socket."""

@@ -29,8 +29,8 @@ from helpers import (
     PEER_ISN,
     TS_MSS,
     accept,
+    complete_connect,
     connect_start,
-    connected,
     handshake_passive,
     listen,
     syn_ack_of,
@@ -89,17 +89,6 @@ def so_error(sock) -> int:
 
 def name(err: int) -> str:
     return errno.errorcode.get(err, str(err))
-
-
-def complete_connect(c) -> None:
-    """The peer's SYN-ACK to a pending connect(); the stack must answer with its ACK."""
-    opts = [(n, (v[0], c.syn.tsval) if n == "Timestamp" else v)
-            for n, v in syn_options(c.tsval())]
-    c.send("SA", 0, 1, options=opts)
-    c.snd_nxt = 1
-    (ack,) = c.recv()
-    assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1)
-    assert connected(c.sock)
 
 
 def assert_connect_gone(c) -> None:

@@ -33,6 +33,7 @@ from helpers import (
     Conn,
     Seg,
     accept,
+    complete_connect,
     handshake_passive,
     listen,
     syn_ack_of,
@@ -79,17 +80,6 @@ def connect_with(h, tos: int | None = None, ttl: int | None = None, pport: int =
     c.rcv_nxt = 1
     c.last_tsval = c.syn.tsval
     return c, c.syn
-
-
-def complete_connect(c) -> Seg:
-    """SYN-ACK ->, <- the ACK that completes the active open (returned)."""
-    opts = [(n, (v[0], c.syn.tsval) if n == "Timestamp" else v)
-            for n, v in syn_options(c.tsval())]
-    c.send("SA", 0, 1, options=opts)
-    c.snd_nxt = 1
-    (ack,) = c.recv()
-    assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1)
-    return ack
 
 
 def listen_with(h, port: int, tos: int | None = None, ttl: int | None = None):
@@ -329,6 +319,17 @@ def test_passive_open_uses_listener_options(h):
     assert get(sock) == (0x10, 9)
 
 
+def assert_accepted_with(c, lst, tos: int, ttl: int) -> None:
+    """The handshake's last ACK ->; the accepted socket reads (tos, ttl) back and its data carry
+    them."""
+    c.send("A", 1, 1)
+    sock = accept(lst)
+    assert get(sock) == (tos, ttl)
+    sock.send(b"d")
+    (d,) = c.recv()
+    assert ip_of(d) == (tos, ttl)
+
+
 def test_listener_options_set_after_listen(h):
     """As Linux, IP_TOS 0x20 / IP_TTL 20 set on a socket already listening are used for the next
     SYN-ACK and inherited by the connection accepted after it."""
@@ -336,12 +337,7 @@ def test_listener_options_set_after_listen(h):
     set_opts(lst, 0x20, 20)
     c, sa = syn_ack_of(h, 8080, listener=lst)
     assert ip_of(sa) == (0x20, 20)
-    c.send("A", 1, 1)
-    sock = accept(lst)
-    assert get(sock) == (0x20, 20)
-    sock.send(b"d")
-    (d,) = c.recv()
-    assert ip_of(d) == (0x20, 20)
+    assert_accepted_with(c, lst, 0x20, 20)
 
 
 def test_listener_change_during_handshake(h):
@@ -352,12 +348,7 @@ def test_listener_change_during_handshake(h):
     c, sa = syn_ack_of(h, 8080, listener=lst)
     assert ip_of(sa) == (0x10, 9)
     set_opts(lst, 0x20, 20)
-    c.send("A", 1, 1)
-    sock = accept(lst)
-    assert get(sock) == (0x20, 20)
-    sock.send(b"d")
-    (d,) = c.recv()
-    assert ip_of(d) == (0x20, 20)
+    assert_accepted_with(c, lst, 0x20, 20)
 
 
 def test_synack_retransmission_uses_current_listener_options(h):
