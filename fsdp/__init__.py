@@ -18,22 +18,22 @@ from fsdp.core.stack import Stack, default_stack, poll_all_stacks  # noqa: E402
 
 __version__ = "0.1.0"
 
-# The socket module's constants, re-exported so fsdp programs need not import both.
-AF_INET = _socket.AF_INET
-SOCK_STREAM = _socket.SOCK_STREAM
-SOL_SOCKET = _socket.SOL_SOCKET
-IPPROTO_TCP = _socket.IPPROTO_TCP
-TCP_NODELAY = _socket.TCP_NODELAY
-SO_REUSEADDR = _socket.SO_REUSEADDR
-SO_KEEPALIVE = _socket.SO_KEEPALIVE
-SO_LINGER = _socket.SO_LINGER
-SO_RCVBUF = _socket.SO_RCVBUF
-SO_SNDBUF = _socket.SO_SNDBUF
-SO_ERROR = _socket.SO_ERROR
-SHUT_RD = _socket.SHUT_RD
-SHUT_WR = _socket.SHUT_WR
-SHUT_RDWR = _socket.SHUT_RDWR
-
+# The socket module's constants (CONTRACT.md §1: ``fsdp.AF_INET ... = socket module values``),
+# re-exported so fsdp programs need not import both: the families and types, levels, options
+# (SO_*, IPPROTO_*, IP_*, TCP_*), MSG_* flags, SHUT_*, INADDR_* and SOMAXCONN; and the socket
+# module's exception names, which fsdp raises as the stdlib does.
+_CONSTANT_PREFIXES = ("AF_", "SOCK_", "SOL_", "SO_", "IPPROTO_", "IP_", "TCP_", "MSG_", "SHUT_",
+                      "INADDR_")
+_CONSTANTS = sorted(
+    name for name in dir(_socket)
+    if (name.startswith(_CONSTANT_PREFIXES) or name == "SOMAXCONN")
+    and isinstance(getattr(_socket, name), int)
+)
+globals().update({name: getattr(_socket, name) for name in _CONSTANTS})
+error = _socket.error  # OSError
+timeout = _socket.timeout  # TimeoutError
+gaierror = _socket.gaierror
+herror = _socket.herror
 
 
 def socket(family=_socket.AF_INET, type=_socket.SOCK_STREAM, proto=0):
@@ -46,18 +46,9 @@ __all__ = [
     "socket",
     "default_stack",
     "poll_all_stacks",
-    "AF_INET",
-    "SOCK_STREAM",
-    "SOL_SOCKET",
-    "IPPROTO_TCP",
-    "TCP_NODELAY",
-    "SO_REUSEADDR",
-    "SO_KEEPALIVE",
-    "SO_LINGER",
-    "SO_RCVBUF",
-    "SO_SNDBUF",
-    "SO_ERROR",
-    "SHUT_RD",
-    "SHUT_WR",
-    "SHUT_RDWR",
+    "error",
+    "timeout",
+    "gaierror",
+    "herror",
+    *_CONSTANTS,
 ]

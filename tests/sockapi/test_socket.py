@@ -173,6 +173,31 @@ def test_options(pair):
             s.recv(10)
 
 
+def test_the_socket_modules_constants_and_errors_are_fsdps(pair):
+    """CONTRACT.md §1: ``fsdp.AF_INET, fsdp.SOCK_STREAM, ...`` are the socket module's values
+    (the keep-alive tuning, IP and MSG names too, which programs pass to fsdp sockets), and its
+    exception names are the stdlib's."""
+    names = ("AF_INET", "SOCK_STREAM", "SOCK_NONBLOCK", "SOL_SOCKET", "IPPROTO_TCP", "IPPROTO_IP",
+             "TCP_NODELAY", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_MAXSEG",
+             "SO_REUSEADDR", "SO_REUSEPORT", "SO_KEEPALIVE", "SO_LINGER", "SO_RCVBUF",
+             "SO_SNDBUF", "SO_ERROR", "IP_TOS", "IP_TTL", "MSG_PEEK", "MSG_DONTWAIT",
+             "SHUT_RDWR", "SOMAXCONN", "INADDR_ANY")
+    for name in names:
+        assert getattr(fsdp, name) == getattr(stdsocket, name) and name in fsdp.__all__, name
+    assert fsdp.AF_INET is stdsocket.AF_INET  # (the enum member itself)
+    assert (fsdp.error, fsdp.timeout) == (OSError, TimeoutError)
+    assert fsdp.gaierror is stdsocket.gaierror
+    ls, c, s, _ = connected(pair)
+    c.setsockopt(fsdp.SOL_SOCKET, fsdp.SO_KEEPALIVE, 1)
+    for opt, v in ((fsdp.TCP_KEEPIDLE, 30), (fsdp.TCP_KEEPINTVL, 5), (fsdp.TCP_KEEPCNT, 3)):
+        c.setsockopt(fsdp.IPPROTO_TCP, opt, v)
+        assert c.getsockopt(fsdp.IPPROTO_TCP, opt) == v
+    c.setsockopt(fsdp.IPPROTO_IP, fsdp.IP_TOS, 0x10)
+    assert c.getsockopt(fsdp.IPPROTO_IP, fsdp.IP_TOS) == 0x10
+    c.sendall(b"peek")
+    assert s.recv(4, fsdp.MSG_PEEK) == b"peek" and s.recv(4) == b"peek"
+
+
 def test_makefile_lines(pair):
     ls, c, s, _ = connected(pair)
     c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
