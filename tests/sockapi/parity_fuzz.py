@@ -28,7 +28,8 @@ OPTIONS = [(SOL, stdsocket.SO_REUSEADDR), (SOL, stdsocket.SO_KEEPALIVE),
            (TCP, stdsocket.TCP_NODELAY), (TCP, stdsocket.TCP_KEEPIDLE),
            (TCP, stdsocket.TCP_KEEPINTVL), (TCP, stdsocket.TCP_KEEPCNT),
            (SOL, stdsocket.SO_ERROR), (SOL, stdsocket.SO_TYPE), (SOL, stdsocket.SO_ACCEPTCONN),
-           (SOL, stdsocket.SO_REUSEPORT)]
+           (SOL, stdsocket.SO_REUSEPORT), (stdsocket.IPPROTO_IP, stdsocket.IP_TOS),
+           (stdsocket.IPPROTO_IP, stdsocket.IP_TTL)]
 VALUES = [0, 1, 2, -1, 7, 1 << 20, 2**31, "x", None, 1.5, b"\x01\x00\x00\x00"]
 CALLS = ["connect", "connect_ex", "accept", "send", "sendall", "recv", "recv_into", "shutdown",
          "close", "setsockopt", "getsockopt", "setblocking", "settimeout", "getpeername",
