@@ -44,11 +44,8 @@ from fsdp.core.stats import (
     STAT_ICMP_RATE_LIMITED,
     STAT_ICMP_TRUNCATED,
     STAT_POOL_EMPTY,
-    STAT_TCP_REDIRECT_DROPPED,
-    STAT_TCP_REDIRECTED,
 )
 from fsdp.core.vars import V_ICMP_REFILL_US, V_ICMP_TOKENS, V_PING_COUNT
-from fsdp.driver.api import nic_redirect
 from fsdp.pool.pool import (
     FRAME_F_REDIRECTED,
     FRAME_F_RX_CSUM_OK,
@@ -57,6 +54,7 @@ from fsdp.pool.pool import (
     frame_alloc,
     frame_free,
 )
+from fsdp.tcp.input import hand_to_core
 from fsdp.tcp.ip import DST_UNICAST, ip_output
 from fsdp.tcp.tcp_icmp import tcp_icmp_error, tcp_icmp_owner
 from fsdp.wire.ethernet import ETH_HLEN
@@ -73,6 +71,7 @@ from fsdp.wire.icmp import (
     icmp_check,
     icmp_code,
     icmp_id,
+    icmp_next_hop_mtu,
     icmp_seq,
     icmp_type,
 )
@@ -86,6 +85,7 @@ from fsdp.wire.ipv4 import (
     ip_src,
     ip_total_len,
 )
+from fsdp.wire.tcp import tcp_dport, tcp_seq, tcp_sport
 
 ICMP_ERROR_MAX_LEN = 576 - IP_HLEN_MIN  # RFC 1812 §4.3.2.3: the whole error within 576 bytes
 IPTOS_PREC_INTERNETCONTROL = 0xC0  # Linux sends ICMP errors with this precedence
@@ -260,7 +260,7 @@ def icmp_input(core, fid, dst_kind, now):
 @njit(cache=True)
 def _error_to_tcp(core, fid, off, n, t, now):
     """Give TCP the ICMP error at ``off`` (``n`` bytes) about a segment it sent.  True if the
-    frame went to another core (nic_redirect), False if the caller frees it."""
+    frame went to another core (input.hand_to_core), False if the caller frees it."""
     pool = core.pool
     buf = pool.data[fid]
     q = off + ICMP_HLEN  # the quoted datagram: IP header, then at least 8 bytes of TCP
@@ -278,11 +278,10 @@ def _error_to_tcp(core, fid, off, n, t, now):
     th = q + qhl
     lip = ip_src(buf, q)
     rip = ip_dst(buf, q)
-    lport = (np.int64(buf[th]) << 8) | np.int64(buf[th + 1])
-    rport = (np.int64(buf[th + 2]) << 8) | np.int64(buf[th + 3])
-    seq = ((np.int64(buf[th + 4]) << 24) | (np.int64(buf[th + 5]) << 16)
-           | (np.int64(buf[th + 6]) << 8) | np.int64(buf[th + 7]))
-    mtu = (np.int64(buf[off + 6]) << 8) | np.int64(buf[off + 7])  # RFC 1191 §4 next-hop MTU
+    lport = np.int64(tcp_sport(buf, th))  # (the quote is a segment we sent: its source is ours)
+    rport = np.int64(tcp_dport(buf, th))
+    seq = np.int64(tcp_seq(buf, th))
+    mtu = np.int64(icmp_next_hop_mtu(buf, off))
     if tcp_icmp_error(core, lip, lport, rip, rport, seq, t, icmp_code(buf, off), mtu, now):
         return False
     owner = np.int64(-1)
@@ -291,11 +290,7 @@ def _error_to_tcp(core, fid, off, n, t, now):
     if owner < 0:
         core.stats[STAT_ICMP_ERR_NO_CONN] += 1
         return False
-    if nic_redirect(core.nic, pool, fid, owner) == 0:
-        core.stats[STAT_TCP_REDIRECT_DROPPED] += 1
-    else:
-        core.stats[STAT_TCP_REDIRECTED] += 1
-    frame_free(pool, fid)
+    hand_to_core(core, fid, owner)
     return True
 
 

@@ -116,12 +116,21 @@ def _redirect_to_owner(core, fid, ip_off, ip_len, dport):
         return False
     pool.off[fid] = ip_off - ETH_HLEN
     pool.length[fid] = ETH_HLEN + ip_len
+    hand_to_core(core, fid, owner)
+    return True
+
+
+@kernel_inline
+def hand_to_core(core, fid, owner):
+    """Pass the Ethernet frame ``fid`` to core ``owner``'s queue (it arrives there flagged
+    FRAME_F_REDIRECTED) and free it here.  When that queue is full the frame is dropped, as a
+    full NIC queue drops it (counted), never answered here."""
+    pool = core.pool
     if nic_redirect(core.nic, pool, fid, owner) == 0:
         core.stats[STAT_TCP_REDIRECT_DROPPED] += 1
     else:
         core.stats[STAT_TCP_REDIRECTED] += 1
     frame_free(pool, fid)
-    return True
 
 
 @kernel

@@ -72,6 +72,13 @@ def icmp_seq(buf, off):
     return get_u16(buf, off + ICMP_SEQ)
 
 
+@njit(inline="always", cache=True)
+def icmp_next_hop_mtu(buf, off):
+    """A fragmentation-needed message's next-hop MTU (RFC 1191 §4: the low 16 bits of the
+    header's second word; 0 from a router older than RFC 1191)."""
+    return get_u16(buf, off + ICMP_SEQ)
+
+
 @njit(cache=True)
 def icmp_build(buf, off, icmp_type_, code, rest, n):
     """Fill the 8-byte ICMP header at ``off`` (``rest`` = the second 32-bit word: id<<16|seq for
