@@ -640,6 +640,16 @@ def sack_blocks(s, cid, out, max_blocks):
 
 
 @njit(cache=True)
+def sack_block_count(s, cid, max_blocks):
+    """How many blocks ``sack_blocks`` would write now (a pending D-SACK counts as one), without
+    using the D-SACK up: what the next segment's option will take (Linux
+    tcp_established_options)."""
+    n = np.int64(s.num[cid]) + (1 if s.dsack[cid] else 0)
+    lim = min(np.int64(max_blocks), SACK_MAX_BLOCKS)
+    return n if n < lim else lim
+
+
+@njit(cache=True)
 def reass_insert_sack(pool, t, s, cid, fid, seq, n, fin, max_ooo_bytes):
     """``reass_insert`` plus Linux's SACK and D-SACK updates on that path (``tcp_data_queue_ofo``):
     overlaps with held data set/extend the D-SACK block, a prune forgets every block

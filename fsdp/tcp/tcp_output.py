@@ -53,11 +53,12 @@ from fsdp.core.timerwheel import (
 )
 from fsdp.core.vars import V_IP_ID
 from fsdp.driver.jitmem import copy_bytes
-from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, frame_alloc
+from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_after_idle
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
+    FRAME_F_TCP_LOST,
     FRAME_F_TCP_PSH,
     FRAME_F_TCP_RETRANS,
     FRAME_F_TCP_SENT,
@@ -66,7 +67,7 @@ from fsdp.tcp.frameflags import (
 from fsdp.tcp.ip import ip_output
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import ARP_INCOMPLETE, arp_lookup
-from fsdp.tcp.reass import sack_blocks
+from fsdp.tcp.reass import sack_block_count, sack_blocks
 from fsdp.tcp.sack_scoreboard import scoreboard_next_seg, scoreboard_pipe
 from fsdp.tcp.tcb import (
     TCPS_CLOSE_WAIT,
@@ -678,7 +679,9 @@ def tcp_split_frame(core, cid, fid, k):
     pool.length[nf] = rest
     pool.tag[nf] = (pool.tag[fid] + k) & M32
     keep = FRAME_F_TCP_FIN | FRAME_F_TCP_PSH
-    pool.flags[nf] = pool.flags[fid] & (keep | FRAME_F_TCP_SENT | FRAME_F_TCP_EVER_RETRANS)
+    # (a piece of a lost frame is lost too: the scoreboard sends it again next)
+    copy = keep | FRAME_F_TCP_SENT | FRAME_F_TCP_EVER_RETRANS | FRAME_F_TCP_LOST
+    pool.flags[nf] = pool.flags[fid] & copy
     pool.flags[fid] = pool.flags[fid] & ~np.uint32(keep)
     pool.length[fid] = k
     pool.next[nf] = pool.next[fid]
@@ -717,12 +720,81 @@ def tcp_queue_fin(core, cid):
     return True
 
 
+@kernel_inline
+def tcp_sack_option_len(core, cid):
+    """Bytes the SACK option of the next segment takes (RFC 2018 §3: 2 NOPs + 2 + 8 per block,
+    at most 3 blocks beside timestamps, 4 without); 0 when none is owed."""
+    hf = core.tcb.hot.tflags[cid]
+    if (hf & TF_SACK_OK) == 0:
+        return np.int64(0)
+    nb = sack_block_count(core.sack, cid, 3 if (hf & TF_TS_OK) != 0 else 4)
+    return np.int64(4 + 8 * nb) if nb > 0 else np.int64(0)
+
+
+@kernel
+def _refill_frame(core, cid, fid):
+    """Move bytes forward into unsent frame ``fid`` from the unsent frames after it, up to one
+    MSS, freeing any that empties (its PSH and FIN pass to ``fid``).  Linux keeps a write in
+    buffers larger than a segment and cuts them where the current MSS falls; fsdp's queue holds
+    one segment per frame, so a frame cut short is topped up again rather than leaving a tiny
+    segment behind every cut."""
+    pool = core.pool
+    h = core.tcb.hot
+    w = np.int64(pool.data.shape[1])
+    mss = np.int64(h.mss[cid])
+    if mss > MAX_FRAME_LEN:
+        mss = np.int64(MAX_FRAME_LEN)
+    while (pool.flags[fid] & FRAME_F_TCP_FIN) == 0:
+        nxt = pool.next[fid]
+        if nxt < 0 or pool.length[nxt] == 0:
+            break  # the end of the queue, or a bare FIN (it stays its own frame)
+        end = np.int64(pool.off[fid]) + np.int64(pool.length[fid])
+        room = mss - np.int64(pool.length[fid])
+        if room > w - end:
+            room = w - end
+        if room <= 0:
+            break
+        k = np.int64(pool.length[nxt])
+        if k > room:
+            k = room
+        copy_bytes(pool.data, fid * w + end, pool.data, nxt * w + pool.off[nxt], k)
+        pool.length[fid] += k
+        pool.flags[fid] &= ~np.uint32(FRAME_F_TCP_PSH)  # the write's end now lies further on
+        pool.off[nxt] += k
+        pool.length[nxt] -= k
+        pool.tag[nxt] = (pool.tag[nxt] + k) & M32
+        if pool.length[nxt] == 0:
+            pool.flags[fid] |= pool.flags[nxt] & np.uint32(FRAME_F_TCP_FIN | FRAME_F_TCP_PSH)
+            pool.next[fid] = pool.next[nxt]
+            if h.snd_q_tail[cid] == nxt:
+                h.snd_q_tail[cid] = fid
+            frame_free(pool, nxt)
+
+
+@kernel
+def tcp_fit_frame(core, cid, fid, cap):
+    """Cut queue frame ``fid`` to ``cap`` payload bytes, the segment size its options leave
+    (RFC 9293 §3.7.1 MUST-16; Linux tcp_fragment to tcp_current_mss in tcp_write_xmit and
+    __tcp_retransmit_skb).  The rest becomes the next frame: for a frame never sent it is filled
+    up again from the data behind it; a sent frame's rest is sent on its own (lost, if the frame
+    was).  False if no frame was free."""
+    if not tcp_split_frame(core, cid, fid, cap):
+        return False
+    if (core.pool.flags[fid] & FRAME_F_TCP_SENT) == 0:
+        _refill_frame(core, cid, core.pool.next[fid])
+    return True
+
+
 @kernel
 def tcp_xmit_frame(core, cid, fid, now, rexmit):
     """Send queue frame ``fid`` as one segment (its payload, PSH, FIN); a retransmission if
-    ``rexmit`` (Karn: the frame never again gives an RTT sample)."""
+    ``rexmit`` (Karn: the frame never again gives an RTT sample).  A frame longer than the MSS
+    less this segment's SACK option is cut to fit first (``tcp_fit_frame``)."""
     pool = core.pool
     h = core.tcb.hot
+    cap = np.int64(h.mss[cid]) - tcp_sack_option_len(core, cid)
+    if np.int64(pool.length[fid]) > cap and not tcp_fit_frame(core, cid, fid, cap):
+        return False
     flags = TH_ACK
     fl = pool.flags[fid]
     if (fl & FRAME_F_TCP_FIN) != 0:
@@ -751,7 +823,7 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
             h.snd_max[cid] = end
         if seq_gt(end, h.snd_nxt[cid]):
             h.snd_nxt[cid] = end
-        if n < np.int64(h.mss[cid]):
+        if n < cap:
             h.snd_sml[cid] = end  # Minshall's Nagle: the last small segment sent
         if (fl & FRAME_F_TCP_FIN) != 0:
             h.tflags[cid] |= np.uint32(TF_FIN_SENT)
@@ -823,15 +895,15 @@ def tcp_output_new(core, cid, cwnd_room, now):
                 if not armed(core, cid, TIMER_PERSIST):
                     tcp_arm_persist(core, cid, now)
             break
-        if n < mss and (pool.flags[fid] & FRAME_F_TCP_FIN) == 0:
-            # A partial segment: only when it is the last thing queued (else more data may
-            # still be coalesced into it) and Nagle allows.
-            if pool.next[fid] >= 0 or not _nagle_ok(core, cid, fid, n):
+        if n < mss and pool.next[fid] < 0 and (pool.flags[fid] & FRAME_F_TCP_FIN) == 0:
+            # A partial segment at the queue's end waits as Nagle says; one with data behind
+            # it cannot grow and goes (Linux tcp_write_xmit: TCP_NAGLE_PUSH unless the last).
+            if not _nagle_ok(core, cid, fid, n):
                 break
         if not tcp_xmit_frame(core, cid, fid, now, False):
             break
         h.snd_q_unsent[cid] = pool.next[fid]
-        room -= need
+        room -= frame_seq_len(pool, fid)  # (less than ``need`` if it was cut to fit)
         sent += 1
     return sent
 

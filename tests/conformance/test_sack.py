@@ -5,7 +5,8 @@ As Linux (RACK, RFC 8985) may declare a segment lost from a single SACK after mi
 scenarios check what must have happened after the DupThresh-th SACK, which both RACK and RFC 6675
 agree on."""
 
-from helpers import TS_MSS, handshake_passive, syn_options, watch
+from helpers import MSS, TS_MSS, handshake_passive, syn_options, watch
+from scapy.layers.inet import IP
 
 M = TS_MSS
 
@@ -113,3 +114,68 @@ def test_partially_filled_hole_updates_blocks(h):
     c.send("PA", seq=1, data=b"a" * 100)
     (ack,) = c.recv()
     assert (ack.ack, ack.sack) == (201, [(301, 401)])
+
+
+def hole(c, *, at: int = 101, n: int = 100, ack: int | None = None):
+    """The peer sends ``n`` bytes at ``at``, leaving a hole below: the stack now holds a SACK
+    block (its duplicate ACK reports it)."""
+    c.send("PA", seq=at, data=b"o" * n, ack=ack)
+    (dup,) = c.recv()
+    assert dup.sack == [(at, at + n)]
+
+
+def test_sack_blocks_shorten_full_segments(h):
+    """RFC 9293 §3.7.1 MUST-16: the effective send MSS is less the TCP options a segment
+    carries; RFC 2018 §3: while out-of-order data is held, every segment sent reports it.  One
+    SACK block (2 NOPs + 10 bytes) takes 12 bytes from each full segment, so no frame exceeds
+    the MTU; the write's remainder goes at once as one segment (Linux tcp_current_mss)."""
+    c = handshake_passive(h, 8080)
+    hole(c)
+    c.sock.send(b"d" * (3 * M))
+    segs = c.recv()
+    assert [s.len for s in segs] == [M - 12] * 3 + [36]
+    assert all(s.sack == [(101, 201)] and s.pkt[IP].len <= 1500 for s in segs)
+    assert segs[-1].flags == "PA"  # the write's end (Linux may push earlier too: forced_push)
+    assert b"".join(s.data for s in segs) == b"d" * (3 * M)
+
+
+def test_two_sack_blocks_take_twenty_bytes(h):
+    """As above with two holes: 4 + 2 x 8 option bytes (RFC 2018 §3); without timestamps the
+    full segment is the peer's MSS less the option."""
+    c = handshake_passive(h, 8080, options=syn_options(None))
+    c.send("PA", seq=101, data=b"o" * 100)
+    c.send("PA", seq=301, data=b"o" * 100)
+    c.recv()
+    c.sock.send(b"d" * (2 * MSS))
+    segs = c.recv()
+    assert [s.len for s in segs] == [MSS - 20] * 2 + [40]
+    assert all(s.sack == [(301, 401), (101, 201)] for s in segs)
+    assert all(s.pkt[IP].len <= 1500 for s in segs)
+
+
+def test_segments_grow_back_when_the_hole_fills(h):
+    """Once the hole is filled no block is reported and full segments carry M bytes again."""
+    c = handshake_passive(h, 8080)
+    hole(c)
+    c.sock.send(b"d" * M)
+    assert [s.len for s in c.recv()] == [M - 12, 12]
+    c.send("PA", seq=1, data=b"a" * 100)
+    (ack,) = c.recv()
+    assert (ack.ack, ack.sack) == (201, [])
+    c.send("A", ack=1 + M)
+    c.sock.send(b"e" * (2 * M))
+    assert [s.len for s in c.recv()] == [M, M]
+
+
+def test_a_retransmission_is_cut_to_fit_the_sack_blocks(h):
+    """Linux __tcp_retransmit_skb: a segment sent again while SACK blocks are pending is cut to
+    the current MSS (tcp_fragment); the rest follows as its own segment."""
+    c = handshake_passive(h, 8080, rtt=0.05)
+    c.sock.send(b"d" * M)
+    assert [s.len for s in c.recv()] == [M]
+    hole(c, ack=1)  # (not acknowledging the data)
+    out = [s for _, s in watch(c, 1.5)]
+    assert out and out[0].seq == 1 and out[0].len == M - 12 and out[0].sack == [(101, 201)]
+    c.send("A", ack=1 + M - 12)
+    out = c.recv() + [s for _, s in watch(c, 0.1)]
+    assert [(s.seq, s.len) for s in out][:1] == [(1 + M - 12, 12)]
