@@ -108,6 +108,7 @@ class Seg:
         self.seq = seq_sub(t.seq, conn.isn)
         self.ack = seq_sub(t.ack, conn.peer_isn) if t.flags.A else None
         self.win = t.window
+        self.urg = t.urgptr  # the urgent pointer field (meaningful when "U" is in flags)
         ip = pkt[IP]
         n = ip.len - 4 * ip.ihl - 4 * t.dataofs  # the TCP payload, Ethernet padding excluded
         self.data = bytes(t.payload)[:n]
@@ -123,7 +124,8 @@ class Seg:
             1 if "F" in self.flags else 0)
 
     def __repr__(self) -> str:
-        extra = f" sack={self.sack}" if self.sack else ""
+        extra = f" urg={self.urg}" if "U" in self.flags else ""
+        extra += f" sack={self.sack}" if self.sack else ""
         return (f"<{self.flags} seq={self.seq} ack={self.ack} len={self.len} win={self.win}"
                 f"{extra}>")
 
