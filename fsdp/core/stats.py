@@ -98,7 +98,7 @@ STAT_NAMES = (
     "tcp_ofo_queued",  # out-of-order segments kept for reassembly
     "tcp_ofo_dropped",  # out-of-order segments dropped (reassembly memory bound)
     "tcp_dup_data",  # segments that carried only data already received
-    "tcp_urg_ignored",  # segments with URG (the pointer is consumed, the data is inline)
+    "tcp_urg_in",  # segments with URG (RFC 9293 §3.8.5: fsdp.tcp.urgent)
     # listeners
     "tcp_listen_overflows",  # final ACK or SYN dropped: accept queue full
     "tcp_listen_drops",  # SYNs dropped by a listener (any reason)
@@ -234,7 +234,7 @@ STAT_TCP_RCV_QUEUE_FULL = 77
 STAT_TCP_OFO_QUEUED = 78
 STAT_TCP_OFO_DROPPED = 79
 STAT_TCP_DUP_DATA = 80
-STAT_TCP_URG_IGNORED = 81
+STAT_TCP_URG_IN = 81
 STAT_TCP_LISTEN_OVERFLOWS = 82
 STAT_TCP_LISTEN_DROPS = 83
 STAT_TCP_SYN_BACKLOG_FULL = 84

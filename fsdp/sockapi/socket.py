@@ -30,6 +30,7 @@ import numpy as np
 
 from fsdp.sockapi import fastcall
 from fsdp.tcp import usercalls as uc
+from fsdp.tcp.urgent import URG_RECV_EOF
 
 _EV_READABLE = uc.EV_READABLE
 _EV_WRITABLE = uc.EV_WRITABLE
@@ -63,6 +64,7 @@ _CC_BY_NAME = {name: algo for algo, name in _CC_NAMES.items()}
 
 POLL_READ = 1  # = selectors.EVENT_READ
 POLL_WRITE = 2  # = selectors.EVENT_WRITE
+POLL_PRI = 4  # urgent data (select()'s exceptional condition; no selectors event)
 
 
 def socket_from_fileno(fd) -> Socket | None:
@@ -242,6 +244,10 @@ def _timeout_value(value):
 
 _tcp_send_array = uc.tcp_send_array
 _tcp_recv_array = uc.tcp_recv_array
+
+
+def _tcp_send_oob_array(core, cid, arr, n, now) -> int:
+    return uc.tcp_send_oob(core, cid, arr, 0, n, now)
 # (The per-connection hot paths, accept, recv, send, sendall and close, call the engine
 # through Stack._engine: fsdp.sockapi.fastcall.)
 _SCRATCH_BYTES = fastcall.SCRATCH_BYTES
@@ -421,11 +427,12 @@ class Socket:
         self._numbered = False
 
     def _poll_events(self) -> int:
-        """POLL_READ | POLL_WRITE this socket is ready for now, as ``select()`` on a Linux TCP
-        socket would say (tcp_poll): a listener is readable with a connection to accept; a
-        connection is readable with data, EOF or an error, writable with send space or an
-        error; a socket neither connected nor listening is both (POLLOUT | POLLHUP); a closed
-        socket is never ready.  Does not poll the stack."""
+        """POLL_READ | POLL_WRITE | POLL_PRI this socket is ready for now, as ``select()`` on a
+        Linux TCP socket would say (tcp_poll): a listener is readable with a connection to
+        accept; a connection is readable with data, EOF or an error, writable with send space
+        or an error, "exceptional" with urgent data; a socket neither connected nor listening
+        is both readable and writable (POLLOUT | POLLHUP); a closed socket is never ready.
+        Does not poll the stack."""
         if self._closed or self._stack._closed:
             return 0
         if self._lids is not None:
@@ -441,6 +448,8 @@ class Socket:
             ev |= POLL_READ
         if st & _EV_WRITABLE:
             ev |= POLL_WRITE
+        if st & uc.EV_URGENT:
+            ev |= POLL_PRI
         return ev
 
     # ---- addresses ----
@@ -669,9 +678,11 @@ class Socket:
         n = view.nbytes  # (0 too: Linux looks at the connection's state first, then the size)
         arr = fastcall.send_array(view, n)
         stack = self._stack
+        # MSG_OOB: the write's last byte is urgent (fsdp.tcp.urgent)
+        send = _tcp_send_array if not flags & _MSG_OOB else _tcp_send_oob_array
 
         def ready():
-            rc = _tcp_send_array(stack._refs[self._core], self._cid, arr, n, stack._clock())
+            rc = send(stack._refs[self._core], self._cid, arr, n, stack._clock())
             if rc == -errno.EAGAIN:
                 return None
             return _raise_if_error(rc)
@@ -770,7 +781,7 @@ class Socket:
         """The read of recv_into and recvfrom: up to ``nbytes`` into ``out`` (left queued
         with ``peek``), waiting as the socket's timeout and MSG_DONTWAIT say."""
         if flags & _MSG_OOB:
-            self._urgent_check()
+            return self._recv_oob(out, nbytes, flags)
         if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
             return 0
         self._conn_check()
@@ -794,11 +805,35 @@ class Socket:
         finally:
             self._timeout = saved
 
-    def _urgent_check(self) -> None:
-        """recv(MSG_OOB): fsdp keeps no urgent data (URG is ignored: RFC_COMPLIANCE.md), and
-        Linux answers EINVAL when there is none (tcp_recv_urg), ENOTCONN on a listener."""
+    def _recv_oob(self, out, nbytes: int, flags: int) -> int:
+        """recv(MSG_OOB): the urgent byte (fsdp.tcp.urgent; MSG_PEEK leaves it).  The kernel
+        call never waits (Linux tcp_recv_urg: EAGAIN while the byte has not arrived, on a
+        blocking socket too); with a timeout CPython retries EAGAIN until it runs out, and so
+        does this.  A listener: ENOTCONN; a socket that never connected: EINVAL."""
         self._check_open()
-        raise _oserror(errno.ENOTCONN if self._lids is not None else errno.EINVAL)
+        if self._lids is not None:
+            raise _oserror(errno.ENOTCONN)
+        if self._cid < 0:
+            raise _oserror(errno.EINVAL)
+        peek = 1 if flags & _MSG_PEEK else 0
+
+        def ready():
+            rc = uc.tcp_recv_oob(self._core_state(), self._cid, peek)
+            if rc == -errno.EAGAIN:
+                return None
+            if rc < 0:
+                raise _oserror(-rc)
+            if rc == URG_RECV_EOF or nbytes <= 0:
+                return 0
+            out[0] = rc
+            return 1
+
+        rc = ready()
+        if rc is not None:
+            return rc
+        if not self._timeout or flags & _MSG_DONTWAIT:
+            raise _oserror(errno.EAGAIN)
+        return self._wait(ready, "recv", tried=True)
 
     def _recv_waitall(self, view, nbytes: int, flags: int) -> int:
         """MSG_WAITALL on a blocking socket: read until ``nbytes``, EOF or an error (which
@@ -1030,6 +1065,7 @@ class Socket:
         _stdsocket.SO_KEEPALIVE: uc.OPT_KEEPALIVE,
         _stdsocket.SO_RCVBUF: uc.OPT_RCVBUF,
         _stdsocket.SO_SNDBUF: uc.OPT_SNDBUF,
+        _stdsocket.SO_OOBINLINE: uc.OPT_OOBINLINE,
     }
     _TCP = {
         _stdsocket.TCP_NODELAY: uc.OPT_NODELAY,
@@ -1039,7 +1075,7 @@ class Socket:
         _stdsocket.TCP_MAXSEG: uc.OPT_MAXSEG,
         _stdsocket.TCP_CORK: uc.OPT_CORK,
     }
-    _BOOL_OPTS = (uc.OPT_NODELAY, uc.OPT_KEEPALIVE, uc.OPT_CORK)
+    _BOOL_OPTS = (uc.OPT_NODELAY, uc.OPT_KEEPALIVE, uc.OPT_CORK, uc.OPT_OOBINLINE)
     # Linux's limits: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT
     # and TCP_MAXSEG's TCP_MIN_MSS..MAX_TCP_WINDOW (0 too: "no user MSS")
     _OPT_RANGE = {uc.OPT_KEEPIDLE: (1, 32767), uc.OPT_KEEPINTVL: (1, 32767),

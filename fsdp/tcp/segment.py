@@ -89,7 +89,6 @@ from fsdp.core.stats import (
     STAT_TCP_SYNCOOKIES_SENT,
     STAT_TCP_TW_KILLED,
     STAT_TCP_TW_REOPENED,
-    STAT_TCP_URG_IGNORED,
 )
 from fsdp.core.timerwheel import (
     TIMER_FIN_WAIT_2,
@@ -197,6 +196,7 @@ from fsdp.tcp.tcb import (
     TF_TLP_OUT,
     TF_TLP_RETRANS,
     TF_TS_OK,
+    TF_URG_DATA,
     TF_WSCALE_OK,
     tcb_touch,
 )
@@ -218,6 +218,7 @@ from fsdp.tcp.tcp_output import (
     tcp_tmpl_ip_fields,
     tcp_ts_now,
 )
+from fsdp.tcp.urgent import tcp_urg, tcp_urg_acked
 from fsdp.wire.tcp import (
     OPTF_MSS,
     OPTF_SACK,
@@ -1165,6 +1166,7 @@ def tcp_ack(core, cid, now):
     sack_new = np.int64(0)
     if advanced:
         h.snd_una[cid] = ack
+        tcp_urg_acked(core, cid, ack)
         c.bytes_acked[cid] += seq_diff(ack, una)
         if seq_lt(h.snd_nxt[cid], ack):
             h.snd_nxt[cid] = ack
@@ -1545,6 +1547,18 @@ def _data_queue(core, cid, fid, now):
     return np.int64(cid)
 
 
+@kernel_inline
+def _dropped_whole(core, cid):
+    """Data reaching beyond the receive window while data waits to be read: Linux drops such
+    a segment whole before it looks at URG (tcp_sequence; only its ACK is used here)."""
+    s = core.tcp_seg
+    h = core.tcb.hot
+    if s[SEG_LEN] <= 0 or h.rcv_q_bytes[cid] <= 0:
+        return False
+    wnd_end = (np.int64(h.rcv_nxt[cid]) + tcp_receive_window(core, cid)) & M32
+    return seq_gt((s[SEG_SEQ] + s[SEG_LEN]) & M32, wnd_end)
+
+
 @kernel
 def _after_established_segment(core, cid, fid, now):
     """URG, text and FIN of an accepted segment (RFC 9293 §3.10.7.4 sixth to eighth checks);
@@ -1552,8 +1566,11 @@ def _after_established_segment(core, cid, fid, now):
     s = core.tcp_seg
     h = core.tcb.hot
     st = h.state[cid]
-    if (s[SEG_FLAGS] & TH_URG) != 0:
-        core.stats[STAT_TCP_URG_IGNORED] += 1  # urgent data stays inline (RFC 6093)
+    if ((s[SEG_FLAGS] & TH_URG) != 0 or (h.tflags[cid] & TF_URG_DATA) != 0) and not (
+        _dropped_whole(core, cid)
+    ):
+        # "sixth, check the URG bit" (fsdp.tcp.urgent)
+        tcp_urg(core, cid, fid, s[SEG_SEQ], s[SEG_LEN], s[SEG_FLAGS], s[SEG_URP])
     has_text = s[SEG_LEN] > 0 or (s[SEG_FLAGS] & TH_FIN) != 0
     if has_text and (st == TCPS_CLOSE_WAIT or st == TCPS_CLOSING or st == TCPS_LAST_ACK):
         # "This should not occur since a FIN has been received": ignore the text

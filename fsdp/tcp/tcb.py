@@ -112,6 +112,15 @@ TF_TLP_ARMED = 1 << 25  # TIMER_RTO holds a tail-loss-probe timeout (RFC 8985 §
 TF_TLP_OUT = 1 << 26  # a loss probe is outstanding up to hot.tlp_high_seq (RFC 8985 §7.4)
 TF_TLP_RETRANS = 1 << 27  # ... and it was a retransmission (not new data)
 TF_PMTU_LOCKED = 1 << 28  # the path MTU fell below 552: segments go without DF (tcp_icmp)
+TF_OOBINLINE = 1 << 29  # SO_OOBINLINE: the urgent byte stays in the stream (fsdp.tcp.urgent)
+TF_URG_MODE = 1 << 30  # urgent data sent and not yet acknowledged: cold.snd_up is SND.UP
+TF_URG_DATA = 1 << 31  # cold.urg_data is not 0: reads mind the urgent mark (fsdp.tcp.urgent)
+
+# cold.urg_data: the received urgent byte's state (Linux TCP_URG_*), with the byte itself in the
+# low 8 bits once it is here; cold.rcv_up is its sequence number
+URG_VALID = 0x100  # the byte has arrived and can be read out of band
+URG_NOTYET = 0x200  # the pointer is known, the byte not yet received
+URG_READ = 0x400  # the byte was read out of band
 
 # congestion control algorithms (hot.cc_algo)
 CC_NEWRENO = 0  # RFC 5681 + RFC 6582
@@ -273,14 +282,15 @@ TCB_COLD_DTYPE = np.dtype(
         ("listener", np.int32),  # the listener that created it, -1 = active open
         ("gen", np.uint32),  # allocation generation of this id
         ("created_us", np.int64),  # int64
-        ("snd_up", np.uint32),  # send urgent pointer (RFC 9293 §3.8.5)
-        ("rcv_up", np.uint32),  # receive urgent pointer
+        ("snd_up", np.uint32),  # SND.UP: the byte after the urgent data (RFC 9293 §3.8.5, RFC 6093)
+        ("rcv_up", np.uint32),  # the sequence number of the received urgent byte (Linux urg_seq)
+        ("urg_data", np.uint16),  # URG_* and the urgent byte (Linux urg_data)
         ("ka_idle_us", np.int64),  # TCP_KEEPIDLE
         ("ka_intvl_us", np.int32),  # TCP_KEEPINTVL (µs, <= 35 min)
         ("ka_probes", np.int8),  # TCP_KEEPCNT
         ("probes_out", np.int8),  # keep-alive / zero-window probes unanswered
         ("linger_s", np.int16),  # SO_LINGER seconds, -1 = off
-        ("user_mss", np.int32),  # TCP_MAXSEG, 0 = not set
+        ("user_mss", np.uint16),  # TCP_MAXSEG (88..65535), 0 = not set
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
         ("error", np.int32),  # pending socket error (errno), 0 = none
         ("pmtu", np.uint16),  # path MTU learned from fragmentation needed (RFC 1191), 0 = none
@@ -432,6 +442,7 @@ def _reset(t, i):
     c.created_us[i] = 0
     c.snd_up[i] = 0
     c.rcv_up[i] = 0
+    c.urg_data[i] = 0
     c.ka_idle_us[i] = TCP_KEEPALIVE_IDLE_US
     c.ka_intvl_us[i] = TCP_KEEPALIVE_INTVL_US
     c.ka_probes[i] = TCP_KEEPALIVE_PROBES

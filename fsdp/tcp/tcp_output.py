@@ -97,9 +97,11 @@ from fsdp.tcp.tcb import (
     TF_TLP_RETRANS,
     TF_TMPL_MAC,
     TF_TS_OK,
+    TF_URG_MODE,
     TF_WSCALE_OK,
 )
 from fsdp.tcp.tcbops import arm, armed, disarm, expires, is_alloc
+from fsdp.tcp.urgent import tcp_urg_pointer, tcp_urg_probe_due
 from fsdp.wire.byteorder import get_u32, set_u16, set_u32
 from fsdp.wire.checksum import checksum
 from fsdp.wire.ethernet import ETH_HLEN
@@ -110,6 +112,7 @@ from fsdp.wire.tcp import (
     TH_PSH,
     TH_RST,
     TH_SYN,
+    TH_URG,
     seq_diff,
     seq_gt,
     tcp_build,
@@ -407,8 +410,14 @@ def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
     else:
         win = tcp_select_window(core, cid)
     ack = np.int64(h.rcv_nxt[cid]) if (flags & TH_ACK) != 0 else np.int64(0)
+    urp = np.int64(0)
+    if (hf & TF_URG_MODE) != 0:
+        up = tcp_urg_pointer(core, cid, seq & M32)  # RFC 9293 §3.8.5 (fsdp.tcp.urgent)
+        if up >= 0:
+            urp = up
+            flags |= TH_URG
     hlen = tcp_build(
-        buf, off, np.int64(c.lport[cid]), np.int64(c.rport[cid]), seq & M32, ack, flags, win, 0,
+        buf, off, np.int64(c.lport[cid]), np.int64(c.rport[cid]), seq & M32, ack, flags, win, urp,
         opt_len,
     )  # fmt: skip
     if n > 0:
@@ -449,8 +458,11 @@ def tcp_send_ack(core, cid, now):
 def tcp_send_probe(core, cid, now):
     """A window / keep-alive probe: an ACK with SEQ = SND.UNA - 1, which the peer must answer
     with an ACK (Linux tcp_xmit_probe_skb; RFC 1122 §4.2.3.6 allows the garbage octet to be
-    left out)."""
+    left out).  In urgent mode an ACK at SND.UNA goes first: it carries the urgent pointer
+    (Linux tcp_write_wakeup; fsdp.tcp.urgent)."""
     h = core.tcb.hot
+    if tcp_urg_probe_due(core, cid):
+        tcp_xmit(core, cid, np.int64(h.snd_una[cid]), TH_ACK, -1, 0, 0, OPTS_NORMAL, now)
     return tcp_xmit(
         core, cid, (np.int64(h.snd_una[cid]) - 1) & M32, TH_ACK, -1, 0, 0, OPTS_NORMAL, now
     )
@@ -848,8 +860,8 @@ def _nagle_ok(core, cid, fid, n):
     holds partial segments."""
     h = core.tcb.hot
     f = h.tflags[cid]
-    if (core.pool.flags[fid] & FRAME_F_TCP_FIN) != 0:
-        return True
+    if (core.pool.flags[fid] & FRAME_F_TCP_FIN) != 0 or (f & TF_URG_MODE) != 0:
+        return True  # (Linux tcp_nagle_test: "Don't use the nagle rule for urgent data")
     if (f & TF_CORK) != 0:
         return False
     if (f & TF_NODELAY) != 0:

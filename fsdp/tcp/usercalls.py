@@ -100,6 +100,7 @@ from fsdp.tcp.tcb import (
     TF_FIN_RECEIVED,
     TF_KEEPALIVE,
     TF_NODELAY,
+    TF_OOBINLINE,
     TF_ORPHAN,
     TF_RCV_SHUTDOWN,
     TF_RCVBUF_LOCK,
@@ -109,7 +110,9 @@ from fsdp.tcp.tcb import (
     TF_SND_SHUTDOWN,
     TF_SNDBUF_LOCK,
     TF_TS_OK,
+    TF_URG_DATA,
     TF_WSCALE_OK,
+    URG_VALID,
     tcb_touch,
 )
 from fsdp.tcp.tcbops import arm, disarm, is_alloc, set_state
@@ -121,6 +124,12 @@ from fsdp.tcp.tcp_output import (
     tcp_send_rst,
     tcp_tmpl_ip_fields,
     tcp_ttl,
+)
+from fsdp.tcp.urgent import (
+    tcp_mark_urgent,
+    tcp_recv_marked,
+    tcp_recv_urg_k,
+    tcp_urg_unreadable,
 )
 from fsdp.wire.tcp import seq_diff
 
@@ -160,6 +169,7 @@ OPT_REUSEPORT = 13  # SO_REUSEPORT: 0/1 (the same, for SO_REUSEPORT)
 OPT_BACKLOG = 14  # a listener's backlog, set again by listen() (tcp_listen_setopt only)
 OPT_TOS = 15  # IP_TOS: the TOS byte of the connection's segments, 0..255 (RFC 9293 MUST-48)
 OPT_TTL = 16  # IP_TTL: 1..255, 0 = the stack's ``ttl`` (get: the TTL in use)
+OPT_OOBINLINE = 17  # SO_OOBINLINE: 0/1 (fsdp.tcp.urgent)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -173,6 +183,7 @@ EV_ERROR = 4  # an error is pending (tcp_take_error)
 EV_CONNECTED = 8  # synchronized (ESTABLISHED ... LAST-ACK)
 EV_EOF = 16  # the peer's FIN arrived, or reading was shut down
 EV_CLOSED = 32  # the connection is over (CLOSED)
+EV_URGENT = 64  # the urgent byte is here (Linux EPOLLPRI: select()'s exceptional condition)
 
 # --- tcp_conn_info indices ---------------------------------------------------------------------
 CI_LIP = 0
@@ -482,12 +493,23 @@ def tcp_send_k(core, cid, data, off, n, now):
     """SEND (RFC 9293 §3.10.2): copy up to ``n`` bytes of ``data[off:]`` into the send queue
     (a small write is coalesced into the unsent tail segment, up to one MSS) and transmit
     what the windows allow; the bytes accepted or -errno."""
+    return _send(core, cid, data, off, n, False, now)
+
+
+@kernel
+def tcp_send_oob_k(core, cid, data, off, n, now):
+    """send(MSG_OOB): ``tcp_send_k`` whose last byte is urgent (RFC 9293 §3.8.5,
+    fsdp.tcp.urgent)."""
+    return _send(core, cid, data, off, n, True, now)
+
+
+@kernel_inline
+def _send(core, cid, data, off, n, urgent, now):
     if not _valid(core, cid):
         return np.int64(-EINVAL)
     t = core.tcb
     h = t.hot
     c = t.cold
-    pool = core.pool
     if c.error[cid] != 0:
         return -tcp_take_error_k(core, cid)
     st = h.state[cid]
@@ -499,6 +521,20 @@ def tcp_send_k(core, cid, data, off, n, now):
         return np.int64(-EPIPE)
     if n <= 0:
         return np.int64(0)
+    done = _send_queue(core, cid, data, off, n)
+    if done > 0:
+        if urgent:
+            tcp_mark_urgent(core, cid)  # SND.UP: the end of this write (send(MSG_OOB))
+        tcp_output(core, cid, now)
+    return done
+
+
+@kernel_inline
+def _send_queue(core, cid, data, off, n):
+    """``tcp_send_k``'s copy of ``n`` > 0 bytes into the send queue: the bytes taken, or
+    -errno."""
+    h = core.tcb.hot
+    pool = core.pool
     space = np.int64(h.snd_buf[cid]) - np.int64(h.snd_q_bytes[cid])
     if space <= 0:
         return np.int64(-EAGAIN)
@@ -551,7 +587,6 @@ def tcp_send_k(core, cid, data, off, n, now):
     tail = h.snd_q_tail[cid]
     if tail >= 0:
         pool.flags[tail] |= FRAME_F_TCP_PSH  # the end of a write (Linux tcp_push)
-    tcp_output(core, cid, now)
     return done
 
 
@@ -594,6 +629,9 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         return np.int64(0)
     copied = np.int64(0)
     fid = h.rcv_q_head[cid]
+    if (h.tflags[cid] & TF_URG_DATA) != 0:
+        copied = tcp_recv_marked(core, cid, out, off, n, peek)  # mind the urgent mark
+        fid = -1
     while fid >= 0 and copied < n:
         ln = np.int64(pool.length[fid])
         k = n - copied
@@ -745,6 +783,12 @@ def tcp_setopt_k(core, cid, opt, value):
             tcp_output(core, cid, now)
         else:
             h.tflags[cid] &= ~np.uint32(TF_NODELAY)
+    elif opt == OPT_OOBINLINE:
+        if v != 0:
+            h.tflags[cid] |= np.uint32(TF_OOBINLINE)
+        else:
+            h.tflags[cid] &= ~np.uint32(TF_OOBINLINE)
+        tcb_touch(core.tcb, cid)  # the byte at the mark is readable or not (tcp_status_k)
     elif opt == OPT_CORK:
         if v != 0:
             h.tflags[cid] |= np.uint32(TF_CORK)
@@ -852,6 +896,8 @@ def tcp_getopt_k(core, cid, opt):
         return np.int64(1 if (h.tflags[cid] & TF_NODELAY) != 0 else 0)
     if opt == OPT_CORK:
         return np.int64(1 if (h.tflags[cid] & TF_CORK) != 0 else 0)
+    if opt == OPT_OOBINLINE:
+        return np.int64(1 if (h.tflags[cid] & TF_OOBINLINE) != 0 else 0)
     if opt == OPT_KEEPALIVE:
         return np.int64(1 if (h.tflags[cid] & TF_KEEPALIVE) != 0 else 0)
     if opt == OPT_KEEPIDLE:
@@ -893,10 +939,12 @@ def tcp_status_k(core, cid):
     ev = np.int64(0)
     if c.error[cid] != 0:
         ev |= EV_ERROR | EV_READABLE | EV_WRITABLE
-    if h.rcv_q_bytes[cid] > 0:
+    if h.rcv_q_bytes[cid] > tcp_urg_unreadable(core, cid):
         ev |= EV_READABLE
     if (f & (TF_FIN_RECEIVED | TF_RCV_SHUTDOWN)) != 0:
         ev |= EV_READABLE | EV_EOF
+    if (f & TF_URG_DATA) != 0 and (c.urg_data[cid] & URG_VALID) != 0:
+        ev |= EV_URGENT
     if st == TCPS_CLOSED:
         ev |= EV_CLOSED | EV_READABLE | EV_WRITABLE
     elif _connected_state(st):
@@ -1085,6 +1133,8 @@ OP_CONN_LIST = 19
 OP_LISTEN_LIST = 20
 OP_HELD_FRAMES = 21
 OP_LISTEN_SETOPT = 22
+OP_SEND_OOB = 23
+OP_RECV_OOB = 24
 
 
 @njit(cache=True)
@@ -1149,6 +1199,10 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
         rc = tcp_held_frames_k(core)
     elif op == OP_LISTEN_SETOPT:
         rc = tcp_listen_setopt_k(core, cid, a, b)
+    elif op == OP_SEND_OOB:
+        rc = tcp_send_oob_k(core, cid, buf, a, b, now)
+    elif op == OP_RECV_OOB:
+        rc = tcp_recv_urg_k(core, cid, c != 0) if _valid(core, cid) else np.int64(-EINVAL)
     else:
         rc = np.int64(-EINVAL)
     # What the call queued (data, a FIN, a window update, a SYN, RSTs) leaves now, as a send(2)
@@ -1277,6 +1331,16 @@ def tcp_recv_array(core, cid, out, n, peek, now) -> int:
     """``tcp_recv`` into ``out[:n]``; ``out`` must be 1-D, C-contiguous, writable uint8 and the
     others ints (``peek`` 0 or 1): the socket layer's hot path, with no type resolution."""
     return _ENTRY.get(core)(core, OP_RECV, cid, 0, n, peek, 0, now, out, _I64, _I32)
+
+
+def tcp_send_oob(core, cid, data, off, n, now) -> int:
+    """``tcp_send`` of urgent data (send(MSG_OOB)): its last byte is out of band."""
+    return _call(core, OP_SEND_OOB, cid, a=off, b=n, now=now, buf=_bytes_arg(data))
+
+
+def tcp_recv_oob(core, cid, peek) -> int:
+    """recv(MSG_OOB): the urgent byte (0..255), ``URG_RECV_EOF``, or -errno; never waits."""
+    return _call(core, OP_RECV_OOB, cid, c=1 if peek else 0)
 
 
 def tcp_shutdown(core, cid, how, now) -> int:

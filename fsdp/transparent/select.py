@@ -2,8 +2,8 @@
 
 Waits the way :class:`fsdp.selectors.FsdpSelector` does (every fsdp stack polled each pass,
 busy-poll after activity, then growing naps), and asks the kernel's ``select`` about the kernel
-fds in each pass — so ``xlist`` keeps its meaning for them.  An fsdp socket is never in the
-"exceptional" list (no urgent data).
+fds in each pass — so ``xlist`` keeps its meaning for them.  An fsdp socket is in the
+"exceptional" list while its urgent byte is there to read (Linux POLLPRI; fsdp.tcp.urgent).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import operator
 import select as _stdselect
 import time
 
-from fsdp.sockapi.socket import POLL_READ, POLL_WRITE, socket_from_fileno
+from fsdp.sockapi.socket import POLL_PRI, POLL_READ, POLL_WRITE, socket_from_fileno
 
 _kernel_select = _stdselect.select  # taken before transparent mode patches the module
 
@@ -86,14 +86,16 @@ def select(rlist, wlist, xlist, timeout=None):
         moved = poll_all_stacks()
         r = [o for o, s in fr if s._poll_events() & POLL_READ]
         w = [o for o, s in fw if s._poll_events() & POLL_WRITE]
+        x = [o for o, s in fx if s._poll_events() & POLL_PRI]
         if has_kernel:
-            k = _kernel_select(kr, kw, kx, 0 if (r or w or moved) else wait)
+            k = _kernel_select(kr, kw, kx, 0 if (r or w or x or moved) else wait)
         else:
             k = ([], [], [])
-            if wait > 0 and not (r or w or moved):
+            if wait > 0 and not (r or w or x or moved):
                 idle_sleep(wait)  # a frame for the stack's queue wakes it
-        if r or w or k[0] or k[1] or k[2]:
-            return _in_order(rlist, r + k[0]), _in_order(wlist, w + k[1]), k[2]
+        if r or w or x or k[0] or k[1] or k[2]:
+            return (_in_order(rlist, r + k[0]), _in_order(wlist, w + k[1]),
+                    _in_order(xlist, x + k[2]))
         now = time.monotonic()
         if moved:
             last_activity = now
