@@ -37,6 +37,7 @@ typedef int32_t (*usercall_fn)(int64_t *ret, void **excinfo, int64_t core, int64
 
 /* fsdp/tcp/usercalls.py's op numbers (checked against it by fastcall.py) */
 enum { OP_ACCEPT = 3, OP_SEND = 9, OP_RECV = 10, OP_CLOSE = 13 };
+enum { RECV_AS_POLLED = 2 }; /* OP_RECV's c (fsdp.tcp.usercalls) */
 
 /* The arrays of calls whose `out` / `ids` / `buf` carry nothing (usercalls.UC_U8 ...): one
  * item each, as the Numba entries pass them. */
@@ -410,8 +411,14 @@ static PyObject *sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nar
             && (e = usual_connection(self, &core, &cid, &eref))) {
             PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
             int64_t ret;
+            /* a socket with a timeout reads as CPython's poll-then-recv (usercalls
+             * RECV_AS_POLLED) */
+            PyObject *timeout = SLOT(self, SLOT_TIMEOUT);
+            int64_t mode = PyFloat_CheckExact(timeout) && PyFloat_AS_DOUBLE(timeout) > 0
+                ? RECV_AS_POLLED : 0;
             if (out == NULL
-                || call(e, core, OP_RECV, cid, 0, n, 0, 0, PyBytes_AS_STRING(out), n, &ret) < 0) {
+                || call(e, core, OP_RECV, cid, 0, n, mode, 0, PyBytes_AS_STRING(out), n, &ret)
+                       < 0) {
                 Py_XDECREF(out);
                 Py_DECREF(eref);
                 return NULL;
@@ -1168,7 +1175,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         || PyModule_AddIntConstant(m, "OP_ACCEPT", OP_ACCEPT) < 0
         || PyModule_AddIntConstant(m, "OP_SEND", OP_SEND) < 0
         || PyModule_AddIntConstant(m, "OP_RECV", OP_RECV) < 0
-        || PyModule_AddIntConstant(m, "OP_CLOSE", OP_CLOSE) < 0) {
+        || PyModule_AddIntConstant(m, "OP_CLOSE", OP_CLOSE) < 0
+        || PyModule_AddIntConstant(m, "RECV_AS_POLLED", RECV_AS_POLLED) < 0) {
         Py_DECREF(&EngineType);
         Py_DECREF(m);
         return NULL;

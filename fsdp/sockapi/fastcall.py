@@ -139,8 +139,9 @@ def native_unavailable(refs) -> str | None:
         return "fsdp._native was not built"
     if os.environ.get("FSDP_NATIVE", "1") == "0":
         return "FSDP_NATIVE=0"
-    if (_native.OP_ACCEPT, _native.OP_SEND, _native.OP_RECV, _native.OP_CLOSE) != (
-            _OP_ACCEPT, _OP_SEND, _OP_RECV, _OP_CLOSE):
+    if (_native.OP_ACCEPT, _native.OP_SEND, _native.OP_RECV, _native.OP_CLOSE,
+            getattr(_native, "RECV_AS_POLLED", None)) != (
+            _OP_ACCEPT, _OP_SEND, _OP_RECV, _OP_CLOSE, uc.RECV_AS_POLLED):
         return "fsdp._native was built for other usercall numbers"
     for r in refs:
         if not isinstance(r, CoreRef):

@@ -736,7 +736,8 @@ class Socket:
             flags = _c_int(flags)
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        if not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed:
+        if (not flags and 0 < bufsize <= _SCRATCH_BYTES and self._cid >= 0 and not self._closed
+                and not self._timeout):
             # The usual case, data queued: the bytes made and filled in one call.
             got = self._stack._engine.recv(self._core, self._cid, bufsize)
             if got.__class__ is bytes:
@@ -785,7 +786,8 @@ class Socket:
         if self._cid < 0 and self._rcv_shutdown and self._lids is None and not self._closed:
             return 0
         self._conn_check()
-        peek = 1 if peek else 0
+        # (with a timeout, a read as CPython makes it: after POLLIN, fsdp.tcp.usercalls)
+        peek = 1 if peek else (uc.RECV_AS_POLLED if self._timeout else 0)
 
         def ready():
             rc = _tcp_recv_array(self._core_state(), self._cid, out, nbytes, peek, self._now())
@@ -806,10 +808,12 @@ class Socket:
             self._timeout = saved
 
     def _recv_oob(self, out, nbytes: int, flags: int) -> int:
-        """recv(MSG_OOB): the urgent byte (fsdp.tcp.urgent; MSG_PEEK leaves it).  The kernel
-        call never waits (Linux tcp_recv_urg: EAGAIN while the byte has not arrived, on a
-        blocking socket too); with a timeout CPython retries EAGAIN until it runs out, and so
-        does this.  A listener: ENOTCONN; a socket that never connected: EINVAL."""
+        """recv(MSG_OOB): the urgent byte (fsdp.tcp.urgent; MSG_PEEK leaves it).  The call
+        itself never waits (Linux tcp_recv_urg: EAGAIN while the byte has not arrived, on a
+        blocking socket too).  Under a timeout CPython waits for POLLIN before each try and
+        tries again after EAGAIN until the time is up (sock_call_ex), and Linux does not count
+        the urgent byte at the mark as readable: so with only that byte left, a socket with a
+        timeout times out.  A listener: ENOTCONN; a socket that never connected: EINVAL."""
         self._check_open()
         if self._lids is not None:
             raise _oserror(errno.ENOTCONN)
@@ -817,7 +821,7 @@ class Socket:
             raise _oserror(errno.EINVAL)
         peek = 1 if flags & _MSG_PEEK else 0
 
-        def ready():
+        def call():
             rc = uc.tcp_recv_oob(self._core_state(), self._cid, peek)
             if rc == -errno.EAGAIN:
                 return None
@@ -828,12 +832,15 @@ class Socket:
             out[0] = rc
             return 1
 
-        rc = ready()
+        if self._timeout and not flags & _MSG_DONTWAIT:
+            return self._wait(lambda: call() if self._poll_events() & POLL_READ else None,
+                              "recv")
+        rc = call()
         if rc is not None:
             return rc
-        if not self._timeout or flags & _MSG_DONTWAIT:
-            raise _oserror(errno.EAGAIN)
-        return self._wait(ready, "recv", tried=True)
+        if self._timeout is None or flags & _MSG_DONTWAIT:
+            raise _oserror(errno.EAGAIN)  # a blocking socket too: the call never waits
+        return self._wait(call, "recv", tried=True)  # non-blocking: after one more poll
 
     def _recv_waitall(self, view, nbytes: int, flags: int) -> int:
         """MSG_WAITALL on a blocking socket: read until ``nbytes``, EOF or an error (which

@@ -547,7 +547,10 @@ def tcp_schedule_loss_probe(core, cid, now, advancing_rto):
     srtt = np.int64(h.srtt[cid])
     if srtt > 0:
         timeout = srtt >> 2  # srtt is kept in 1/8 µs: 2 * SRTT
-        if flight <= np.int64(h.mss[cid]):
+        head = h.snd_q_head[cid]
+        second = core.pool.next[head] if head >= 0 else np.int32(-1)
+        if second < 0 or second == h.snd_q_unsent[cid]:
+            # one segment in flight (Linux packets_out == 1: segments, not bytes)
             timeout += TLP_WC_DELACK_US
         else:
             timeout += TCP_TIMEOUT_MIN_US

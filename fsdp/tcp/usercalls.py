@@ -629,8 +629,10 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         return np.int64(0)
     copied = np.int64(0)
     fid = h.rcv_q_head[cid]
-    if (h.tflags[cid] & TF_URG_DATA) != 0:
-        copied = tcp_recv_marked(core, cid, out, off, n, peek)  # mind the urgent mark
+    marked = (h.tflags[cid] & TF_URG_DATA) != 0
+    if marked:
+        # mind the urgent mark (fsdp.tcp.urgent; the queue's bookkeeping is done there)
+        copied = tcp_recv_marked(core, cid, out, off, n, peek)
         fid = -1
     while fid >= 0 and copied < n:
         ln = np.int64(pool.length[fid])
@@ -656,8 +658,9 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         fid = nxt
     if copied > 0:
         if not peek:
-            h.rcv_q_bytes[cid] -= copied
-            tcb_touch(core.tcb, cid)  # maybe no longer readable (fsdp.core.loop.poll_status)
+            if not marked:
+                h.rcv_q_bytes[cid] -= copied
+                tcb_touch(core.tcb, cid)  # maybe no longer readable (fsdp.core.loop.poll_status)
             _cleanup_rbuf(core, cid, copied, now)
         return copied
     st = h.state[cid]
@@ -1136,6 +1139,12 @@ OP_LISTEN_SETOPT = 22
 OP_SEND_OOB = 23
 OP_RECV_OOB = 24
 
+# OP_RECV's ``c``: 0 a read, 1 a peek (MSG_PEEK), RECV_AS_POLLED a read as CPython makes it on a
+# socket with a timeout: it waits for POLLIN before recv(2), and Linux does not count the urgent
+# byte at the mark as readable (tcp_poll), so that byte alone is left where it is (EAGAIN)
+# rather than skipped as recv(2) itself would (fsdp.tcp.urgent).
+RECV_AS_POLLED = 2
+
 
 @njit(cache=True)
 def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
@@ -1146,7 +1155,12 @@ def usercall(core, op, cid, a, b, c, d, now, buf, out, ids):
     if op == OP_SEND:
         rc = tcp_send_k(core, cid, buf, a, b, now)
     elif op == OP_RECV:
-        rc = tcp_recv_k(core, cid, buf, a, b, c != 0, now)
+        if c == RECV_AS_POLLED and _valid(core, cid) and tcp_urg_unreadable(core, cid) != 0 and (
+            tcp_status_k(core, cid) & EV_READABLE
+        ) == 0:
+            rc = np.int64(-EAGAIN)  # only the urgent byte at the mark: not readable (below)
+        else:
+            rc = tcp_recv_k(core, cid, buf, a, b, c == 1, now)
     elif op == OP_STATUS:
         rc = tcp_status_k(core, cid)
     elif op == OP_BIND_CHECK:

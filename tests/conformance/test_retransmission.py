@@ -5,6 +5,7 @@
 Linux runs in real time: every instant is checked inside a window."""
 
 import errno
+import socket
 
 import pytest
 from helpers import (
@@ -146,6 +147,24 @@ def test_tail_loss_probe_resends_the_last_segment(h):
     t, probe = seen[0]
     assert in_window(t, 0.19, 0.3)
     assert (probe.seq, probe.len) == (segs[-1].seq, segs[-1].len)
+
+
+@pytest.mark.parametrize("writes", [1, 2])
+def test_tail_loss_probe_waits_for_a_delayed_ack_only_behind_one_segment(h, writes):
+    """RFC 8985 §7.2 (PTO = 2*SRTT, plus the worst-case delayed ACK when FlightSize is one
+    segment): Linux counts segments, not bytes (packets_out == 1), so two 1-byte writes with
+    Nagle off are probed at about 2*SRTT + 2 ms, one at 2*SRTT + 200 ms or the RTO if sooner."""
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for k in range(writes):
+        c.sock.send(b"ab"[k:k + 1])
+    assert len(c.recv()) == writes
+    seen = watch(c, 0.45, 0.01)
+    assert seen
+    t, probe = seen[0]
+    lo, hi = (0.19, 0.27) if writes == 2 else (0.29, 0.45)  # (one: capped by the RTO)
+    assert in_window(t, lo, hi), t
+    assert probe.seq == writes  # the last segment (relative sequence numbers start at 1)
 
 
 def test_fin_is_retransmitted(h):

@@ -816,6 +816,37 @@ def ip_header_options(w):
 
 
 @scenario
+def urgent_data(w):
+    """send(MSG_OOB), recv(MSG_OOB) and SO_OOBINLINE end to end (RFC 9293 §3.8.5, RFC 6093;
+    fsdp.tcp.urgent), as CPython and Linux do them: an urgent write's last byte is out of band,
+    a read stops at its mark and skips it, MSG_OOB reads it once (MSG_PEEK leaves it), EINVAL
+    with none; with SO_OOBINLINE it stays in line (the read still stops at the mark); both
+    directions, and the empty urgent write.  Under a timeout CPython waits for POLLIN before
+    recv(2), which Linux does not give for the urgent byte alone: that read times out."""
+    oob, peek, inline = stdsocket.MSG_OOB, stdsocket.MSG_PEEK, stdsocket.SO_OOBINLINE
+
+    def urg(sock, n=1, flags=0, timeout=0.0):
+        saved = sock.gettimeout()
+        sock.settimeout(timeout)
+        try:
+            return rec(sock.recv, n, oob | flags)
+        finally:
+            sock.settimeout(saved)
+
+    ls, c, s = w.pair()
+    out = [urg(s), rec(s.getsockopt, SOL, inline), rec(c.send, b"", oob)]
+    out += [rec(c.send, b"abcX", oob), rec(s.recv, 100), urg(s, timeout=0.1), urg(s, 1, peek),
+            urg(s, 8), urg(s)]
+    out += [rec(c.send, b"def"), rec(s.recv, 100)]
+    out += [rec(s.send, b"uvW", oob), rec(c.recv, 2), rec(c.recv, 100), urg(c)]
+    out += [rec(s.setsockopt, SOL, inline, 7), rec(s.getsockopt, SOL, inline)]
+    out += [rec(c.send, b"ghY", oob), rec(s.recv, 100), urg(s), rec(s.recv, 100)]
+    out += [rec(s.setsockopt, SOL, inline, 0), rec(c.send, b"z", oob), rec(s.recv, 1),
+            rec(c.send, b"!"), rec(s.recv, 100)]
+    return out
+
+
+@scenario
 def sockopt_values(w):
     ls, c, s = w.pair()
     out = []

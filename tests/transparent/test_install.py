@@ -127,3 +127,29 @@ def test_selector_registration_before_connect_follows_the_switch(installed):
         assert s.recv(10) == b"hi"
     for x in (conn, s, ls):
         x.close()
+
+
+def test_select_reports_urgent_data_as_exceptional(installed):
+    """select.select's third list is the exceptional condition: urgent data (Linux POLLPRI,
+    fsdp.tcp.urgent).  The urgent byte alone at the mark is not readable (Linux tcp_poll); once
+    read out of band, the socket is no longer exceptional; data after it makes it readable."""
+    server, client = installed
+    ls = socket.create_server(("0.0.0.0", 6101))
+    ls.settimeout(5)
+    c = client.socket()
+    c.settimeout(5)
+    c.connect(("10.9.0.1", 6101))
+    conn, _ = ls.accept()
+    assert select.select([conn], [], [conn], 0.05) == ([], [], [])
+    c.send(b"abX", socket.MSG_OOB)
+    rr, _, xx = select.select([conn], [], [conn], 5)
+    assert xx == [conn] and rr == [conn]
+    assert conn.recv(10) == b"ab"  # the read stops at the mark
+    assert select.select([conn], [], [conn], 0.05) == ([], [], [conn])  # X alone: not readable
+    assert conn.recv(1, socket.MSG_OOB) == b"X"
+    assert select.select([conn], [], [conn], 0.05) == ([], [], [])
+    c.send(b"cd")
+    assert select.select([conn], [], [conn], 5) == ([conn], [], [])
+    assert conn.recv(10) == b"cd"
+    for x in (conn, c, ls):
+        x.close()
