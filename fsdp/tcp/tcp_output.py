@@ -914,6 +914,12 @@ def tcp_output_new(core, cid, cwnd_room, now):
             # A partial segment at the queue's end waits as Nagle says; one with data behind
             # it cannot grow and goes (Linux tcp_write_xmit: TCP_NAGLE_PUSH unless the last).
             if not _nagle_ok(core, cid, fid, n):
+                if tcp_flight(core, cid) == 0 and not armed(core, cid, TIMER_RTO) and not (
+                    armed(core, cid, TIMER_PERSIST)
+                ):
+                    # held by TCP_CORK with nothing in flight: the probe timer sends it
+                    # (Linux tcp_check_probe_timer; MUST-60: never held indefinitely)
+                    tcp_arm_persist(core, cid, now)
                 break
         if not tcp_xmit_frame(core, cid, fid, now, False):
             break

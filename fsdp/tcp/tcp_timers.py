@@ -46,7 +46,7 @@ from fsdp.core.timerwheel import (
 )
 from fsdp.tcp.cc import cc_on_rto
 from fsdp.tcp.conn import tcp_conn_free, tcp_set_closed
-from fsdp.tcp.frameflags import FRAME_F_TCP_SENT
+from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.sack_scoreboard import scoreboard_clear
 from fsdp.tcp.tcb import (
@@ -75,18 +75,20 @@ from fsdp.tcp.tcp_output import (
     tcp_can_send_data,
     tcp_flight,
     tcp_output,
-    tcp_output_new,
     tcp_rto_us,
     tcp_send_ack,
     tcp_send_loss_probe,
     tcp_send_probe,
     tcp_send_rst,
     tcp_send_syn,
+    tcp_split_frame,
     tcp_xmit_frame,
 )
+from fsdp.wire.tcp import seq_diff
 
 ETIMEDOUT = 110
 TCP_ATO_MIN_US = 40_000
+M32 = 0xFFFFFFFF
 
 
 @kernel_inline
@@ -225,13 +227,25 @@ def _delack_fire(core, cid, now):
 
 @kernel
 def _write_wakeup(core, cid, now):
-    """Linux tcp_write_wakeup: new data if the window allows any, else a probe ACK; True if
-    something was sent."""
+    """Linux tcp_write_wakeup: the first unsent segment, cut to the window and the MSS, if the
+    window has room for any of it (RFC 9293 §3.8.6.1: a probe may carry data), whatever Nagle,
+    TCP_CORK or sender SWS avoidance would say; else a probe ACK.  True if something was
+    sent."""
     h = core.tcb.hot
-    if h.snd_q_unsent[cid] >= 0:
-        wnd = np.int64(h.snd_wnd[cid])
-        if wnd > 0 and tcp_output_new(core, cid, np.int64(h.cwnd[cid]) + wnd, now) > 0:
-            return True
+    pool = core.pool
+    fid = h.snd_q_unsent[cid]
+    if fid >= 0:
+        wnd_end = (np.int64(h.snd_una[cid]) + np.int64(h.snd_wnd[cid])) & M32
+        room = seq_diff(wnd_end, pool.tag[fid])
+        if room > 0:
+            mss = np.int64(h.mss[cid])
+            if room > mss:
+                room = mss
+            if np.int64(pool.length[fid]) <= room or tcp_split_frame(core, cid, fid, room):
+                pool.flags[fid] |= FRAME_F_TCP_PSH
+                if tcp_xmit_frame(core, cid, fid, now, False):
+                    h.snd_q_unsent[cid] = pool.next[fid]
+                    return True
     return tcp_send_probe(core, cid, now)
 
 

@@ -4,7 +4,7 @@ the sender's initial window and slow start (RFC 6928, RFC 5681 §3.1), Nagle (RF
 
 import socket
 
-from helpers import TS_MSS, handshake_passive, read_all
+from helpers import TS_MSS, handshake_passive, read_all, watch
 
 
 def make_interactive(c) -> None:
@@ -233,6 +233,25 @@ def test_nodelay_sends_small_segments_at_once(h):
     c.sock.send(b"a")
     c.sock.send(b"b")
     assert [s.data for s in c.recv()] == [b"a", b"b"]
+
+
+def test_corked_data_goes_at_the_probe_timer(h):
+    """RFC 9293 §3.7.4 / MUST-60 (data is not held back indefinitely): TCP_CORK holds a partial
+    segment, but as Linux, with nothing in flight the probe timer is armed (tcp_check_probe_timer)
+    and when it fires after about an RTO the held data goes out (tcp_write_wakeup sends what the
+    window allows, cork or not).  Data written meanwhile behind it waits for the uncork."""
+    c = handshake_passive(h, 8080, rtt=0.05)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    c.sock.send(b"x" * 10)
+    assert c.recv() == []
+    seen = watch(c, 0.45, 0.01)
+    assert [(s.flags, s.seq, s.data) for _, s in seen] == [("PA", 1, b"x" * 10)]
+    assert 0.2 <= seen[0][0] <= 0.45
+    c.send("A", ack=11)
+    c.sock.send(b"y" * 10)
+    assert watch(c, 0.1, 0.01) == []  # data in flight no more, but the probe timer is not due
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    assert [(s.seq, s.data) for s in c.recv()] == [(11, b"y" * 10)]
 
 
 def test_received_data_reads_back_in_order(h):
