@@ -1081,12 +1081,15 @@ class Socket:
         _stdsocket.TCP_KEEPCNT: uc.OPT_KEEPCNT,
         _stdsocket.TCP_MAXSEG: uc.OPT_MAXSEG,
         _stdsocket.TCP_CORK: uc.OPT_CORK,
+        _stdsocket.TCP_SYNCNT: uc.OPT_SYNCNT,
+        _stdsocket.TCP_USER_TIMEOUT: uc.OPT_USER_TIMEOUT,
     }
     _BOOL_OPTS = (uc.OPT_NODELAY, uc.OPT_KEEPALIVE, uc.OPT_CORK, uc.OPT_OOBINLINE)
     # Linux's limits: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT
     # and TCP_MAXSEG's TCP_MIN_MSS..MAX_TCP_WINDOW (0 too: "no user MSS")
     _OPT_RANGE = {uc.OPT_KEEPIDLE: (1, 32767), uc.OPT_KEEPINTVL: (1, 32767),
-                  uc.OPT_KEEPCNT: (1, 127), uc.OPT_MAXSEG: (88, 32767)}
+                  uc.OPT_KEEPCNT: (1, 127), uc.OPT_MAXSEG: (88, 32767),
+                  uc.OPT_SYNCNT: (1, 127), uc.OPT_USER_TIMEOUT: (0, 0x7FFFFFFF)}
 
     def setsockopt(self, level, optname, value, optlen=_NO_OPTLEN) -> None:
         level, optname, payload, optlen = _setsockopt_args(level, optname, value, optlen)

@@ -136,10 +136,12 @@ def tcp_conn_alloc(core, lip, lport, rip, rport):
     c.owner[cid] = -1
     c.listener[cid] = -1
     c.adv_mss[cid] = core.cfg[CFG_TCP_MSS]
-    c.ka_idle_us[cid] = core.cfg[CFG_TCP_KEEPALIVE_TIME_US]
+    c.ka_idle_ms[cid] = core.cfg[CFG_TCP_KEEPALIVE_TIME_US] // 1000
     c.ka_intvl_us[cid] = core.cfg[CFG_TCP_KEEPALIVE_INTVL_US]
     c.ka_probes[cid] = core.cfg[CFG_TCP_KEEPALIVE_PROBES]
     c.user_mss[cid] = 0
+    c.syn_retries[cid] = 0
+    c.user_timeout_ms[cid] = 0
     h.rcv_buf[cid] = core.cfg[CFG_TCP_RCVBUF]
     h.snd_buf[cid] = core.cfg[CFG_TCP_SNDBUF]
     c.window_clamp[cid] = 65535 << TCP_MAX_WSCALE

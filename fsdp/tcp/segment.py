@@ -570,7 +570,7 @@ def tcp_established(core, cid, now):
     h.retrans_stamp[cid] = 0
     h.rexmit_count[cid] = 0
     if (h.tflags[cid] & TF_KEEPALIVE) != 0:
-        arm(core, cid, TIMER_KEEPALIVE, now + core.tcb.cold.ka_idle_us[cid])
+        arm(core, cid, TIMER_KEEPALIVE, now + np.int64(core.tcb.cold.ka_idle_ms[cid]) * 1000)
 
 
 @kernel

@@ -285,18 +285,20 @@ TCB_COLD_DTYPE = np.dtype(
         ("snd_up", np.uint32),  # SND.UP: the byte after the urgent data (RFC 9293 §3.8.5, RFC 6093)
         ("rcv_up", np.uint32),  # the sequence number of the received urgent byte (Linux urg_seq)
         ("urg_data", np.uint16),  # URG_* and the urgent byte (Linux urg_data)
-        ("ka_idle_us", np.int64),  # TCP_KEEPIDLE
+        ("ka_idle_ms", np.uint32),  # TCP_KEEPIDLE (ms: 32767 s at most)
         ("ka_intvl_us", np.int32),  # TCP_KEEPINTVL (µs, <= 35 min)
         ("ka_probes", np.int8),  # TCP_KEEPCNT
         ("probes_out", np.int8),  # keep-alive / zero-window probes unanswered
         ("linger_s", np.int16),  # SO_LINGER seconds, -1 = off
         ("user_mss", np.uint16),  # TCP_MAXSEG (88..65535), 0 = not set
+        ("syn_retries", np.uint8),  # TCP_SYNCNT, 0 = the stack's ``tcp_syn_retries``
+        ("user_timeout_ms", np.uint32),  # TCP_USER_TIMEOUT (RFC 5482), 0 = none
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
         ("error", np.int32),  # pending socket error (errno), 0 = none
         ("pmtu", np.uint16),  # path MTU learned from fragmentation needed (RFC 1191), 0 = none
         ("tos", np.uint8),  # IP_TOS of its segments (RFC 9293 MUST-48; a child: its listener's)
         ("ttl", np.uint8),  # IP_TTL of its segments, 0 = the stack's ``ttl`` (MUST-49)
-        ("soft_error", np.int16),  # last ICMP error of a synchronized connection (Linux
+        ("soft_error", np.uint8),  # last ICMP error of a synchronized connection (Linux
         # sk_err_soft: SO_ERROR and a timeout report it; an acceptable ACK clears it)
         ("reuse", np.uint8),  # listen.REUSE_* of its socket (a child: its listener's), for bind
         ("link_prev", np.int32),  # a list through TCBs (the TIME-WAIT FIFO), -1 = none
@@ -329,8 +331,9 @@ _HOT_DEFAULTS = {
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
 }  # fmt: skip
 _COLD_DEFAULTS = {
-    "peer_mss": TCP_DEFAULT_MSS, "owner": -1, "listener": -1, "ka_idle_us": TCP_KEEPALIVE_IDLE_US,
-    "ka_intvl_us": TCP_KEEPALIVE_INTVL_US, "ka_probes": TCP_KEEPALIVE_PROBES, "linger_s": -1,
+    "peer_mss": TCP_DEFAULT_MSS, "owner": -1, "listener": -1,
+    "ka_idle_ms": TCP_KEEPALIVE_IDLE_US // 1000, "ka_intvl_us": TCP_KEEPALIVE_INTVL_US,
+    "ka_probes": TCP_KEEPALIVE_PROBES, "linger_s": -1,
     "link_prev": -1, "link_next": -1,
 }  # fmt: skip
 
@@ -443,12 +446,14 @@ def _reset(t, i):
     c.snd_up[i] = 0
     c.rcv_up[i] = 0
     c.urg_data[i] = 0
-    c.ka_idle_us[i] = TCP_KEEPALIVE_IDLE_US
+    c.ka_idle_ms[i] = TCP_KEEPALIVE_IDLE_US // 1000
     c.ka_intvl_us[i] = TCP_KEEPALIVE_INTVL_US
     c.ka_probes[i] = TCP_KEEPALIVE_PROBES
     c.probes_out[i] = 0
     c.linger_s[i] = -1
     c.user_mss[i] = 0
+    c.syn_retries[i] = 0
+    c.user_timeout_ms[i] = 0
     c.window_clamp[i] = 0
     c.error[i] = 0
     c.soft_error[i] = 0

@@ -602,9 +602,13 @@ def tcp_send_loss_probe(core, cid, now):
             return
         while pool.next[last] >= 0 and pool.next[last] != h.snd_q_unsent[cid]:
             last = pool.next[last]
+        stamp = h.retrans_stamp[cid]
         if not tcp_xmit_frame(core, cid, last, now, True):
             tcp_arm_rto(core, cid, now)
             return
+        # the probe does not start the give-up clock (Linux sends it with
+        # __tcp_retransmit_skb, which leaves retrans_stamp alone)
+        h.retrans_stamp[cid] = stamp
         h.tflags[cid] |= np.uint32(TF_TLP_RETRANS)
     else:
         h.tflags[cid] &= ~np.uint32(TF_TLP_RETRANS)
@@ -823,9 +827,9 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
     end = (seq + frame_seq_len(pool, fid)) & M32
     if rexmit:
         if h.retrans_stamp[cid] == 0:
-            # Linux: the give-up clock starts at the original send of the first segment sent
-            # again
-            h.retrans_stamp[cid] = frame_xmit_time(pool, fid)
+            # the give-up clock starts at the first retransmission (Linux tcp_retransmit_skb:
+            # the segment's time stamp once it was sent again)
+            h.retrans_stamp[cid] = now
         pool.flags[fid] = fl | FRAME_F_TCP_RETRANS | FRAME_F_TCP_EVER_RETRANS
         core.tcb.cold.total_retrans[cid] += 1
         core.stats[STAT_TCP_RETRANS_SEGS] += 1

@@ -68,7 +68,7 @@ from fsdp.tcp.tcb import (
     TF_TLP_RETRANS,
     TF_TMPL_MAC,
 )
-from fsdp.tcp.tcbops import arm, is_alloc
+from fsdp.tcp.tcbops import arm, expires, is_alloc
 from fsdp.tcp.tcp_output import (
     tcp_arm_persist,
     tcp_arm_rto,
@@ -105,15 +105,17 @@ def _model_timeout(boundary, rto_base, rto_max):
 
 @kernel_inline
 def tcp_retransmits_timed_out(core, cid, boundary, rto_base, now):
-    """Linux retransmits_timed_out: give up when the time since the first retransmitted
-    segment was first sent reaches the model time of ``boundary`` retransmissions."""
+    """Linux retransmits_timed_out: give up when the time since the first retransmission
+    reaches TCP_USER_TIMEOUT, or without one the model time of ``boundary`` retransmissions."""
     h = core.tcb.hot
     if h.rexmit_count[cid] == 0:
         return False
     start = h.retrans_stamp[cid]
     if start == 0:
         return False
-    tmo = _model_timeout(np.int64(boundary), np.int64(rto_base), core.cfg[CFG_TCP_RTO_MAX_US])
+    tmo = np.int64(core.tcb.cold.user_timeout_ms[cid]) * 1000  # TCP_USER_TIMEOUT instead
+    if tmo == 0:
+        tmo = _model_timeout(np.int64(boundary), np.int64(rto_base), core.cfg[CFG_TCP_RTO_MAX_US])
     # Linux compares in milliseconds (jiffies)
     return (now // 1000) - (start // 1000) - tmo // 1000 >= 0
 
@@ -134,8 +136,12 @@ def _rto_fire(core, cid, now):
     pool = core.pool
     st = h.state[cid]
     if st == TCPS_SYN_SENT or (st == TCPS_SYN_RECEIVED and (h.tflags[cid] & TF_PASSIVE) == 0):
-        # SYN (or a simultaneous open's SYN-ACK) retransmission: RFC 6298 (5.4)-(5.6)
-        if h.rexmit_count[cid] >= core.cfg[CFG_TCP_SYN_RETRIES]:
+        # SYN (or a simultaneous open's SYN-ACK) retransmission: RFC 6298 (5.4)-(5.6); as
+        # many as TCP_SYNCNT says, else tcp_syn_retries (RFC 9293 MUST-21)
+        limit = np.int64(t.cold.syn_retries[cid])
+        if limit == 0:
+            limit = core.cfg[CFG_TCP_SYN_RETRIES]
+        if h.rexmit_count[cid] >= limit:
             core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
             _write_err(core, cid, now)
             return
@@ -158,9 +164,15 @@ def _rto_fire(core, cid, now):
     if head < 0 or (pool.flags[head] & FRAME_F_TCP_SENT) == 0:
         return
     orphan = (h.tflags[cid] & TF_ORPHAN) != 0
+    user_timeout = np.int64(t.cold.user_timeout_ms[cid]) * 1000
     if h.snd_wnd[cid] == 0 and not orphan:
         # the receiver shrank its window to zero: retransmissions are window probes, and the
-        # connection lives as long as the peer answers (Linux)
+        # connection lives as long as the peer answers (Linux), or TCP_USER_TIMEOUT after the
+        # first of them (tcp_rtx_probe0_timed_out)
+        stamp = h.retrans_stamp[cid]
+        if user_timeout > 0 and stamp != 0 and now - stamp > user_timeout:
+            _write_err(core, cid, now)
+            return
         if now - h.last_rcv_us[cid] > core.cfg[CFG_TCP_RTO_MAX_US]:
             _write_err(core, cid, now)
             return
@@ -183,6 +195,12 @@ def _rto_fire(core, cid, now):
     tcp_xmit_frame(core, cid, head, now, True)  # RFC 6298 (5.4)
     h.rexmit_count[cid] += 1  # (5.5) back off
     tcp_arm_rto(core, cid, now)  # (5.6)
+    if user_timeout > 0:
+        # no later than TCP_USER_TIMEOUT (Linux tcp_clamp_rto_to_user_timeout)
+        left = user_timeout - (now - h.retrans_stamp[cid])
+        when = now + (left if left > 1000 else 1000)
+        if when < expires(core, cid, TIMER_RTO):
+            arm(core, cid, TIMER_RTO, when)
     # the next hop may have moved: resolve it again at the next segment (dst negative advice)
     h.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
 
@@ -267,6 +285,17 @@ def _persist_fire(core, cid, now):
     if c.probes_out[cid] >= max_probes:
         _write_err(core, cid, now)
         return
+    user_timeout = np.int64(c.user_timeout_ms[cid]) * 1000
+    if user_timeout > 0:
+        # TCP_USER_TIMEOUT bounds the probing (Linux tcp_probe_timer): the model time of the
+        # probes sent so far
+        base = np.int64(h.rto[cid])
+        if base < core.cfg[CFG_TCP_RTO_MIN_US]:
+            base = core.cfg[CFG_TCP_RTO_MIN_US]
+        spent = _model_timeout(np.int64(c.probes_out[cid]), base, core.cfg[CFG_TCP_RTO_MAX_US])
+        if spent >= user_timeout:
+            _write_err(core, cid, now)
+            return
     core.stats[STAT_TCP_PERSIST_PROBES] += 1
     _write_wakeup(core, cid, now)
     if tcp_flight(core, cid) > 0:
@@ -289,13 +318,18 @@ def _keepalive_fire(core, cid, now):
         return
     if st == TCPS_TIME_WAIT or st == TCPS_SYN_RECEIVED or st == TCPS_LISTEN:
         return
-    idle_us = c.ka_idle_us[cid]
+    idle_us = np.int64(c.ka_idle_ms[cid]) * 1000
     if tcp_flight(core, cid) > 0 or h.snd_q_unsent[cid] >= 0:
         arm(core, cid, TIMER_KEEPALIVE, now + idle_us)
         return
     elapsed = now - h.last_rcv_us[cid]
     if elapsed >= idle_us:
-        if c.probes_out[cid] >= c.ka_probes[cid]:
+        # with TCP_USER_TIMEOUT, that long without a word from the peer ends it, once a probe
+        # went unanswered, instead of TCP_KEEPCNT (Linux tcp_keepalive_timer)
+        user_timeout = np.int64(c.user_timeout_ms[cid]) * 1000
+        if (user_timeout > 0 and elapsed >= user_timeout and c.probes_out[cid] > 0) or (
+            user_timeout == 0 and c.probes_out[cid] >= c.ka_probes[cid]
+        ):
             core.stats[STAT_TCP_KEEPALIVE_ABORTS] += 1
             tcp_send_rst(core, cid, now)
             _write_err(core, cid, now)

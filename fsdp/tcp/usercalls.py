@@ -39,6 +39,7 @@ from fsdp.core.config import (
     CFG_TCP_RTO_INITIAL_US,
     CFG_TCP_SACK,
     CFG_TCP_SNDBUF,
+    CFG_TCP_SYN_RETRIES,
     CFG_TCP_TIMESTAMPS,
     CFG_TCP_WINDOW_SCALING,
     CFG_TTL,
@@ -170,6 +171,8 @@ OPT_BACKLOG = 14  # a listener's backlog, set again by listen() (tcp_listen_seto
 OPT_TOS = 15  # IP_TOS: the TOS byte of the connection's segments, 0..255 (RFC 9293 MUST-48)
 OPT_TTL = 16  # IP_TTL: 1..255, 0 = the stack's ``ttl`` (get: the TTL in use)
 OPT_OOBINLINE = 17  # SO_OOBINLINE: 0/1 (fsdp.tcp.urgent)
+OPT_SYNCNT = 18  # TCP_SYNCNT: SYN retransmissions before connect() fails, 1..127
+OPT_USER_TIMEOUT = 19  # TCP_USER_TIMEOUT: ms, 0 = none (RFC 5482; fsdp.tcp.tcp_timers)
 
 SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)) rounded
 SOCK_MIN_SNDBUF = 4608
@@ -786,6 +789,14 @@ def tcp_setopt_k(core, cid, opt, value):
             tcp_output(core, cid, now)
         else:
             h.tflags[cid] &= ~np.uint32(TF_NODELAY)
+    elif opt == OPT_SYNCNT:
+        if v < 1 or v > 127:  # (Linux MAX_TCP_SYNCNT)
+            return np.int64(-EINVAL)
+        c.syn_retries[cid] = v
+    elif opt == OPT_USER_TIMEOUT:
+        if v < 0 or v > 0x7FFFFFFF:
+            return np.int64(-EINVAL)
+        c.user_timeout_ms[cid] = v
     elif opt == OPT_OOBINLINE:
         if v != 0:
             h.tflags[cid] |= np.uint32(TF_OOBINLINE)
@@ -803,14 +814,14 @@ def tcp_setopt_k(core, cid, opt, value):
             if (h.tflags[cid] & TF_KEEPALIVE) == 0:
                 h.tflags[cid] |= np.uint32(TF_KEEPALIVE)
                 if _connected_state(h.state[cid]):
-                    arm(core, cid, TIMER_KEEPALIVE, now + c.ka_idle_us[cid])
+                    arm(core, cid, TIMER_KEEPALIVE, now + np.int64(c.ka_idle_ms[cid]) * 1000)
         else:
             h.tflags[cid] &= ~np.uint32(TF_KEEPALIVE)
             disarm(core, cid, TIMER_KEEPALIVE)
     elif opt == OPT_KEEPIDLE:
         if v < 1 or v > 32767:
             return np.int64(-EINVAL)
-        c.ka_idle_us[cid] = v * 1_000_000
+        c.ka_idle_ms[cid] = v * 1000
         if (h.tflags[cid] & TF_KEEPALIVE) != 0 and _connected_state(h.state[cid]):
             arm(core, cid, TIMER_KEEPALIVE, h.last_rcv_us[cid] + v * 1_000_000)
     elif opt == OPT_KEEPINTVL:
@@ -890,6 +901,8 @@ def tcp_getopt_k(core, cid, opt):
             return core.cfg[CFG_TCP_CC]
         if opt == OPT_TTL:
             return core.cfg[CFG_TTL] & 0xFF
+        if opt == OPT_SYNCNT:
+            return core.cfg[CFG_TCP_SYN_RETRIES]
         return np.int64(0)
     if not is_alloc(core, cid):
         return np.int64(-EINVAL)
@@ -901,10 +914,15 @@ def tcp_getopt_k(core, cid, opt):
         return np.int64(1 if (h.tflags[cid] & TF_CORK) != 0 else 0)
     if opt == OPT_OOBINLINE:
         return np.int64(1 if (h.tflags[cid] & TF_OOBINLINE) != 0 else 0)
+    if opt == OPT_SYNCNT:
+        n = np.int64(c.syn_retries[cid])
+        return n if n > 0 else core.cfg[CFG_TCP_SYN_RETRIES]
+    if opt == OPT_USER_TIMEOUT:
+        return np.int64(c.user_timeout_ms[cid])
     if opt == OPT_KEEPALIVE:
         return np.int64(1 if (h.tflags[cid] & TF_KEEPALIVE) != 0 else 0)
     if opt == OPT_KEEPIDLE:
-        return c.ka_idle_us[cid] // 1_000_000
+        return np.int64(c.ka_idle_ms[cid]) // 1000
     if opt == OPT_KEEPINTVL:
         return np.int64(c.ka_intvl_us[cid]) // 1_000_000
     if opt == OPT_KEEPCNT:

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 from helpers import (
+    PEER_IP,
     accept,
     connect_start,
     handshake_passive,
@@ -17,6 +18,7 @@ from helpers import (
     syn_options,
     watch,
 )
+from scapy.layers.inet import TCP
 
 
 def in_window(t: float, lo: float, hi: float) -> bool:
@@ -55,6 +57,66 @@ def test_connect_times_out_after_syn_retries(harness_factory):
     seen = watch(c, 3.4, 0.05)
     assert [s.flags for _, s in seen] == ["S"]
     assert c.sock.connect_ex(("192.0.2.2", 9000)) == errno.ETIMEDOUT
+
+
+@pytest.mark.slow
+def test_syncnt_limits_syn_retransmissions(h):
+    """RFC 9293 §3.8.3 (MUST-21: R2 for a SYN can be set per connection) as Linux's TCP_SYNCNT:
+    with 1 the SYN is sent again once, at 1 s, and connect() fails with ETIMEDOUT when that
+    retransmission's RTO runs out, at 3 s; the option reads back."""
+    s = h.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+    assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT) == 1
+    assert s.connect_ex((PEER_IP, 9000)) == errno.EINPROGRESS
+    (syn,) = h.recv()
+    t0 = h.now
+    resent, failed = [], None
+    while h.now - t0 < 3.4 and failed is None:
+        h.advance(0.05)
+        resent += [h.now - t0 for p in h.recv() if p[TCP].flags == "S"]
+        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if e:
+            failed = (h.now - t0, e)
+    assert len(resent) == 1 and in_window(resent[0], 0.95, 1.3)
+    assert failed is not None and failed[1] == errno.ETIMEDOUT and in_window(failed[0], 2.9, 3.4)
+
+
+def user_timeout_run(c, ms: int, until: float):
+    """TCP_USER_TIMEOUT ``ms`` on ``c``, 100 bytes written and never acknowledged: (the
+    retransmissions' times, (when SO_ERROR said, errno) or None), watched up to ``until`` s."""
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+    assert c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == ms
+    c.sock.send(b"u" * 100)
+    assert len(c.recv()) == 1
+    t0 = c.h.now
+    sent, failed = [], None
+    while c.h.now - t0 < until and failed is None:
+        c.h.advance(0.01)
+        segs = c.recv()
+        assert all(s.seq == 1 and s.len == 100 and "R" not in s.flags for s in segs), segs
+        sent += [c.h.now - t0 for _ in segs]
+        e = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if e:
+            failed = (c.h.now - t0, e)
+    return sent, failed
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_user_timeout_aborts_unacknowledged_data(h, sack):
+    """RFC 9293 §3.8.3 (MUST-21: R2 can be set per connection), RFC 5482 (the user timeout), as
+    Linux's TCP_USER_TIMEOUT: unacknowledged data fails the connection with ETIMEDOUT once
+    the time since its first RTO retransmission (Linux tcp_retransmit_skb's retrans_stamp; the
+    tail loss probe does not start it) reaches the timeout; the retransmission timer is cut
+    short to fire then (tcp_clamp_rto_to_user_timeout), and nothing more is sent (no RST).
+    1000 ms here: with SACK the probe at ~0.3 s, RTOs at ~0.56 and ~1.1 s, failure at ~1.56 s;
+    without, RTOs at ~0.28 and ~0.82 s, failure at ~1.28 s."""
+    c = handshake_passive(h, 8080, rtt=0.05, options=None if sack else syn_options(sack=False))
+    sent, failed = user_timeout_run(c, 1000, 2.0)
+    assert failed is not None and failed[1] == errno.ETIMEDOUT, (failed, sent)
+    first_rto = sent[1] if sack else sent[0]
+    assert in_window(failed[0] - first_rto, 0.97, 1.1), (failed, sent)
+    assert len(sent) == (3 if sack else 2), sent
+    assert watch(c, 0.3) == []
 
 
 def test_synack_is_retransmitted_after_one_second(h):

@@ -122,12 +122,22 @@ class World:
 
     def pair(self):
         ls = self.listener()
+        c, s = self.connect_to(ls)
+        s.settimeout(5)
+        return ls, c, s
+
+    def connect_to(self, ls, bound: bool = True):
+        """A client connected to listener ``ls`` (bound and listening first unless ``bound``
+        is False: the scenario set its options) and the connection accepted: (c, s)."""
+        if not bound:
+            ls.bind((self.srv_ip, 0))
+            ls.listen()
+            ls.settimeout(5)
         c = self.csock()
         c.settimeout(5)
         c.connect((self.srv_ip, ls.getsockname()[1]))
         s, _ = ls.accept()
-        s.settimeout(5)
-        return ls, c, s
+        return c, s
 
     def dead_port(self) -> int:
         """A port on the server side with nothing listening (a connect gets RST)."""
@@ -847,6 +857,28 @@ def urgent_data(w):
 
 
 @scenario
+def retry_options(w):
+    """TCP_SYNCNT and TCP_USER_TIMEOUT (RFC 9293 MUST-21, RFC 5482) as CPython and Linux take
+    them: the values each accepts (SYNCNT 1..127, USER_TIMEOUT milliseconds >= 0), what reads
+    back (SYNCNT: the stack's tcp_syn_retries until set), on a new socket, a listener, a
+    connection, and an accepted connection (which has its listener's)."""
+    syncnt, uto = stdsocket.TCP_SYNCNT, stdsocket.TCP_USER_TIMEOUT
+    ls = w.ssock()
+    out = [rec(ls.getsockopt, TCP, syncnt), rec(ls.getsockopt, TCP, uto)]
+    out += [rec(ls.setsockopt, TCP, syncnt, 3), rec(ls.setsockopt, TCP, uto, 2500)]
+    c, s = w.connect_to(ls, bound=False)
+    out += [rec(s.getsockopt, TCP, syncnt), rec(s.getsockopt, TCP, uto),
+            rec(c.getsockopt, TCP, syncnt), rec(c.getsockopt, TCP, uto)]
+    for sock in (w.csock(), c, ls):
+        for opt, vals in ((syncnt, [0, 1, 127, 128, -1, 6, b"\x02\x00\x00\x00", b"\x02"]),
+                          (uto, [0, 1, 500, -1, 2**31 - 1, b"\x10\x00\x00\x00", b"\x01"])):
+            for v in vals:
+                out.append((rec(sock.setsockopt, TCP, opt, v), rec(sock.getsockopt, TCP, opt),
+                            rec(sock.getsockopt, TCP, opt, 4)))
+    return out
+
+
+@scenario
 def sockopt_values(w):
     ls, c, s = w.pair()
     out = []
@@ -963,13 +995,7 @@ def accepted_socket_inherits_options(w):
     ls.setsockopt(SOL, stdsocket.SO_KEEPALIVE, 1)
     ls.setsockopt(TCP, stdsocket.TCP_KEEPIDLE, 33)
     ls.setsockopt(SOL, stdsocket.SO_LINGER, struct.pack("ii", 1, 3))
-    ls.bind((w.srv_ip, 0))
-    ls.listen()
-    ls.settimeout(5)
-    c = w.csock()
-    c.settimeout(5)
-    c.connect((w.srv_ip, ls.getsockname()[1]))
-    s, _ = ls.accept()
+    c, s = w.connect_to(ls, bound=False)
     return [rec(s.getsockopt, SOL, stdsocket.SO_REUSEADDR) != 0,
             rec(s.getsockopt, TCP, stdsocket.TCP_NODELAY) != 0,
             rec(s.getsockopt, SOL, stdsocket.SO_KEEPALIVE) != 0,
