@@ -835,23 +835,24 @@ def urgent_data(w):
     recv(2), which Linux does not give for the urgent byte alone: that read times out."""
     oob, peek, inline = stdsocket.MSG_OOB, stdsocket.MSG_PEEK, stdsocket.SO_OOBINLINE
 
-    def urg(sock, n=1, flags=0, timeout=0.0):
+    def urg(sock, n=1, flags=oob, timeout=0.0):
         saved = sock.gettimeout()
         sock.settimeout(timeout)
         try:
-            return rec(sock.recv, n, oob | flags)
+            return rec(sock.recv, n, flags)
         finally:
             sock.settimeout(saved)
 
     ls, c, s = w.pair()
+    # (a read that can only time out is given 0.1 s, not the pair's 5)
     out = [urg(s), rec(s.getsockopt, SOL, inline), rec(c.send, b"", oob)]
-    out += [rec(c.send, b"abcX", oob), rec(s.recv, 100), urg(s, timeout=0.1), urg(s, 1, peek),
-            urg(s, 8), urg(s)]
+    out += [rec(c.send, b"abcX", oob), rec(s.recv, 100), urg(s, timeout=0.1),
+            urg(s, 1, oob | peek), urg(s, 8), urg(s)]
     out += [rec(c.send, b"def"), rec(s.recv, 100)]
-    out += [rec(s.send, b"uvW", oob), rec(c.recv, 2), rec(c.recv, 100), urg(c)]
+    out += [rec(s.send, b"uvW", oob), rec(c.recv, 2), urg(c, 100, 0, 0.1), urg(c)]
     out += [rec(s.setsockopt, SOL, inline, 7), rec(s.getsockopt, SOL, inline)]
     out += [rec(c.send, b"ghY", oob), rec(s.recv, 100), urg(s), rec(s.recv, 100)]
-    out += [rec(s.setsockopt, SOL, inline, 0), rec(c.send, b"z", oob), rec(s.recv, 1),
+    out += [rec(s.setsockopt, SOL, inline, 0), rec(c.send, b"z", oob), urg(s, 1, 0, 0.1),
             rec(c.send, b"!"), rec(s.recv, 100)]
     return out
 
