@@ -84,6 +84,17 @@ def abcx_def(h):
     return c
 
 
+def read_abc_then(c, oob_read: str, rest: bytes) -> None:
+    """After "abcX" (X urgent): X read out of band ``first``, ``at_mark`` or ``never``, around
+    two plain reads, which give b"abc" (stopping at the mark) and then ``rest`` (X skipped)."""
+    if oob_read == "first":
+        assert rd(c.sock, 1, OOB) == b"X"
+    assert rd(c.sock) == b"abc"
+    if oob_read == "at_mark":
+        assert rd(c.sock, 1, OOB) == b"X"
+    assert rd(c.sock) == rest
+
+
 # ---- receiving: the urgent byte and the mark ----
 def test_urgent_byte_is_taken_out_of_band(h):
     """RFC 9293 §3.8.5 (MUST-30, MUST-62), RFC 6093 §4: "abcX" with URG and SEG.UP 4: as Linux
@@ -112,12 +123,7 @@ def test_read_stops_at_the_mark(h, oob_read):
     between the two (``at_mark``); if it was not (``never``), passing the mark loses it:
     recv(MSG_OOB) then raises EINVAL."""
     c = abcx_def(h)
-    if oob_read == "first":
-        assert rd(c.sock, 1, OOB) == b"X"
-    assert rd(c.sock) == b"abc"
-    if oob_read == "at_mark":
-        assert rd(c.sock, 1, OOB) == b"X"
-    assert rd(c.sock) == b"def"
+    read_abc_then(c, oob_read, b"def")
     assert rd(c.sock) == "EAGAIN"
     assert rd(c.sock, 1, OOB) == "EINVAL"
 
@@ -471,12 +477,7 @@ def test_urgent_byte_before_fin(h, oob_read):
     at the mark: CLOSE-WAIT does not matter), EINVAL after."""
     c = handshake_passive(h, 8080)
     urgent(c, b"abcX", flags="FPAU")
-    if oob_read == "first":
-        assert rd(c.sock, 1, OOB) == b"X"
-    assert rd(c.sock) == b"abc"
-    if oob_read == "at_mark":
-        assert rd(c.sock, 1, OOB) == b"X"
-    assert rd(c.sock) == b""
+    read_abc_then(c, oob_read, b"")
     assert rd(c.sock) == b""
     assert rd(c.sock, 1, OOB) == "EINVAL"
 
