@@ -7,7 +7,12 @@ tight jitted loops.  This measures it: the rate of a pure-Python loop on CPU ``-
 beside the same loop on each other CPU in turn, and with every other CPU busy.  A partner that
 costs it much more than the others is its sibling on the host.  The last line is one JSON object.
 
-    python benchmarks/cpu_siblings.py [--cpu 0] [--seconds 0.3]
+    python benchmarks/cpu_siblings.py [--cpu 0] [--seconds 0.3] [--layout]
+
+``--layout``: when CPU 0's sibling stands out as CPU n/2 or CPU 1 (the two ways hypervisors
+number hyper-threads), check the guess on one more pair and print the whole layout as an
+``FSDP_CPU_TOPOLOGY=...`` line, which ``fsdp.apps.percore.cpu_topology`` (and so the demo's and
+scaling.py's placement) then uses instead of what sysfs says.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu", type=int, default=0, help="the CPU measured")
     ap.add_argument("--seconds", type=float, default=0.3, help="per measurement")
     ap.add_argument("--runs", type=int, default=3, help="measurements per case (median)")
+    ap.add_argument("--layout", action="store_true",
+                    help="from the sibling found, infer and check every CPU's (see above)")
     args = ap.parse_args(argv)
     try:
         cpus = sorted(os.sched_getaffinity(0))
@@ -103,10 +110,48 @@ def main(argv=None) -> int:
               f"{typical / base:.2f}): "
               + ("likely its sibling on the host" if beside[worst] < 0.85 * typical
                  else "no sibling stands out"))
+    layout = None
+    if args.layout and worst is not None and beside[worst] < 0.85 * typical:
+        layout = _check_layout(cpus, args.cpu, worst, args.seconds, args.runs)
     print(json.dumps({"cpu": args.cpu, "alone_per_s": round(base),
                       "beside": {str(c): round(r / base, 3) for c, r in beside.items()},
-                      "all_busy": round(all_busy / base, 3), "cpus": cpus}))
+                      "all_busy": round(all_busy / base, 3), "cpus": cpus,
+                      "layout": layout}))
     return 0
+
+
+def _check_layout(cpus: list[int], cpu: int, sibling: int, seconds: float, runs: int):
+    """The hyper-thread pairs, if ``cpu``'s sibling fits one of the two usual numberings (CPU i
+    with i + n/2, or 2i with 2i + 1) and one more pair of that numbering measures as siblings
+    too (slower beside each other than beside a CPU of another pair)."""
+    n = len(cpus)
+    if n % 2 or cpus != list(range(n)):
+        return None
+    if cpu == 0 and sibling == n // 2:
+        pairs = [[i, i + n // 2] for i in range(n // 2)]
+    elif cpu == 0 and sibling == 1:
+        pairs = [[2 * i, 2 * i + 1] for i in range(n // 2)]
+    else:
+        return None
+    if len(pairs) < 3:
+        return None
+    a, b = pairs[1]
+    other = pairs[2][0]
+    os.sched_setaffinity(0, {a})
+    try:
+        alone = _measure(a, [], seconds, runs)
+        with_sibling = _measure(a, [b], seconds, runs)
+        with_other = _measure(a, [other], seconds, runs)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    ok = with_sibling < 0.85 * with_other
+    print(f"check: CPU {a} beside {b} {with_sibling / alone:.2f}, beside {other} "
+          f"{with_other / alone:.2f}: " + ("the numbering holds" if ok else "not confirmed"))
+    if not ok:
+        return None
+    line = ";".join(",".join(map(str, p)) for p in pairs)
+    print(f"FSDP_CPU_TOPOLOGY={line}")
+    return line
 
 
 if __name__ == "__main__":

@@ -150,11 +150,21 @@ def cpu_count() -> int:
 
 def cpu_topology(sys_cpu: str = "/sys/devices/system/cpu") -> list[list[int]]:
     """The CPUs this process may run on, grouped by physical core (hardware threads that share
-    one core: ``topology/thread_siblings_list``), cores in order of their first CPU."""
+    one core: ``topology/thread_siblings_list``), cores in order of their first CPU.
+
+    ``FSDP_CPU_TOPOLOGY="0,8;1,9;..."`` (one group of CPUs per physical core) overrides what
+    sysfs says: a virtual machine's CPUs may be hyper-threads of one host core that its sysfs
+    does not show (``benchmarks/cpu_siblings.py --layout`` measures them and prints the line)."""
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         allowed = list(range(os.cpu_count() or 1))
+    given = os.environ.get("FSDP_CPU_TOPOLOGY", "").strip()
+    if given:
+        groups = [[c for c in _cpu_list(g) if c in allowed] for g in given.split(";") if g.strip()]
+        listed = {c for g in groups for c in g}
+        groups = [g for g in groups if g] + [[c] for c in allowed if c not in listed]
+        return sorted(groups)
     cores: dict[tuple, list[int]] = {}
     for cpu in allowed:
         try:

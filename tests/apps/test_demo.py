@@ -246,6 +246,18 @@ def test_placement_keeps_servers_on_distinct_physical_cores():
     assert shared and client == [1] and server == [0, 0, 0]
 
 
+def test_cpu_topology_override_names_the_host_siblings(monkeypatch):
+    """FSDP_CPU_TOPOLOGY groups CPUs that sysfs shows as separate cores (a VM's hidden
+    hyper-threads); CPUs it leaves out stay cores of their own, CPUs not allowed are dropped."""
+    from fsdp.apps.percore import cpu_topology
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    monkeypatch.setenv("FSDP_CPU_TOPOLOGY", "0,2;1,3;5,6")
+    assert cpu_topology() == [[0, 2], [1, 3], [4]]
+    monkeypatch.setenv("FSDP_CPU_TOPOLOGY", "")
+    assert sorted(c for g in cpu_topology() for c in g) == [0, 1, 2, 3, 4]
+
+
 def test_demo_compare_kernel():
     r = _fsdp("demo", "--app", "python", "--seconds", "0.5", "--concurrency", "8",
               "--compare-kernel", "--json")

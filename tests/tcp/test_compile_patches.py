@@ -152,3 +152,40 @@ def test_cache_writes_wait_for_each_other(tmp_path):
         r = subprocess.run([sys.executable, "-c", SAVE_PROBE, arg], env=env,
                            capture_output=True, text=True, timeout=300)
         assert json.loads(r.stdout.strip().splitlines()[-1]) == {"value": want}
+
+
+PORTABLE_PROBE = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from fsdp.wire import checksum as c
+    value = int(c.checksum(np.frombuffer(bytes([0x45, 0, 0, 0x1c]), np.uint8).copy(), 0, 4))
+    print(json.dumps({"value": value, "hits": sum(c.checksum.stats.cache_hits.values()),
+                      "cpu": c.checksum.targetctx.codegen().magic_tuple()[1]}))
+    """
+)
+
+
+def test_a_portable_cache_loads_in_another_checkout(tmp_path):
+    """FSDP_JIT_PORTABLE=1 (fsdp._jitcache; what benchmarks/scaling_run.sh carries to the
+    device machine): a cache compiled from one checkout loads in a copy at another path,
+    compiled for the portable CPU baseline, with no Python version in its file names."""
+    import shutil
+
+    for name in ("a", "b"):
+        shutil.copytree(ROOT / "fsdp", tmp_path / name / "fsdp",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    runs = []
+    for name in ("a", "b"):
+        env = dict(os.environ, FSDP_JIT_PORTABLE="1", NUMBA_CACHE_DIR=str(cache),
+                   PYTHONPATH=str(tmp_path / name))
+        r = subprocess.run([sys.executable, "-c", PORTABLE_PROBE], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    want = 0x4500 + 0x001C
+    assert runs[0] == {"value": (~want) & 0xFFFF, "hits": 0, "cpu": "x86-64-v3"}
+    assert runs[1] == {"value": runs[0]["value"], "hits": 1, "cpu": "x86-64-v3"}
+    names = [p.name for p in cache.rglob("checksum.checksum-*")]
+    assert names and all(".portable" in n and ".py3" not in n for n in names), names
