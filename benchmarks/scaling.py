@@ -8,9 +8,11 @@ worker per second: the CPU taken by another task), the errors, the frames droppe
 rings, the segments the clients retransmitted (a lossless wire needs none) and the CPU time
 a hypervisor stole from the machine's CPUs (``steal``, /proc/stat); with
 ``--ablation`` also without listen spawn and without RFD (what each feature buys, as
-Fastsocket's evaluation).  ``--concurrency`` holds the connections in flight fixed over the core
-counts (Fastsocket's set-up: one core then carries all of them); ``--per-core`` gives each core
-the same number instead.  The last line is one JSON object.
+Fastsocket's evaluation); with ``--side-by-side`` instead the machine's own ceiling (N
+independent one-core demos at once, see ``side_by_side``).  ``--concurrency`` holds the
+connections in flight fixed over the core counts (Fastsocket's set-up: one core then carries all
+of them); ``--per-core`` gives each core the same number instead.  The last line is one JSON
+object.
 
     python benchmarks/scaling.py --cores 1,2,4,8 --client-cores 8 --client packet \\
         --concurrency 2048 --seconds 3 --ablation --plot scaling.png
@@ -52,8 +54,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=1,
                     help="runs per point; the table shows the median run (all in the JSON)")
     ap.add_argument("--plot", metavar="FILE.png")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="instead: the machine's own ceiling, N independent one-core demos "
+                         "(server and one client each, own wire, own two CPUs) run at once")
     args = ap.parse_args(argv)
     cores = [int(c) for c in args.cores.split(",")]
+    if args.side_by_side:
+        return side_by_side(args, cores)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -125,6 +132,60 @@ def main(argv=None) -> int:
                       "concurrency": args.concurrency, "per_core": args.per_core,
                       "runs_per_point": max(1, args.runs),
                       "topology": topo, "runs": rows}))
+    return 0
+
+
+def side_by_side(args, cores: list[int]) -> int:
+    """N copies of ``fsdp demo --cores 1 --client-cores 1`` at once, each pinned to its own two
+    CPUs (a server CPU and its client's, by ``placement``'s order) with its own sim wire: fsdp
+    shares nothing between them, so what each loses against one alone is the machine's (shared
+    caches, memory bandwidth, clocks, the host).  An N-core run of the same app that reaches the
+    sum of N such copies scales as well as this machine lets anything scale."""
+    import subprocess
+
+    order = [cpu for pair in zip(*placement(max(cores), max(cores), cpu_topology())[:2],
+                                 strict=True) for cpu in pair]
+    if len(set(order)) < 2 * max(cores):
+        sys.exit(f"scaling.py: --side-by-side needs {2 * max(cores)} CPUs")
+    conc = args.per_core or args.concurrency
+    rows = []
+    for n in cores:
+        runs = []
+        for _ in range(max(1, args.runs)):
+            procs = []
+            for i in range(n):
+                pair = {order[2 * i], order[2 * i + 1]}
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "fsdp", "demo", "--app", args.app, "--client",
+                     args.client, "--cores", "1", "--client-cores", "1", "--concurrency",
+                     str(conc), "--seconds", str(args.seconds), "--json"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                    preexec_fn=lambda pair=pair: os.sched_setaffinity(0, pair)))
+            rates = []
+            for p in procs:
+                out, _ = p.communicate(timeout=120 + args.seconds)
+                lines = out.strip().splitlines()
+                rates.append(json.loads(lines[-1])["connections_per_s"] if p.returncode == 0
+                             and lines else 0)
+            runs.append(rates)
+        runs.sort(key=sum)
+        rates = runs[(len(runs) - 1) // 2]
+        rows.append({"copies": n, "connections_per_s": sum(rates), "each": rates,
+                     "runs_sum": [sum(r) for r in runs]})
+    alone = rows[0]["connections_per_s"] / rows[0]["copies"] if rows[0]["copies"] else 0
+    print(f"{args.app} server, {args.client} client: N independent one-core demos at once, "
+          f"{conc} in flight each, {args.seconds:g} s" + (f", median of {args.runs} runs"
+                                                          if args.runs > 1 else ""))
+    print(f"{'copies':>6} {'sum conn/s':>11} {'mean each':>10} {'effic.':>7}  each")
+    for r in rows:
+        r["efficiency"] = (round(r["connections_per_s"] / (r["copies"] * alone), 3) if alone
+                           else None)
+        print(f"{r['copies']:>6} {r['connections_per_s']:>11,} "
+              f"{r['connections_per_s'] // r['copies']:>10,} "
+              f"{r['efficiency'] if r['efficiency'] is not None else '-':>7}  "
+              + " ".join(f"{x:,}" for x in r["each"]))
+    print(json.dumps({"side_by_side": True, "app": args.app, "client": args.client,
+                      "concurrency_each": conc, "runs": rows}))
     return 0
 
 

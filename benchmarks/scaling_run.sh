@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # The 16-core scaling run (issue 4), as one command: the machine's topology, a warm-up that
-# compiles the engine, which CPUs slow each other (benchmarks/cpu_siblings.py), then
+# compiles the engine (or loads a carried cache, below), which CPUs slow each other
+# (benchmarks/cpu_siblings.py) and the memory latency (benchmarks/mem_latency.py), then
 # benchmarks/scaling.py's steps, most important first: the Python server over 1, 2, 4, 8
-# server cores (the one target not met; median of 2 runs) and with 128 connections in flight
-# per server core, the packet client with the native server (median of 3 runs), the same with
-# 256 per server core, the ablation (no listen spawn, no RFD), the stack client, and four client
-# cores instead of eight.  Each
-# step writes as it goes, and BUDGET_S (seconds for the whole script, default 580) skips the
-# steps that no longer fit, so a run cut short still reports what it finished.  The results
+# server cores (median of 2 runs) and with 128 connections in flight per server core, the same
+# load on N independent one-core demos side by side (the machine's own ceiling), a py-spy
+# profile of one Python worker, the packet client with the native server (median of 3 runs),
+# the same with 256 per server core and side by side, the ablation (no listen spawn, no RFD),
+# the stack client, and four client cores instead of eight.  Each step writes as it goes, and
+# BUDGET_S (seconds for the whole script, default 580) skips the steps that no longer fit, so a
+# run cut short still reports what it finished.  The results
 # land in OUT (at most eight files: summary.txt, topology.txt, two plots, logs.tgz).
 #   OUT=/tmp/out bash benchmarks/scaling_run.sh
 # The warm-up first builds fsdp's C part in place where it can (the summary says whether it
 # did: without it the Python server steps measure the Python methods alone).
-# PHASE=warm only compiles (a cold Numba cache took 5.5-6.5 minutes on the 16-core device
-# machine, and more than 8.5 minutes on 2026-11-27; ~3 minutes on the 2-CPU VM), PHASE=measure
-# only measures, STEPS picks steps (default: all, in the order below).  Default PHASE: both,
-# compiling first; on the device, one 590 s call (BUDGET_S=570) and at once a second one
-# with PHASE=measure on the same warm machine (its cache lives only while it is held).
-# A compiled cache can travel instead: the script runs with FSDP_JIT_PORTABLE=1 (fsdp._jitcache:
-# code for an x86-64-v3 baseline, keyed so that another CPython 3.x and machine can load it).
-# PHASE=pack, here, runs the warm-up and packs that cache into CACHE_TGZ (default
-# .devcache/jit-portable.tar.xz, ignored by git: name .devcache in the device call's carry); the
-# device run unpacks it before its warm-up, which then loads in seconds what it would compile in
-# 6-9 minutes (the summary says how long the warm-up took either way).
+# PHASE=warm only compiles, PHASE=measure only measures, STEPS picks steps (default: all, in
+# the order below).  A cold Numba cache takes 6-9 minutes to compile on the 16-core device
+# machine, so a compiled cache travels instead: the script runs with FSDP_JIT_PORTABLE=1
+# (fsdp._jitcache: code for an x86-64-v3 baseline, keyed so that another CPython 3.x and
+# machine load it).  The recipe (2026-11-27: warm-up 12 s on the device, the whole run 285 s):
+#   here:   PHASE=pack PYTHON=.venv/bin/python bash benchmarks/scaling_run.sh   (~5 min; packs
+#           the cache into CACHE_TGZ, default .devcache/jit-portable.tar.xz, ignored by git)
+#           pip download py-spy's manylinux wheel into .devcache (for the pyprofile step)
+#   device: carry [".devcache"]; python3 -m pip install -q --no-index --no-deps --target
+#           /tmp/spy .devcache/py_spy-*.whl && export PATH=/tmp/spy/bin:$PATH;
+#           OUT=$OUT BUDGET_S=575 PYTHON=python3 bash benchmarks/scaling_run.sh
+# The run unpacks the cache before its warm-up (the summary says how long the warm-up took).
+# Never edit this script while it runs (bash reads it as it goes).
 set -u
 PHASE=${PHASE:-all}
 cd "$(dirname "$0")/.."
@@ -35,7 +39,7 @@ PY=${PYTHON:-python3}
 CORES=${CORES:-1,2,4,8}
 CLIENTS=${CLIENTS:-8}
 BUDGET_S=${BUDGET_S:-580}
-STEPS=${STEPS:-siblings python pyperload pyprofile packet perload ablation stack packet4}
+STEPS=${STEPS:-siblings python pyperload pyside pyprofile packet perload nativeside ablation stack packet4}
 export PYTHONUNBUFFERED=1
 left() { echo $((BUDGET_S - SECONDS)); }
 warm_limit() { local w=$(( $(left) - 30 )); echo $(( w < 1 ? 1 : w )); }  # never timeout 0 (none)
@@ -139,6 +143,8 @@ case " $STEPS " in *" siblings "*)
 esac
 step python 60 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --concurrency 1024 --seconds 2 --runs 2
 step pyperload 45 --cores "$CORES" --client-cores "$CLIENTS" --client packet --app python --per-core 128 --seconds 2
+# The machine's ceiling: N independent one-core demos (own wire, own two CPUs) side by side.
+step pyside 45 --cores "$CORES" --client packet --app python --per-core 128 --seconds 2 --side-by-side
 # Where one Python server worker's time goes at 1 and at 8 server cores (py-spy, where the
 # command put it on PATH: the device has none; carry its wheel): 3 s of samples from the worker
 # on the first server CPU, collapsed stacks in logs.tgz (pyspy-N.txt), the top lines here.
@@ -183,6 +189,7 @@ PY
 pyprofile
 step packet 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --runs 3 --plot "$OUT/packet.png"
 step perload 60 --cores "$CORES" --client-cores "$CLIENTS" --client packet --per-core 256 --seconds 2 --runs 3
+step nativeside 45 --cores "$CORES" --client packet --per-core 256 --seconds 2 --side-by-side
 step ablation 90 --cores "$CORES" --client-cores "$CLIENTS" --client packet --concurrency 2048 --seconds 2 --ablation --plot "$OUT/ablation.png"
 step stack 45 --cores "$CORES" --client-cores "$CLIENTS" --client stack --concurrency 512 --seconds 2
 step packet4 40 --cores "$CORES" --client-cores 4 --client packet --concurrency 1024 --seconds 2
