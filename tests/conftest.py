@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -31,10 +32,23 @@ def _needs(item) -> int:
     return 0 if top in _ENGINE_FREE else 2 if top in _APPS else 1
 
 
+def pytest_configure(config):
+    # pytest-xdist's controller collects nothing, so it cannot tell what its workers will need:
+    # it starts the whole background compile (the engine and the demo's loops) for all of them.
+    if (getattr(config, "workerinput", None) is None
+            and getattr(config.option, "numprocesses", None)
+            and not config.option.collectonly
+            and engine_warmup.start_background(apps=True)):
+        os.environ[engine_warmup.SHARED_DIR_ENV] = engine_warmup._dir
+
+
 def pytest_collection_modifyitems(session, config, items):
-    items.sort(key=_needs)  # (stable: each file keeps its order)
+    items.sort(key=_needs)  # (stable: each file keeps its order; the same in every xdist worker)
     needs = {_needs(i) for i in items}
-    if not config.option.collectonly and needs - {0}:
+    shared = os.environ.get(engine_warmup.SHARED_DIR_ENV)
+    if getattr(config, "workerinput", None) is not None and shared:
+        engine_warmup.follow(shared)
+    elif not config.option.collectonly and needs - {0}:
         engine_warmup.start_background(apps=2 in needs)
 
 
@@ -55,6 +69,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_unconfigure(config):
     engine_warmup.stop_background()
+    engine_warmup.remove_dir()
 
 
 @pytest.fixture

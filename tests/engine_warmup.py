@@ -16,10 +16,16 @@ it needs (:func:`wait`): the stacks' tests for the engine, ``tests/apps`` and ``
 for the demo's loops.  Numba's cache is shared by processes through files, and fsdp serializes
 its writes (``fsdp._jitcache``), so whatever each process compiles first, the other loads.
 ``FSDP_TEST_PREWARM=0`` turns the background compile off.
+
+Under pytest-xdist (``scripts/test`` runs two workers) the controller starts the one background
+compile (``conftest.pytest_configure``) and names its directory in ``FSDP_PREWARM_DIR``; each
+worker follows it (:func:`follow`) instead of starting its own, which would compile everything
+once per worker on the same CPUs.
 """
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,10 +42,13 @@ APP_RUNS = (
     ("demo", "--app", "native", "--client", "packet", "--seconds", "0.05", "--concurrency", "4"),
 )
 
+SHARED_DIR_ENV = "FSDP_PREWARM_DIR"
+
 _done = False
 _ids = itertools.count()
 _background: "subprocess.Popen | None" = None
 _dir: "str | None" = None
+_following = False  # an xdist worker waiting on the controller's background compile
 
 
 def warm_engine() -> None:
@@ -99,21 +108,38 @@ def start_background(apps: bool) -> bool:
     return True
 
 
+def follow(directory: str) -> None:
+    """Wait, in :func:`wait`, on the background compile another process (xdist's controller)
+    started in ``directory``, rather than starting one."""
+    global _dir, _following
+    if _background is None:
+        _dir, _following = directory, True
+
+
 WAIT_LIMIT_S = 1500  # a background compile that has not finished a phase by then is stuck
+
+
+def _ended() -> bool:
+    if _background is not None:
+        return _background.poll() is not None
+    return os.path.exists(os.path.join(_dir, "end"))  # (written by _main however it ends)
 
 
 def wait(phase: str) -> None:
     """Return once the background compile has finished ``phase`` (at once if there is none, or
     it ended without it, or after WAIT_LIMIT_S, when it is stopped: the caller then compiles
     what it needs)."""
-    if _background is None:
+    global _following
+    if _background is None and not _following:
         return
     marker = os.path.join(_dir, phase + ".done")
     deadline = time.monotonic() + WAIT_LIMIT_S
-    while not os.path.exists(marker) and _background.poll() is None:
+    while not os.path.exists(marker) and not _ended():
         if time.monotonic() > deadline:
-            print(f"engine_warmup: no '{phase}' after {WAIT_LIMIT_S} s; stopping the "
-                  "background compile", file=sys.stderr)
+            print(f"engine_warmup: no '{phase}' after {WAIT_LIMIT_S} s; "
+                  + ("no longer waiting for" if _following else "stopping")
+                  + " the background compile", file=sys.stderr)
+            _following = False
             stop_background()  # (so no later test waits for it again)
             return
         time.sleep(0.05)
@@ -151,8 +177,23 @@ def stop_background() -> str:
     return log[-4000:] if rc else ""
 
 
+def remove_dir() -> None:
+    """Remove the background compile's directory (its markers and log), once it is stopped and
+    its report read; a process that only followed it leaves it to its owner."""
+    global _dir
+    if _dir is not None and not _following and _background is None:
+        shutil.rmtree(_dir, ignore_errors=True)
+        _dir = None
+
+
 def _main(argv: list[str]) -> int:
-    out, apps = argv[0], "--apps" in argv[1:]
+    try:
+        return _compile(argv[0], "--apps" in argv[1:])
+    finally:
+        Path(argv[0], "end").touch()  # (for the processes that follow it: it is over)
+
+
+def _compile(out: str, apps: bool) -> int:
     t0 = time.monotonic()
     warm_engine()
     print(f"engine compiled in {time.monotonic() - t0:.0f} s", flush=True)
