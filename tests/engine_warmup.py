@@ -49,6 +49,7 @@ _ids = itertools.count()
 _background: "subprocess.Popen | None" = None
 _dir: "str | None" = None
 _following = False  # an xdist worker waiting on the controller's background compile
+_owned = False  # this process made _dir (and removes it at the end)
 
 
 def warm_engine() -> None:
@@ -93,12 +94,13 @@ def engine_is_cached() -> bool:
 def start_background(apps: bool) -> bool:
     """Start the background compile (the apps' loops too, if ``apps``), unless the engine is
     cached or ``FSDP_TEST_PREWARM=0``; True if it started."""
-    global _background, _dir
+    global _background, _dir, _owned
     if _background is not None or os.environ.get("FSDP_TEST_PREWARM", "1") == "0":
         return _background is not None
     if engine_is_cached():
         return False
     _dir = tempfile.mkdtemp(prefix="fsdp-prewarm-")
+    _owned = True
     log = open(os.path.join(_dir, "log"), "wb")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     _background = subprocess.Popen(
@@ -180,10 +182,10 @@ def stop_background() -> str:
 def remove_dir() -> None:
     """Remove the background compile's directory (its markers and log), once it is stopped and
     its report read; a process that only followed it leaves it to its owner."""
-    global _dir
-    if _dir is not None and not _following and _background is None:
+    global _dir, _owned
+    if _owned and _background is None:
         shutil.rmtree(_dir, ignore_errors=True)
-        _dir = None
+        _dir, _owned = None, False
 
 
 def _main(argv: list[str]) -> int:
