@@ -8,7 +8,7 @@ pure-Python loop (``cpu_siblings.py``) runs as fast as ever.  This chases a rand
 permutation (each load depends on the last) over working sets from 16 KiB to 512 MiB and prints
 the nanoseconds per load.  The last line is one JSON object.
 
-    python benchmarks/mem_latency.py [--steps 2000000]
+    python benchmarks/mem_latency.py [--steps 2000000] [--max-kib 524288]
 """
 
 from __future__ import annotations
@@ -46,14 +46,17 @@ def latency_ns(size_kib: int, steps: int, rng) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2_000_000, help="dependent loads per size")
+    ap.add_argument("--max-kib", type=int, default=SIZES_KIB[-1],
+                    help="the largest working set measured, KiB")
     args = ap.parse_args(argv)
-    if args.steps < 1000:
-        print("mem_latency.py: --steps must be >= 1000", file=sys.stderr)
+    if args.steps < 1000 or args.max_kib < SIZES_KIB[0]:
+        print(f"mem_latency.py: --steps must be >= 1000 and --max-kib >= {SIZES_KIB[0]}",
+              file=sys.stderr)
         return 2
     rng = np.random.default_rng(1)
     result = {}
     print(f"{'working set':>12} {'ns per load':>12}")
-    for kib in SIZES_KIB:
+    for kib in (k for k in SIZES_KIB if k <= args.max_kib):
         ns = latency_ns(kib, args.steps, rng)
         result[str(kib)] = round(ns, 1)
         label = f"{kib // 1024} MiB" if kib >= 1024 else f"{kib} KiB"

@@ -206,6 +206,63 @@ def test_cpu_siblings_tiny(capsys):
     assert os.sched_getaffinity(0) == set(cpus)  # it pinned itself while measuring, only
 
 
+def test_scaling_side_by_side_tiny():
+    """benchmarks/scaling.py --side-by-side: N independent one-core demos at once (the
+    machine's own ceiling); one copy here, and a count the machine's CPUs cannot hold is one
+    clear line and a non-zero exit."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--side-by-side", "--cores",
+                        "1", "--per-core", "16", "--seconds", "0.3"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "N independent one-core demos at once, 16 in flight each" in r.stdout
+    res = _last_json(r.stdout)
+    assert res["side_by_side"] and res["concurrency_each"] == 16
+    (row,) = res["runs"]
+    assert row["copies"] == 1 and len(row["each"]) == 1
+    assert row["connections_per_s"] == row["each"][0] > 0 and row["efficiency"] == 1.0
+    r = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--side-by-side", "--cores",
+                        "1,100000"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.strip() == "scaling.py: --side-by-side needs 200000 CPUs"
+
+
+def test_cpu_siblings_layout_is_inferred_and_checked(monkeypatch, capsys):
+    """cpu_siblings.py --layout: CPU 0's sibling at n/2 (or 1) names the whole numbering, kept
+    only if one more pair measures as siblings too; the line it prints is FSDP_CPU_TOPOLOGY's."""
+    cpu_siblings = _load("cpu_siblings")
+
+    def fake(split):
+        def measure(cpu, partners, seconds, runs):
+            sib = (cpu + 4) % 8 if split else cpu ^ 1
+            return 60.0 if sib in partners else 100.0
+        return measure
+
+    monkeypatch.setattr(cpu_siblings.os, "sched_setaffinity", lambda pid, cpus: None)
+    cpus = list(range(8))
+    monkeypatch.setattr(cpu_siblings, "_measure", fake(True))
+    assert cpu_siblings._check_layout(cpus, 0, 4, 0.01, 1) == "0,4;1,5;2,6;3,7"
+    assert "FSDP_CPU_TOPOLOGY=0,4;1,5;2,6;3,7" in capsys.readouterr().out
+    monkeypatch.setattr(cpu_siblings, "_measure", fake(False))
+    assert cpu_siblings._check_layout(cpus, 0, 1, 0.01, 1) == "0,1;2,3;4,5;6,7"
+    # CPU 0 slow beside 4, but CPU 1 not beside 5: the numbering does not hold
+    assert cpu_siblings._check_layout(cpus, 0, 4, 0.01, 1) is None
+    assert "not confirmed" in capsys.readouterr().out
+    assert cpu_siblings._check_layout(cpus, 0, 3, 0.01, 1) is None  # no usual numbering
+
+
+def test_mem_latency_tiny(capsys):
+    """benchmarks/mem_latency.py: ns per dependent load by working-set size, bounded by
+    --max-kib; a bad argument is one line and exit 2."""
+    rc, out, err = _run(capsys, "mem_latency", "--steps", "1000", "--max-kib", "256")
+    assert rc == 0, err
+    res = _last_json(out)["ns_per_load_by_kib"]
+    assert list(res) == ["16", "256"] and all(v > 0 for v in res.values())
+    rc, out, err = _run(capsys, "mem_latency", "--steps", "10")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
 def test_cpu_siblings_bad_cpu_one_line(capsys):
     rc, out, err = _run(capsys, "cpu_siblings", "--cpu", "100000")
     assert rc == 2 and out == ""
