@@ -129,6 +129,19 @@ def _write_err(core, cid, now):
     tcp_set_closed(core, cid, err if err != 0 else np.int64(ETIMEDOUT))
 
 
+@kernel_inline
+def _clamp_rto_to_user_timeout(core, cid, user_timeout, now):
+    """The retransmission timer just armed fires no later than TCP_USER_TIMEOUT after the
+    give-up clock's start (``retrans_stamp``), and at least 1 ms from now (Linux
+    tcp_clamp_rto_to_user_timeout); nothing without a user timeout."""
+    if user_timeout <= 0:
+        return
+    left = user_timeout - (now - core.tcb.hot.retrans_stamp[cid])
+    when = now + (left if left > 1000 else 1000)
+    if when < expires(core, cid, TIMER_RTO):
+        arm(core, cid, TIMER_RTO, when)
+
+
 @kernel
 def _rto_fire(core, cid, now):
     t = core.tcb
@@ -137,11 +150,15 @@ def _rto_fire(core, cid, now):
     st = h.state[cid]
     if st == TCPS_SYN_SENT or (st == TCPS_SYN_RECEIVED and (h.tflags[cid] & TF_PASSIVE) == 0):
         # SYN (or a simultaneous open's SYN-ACK) retransmission: RFC 6298 (5.4)-(5.6); as
-        # many as TCP_SYNCNT says, else tcp_syn_retries (RFC 9293 MUST-21)
+        # many as TCP_SYNCNT says, else tcp_syn_retries (RFC 9293 MUST-21), and no longer than
+        # TCP_USER_TIMEOUT after the first SYN once one was sent again (Linux 6.18: with 500,
+        # 1500 and 2500 ms the SYN goes again at 1 s and connect() fails at 1, 1.5 and 2.5 s)
         limit = np.int64(t.cold.syn_retries[cid])
         if limit == 0:
             limit = core.cfg[CFG_TCP_SYN_RETRIES]
-        if h.rexmit_count[cid] >= limit:
+        user_timeout = np.int64(t.cold.user_timeout_ms[cid]) * 1000
+        if h.rexmit_count[cid] >= limit or (
+                user_timeout > 0 and tcp_retransmits_timed_out(core, cid, limit, 0, now)):
             core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
             _write_err(core, cid, now)
             return
@@ -151,6 +168,7 @@ def _rto_fire(core, cid, now):
         tcp_send_syn(core, cid, now)
         h.rexmit_count[cid] += 1
         tcp_arm_rto(core, cid, now)
+        _clamp_rto_to_user_timeout(core, cid, user_timeout, now)
         return
     if (h.tflags[cid] & TF_TLP_ARMED) != 0:
         h.tflags[cid] &= ~np.uint32(TF_TLP_ARMED)
@@ -195,12 +213,7 @@ def _rto_fire(core, cid, now):
     tcp_xmit_frame(core, cid, head, now, True)  # RFC 6298 (5.4)
     h.rexmit_count[cid] += 1  # (5.5) back off
     tcp_arm_rto(core, cid, now)  # (5.6)
-    if user_timeout > 0:
-        # no later than TCP_USER_TIMEOUT (Linux tcp_clamp_rto_to_user_timeout)
-        left = user_timeout - (now - h.retrans_stamp[cid])
-        when = now + (left if left > 1000 else 1000)
-        if when < expires(core, cid, TIMER_RTO):
-            arm(core, cid, TIMER_RTO, when)
+    _clamp_rto_to_user_timeout(core, cid, user_timeout, now)
     # the next hop may have moved: resolve it again at the next segment (dst negative advice)
     h.tflags[cid] &= ~np.uint32(TF_TMPL_MAC)
 

@@ -468,7 +468,9 @@ def tcp_connect_k(core, lip, lport, rip, rport, ip_fields, now):
     c.ttl[cid] = (ip_fields >> 8) & 0xFF
     tcp_tmpl_ip_fields(core, cid)
     tcp_initial_rcv_window(core, cid)
-    h.retrans_stamp[cid] = now
+    # the give-up clock of the SYN (Linux tcp_connect: retrans_stamp); 0 would mean "none", and
+    # a virtual clock may connect at 0
+    h.retrans_stamp[cid] = now if now > 0 else 1
     h.rtt_start_us[cid] = now
     h.tflags[cid] |= np.uint32(TF_RTT_TIMING)
     core.stats[STAT_TCP_ACTIVE_OPENS] += 1

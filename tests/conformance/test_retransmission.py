@@ -81,6 +81,31 @@ def test_syncnt_limits_syn_retransmissions(h):
     assert failed is not None and failed[1] == errno.ETIMEDOUT and in_window(failed[0], 2.9, 3.4)
 
 
+@pytest.mark.parametrize("ms", [500, 2500])
+def test_user_timeout_ends_a_connect_after_a_syn_retransmission(h, ms):
+    """TCP_USER_TIMEOUT bounds an active open too (Linux: tcp_write_timeout's
+    retransmits_timed_out, counted from the first SYN, and tcp_clamp_rto_to_user_timeout): the
+    SYN goes again once at its 1 s RTO, then connect() fails with ETIMEDOUT at the user timeout
+    (or at once, past it: with 500 ms, right after that retransmission), not after
+    tcp_syn_retries (127 s)."""
+    s = h.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+    assert s.connect_ex((PEER_IP, 9000)) == errno.EINPROGRESS
+    (syn,) = h.recv()
+    t0 = h.now
+    resent, failed = [], None
+    while h.now - t0 < 3.2 and failed is None:
+        h.advance(0.05)
+        resent += [h.now - t0 for p in h.recv() if p[TCP].flags == "S"]
+        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if e:
+            failed = (h.now - t0, e)
+    end = max(1.0, ms / 1000)
+    assert len(resent) == 1 and in_window(resent[0], 0.95, 1.3), resent
+    assert failed is not None and failed[1] == errno.ETIMEDOUT, failed
+    assert in_window(failed[0], end - 0.05, end + 0.35), failed
+
+
 def user_timeout_run(c, ms: int, until: float):
     """TCP_USER_TIMEOUT ``ms`` on ``c``, 100 bytes written and never acknowledged: (the
     retransmissions' times, (when SO_ERROR said, errno) or None), watched up to ``until`` s."""
