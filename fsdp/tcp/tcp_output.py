@@ -933,16 +933,22 @@ def tcp_output_new(core, cid, cwnd_room, now):
     return sent
 
 
+@kernel_inline
+def tcp_probe0_base(core, cid):
+    """The zero-window probe's base interval: the RTO, at least the minimum RTO (Linux
+    tcp_probe0_base), which the persist timer backs off and TCP_USER_TIMEOUT's model time of
+    the probes sent counts in."""
+    base = np.int64(core.tcb.hot.rto[cid])
+    mn = core.cfg[CFG_TCP_RTO_MIN_US]
+    return base if base > mn else mn
+
+
 @kernel
 def tcp_arm_persist(core, cid, now):
     """The persist timer (RFC 9293 §3.8.6.1): the RTO with backoff, at least the minimum RTO
     (Linux tcp_probe0_when)."""
     h = core.tcb.hot
-    base = np.int64(h.rto[cid])
-    mn = core.cfg[CFG_TCP_RTO_MIN_US]
-    if base < mn:
-        base = mn
-    t = base << np.int64(h.rexmit_count[cid])
+    t = tcp_probe0_base(core, cid) << np.int64(h.rexmit_count[cid])
     mx = core.cfg[CFG_TCP_RTO_MAX_US]
     if t > mx:
         t = mx

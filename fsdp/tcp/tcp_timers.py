@@ -75,6 +75,7 @@ from fsdp.tcp.tcp_output import (
     tcp_can_send_data,
     tcp_flight,
     tcp_output,
+    tcp_probe0_base,
     tcp_rto_us,
     tcp_send_ack,
     tcp_send_loss_probe,
@@ -302,10 +303,8 @@ def _persist_fire(core, cid, now):
     if user_timeout > 0:
         # TCP_USER_TIMEOUT bounds the probing (Linux tcp_probe_timer): the model time of the
         # probes sent so far
-        base = np.int64(h.rto[cid])
-        if base < core.cfg[CFG_TCP_RTO_MIN_US]:
-            base = core.cfg[CFG_TCP_RTO_MIN_US]
-        spent = _model_timeout(np.int64(c.probes_out[cid]), base, core.cfg[CFG_TCP_RTO_MAX_US])
+        spent = _model_timeout(np.int64(c.probes_out[cid]), tcp_probe0_base(core, cid),
+                               core.cfg[CFG_TCP_RTO_MAX_US])
         if spent >= user_timeout:
             _write_err(core, cid, now)
             return
