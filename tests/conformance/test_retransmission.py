@@ -60,6 +60,22 @@ def test_connect_times_out_after_syn_retries(harness_factory):
 
 
 @pytest.mark.slow
+def connect_unanswered(h, s, until: float):
+    """``s`` connects to a peer that never answers: (the times the SYN was sent again, (when
+    SO_ERROR said, errno) or None), watched up to ``until`` s after the first SYN."""
+    assert s.connect_ex((PEER_IP, 9000)) == errno.EINPROGRESS
+    (syn,) = h.recv()
+    t0 = h.now
+    resent, failed = [], None
+    while h.now - t0 < until and failed is None:
+        h.advance(0.05)
+        resent += [h.now - t0 for p in h.recv() if p[TCP].flags == "S"]
+        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if e:
+            failed = (h.now - t0, e)
+    return resent, failed
+
+
 def test_syncnt_limits_syn_retransmissions(h):
     """RFC 9293 §3.8.3 (MUST-21: R2 for a SYN can be set per connection) as Linux's TCP_SYNCNT:
     with 1 the SYN is sent again once, at 1 s, and connect() fails with ETIMEDOUT when that
@@ -67,16 +83,7 @@ def test_syncnt_limits_syn_retransmissions(h):
     s = h.socket()
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
     assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT) == 1
-    assert s.connect_ex((PEER_IP, 9000)) == errno.EINPROGRESS
-    (syn,) = h.recv()
-    t0 = h.now
-    resent, failed = [], None
-    while h.now - t0 < 3.4 and failed is None:
-        h.advance(0.05)
-        resent += [h.now - t0 for p in h.recv() if p[TCP].flags == "S"]
-        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if e:
-            failed = (h.now - t0, e)
+    resent, failed = connect_unanswered(h, s, 3.4)
     assert len(resent) == 1 and in_window(resent[0], 0.95, 1.3)
     assert failed is not None and failed[1] == errno.ETIMEDOUT and in_window(failed[0], 2.9, 3.4)
 
@@ -90,16 +97,7 @@ def test_user_timeout_ends_a_connect_after_a_syn_retransmission(h, ms):
     tcp_syn_retries (127 s)."""
     s = h.socket()
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
-    assert s.connect_ex((PEER_IP, 9000)) == errno.EINPROGRESS
-    (syn,) = h.recv()
-    t0 = h.now
-    resent, failed = [], None
-    while h.now - t0 < 3.2 and failed is None:
-        h.advance(0.05)
-        resent += [h.now - t0 for p in h.recv() if p[TCP].flags == "S"]
-        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if e:
-            failed = (h.now - t0, e)
+    resent, failed = connect_unanswered(h, s, 3.2)
     end = max(1.0, ms / 1000)
     assert len(resent) == 1 and in_window(resent[0], 0.95, 1.3), resent
     assert failed is not None and failed[1] == errno.ETIMEDOUT, failed
