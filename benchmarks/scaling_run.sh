@@ -176,13 +176,26 @@ pyprofile() {
         echo "== pyprofile $n server cores (worker $pid on CPU $cpu0): $(grep -E '^fsdp python' "$WORK/pyprofile-$n.txt" | head -1)" | tee -a "$OUT/summary.txt"
         [ -f "$WORK/pyspy-$n.txt" ] && "$PY" - "$WORK/pyspy-$n.txt" <<'PY' | tee -a "$OUT/summary.txt"
 import collections, sys
-own, total = collections.Counter(), 0
+own, incl, total = collections.Counter(), collections.Counter(), 0
 for line in open(sys.argv[1]):
     stack, _, n = line.rstrip().rpartition(" ")
-    total += int(n)
-    own[stack.split(";")[-1]] += int(n)
-for frame, n in own.most_common(12):
+    n = int(n)
+    total += n
+    frames = stack.split(";")
+    own[frames[-1]] += n
+    names = {f.split(" (")[0] for f in frames}  # each function once per sample, any line
+    for name in names:
+        incl[name] += n
+print("   own samples (function and line):")
+for frame, n in own.most_common(10):
     print(f"   {100 * n / total:5.1f}%  {frame}")
+print("   with callees, below the server loop:")
+top = incl.get("HttpServer.run", total)
+for name, n in incl.most_common():
+    if n < top:
+        print(f"   {100 * n / total:5.1f}%  {name}")
+        if n < 0.04 * total:
+            break
 PY
     done
 }
