@@ -200,7 +200,7 @@ from fsdp.tcp.tcb import (
     TF_WSCALE_OK,
     tcb_touch,
 )
-from fsdp.tcp.tcbops import arm, disarm, set_state
+from fsdp.tcp.tcbops import arm, disarm, keepalive_idle_us, set_state
 from fsdp.tcp.tcp_output import (
     TCP_ATO_MIN_US,
     frame_seq_len,
@@ -570,7 +570,7 @@ def tcp_established(core, cid, now):
     h.retrans_stamp[cid] = 0
     h.rexmit_count[cid] = 0
     if (h.tflags[cid] & TF_KEEPALIVE) != 0:
-        arm(core, cid, TIMER_KEEPALIVE, now + np.int64(core.tcb.cold.ka_idle_ms[cid]) * 1000)
+        arm(core, cid, TIMER_KEEPALIVE, now + keepalive_idle_us(core, cid))
 
 
 @kernel

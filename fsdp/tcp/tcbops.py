@@ -4,8 +4,11 @@
 ``inline="always"`` (fast, refcount-free hot paths); every call site of such a function is a
 full copy of its IR, and each costs compile time out of proportion to its size because of the
 ~100-array tables it takes.  The engine calls them through these small kernels instead, so each
-is inlined once.
+is inlined once.  Beside them, the unit conversions of cold-row fields that the timers read
+(``user_timeout_us``, ``keepalive_idle_us``), so each is written once.
 """
+
+import numpy as np
 
 from fsdp.core.timerwheel import (
     timer_arm,
@@ -14,7 +17,7 @@ from fsdp.core.timerwheel import (
     timer_expires,
     timer_pending,
 )
-from fsdp.tcp.kernel import kernel
+from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.tcb import tcb_is_allocated, tcb_set_state
 
 
@@ -53,3 +56,15 @@ def armed(core, cid, kind):
 @kernel
 def expires(core, cid, kind):
     return timer_expires(core.timers, cid, kind)
+
+
+@kernel_inline
+def user_timeout_us(core, cid):
+    """TCP_USER_TIMEOUT in µs (kept in ms in the cold row, as the option gives it), 0 = none."""
+    return np.int64(core.tcb.cold.user_timeout_ms[cid]) * 1000
+
+
+@kernel_inline
+def keepalive_idle_us(core, cid):
+    """TCP_KEEPIDLE in µs (kept in ms in the cold row: 32767 s at most)."""
+    return np.int64(core.tcb.cold.ka_idle_ms[cid]) * 1000

@@ -68,7 +68,7 @@ from fsdp.tcp.tcb import (
     TF_TLP_RETRANS,
     TF_TMPL_MAC,
 )
-from fsdp.tcp.tcbops import arm, expires, is_alloc
+from fsdp.tcp.tcbops import arm, expires, is_alloc, keepalive_idle_us, user_timeout_us
 from fsdp.tcp.tcp_output import (
     tcp_arm_persist,
     tcp_arm_rto,
@@ -114,7 +114,7 @@ def tcp_retransmits_timed_out(core, cid, boundary, rto_base, now):
     start = h.retrans_stamp[cid]
     if start == 0:
         return False
-    tmo = np.int64(core.tcb.cold.user_timeout_ms[cid]) * 1000  # TCP_USER_TIMEOUT instead
+    tmo = user_timeout_us(core, cid)  # TCP_USER_TIMEOUT instead
     if tmo == 0:
         tmo = _model_timeout(np.int64(boundary), np.int64(rto_base), core.cfg[CFG_TCP_RTO_MAX_US])
     # Linux compares in milliseconds (jiffies)
@@ -157,7 +157,7 @@ def _rto_fire(core, cid, now):
         limit = np.int64(t.cold.syn_retries[cid])
         if limit == 0:
             limit = core.cfg[CFG_TCP_SYN_RETRIES]
-        user_timeout = np.int64(t.cold.user_timeout_ms[cid]) * 1000
+        user_timeout = user_timeout_us(core, cid)
         if h.rexmit_count[cid] >= limit or (
                 user_timeout > 0 and tcp_retransmits_timed_out(core, cid, limit, 0, now)):
             core.stats[STAT_TCP_ATTEMPT_FAILS] += 1
@@ -183,7 +183,7 @@ def _rto_fire(core, cid, now):
     if head < 0 or (pool.flags[head] & FRAME_F_TCP_SENT) == 0:
         return
     orphan = (h.tflags[cid] & TF_ORPHAN) != 0
-    user_timeout = np.int64(t.cold.user_timeout_ms[cid]) * 1000
+    user_timeout = user_timeout_us(core, cid)
     if h.snd_wnd[cid] == 0 and not orphan:
         # the receiver shrank its window to zero: retransmissions are window probes, and the
         # connection lives as long as the peer answers (Linux), or TCP_USER_TIMEOUT after the
@@ -299,7 +299,7 @@ def _persist_fire(core, cid, now):
     if c.probes_out[cid] >= max_probes:
         _write_err(core, cid, now)
         return
-    user_timeout = np.int64(c.user_timeout_ms[cid]) * 1000
+    user_timeout = user_timeout_us(core, cid)
     if user_timeout > 0:
         # TCP_USER_TIMEOUT bounds the probing (Linux tcp_probe_timer): the model time of the
         # probes sent so far
@@ -330,7 +330,7 @@ def _keepalive_fire(core, cid, now):
         return
     if st == TCPS_TIME_WAIT or st == TCPS_SYN_RECEIVED or st == TCPS_LISTEN:
         return
-    idle_us = np.int64(c.ka_idle_ms[cid]) * 1000
+    idle_us = keepalive_idle_us(core, cid)
     if tcp_flight(core, cid) > 0 or h.snd_q_unsent[cid] >= 0:
         arm(core, cid, TIMER_KEEPALIVE, now + idle_us)
         return
@@ -338,7 +338,7 @@ def _keepalive_fire(core, cid, now):
     if elapsed >= idle_us:
         # with TCP_USER_TIMEOUT, that long without a word from the peer ends it, once a probe
         # went unanswered, instead of TCP_KEEPCNT (Linux tcp_keepalive_timer)
-        user_timeout = np.int64(c.user_timeout_ms[cid]) * 1000
+        user_timeout = user_timeout_us(core, cid)
         if (user_timeout > 0 and elapsed >= user_timeout and c.probes_out[cid] > 0) or (
             user_timeout == 0 and c.probes_out[cid] >= c.ka_probes[cid]
         ):

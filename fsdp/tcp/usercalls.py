@@ -116,7 +116,7 @@ from fsdp.tcp.tcb import (
     URG_VALID,
     tcb_touch,
 )
-from fsdp.tcp.tcbops import arm, disarm, is_alloc, set_state
+from fsdp.tcp.tcbops import arm, disarm, is_alloc, keepalive_idle_us, set_state
 from fsdp.tcp.tcp_output import (
     tcp_output,
     tcp_queue_fin,
@@ -816,7 +816,7 @@ def tcp_setopt_k(core, cid, opt, value):
             if (h.tflags[cid] & TF_KEEPALIVE) == 0:
                 h.tflags[cid] |= np.uint32(TF_KEEPALIVE)
                 if _connected_state(h.state[cid]):
-                    arm(core, cid, TIMER_KEEPALIVE, now + np.int64(c.ka_idle_ms[cid]) * 1000)
+                    arm(core, cid, TIMER_KEEPALIVE, now + keepalive_idle_us(core, cid))
         else:
             h.tflags[cid] &= ~np.uint32(TF_KEEPALIVE)
             disarm(core, cid, TIMER_KEEPALIVE)
