@@ -18,6 +18,22 @@ _MAX_PASSES_PER_STEP = 100_000
 _harness_ids = itertools.count()
 
 
+class _VirtualClock:
+    """The harness's clock, in µs, as the stack calls it.  Its own object, so the stack does
+    not hold the harness: a harness that refers to its stack and a stack whose clock refers
+    back to the harness would be a reference cycle, which ``gc.freeze`` (done when a stack
+    loads its loop, ``fsdp.core.stack.freeze_long_lived_objects``) makes immortal -- every
+    closed harness would keep its stack, pool and wire (tens of MB) for the process's life."""
+
+    __slots__ = ("us",)
+
+    def __init__(self) -> None:
+        self.us = 0
+
+    def __call__(self) -> int:
+        return self.us
+
+
 class Harness:
     """A stack under test and a scripted peer on one private simulated wire."""
 
@@ -39,7 +55,7 @@ class Harness:
         peer_mac_int = _parse_mac(peer_mac)
         if mac_int == peer_mac_int:
             raise ValueError("the stack and the peer need different MAC addresses")
-        self._now_us = 0
+        self._clock = _VirtualClock()
         self._outbox: list[bytes] = []
         self._sockets: list = []
         self._wire = SimWire.private(name=f"harness-{next(_harness_ids)}", max_ports=2,
@@ -52,7 +68,7 @@ class Harness:
         try:
             self.stack = Stack(
                 nic=stack_port, ip=f"{self.ip}/{prefix}", mac=mac_int, cores=cores,
-                clock=lambda: self._now_us, **options,
+                clock=self._clock, **options,
             )
         except BaseException:
             stack_port.close()
@@ -60,6 +76,14 @@ class Harness:
             self._wire.close()
             raise
         self.stack.add_neighbor(self.peer_ip, peer_mac_int)
+
+    @property
+    def _now_us(self) -> int:
+        return self._clock.us
+
+    @_now_us.setter
+    def _now_us(self, us: int) -> None:
+        self._clock.us = us
 
     # ---- the contract ----
     @property
