@@ -118,7 +118,7 @@ SYSCTL_OPTIONS: dict[str, str] = {
         "tcp_adv_win_scale", "tcp_base_mss", "tcp_min_snd_mss", "tcp_rto_min_us",
         "tcp_comp_sack_nr", "tcp_comp_sack_delay_ns", "tcp_thin_linear_timeouts",
         "tcp_notsent_lowat", "tcp_tso_win_divisor", "tcp_syn_linear_timeouts", "ip_default_ttl",
-        "ip_no_pmtu_disc",
+        "ip_no_pmtu_disc", "ipfrag_time",
         "icmp_echo_ignore_broadcasts", "icmp_ratelimit", "icmp_msgs_per_sec", "icmp_msgs_burst",
     )
 }

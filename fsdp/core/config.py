@@ -68,6 +68,7 @@ CFG_TCP_MAX_REASS = 53  # out-of-order bytes per connection, 0 = the receive buf
 CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer growth
 CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS steers here
 #                                wants (the listener's core when listen spawn is off)
+CFG_IPFRAG_TIME_US = 56  # how long a datagram's fragments are kept (Linux ipfrag_time)
 CFG_SIZE = 64
 
 
@@ -87,6 +88,7 @@ class StackOptions:
     arp_gc: float = 60.0  # s an unused STALE neighbour is kept
     icmp_ratelimit: int = 1000  # ICMP error messages per second per core (Linux icmp_msgs_per_sec)
     icmp_burst: int = 50  # token bucket depth (Linux icmp_msgs_burst)
+    ipfrag_time: int = 30  # s to complete a fragmented datagram (Linux ipfrag_time)
     icmp_echo_ignore_broadcasts: bool = True  # Linux default, RFC 1122 §3.2.2.6 allows either
     rx_csum_offload: bool = False
     tx_csum_offload: bool = False
@@ -180,6 +182,7 @@ class StackOptions:
         positive_int("arp_queue_len", 1, 1 << 16)
         positive_int("icmp_ratelimit", 0, 1 << 30)
         positive_int("icmp_burst", 1, 1 << 30)
+        positive_int("ipfrag_time", 1, 1 << 20)
         for name in ("arp_reachable", "arp_retrans", "arp_gc"):
             seconds(name)
         positive_int("max_conns", 16, 1 << 24)
@@ -265,6 +268,7 @@ def cfg_create(
     cfg[CFG_ICMP_BURST] = opts.icmp_burst
     cfg[CFG_ICMP_ECHO_IGNORE_BCAST] = int(opts.icmp_echo_ignore_broadcasts)
     cfg[CFG_TTL] = opts.ttl
+    cfg[CFG_IPFRAG_TIME_US] = opts.ipfrag_time * 1_000_000
     cfg[CFG_RX_CSUM_OFFLOAD] = int(opts.rx_csum_offload)
     cfg[CFG_TX_CSUM_OFFLOAD] = int(opts.tx_csum_offload)
     cfg[CFG_RX_BURST] = opts.rx_burst

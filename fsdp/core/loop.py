@@ -21,13 +21,21 @@ from fsdp.core.stats import (
     STAT_RX_FRAMES,
 )
 from fsdp.core.timerwheel import timer_next_deadline, timer_work_due
-from fsdp.core.vars import NO_DEADLINE, V_ARP_TIMER_US, V_LO_IN_HEAD, V_NOW, V_PASSES
+from fsdp.core.vars import (
+    NO_DEADLINE,
+    V_ARP_TIMER_US,
+    V_IPFRAG_TIMER_US,
+    V_LO_IN_HEAD,
+    V_NOW,
+    V_PASSES,
+)
 from fsdp.driver.api import nic_next_event, nic_rx_burst
 from fsdp.driver.jitmem import borrow_core
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.icmp import icmp_input, icmp_send_error
 from fsdp.tcp.input import tcp_input
 from fsdp.tcp.ip import ip_validate
+from fsdp.tcp.ipfrag import ip_reassemble, ipfrag_expire
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import arp_input, arp_timers
 from fsdp.tcp.tcb import TCB_META_TOUCH_EPOCH, TCB_META_TOUCHED, TOUCH_LOG_SIZE
@@ -43,7 +51,7 @@ from fsdp.wire.ethernet import (
     eth_type,
 )
 from fsdp.wire.icmp import ICMP_DEST_UNREACH, ICMP_UNREACH_PROTOCOL
-from fsdp.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ip_proto
+from fsdp.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ip_is_fragment, ip_proto
 
 
 @kernel_inline
@@ -52,6 +60,10 @@ def ip_input(core, fid, now):
     if kind < 0:
         return
     pool = core.pool
+    if ip_is_fragment(pool.data[fid], pool.off[fid] + ETH_HLEN):
+        fid = ip_reassemble(core, fid, kind, now)
+        if fid < 0:
+            return  # held until the datagram is complete (or dropped, counted)
     proto = ip_proto(pool.data[fid], pool.off[fid] + ETH_HLEN)
     if proto == IPPROTO_TCP:
         tcp_input(core, fid, kind, now)
@@ -102,6 +114,9 @@ def core_timers(core, now):
     t = core.var[V_ARP_TIMER_US]
     if t != NO_DEADLINE and t <= now:
         arp_timers(core, now)
+    t = core.var[V_IPFRAG_TIMER_US]
+    if t != NO_DEADLINE and t <= now:
+        ipfrag_expire(core, now)
     if timer_work_due(core.timers, now):
         tcp_timers_run(core, now)
 
@@ -136,6 +151,9 @@ def next_deadline(core):
     """The earliest time (µs) something is due on this core, or NO_DEADLINE."""
     core = borrow_core(core)
     d = core.var[V_ARP_TIMER_US]
+    f = core.var[V_IPFRAG_TIMER_US]
+    if f != NO_DEADLINE and (d == NO_DEADLINE or f < d):
+        d = f
     w = timer_next_deadline(core.timers)
     if w != NO_DEADLINE and (d == NO_DEADLINE or w < d):
         d = w

@@ -41,6 +41,7 @@ from fsdp.driver.pcap import (
 from fsdp.driver.sim import SimQueue, _pid_alive, queue_sleep
 from fsdp.pool.pool import pool_audit, pool_n_free
 from fsdp.tcp.icmp import ECHO_LOG_SIZE, icmp_send_echo
+from fsdp.tcp.ipfrag import ipfrag_held_frames
 from fsdp.tcp.neighbor import ARP_STATE_NAMES, arp_add_static, arp_queued_frames
 from fsdp.wire.ethernet import mac_to_int, mac_to_str
 
@@ -670,14 +671,16 @@ class Stack:
 
     def audit(self) -> None:
         """Assert that no packet buffer leaked: every frame of every core is free or held by a
-        known owner (a resolving neighbour's queue, the NIC).  Raises AssertionError."""
+        known owner (a resolving neighbour's queue, the NIC, a datagram being reassembled).
+        Raises AssertionError."""
         for i, core in enumerate(self._cores):
             err = pool_audit(core.pool)
             if err != 0:
                 raise AssertionError(f"core {i}: pool audit failed with code {err}")
             owned = core.pool.refcnt.shape[0] - int(pool_n_free(core.pool))
             held = (int(arp_queued_frames(self._refs[i])) + self._nic_held_frames(i)
-                    + int(core.var[V_LO_IN_COUNT]))  # sent to itself, received next pass
+                    + int(core.var[V_LO_IN_COUNT])  # sent to itself, received next pass
+                    + ipfrag_held_frames(core.frags))  # datagrams being reassembled
             if owned != held:
                 raise AssertionError(
                     f"core {i}: {owned} frames owned but only {held} accounted for (leak)"

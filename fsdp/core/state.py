@@ -16,6 +16,7 @@ from fsdp.core.vars import (
     NO_DEADLINE,
     V_ARP_TIMER_US,
     V_ICMP_TOKENS,
+    V_IPFRAG_TIMER_US,
     V_LO_IN_HEAD,
     V_LO_IN_TAIL,
     V_LO_OUT_HEAD,
@@ -31,6 +32,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import Pool, pool_create
 from fsdp.tcp.flowtable import FlowTable, flowtable_create
 from fsdp.tcp.icmp import EchoLog, echo_log_create
+from fsdp.tcp.ipfrag import IpFragTable, ipfrag_table_create
 from fsdp.tcp.isn import host_secret_create
 from fsdp.tcp.listen import ListenTable, listen_table_create
 from fsdp.tcp.neighbor import ArpTable, arp_table_create
@@ -54,6 +56,7 @@ class CoreState(NamedTuple):
     tx_ids: np.ndarray  # int32[TX_BATCH]
     arp: ArpTable
     echo_log: EchoLog
+    frags: IpFragTable  # IPv4 datagrams being reassembled
     capture: Any  # CaptureRing
     # ---- the TCP engine (fsdp/tcp) ----
     tcb: TcbTable  # every connection's TCB, max_conns of them
@@ -89,6 +92,7 @@ def core_state_create(
     )
     var = np.zeros(V_SIZE, np.int64)
     var[V_ARP_TIMER_US] = NO_DEADLINE
+    var[V_IPFRAG_TIMER_US] = NO_DEADLINE
     var[V_ICMP_TOKENS] = opts.icmp_burst * 1000
     var[V_TCP_TW_HEAD] = -1
     var[V_TCP_TW_TAIL] = -1
@@ -113,6 +117,7 @@ def core_state_create(
         tx_ids=np.zeros(TX_BATCH, np.int32),
         arp=arp_table_create(opts.arp_entries),
         echo_log=echo_log_create(),
+        frags=ipfrag_table_create(),
         capture=capture_ring_create(slots=1, snaplen=64),
         tcb=tcb_table_create(n),
         flows=flowtable_create(n),

@@ -38,7 +38,7 @@ STAT_NAMES = (
     "ip_bad_csum",
     "ip_bad_src",  # martian source: zero, loopback, multicast, broadcast, ours
     "ip_not_for_us",
-    "ip_fragment",  # fragments are not reassembled: dropped
+    "ip_fragment",  # fragments received (Linux ReasmReqds; fsdp.tcp.ipfrag reassembles them)
     "ip_unknown_proto",
     "ip_out",
     "ip_no_route",
@@ -151,6 +151,17 @@ STAT_NAMES = (
     "tcp_icmp_out_of_window",  # quoting a sequence number not in flight (Linux OutOfWindowIcmps)
     "tcp_icmp_aborts",  # connection openings ended by an ICMP error
     "tcp_pmtu_reduced",  # path MTU lowered by fragmentation needed (RFC 1191)
+    # IPv4 fragments (RFC 791, RFC 1122 §3.3.2; fsdp.tcp.ipfrag): Linux's Reasm*/Frag* MIBs
+    "ip_reasm_ok",  # datagrams reassembled (ReasmOKs)
+    "ip_reasm_fails",  # datagrams given up, for any of the reasons below (ReasmFails)
+    "ip_reasm_timeout",  # of them, not complete within ipfrag_time (ReasmTimeout)
+    "ip_reasm_overlaps",  # of them, a fragment overlapped data already held (ReasmOverlaps)
+    "ip_reasm_oversize",  # of them, larger than one frame holds (Linux takes up to 64 KiB)
+    "ip_reasm_evicted",  # of them, the oldest, given up for a new one: every slot in use
+    "ip_frag_dup",  # fragments that carried only bytes already held: dropped, datagram kept
+    "ip_frag_ok",  # datagrams sent in fragments (FragOKs)
+    "ip_frag_creates",  # fragments sent (FragCreates)
+    "ip_frag_fails",  # datagrams over the MTU not sent: DF set, or no frame (FragFails)
 )
 
 STAT_RX_FRAMES = 0
@@ -280,6 +291,16 @@ STAT_ICMP_ERR_TO_BROADCAST = 123
 STAT_TCP_ICMP_OUT_OF_WINDOW = 124
 STAT_TCP_ICMP_ABORTS = 125
 STAT_TCP_PMTU_REDUCED = 126
+STAT_IP_REASM_OK = 127
+STAT_IP_REASM_FAILS = 128
+STAT_IP_REASM_TIMEOUT = 129
+STAT_IP_REASM_OVERLAPS = 130
+STAT_IP_REASM_OVERSIZE = 131
+STAT_IP_REASM_EVICTED = 132
+STAT_IP_FRAG_DUP = 133
+STAT_IP_FRAG_OK = 134
+STAT_IP_FRAG_CREATES = 135
+STAT_IP_FRAG_FAILS = 136
 
 STAT_COUNT = len(STAT_NAMES)
 

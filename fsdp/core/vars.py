@@ -25,6 +25,7 @@ V_LO_OUT_TAIL = 20  # pool.next, -1 = none) ...
 V_LO_IN_HEAD = 21  # ... and their copies, waiting for the next pass to receive them
 V_LO_IN_TAIL = 22
 V_LO_IN_COUNT = 23
+V_IPFRAG_TIMER_US = 24  # earliest reassembly deadline (fsdp.tcp.ipfrag), -1 = none
 V_SIZE = 32
 
 NO_DEADLINE = -1

@@ -30,6 +30,7 @@ FRAME_F_RX_CSUM_BAD = 0x2  # the NIC found a bad checksum (rx offload)
 FRAME_F_TX_CSUM = 0x4  # the NIC must fill in the IPv4/L4 checksums (tx offload)
 FRAME_F_REDIRECTED = 0x8  # handed over by a sibling queue (nic_redirect): never redirect again
 FRAME_F_LOOPED = 0x10  # sent by this host to itself (core/output.py): no NIC saw it
+FRAME_F_REASSEMBLED = 0x20  # a datagram put together from IP fragments (fsdp.tcp.ipfrag)
 
 # pool.meta indices
 POOL_META_FREE_TOP = 0  # number of entries on the free stack

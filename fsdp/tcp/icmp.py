@@ -54,9 +54,9 @@ from fsdp.pool.pool import (
     frame_alloc,
     frame_free,
 )
-from fsdp.tcp.input import hand_to_core
+from fsdp.tcp.input import hand_to_core, tcp_tuple_owner
 from fsdp.tcp.ip import DST_UNICAST, ip_output
-from fsdp.tcp.tcp_icmp import tcp_icmp_error, tcp_icmp_owner
+from fsdp.tcp.tcp_icmp import tcp_icmp_error
 from fsdp.wire.ethernet import ETH_HLEN
 from fsdp.wire.icmp import (
     ICMP_DEST_UNREACH,
@@ -286,7 +286,7 @@ def _error_to_tcp(core, fid, off, n, t, now):
         return False
     owner = np.int64(-1)
     if (pool.flags[fid] & FRAME_F_REDIRECTED) == 0:
-        owner = tcp_icmp_owner(core, lip, lport, rip, rport)
+        owner = tcp_tuple_owner(core, lip, lport, rip, rport)
     if owner < 0:
         core.stats[STAT_ICMP_ERR_NO_CONN] += 1
         return False

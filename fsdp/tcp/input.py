@@ -27,7 +27,8 @@ from fsdp.core.stats import (
 )
 from fsdp.core.vars import V_TCP_RST_ACK, V_TCP_RST_FLAGS, V_TCP_RST_PENDING, V_TCP_RST_SEQ
 from fsdp.driver.api import nic_redirect
-from fsdp.pool.pool import FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
+from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
+from fsdp.pool.pool import FRAME_F_REASSEMBLED, FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
 from fsdp.tcp.closed import tcp_emit_rst, tcp_send_reset
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.ip import DST_UNICAST
@@ -100,6 +101,34 @@ def _flow_owner(core, dport):
     return owner
 
 
+@kernel
+def tcp_tuple_owner(core, lip, lport, rip, rport):
+    """The core that holds (or would take) connection ``lip:lport <-> rip:rport``, or -1 when
+    it is this one, for a packet the NIC could not steer by the 4-tuple: an ICMP error about the
+    connection or a reassembled datagram (the NIC hashes both by their addresses only, so they
+    may land on any core).  Where the connection's own segments go: with receive flow deliver
+    off, an active open's port names its core; otherwise the core RSS gives the 4-tuple (RFD
+    chose an active open's port for that), unless the port has listeners and that core is not
+    one of them: then the lowest that is (the global listen fallback, ``_flow_owner``)."""
+    n = core.cfg[CFG_N_CORES]
+    if n <= 1:
+        return np.int64(-1)
+    if core.cfg[CFG_RFD] == 0 and lport >= PORT_EPHEMERAL_LO and lport <= PORT_EPHEMERAL_HI:
+        owner = np.int64(lport % n)
+    else:
+        owner = np.int64(core.reta[rss_hash_ipv4_l4(core.rss, rip, lip, rport, lport)
+                                   & (RETA_SIZE - 1)])
+        listeners = core.listen_map[lport]
+        if listeners != 0 and ((listeners >> owner) & 1) == 0:
+            owner = np.int64(0)
+            while (listeners & 1) == 0:
+                listeners >>= 1
+                owner += 1
+    if owner == core.cfg[CFG_CORE_ID]:
+        return np.int64(-1)
+    return owner
+
+
 @kernel_inline
 def _redirect_to_owner(core, fid, ip_off, ip_len, dport):
     """Hand the segment (restored to its whole Ethernet frame) to the core that owns its flow
@@ -159,6 +188,13 @@ def tcp_input(core, fid, dst_kind, now):
     seq = tcp_seq(buf, off)
     sport = tcp_sport(buf, off)
     dport = tcp_dport(buf, off)
+    if (pool.flags[fid] & (FRAME_F_REASSEMBLED | FRAME_F_REDIRECTED)) == FRAME_F_REASSEMBLED:
+        # put together from fragments, which the NIC steered by addresses only: to the core
+        # its segments go to, before this core's tables (whose listener would take it) see it
+        owner = tcp_tuple_owner(core, dst, dport, src, sport)
+        if owner >= 0:
+            hand_to_core(core, fid, owner)
+            return
     s = core.tcp_seg
     s[SEG_SEQ] = seq
     s[SEG_ACK] = tcp_ack(buf, off)

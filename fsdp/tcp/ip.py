@@ -5,6 +5,7 @@ the transport payload to ICMP, UDP or TCP.  Output prepends a 20-byte header and
 hop: the destination itself when on-link, else the default gateway.
 """
 
+import numpy as np
 from numba import njit
 
 from fsdp.core.config import (
@@ -13,6 +14,7 @@ from fsdp.core.config import (
     CFG_MAC,
     CFG_NETMASK,
     CFG_RX_CSUM_OFFLOAD,
+    CFG_TCP_MSS,
     CFG_TTL,
 )
 from fsdp.core.output import tx_enqueue
@@ -22,15 +24,24 @@ from fsdp.core.stats import (
     STAT_IP_BAD_SRC,
     STAT_IP_BAD_TOTAL_LEN,
     STAT_IP_BAD_VERSION,
-    STAT_IP_FRAGMENT,
+    STAT_IP_FRAG_CREATES,
+    STAT_IP_FRAG_FAILS,
+    STAT_IP_FRAG_OK,
     STAT_IP_IN,
     STAT_IP_NO_ROUTE,
     STAT_IP_NOT_FOR_US,
     STAT_IP_OUT,
     STAT_IP_TRUNCATED,
+    STAT_POOL_EMPTY,
 )
 from fsdp.core.vars import V_IP_ID
-from fsdp.pool.pool import FRAME_F_LOOPED, FRAME_F_REDIRECTED, FRAME_F_RX_CSUM_OK, frame_free
+from fsdp.pool.pool import (
+    FRAME_F_LOOPED,
+    FRAME_F_REDIRECTED,
+    FRAME_F_RX_CSUM_OK,
+    frame_alloc,
+    frame_free,
+)
 from fsdp.tcp.neighbor import neigh_output
 from fsdp.wire.ethernet import ETH_HLEN, ETHERTYPE_IPV4, MAC_BROADCAST, eth_build
 from fsdp.wire.ipv4 import (
@@ -40,12 +51,13 @@ from fsdp.wire.ipv4 import (
     ERR_IP_TRUNCATED,
     ERR_IP_VERSION,
     IP_BROADCAST,
+    IP_FLAG_MF,
     IP_HLEN_MIN,
     ip_build,
     ip_check,
     ip_dst,
     ip_hlen,
-    ip_is_fragment,
+    ip_set_length_and_frag,
     ip_src,
     ip_total_len,
 )
@@ -126,12 +138,6 @@ def ip_validate(core, fid):
         core.stats[STAT_IP_BAD_SRC] += 1
         frame_free(pool, fid)
         return -1
-    if ip_is_fragment(buf, off):
-        # fsdp does not reassemble (RFC 1122 §3.3.2 makes it a MUST for hosts; not implemented,
-        # see docs/RFC_COMPLIANCE.md).  TCP avoids fragments with DF and MSS.
-        core.stats[STAT_IP_FRAGMENT] += 1
-        frame_free(pool, fid)
-        return -1
     return kind
 
 
@@ -149,6 +155,56 @@ def ip_next_ident(core):
     return ident
 
 
+@njit(inline="always", cache=True)
+def _link_output(core, fid, dst, next_hop, now):
+    """Send the IP datagram in ``fid`` to ``next_hop`` (the limited broadcast: to the Ethernet
+    broadcast address, no ARP).  Takes ownership."""
+    pool = core.pool
+    if dst == IP_BROADCAST:
+        off = pool.off[fid] - ETH_HLEN
+        eth_build(pool.data[fid], off, MAC_BROADCAST, core.cfg[CFG_MAC], ETHERTYPE_IPV4)
+        pool.off[fid] = off
+        pool.length[fid] += ETH_HLEN
+        tx_enqueue(core, fid, now)
+        return
+    neigh_output(core, fid, next_hop, now)
+
+
+@njit(cache=True)
+def _fragment_output(core, fid, dst, next_hop, mtu, now):
+    """Send the datagram in ``fid`` (a 20-byte header, DF clear, larger than ``mtu``) as
+    fragments, as RFC 791 §3.2 and Linux's ip_do_fragment cut it: each but the last carries the
+    most data that fits the MTU in a multiple of 8 bytes, all with the datagram's header and
+    identification, MF set on all but the last.  Frees ``fid``."""
+    pool = core.pool
+    buf = pool.data[fid]
+    ip_off = pool.off[fid]
+    total = np.int64(pool.length[fid]) - IP_HLEN_MIN
+    step = (mtu - IP_HLEN_MIN) & ~np.int64(7)
+    offset = np.int64(0)
+    while offset < total:
+        n = min(step, total - offset)
+        out = frame_alloc(pool)
+        if out < 0:
+            core.stats[STAT_POOL_EMPTY] += 1
+            core.stats[STAT_IP_FRAG_FAILS] += 1
+            break
+        o = pool.off[out]
+        obuf = pool.data[out]
+        obuf[o : o + IP_HLEN_MIN] = buf[ip_off : ip_off + IP_HLEN_MIN]
+        p = ip_off + IP_HLEN_MIN + offset
+        obuf[o + IP_HLEN_MIN : o + IP_HLEN_MIN + n] = buf[p : p + n]
+        more = IP_FLAG_MF if offset + n < total else 0
+        ip_set_length_and_frag(obuf, o, IP_HLEN_MIN + n, more | (offset >> 3))
+        pool.length[out] = IP_HLEN_MIN + n
+        core.stats[STAT_IP_FRAG_CREATES] += 1
+        _link_output(core, out, dst, next_hop, now)
+        offset += n
+    if offset >= total:
+        core.stats[STAT_IP_FRAG_OK] += 1
+    frame_free(pool, fid)
+
+
 @njit(cache=True)
 def ip_output(core, fid, dst, proto, tos, ttl, dont_fragment, ident, now):
     """Send the transport message at ``pool.off[fid]`` (``pool.length[fid]`` bytes) to ``dst``.
@@ -157,7 +213,9 @@ def ip_output(core, fid, dst, proto, tos, ttl, dont_fragment, ident, now):
     core's running counter.
 
     Prepends the IPv4 header and routes: on-link destinations directly, others through the
-    gateway; the limited broadcast goes to the Ethernet broadcast address.  Takes ownership.
+    gateway; the limited broadcast goes to the Ethernet broadcast address.  A datagram larger
+    than the MTU is sent in fragments unless ``dont_fragment`` (TCP keeps its segments within
+    the MTU; an echo reply to a reassembled request may not fit).  Takes ownership.
     """
     pool = core.pool
     n = pool.length[fid]
@@ -170,20 +228,17 @@ def ip_output(core, fid, dst, proto, tos, ttl, dont_fragment, ident, now):
     pool.off[fid] = off
     pool.length[fid] = n + IP_HLEN_MIN
     core.stats[STAT_IP_OUT] += 1
-    if dst == IP_BROADCAST:
-        off -= ETH_HLEN
-        eth_build(pool.data[fid], off, MAC_BROADCAST, core.cfg[CFG_MAC], ETHERTYPE_IPV4)
-        pool.off[fid] = off
-        pool.length[fid] += ETH_HLEN
-        tx_enqueue(core, fid, now)
+    next_hop = dst
+    if dst != IP_BROADCAST:
+        mask = core.cfg[CFG_NETMASK]
+        if (dst & mask) != (core.cfg[CFG_IP] & mask):
+            next_hop = core.cfg[CFG_GATEWAY]
+            if next_hop == 0:
+                core.stats[STAT_IP_NO_ROUTE] += 1
+                frame_free(pool, fid)
+                return
+    mtu = core.cfg[CFG_TCP_MSS] + 40  # the interface's MTU (StackOptions.mtu)
+    if n + IP_HLEN_MIN > mtu and not dont_fragment:
+        _fragment_output(core, fid, dst, next_hop, mtu, now)
         return
-    mask = core.cfg[CFG_NETMASK]
-    if (dst & mask) == (core.cfg[CFG_IP] & mask):
-        next_hop = dst
-    else:
-        next_hop = core.cfg[CFG_GATEWAY]
-        if next_hop == 0:
-            core.stats[STAT_IP_NO_ROUTE] += 1
-            frame_free(pool, fid)
-            return
-    neigh_output(core, fid, next_hop, now)
+    _link_output(core, fid, dst, next_hop, now)

@@ -34,7 +34,7 @@ forgery or a stale message, counted and ignored).  Then:
 
 import numpy as np
 
-from fsdp.core.config import CFG_CORE_ID, CFG_N_CORES, CFG_RFD, CFG_TCP_MSS
+from fsdp.core.config import CFG_TCP_MSS
 from fsdp.core.stats import (
     STAT_ICMP_ERR_NO_CONN,
     STAT_TCP_ATTEMPT_FAILS,
@@ -44,7 +44,6 @@ from fsdp.core.stats import (
     STAT_TCP_LISTEN_DROPS,
     STAT_TCP_PMTU_REDUCED,
 )
-from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.tcp.conn import tcp_set_closed
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import (
@@ -53,9 +52,7 @@ from fsdp.tcp.frameflags import (
     FRAME_F_TCP_SACKED,
     FRAME_F_TCP_SENT,
 )
-from fsdp.tcp.input import _flow_owner
 from fsdp.tcp.kernel import kernel
-from fsdp.tcp.listen import PORT_EPHEMERAL_HI, PORT_EPHEMERAL_LO
 from fsdp.tcp.segment import tcp_sync_mss
 from fsdp.tcp.tcb import (
     TCP_INFINITE_SSTHRESH,
@@ -167,26 +164,6 @@ def tcp_icmp_error(core, lip, lport, rip, rport, seq, icmp_type_, code, mtu, now
     else:
         c.soft_error[cid] = err
     return True
-
-
-@kernel
-def tcp_icmp_owner(core, lip, lport, rip, rport):
-    """The core that holds connection ``lip:lport <-> rip:rport`` when this one does not, or
-    -1.  The NIC hashes an ICMP message by its addresses only, so it may land on any core; the
-    connection's own segments come to the core RSS gives their 4-tuple (receive flow deliver
-    chose an active open's port for that), or, with RFD off, to the core its port names, or to
-    the global listen fallback's core (fsdp.tcp.input._flow_owner)."""
-    n = core.cfg[CFG_N_CORES]
-    if n <= 1:
-        return np.int64(-1)
-    me = core.cfg[CFG_CORE_ID]
-    ephemeral = lport >= PORT_EPHEMERAL_LO and lport <= PORT_EPHEMERAL_HI
-    if core.cfg[CFG_RFD] != 0 or not ephemeral:
-        q = np.int64(core.reta[rss_hash_ipv4_l4(core.rss, rip, lip, rport, lport)
-                               & (RETA_SIZE - 1)])
-        if q != me:
-            return q
-    return _flow_owner(core, lport)
 
 
 @kernel

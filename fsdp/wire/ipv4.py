@@ -143,6 +143,16 @@ def ip_check(buf, off, n, verify_csum):
 
 
 @njit(cache=True)
+def ip_set_length_and_frag(buf, off, total_len, frag):
+    """Rewrite the total length and the flags/fragment-offset field of the header at ``off``
+    (a fragment made or a datagram reassembled) and its checksum."""
+    set_u16(buf, off + IP_LEN, total_len)
+    set_u16(buf, off + IP_FRAG, frag)
+    set_u16(buf, off + IP_CSUM, 0)
+    set_u16(buf, off + IP_CSUM, checksum(buf, off, ip_hlen(buf, off)))
+
+
+@njit(cache=True)
 def ip_build(buf, off, src, dst, proto, payload_len, ident, ttl, tos, dont_fragment):
     """Write a 20-byte IPv4 header (no options) with its checksum; returns the header length."""
     buf[off + IP_VHL] = 0x45
