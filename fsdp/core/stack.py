@@ -80,9 +80,13 @@ _POLL = RootEntry(poll_status, numba_types.int64, _I64_ARRAY, _I64_ARRAY, _I64_A
                   numba_types.Array(numba_types.int32, 1, "C"), _I64_ARRAY)
 
 
-def freeze_long_lived_objects() -> None:
+_frozen_after: set[str] = set()  # the loads after which this process froze (once each)
+
+
+def freeze_long_lived_objects(after: str) -> None:
     """Take the objects that exist now out of the cyclic garbage collector's scans
-    (``gc.freeze``), unless ``FSDP_GC_FREEZE=0``.
+    (``gc.freeze``), unless ``FSDP_GC_FREEZE=0``; once per process for each kind of load
+    ``after`` names ("loop": a stack loaded its loop; "usercalls": its usercall entries).
 
     A process that has loaded the engine holds ~130,000 objects Numba made (types, compiled
     libraries, dispatcher caches), ten times a plain interpreter's.  Every full collection
@@ -91,7 +95,12 @@ def freeze_long_lived_objects() -> None:
     collection every few seconds: with them frozen, `benchmarks/asyncio_short.py` went from
     p99 50 ms to 3 ms.  Frozen objects are still freed by reference counting; only a cycle
     among them that becomes garbage later stays (as after a fork with gc.freeze, its usual use).
-    Called when a stack has loaded its loop and when it loads its usercall entries."""
+    So it is done when the engine's objects appear -- the first load of each kind -- and not
+    again: a later stack brings no new ones of note, and freezing again would make immortal
+    whatever cycles the program holds then (a closed stack inside one would never be freed)."""
+    if after in _frozen_after:
+        return
+    _frozen_after.add(after)
     if os.environ.get("FSDP_GC_FREEZE", "1") != "0":
         gc.freeze()
 
@@ -360,7 +369,7 @@ class Stack:
         # One pass now, so compiling or loading the jitted loop happens here and not in the
         # middle of a protocol exchange (where it would look like seconds of network delay).
         self.poll()
-        freeze_long_lived_objects()
+        freeze_long_lived_objects("loop")
 
     def _publish_tables(self) -> None:
         """Move each core's counters, TCB tables and listen table into a shared-memory file
@@ -478,7 +487,7 @@ class Stack:
         from fsdp.sockapi.fastcall import make_engine
 
         self._engine = make_engine(self._refs, self._clock, self._virtual_clock)
-        freeze_long_lived_objects()  # (the usercall entries it loaded)
+        freeze_long_lived_objects("usercalls")  # (the usercall entries it loaded)
 
     def _open_sockets(self) -> list:
         """The sockets of this stack that are alive and not yet released."""

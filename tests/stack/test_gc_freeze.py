@@ -67,3 +67,32 @@ def test_a_closed_harness_is_freed_although_objects_were_frozen():
     del h, s
     gc.collect()
     assert stack() is None
+
+
+def test_only_the_first_stack_of_a_process_freezes():
+    """Later stacks load nothing of note: they leave the collector as it is, so a cycle the
+    program holds then (here: a closed stack in one) can still be collected."""
+    probe = textwrap.dedent("""
+        import gc, os, weakref
+        import fsdp
+        first = fsdp.Stack(nic=f"sim:gcfreeze1-{os.getpid()}", ip="10.9.7.1/24")
+        first.socket().close()
+        frozen = gc.get_freeze_count()
+        class Owner:
+            pass
+        o = Owner()
+        o.now = 0
+        o.stack = fsdp.Stack(nic=f"sim:gcfreeze2-{os.getpid()}", ip="10.9.7.2/24",
+                             clock=lambda: o.now)  # a cycle: o -> stack -> clock -> o
+        o.stack.socket().close()
+        gone = weakref.ref(o.stack)
+        o.stack.close()
+        del o
+        gc.collect()
+        print(gc.get_freeze_count() - frozen, gone() is None)
+        first.close()
+    """)
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["0", "True"]
