@@ -15,7 +15,8 @@ through ``np.int64`` so that no uint32/int64 mix becomes a float).
 Engine call points::
 
     established (MSS known) ... cc_init(t, cid, mss)
-    ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)        (when cwnd-limited)
+    after sending ... cc_cwnd_validate(t, cid, limited, flight)               (RFC 7661)
+    ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)  (if cc_is_cwnd_limited)
     dup ACK 1 and 2 ... cc_limited_transmit_allowed(t, cid, dupacks)          (RFC 3042)
     dup ACK 3 / SACK loss ... if cc_may_enter_recovery(t, cid, ack): cc_enter_recovery(...)
     dup ACK in non-SACK recovery ... cc_on_dupack_in_recovery(t, cid)         (RFC 6582 step 3)
@@ -293,6 +294,36 @@ def cc_set_algo(t, cid, algo):
 def cc_in_slow_start(t, cid):
     """RFC 5681 §3.1: slow start while cwnd < ssthresh."""
     return np.int64(t.hot.cwnd[cid]) < np.int64(t.hot.ssthresh[cid])
+
+
+@njit(cache=True)
+def cc_cwnd_validate(t, cid, limited, flight):
+    """After sending (RFC 7661 §4.1, as Linux tcp_cwnd_validate): record whether this flight
+    filled the congestion window (``limited``: no room for another segment, or the send
+    stopped on cwnd), and otherwise the most bytes it had in flight, for the window now being
+    sent (it ends when SND.UNA passes the SND.NXT it began at).  ``cc_is_cwnd_limited`` reads
+    them."""
+    h = t.hot
+    if (seq_geq(h.snd_una[cid], h.cwnd_usage_seq[cid]) or limited
+            or (h.cwnd_limited[cid] == 0 and np.int64(flight) > np.int64(h.max_flight[cid]))):
+        h.cwnd_limited[cid] = 1 if limited else 0
+        h.max_flight[cid] = flight
+        h.cwnd_usage_seq[cid] = h.snd_nxt[cid]
+
+
+@njit(cache=True)
+def cc_is_cwnd_limited(t, cid):
+    """Whether cwnd may grow on this ACK (RFC 7661 §4.2, RFC 9438 §4.6; Linux
+    tcp_is_cwnd_limited): the current window filled cwnd, or, in slow start, cwnd is below
+    twice the most the sender had in flight (so it still doubles what was ACKed).  A sender the
+    application or the peer's window limits does not inflate cwnd past what it has used."""
+    h = t.hot
+    if h.cwnd_limited[cid] != 0:
+        return True
+    cwnd = np.int64(h.cwnd[cid])
+    if cwnd < np.int64(h.ssthresh[cid]):
+        return cwnd < 2 * np.int64(h.max_flight[cid])
+    return False
 
 
 @njit(cache=True)

@@ -30,6 +30,7 @@ Every path frees the frame or hands it to a queue.
 """
 
 import numpy as np
+from numba import njit
 
 from fsdp.core.config import (
     CFG_TCP_ABORT_ON_OVERFLOW,
@@ -110,6 +111,7 @@ from fsdp.tcp.cc import (
     cc_enter_recovery,
     cc_exit_recovery,
     cc_init,
+    cc_is_cwnd_limited,
     cc_is_full_ack,
     cc_limited_transmit_allowed,
     cc_may_enter_recovery,
@@ -1232,6 +1234,14 @@ def _tlp_ack(core, cid, ack, advanced, sack_new, now):
         h.tflags[cid] &= ~done
 
 
+@njit(inline="always", cache=True)
+def _grow_cwnd(t, cid, acked, now):
+    """An ACK grows cwnd only while the sender is cwnd-limited (RFC 7661 §4.2, as Linux's
+    tcp_cong_avoid; cc.cc_is_cwnd_limited)."""
+    if cc_is_cwnd_limited(t, cid):
+        cc_on_ack(t, cid, acked, now)
+
+
 @kernel
 def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
     """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6582
@@ -1249,9 +1259,9 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
             h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
             h.dupacks[cid] = 0
         elif acked > 0:
-            cc_on_ack(t, cid, acked, now)
+            _grow_cwnd(t, cid, acked, now)
         if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
-            cc_on_ack(t, cid, acked, now)
+            _grow_cwnd(t, cid, acked, now)
         return
     if (f & TF_IN_RECOVERY) != 0:
         if acked > 0:
@@ -1269,7 +1279,7 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
         return
     if acked > 0:
         h.dupacks[cid] = 0
-        cc_on_ack(t, cid, acked, now)
+        _grow_cwnd(t, cid, acked, now)
         tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
         return
     if not is_dup and sack_new == 0:

@@ -36,10 +36,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 378 bytes per connection (hot 249 + cold 117 + free-list link 4 + the touched log's
+Memory: 393 bytes per connection (hot 258 + cold 123 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
-timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it under 384 bytes.
-100,000 connections take 38 MB.
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it under 400 bytes.
+100,000 connections take 39 MB.
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
@@ -244,6 +244,11 @@ TCB_HOT_DTYPE = np.dtype(
         ("cc_algo", np.int8),  # CC_*
         ("cc_w_max", np.uint32),  # CUBIC W_max, bytes (RFC 9438 §4.1); unused by NewReno
         ("cc_epoch_us", np.int64),  # CUBIC congestion-avoidance epoch start
+        # RFC 7661 cwnd validation, as Linux tcp_cwnd_validate: whether the current window's
+        # flight filled cwnd, and the most it had in flight otherwise (cc.cc_cwnd_validate)
+        ("cwnd_limited", np.int8),  # Linux is_cwnd_limited
+        ("max_flight", np.uint32),  # bytes (Linux max_packets_out, in segments)
+        ("cwnd_usage_seq", np.uint32),  # SND.NXT when that window began (Linux cwnd_usage_seq)
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -413,6 +418,9 @@ def _reset(t, i):
     h.cc_algo[i] = CC_NEWRENO
     h.cc_w_max[i] = 0
     h.cc_epoch_us[i] = 0
+    h.cwnd_limited[i] = 0
+    h.max_flight[i] = 0
+    h.cwnd_usage_seq[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

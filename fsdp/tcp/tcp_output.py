@@ -54,7 +54,7 @@ from fsdp.core.timerwheel import (
 from fsdp.core.vars import V_IP_ID
 from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
-from fsdp.tcp.cc import cc_after_idle
+from fsdp.tcp.cc import cc_after_idle, cc_cwnd_validate
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
@@ -1002,11 +1002,18 @@ def tcp_push(core, cid, now):
         room = cwnd - pipe
     else:
         room = cwnd - tcp_flight(core, cid)
+    fresh = 0
+    sent_from = h.snd_max[cid]
     if room > 0 or h.snd_q_unsent[cid] >= 0:
         fresh = tcp_output_new(core, cid, room, now)
         if fresh > 0:
             tcp_schedule_loss_probe(core, cid, now, False)  # Linux tcp_write_xmit
         sent += fresh
+    # RFC 7661: did this flight fill cwnd (no room left for a segment)?  (Linux tcp_write_xmit
+    # -> tcp_cwnd_validate, after sending or when cwnd stopped it)
+    limited = room - seq_diff(h.snd_max[cid], sent_from) < mss
+    if fresh > 0 or limited:
+        cc_cwnd_validate(t, cid, limited, tcp_flight(core, cid))
     return sent
 
 # --- ACK policy (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2; Linux __tcp_ack_snd_check) -------------

@@ -201,6 +201,20 @@ def test_slow_start_grows_by_acked_segments(h):
     assert [s.seq for s in more] == [1 + i * TS_MSS for i in range(10, 14)]
 
 
+def test_cwnd_does_not_grow_while_the_application_limits_the_sender(h):
+    """RFC 7661 §4.2 (RFC 9438 §4.6; Linux tcp_is_cwnd_limited): cwnd grows on an ACK only
+    while the sender is cwnd-limited.  Twenty one-segment writes, each ACKed at once, never
+    fill the initial window, so a bulk write afterwards still goes out as IW10's 10 segments
+    (not 30, had each ACK grown cwnd)."""
+    c = handshake_passive(h, 8080)
+    for _ in range(20):
+        c.sock.send(b"a" * TS_MSS)
+        (s,) = c.recv()
+        c.send("A", ack=s.seq + s.len)
+    c.sock.send(b"w" * 40 * TS_MSS)
+    assert len(c.recv()) == 10
+
+
 def test_psh_marks_the_end_of_a_write(h):
     """RFC 9293 §3.9.1 (PSH is the sender's choice): the last segment of a write carries PSH, the
     first of several does not.  (Linux also pushes inside a write, every GSO chunk when its

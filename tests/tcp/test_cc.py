@@ -17,11 +17,13 @@ from fsdp.tcp.cc import (
     CC_MAX_CWND,
     CUBIC_NO_EPOCH,
     cc_after_idle,
+    cc_cwnd_validate,
     cc_enter_recovery,
     cc_exit_recovery,
     cc_in_slow_start,
     cc_init,
     cc_initial_window,
+    cc_is_cwnd_limited,
     cc_is_full_ack,
     cc_limited_transmit_allowed,
     cc_may_enter_recovery,
@@ -85,6 +87,40 @@ def ack(t, cid, n, now=0):
     """n bytes cumulatively ACKed outside recovery."""
     t.hot.snd_una[cid] = (int(t.hot.snd_una[cid]) + n) & 0xFFFFFFFF
     cc_on_ack(t, cid, n, now)
+
+
+# --- RFC 7661 cwnd validation (Linux tcp_cwnd_validate / tcp_is_cwnd_limited) --------------
+def test_cwnd_limited_tracks_the_window_that_filled_cwnd():
+    t, cid = conn()
+    assert not cc_is_cwnd_limited(t, cid)  # nothing sent yet
+    send(t, cid, 3 * MSS)
+    cc_cwnd_validate(t, cid, False, 3 * MSS)  # 3 of IW10's 10 segments: application-limited
+    assert not cc_is_cwnd_limited(t, cid)  # slow start: cwnd 10 >= 2 * 3 segments
+    send(t, cid, 2 * MSS)
+    cc_cwnd_validate(t, cid, False, 5 * MSS)  # more in flight in the same window: the most
+    assert not cc_is_cwnd_limited(t, cid)  # 10 >= 2 * 5
+    send(t, cid, 1 * MSS)
+    cc_cwnd_validate(t, cid, False, 6 * MSS)
+    assert cc_is_cwnd_limited(t, cid)  # slow start grows to twice what was in flight: 10 < 12
+    send(t, cid, 4 * MSS)
+    cc_cwnd_validate(t, cid, True, 10 * MSS)  # filled
+    assert cc_is_cwnd_limited(t, cid)
+    ack(t, cid, 10 * MSS)  # (a window passes: the next send starts a new one)
+    send(t, cid, MSS)
+    cc_cwnd_validate(t, cid, False, MSS)
+    assert not cc_is_cwnd_limited(t, cid)  # 12 >= 2 * 1
+
+
+def test_congestion_avoidance_grows_only_when_cwnd_filled():
+    t, cid = conn()
+    t.hot.ssthresh[cid] = 5 * MSS
+    t.hot.cwnd[cid] = 8 * MSS
+    send(t, cid, 7 * MSS)
+    cc_cwnd_validate(t, cid, False, 7 * MSS)
+    assert not cc_is_cwnd_limited(t, cid)  # (no slow-start allowance above ssthresh)
+    send(t, cid, MSS)
+    cc_cwnd_validate(t, cid, True, 8 * MSS)
+    assert cc_is_cwnd_limited(t, cid)
 
 
 # --- initial state ---------------------------------------------------------------------------
