@@ -1004,15 +1004,16 @@ def tcp_push(core, cid, now):
         room = cwnd - tcp_flight(core, cid)
     fresh = 0
     sent_from = h.snd_max[cid]
-    if room > 0 or h.snd_q_unsent[cid] >= 0:
+    had_new_data = h.snd_q_unsent[cid] >= 0
+    if room > 0 or had_new_data:
         fresh = tcp_output_new(core, cid, room, now)
         if fresh > 0:
             tcp_schedule_loss_probe(core, cid, now, False)  # Linux tcp_write_xmit
         sent += fresh
-    # RFC 7661: did this flight fill cwnd (no room left for a segment)?  (Linux tcp_write_xmit
-    # -> tcp_cwnd_validate, after sending or when cwnd stopped it)
+    # RFC 7661: did this flight fill cwnd (no room left for a segment)?  As Linux's
+    # tcp_write_xmit -> tcp_cwnd_validate: after sending new data, or when cwnd held it back
     limited = room - seq_diff(h.snd_max[cid], sent_from) < mss
-    if fresh > 0 or limited:
+    if fresh > 0 or (limited and had_new_data):
         cc_cwnd_validate(t, cid, limited, tcp_flight(core, cid))
     return sent
 
