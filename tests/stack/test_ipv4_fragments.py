@@ -277,3 +277,22 @@ def test_connect_is_unaffected_by_fragment_handling(harness):
     assert s.connect_ex((SRC, 9000)) == errno.EINPROGRESS
     (p,) = harness.recv()
     assert p[IP].flags == "DF" and p[IP].frag == 0
+
+
+def test_a_ping_larger_than_the_mtu_between_two_stacks_and_to_itself():
+    """Stack.ping with 1600 bytes of data: the request leaves in two fragments, the other stack
+    reassembles it and answers in two fragments, which the first reassembles; the same over
+    the loopback path to its own address."""
+    import os
+
+    import fsdp
+
+    wire = f"sim:pingfrag-{os.getpid()}"
+    with fsdp.Stack(nic=wire, ip="10.5.0.1/24") as a, fsdp.Stack(nic=wire, ip="10.5.0.2/24") as b:
+        assert None not in a.ping("10.5.0.2", count=2, size=1600, timeout=5)
+        for s in (a.stats(), b.stats()):
+            assert (s["ip_frag_ok"], s["ip_frag_creates"], s["ip_reasm_ok"]) == (2, 4, 2)
+        assert None not in a.ping("10.5.0.1", count=1, size=1600, timeout=5)
+        assert a.stats()["ip_reasm_ok"] == 4  # its own request and its own reply
+        a.audit()
+        b.audit()
