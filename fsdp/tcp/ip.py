@@ -35,6 +35,7 @@ from fsdp.core.stats import (
     STAT_POOL_EMPTY,
 )
 from fsdp.core.vars import V_IP_ID
+from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import (
     FRAME_F_LOOPED,
     FRAME_F_REDIRECTED,
@@ -177,7 +178,7 @@ def _fragment_output(core, fid, dst, next_hop, mtu, now):
     most data that fits the MTU in a multiple of 8 bytes, all with the datagram's header and
     identification, MF set on all but the last.  Frees ``fid``."""
     pool = core.pool
-    buf = pool.data[fid]
+    w = np.int64(pool.data.shape[1])
     ip_off = pool.off[fid]
     total = np.int64(pool.length[fid]) - IP_HLEN_MIN
     step = (mtu - IP_HLEN_MIN) & ~np.int64(7)
@@ -191,9 +192,9 @@ def _fragment_output(core, fid, dst, next_hop, mtu, now):
             break
         o = pool.off[out]
         obuf = pool.data[out]
-        obuf[o : o + IP_HLEN_MIN] = buf[ip_off : ip_off + IP_HLEN_MIN]
-        p = ip_off + IP_HLEN_MIN + offset
-        obuf[o + IP_HLEN_MIN : o + IP_HLEN_MIN + n] = buf[p : p + n]
+        copy_bytes(pool.data, out * w + o, pool.data, fid * w + ip_off, IP_HLEN_MIN)
+        copy_bytes(pool.data, out * w + o + IP_HLEN_MIN, pool.data,
+                   fid * w + ip_off + IP_HLEN_MIN + offset, n)
         more = IP_FLAG_MF if offset + n < total else 0
         ip_set_length_and_frag(obuf, o, IP_HLEN_MIN + n, more | (offset >> 3))
         pool.length[out] = IP_HLEN_MIN + n

@@ -50,6 +50,7 @@ from fsdp.core.stats import (
     STAT_POOL_EMPTY,
 )
 from fsdp.core.vars import NO_DEADLINE, V_IPFRAG_TIMER_US
+from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_REASSEMBLED, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.icmp import icmp_send_error
 from fsdp.tcp.kernel import kernel
@@ -125,6 +126,14 @@ def _discard(core, s, reason):
     core.stats[STAT_IP_REASM_FAILS] += 1
     if reason >= 0:
         core.stats[reason] += 1
+
+
+@njit(inline="always", cache=True)
+def _reject(core, s, reason, fid):
+    """The fragment ``fid`` makes slot ``s``'s datagram invalid: discard both; -1."""
+    _discard(core, s, reason)
+    frame_free(core.pool, fid)
+    return -1
 
 
 @njit(inline="always", cache=True)
@@ -208,32 +217,24 @@ def ip_reassemble(core, fid, kind, now):
     if (frag & IP_FLAG_MF) == 0:
         # the last fragment: nothing held may lie beyond it, and there is only one end
         if end < t.length[s] or ((t.flags[s] & FQ_LAST_IN) != 0 and end != t.length[s]):
-            _discard(core, s, -1)
-            frame_free(pool, fid)
-            return -1
+            return _reject(core, s, -1, fid)
         t.flags[s] |= FQ_LAST_IN
         t.length[s] = end
     else:
         end &= ~np.int64(7)  # RFC 791: a fragment with MF set carries a multiple of 8 bytes
         if end > t.length[s]:
             if (t.flags[s] & FQ_LAST_IN) != 0:
-                _discard(core, s, -1)  # bytes beyond the end the last fragment gave
-                frame_free(pool, fid)
-                return -1
+                return _reject(core, s, -1, fid)  # bytes beyond the end the last fragment gave
             t.length[s] = end
     if end == offset:
-        _discard(core, s, -1)  # an empty fragment (Linux discards the datagram)
-        frame_free(pool, fid)
-        return -1
+        return _reject(core, s, -1, fid)  # an empty fragment (Linux discards the datagram)
     first_hl = np.int64(IP_HLEN_MIN)  # (the first fragment's header: not known yet)
     if (t.flags[s] & FQ_FIRST_IN) != 0:
         first_hl = t.hlen[s]
     elif offset == 0:
         first_hl = hl
     if first_hl + t.length[s] > MAX_DATAGRAM:
-        _discard(core, s, STAT_IP_REASM_OVERSIZE)
-        frame_free(pool, fid)
-        return -1
+        return _reject(core, s, STAT_IP_REASM_OVERSIZE, fid)
     first_b = offset >> 3
     last_b = (end + 7) >> 3
     held = _blocks_held(t, s, first_b, last_b)
@@ -242,13 +243,12 @@ def ip_reassemble(core, fid, kind, now):
         frame_free(pool, fid)
         return -1
     if held != 0:
-        _discard(core, s, STAT_IP_REASM_OVERLAPS)
-        frame_free(pool, fid)
-        return -1
+        return _reject(core, s, STAT_IP_REASM_OVERLAPS, fid)
     af = t.fid[s]
     abuf = pool.data[af]
-    src0 = ip_off + hl
-    abuf[ASM_PAYLOAD + offset : ASM_PAYLOAD + end] = buf[src0 : src0 + (end - offset)]
+    w = np.int64(pool.data.shape[1])
+    copy_bytes(pool.data, af * w + ASM_PAYLOAD + offset, pool.data, fid * w + ip_off + hl,
+               end - offset)
     for b in range(first_b, last_b):
         t.held[s, b >> 6] |= np.uint64(1) << np.uint64(b & 63)
     t.meat[s] += end - offset
@@ -256,7 +256,7 @@ def ip_reassemble(core, fid, kind, now):
         # the datagram's headers are the first fragment's, as received until it is complete
         # (what a timeout's ICMP error quotes)
         h0 = ASM_PAYLOAD - hl - ETH_HLEN
-        abuf[h0 : ASM_PAYLOAD] = buf[ip_off - ETH_HLEN : ip_off + hl]
+        copy_bytes(pool.data, af * w + h0, pool.data, fid * w + ip_off - ETH_HLEN, ETH_HLEN + hl)
         pool.off[af] = h0
         t.hlen[s] = hl
         t.flags[s] |= FQ_FIRST_IN
