@@ -8,9 +8,9 @@ except where noted below.
 
 The TCP engine calls these at fixed points of ACK processing; the algorithm is picked by the
 integer column ``t.hot.cc_algo[cid]`` (``CC_NEWRENO`` / ``CC_CUBIC``), never by a function value.
-All state is in the TCB (``cwnd, ssthresh, dupacks, recover, cc_w_max, cc_epoch_us``); windows are
-bytes, times µs, and every function is integer arithmetic on int64 (the uint32 columns are read
-through ``np.int64`` so that no uint32/int64 mix becomes a float).
+All state is in the TCB (``cwnd, ssthresh, dupacks, recover, cc_w_max, cc_epoch_us, prr_*``);
+windows are bytes, times µs, and every function is integer arithmetic on int64 (the uint32
+columns are read through ``np.int64`` so that no uint32/int64 mix becomes a float).
 
 Engine call points::
 
@@ -18,9 +18,11 @@ Engine call points::
     after sending ... cc_cwnd_validate(t, cid, limited, flight)               (RFC 7661)
     ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)  (if cc_is_cwnd_limited)
     dup ACK 1 and 2 ... cc_limited_transmit_allowed(t, cid, dupacks)          (RFC 3042)
-    dup ACK 3 / SACK loss ... if cc_may_enter_recovery(t, cid, ack): cc_enter_recovery(...)
-    dup ACK in non-SACK recovery ... cc_on_dupack_in_recovery(t, cid)         (RFC 6582 step 3)
-    ACK in recovery ... cc_is_full_ack(t, cid, ack) ? cc_exit_recovery : cc_on_partial_ack
+    dup ACK 3 / SACK loss ... if cc_may_enter_recovery(...): cc_enter_recovery(...)
+    every ACK in recovery ... cc_is_full_ack(t, cid, ack) ? cc_exit_recovery
+                              : cc_prr_ack(t, cid, delivered, pipe, safe_ack)     (RFC 6937)
+    data sent in recovery, or by limited transmit ... cc_prr_sent(t, cid, nbytes)
+    ACK of new data outside recovery ... cc_end_dupacks(t, cid)
     RTO ... cc_on_rto(t, cid, flight, now)
     sending with nothing in flight ... cc_after_idle(t, cid, now, rto)
 
@@ -34,18 +36,20 @@ Choices (RFC vs Linux), each also at its function:
   SMSS per cwnd bytes ACKed, exactly Linux's tcp_cong_avoid_ai in bytes.  The counter lives in
   ``cc_w_max`` (which CUBIC uses for W_max; NewReno has no W_max).  RFC 5681's per-ACK
   ``SMSS*SMSS/cwnd`` rounded up to 1 byte would grow many MSS per RTT at large windows.
-* ssthresh on loss: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681 eq. 4; Linux uses cwnd/2);
+* ssthresh on loss: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681 eq. 4, FlightSize without
+  what limited transmit sent; Linux uses cwnd/2, the same while cwnd-limited);
   CUBIC ``max(cwnd*β, 2*SMSS)`` with Linux's β = 717/1024 and fast convergence (RFC 9438 §4.6
   allows cwnd in place of flight size if cwnd does not grow while the sender is not
   cwnd-limited: call ``cc_on_ack`` only when cwnd-limited, as Linux's tcp_is_cwnd_limited).
-* Fast recovery entry: non-SACK ``cwnd = ssthresh + 3*SMSS`` (RFC 6582 §3.2 step 2, with step 3
-  inflation and step 5 partial deflation); SACK ``cwnd = ssthresh`` and the engine sends while
-  ``pipe < cwnd`` (RFC 6675 §5).  Linux uses PRR (RFC 6937) for both; not implemented.
+* Fast recovery: RFC 6937 PRR for both SACK and non-SACK recovery, as Linux (tcp_cwnd_reduction
+  with its RecoverFS = cwnd at entry, whole-segment rounding and the SafeACK refinement of
+  draft-ietf-tcpm-prr-rfc6937bis).  Without SACK, "pipe" is Linux's reno estimate: the flight
+  less one segment per duplicate ACK (never all of it) and less the head while it is marked
+  lost and not yet resent; a partial ACK marks the new head lost (RFC 6582 step 5), and PRR
+  decides when it goes.  RFC 6582's cwnd inflation and deflation are not used.
 * Full ACK (RFC 6582 §3.2 step 6): option (2), ``cwnd = ssthresh``, as Linux
-  (tcp_end_cwnd_reduction; the conformance suite shows Linux releasing about ssthresh at once
-  after a NewReno recovery).  SACK recovery has already held the flight at cwnd = ssthresh, so
-  there is no burst; after a non-SACK recovery whose full ACK covers everything, up to ssthresh
-  is sent back to back, as Linux does (no PRR or pacing here).
+  (tcp_end_cwnd_reduction).  PRR has held the flight near ssthresh, so there is no burst
+  unless the full ACK covers much more than the flight PRR left (everything outstanding).
 * RTO: cwnd = 1 SMSS (RFC 5681 LW); ssthresh is reduced only once per loss episode (Linux
   tcp_enter_loss: not again while ``snd_una < recover``, so a backed-off second RTO or an RTO
   in fast recovery keeps the ssthresh already halved; RFC 5681 §3.1 likewise reduces only if
@@ -54,9 +58,11 @@ Choices (RFC vs Linux), each also at its function:
 * Restart after idle: Linux's tcp_cwnd_restart (RFC 5681 §4.1 restart window, RW = IW): cwnd is
   halved per RTO idle, not below min(IW, cwnd); ssthresh = max(ssthresh, 3/4 cwnd).
 * ``recover`` is Linux's high_seq: snd_max at recovery entry or RTO; a full ACK is
-  ``ack >= recover``.  RFC 6582 step 1 then reads "enter fast retransmit only if ack >=
-  recover".  Outside a loss episode ``cc_on_ack`` keeps ``recover`` at snd_una, so that after
-  2^31 bytes without loss the comparison cannot wrap.
+  ``ack >= recover``.  RFC 6582 step 1 then reads "enter fast retransmit only if ack >
+  recover" without SACK (Linux holds its Recovery state until an ACK above high_seq), ``ack >=
+  recover`` with SACK.  Outside a loss episode ``cc_end_dupacks`` keeps ``recover`` at
+  snd_una - 1 (RFC 6582's initial ISS, one below the first ACK), so that after 2^31 bytes
+  without loss the comparison cannot wrap.
 
 CUBIC (RFC 9438 §4, Linux's tcp_cubic.c parameters: β = 717/1024, C = 410/1024, fast
 convergence and TCP friendliness on, no HyStart):
@@ -86,7 +92,7 @@ import numpy as np
 from numba import njit
 
 from fsdp.tcp.tcb import CC_CUBIC, TCP_INFINITE_SSTHRESH, TF_IN_RECOVERY
-from fsdp.wire.tcp import seq_geq, seq_lt
+from fsdp.wire.tcp import seq_geq, seq_gt, seq_lt
 
 # --- constants -------------------------------------------------------------------------------
 CC_IW_MAX_BYTES = 14600  # RFC 6928 §2: IW = min(10*MSS, max(2*MSS, 14600))
@@ -339,9 +345,6 @@ def cc_on_ack(t, cid, acked_bytes, now):
     acked = np.int64(acked_bytes)
     if acked <= 0 or (h.tflags[cid] & TF_IN_RECOVERY) != 0:
         return
-    una = np.int64(h.snd_una[cid])
-    if seq_geq(una, h.recover[cid]):  # no loss episode: keep recover within 2^31 of snd_una
-        h.recover[cid] = una
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
     ssthresh = np.int64(h.ssthresh[cid])
@@ -369,13 +372,18 @@ def cc_on_ack(t, cid, acked_bytes, now):
 
 
 @njit(cache=True)
-def cc_may_enter_recovery(t, cid, ack):
-    """RFC 6582 §3.2 step 1: the third duplicate ACK starts fast retransmit only if its
-    cumulative ACK ``ack`` covers the previous episode (``ack >= recover``) and the connection
-    is not already in recovery.  Also RFC 6675 §5.1's rule after an RTO."""
+def cc_may_enter_recovery(t, cid, ack, sack_recovery):
+    """Whether the loss just detected may start fast recovery: not while already in it, and
+    only past the previous episode.  RFC 6582 §3.2 step 1 (non-SACK): only if the cumulative
+    ACK "covers more than recover" (``ack > recover``; an ACK at recover may be the last
+    retransmission's, so duplicates of it prove nothing; Linux holds its Recovery state until
+    an ACK above high_seq).  With SACK the scoreboard tells a new loss: ``ack >= recover``
+    (Linux).  Also RFC 6675 §5.1's rule after an RTO."""
     if (t.hot.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
-    return seq_geq(ack, t.hot.recover[cid])
+    if sack_recovery:
+        return seq_geq(ack, t.hot.recover[cid])
+    return seq_gt(ack, t.hot.recover[cid])
 
 
 @njit(cache=True)
@@ -385,15 +393,17 @@ def cc_is_full_ack(t, cid, ack):
 
 
 @njit(cache=True)
-def cc_enter_recovery(t, cid, flight_size, now, sack_recovery):
-    """Loss detected by 3 duplicate ACKs or the SACK scoreboard: reduce the window and enter
-    fast recovery (RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
+def cc_enter_recovery(t, cid, flight_size, now):
+    """Loss detected by duplicate ACKs or the SACK scoreboard: reduce the window and enter
+    fast recovery (RFC 5681 §3.2 step 2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4, RFC 6937
+    §3.1 initialization; Linux tcp_enter_recovery / tcp_init_cwnd_reduction).
 
-    ssthresh: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681 eq. 4); CUBIC ``max(cwnd*β,
-    2*SMSS)`` after W_max := cwnd, or cwnd*(1+β)/2 below the last W_max (fast convergence, RFC
-    9438 §4.7).  cwnd: ``ssthresh + 3*SMSS`` (non-SACK, inflated by the three duplicate ACKs) or
-    ``ssthresh`` (``sack_recovery``: the engine sends while pipe < cwnd).  recover = snd_max;
-    TF_IN_RECOVERY set."""
+    ``flight_size``: FlightSize without the data limited transmit sent (RFC 5681 §3.2 step 2:
+    it "MUST NOT be included").  ssthresh: NewReno ``max(FlightSize/2, 2*SMSS)`` (RFC 5681
+    eq. 4); CUBIC ``max(cwnd*β, 2*SMSS)`` after W_max := cwnd, or cwnd*(1+β)/2 below the last
+    W_max (fast convergence, RFC 9438 §4.7).  cwnd is left for ``cc_prr_ack`` to set on this
+    same ACK; RecoverFS := cwnd (Linux prior_cwnd; RFC 6937 uses snd.nxt - snd.una), and
+    prr_delivered = prr_out = 0.  recover = snd_max; TF_IN_RECOVERY set."""
     h = t.hot
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
@@ -407,50 +417,91 @@ def cc_enter_recovery(t, cid, flight_size, now, sack_recovery):
     else:
         ssthresh = np.int64(flight_size) // 2
         _newreno_cnt_reset(t, cid)
-    ssthresh = _clamp_ssthresh(ssthresh, mss)
-    h.ssthresh[cid] = ssthresh
-    if sack_recovery:
-        h.cwnd[cid] = _clamp_cwnd(ssthresh, mss)
-    else:
-        h.cwnd[cid] = _clamp_cwnd(ssthresh + CC_DUPTHRESH * mss, mss)
+    h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
+    h.prr_prior_cwnd[cid] = _clamp_cwnd(cwnd, mss)
+    h.prr_delivered[cid] = 0
+    h.prr_out[cid] = 0
     h.recover[cid] = h.snd_max[cid]
     h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
 
 
 @njit(cache=True)
-def cc_on_dupack_in_recovery(t, cid):
-    """RFC 6582 §3.2 step 3 / RFC 5681 §3.2 step 4: each further duplicate ACK in non-SACK fast
-    recovery inflates cwnd by SMSS (a segment has left the network).  Not for SACK recovery,
-    where pipe accounts for it."""
+def cc_prr_ack(t, cid, delivered, pipe, safe_ack):
+    """RFC 6937 proportional rate reduction, on each ACK in fast recovery (SACK or not), as
+    Linux's tcp_cwnd_reduction.  ``delivered``: bytes this ACK newly delivered (RFC 6937
+    DeliveredData: the advance of SND.UNA plus the change in SACKed bytes; without SACK each
+    duplicate ACK stands for one segment); ``pipe``: bytes in flight after the ACK (RFC 6675
+    SetPipe); ``safe_ack``: the ACK advanced SND.UNA and showed no new loss (draft-ietf-tcpm-
+    prr-rfc6937bis's SafeACK, Linux ``FLAG_SND_UNA_ADVANCED && !newly_lost``).
+
+    While pipe > ssthresh the sender sends ``ssthresh/RecoverFS`` of what is delivered
+    (``CEIL(prr_delivered*ssthresh/RecoverFS) - prr_out``, in whole segments: Linux counts
+    packets); at or below it, slow-start reduction bound: it catches up to ssthresh by at most
+    ``max(prr_delivered - prr_out, delivered)`` plus one SMSS on a SafeACK.  The first ACK of
+    the episode always allows one segment, the fast retransmit.  cwnd := pipe + that count,
+    so the output sends while ``pipe + SMSS <= cwnd``; the engine adds what it sends to
+    prr_out (``cc_prr_sent``)."""
+    if delivered <= 0:
+        return
+    h = t.hot
     mss = _mss(t, cid)
-    t.hot.cwnd[cid] = _clamp_cwnd(np.int64(t.hot.cwnd[cid]) + mss, mss)
+    prr_delivered = np.int64(h.prr_delivered[cid]) + np.int64(delivered)
+    if prr_delivered > CC_MAX_CWND:
+        prr_delivered = np.int64(CC_MAX_CWND)  # a u32 column; more is never useful
+    h.prr_delivered[cid] = prr_delivered
+    prr_out = np.int64(h.prr_out[cid])
+    ssthresh = np.int64(h.ssthresh[cid])
+    pipe = np.int64(pipe)
+    delta = ssthresh - pipe
+    if delta < 0:
+        recover_fs = np.int64(h.prr_prior_cwnd[cid])
+        if recover_fs < mss:
+            recover_fs = mss
+        quota = (prr_delivered * ssthresh + recover_fs - 1) // recover_fs
+        quota = (quota + mss - 1) // mss * mss
+        sndcnt = quota - prr_out
+    else:
+        sndcnt = max(prr_delivered - prr_out, np.int64(delivered))
+        if safe_ack:
+            sndcnt += mss
+        sndcnt = min(delta, sndcnt)
+    if prr_out == 0 and sndcnt < mss:
+        sndcnt = mss  # RFC 5681 §3.2 step 2: the fast retransmit goes at once
+    h.cwnd[cid] = _clamp_cwnd(pipe + sndcnt, mss)
 
 
-@njit(cache=True)
-def cc_on_partial_ack(t, cid, acked_bytes):
-    """RFC 6582 §3.2 step 5, partial ACK in non-SACK fast recovery: deflate cwnd by the bytes
-    newly ACKed, then add back SMSS if at least SMSS was ACKed (never below 1 SMSS).  The engine
-    retransmits the first unacknowledged segment and, on the first partial ACK, resets the
-    retransmission timer."""
-    mss = _mss(t, cid)
-    acked = np.int64(acked_bytes)
-    if acked < 0:
-        acked = np.int64(0)
-    cwnd = np.int64(t.hot.cwnd[cid]) - acked
-    if acked >= mss:
-        cwnd += mss
-    t.hot.cwnd[cid] = _clamp_cwnd(cwnd, mss)
+@njit(inline="always", cache=True)
+def cc_prr_sent(t, cid, nbytes):
+    """Data sent (new or again) counts toward RFC 6937's prr_out while in fast recovery;
+    before it, limited transmit's segments (RFC 3042) are kept there to be left out of the
+    FlightSize that sets ssthresh (RFC 5681 §3.2 step 2)."""
+    v = np.int64(t.hot.prr_out[cid]) + np.int64(nbytes)
+    t.hot.prr_out[cid] = v if v < CC_MAX_CWND else np.int64(CC_MAX_CWND)
+
+
+@njit(inline="always", cache=True)
+def cc_end_dupacks(t, cid):
+    """An ACK of new data outside recovery: a run of duplicate ACKs ended without one, so it
+    is forgotten; past the last episode, ``recover`` follows at snd_una - 1 (within 2^31 of
+    snd_una, and one below it as RFC 6582's initial ISS is)."""
+    h = t.hot
+    h.dupacks[cid] = 0
+    h.prr_out[cid] = 0
+    below = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
+    if seq_gt(below, h.recover[cid]):
+        h.recover[cid] = below
 
 
 @njit(cache=True)
 def cc_exit_recovery(t, cid, flight_size):
-    """Full ACK (RFC 6582 §3.2 step 6): ``cwnd = ssthresh`` -- the RFC's option (2), which
-    Linux takes (tcp_end_cwnd_reduction); option (1) would leave the connection to slow-start
-    back from ``FlightSize + SMSS``.  Leave recovery."""
+    """Full ACK (RFC 6582 §3.2 step 6, RFC 6937 §3.1 "on exiting recovery"): ``cwnd =
+    ssthresh`` -- RFC 6582's option (2), as Linux's tcp_end_cwnd_reduction; PRR has already
+    brought the flight near ssthresh, so no burst follows.  Leave recovery."""
     h = t.hot
     mss = _mss(t, cid)
     h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
+    h.prr_out[cid] = 0
     _reset_growth_state(t, cid)
 
 
@@ -475,6 +526,7 @@ def cc_on_rto(t, cid, flight_size, now):
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
     h.recover[cid] = h.snd_max[cid]
     h.dupacks[cid] = 0
+    h.prr_out[cid] = 0
     h.cc_w_max[cid] = 0  # CUBIC: W_max forgotten; NewReno: byte count restarts
     h.cc_epoch_us[cid] = CUBIC_NO_EPOCH
 

@@ -14,8 +14,10 @@ A frame's flags (``fsdp.tcp.frameflags``):
 
 * ``FRAME_F_TCP_SACKED``: a SACK block covered the whole frame.  A block that covers only part
   of a frame marks nothing (Linux without splitting); peers SACK whole segments in practice.
-* ``FRAME_F_TCP_LOST``: marked lost by an RTO (``scoreboard_clear``).  RFC 6675's IsLost is
-  otherwise computed from the SACKed frames above, on every call, and not stored.
+* ``FRAME_F_TCP_LOST``: marked lost by an RTO (``scoreboard_clear``), or the head marked lost by
+  the engine when fast recovery begins (RFC 6675 §5 step 4.2; with or without SACK) and, without
+  SACK, at each partial ACK (RFC 6582 §3.2 step 5) (``scoreboard_mark_lost``).  RFC 6675's
+  IsLost is otherwise computed from the SACKed frames above, on every call, and not stored.
 * ``FRAME_F_TCP_RETRANS``: retransmitted in the current recovery episode (the engine sets it;
   ``scoreboard_enter_recovery`` and ``scoreboard_clear`` clear it).  It stands for RFC 6675's
   HighRxt: per frame, as Linux's TCPCB_SACKED_RETRANS.  Karn's rule (RFC 6298 §3) needs a mark
@@ -269,6 +271,51 @@ def scoreboard_pipe(pool, t, cid, dupthresh):
                     pipe += ln
         fid = pool.next[fid]
     return pipe
+
+
+@njit(cache=True)
+def scoreboard_lost_bytes(pool, t, cid, dupthresh):
+    """Sequence numbers above SND.UNA deemed lost (marked, or IsLost), resent or not: taken
+    before and after an ACK's SACK blocks, it tells whether the ACK showed a new loss (RFC
+    6937bis SafeACK; Linux's newly_lost)."""
+    una = np.int64(t.hot.snd_una[cid])
+    smax = np.int64(t.hot.snd_max[cid])
+    d = _dupthresh(dupthresh)
+    mss = _smss(t, cid)
+    total_n, total_b = _sacked_totals(pool, t, cid)
+    cum_n = np.int64(0)
+    cum_b = np.int64(0)
+    lost = np.int64(0)
+    fid = t.hot.snd_q_head[cid]
+    while _is_sent(t, cid, pool, fid, smax):
+        ln = _seg_len(pool, fid, una)
+        if ln > 0:
+            flags = pool.flags[fid]
+            if (flags & FRAME_F_TCP_SACKED) != 0:
+                cum_n += 1
+                cum_b += ln
+            elif (flags & FRAME_F_TCP_LOST) != 0 or _lost_by_sacks(
+                total_n - cum_n, total_b - cum_b, d, mss
+            ):
+                lost += ln
+        fid = pool.next[fid]
+    return lost
+
+
+@njit(cache=True)
+def scoreboard_mark_lost(pool, t, cid, fid):
+    """Mark sent frame ``fid`` lost (FRAME_F_TCP_LOST) and not yet retransmitted in this
+    episode, so that NextSeg returns it and pipe leaves it out until it is sent again.  False
+    if ``fid`` is not a sent, unacknowledged, un-SACKed frame, or is marked already (as Linux
+    tcp_newreno_mark_lost: a frame lost and resent stays so until it is ACKed)."""
+    una = np.int64(t.hot.snd_una[cid])
+    if not _is_sent(t, cid, pool, fid, np.int64(t.hot.snd_max[cid])):
+        return False
+    flags = pool.flags[fid]
+    if (flags & (FRAME_F_TCP_SACKED | FRAME_F_TCP_LOST)) != 0 or _seg_len(pool, fid, una) <= 0:
+        return False
+    pool.flags[fid] = (flags | FRAME_F_TCP_LOST) & _CLEAR_RETRANS
+    return True
 
 
 @njit(cache=True)

@@ -108,6 +108,7 @@ from fsdp.core.vars import (
 )
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.cc import (
+    cc_end_dupacks,
     cc_enter_recovery,
     cc_exit_recovery,
     cc_init,
@@ -116,8 +117,7 @@ from fsdp.tcp.cc import (
     cc_limited_transmit_allowed,
     cc_may_enter_recovery,
     cc_on_ack,
-    cc_on_dupack_in_recovery,
-    cc_on_partial_ack,
+    cc_prr_ack,
 )
 from fsdp.tcp.closed import tcp_reset_reply
 from fsdp.tcp.conn import (
@@ -128,7 +128,12 @@ from fsdp.tcp.conn import (
     tcp_time_wait_restart,
     tcp_wscale_for_clamp,
 )
-from fsdp.tcp.frameflags import FRAME_F_TCP_EVER_RETRANS, FRAME_F_TCP_FIN, FRAME_F_TCP_SENT
+from fsdp.tcp.frameflags import (
+    FRAME_F_TCP_EVER_RETRANS,
+    FRAME_F_TCP_FIN,
+    FRAME_F_TCP_SACKED,
+    FRAME_F_TCP_SENT,
+)
 from fsdp.tcp.ip import DST_UNICAST
 from fsdp.tcp.isn import (
     isn_generate,
@@ -163,6 +168,9 @@ from fsdp.tcp.reass import (
 from fsdp.tcp.sack_scoreboard import (
     scoreboard_enter_recovery,
     scoreboard_is_lost,
+    scoreboard_lost_bytes,
+    scoreboard_mark_lost,
+    scoreboard_sacked_bytes,
     scoreboard_update,
 )
 from fsdp.tcp.tcb import (
@@ -188,9 +196,9 @@ from fsdp.tcp.tcb import (
     TF_PINGPONG,
     TF_RCV_SHUTDOWN,
     TF_RCVBUF_LOCK,
-    TF_RETRANS_HEAD,
     TF_RTT_TIMING,
     TF_SACK_OK,
+    TF_SACKED_OUT,
     TF_SEND_SYN,
     TF_SNDBUF_LOCK,
     TF_SYNCOOKIE,
@@ -212,6 +220,8 @@ from fsdp.tcp.tcp_output import (
     tcp_full_space,
     tcp_ip_fields_from_listener,
     tcp_receive_window,
+    tcp_recovery_pipe,
+    tcp_reno_sacked,
     tcp_rto_us,
     tcp_rtt_sample,
     tcp_send_reply_ack,
@@ -1046,10 +1056,12 @@ ACK_OK = 1
 
 @kernel
 def _clean_rtx_queue(core, cid, ack, now):
-    """Free the frames SEG.ACK covers; returns (bytes acked, RTT sample µs or -1)."""
+    """Free the frames SEG.ACK covers; returns (bytes acked, of them bytes the peer had
+    SACKed, RTT sample µs or -1)."""
     pool = core.pool
     h = core.tcb.hot
     acked = np.int64(0)
+    sacked = np.int64(0)
     first_xmit = np.int64(-1)
     retrans_acked = False
     fid = h.snd_q_head[cid]
@@ -1080,6 +1092,8 @@ def _clean_rtx_queue(core, cid, ack, now):
             first_xmit = frame_xmit_time(pool, fid)
         h.snd_q_bytes[cid] -= pool.length[fid]
         acked += pool.length[fid]
+        if (fl & FRAME_F_TCP_SACKED) != 0:
+            sacked += pool.length[fid]
         nxt = pool.next[fid]
         if h.snd_q_unsent[cid] == fid:
             h.snd_q_unsent[cid] = nxt
@@ -1095,7 +1109,7 @@ def _clean_rtx_queue(core, cid, ack, now):
     rtt = np.int64(-1)
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
-    return acked, rtt
+    return acked, sacked, rtt
 
 
 @kernel_inline
@@ -1159,13 +1173,13 @@ def tcp_ack(core, cid, now):
     _replace_ts_recent(core, cid, now)
     had_flight = tcp_flight(core, cid) > 0
     win_upd = _ack_update_window(core, cid)
-    prior_una = una
     # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same ACK and window
     is_dup = (
         not advanced and had_flight and s[SEG_LEN] == 0
         and (s[SEG_FLAGS] & (TH_SYN | TH_FIN)) == 0 and not win_upd
     )  # fmt: skip
     sack_new = np.int64(0)
+    lost_before = np.int64(-1)
     if advanced:
         h.snd_una[cid] = ack
         tcp_urg_acked(core, cid, ack)
@@ -1177,15 +1191,23 @@ def tcp_ack(core, cid, now):
         blocks = core.tcp_blocks
         for i in range(2 * nb):
             blocks[i] = core.tcp_opt[TOPT_SACK_BLOCKS + i]
+        if advanced and (h.tflags[cid] & TF_IN_RECOVERY) != 0:
+            # did these blocks show a new loss?  (RFC 6937bis SafeACK)
+            lost_before = scoreboard_lost_bytes(pool, t, cid, core.cfg[CFG_TCP_REORDERING])
         sack_new = scoreboard_update(pool, t, cid, blocks, nb)
+        if sack_new > 0:
+            h.tflags[cid] |= np.uint32(TF_SACKED_OUT)
     if not had_flight:
         c.probes_out[cid] = 0
         if advanced:
             _clean_rtx_queue(core, cid, ack, now)
         return ACK_OK
     acked = np.int64(0)
+    sacked_acked = np.int64(0)
     if advanced:
-        acked, rtt = _clean_rtx_queue(core, cid, ack, now)
+        acked, sacked_acked, rtt = _clean_rtx_queue(core, cid, ack, now)
+        if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
+            h.tflags[cid] &= ~np.uint32(TF_SACKED_OUT)
         if rtt < 0 and (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
             ecr = core.tcp_opt[TOPT_TS_ECR]
             if ecr != 0:
@@ -1207,7 +1229,9 @@ def tcp_ack(core, cid, now):
         disarm(core, cid, TIMER_PERSIST)
     if (h.tflags[cid] & TF_TLP_OUT) != 0:
         _tlp_ack(core, cid, ack, advanced, sack_new, now)
-    _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now)
+    # RFC 6937 DeliveredData: the advance of SND.UNA plus the change in SACKed bytes
+    delivered = acked - sacked_acked + sack_new
+    _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, now)
     return ACK_OK
 
 
@@ -1227,7 +1251,7 @@ def _tlp_ack(core, cid, ack, advanced, sack_new, now):
     elif seq_gt(ack, hi):
         core.stats[STAT_TCP_LOSS_PROBE_RECOVERY] += 1
         flight = tcp_flight(core, cid)
-        cc_enter_recovery(t, cid, flight, now, True)
+        cc_enter_recovery(t, cid, flight, now)
         cc_exit_recovery(t, cid, flight)
         h.tflags[cid] &= ~done
     elif not advanced and sack_new == 0:
@@ -1243,9 +1267,12 @@ def _grow_cwnd(t, cid, acked, now):
 
 
 @kernel
-def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
-    """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6582
-    NewReno, RFC 6675 SACK recovery, RFC 3042 limited transmit; RTO recovery ends here."""
+def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, now):
+    """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6675 SACK
+    recovery, RFC 6582 NewReno without SACK, RFC 6937 PRR setting cwnd in both, RFC 3042
+    limited transmit; RTO recovery ends here.  ``acked``: bytes newly ACKed cumulatively;
+    ``delivered``: RFC 6937 DeliveredData; ``lost_before``: lost bytes before this ACK's SACK
+    blocks (-1: not taken)."""
     s = core.tcp_seg
     t = core.tcb
     h = t.hot
@@ -1264,21 +1291,25 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
             _grow_cwnd(t, cid, acked, now)
         return
     if (f & TF_IN_RECOVERY) != 0:
+        if acked > 0 and cc_is_full_ack(t, cid, ack):
+            cc_exit_recovery(t, cid, tcp_flight(core, cid))
+            h.dupacks[cid] = 0
+            return
+        newly_lost = False
         if acked > 0:
-            if cc_is_full_ack(t, cid, ack):
-                cc_exit_recovery(t, cid, tcp_flight(core, cid))
-                h.dupacks[cid] = 0
-            else:
-                core.stats[STAT_TCP_PARTIAL_ACKS] += 1
-                if not sack_on:
-                    # RFC 6582 §3.2 step 5: retransmit the first unacknowledged segment
-                    cc_on_partial_ack(t, cid, acked)
-                    h.tflags[cid] |= np.uint32(TF_RETRANS_HEAD)
-        elif is_dup and not sack_on:
-            cc_on_dupack_in_recovery(t, cid)
+            core.stats[STAT_TCP_PARTIAL_ACKS] += 1
+        if not sack_on:
+            delivered = _reno_delivered(core, cid, acked, is_dup)
+            if acked > 0:
+                # RFC 6582 §3.2 step 5: the first unacknowledged segment is lost too; PRR
+                # says when it goes (Linux tcp_newreno_mark_lost)
+                newly_lost = scoreboard_mark_lost(pool, t, cid, h.snd_q_head[cid])
+        elif lost_before >= 0:
+            newly_lost = scoreboard_lost_bytes(pool, t, cid, dupthresh) > lost_before
+        cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), acked > 0 and not newly_lost)
         return
     if acked > 0:
-        h.dupacks[cid] = 0
+        cc_end_dupacks(t, cid)
         _grow_cwnd(t, cid, acked, now)
         tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
         return
@@ -1292,26 +1323,57 @@ def _congestion_control(core, cid, prior_una, acked, is_dup, sack_new, now):
         h.dupacks[cid] += 1
         core.stats[STAT_TCP_DUP_ACKS_IN] += 1
     enter = False
-    if sack_on:
-        head = h.snd_q_head[cid]
-        if head >= 0 and scoreboard_is_lost(pool, t, cid, head, dupthresh):
-            enter = True
-        elif h.dupacks[cid] >= dupthresh:
-            enter = True
+    head = h.snd_q_head[cid]
+    if sack_on and head >= 0 and scoreboard_is_lost(pool, t, cid, head, dupthresh):
+        enter = True
     elif h.dupacks[cid] >= dupthresh:
         enter = True
-    if enter and cc_may_enter_recovery(t, cid, ack):
+    if enter and cc_may_enter_recovery(t, cid, ack, sack_on):
         core.stats[STAT_TCP_RECOVERY_EPISODES] += 1
         core.stats[STAT_TCP_FAST_RETRANS] += 1
-        flight = tcp_flight(core, cid)
-        cc_enter_recovery(t, cid, flight, now, sack_on)
+        # FlightSize without what limited transmit sent (RFC 5681 §3.2 step 2)
+        flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
+        cc_enter_recovery(t, cid, flight, now)
         if sack_on:
             core.stats[STAT_TCP_SACK_RECOVERY] += 1
-            scoreboard_enter_recovery(pool, t, cid)
-        h.tflags[cid] |= np.uint32(TF_RETRANS_HEAD)  # RFC 5681 §3.2 step 2
+        else:
+            delivered = np.int64(h.mss[cid])  # this duplicate ACK (already counted)
+        scoreboard_enter_recovery(pool, t, cid)
+        # RFC 5681 §3.2 step 2 / RFC 6675 §5 step 4.2: the first unacknowledged segment is
+        # retransmitted; PRR's first quota always lets it go
+        scoreboard_mark_lost(pool, t, cid, head)
+        cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), False)
         return
-    if is_dup and h.dupacks[cid] <= 2 and cc_limited_transmit_allowed(t, cid, h.dupacks[cid]):
-        h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)  # RFC 3042: one new segment, cwnd unchanged
+    if (
+        is_dup and not sack_on and h.dupacks[cid] <= 2
+        and cc_limited_transmit_allowed(t, cid, h.dupacks[cid])
+    ):  # fmt: skip
+        # RFC 3042: one new segment, cwnd unchanged (with SACK, RFC 6675 §5 step 3: pipe
+        # gives the room, tcp_output.tcp_push)
+        h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)
+
+
+@kernel_inline
+def _reno_delivered(core, cid, acked, is_dup):
+    """Without SACK, what an ACK in fast recovery delivered (Linux tcp_add_reno_sack /
+    tcp_remove_reno_sacks, in bytes): a duplicate ACK one segment, counted in ``dupacks``
+    while the flight holds more than it; a partial ACK the segments it covers beyond those the
+    duplicate ACKs already stood for (at least one), which it takes off ``dupacks`` but one."""
+    h = core.tcb.hot
+    mss = np.int64(h.mss[cid])
+    if mss <= 0:
+        return np.int64(0)
+    n = np.int64(h.dupacks[cid])
+    if acked > 0:
+        segs = (acked + mss - 1) // mss
+        h.dupacks[cid] = 0 if segs - 1 >= n else n - (segs - 1)
+        d = segs - n
+        return (d if d > 1 else np.int64(1)) * mss
+    if not is_dup or n >= 0x7FFF:
+        return np.int64(0)
+    before = tcp_reno_sacked(core, cid)
+    h.dupacks[cid] = n + 1
+    return tcp_reno_sacked(core, cid) - before
 
 
 # --- receiving data (RFC 9293 §3.10.7.4 seventh check; Linux tcp_data_queue) -------------------

@@ -36,10 +36,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 393 bytes per connection (hot 258 + cold 123 + free-list link 4 + the touched log's
+Memory: 405 bytes per connection (hot 270 + cold 123 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
-timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it under 400 bytes.
-100,000 connections take 39 MB.
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 408 bytes.
+100,000 connections take 41 MB.
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
@@ -106,7 +106,8 @@ TF_TMPL_MAC = 1 << 19  # the header template's next-hop MAC is resolved (DESIGN 
 TF_SNDBUF_LOCK = 1 << 20  # SO_SNDBUF set by the application: no automatic growth (Linux)
 TF_RCVBUF_LOCK = 1 << 21  # SO_RCVBUF set by the application
 TF_SEND_SYN = 1 << 22  # output owes a SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED)
-TF_RETRANS_HEAD = 1 << 23  # output owes a retransmission of the first unacknowledged segment
+TF_SACKED_OUT = 1 << 23  # the peer SACKed data still outstanding above SND.UNA (Linux
+# sacked_out > 0): sending follows pipe (RFC 6675 §5 step 3), no loss probe (RFC 8985 §7.2)
 TF_LIMITED_XMIT = 1 << 24  # output may send one new segment beyond cwnd (RFC 3042)
 TF_TLP_ARMED = 1 << 25  # TIMER_RTO holds a tail-loss-probe timeout (RFC 8985 §7.2), not an RTO
 TF_TLP_OUT = 1 << 26  # a loss probe is outstanding up to hot.tlp_high_seq (RFC 8985 §7.4)
@@ -249,6 +250,12 @@ TCB_HOT_DTYPE = np.dtype(
         ("cwnd_limited", np.int8),  # Linux is_cwnd_limited
         ("max_flight", np.uint32),  # bytes (Linux max_packets_out, in segments)
         ("cwnd_usage_seq", np.uint32),  # SND.NXT when that window began (Linux cwnd_usage_seq)
+        # RFC 6937 proportional rate reduction in fast recovery (cc.cc_prr_ack), bytes
+        ("prr_prior_cwnd", np.uint32),  # cwnd when recovery began (RFC 6937 RecoverFS; Linux)
+        ("prr_delivered", np.uint32),  # delivered to the peer since recovery began
+        ("prr_out", np.uint32),  # sent since recovery began; before it, the bytes limited
+        # transmit sent since the duplicate ACKs began (RFC 5681 §3.2 step 2 leaves them out
+        # of FlightSize)
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -421,6 +428,9 @@ def _reset(t, i):
     h.cwnd_limited[i] = 0
     h.max_flight[i] = 0
     h.cwnd_usage_seq[i] = 0
+    h.prr_prior_cwnd[i] = 0
+    h.prr_delivered[i] = 0
+    h.prr_out[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

@@ -54,7 +54,7 @@ from fsdp.core.timerwheel import (
 from fsdp.core.vars import V_IP_ID
 from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
-from fsdp.tcp.cc import cc_after_idle, cc_cwnd_validate
+from fsdp.tcp.cc import cc_after_idle, cc_cwnd_validate, cc_prr_sent
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
@@ -89,8 +89,8 @@ from fsdp.tcp.tcb import (
     TF_NODELAY,
     TF_PINGPONG,
     TF_PMTU_LOCKED,
-    TF_RETRANS_HEAD,
     TF_SACK_OK,
+    TF_SACKED_OUT,
     TF_SEND_SYN,
     TF_TLP_ARMED,
     TF_TLP_OUT,
@@ -534,10 +534,11 @@ TCP_TIMEOUT_INIT_US = 1_000_000  # no RTT sample yet (RFC 6298 (2.1))
 def tcp_schedule_loss_probe(core, cid, now, advancing_rto):
     """Arm the probe timeout in place of the RTO (RFC 8985 §7.2: PTO = 2*SRTT, plus the
     worst-case delayed ACK when one segment is in flight (Linux: else 2 jiffies), never later
-    than the RTO would fire).  As Linux, only with SACK and outside recovery.  True if armed."""
+    than the RTO would fire).  As Linux (Open state only), only with SACK, outside recovery and
+    with no SACKed data outstanding.  True if armed."""
     h = core.tcb.hot
     f = h.tflags[cid]
-    if (f & TF_SACK_OK) == 0 or (f & (TF_IN_RECOVERY | TF_IN_LOSS)) != 0:
+    if (f & TF_SACK_OK) == 0 or (f & (TF_IN_RECOVERY | TF_IN_LOSS | TF_SACKED_OUT)) != 0:
         return False
     if not tcp_can_send_data(h.state[cid]):
         return False
@@ -825,6 +826,8 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
     if not tcp_xmit(core, cid, seq, flags, fid, pool.off[fid], n, OPTS_NORMAL, now):
         return False
     end = (seq + frame_seq_len(pool, fid)) & M32
+    if (h.tflags[cid] & TF_IN_RECOVERY) != 0:
+        cc_prr_sent(core.tcb, cid, frame_seq_len(pool, fid))  # RFC 6937 prr_out
     if rexmit:
         if h.retrans_stamp[cid] == 0:
             # the give-up clock starts at the first retransmission (Linux tcp_retransmit_skb:
@@ -966,12 +969,44 @@ def tcp_can_send_data(st):
     )
 
 
+@kernel
+def tcp_recovery_pipe(core, cid):
+    """Bytes in flight during loss recovery (RFC 6675 §4 SetPipe; Linux tcp_packets_in_flight):
+    the scoreboard's count, which leaves out lost frames not yet resent and counts resent ones
+    twice.  Without SACK, fast recovery also leaves out one segment per duplicate ACK (each
+    says a segment left the network), never the whole flight (Linux's reno sacked_out,
+    tcp_limit_reno_sacked).  Never negative."""
+    h = core.tcb.hot
+    pipe = scoreboard_pipe(core.pool, core.tcb, cid, core.cfg[CFG_TCP_REORDERING])
+    f = h.tflags[cid]
+    if (f & TF_SACK_OK) == 0 and (f & TF_IN_RECOVERY) != 0:
+        pipe -= tcp_reno_sacked(core, cid)
+    return pipe if pipe > 0 else np.int64(0)
+
+
+@kernel
+def tcp_reno_sacked(core, cid):
+    """Without SACK: the bytes the duplicate ACKs of this recovery stand for, one SMSS each,
+    and never the whole flight (at most all but one segment; Linux tcp_limit_reno_sacked)."""
+    h = core.tcb.hot
+    mss = np.int64(h.mss[cid])
+    if mss <= 0:
+        return np.int64(0)
+    flight = tcp_flight(core, cid)
+    cap = (flight + mss - 1) // mss - 1
+    n = np.int64(h.dupacks[cid])
+    if n > cap:
+        n = cap
+    return n * mss if n > 0 else np.int64(0)
+
+
 # --- output: retransmissions first, then new data (RFC 5681, RFC 6675 §5, RFC 6298 §5) --------
 @kernel
 def tcp_push(core, cid, now):
-    """Send what the windows allow: in RTO recovery (``TF_IN_LOSS``) or SACK fast recovery the
-    lost segments first while ``pipe < cwnd`` (RFC 6675 §5 NextSeg (1), Linux
-    tcp_xmit_retransmit_queue), then new data (NextSeg (2)).  Returns the segments sent."""
+    """Send what the windows allow: in RTO recovery (``TF_IN_LOSS``) or fast recovery (SACK or
+    not; cwnd set by RFC 6937 PRR) the lost segments first while ``pipe < cwnd`` (RFC 6675 §5
+    NextSeg (1), Linux tcp_xmit_retransmit_queue), then new data (NextSeg (2)).  Returns the
+    segments sent."""
     h = core.tcb.hot
     st = h.state[cid]
     if not tcp_can_send_data(st):
@@ -987,8 +1022,8 @@ def tcp_push(core, cid, now):
             cc_after_idle(t, cid, now, tcp_rto_us(core, cid))  # RFC 5681 §4.1
         cwnd = np.int64(h.cwnd[cid])
     dupthresh = core.cfg[CFG_TCP_REORDERING]
-    if (f & TF_IN_LOSS) != 0 or ((f & TF_IN_RECOVERY) != 0 and (f & TF_SACK_OK) != 0):
-        pipe = scoreboard_pipe(pool, t, cid, dupthresh)
+    if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) != 0:
+        pipe = tcp_recovery_pipe(core, cid)
         while pipe + mss <= cwnd or (pipe == 0 and sent == 0):
             fid = scoreboard_next_seg(pool, t, cid, dupthresh)
             if fid < 0:
@@ -1000,6 +1035,10 @@ def tcp_push(core, cid, now):
             sent += 1
             pipe += frame_seq_len(pool, fid)
         room = cwnd - pipe
+    elif (f & TF_SACKED_OUT) != 0:
+        # SACKed data outstanding: what left the network makes room (RFC 6675 §5 step 3,
+        # limited transmit by pipe; Linux always counts tcp_packets_in_flight)
+        room = cwnd - tcp_recovery_pipe(core, cid)
     else:
         room = cwnd - tcp_flight(core, cid)
     fresh = 0
@@ -1009,6 +1048,10 @@ def tcp_push(core, cid, now):
         fresh = tcp_output_new(core, cid, room, now)
         if fresh > 0:
             tcp_schedule_loss_probe(core, cid, now, False)  # Linux tcp_write_xmit
+            if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) == 0 and h.dupacks[cid] > 0:
+                # limited transmit by pipe: kept out of the FlightSize of ssthresh
+                cc_prr_sent(t, cid, seq_diff(h.snd_max[cid], sent_from))
+                core.stats[STAT_TCP_LIMITED_TRANSMIT] += fresh
         sent += fresh
     # RFC 7661: did this flight fill cwnd (no room left for a segment)?  As Linux's
     # tcp_write_xmit -> tcp_cwnd_validate: after sending new data, or when cwnd held it back
@@ -1081,17 +1124,17 @@ def _schedule_delack(core, cid, now):
 @kernel
 def tcp_output(core, cid, now):
     """Everything connection ``cid`` owes the wire, built here and only here (BSD's
-    tcp_output): a SYN or SYN-ACK, a retransmission of the first unacknowledged segment (fast
-    retransmit, RFC 6582 partial ACK), one limited-transmit segment (RFC 3042), whatever data
-    the windows allow, and the ACK owed now or its delayed-ACK timer.  The state machine only
-    sets ``TF_*`` requests; input, timers and user calls end with this call."""
+    tcp_output): a SYN or SYN-ACK, one limited-transmit segment (RFC 3042), the lost segments
+    and new data the windows allow (``tcp_push``: fast retransmit and recovery included), and
+    the ACK owed now or its delayed-ACK timer.  The state machine only sets ``TF_*`` requests
+    (and cwnd); input, timers and user calls end with this call."""
     if not is_alloc(core, cid):
         return
     h = core.tcb.hot
     pool = core.pool
     st = h.state[cid]
     if st == TCPS_CLOSED:
-        h.tflags[cid] &= ~np.uint32(TF_ACK_NOW | TF_DELACK | TF_SEND_SYN | TF_RETRANS_HEAD)
+        h.tflags[cid] &= ~np.uint32(TF_ACK_NOW | TF_DELACK | TF_SEND_SYN)
         return
     f = h.tflags[cid]
     if (f & TF_SEND_SYN) != 0:
@@ -1099,11 +1142,6 @@ def tcp_output(core, cid, now):
         if st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
             tcp_send_syn(core, cid, now)
     if tcp_can_send_data(st):
-        if (f & TF_RETRANS_HEAD) != 0:
-            h.tflags[cid] &= ~np.uint32(TF_RETRANS_HEAD)
-            head = h.snd_q_head[cid]
-            if head >= 0 and (pool.flags[head] & FRAME_F_TCP_SENT) != 0:
-                tcp_xmit_frame(core, cid, head, now, True)
         if (f & TF_LIMITED_XMIT) != 0:
             h.tflags[cid] &= ~np.uint32(TF_LIMITED_XMIT)
             fid = h.snd_q_unsent[cid]
@@ -1113,5 +1151,7 @@ def tcp_output(core, cid, now):
                     if tcp_xmit_frame(core, cid, fid, now, False):
                         h.snd_q_unsent[cid] = pool.next[fid]
                         core.stats[STAT_TCP_LIMITED_TRANSMIT] += 1
+                        # kept out of the FlightSize that sets ssthresh (RFC 5681 §3.2)
+                        cc_prr_sent(core.tcb, cid, frame_seq_len(pool, fid))
         tcp_push(core, cid, now)
     tcp_ack_snd_check(core, cid, now)

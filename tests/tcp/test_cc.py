@@ -2,8 +2,8 @@
 
 Numbers follow the RFCs' own arithmetic with SMSS = 1000 bytes unless said otherwise: slow start
 (RFC 5681 §3.1 + RFC 3465 L = 2), congestion avoidance (+1 SMSS per RTT), fast recovery (RFC 6582
-§3.2 steps 2-6), RTO (RFC 5681 eq. 4, LW), restart after idle (RFC 5681 §4.1 as Linux), limited
-transmit (RFC 3042), CUBIC (RFC 9438 §4, Linux constants).
+§3.2 steps 1, 2 and 6 with RFC 6937 PRR), RTO (RFC 5681 eq. 4, LW), restart after idle (RFC 5681
+§4.1 as Linux), limited transmit (RFC 3042), CUBIC (RFC 9438 §4, Linux constants).
 """
 
 import math
@@ -18,6 +18,7 @@ from fsdp.tcp.cc import (
     CUBIC_NO_EPOCH,
     cc_after_idle,
     cc_cwnd_validate,
+    cc_end_dupacks,
     cc_enter_recovery,
     cc_exit_recovery,
     cc_in_slow_start,
@@ -28,9 +29,9 @@ from fsdp.tcp.cc import (
     cc_limited_transmit_allowed,
     cc_may_enter_recovery,
     cc_on_ack,
-    cc_on_dupack_in_recovery,
-    cc_on_partial_ack,
     cc_on_rto,
+    cc_prr_ack,
+    cc_prr_sent,
     cc_set_algo,
     cubic_k,
     cubic_window,
@@ -86,6 +87,8 @@ def send(t, cid, n):
 def ack(t, cid, n, now=0):
     """n bytes cumulatively ACKed outside recovery."""
     t.hot.snd_una[cid] = (int(t.hot.snd_una[cid]) + n) & 0xFFFFFFFF
+    if not in_recovery(t, cid):
+        cc_end_dupacks(t, cid)
     cc_on_ack(t, cid, n, now)
 
 
@@ -143,7 +146,7 @@ def test_init(algo):
     assert cc_in_slow_start(t, cid)
     t, cid = conn(algo, una=0)
     assert t.hot.recover[cid] == 0xFFFFFFFF  # modulo 2^32
-    assert cc_may_enter_recovery(t, cid, 0)
+    assert cc_may_enter_recovery(t, cid, 0, False)
 
 
 # --- slow start ------------------------------------------------------------------------------
@@ -231,22 +234,12 @@ def test_newreno_recovery_rfc6582():
     t, cid = _loaded()
     una = int(t.hot.snd_una[cid])
     high = una + 20000
-    assert cc_may_enter_recovery(t, cid, una)
-    cc_enter_recovery(t, cid, 20000, 0, False)
-    # step 2: ssthresh = max(FlightSize/2, 2*SMSS); cwnd = ssthresh + 3*SMSS; recover = HighData
-    assert ssthresh(t, cid) == 10000 and cwnd(t, cid) == 13000
+    assert cc_may_enter_recovery(t, cid, una, False)
+    cc_enter_recovery(t, cid, 20000, 0)
+    # step 2: ssthresh = max(FlightSize/2, 2*SMSS); recover = HighData; PRR starts from cwnd
+    assert ssthresh(t, cid) == 10000 and t.hot.prr_prior_cwnd[cid] == 20000
     assert t.hot.recover[cid] == high and in_recovery(t, cid)
-    assert not cc_may_enter_recovery(t, cid, una)  # already in recovery
-    # step 3: each further duplicate ACK inflates by SMSS
-    cc_on_dupack_in_recovery(t, cid)
-    cc_on_dupack_in_recovery(t, cid)
-    assert cwnd(t, cid) == 15000
-    # step 5: a partial ACK of 3000 deflates by 3000 and adds back SMSS
-    assert not cc_is_full_ack(t, cid, una + 3000)
-    cc_on_partial_ack(t, cid, 3000)
-    assert cwnd(t, cid) == 13000
-    cc_on_partial_ack(t, cid, 500)  # less than SMSS: no add-back
-    assert cwnd(t, cid) == 12500
+    assert not cc_may_enter_recovery(t, cid, una, True)  # already in recovery
     before = cwnd(t, cid)
     cc_on_ack(t, cid, 5000, 0)  # cc_on_ack does nothing in recovery
     assert cwnd(t, cid) == before
@@ -256,35 +249,93 @@ def test_newreno_recovery_rfc6582():
     cc_exit_recovery(t, cid, 4000)
     assert cwnd(t, cid) == ssthresh(t, cid) and not in_recovery(t, cid)
     assert not cc_in_slow_start(t, cid)
-    assert cc_may_enter_recovery(t, cid, high)
+    # step 1: a new episode only once the ACK covers more than recover (with SACK: reaches it)
+    assert not cc_may_enter_recovery(t, cid, high, False)
+    assert cc_may_enter_recovery(t, cid, high + 1, False)
+    assert cc_may_enter_recovery(t, cid, high, True)
 
 
 @pytest.mark.parametrize("flight", [0, 500, 9000, 15000])
 def test_full_ack_window_is_ssthresh_whatever_the_flight(flight):
     """RFC 6582 §3.2 step 6 option (2), Linux tcp_end_cwnd_reduction: cwnd = ssthresh."""
     t, cid = _loaded()
-    cc_enter_recovery(t, cid, 20000, 0, False)
+    cc_enter_recovery(t, cid, 20000, 0)
     cc_exit_recovery(t, cid, flight)
     assert cwnd(t, cid) == 10000
 
 
-def test_sack_recovery_entry_cwnd_is_ssthresh():
-    t, cid = _loaded()
-    cc_enter_recovery(t, cid, 20000, 0, True)
-    assert ssthresh(t, cid) == 10000 and cwnd(t, cid) == 10000 and in_recovery(t, cid)
-
-
 def test_ssthresh_floor_two_mss():
     t, cid = _loaded(w=3000)
-    cc_enter_recovery(t, cid, 1500, 0, False)
-    assert ssthresh(t, cid) == 2000 and cwnd(t, cid) == 5000
+    cc_enter_recovery(t, cid, 1500, 0)
+    assert ssthresh(t, cid) == 2000
 
 
-def test_partial_ack_never_below_one_mss():
+def test_prr_proportional_part_by_hand():
+    """RFC 6937 §3.1 with RecoverFS = 20 SMSS (Linux prior_cwnd), ssthresh 10 SMSS: while pipe >
+    ssthresh each ACK may send CEIL(prr_delivered*ssthresh/RecoverFS) - prr_out, in whole
+    segments (Linux counts packets), so one segment per two delivered; the first ACK always
+    lets the fast retransmit go."""
     t, cid = _loaded()
-    cc_enter_recovery(t, cid, 20000, 0, True)
-    cc_on_partial_ack(t, cid, 50000)
-    assert cwnd(t, cid) == MSS
+    cc_enter_recovery(t, cid, 20000, 0)
+    pipe = 16000  # 20 sent, 3 duplicate ACKs, the head lost
+    sent = []
+    for _ in range(6):
+        cc_prr_ack(t, cid, MSS, pipe, False)
+        n = (cwnd(t, cid) - pipe) // MSS if cwnd(t, cid) > pipe else 0
+        cc_prr_sent(t, cid, n * MSS)
+        pipe += n * MSS - MSS  # what was sent joins the flight; the next ACK takes one out
+        sent.append(n)
+    assert sent == [1, 0, 1, 0, 1, 0]
+    assert t.hot.prr_delivered[cid] == 6 * MSS and t.hot.prr_out[cid] == 3 * MSS
+
+
+def test_prr_reduction_bound_by_hand():
+    """RFC 6937 §3.1 slow-start reduction bound (pipe <= ssthresh): catch up towards ssthresh
+    by at most max(prr_delivered - prr_out, DeliveredData), plus one SMSS on a SafeACK (an ACK
+    that advanced SND.UNA without showing a new loss, draft-ietf-tcpm-prr-rfc6937bis)."""
+    t, cid = _loaded()
+    cc_enter_recovery(t, cid, 20000, 0)
+    cc_prr_sent(t, cid, 1000)  # the fast retransmit went
+    cc_prr_ack(t, cid, 1000, 4000, False)  # pipe far below ssthresh: DeliveredData only
+    assert cwnd(t, cid) == 4000 + 1000
+    cc_prr_ack(t, cid, 1000, 4000, True)  # prr_delivered - prr_out = 1000, + SMSS
+    assert cwnd(t, cid) == 4000 + 2000
+    cc_prr_ack(t, cid, 8000, 7000, True)  # never past ssthresh
+    assert cwnd(t, cid) == 10000
+
+
+def test_prr_window_never_below_one_mss():
+    t, cid = _loaded()
+    cc_enter_recovery(t, cid, 20000, 0)
+    cc_prr_sent(t, cid, 50000)
+    cc_prr_ack(t, cid, 1000, 0, False)
+    assert cwnd(t, cid) >= MSS
+    cc_prr_ack(t, cid, 0, 30000, False)  # nothing delivered: nothing changes
+    assert cwnd(t, cid) >= MSS
+
+
+@given(st.integers(4, 200), st.sampled_from([CC_NEWRENO, CC_CUBIC]))
+@settings(max_examples=120, deadline=None)
+def test_prr_brings_the_flight_to_ssthresh_without_bursts(segs, algo):
+    """RFC 6937 §4 (properties), one loss in a window of ``segs`` segments, an ACK clock of one
+    segment per ACK: sending only what PRR allows never sends more than two segments on one ACK
+    and, when the last original segment is delivered (the retransmission's ACK is next), leaves
+    ssthresh in flight (to the segment: CUBIC's ssthresh need not be whole segments), all of it
+    sent as prr_out; the full ACK then sets cwnd = ssthresh."""
+    t, cid = _loaded(algo, w=segs * MSS)
+    cc_enter_recovery(t, cid, segs * MSS, 0)
+    originals = segs - 1  # the lost one is out of the flight
+    out = 0  # segments PRR sent: the retransmission first, behind the originals (FIFO)
+    while originals > 0:
+        originals -= 1  # an ACK: one more original delivered
+        cc_prr_ack(t, cid, MSS, (originals + out) * MSS, False)
+        n = max(0, (cwnd(t, cid) - (originals + out) * MSS) // MSS)
+        assert n <= 2
+        cc_prr_sent(t, cid, n * MSS)
+        out += n
+    assert abs(out * MSS - ssthresh(t, cid)) < MSS and int(t.hot.prr_out[cid]) == out * MSS
+    cc_exit_recovery(t, cid, out * MSS)
+    assert cwnd(t, cid) == ssthresh(t, cid)
 
 
 def test_no_new_recovery_before_recover_is_passed():
@@ -292,8 +343,8 @@ def test_no_new_recovery_before_recover_is_passed():
     t, cid = _loaded()
     una = int(t.hot.snd_una[cid])
     cc_on_rto(t, cid, 20000, 0)  # recover = snd_max = una + 20000
-    assert not cc_may_enter_recovery(t, cid, una + 19999)
-    assert cc_may_enter_recovery(t, cid, una + 20000)
+    assert not cc_may_enter_recovery(t, cid, una + 19999, True)
+    assert cc_may_enter_recovery(t, cid, una + 20000, True)
 
 
 def test_recover_follows_snd_una_outside_episodes():
@@ -303,7 +354,7 @@ def test_recover_follows_snd_una_outside_episodes():
         send(t, cid, 1 << 30)
         ack(t, cid, 1 << 30)
     una = int(t.hot.snd_una[cid])
-    assert cc_may_enter_recovery(t, cid, una)
+    assert cc_may_enter_recovery(t, cid, una, False)
 
 
 # --- RTO -------------------------------------------------------------------------------------
@@ -333,7 +384,7 @@ def test_rto_collapses_to_loss_window(algo):
 
 def test_rto_during_fast_recovery_keeps_ssthresh():
     t, cid = _loaded()
-    cc_enter_recovery(t, cid, 20000, 0, False)
+    cc_enter_recovery(t, cid, 20000, 0)
     cc_on_rto(t, cid, 20000, 0)
     assert ssthresh(t, cid) == 10000 and cwnd(t, cid) == MSS and not in_recovery(t, cid)
 
@@ -402,7 +453,7 @@ def test_limited_transmit_respects_peer_window_and_recovery():
     assert not cc_limited_transmit_allowed(t, cid, 1)
     t.hot.snd_wnd[cid] = 9000
     assert cc_limited_transmit_allowed(t, cid, 1)
-    cc_enter_recovery(t, cid, 8000, 0, True)
+    cc_enter_recovery(t, cid, 8000, 0)
     assert not cc_limited_transmit_allowed(t, cid, 1)
 
 
@@ -447,16 +498,15 @@ def test_cubic_k_and_window_vs_float(w_max_seg, epoch_seg, mss):
 
 def test_cubic_loss_fast_convergence():
     t, cid = _loaded(CC_CUBIC, w=100000)
-    cc_enter_recovery(t, cid, 100000, 0, True)
+    cc_enter_recovery(t, cid, 100000, 0)
     assert t.hot.cc_w_max[cid] == 100000  # first loss: W_max = cwnd
-    assert ssthresh(t, cid) == 100000 * 717 // 1024 == cwnd(t, cid)
+    assert ssthresh(t, cid) == 100000 * 717 // 1024
     t.hot.tflags[cid] = int(t.hot.tflags[cid]) & ~TF_IN_RECOVERY
     t.hot.cwnd[cid] = 90000  # lost again below W_max: fast convergence
     t.hot.snd_una[cid] = t.hot.recover[cid]
-    cc_enter_recovery(t, cid, 90000, 0, False)
+    cc_enter_recovery(t, cid, 90000, 0)
     assert t.hot.cc_w_max[cid] == 90000 * (1024 + 717) // 2048
     assert ssthresh(t, cid) == 90000 * 717 // 1024
-    assert cwnd(t, cid) == ssthresh(t, cid) + 3 * MSS
     assert t.hot.cc_epoch_us[cid] == CUBIC_NO_EPOCH
 
 
@@ -465,7 +515,7 @@ def _cubic_after_loss(w_max_seg, rtt_us, mss=MSS):
     t, cid = _loaded(CC_CUBIC, w=w_max_seg * mss)
     t.hot.mss[cid] = mss
     t.hot.srtt[cid] = rtt_us
-    cc_enter_recovery(t, cid, w_max_seg * mss, 0, True)
+    cc_enter_recovery(t, cid, w_max_seg * mss, 0)
     t.hot.snd_una[cid] = t.hot.recover[cid]
     cc_exit_recovery(t, cid, w_max_seg * mss)
     assert cwnd(t, cid) == ssthresh(t, cid)  # cwnd_epoch
@@ -580,12 +630,13 @@ def test_huge_windows_do_not_overflow(algo, mss):
         ack(t, cid, 0xFFFFFFFF, now)
         assert mss <= cwnd(t, cid) <= CC_MAX_CWND
     send(t, cid, 0xFFFFFFFF)
-    cc_enter_recovery(t, cid, 0xFFFFFFFF, 0, False)
+    cc_enter_recovery(t, cid, 0xFFFFFFFF, 0)
     assert 2 * mss <= ssthresh(t, cid) <= TCP_INFINITE_SSTHRESH
     assert mss <= cwnd(t, cid) <= CC_MAX_CWND
     for _ in range(3):
-        cc_on_dupack_in_recovery(t, cid)
-    assert cwnd(t, cid) <= CC_MAX_CWND
+        cc_prr_ack(t, cid, 0xFFFFFFFF, 0xFFFFFFFF, True)
+        cc_prr_sent(t, cid, 0xFFFFFFFF)
+        assert mss <= cwnd(t, cid) <= CC_MAX_CWND
     cc_exit_recovery(t, cid, 0xFFFFFFFF)
     assert mss <= cwnd(t, cid) <= ssthresh(t, cid)
     assert cubic_window(0xFFFFFFFF, 0, mss, 2**62) > 0xFFFFFFFF
@@ -594,7 +645,7 @@ def test_huge_windows_do_not_overflow(algo, mss):
 
 # --- invariants under random event sequences -------------------------------------------------
 EVENTS = st.lists(
-    st.tuples(st.sampled_from(["ack", "enter", "dup", "partial", "exit", "rto", "idle"]),
+    st.tuples(st.sampled_from(["ack", "enter", "prr", "sent", "exit", "rto", "idle"]),
               st.integers(0, 1 << 32), st.booleans()),
     max_size=60,
 )  # fmt: skip
@@ -614,12 +665,12 @@ def test_invariants(algo, mss, events, srtt):
             send(t, cid, n % (1 << 31))
             if not in_recovery(t, cid):
                 ack(t, cid, n % (1 << 31), now)
-        elif kind == "enter" and cc_may_enter_recovery(t, cid, int(t.hot.snd_una[cid])):
-            cc_enter_recovery(t, cid, n, now, flag)
-        elif kind == "dup" and in_recovery(t, cid):
-            cc_on_dupack_in_recovery(t, cid)
-        elif kind == "partial" and in_recovery(t, cid):
-            cc_on_partial_ack(t, cid, n)
+        elif kind == "enter" and cc_may_enter_recovery(t, cid, int(t.hot.snd_una[cid]), flag):
+            cc_enter_recovery(t, cid, n, now)
+        elif kind == "prr" and in_recovery(t, cid):
+            cc_prr_ack(t, cid, n % (1 << 31), (n * 7) % (1 << 32), flag)
+        elif kind == "sent" and in_recovery(t, cid):
+            cc_prr_sent(t, cid, n % (1 << 32))
         elif kind == "exit" and in_recovery(t, cid):
             t.hot.snd_una[cid] = t.hot.recover[cid]
             cc_exit_recovery(t, cid, n)
