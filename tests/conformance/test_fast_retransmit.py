@@ -1,5 +1,6 @@
 """Fast retransmit and fast recovery without SACK: duplicate ACK counting (RFC 5681 §3.2),
-limited transmit (RFC 3042), NewReno partial ACKs (RFC 6582).
+limited transmit (RFC 3042), NewReno partial ACKs (RFC 6582), proportional rate reduction (RFC
+6937, which Linux uses in every recovery).
 
 The handshake takes a 100 ms RTT so that Linux's tail loss probe (PTO ~ 2*SRTT) stays out of the
 way of the duplicate ACKs, which arrive within a few ms."""
@@ -101,6 +102,36 @@ def test_partial_ack_retransmits_the_next_segment(h):
     assert segs and (seg_no(segs[0]), segs[0].len) == (12, M)
 
 
+def dup_acks(c, n: int, ack: int = 1 + M) -> list[list[int]]:
+    """``n`` duplicate ACKs of ``ack``; the segments (numbers) each one released."""
+    out = []
+    for _ in range(n):
+        c.send("A", ack=ack)
+        out.append([seg_no(s) for s in c.recv()])
+    return out
+
+
+def test_recovery_sends_one_segment_per_two_dup_acks(h):
+    """RFC 6937 §3.1 (PRR, proportional part): with ssthresh = 5 (half the 11 segments in flight
+    before limited transmit, RFC 5681 §3.2 step 2) and RecoverFS = cwnd = 11, the sender sends
+    CEIL(delivered*5/11) segments in all: the third duplicate ACK the retransmission, then one
+    new segment on every second duplicate ACK -- no silence while cwnd deflates, no burst."""
+    c = newreno_flight(h)
+    assert dup_acks(c, 8) == [[12], [13], [1], [], [14], [], [15], []]
+
+
+def test_partial_ack_retransmission_waits_for_the_reduction(h):
+    """RFC 6582 §3.2 step 5 with RFC 6937: a partial ACK shows the next segment lost too, but
+    with the flight already at ssthresh it goes only when the next duplicate ACK makes room;
+    from then on one segment leaves per duplicate ACK (PRR's slow-start reduction bound: the
+    flight stays at ssthresh)."""
+    c = newreno_flight(h)
+    dup_acks(c, 8)
+    c.send("A", ack=1 + 5 * M)  # covers the retransmission of 1, and 2..4
+    assert c.recv() == []
+    assert dup_acks(c, 4, ack=1 + 5 * M) == [[5], [16], [17], [18]]
+
+
 def test_full_ack_ends_recovery_without_retransmission(h):
     """RFC 6582 §3.2 (step 3, full acknowledgment): an ACK covering everything sent before
     recovery ends it; what follows is new data only."""
@@ -115,12 +146,12 @@ def test_full_ack_ends_recovery_without_retransmission(h):
 
 
 def test_fast_retransmit_halves_the_window(h):
-    """RFC 5681 §3.2 (ssthresh = FlightSize/2), RFC 6582: after recovery from one loss with ~13
-    segments in flight, the window is about half: one full ACK releases at most ~7 segments."""
+    """RFC 5681 §3.2 step 2 (ssthresh = FlightSize/2, the segments limited transmit sent left
+    out), RFC 6582 step 6 (full ACK: cwnd = ssthresh): with 11 segments in flight when the loss
+    showed, the full ACK releases exactly 5."""
     c = newreno_flight(h, 60 * M)
     for _ in range(3):
         c.send("A", ack=1 + M)
     c.recv()
     c.send("A", ack=1 + 14 * M)
-    segs = c.recv()
-    assert 3 <= len(segs) <= 8
+    assert [seg_no(s) for s in c.recv()] == [14, 15, 16, 17, 18]

@@ -64,6 +64,65 @@ def test_cumulative_ack_after_sack_recovery_sends_no_duplicates(h):
     assert watch(c, 0.3) == []
 
 
+def paced_flight(h):
+    """A SACK connection with segments 1..11 outstanding, cwnd 11 and more data queued.  The
+    RTT is 200 ms for every sample, so Linux's RACK reordering window (min_RTT/4 = 50 ms) keeps
+    it from declaring a loss before the third SACK: both stacks then agree on when recovery
+    begins (RFC 6675's DupThresh)."""
+    c = handshake_passive(h, 8080, rtt=0.2)
+    c.sock.send(b"s" * (60 * M))
+    assert len(c.recv()) == 10
+    h.advance(0.2)
+    c.send("A", ack=1 + M)
+    assert [(s.seq - 1) // M for s in c.recv()] == [10, 11]
+    return c
+
+
+def sack_acks(c, ack: int, blocks_list) -> list[list[int]]:
+    """One ACK per entry of ``blocks_list``; the segments (numbers) each released."""
+    out = []
+    for blocks in blocks_list:
+        c.send("A", ack=ack, sack=blocks)
+        out.append([(s.seq - 1) // M for s in c.recv()])
+    return out
+
+
+def test_sack_recovery_sends_one_segment_per_two_sacked(h):
+    """RFC 6675 §5 step 3 (before recovery, pipe makes room: one new segment per SACKed one),
+    RFC 6937 §3.1 (in recovery, PRR sends CEIL(delivered*ssthresh/RecoverFS), ssthresh 5 and
+    RecoverFS 11): the third SACK retransmits the hole, then one new segment leaves for every
+    second segment SACKed."""
+    c = paced_flight(h)
+    out = sack_acks(c, 1 + M, [[blk(2, k)] for k in range(3, 13)])
+    assert out == [[12], [13], [1], [], [14], [], [15], [], [16], []]
+
+
+def test_sack_recovery_keeps_the_flight_at_ssthresh(h):
+    """RFC 6937 §3.1 (slow-start reduction bound, pipe <= ssthresh): once the flight has fallen to
+    ssthresh, each ACK sends what it delivered, so the flight stays there; the full ACK ends
+    recovery with cwnd = ssthresh (RFC 6675 §5.1, RFC 6582 step 6) and the segments still SACKed
+    above it keep counting as delivered (pipe, not FlightSize, as Linux)."""
+    c = paced_flight(h)
+    sack_acks(c, 1 + M, [[blk(2, k)] for k in range(3, 13)])
+    assert sack_acks(c, 1 + 6 * M, [[blk(7, 13)], [blk(7, 14)], [blk(7, 15)]]) == [
+        [17], [18], [19]]
+    assert sack_acks(c, 1 + 14 * M, [[blk(15, 16)]]) == [[20]]
+    assert sack_acks(c, 1 + 18 * M, [[]]) == [[21, 22]]
+
+
+def test_second_hole_is_resent_in_its_turn(h):
+    """RFC 6675 §5 (NextSeg: the lowest lost segment first) with RFC 6937 pacing: holes at 1 and
+    3; the third SACKed segment resends 1, and 3 goes on the next ACK PRR allows one segment
+    (Linux's RACK already deems 3 lost at the third SACK, RFC 6675 at the fourth: PRR hides the
+    difference); the partial ACK then releases new data."""
+    c = paced_flight(h)
+    out = sack_acks(c, 1 + M, [[blk(2, 3)], [blk(4, 5), blk(2, 3)], [blk(4, 6), blk(2, 3)],
+                               [blk(4, 7), blk(2, 3)], [blk(4, 8), blk(2, 3)],
+                               [blk(4, 9), blk(2, 3)]])  # fmt: skip
+    assert out == [[12], [13], [1], [], [3], []]
+    assert sack_acks(c, 1 + 3 * M, [[blk(4, 9)], [blk(4, 10)]]) == [[14], []]
+
+
 def test_sack_blocks_beyond_snd_nxt_are_ignored(h):
     """RFC 2018 §8 / RFC 6675 §5 (only valid SACK information counts): blocks above SND.NXT are
     ignored, so ACKs carrying only them trigger no retransmission."""
