@@ -69,6 +69,7 @@ CFG_TCP_SNDBUF_MAX = 54  # tcp_wmem[2]: the ceiling of automatic send-buffer gro
 CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS steers here
 #                                wants (the listener's core when listen spawn is off)
 CFG_IPFRAG_TIME_US = 56  # how long a datagram's fragments are kept (Linux ipfrag_time)
+CFG_TCP_RECOVERY = 57  # TCP_RECOVERY_RACK: RACK loss detection with SACK (Linux tcp_recovery)
 CFG_SIZE = 64
 
 
@@ -125,6 +126,7 @@ class StackOptions:
     tcp_delayed_ack: int = 1  # RFC 1122 §4.2.3.2 / RFC 9293 §3.8.6.3 (Linux: 40 ms minimum)
     tcp_init_cwnd: int = 10  # segments, RFC 6928
     tcp_reordering: int = 3  # duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)
+    tcp_recovery: int = 1  # 1: RACK (RFC 8985 §6) finds losses with SACK, as Linux; 0: RFC 6675
     tcp_time_wait: float = 60.0  # s in TIME-WAIT (2*MSL; Linux TCP_TIMEWAIT_LEN)
     tcp_max_reass: int = 0  # out-of-order bytes held per connection, 0 = its receive buffer
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
@@ -210,6 +212,7 @@ class StackOptions:
         positive_int("tcp_rto_min_us", 1, 120_000_000)
         positive_int("tcp_init_cwnd", 1, 1000)
         positive_int("tcp_reordering", 1, 300)
+        positive_int("tcp_recovery", 0, 1)
         positive_int("tcp_max_reass", 0, 1 << 30)
         positive_int("somaxconn", 1, 1 << 20)
         for name in ("tcp_rto_initial", "tcp_rto_max", "tcp_time_wait"):
@@ -304,6 +307,7 @@ def cfg_create(
     cfg[CFG_TCP_DELAYED_ACK] = opts.tcp_delayed_ack
     cfg[CFG_TCP_INIT_CWND] = opts.tcp_init_cwnd
     cfg[CFG_TCP_REORDERING] = opts.tcp_reordering
+    cfg[CFG_TCP_RECOVERY] = opts.tcp_recovery
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)

@@ -72,9 +72,11 @@ TIMER_KEEPALIVE = 3  # keep-alive idle / probe interval (RFC 1122 §4.2.3.6, RFC
 TIMER_TIMEWAIT = 4  # 2*MSL in TIME-WAIT (RFC 9293 §3.6.1)
 TIMER_SYNACK = 5  # SYN-ACK retransmission in SYN-RECEIVED (RFC 9293 §3.5, RFC 6298 (5.7))
 TIMER_FIN_WAIT_2 = 6  # orphaned FIN-WAIT-2 timeout (Linux tcp_fin_timeout)
-TIMER_USER = 7  # user timeout / spare (RFC 9293 §3.8.4, RFC 5482)
+TIMER_REORDER = 7  # RACK reordering window: deem late segments lost (RFC 8985 §6.3)
 N_TIMER_KINDS = 8
-TIMER_NAMES = ("rto", "delack", "persist", "keepalive", "timewait", "synack", "fin_wait_2", "user")
+TIMER_NAMES = (
+    "rto", "delack", "persist", "keepalive", "timewait", "synack", "fin_wait_2", "reorder",
+)
 
 # Error codes
 ERR_TIMER_BAD_ID = -1  # connection or kind out of range

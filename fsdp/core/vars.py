@@ -26,6 +26,7 @@ V_LO_IN_HEAD = 21  # ... and their copies, waiting for the next pass to receive 
 V_LO_IN_TAIL = 22
 V_LO_IN_COUNT = 23
 V_IPFRAG_TIMER_US = 24  # earliest reassembly deadline (fsdp.tcp.ipfrag), -1 = none
+V_TCP_XMIT_ORDER = 25  # count of data segments sent: their order within one µs (fsdp.tcp.rack)
 V_SIZE = 32
 
 NO_DEADLINE = -1

@@ -19,3 +19,7 @@ FRAME_F_TCP_EVER_RETRANS = 0x4000  # sent more than once, ever (Karn's rule: no 
 # bytes of the frame's headroom (payload starts at pool.off >= HEADROOM): Linux's per-skb
 # timestamp, for RTT samples (RFC 6298 with Karn) and the retransmission give-up clock.
 FRAME_XMIT_TIME_OFF = 0
+# ... and after it (big-endian uint32) the core's transmission counter at that send: which of two
+# frames sent in the same µs went first (RACK, RFC 8985 §6.2; Linux keeps a time-sorted list
+# with a ns clock).
+FRAME_XMIT_ORDER_OFF = 8

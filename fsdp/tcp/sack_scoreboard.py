@@ -41,11 +41,16 @@ import numpy as np
 from numba import njit
 
 from fsdp.tcp.frameflags import (
+    FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
     FRAME_F_TCP_LOST,
     FRAME_F_TCP_RETRANS,
     FRAME_F_TCP_SACKED,
+    FRAME_XMIT_ORDER_OFF,
+    FRAME_XMIT_TIME_OFF,
 )
+from fsdp.tcp.rack import rack_advance, rack_sent_after
+from fsdp.wire.byteorder import get_u32, set_u32
 from fsdp.wire.tcp import seq_diff, seq_geq, seq_gt, seq_leq, seq_lt
 
 _MASK32 = 0xFFFFFFFF
@@ -56,6 +61,29 @@ _CLEAR_SCORE = _MASK32 ^ (FRAME_F_TCP_SACKED | FRAME_F_TCP_LOST | FRAME_F_TCP_RE
 
 
 # --- frame geometry --------------------------------------------------------------------------
+@njit(inline="always", cache=True)
+def frame_xmit_time(pool, fid):
+    """When send-queue frame ``fid`` was last sent, µs (FRAME_XMIT_TIME_OFF, big-endian)."""
+    b = pool.data[fid]
+    return (np.int64(get_u32(b, FRAME_XMIT_TIME_OFF)) << 32) | np.int64(
+        get_u32(b, FRAME_XMIT_TIME_OFF + 4)
+    )
+
+
+@njit(inline="always", cache=True)
+def frame_xmit_order(pool, fid):
+    """The transmission counter stamped with the send time (``frame_set_xmit_time``)."""
+    return np.int64(get_u32(pool.data[fid], FRAME_XMIT_ORDER_OFF))
+
+
+@njit(inline="always", cache=True)
+def frame_set_xmit_time(pool, fid, now, order):
+    b = pool.data[fid]
+    set_u32(b, FRAME_XMIT_TIME_OFF, (now >> 32) & _MASK32)
+    set_u32(b, FRAME_XMIT_TIME_OFF + 4, now & _MASK32)
+    set_u32(b, FRAME_XMIT_ORDER_OFF, order & _MASK32)
+
+
 @njit(inline="always", cache=True)
 def _frame_end(pool, fid):
     """Sequence number just past the frame (payload, plus one for a FIN)."""
@@ -141,10 +169,13 @@ def scoreboard_dsack(t, cid, blocks, n_blocks):
 
 # --- Update ----------------------------------------------------------------------------------
 @njit(cache=True)
-def scoreboard_update(pool, t, cid, blocks, n_blocks):
+def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     """RFC 6675 §4 Update(): mark FRAME_F_TCP_SACKED every sent frame that one of the SACK
     blocks ``blocks[0:2*n_blocks]`` (left0, right0, left1, ...; int64 sequence numbers) covers
-    whole; returns the sequence numbers newly SACKed.
+    whole; returns (the sequence numbers newly SACKed, the earliest and the latest send time
+    of the newly SACKed frames never retransmitted, -1 if none: Linux's first_sackt and
+    last_sackt, an RTT sample by Karn's rule).  Each newly SACKed frame was delivered at
+    ``now``: RACK learns of it (``rack.rack_advance``).
 
     Blocks are clipped to [snd_una, snd_max]; an empty or inverted one is skipped, and so is a
     D-SACK first block (``scoreboard_dsack``).  A newly SACKed frame loses FRAME_F_TCP_LOST (it
@@ -161,8 +192,10 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks):
             r = smax
         if seq_gt(r, top) and seq_lt(blocks[2 * b] & _MASK32, r):
             top = r
+    first_sackt = np.int64(-1)
+    last_sackt = np.int64(-1)
     if top == una:
-        return np.int64(0)
+        return np.int64(0), first_sackt, last_sackt
     newly = np.int64(0)
     fid = h.snd_q_head[cid]
     while _is_sent(t, cid, pool, fid, smax):
@@ -179,11 +212,20 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks):
                 if seq_gt(rgt, smax):
                     rgt = smax
                 if seq_leq(lft, s) and seq_leq(e, rgt) and seq_lt(lft, rgt):
-                    pool.flags[fid] = (pool.flags[fid] | FRAME_F_TCP_SACKED) & _CLEAR_LOST
+                    fl = pool.flags[fid]
+                    pool.flags[fid] = (fl | FRAME_F_TCP_SACKED) & _CLEAR_LOST
                     newly += seq_diff(e, s)
+                    xmit = frame_xmit_time(pool, fid)
+                    resent = (fl & (FRAME_F_TCP_RETRANS | FRAME_F_TCP_EVER_RETRANS)) != 0
+                    rack_advance(t, cid, xmit, frame_xmit_order(pool, fid), resent, now)
+                    if not resent:
+                        if first_sackt < 0 or xmit < first_sackt:
+                            first_sackt = xmit
+                        if xmit > last_sackt:
+                            last_sackt = xmit
                     break
         fid = pool.next[fid]
-    return newly
+    return newly, first_sackt, last_sackt
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -300,6 +342,52 @@ def scoreboard_lost_bytes(pool, t, cid, dupthresh):
                 lost += ln
         fid = pool.next[fid]
     return lost
+
+
+@njit(cache=True)
+def scoreboard_rack_detect_loss(pool, t, cid, now, reo_wnd):
+    """RFC 8985 §6.2 step 5 (Linux tcp_rack_detect_loss): mark FRAME_F_TCP_LOST every sent,
+    un-SACKed frame that was sent before the RACK segment and more than RACK.rtt + ``reo_wnd``
+    ago, a retransmitted one included (its mark of this episode goes: it must be sent again);
+    frames already marked and not yet resent are skipped.  Returns (sequence numbers newly
+    marked, µs until the next frame would be, 0 if none): the reordering timer.  Linux walks
+    its frames in send order and stops at the first sent after the RACK segment; the queue here
+    is in sequence order, so every frame is checked."""
+    h = t.hot
+    una = np.int64(h.snd_una[cid])
+    smax = np.int64(h.snd_max[cid])
+    r_xmit = np.int64(h.rack_xmit_us[cid])
+    r_order = np.int64(h.rack_xmit_order[cid])
+    r_rtt = np.int64(h.rack_rtt_us[cid])
+    lost = np.int64(0)
+    timeout = np.int64(0)
+    if r_xmit == 0:
+        return lost, timeout
+    fid = h.snd_q_head[cid]
+    while _is_sent(t, cid, pool, fid, smax):
+        ln = _seg_len(pool, fid, una)
+        flags = pool.flags[fid]
+        if (
+            ln > 0
+            and (flags & FRAME_F_TCP_SACKED) == 0
+            and ((flags & FRAME_F_TCP_LOST) == 0 or (flags & FRAME_F_TCP_RETRANS) != 0)
+        ):
+            xmit = frame_xmit_time(pool, fid)
+            if rack_sent_after(r_xmit, r_order, xmit, frame_xmit_order(pool, fid)):
+                remaining = xmit + r_rtt + np.int64(reo_wnd) - np.int64(now)
+                if remaining <= 0:
+                    pool.flags[fid] = (flags | FRAME_F_TCP_LOST) & _CLEAR_RETRANS
+                    lost += ln
+                elif remaining > timeout:
+                    timeout = remaining
+        fid = pool.next[fid]
+    return lost, timeout
+
+
+@njit(cache=True)
+def scoreboard_sacked_segments(pool, t, cid):
+    """Frames SACKed in the sent part of the queue (Linux sacked_out)."""
+    return _sacked_totals(pool, t, cid)[0]
 
 
 @njit(cache=True)

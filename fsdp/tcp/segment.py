@@ -152,6 +152,7 @@ from fsdp.tcp.listen import (
     listen_syn_remove,
 )
 from fsdp.tcp.neighbor import neigh_confirm
+from fsdp.tcp.rack import RACK_NO_DUPTHRESH, rack_advance, rack_min_rtt_update
 from fsdp.tcp.reass import (
     REASS_FIN_REACHED,
     SACK_MAX_BLOCKS,
@@ -166,6 +167,8 @@ from fsdp.tcp.reass import (
     sack_reset,
 )
 from fsdp.tcp.sack_scoreboard import (
+    frame_xmit_order,
+    frame_xmit_time,
     scoreboard_enter_recovery,
     scoreboard_is_lost,
     scoreboard_lost_bytes,
@@ -214,11 +217,12 @@ from fsdp.tcp.tcbops import arm, disarm, keepalive_idle_us, set_state
 from fsdp.tcp.tcp_output import (
     TCP_ATO_MIN_US,
     frame_seq_len,
-    frame_xmit_time,
     tcp_flight,
     tcp_free_space,
     tcp_full_space,
     tcp_ip_fields_from_listener,
+    tcp_loss_dupthresh,
+    tcp_rack_detect_loss,
     tcp_receive_window,
     tcp_recovery_pipe,
     tcp_reno_sacked,
@@ -862,14 +866,14 @@ def _syn_recv_established(core, cid, now):
     ack = s[SEG_ACK]
     tcp_ip_fields_from_listener(core, cid)  # (Linux clones the listener now)
     if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
-        tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
+        tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid], now)
         core.stats[STAT_TCP_RTT_SAMPLES] += 1
     elif (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core) and core.tcp_opt[TOPT_TS_ECR] != 0:
         # RFC 7323 §4.1 RTTM: the echoed TSval times even a retransmitted SYN-ACK (Karn's
         # ambiguity does not arise); Linux tcp_synack_rtt_meas
         ms = seq_diff(tcp_ts_now(core, cid, now), core.tcp_opt[TOPT_TS_ECR])
         if ms >= 0:
-            tcp_rtt_sample(core, cid, ms * 1000)
+            tcp_rtt_sample(core, cid, ms * 1000, now)
             core.stats[STAT_TCP_RTT_SAMPLES] += 1
     h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
     # Linux sets snd_una here without counting the SYN in bytes_acked, so right after a passive
@@ -956,12 +960,12 @@ def _synsent_input(core, cid, fid, now):
             if c.window_clamp[cid] > 65535:
                 c.window_clamp[cid] = 65535
         if (h.tflags[cid] & TF_RTT_TIMING) != 0 and h.rexmit_count[cid] == 0:
-            tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid])
+            tcp_rtt_sample(core, cid, now - h.rtt_start_us[cid], now)
             core.stats[STAT_TCP_RTT_SAMPLES] += 1
         elif _has_ts(core) and core.tcp_opt[TOPT_TS_ECR] != 0 and (h.tflags[cid] & TF_TS_OK):
             ms = seq_diff(tcp_ts_now(core, cid, now), core.tcp_opt[TOPT_TS_ECR])
             if ms >= 0:
-                tcp_rtt_sample(core, cid, ms * 1000)
+                tcp_rtt_sample(core, cid, ms * 1000, now)
         h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
         disarm(core, cid, TIMER_RTO)
         set_state(core, cid, TCPS_ESTABLISHED)
@@ -1057,12 +1061,14 @@ ACK_OK = 1
 @kernel
 def _clean_rtx_queue(core, cid, ack, now):
     """Free the frames SEG.ACK covers; returns (bytes acked, of them bytes the peer had
-    SACKed, RTT sample µs or -1)."""
+    SACKed, RTT sample µs or -1, the shortest RTT among them or -1): Karn's rule, from the
+    earliest and the latest sent frame never retransmitted (Linux seq_rtt_us, ca_rtt_us)."""
     pool = core.pool
     h = core.tcb.hot
     acked = np.int64(0)
     sacked = np.int64(0)
     first_xmit = np.int64(-1)
+    last_xmit = np.int64(-1)
     retrans_acked = False
     fid = h.snd_q_head[cid]
     while fid >= 0:
@@ -1086,10 +1092,17 @@ def _clean_rtx_queue(core, cid, ack, now):
         if seq_gt(end, ack):
             break
         fl = pool.flags[fid]
+        xmit = frame_xmit_time(pool, fid)
         if (fl & FRAME_F_TCP_EVER_RETRANS) != 0:
             retrans_acked = True
-        elif first_xmit < 0:
-            first_xmit = frame_xmit_time(pool, fid)
+        else:
+            if first_xmit < 0:
+                first_xmit = xmit
+            if xmit > last_xmit:
+                last_xmit = xmit
+        if (fl & FRAME_F_TCP_SACKED) == 0:  # newly delivered (RFC 8985 §6.2)
+            rack_advance(core.tcb, cid, xmit, frame_xmit_order(pool, fid),
+                         (fl & FRAME_F_TCP_EVER_RETRANS) != 0, now)  # fmt: skip
         h.snd_q_bytes[cid] -= pool.length[fid]
         acked += pool.length[fid]
         if (fl & FRAME_F_TCP_SACKED) != 0:
@@ -1107,9 +1120,11 @@ def _clean_rtx_queue(core, cid, ack, now):
     if acked > 0:
         tcb_touch(core.tcb, cid)  # snd_q_bytes fell: room to write (fsdp.core.loop.poll_status)
     rtt = np.int64(-1)
+    ca_rtt = np.int64(-1)
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
-    return acked, sacked, rtt
+        ca_rtt = now - last_xmit
+    return acked, sacked, rtt, ca_rtt
 
 
 @kernel_inline
@@ -1179,6 +1194,8 @@ def tcp_ack(core, cid, now):
         and (s[SEG_FLAGS] & (TH_SYN | TH_FIN)) == 0 and not win_upd
     )  # fmt: skip
     sack_new = np.int64(0)
+    sack_first = np.int64(-1)
+    sack_last = np.int64(-1)
     lost_before = np.int64(-1)
     if advanced:
         h.snd_una[cid] = ack
@@ -1193,8 +1210,8 @@ def tcp_ack(core, cid, now):
             blocks[i] = core.tcp_opt[TOPT_SACK_BLOCKS + i]
         if advanced and (h.tflags[cid] & TF_IN_RECOVERY) != 0:
             # did these blocks show a new loss?  (RFC 6937bis SafeACK)
-            lost_before = scoreboard_lost_bytes(pool, t, cid, core.cfg[CFG_TCP_REORDERING])
-        sack_new = scoreboard_update(pool, t, cid, blocks, nb)
+            lost_before = scoreboard_lost_bytes(pool, t, cid, tcp_loss_dupthresh(core, cid))
+        sack_new, sack_first, sack_last = scoreboard_update(pool, t, cid, blocks, nb, now)
         if sack_new > 0:
             h.tflags[cid] |= np.uint32(TF_SACKED_OUT)
     if not had_flight:
@@ -1204,19 +1221,28 @@ def tcp_ack(core, cid, now):
         return ACK_OK
     acked = np.int64(0)
     sacked_acked = np.int64(0)
+    rtt = np.int64(-1)
+    ca_rtt = np.int64(-1)
     if advanced:
-        acked, sacked_acked, rtt = _clean_rtx_queue(core, cid, ack, now)
+        acked, sacked_acked, rtt, ca_rtt = _clean_rtx_queue(core, cid, ack, now)
         if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
             h.tflags[cid] &= ~np.uint32(TF_SACKED_OUT)
-        if rtt < 0 and (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
-            ecr = core.tcp_opt[TOPT_TS_ECR]
-            if ecr != 0:
-                ms = seq_diff(tcp_ts_now(core, cid, now), ecr)
-                if ms >= 0:
-                    rtt = ms * 1000
-        if rtt >= 0:
-            tcp_rtt_sample(core, cid, rtt)
-            core.stats[STAT_TCP_RTT_SAMPLES] += 1
+    if rtt < 0 and sack_first >= 0:
+        # no cumulative sample: the newly SACKed frames give one (Linux sack_rtt_us)
+        rtt = now - sack_first
+        ca_rtt = now - sack_last
+    if advanced and rtt < 0 and (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+        ecr = core.tcp_opt[TOPT_TS_ECR]
+        if ecr != 0:
+            ms = seq_diff(tcp_ts_now(core, cid, now), ecr)
+            if ms >= 0:
+                rtt = ms * 1000
+                ca_rtt = rtt
+    if rtt >= 0:
+        tcp_rtt_sample(core, cid, rtt, now)
+        rack_min_rtt_update(t, cid, ca_rtt, now)  # the shortest of this ACK's samples
+        core.stats[STAT_TCP_RTT_SAMPLES] += 1
+    if advanced:
         h.retrans_stamp[cid] = 0 if tcp_flight(core, cid) == 0 else h.retrans_stamp[cid]
         neigh_confirm(core, np.int64(c.rip[cid]), now)  # forward progress proves the path
         # RFC 6298 (5.2)/(5.3): stop the timer when all is ACKed, else restart it (as the
@@ -1269,17 +1295,18 @@ def _grow_cwnd(t, cid, acked, now):
 @kernel
 def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, now):
     """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6675 SACK
-    recovery, RFC 6582 NewReno without SACK, RFC 6937 PRR setting cwnd in both, RFC 3042
-    limited transmit; RTO recovery ends here.  ``acked``: bytes newly ACKed cumulatively;
-    ``delivered``: RFC 6937 DeliveredData; ``lost_before``: lost bytes before this ACK's SACK
-    blocks (-1: not taken)."""
+    recovery (losses found by RACK, RFC 8985 §6, when ``tcp_recovery`` is 1), RFC 6582 NewReno
+    without SACK, RFC 6937 PRR setting cwnd in both, RFC 3042 limited transmit; RTO recovery
+    ends here.  ``acked``: bytes newly ACKed cumulatively; ``delivered``: RFC 6937
+    DeliveredData; ``lost_before``: lost bytes before this ACK's SACK blocks (-1: not taken)."""
     s = core.tcp_seg
     t = core.tcb
     h = t.hot
     pool = core.pool
     ack = s[SEG_ACK]
     f = h.tflags[cid]
-    dupthresh = core.cfg[CFG_TCP_REORDERING]
+    dupthresh = tcp_loss_dupthresh(core, cid)
+    rack = dupthresh == RACK_NO_DUPTHRESH
     sack_on = (f & TF_SACK_OK) != 0
     if (f & TF_IN_LOSS) != 0:
         if seq_geq(ack, h.recover[cid]):
@@ -1290,6 +1317,9 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
         if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
             _grow_cwnd(t, cid, acked, now)
         return
+    rack_lost = np.int64(0)
+    if rack and delivered > 0:
+        rack_lost = tcp_rack_detect_loss(core, cid, now)  # RFC 8985 §6.2 step 5
     if (f & TF_IN_RECOVERY) != 0:
         if acked > 0 and cc_is_full_ack(t, cid, ack):
             cc_exit_recovery(t, cid, tcp_flight(core, cid))
@@ -1304,16 +1334,19 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
                 # RFC 6582 §3.2 step 5: the first unacknowledged segment is lost too; PRR
                 # says when it goes (Linux tcp_newreno_mark_lost)
                 newly_lost = scoreboard_mark_lost(pool, t, cid, h.snd_q_head[cid])
+        elif rack:
+            newly_lost = rack_lost > 0
         elif lost_before >= 0:
             newly_lost = scoreboard_lost_bytes(pool, t, cid, dupthresh) > lost_before
         cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), acked > 0 and not newly_lost)
         return
     if acked > 0:
         cc_end_dupacks(t, cid)
-        _grow_cwnd(t, cid, acked, now)
-        tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
-        return
-    if not is_dup and sack_new == 0:
+        if rack_lost == 0 or not cc_may_enter_recovery(t, cid, ack, True):
+            _grow_cwnd(t, cid, acked, now)
+            tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
+            return
+    elif not is_dup and sack_new == 0:
         return
     if is_dup and sack_on and sack_new == 0:
         # RFC 6675 §2: with SACK an ACK is a duplicate only if it SACKs new data (blocks
@@ -1322,27 +1355,17 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     if is_dup:
         h.dupacks[cid] += 1
         core.stats[STAT_TCP_DUP_ACKS_IN] += 1
-    enter = False
     head = h.snd_q_head[cid]
-    if sack_on and head >= 0 and scoreboard_is_lost(pool, t, cid, head, dupthresh):
+    if rack:
+        enter = rack_lost > 0  # Linux tcp_time_to_recover: a segment is marked lost
+    elif sack_on and head >= 0 and scoreboard_is_lost(pool, t, cid, head, dupthresh):
         enter = True
-    elif h.dupacks[cid] >= dupthresh:
-        enter = True
+    else:
+        enter = h.dupacks[cid] >= dupthresh
     if enter and cc_may_enter_recovery(t, cid, ack, sack_on):
-        core.stats[STAT_TCP_RECOVERY_EPISODES] += 1
-        core.stats[STAT_TCP_FAST_RETRANS] += 1
-        # FlightSize without what limited transmit sent (RFC 5681 §3.2 step 2)
-        flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
-        cc_enter_recovery(t, cid, flight, now)
-        if sack_on:
-            core.stats[STAT_TCP_SACK_RECOVERY] += 1
-        else:
+        if not sack_on:
             delivered = np.int64(h.mss[cid])  # this duplicate ACK (already counted)
-        scoreboard_enter_recovery(pool, t, cid)
-        # RFC 5681 §3.2 step 2 / RFC 6675 §5 step 4.2: the first unacknowledged segment is
-        # retransmitted; PRR's first quota always lets it go
-        scoreboard_mark_lost(pool, t, cid, head)
-        cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), False)
+        tcp_enter_fast_recovery(core, cid, delivered, not rack, now)
         return
     if (
         is_dup and not sack_on and h.dupacks[cid] <= 2
@@ -1351,6 +1374,28 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
         # RFC 3042: one new segment, cwnd unchanged (with SACK, RFC 6675 §5 step 3: pipe
         # gives the room, tcp_output.tcp_push)
         h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)
+
+
+@kernel
+def tcp_enter_fast_recovery(core, cid, delivered, mark_head, now):
+    """Start fast recovery (RFC 5681 §3.2 step 2, RFC 6675 §5 step 4, RFC 6937 §3.1): reduce
+    ssthresh from FlightSize without what limited transmit sent, start a scoreboard episode,
+    mark the first unacknowledged segment lost (``mark_head``: not when RACK has marked what is
+    lost, as Linux) and let PRR's first quota (``delivered`` bytes this event delivered) send
+    the fast retransmission.  From an ACK or the RACK reordering timer."""
+    t = core.tcb
+    h = t.hot
+    pool = core.pool
+    core.stats[STAT_TCP_RECOVERY_EPISODES] += 1
+    core.stats[STAT_TCP_FAST_RETRANS] += 1
+    flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
+    cc_enter_recovery(t, cid, flight, now)
+    if (h.tflags[cid] & TF_SACK_OK) != 0:
+        core.stats[STAT_TCP_SACK_RECOVERY] += 1
+    scoreboard_enter_recovery(pool, t, cid)
+    if mark_head:
+        scoreboard_mark_lost(pool, t, cid, h.snd_q_head[cid])
+    cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), False)
 
 
 @kernel_inline

@@ -36,10 +36,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 405 bytes per connection (hot 270 + cold 123 + free-list link 4 + the touched log's
+Memory: 429 bytes per connection (hot 294 + cold 123 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
-timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 408 bytes.
-100,000 connections take 41 MB.
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 432 bytes.
+100,000 connections take 43 MB.
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
@@ -256,6 +256,14 @@ TCB_HOT_DTYPE = np.dtype(
         ("prr_out", np.uint32),  # sent since recovery began; before it, the bytes limited
         # transmit sent since the duplicate ACKs began (RFC 5681 §3.2 step 2 leaves them out
         # of FlightSize)
+        # RACK loss detection (RFC 8985 §6, fsdp.tcp.rack): the most recently sent segment
+        # known delivered, and the minimum RTT its reordering window is a quarter of
+        ("rack_xmit_us", np.int64),  # RACK.xmit_ts: when it was (last) sent, 0 = none
+        ("rack_xmit_order", np.uint32),  # its transmission counter (RACK.end_seq's role)
+        ("rack_rtt_us", np.int32),  # RACK.rtt: the RTT that delivery measured
+        ("min_rtt_us", np.int32),  # smallest RTT sample in the last 300 s, -1 = none (Linux
+        # tcp_min_rtt with tcp_min_rtt_wlen)
+        ("min_rtt_stamp_s", np.uint32),  # when it was taken, s
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -337,7 +345,7 @@ class TcbTable(NamedTuple):
 
 _HOT_DEFAULTS = {
     "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS,
-    "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1,
+    "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1, "min_rtt_us": -1,
     "rto": TCP_INITIAL_RTO_US,
     "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
@@ -431,6 +439,11 @@ def _reset(t, i):
     h.prr_prior_cwnd[i] = 0
     h.prr_delivered[i] = 0
     h.prr_out[i] = 0
+    h.rack_xmit_us[i] = 0
+    h.rack_xmit_order[i] = 0
+    h.rack_rtt_us[i] = 0
+    h.min_rtt_us[i] = -1
+    h.min_rtt_stamp_s[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

@@ -30,6 +30,7 @@ from fsdp.core.config import (
     CFG_MAC,
     CFG_NETMASK,
     CFG_TCP_DELAYED_ACK,
+    CFG_TCP_RECOVERY,
     CFG_TCP_REORDERING,
     CFG_TCP_RTO_MAX_US,
     CFG_TCP_RTO_MIN_US,
@@ -49,9 +50,10 @@ from fsdp.core.stats import (
 from fsdp.core.timerwheel import (
     TIMER_DELACK,
     TIMER_PERSIST,
+    TIMER_REORDER,
     TIMER_RTO,
 )
-from fsdp.core.vars import V_IP_ID
+from fsdp.core.vars import V_IP_ID, V_TCP_XMIT_ORDER
 from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_after_idle, cc_cwnd_validate, cc_prr_sent
@@ -62,13 +64,21 @@ from fsdp.tcp.frameflags import (
     FRAME_F_TCP_PSH,
     FRAME_F_TCP_RETRANS,
     FRAME_F_TCP_SENT,
-    FRAME_XMIT_TIME_OFF,
 )
 from fsdp.tcp.ip import ip_output
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.neighbor import ARP_INCOMPLETE, arp_lookup
+from fsdp.tcp.rack import RACK_NO_DUPTHRESH, rack_min_rtt_update, rack_reo_wnd
 from fsdp.tcp.reass import sack_block_count, sack_blocks
-from fsdp.tcp.sack_scoreboard import scoreboard_next_seg, scoreboard_pipe
+from fsdp.tcp.sack_scoreboard import (
+    frame_set_xmit_time,
+    frame_xmit_order,
+    frame_xmit_time,
+    scoreboard_next_seg,
+    scoreboard_pipe,
+    scoreboard_rack_detect_loss,
+    scoreboard_sacked_segments,
+)
 from fsdp.tcp.tcb import (
     TCPS_CLOSE_WAIT,
     TCPS_CLOSED,
@@ -102,7 +112,7 @@ from fsdp.tcp.tcb import (
 )
 from fsdp.tcp.tcbops import arm, armed, disarm, expires, is_alloc
 from fsdp.tcp.urgent import tcp_urg_pointer, tcp_urg_probe_due
-from fsdp.wire.byteorder import get_u32, set_u16, set_u32
+from fsdp.wire.byteorder import set_u16, set_u32
 from fsdp.wire.checksum import checksum
 from fsdp.wire.ethernet import ETH_HLEN
 from fsdp.wire.ipv4 import IP_HLEN_MIN, IPPROTO_TCP
@@ -143,21 +153,6 @@ def tcp_ts_now(core, cid, now):
     """Our TSval: a millisecond clock with the connection's random offset (RFC 7323 §5.4,
     Linux's tcp_time_stamp_ts + ts_offset)."""
     return (now // 1000 + np.int64(core.tcb.hot.ts_offset[cid])) & M32
-
-
-@kernel
-def frame_xmit_time(pool, fid):
-    b = pool.data[fid]
-    return (np.int64(get_u32(b, FRAME_XMIT_TIME_OFF)) << 32) | np.int64(
-        get_u32(b, FRAME_XMIT_TIME_OFF + 4)
-    )
-
-
-@kernel
-def _set_frame_xmit_time(pool, fid, now):
-    b = pool.data[fid]
-    set_u32(b, FRAME_XMIT_TIME_OFF, (now >> 32) & M32)
-    set_u32(b, FRAME_XMIT_TIME_OFF + 4, now & M32)
 
 
 # --- header template ------------------------------------------------------------------------
@@ -620,12 +615,13 @@ def tcp_send_loss_probe(core, cid, now):
 
 
 @kernel
-def tcp_rtt_sample(core, cid, rtt_us):
+def tcp_rtt_sample(core, cid, rtt_us, now):
     """RFC 6298 §2 with Linux's integer estimator (tcp_rtt_estimator): srtt in 1/8 µs units,
     mdev = 4*RTTVAR, and RTO = SRTT + max(mdev, tcp_rto_min) (Linux keeps the variance term
     at least the minimum RTO rather than clamping the sum: RFC 6298 (2.4) says 1 s, Linux's
-    200 ms is what peers meet)."""
+    200 ms is what peers meet).  RACK's minimum RTT follows the samples too."""
     h = core.tcb.hot
+    rack_min_rtt_update(core.tcb, cid, rtt_us, now)
     m = np.int64(rtt_us)
     if m < 1:
         m = np.int64(1)
@@ -708,7 +704,7 @@ def tcp_split_frame(core, cid, fid, k):
     pool.next[fid] = nf
     if h.snd_q_tail[cid] == fid:
         h.snd_q_tail[cid] = nf
-    _set_frame_xmit_time(pool, nf, frame_xmit_time(pool, fid))
+    frame_set_xmit_time(pool, nf, frame_xmit_time(pool, fid), frame_xmit_order(pool, fid))
     return True
 
 
@@ -850,7 +846,9 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
         if (fl & FRAME_F_TCP_FIN) != 0:
             h.tflags[cid] |= np.uint32(TF_FIN_SENT)
         h.last_snd_us[cid] = now
-    _set_frame_xmit_time(pool, fid, now)
+    order = (core.var[V_TCP_XMIT_ORDER] + 1) & M32
+    core.var[V_TCP_XMIT_ORDER] = order
+    frame_set_xmit_time(pool, fid, now, order)
     if not armed(core, cid, TIMER_RTO):
         tcp_arm_rto(core, cid, now)  # RFC 6298 (5.1)
     return True
@@ -970,6 +968,33 @@ def tcp_can_send_data(st):
 
 
 @kernel
+def tcp_loss_dupthresh(core, cid):
+    """The DupThresh the scoreboard's IsLost uses: ``tcp_reordering``, or, when RACK finds the
+    losses (SACK and ``tcp_recovery`` 1, as Linux), one no count of SACKed segments reaches, so
+    that only RACK's marks make a frame lost."""
+    if (core.tcb.hot.tflags[cid] & TF_SACK_OK) != 0 and core.cfg[CFG_TCP_RECOVERY] != 0:
+        return np.int64(RACK_NO_DUPTHRESH)
+    return np.int64(core.cfg[CFG_TCP_REORDERING])
+
+
+@kernel
+def tcp_rack_detect_loss(core, cid, now):
+    """Run RACK over the send queue (RFC 8985 §6.2 step 5) with the reordering window of the
+    moment (``rack.rack_reo_wnd``) and arm the reordering timer for the frames not yet due
+    (§6.3: plus Linux's TCP_TIMEOUT_MIN).  Returns the sequence numbers newly marked lost."""
+    h = core.tcb.hot
+    pool = core.pool
+    t = core.tcb
+    busy = (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) != 0
+    wnd = rack_reo_wnd(t, cid, busy, scoreboard_sacked_segments(pool, t, cid),
+                       core.cfg[CFG_TCP_REORDERING])  # fmt: skip
+    lost, timeout = scoreboard_rack_detect_loss(pool, t, cid, now, wnd)
+    if timeout > 0:
+        arm(core, cid, TIMER_REORDER, now + timeout + TCP_TIMEOUT_MIN_US)
+    return lost
+
+
+@kernel
 def tcp_recovery_pipe(core, cid):
     """Bytes in flight during loss recovery (RFC 6675 §4 SetPipe; Linux tcp_packets_in_flight):
     the scoreboard's count, which leaves out lost frames not yet resent and counts resent ones
@@ -977,7 +1002,7 @@ def tcp_recovery_pipe(core, cid):
     says a segment left the network), never the whole flight (Linux's reno sacked_out,
     tcp_limit_reno_sacked).  Never negative."""
     h = core.tcb.hot
-    pipe = scoreboard_pipe(core.pool, core.tcb, cid, core.cfg[CFG_TCP_REORDERING])
+    pipe = scoreboard_pipe(core.pool, core.tcb, cid, tcp_loss_dupthresh(core, cid))
     f = h.tflags[cid]
     if (f & TF_SACK_OK) == 0 and (f & TF_IN_RECOVERY) != 0:
         pipe -= tcp_reno_sacked(core, cid)
@@ -1021,7 +1046,7 @@ def tcp_push(core, cid, now):
         if core.cfg[CFG_TCP_SLOW_START_AFTER_IDLE] != 0:
             cc_after_idle(t, cid, now, tcp_rto_us(core, cid))  # RFC 5681 §4.1
         cwnd = np.int64(h.cwnd[cid])
-    dupthresh = core.cfg[CFG_TCP_REORDERING]
+    dupthresh = tcp_loss_dupthresh(core, cid)
     if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) != 0:
         pipe = tcp_recovery_pipe(core, cid)
         while pipe + mss <= cwnd or (pipe == 0 and sent == 0):

@@ -39,16 +39,19 @@ from fsdp.core.timerwheel import (
     TIMER_FIN_WAIT_2,
     TIMER_KEEPALIVE,
     TIMER_PERSIST,
+    TIMER_REORDER,
     TIMER_RTO,
     TIMER_SYNACK,
     TIMER_TIMEWAIT,
     timer_expire,
 )
-from fsdp.tcp.cc import cc_on_rto
+from fsdp.tcp.cc import cc_may_enter_recovery, cc_on_rto
 from fsdp.tcp.conn import tcp_conn_free, tcp_set_closed
 from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
 from fsdp.tcp.kernel import kernel, kernel_inline
+from fsdp.tcp.rack import RACK_NO_DUPTHRESH
 from fsdp.tcp.sack_scoreboard import scoreboard_clear
+from fsdp.tcp.segment import tcp_enter_fast_recovery
 from fsdp.tcp.tcb import (
     TCPS_CLOSED,
     TCPS_FIN_WAIT_2,
@@ -58,6 +61,7 @@ from fsdp.tcp.tcb import (
     TCPS_TIME_WAIT,
     TF_DELACK,
     TF_IN_LOSS,
+    TF_IN_RECOVERY,
     TF_KEEPALIVE,
     TF_ORPHAN,
     TF_PASSIVE,
@@ -74,8 +78,10 @@ from fsdp.tcp.tcp_output import (
     tcp_arm_rto,
     tcp_can_send_data,
     tcp_flight,
+    tcp_loss_dupthresh,
     tcp_output,
     tcp_probe0_base,
+    tcp_rack_detect_loss,
     tcp_rto_us,
     tcp_send_ack,
     tcp_send_loss_probe,
@@ -355,6 +361,25 @@ def _keepalive_fire(core, cid, now):
 
 
 @kernel
+def _reorder_fire(core, cid, now):
+    """RACK's reordering timer (RFC 8985 §6.3, Linux tcp_rack_reo_timeout): the segments that
+    were waiting out the reordering window are due; those now lost start fast recovery if it
+    is not running (PRR counting one segment delivered, as Linux) or are resent in it."""
+    h = core.tcb.hot
+    f = h.tflags[cid]
+    if not tcp_can_send_data(h.state[cid]) or tcp_flight(core, cid) == 0:
+        return
+    if tcp_loss_dupthresh(core, cid) != RACK_NO_DUPTHRESH:
+        return
+    if tcp_rack_detect_loss(core, cid, now) == 0:
+        return
+    if (f & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0 and cc_may_enter_recovery(
+        core.tcb, cid, h.snd_una[cid], True
+    ):
+        tcp_enter_fast_recovery(core, cid, np.int64(h.mss[cid]), False, now)
+
+
+@kernel
 def _fire(core, cid, kind, now):
     if not is_alloc(core, cid):
         return
@@ -371,6 +396,8 @@ def _fire(core, cid, kind, now):
             tcp_conn_free(core, cid)
     elif kind == TIMER_SYNACK:
         _synack_fire(core, cid, now)
+    elif kind == TIMER_REORDER:
+        _reorder_fire(core, cid, now)
     elif kind == TIMER_FIN_WAIT_2:
         h = core.tcb.hot
         if h.state[cid] == TCPS_FIN_WAIT_2 and (h.tflags[cid] & TF_ORPHAN) != 0:

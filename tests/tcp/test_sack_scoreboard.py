@@ -1,5 +1,6 @@
 """fsdp.tcp.sack_scoreboard over a real Pool and TcbTable: RFC 2018/2883 block examples, RFC 6675
-IsLost / SetPipe / NextSeg, RTO marking, and a frame-by-frame Python model under hypothesis."""
+IsLost / SetPipe / NextSeg, RTO marking, RACK's loss marking (RFC 8985 §6.2), and a
+frame-by-frame Python model under hypothesis."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from fsdp.tcp.frameflags import (
     FRAME_F_TCP_SENT,
 )
 from fsdp.tcp.sack_scoreboard import (
+    frame_set_xmit_time,
     scoreboard_clear,
     scoreboard_dsack,
     scoreboard_enter_recovery,
@@ -22,6 +24,7 @@ from fsdp.tcp.sack_scoreboard import (
     scoreboard_next_seg,
     scoreboard_next_seg_rule3,
     scoreboard_pipe,
+    scoreboard_rack_detect_loss,
     scoreboard_reset,
     scoreboard_sacked_bytes,
     scoreboard_update,
@@ -66,10 +69,10 @@ class Conn:
         h.snd_nxt[cid] = smax & M32
         h.snd_max[cid] = smax & M32
 
-    def sack(self, *edges):
+    def sack(self, *edges, now=0):
         blocks = np.zeros(8, np.int64)
         blocks[: len(edges)] = [e & M32 for e in edges]
-        return int(scoreboard_update(self.pool, self.t, self.cid, blocks, len(edges) // 2))
+        return int(scoreboard_update(self.pool, self.t, self.cid, blocks, len(edges) // 2, now)[0])
 
     def dsack(self, *edges):
         blocks = np.array([e & M32 for e in edges] or [0], np.int64)
@@ -382,6 +385,105 @@ class Model:
             if not self.retrans[i] and self.is_lost(i, dupthresh, mss):
                 return i
         return None
+
+
+# --- RACK (RFC 8985 §6.2 step 5) ------------------------------------------------------------
+NO_DUPTHRESH = 1 << 30
+
+
+def rack_conn(xmit_us, mss=100):
+    """Segments of ``mss`` bytes sent at the times ``xmit_us`` (µs), in order, all
+    outstanding."""
+    c = Conn(1000, [mss] * len(xmit_us), mss)
+    for i, (f, x) in enumerate(zip(c.fids, xmit_us, strict=True)):
+        frame_set_xmit_time(c.pool, f, x, i + 1)
+    return c
+
+
+def detect(c, now, reo_wnd=0):
+    lost, timeout = scoreboard_rack_detect_loss(c.pool, c.t, c.cid, now, reo_wnd)
+    marked = [i for i, f in enumerate(c.fids) if c.pool.flags[f] & FRAME_F_TCP_LOST]
+    return int(lost), int(timeout), marked
+
+
+def test_rack_marks_what_was_sent_before_the_delivered_segment():
+    """RFC 8985 §6.2: segment 2 (sent at 300 µs) SACKed at 1000 µs: RACK.rtt = 700; segments 0
+    and 1, sent earlier, are lost once their send time + 700 + reo_wnd has passed (with reo_wnd
+    150: segment 0 at once, segment 1 50 µs later); segment 3, sent later, never is; pipe then
+    counts only segment 3."""
+    c = rack_conn([100, 200, 300, 400])
+    c.sack(1200, 1300, now=1000)
+    assert (int(c.t.hot.rack_xmit_us[c.cid]), int(c.t.hot.rack_rtt_us[c.cid])) == (300, 700)
+    assert detect(c, 1000, reo_wnd=150) == (100, 50, [0])
+    assert detect(c, 1050, reo_wnd=150) == (100, 0, [0, 1])
+    assert scoreboard_pipe(c.pool, c.t, c.cid, NO_DUPTHRESH) == 100
+
+
+def test_rack_timeout_is_the_latest_frame_still_in_its_window():
+    """RFC 8985 §6.3: not yet due frames give the reordering timer: the one sent last is due
+    last (send time + RACK.rtt + reo_wnd - now)."""
+    c = rack_conn([100, 200, 300, 400])
+    c.sack(1200, 1300, now=1000)
+    lost, timeout, marked = detect(c, 1000, reo_wnd=400)
+    assert (lost, marked) == (0, []) and timeout == 200 + 700 + 400 - 1000
+    assert detect(c, 1000 + timeout, reo_wnd=400) == (200, 0, [0, 1])
+
+
+def test_rack_finds_a_lost_retransmission():
+    """RFC 8985 §3.3: a retransmission (sent again at 500 µs) is lost when a segment sent after
+    it (600 µs) is delivered and RACK.rtt has passed: its episode mark goes, so NextSeg returns
+    it again; RFC 6675's IsLost never would."""
+    c = rack_conn([100, 200, 300, 600])
+    f0 = c.fids[0]
+    c.pool.flags[f0] |= FRAME_F_TCP_LOST | FRAME_F_TCP_RETRANS
+    frame_set_xmit_time(c.pool, f0, 500, 10)
+    c.sack(1100, 1300, now=700)  # segments 1, 2: sent before the retransmission
+    assert detect(c, 700)[2] == [0]  # still marked, but resent: not lost again yet
+    assert c.pool.flags[f0] & FRAME_F_TCP_RETRANS
+    c.sack(1100, 1300, 1300, 1400, now=800)  # segment 3, sent after it
+    assert detect(c, 800) == (100, 0, [0])
+    assert not c.pool.flags[f0] & FRAME_F_TCP_RETRANS
+    assert scoreboard_next_seg(c.pool, c.t, c.cid, NO_DUPTHRESH) == f0
+
+
+def test_sack_gives_an_rtt_sample_by_karns_rule():
+    """Linux's first_sackt / last_sackt: the newly SACKed frames never retransmitted time the
+    path (the earliest sent for SRTT, the latest for the minimum RTT); a retransmitted one is
+    ambiguous and left out (RFC 6298 §3)."""
+    c = rack_conn([100, 200, 300, 400])
+    c.pool.flags[c.fids[3]] |= FRAME_F_TCP_RETRANS
+    blocks = np.zeros(8, np.int64)
+    blocks[:2] = [1100, 1400]
+    got = scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1000)
+    assert tuple(int(x) for x in got) == (300, 200, 300)
+    blocks[:2] = [1100, 1400]
+    assert tuple(int(x) for x in scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1100)) == (
+        0, -1, -1)
+
+
+def test_rack_orders_sends_of_the_same_microsecond_by_transmission():
+    """RFC 8985 §6.2 RACK_sent_after with a tie in time: a retransmission sent in the same µs
+    as an original, but after it, is not "sent before" it (the transmission counter, not the
+    sequence number, breaks the tie)."""
+    c = rack_conn([100, 100, 100])
+    f0 = c.fids[0]
+    c.pool.flags[f0] |= FRAME_F_TCP_LOST | FRAME_F_TCP_RETRANS
+    frame_set_xmit_time(c.pool, f0, 100, 4)  # resent in the same µs, after segments 1 and 2
+    c.sack(1100, 1200, now=100)
+    assert detect(c, 100) == (0, 0, [0])  # 1 went before the resend: 0 is not lost again
+    assert c.pool.flags[f0] & FRAME_F_TCP_RETRANS
+
+
+def test_rack_ignores_a_retransmission_delivered_too_soon():
+    """RFC 8985 §6.2 step 2: a retransmitted segment ACKed sooner than min_RTT after its resend
+    was probably delivered as the original: it does not move RACK."""
+    c = rack_conn([100, 200])
+    c.t.hot.min_rtt_us[c.cid] = 1000
+    c.pool.flags[c.fids[1]] |= FRAME_F_TCP_RETRANS
+    frame_set_xmit_time(c.pool, c.fids[1], 900, 10)
+    c.sack(1100, 1200, now=1200)  # 300 µs after the resend < min_RTT
+    assert int(c.t.hot.rack_xmit_us[c.cid]) == 0
+    assert detect(c, 5000) == (0, 0, [])
 
 
 @given(

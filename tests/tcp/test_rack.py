@@ -1,0 +1,83 @@
+"""fsdp.tcp.rack: RACK's per-connection state (RFC 8985 §6.1-§6.2), the reordering window as
+Linux's tcp_rack_reo_wnd, and the windowed minimum RTT."""
+
+from fsdp.tcp.rack import (
+    RACK_MIN_RTT_WINDOW_S,
+    rack_advance,
+    rack_min_rtt_update,
+    rack_reo_wnd,
+    rack_sent_after,
+)
+from fsdp.tcp.tcb import tcb_alloc, tcb_table_create
+
+S = 1_000_000
+
+
+def conn():
+    t = tcb_table_create(2)
+    return t, tcb_alloc(t)
+
+
+def test_sent_after_breaks_ties_by_transmission_order():
+    """RFC 8985 §6.2 RACK_sent_after: later in time, or the same time and sent later (the
+    transmission counter, modulo 2^32)."""
+    assert rack_sent_after(2, 0, 1, 100)
+    assert not rack_sent_after(1, 100, 2, 0)
+    assert rack_sent_after(5, 200, 5, 100) and not rack_sent_after(5, 100, 5, 200)
+    assert rack_sent_after(5, 10, 5, 0xFFFFFF00)  # wraps
+
+
+def test_advance_keeps_the_most_recently_sent_delivered_segment():
+    t, cid = conn()
+    h = t.hot
+    rack_advance(t, cid, 300, 3000, False, 1000)
+    assert (h.rack_xmit_us[cid], h.rack_xmit_order[cid], h.rack_rtt_us[cid]) == (300, 3000, 700)
+    rack_advance(t, cid, 100, 1000, False, 1100)  # sent earlier: RTT taken, segment kept
+    assert (h.rack_xmit_us[cid], h.rack_xmit_order[cid], h.rack_rtt_us[cid]) == (300, 3000, 1000)
+    rack_advance(t, cid, 300, 4000, False, 1200)  # same time, sent after
+    assert (h.rack_xmit_us[cid], h.rack_xmit_order[cid]) == (300, 4000)
+
+
+def test_retransmission_is_ambiguous_below_min_rtt_or_without_one():
+    """RFC 8985 §6.2 step 2 (Linux): an ACK of a retransmitted segment sooner than min_RTT
+    after the resend is taken for the original's, and with no RTT sample yet every one is."""
+    t, cid = conn()
+    h = t.hot
+    rack_advance(t, cid, 500, 1000, True, 900)
+    assert h.rack_xmit_us[cid] == 0
+    rack_min_rtt_update(t, cid, 300, 0)
+    rack_advance(t, cid, 500, 1000, True, 700)  # 200 µs < 300
+    assert h.rack_xmit_us[cid] == 0
+    rack_advance(t, cid, 500, 1000, True, 900)  # 400 µs
+    assert (h.rack_xmit_us[cid], h.rack_rtt_us[cid]) == (500, 400)
+    rack_min_rtt_update(t, cid, 0, 0)  # a zero sample (two events in one µs)
+    rack_advance(t, cid, 950, 1100, True, 950)  # ACKed in the µs it was resent
+    assert h.rack_xmit_us[cid] == 500
+
+
+def test_reordering_window_as_linux():
+    """Linux tcp_rack_reo_wnd (no reordering seen): min_RTT/4 at most SRTT; 0 in recovery, once
+    DupThresh segments are SACKed, or before any RTT sample."""
+    t, cid = conn()
+    h = t.hot
+    assert rack_reo_wnd(t, cid, False, 0, 3) == 0  # no RTT yet
+    h.srtt[cid] = 100_000 << 3  # 100 ms, kept in 1/8 µs
+    assert rack_reo_wnd(t, cid, False, 0, 3) == 100_000  # no min_RTT: SRTT
+    rack_min_rtt_update(t, cid, 80_000, 0)
+    assert rack_reo_wnd(t, cid, False, 2, 3) == 20_000
+    assert rack_reo_wnd(t, cid, False, 3, 3) == 0
+    assert rack_reo_wnd(t, cid, True, 0, 3) == 0
+    h.srtt[cid] = 10_000 << 3
+    assert rack_reo_wnd(t, cid, False, 0, 3) == 10_000
+
+
+def test_min_rtt_ages_out_after_the_window():
+    t, cid = conn()
+    h = t.hot
+    rack_min_rtt_update(t, cid, 5000, 1 * S)
+    rack_min_rtt_update(t, cid, 9000, 100 * S)
+    assert h.min_rtt_us[cid] == 5000
+    rack_min_rtt_update(t, cid, 9000, (2 + RACK_MIN_RTT_WINDOW_S) * S)
+    assert h.min_rtt_us[cid] == 9000
+    rack_min_rtt_update(t, cid, 7000, (3 + RACK_MIN_RTT_WINDOW_S) * S)
+    assert h.min_rtt_us[cid] == 7000
