@@ -123,6 +123,33 @@ def test_second_hole_is_resent_in_its_turn(h):
     assert sack_acks(c, 1 + 3 * M, [[blk(4, 9)], [blk(4, 10)]]) == [[14], []]
 
 
+def test_one_sacked_segment_resends_the_hole_after_the_reordering_window(h):
+    """RFC 8985 §6.2-§6.3 (RACK): one SACKed segment sent after the hole is enough once the
+    reordering window (min_RTT/4 = 50 ms here) has passed without the hole arriving: the
+    reordering timer resends it and starts recovery, with no further ACK.  PRR then paces as
+    usual (the next SACK releases nothing, the one after a new segment)."""
+    c = paced_flight(h)
+    assert sack_acks(c, 1 + M, [[blk(2, 3)]]) == [[12]]  # pipe: one out, one in
+    out = watch(c, 0.3)
+    assert [(s.seq - 1) // M for _, s in out] == [1]
+    assert 0.03 <= out[0][0] <= 0.12, out[0][0]
+    assert sack_acks(c, 1 + M, [[blk(2, 4)], [blk(2, 5)]]) == [[], [13]]
+
+
+def test_lost_retransmission_is_found_and_resent(h):
+    """RFC 8985 §3.3 (RACK detects a lost retransmission, which RFC 6675 cannot): once a segment
+    sent after the retransmission of 1 is SACKed (14), the retransmission is deemed lost along
+    with 7-13 (all sent before 14: RACK's window is 0 in recovery) and sent again, as PRR allows
+    (two segments: 1 and 7); when 7's resend is SACKed, 1 (sent before it) is lost once more."""
+    c = paced_flight(h)
+    out = sack_acks(c, 1 + M, [[blk(2, k)] for k in range(3, 8)])
+    assert out == [[12], [13], [1], [], [14]]
+    assert sack_acks(c, 1 + M, [[blk(14, 15), blk(2, 7)]]) == [[1, 7]]
+    h.advance(0.05)  # 7's resend is SACKed well after min_RTT: no ambiguity (§6.2 step 2)
+    assert sack_acks(c, 1 + M, [[blk(14, 15), blk(2, 8)]]) == [[1]]
+    assert watch(c, 0.3) == []
+
+
 def test_sack_blocks_beyond_snd_nxt_are_ignored(h):
     """RFC 2018 §8 / RFC 6675 §5 (only valid SACK information counts): blocks above SND.NXT are
     ignored, so ACKs carrying only them trigger no retransmission."""
