@@ -282,11 +282,12 @@ def scoreboard_is_lost(pool, t, cid, fid, dupthresh):
 
 
 @njit(cache=True)
-def scoreboard_pipe(pool, t, cid, dupthresh):
-    """RFC 6675 §4 SetPipe(): the sequence numbers in flight.  Over the sent, un-SACKed frames:
-    each counts once if not lost (IsLost) and once more if retransmitted in this episode
-    (FRAME_F_TCP_RETRANS, RFC's "S1 <= HighRxt").  Linux: packets_out - sacked - lost +
-    retrans.  Never negative."""
+def _pipe_and_lost(pool, t, cid, dupthresh):
+    """One walk over the sent frames above SND.UNA: (pipe, lost).  ``pipe``: RFC 6675 §4
+    SetPipe(), each un-SACKed frame once if not lost (marked, or IsLost) and once more if
+    retransmitted in this episode (FRAME_F_TCP_RETRANS, the RFC's "S1 <= HighRxt"; Linux
+    packets_out - sacked - lost + retrans).  ``lost``: the un-SACKed frames deemed lost,
+    resent or not."""
     una = np.int64(t.hot.snd_una[cid])
     smax = np.int64(t.hot.snd_max[cid])
     d = _dupthresh(dupthresh)
@@ -295,6 +296,7 @@ def scoreboard_pipe(pool, t, cid, dupthresh):
     cum_n = np.int64(0)
     cum_b = np.int64(0)
     pipe = np.int64(0)
+    lost_b = np.int64(0)
     fid = t.hot.snd_q_head[cid]
     while _is_sent(t, cid, pool, fid, smax):
         ln = _seg_len(pool, fid, una)
@@ -304,15 +306,23 @@ def scoreboard_pipe(pool, t, cid, dupthresh):
                 cum_n += 1
                 cum_b += ln
             else:
-                lost = (flags & FRAME_F_TCP_LOST) != 0 or _lost_by_sacks(
+                if (flags & FRAME_F_TCP_LOST) != 0 or _lost_by_sacks(
                     total_n - cum_n, total_b - cum_b, d, mss
-                )
-                if not lost:
+                ):
+                    lost_b += ln
+                else:
                     pipe += ln
                 if (flags & FRAME_F_TCP_RETRANS) != 0:
                     pipe += ln
         fid = pool.next[fid]
-    return pipe
+    return pipe, lost_b
+
+
+@njit(cache=True)
+def scoreboard_pipe(pool, t, cid, dupthresh):
+    """RFC 6675 §4 SetPipe(): the sequence numbers in flight (``_pipe_and_lost``).  Never
+    negative."""
+    return _pipe_and_lost(pool, t, cid, dupthresh)[0]
 
 
 @njit(cache=True)
@@ -320,28 +330,7 @@ def scoreboard_lost_bytes(pool, t, cid, dupthresh):
     """Sequence numbers above SND.UNA deemed lost (marked, or IsLost), resent or not: taken
     before and after an ACK's SACK blocks, it tells whether the ACK showed a new loss (RFC
     6937bis SafeACK; Linux's newly_lost)."""
-    una = np.int64(t.hot.snd_una[cid])
-    smax = np.int64(t.hot.snd_max[cid])
-    d = _dupthresh(dupthresh)
-    mss = _smss(t, cid)
-    total_n, total_b = _sacked_totals(pool, t, cid)
-    cum_n = np.int64(0)
-    cum_b = np.int64(0)
-    lost = np.int64(0)
-    fid = t.hot.snd_q_head[cid]
-    while _is_sent(t, cid, pool, fid, smax):
-        ln = _seg_len(pool, fid, una)
-        if ln > 0:
-            flags = pool.flags[fid]
-            if (flags & FRAME_F_TCP_SACKED) != 0:
-                cum_n += 1
-                cum_b += ln
-            elif (flags & FRAME_F_TCP_LOST) != 0 or _lost_by_sacks(
-                total_n - cum_n, total_b - cum_b, d, mss
-            ):
-                lost += ln
-        fid = pool.next[fid]
-    return lost
+    return _pipe_and_lost(pool, t, cid, dupthresh)[1]
 
 
 @njit(cache=True)
