@@ -10,7 +10,11 @@ the stacks run until the connection is gone, and ``stack.audit()`` checks both f
 frames.  Reports MB, seconds, goodput and the TCP recovery counters of ``stack.stats()``.
 
     python benchmarks/tcp_faults.py [--megabytes N] [--drop P] [--reorder P] [--duplicate P]
-                                    [--seed S] [--stall-seconds T] [--json-only]
+                                    [--seed S] [--tcp-recovery 0|1] [--stall-seconds T]
+                                    [--json-only]
+
+``--tcp-recovery`` is the stacks' option: 1 (default, as Linux) finds losses with RACK (RFC 8985
+§6), 0 with RFC 6675's DupThresh rule; run both with one seed to compare them.
 
 Prints a table, then one JSON object as the last line of stdout.  Exits non-zero with one line
 on stderr if the digests differ, a side errs, the audit fails, or the transfer makes no
@@ -81,7 +85,8 @@ class _Direction:
         return n
 
 
-def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float) -> dict:
+def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
+        tcp_recovery: int = 1) -> dict:
     from fsdp.apps.bench_kernels import (
         SR_DRAIN,
         SR_TIME,
@@ -100,7 +105,7 @@ def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float) -> dic
     from fsdp.tcp.usercalls import tcp_close, tcp_shutdown
 
     total = int(megabytes * 1e6)
-    with BenchPair() as pair:
+    with BenchPair(tcp_recovery=tcp_recovery) as pair:
         for p in pair.ports:
             p.set_faults(**faults)
         lid = pair.listen(PORT)
@@ -245,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reorder", type=float, default=0.05)
     ap.add_argument("--duplicate", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tcp-recovery", type=int, choices=(0, 1), default=1,
+                    help="1: RACK loss detection (default); 0: RFC 6675 DupThresh")
     ap.add_argument(
         "--stall-seconds", type=float, default=15.0, help="fail when no byte moves for this long"
     )
@@ -268,7 +275,7 @@ def main(argv=None) -> int:
     }
     machine = machine_info()
     try:
-        res = run(args.megabytes, faults, args.stall_seconds, args.timeout)
+        res = run(args.megabytes, faults, args.stall_seconds, args.timeout, args.tcp_recovery)
     except (RuntimeError, OSError, ValueError) as e:
         print(f"tcp_faults: {e}", file=sys.stderr)
         return 1
@@ -277,13 +284,15 @@ def main(argv=None) -> int:
         **machine,
         "megabytes": args.megabytes,
         "faults": faults,
+        "tcp_recovery": args.tcp_recovery,
         **res,
     }
     if not args.json_only:
         mb = res["bytes_each_way"] / 1e6
         print(
             f"TCP both ways over a faulty sim wire: drop {args.drop}, reorder {args.reorder}, "
-            f"duplicate {args.duplicate}, seed {args.seed} (both ports)"
+            f"duplicate {args.duplicate}, seed {args.seed} (both ports); tcp_recovery "
+            f"{args.tcp_recovery} ({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'})"
         )
         print(
             f"machine: {out['machine']}, {out['processor']}, {out['cpu_count']} CPUs, "
