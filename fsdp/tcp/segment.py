@@ -1318,8 +1318,13 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
             _grow_cwnd(t, cid, acked, now)
         return
     rack_lost = np.int64(0)
-    if rack and delivered > 0:
-        rack_lost = tcp_rack_detect_loss(core, cid, now)  # RFC 8985 §6.2 step 5
+    if rack and delivered > 0 and (
+        sack_new > 0 or (f & (TF_SACKED_OUT | TF_IN_RECOVERY)) != 0
+    ):
+        # RFC 8985 §6.2 step 5, on the ACKs Linux calls dubious (tcp_ack_is_dubious: SACK
+        # information, SACKed data outstanding, or recovery); a plain cumulative ACK leaves
+        # every frame sent after the one it ACKed, and the walk would cost O(flight) per ACK
+        rack_lost = tcp_rack_detect_loss(core, cid, now)
     if (f & TF_IN_RECOVERY) != 0:
         if acked > 0 and cc_is_full_ack(t, cid, ack):
             cc_exit_recovery(t, cid, tcp_flight(core, cid))
