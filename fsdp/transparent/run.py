@@ -86,6 +86,24 @@ def run(argv: list[str], *, nic: str | None = None, ip: str | None = None,
     return 127  # not reached
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _worker_signals() -> None:
+    """In a forked worker, before exec: SIGINT and SIGTERM back to their defaults, since the
+    parent forwards them and a worker must act on them (an ignored SIGINT, which a parent
+    started in the background or by a test runner passes on through exec, would leave the
+    worker deaf to Ctrl-C); and SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG, kept
+    across exec), so a killed ``fsdp run`` takes its workers with it."""
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
     """``fsdp run --cores N``: N copies of the program, like nginx workers.  This process attaches
     one N-queue port of the sim wire and starts worker k pinned to CPU k with ``FSDP_PORT_ID`` /
@@ -116,12 +134,25 @@ def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pids: list[int] = []
+
+    def forward(signum, frame):
+        for p in pids:
+            try:
+                os.kill(p, signum)
+            except ProcessLookupError:
+                pass
+
+    # Installed before the first fork, so that a signal during start-up reaches the workers
+    # already started (and is not lost to a disposition the workers inherit).
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
     try:
         for k in range(cores):
             child_env = dict(env, FSDP_PORT_ID=str(port.port_id), FSDP_QUEUE=str(k))
             pid = os.fork()
             if pid == 0:  # the worker: pin, then become the program
                 try:
+                    _worker_signals()
                     os.sched_setaffinity(0, {k % ncpu})
                 except (AttributeError, OSError):
                     pass
@@ -130,16 +161,6 @@ def prefork(cmd: list[str], env: dict[str, str], cores: int) -> int:
                 finally:
                     os._exit(127)
             pids.append(pid)
-
-        def forward(signum, frame):
-            for p in pids:
-                try:
-                    os.kill(p, signum)
-                except ProcessLookupError:
-                    pass
-
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
         status = 0
         running = dict(zip(pids, range(cores), strict=True))  # pid -> its queue
         while running:

@@ -63,13 +63,20 @@ def wait_for_line(proc, text, timeout=60):
 
 
 def finish(proc, sig=signal.SIGINT, timeout=20):
+    """Stop ``proc`` with ``sig`` and collect its output.  If it does not exit in ``timeout``
+    seconds it is killed; and if its output still does not close then (a child of it holds
+    the pipes), that is a failure rather than a test that waits forever."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            msg = f"{proc.args!r}: killed, but a child still holds its output"
+            raise AssertionError(msg) from None
     return out, err
 
 
@@ -141,7 +148,9 @@ def _ports_per_queue(client_ip, server_ip, server_port, n_queues, per_queue, fir
 def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
     """fsdp run --cores 2: two copies of an unmodified http.server, one per queue of one port
     (like nginx workers); RSS steers each connection to one queue, and the worker on that
-    queue's core serves it."""
+    queue's core serves it.  ``fsdp run`` is started with SIGINT ignored, as a shell's
+    background job or a test runner may start it: the SIGINT it is sent still stops every
+    worker (it forwards the signal, and its workers do not inherit the ignored disposition)."""
     import fsdp
     from fsdp.apps.observe import stack_counters
     from fsdp.core.statseg import live_segments
@@ -150,7 +159,8 @@ def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
     cmd = [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--cores",
            "2", "--", "python", "-m", "http.server", "-b", "0.0.0.0", "8000", "-d", str(tmp_path)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env())
+                              env=_env(),
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     plan = _ports_per_queue("10.8.0.2", "10.8.0.1", 8000, n_queues=2, per_queue=8)
     try:
         wait_for_line(server, "Serving HTTP on 0.0.0.0 port 8000")
