@@ -384,7 +384,12 @@ def watch(c: Conn, duration: float, step: float = 0.01) -> list[tuple[float, Seg
     every segment of ``c`` the stack sent meanwhile (times are upper bounds, +step)."""
     t0 = c.h.now
     out = []
-    while c.h.now - t0 < duration - 1e-9:
-        c.h.advance(min(step, duration - (c.h.now - t0)))
+    while True:
+        # read the clock once per step: on the Linux harness it is real time and moves on
+        # between two reads, so a second read could make the step negative
+        left = duration - (c.h.now - t0)
+        if left <= 1e-9:
+            break
+        c.h.advance(min(step, left))
         out += [(c.h.now - t0, s) for s in c.recv()]
     return out
