@@ -11,8 +11,12 @@ from scapy.layers.l2 import Ether
 
 
 def namespaces() -> list[str]:
+    """This process's harness namespaces (``fsdp-lx-<pid>-<n>``): another test worker makes and
+    removes its own meanwhile."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
+    mine = f"fsdp-lx-{os.getpid()}-"
+    return [n for n in (line.split()[0] for line in out.splitlines() if line.strip())
+            if n.startswith(mine)]
 
 
 @pytest.fixture
