@@ -162,6 +162,10 @@ STAT_NAMES = (
     "ip_frag_ok",  # datagrams sent in fragments (FragOKs)
     "ip_frag_creates",  # fragments sent (FragCreates)
     "ip_frag_fails",  # datagrams over the MTU not sent: DF set, or no frame (FragFails)
+    # RACK's reordering window (RFC 8985 §6.2 steps 3-4; fsdp.tcp.rack)
+    "tcp_dsacks_recv",  # D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv)
+    "tcp_sack_reorder",  # ACKs that showed reordering (Linux TCPSACKReorder)
+    "tcp_reo_wnd_grown",  # D-SACKs that widened the reordering window (spurious retransmits)
 )
 
 STAT_RX_FRAMES = 0
@@ -301,6 +305,9 @@ STAT_IP_FRAG_DUP = 133
 STAT_IP_FRAG_OK = 134
 STAT_IP_FRAG_CREATES = 135
 STAT_IP_FRAG_FAILS = 136
+STAT_TCP_DSACKS_RECV = 137
+STAT_TCP_SACK_REORDER = 138
+STAT_TCP_REO_WND_GROWN = 139
 
 STAT_COUNT = len(STAT_NAMES)
 

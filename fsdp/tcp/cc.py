@@ -334,7 +334,8 @@ def cc_is_cwnd_limited(t, cid):
 
 @njit(cache=True)
 def cc_on_ack(t, cid, acked_bytes, now):
-    """``acked_bytes`` of new data cumulatively ACKed outside recovery: grow cwnd.
+    """An ACK that advanced SND.UNA outside recovery delivered ``acked_bytes`` (not counting
+    bytes SACKed by earlier ACKs: Linux's newly delivered): grow cwnd.
 
     Slow start: ``cwnd += min(acked, 2*SMSS)`` (RFC 3465 L = 2), stopping at ssthresh with the
     remainder counted in congestion avoidance (Linux tcp_slow_start).  Congestion avoidance:

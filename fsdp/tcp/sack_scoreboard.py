@@ -50,6 +50,7 @@ from fsdp.tcp.frameflags import (
     FRAME_XMIT_TIME_OFF,
 )
 from fsdp.tcp.rack import rack_advance, rack_sent_after
+from fsdp.tcp.tcb import TF_SACKED_OUT
 from fsdp.wire.byteorder import get_u32, set_u32
 from fsdp.wire.tcp import seq_diff, seq_geq, seq_gt, seq_leq, seq_lt
 
@@ -174,8 +175,10 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     blocks ``blocks[0:2*n_blocks]`` (left0, right0, left1, ...; int64 sequence numbers) covers
     whole; returns (the sequence numbers newly SACKed, the earliest and the latest send time
     of the newly SACKed frames never retransmitted, -1 if none: Linux's first_sackt and
-    last_sackt, an RTT sample by Karn's rule).  Each newly SACKed frame was delivered at
-    ``now``: RACK learns of it (``rack.rack_advance``).
+    last_sackt, an RTT sample by Karn's rule; whether one of those lies below RACK.fack, the
+    highest sequence delivered before it: reordering, RFC 8985 §6.2 step 3).  Each newly
+    SACKed frame was delivered at ``now``: RACK learns of it (``rack.rack_advance``), and
+    ``hot.rack_fack`` follows the highest.
 
     Blocks are clipped to [snd_una, snd_max]; an empty or inverted one is skipped, and so is a
     D-SACK first block (``scoreboard_dsack``).  A newly SACKed frame loses FRAME_F_TCP_LOST (it
@@ -195,8 +198,14 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     first_sackt = np.int64(-1)
     last_sackt = np.int64(-1)
     if top == una:
-        return np.int64(0), first_sackt, last_sackt
+        return np.int64(0), first_sackt, last_sackt, False
     newly = np.int64(0)
+    # RACK.fack once the cumulative part of this ACK is taken: frames are walked in sequence
+    # order, so a frame newly SACKed below it arrived after one sent later (RFC 8985 §6.2 step 3)
+    fack = una
+    if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
+        fack = np.int64(h.rack_fack[cid])
+    reordered = False
     fid = h.snd_q_head[cid]
     while _is_sent(t, cid, pool, fid, smax):
         s = _frame_start(pool, fid, una)
@@ -223,9 +232,14 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
                             first_sackt = xmit
                         if xmit > last_sackt:
                             last_sackt = xmit
+                    if seq_gt(e, fack):
+                        fack = e
+                    elif not resent and seq_lt(e, fack):
+                        reordered = True
                     break
         fid = pool.next[fid]
-    return newly, first_sackt, last_sackt
+    h.rack_fack[cid] = fack
+    return newly, first_sackt, last_sackt, reordered
 
 
 # --- queries ---------------------------------------------------------------------------------

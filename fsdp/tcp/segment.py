@@ -60,6 +60,7 @@ from fsdp.core.stats import (
     STAT_TCP_CHALLENGE_ACKS,
     STAT_TCP_CHALLENGE_ACKS_LIMITED,
     STAT_TCP_DATA_AFTER_SHUTDOWN,
+    STAT_TCP_DSACKS_RECV,
     STAT_TCP_DSACKS_SENT,
     STAT_TCP_DUP_ACKS_IN,
     STAT_TCP_DUP_DATA,
@@ -78,10 +79,12 @@ from fsdp.core.stats import (
     STAT_TCP_PAWS_DROPPED,
     STAT_TCP_RCV_QUEUE_FULL,
     STAT_TCP_RECOVERY_EPISODES,
+    STAT_TCP_REO_WND_GROWN,
     STAT_TCP_RST_ACCEPTED,
     STAT_TCP_RST_IGNORED,
     STAT_TCP_RTT_SAMPLES,
     STAT_TCP_SACK_RECOVERY,
+    STAT_TCP_SACK_REORDER,
     STAT_TCP_SYN_BACKLOG_FULL,
     STAT_TCP_SYN_CHALLENGE,
     STAT_TCP_SYN_FIN,
@@ -152,7 +155,15 @@ from fsdp.tcp.listen import (
     listen_syn_remove,
 )
 from fsdp.tcp.neighbor import neigh_confirm
-from fsdp.tcp.rack import RACK_NO_DUPTHRESH, rack_advance, rack_min_rtt_update
+from fsdp.tcp.rack import (
+    RACK_NO_DUPTHRESH,
+    rack_advance,
+    rack_dsack,
+    rack_min_rtt_update,
+    rack_note_reordering,
+    rack_recovery_done,
+    rack_update_reo_wnd,
+)
 from fsdp.tcp.reass import (
     REASS_FIN_REACHED,
     SACK_MAX_BLOCKS,
@@ -169,6 +180,7 @@ from fsdp.tcp.reass import (
 from fsdp.tcp.sack_scoreboard import (
     frame_xmit_order,
     frame_xmit_time,
+    scoreboard_dsack,
     scoreboard_enter_recovery,
     scoreboard_is_lost,
     scoreboard_lost_bytes,
@@ -1059,10 +1071,12 @@ ACK_OK = 1
 
 
 @kernel
-def _clean_rtx_queue(core, cid, ack, now):
+def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     """Free the frames SEG.ACK covers; returns (bytes acked, of them bytes the peer had
-    SACKed, RTT sample µs or -1, the shortest RTT among them or -1): Karn's rule, from the
-    earliest and the latest sent frame never retransmitted (Linux seq_rtt_us, ca_rtt_us)."""
+    SACKed, RTT sample µs or -1, the shortest RTT among them or -1, reordering seen): Karn's
+    rule, from the earliest and the latest sent frame never retransmitted (Linux seq_rtt_us,
+    ca_rtt_us); a hole below ``prior_fack`` (RACK.fack before this ACK) filled by a frame never
+    retransmitted is reordering (RFC 8985 §6.2 step 3, Linux tcp_clean_rtx_queue)."""
     pool = core.pool
     h = core.tcb.hot
     acked = np.int64(0)
@@ -1070,6 +1084,7 @@ def _clean_rtx_queue(core, cid, ack, now):
     first_xmit = np.int64(-1)
     last_xmit = np.int64(-1)
     retrans_acked = False
+    reordered = False
     fid = h.snd_q_head[cid]
     while fid >= 0:
         seq = pool.tag[fid]
@@ -1100,6 +1115,8 @@ def _clean_rtx_queue(core, cid, ack, now):
                 first_xmit = xmit
             if xmit > last_xmit:
                 last_xmit = xmit
+            if (fl & FRAME_F_TCP_SACKED) == 0 and seq_lt(seq, prior_fack):
+                reordered = True
         if (fl & FRAME_F_TCP_SACKED) == 0:  # newly delivered (RFC 8985 §6.2)
             rack_advance(core.tcb, cid, xmit, frame_xmit_order(pool, fid),
                          (fl & FRAME_F_TCP_EVER_RETRANS) != 0, now)  # fmt: skip
@@ -1124,7 +1141,7 @@ def _clean_rtx_queue(core, cid, ack, now):
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
         ca_rtt = now - last_xmit
-    return acked, sacked, rtt, ca_rtt
+    return acked, sacked, rtt, ca_rtt, reordered
 
 
 @kernel_inline
@@ -1197,6 +1214,11 @@ def tcp_ack(core, cid, now):
     sack_first = np.int64(-1)
     sack_last = np.int64(-1)
     lost_before = np.int64(-1)
+    reordered = False
+    # RACK.fack before this ACK (RFC 8985 §6.2 step 3; Linux prior_fack)
+    prior_fack = una
+    if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
+        prior_fack = np.int64(h.rack_fack[cid])
     if advanced:
         h.snd_una[cid] = ack
         tcp_urg_acked(core, cid, ack)
@@ -1208,25 +1230,40 @@ def tcp_ack(core, cid, now):
         blocks = core.tcp_blocks
         for i in range(2 * nb):
             blocks[i] = core.tcp_opt[TOPT_SACK_BLOCKS + i]
-        if advanced and (h.tflags[cid] & TF_IN_RECOVERY) != 0:
-            # did these blocks show a new loss?  (RFC 6937bis SafeACK)
-            lost_before = scoreboard_lost_bytes(pool, t, cid, tcp_loss_dupthresh(core, cid))
-        sack_new, sack_first, sack_last = scoreboard_update(pool, t, cid, blocks, nb, now)
+        dupthresh = tcp_loss_dupthresh(core, cid)
+        if advanced and (h.tflags[cid] & TF_IN_RECOVERY) != 0 and dupthresh != RACK_NO_DUPTHRESH:
+            # did these blocks show a new loss?  (RFC 6937bis SafeACK; RACK says so itself)
+            lost_before = scoreboard_lost_bytes(pool, t, cid, dupthresh)
+        spurious = False
+        if scoreboard_dsack(t, cid, blocks, nb):
+            core.stats[STAT_TCP_DSACKS_RECV] += 1
+            spurious = rack_dsack(t, cid, blocks[0], blocks[1])
+        sack_new, sack_first, sack_last, reordered = scoreboard_update(
+            pool, t, cid, blocks, nb, now
+        )
         if sack_new > 0:
             h.tflags[cid] |= np.uint32(TF_SACKED_OUT)
+        if rack_update_reo_wnd(t, cid, spurious):
+            core.stats[STAT_TCP_REO_WND_GROWN] += 1
     if not had_flight:
         c.probes_out[cid] = 0
         if advanced:
-            _clean_rtx_queue(core, cid, ack, now)
+            _clean_rtx_queue(core, cid, ack, prior_fack, now)
         return ACK_OK
     acked = np.int64(0)
     sacked_acked = np.int64(0)
     rtt = np.int64(-1)
     ca_rtt = np.int64(-1)
     if advanced:
-        acked, sacked_acked, rtt, ca_rtt = _clean_rtx_queue(core, cid, ack, now)
+        acked, sacked_acked, rtt, ca_rtt, cum_reordered = _clean_rtx_queue(
+            core, cid, ack, prior_fack, now
+        )
+        reordered = reordered or cum_reordered
         if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
             h.tflags[cid] &= ~np.uint32(TF_SACKED_OUT)
+    if reordered:
+        core.stats[STAT_TCP_SACK_REORDER] += 1
+        rack_note_reordering(t, cid)
     if rtt < 0 and sack_first >= 0:
         # no cumulative sample: the newly SACKed frames give one (Linux sack_rtt_us)
         rtt = now - sack_first
@@ -1285,11 +1322,11 @@ def _tlp_ack(core, cid, ack, advanced, sack_new, now):
 
 
 @njit(inline="always", cache=True)
-def _grow_cwnd(t, cid, acked, now):
+def _grow_cwnd(t, cid, delivered, now):
     """An ACK grows cwnd only while the sender is cwnd-limited (RFC 7661 §4.2, as Linux's
-    tcp_cong_avoid; cc.cc_is_cwnd_limited)."""
+    tcp_cong_avoid; cc.cc_is_cwnd_limited), by the bytes it ``delivered``."""
     if cc_is_cwnd_limited(t, cid):
-        cc_on_ack(t, cid, acked, now)
+        cc_on_ack(t, cid, delivered, now)
 
 
 @kernel
@@ -1308,14 +1345,18 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     dupthresh = tcp_loss_dupthresh(core, cid)
     rack = dupthresh == RACK_NO_DUPTHRESH
     sack_on = (f & TF_SACK_OK) != 0
+    # cwnd grows on an ACK that advances SND.UNA, by what it delivered: a segment SACKed
+    # earlier was delivered then (when nothing grows) and does not count again (Linux
+    # tcp_cong_control: tcp_may_raise_cwnd, then tcp_cong_avoid with the newly delivered)
     if (f & TF_IN_LOSS) != 0:
         if seq_geq(ack, h.recover[cid]):
             h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
             h.dupacks[cid] = 0
+            rack_recovery_done(t, cid)
         elif acked > 0:
-            _grow_cwnd(t, cid, acked, now)
+            _grow_cwnd(t, cid, delivered, now)
         if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
-            _grow_cwnd(t, cid, acked, now)
+            _grow_cwnd(t, cid, delivered, now)
         return
     rack_lost = np.int64(0)
     if rack and delivered > 0 and (
@@ -1329,6 +1370,7 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
         if acked > 0 and cc_is_full_ack(t, cid, ack):
             cc_exit_recovery(t, cid, tcp_flight(core, cid))
             h.dupacks[cid] = 0
+            rack_recovery_done(t, cid)
             return
         newly_lost = False
         if acked > 0:
@@ -1348,7 +1390,7 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     if acked > 0:
         cc_end_dupacks(t, cid)
         if rack_lost == 0 or not cc_may_enter_recovery(t, cid, ack, True):
-            _grow_cwnd(t, cid, acked, now)
+            _grow_cwnd(t, cid, delivered, now)
             tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
             return
     elif not is_dup and sack_new == 0:

@@ -36,10 +36,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 429 bytes per connection (hot 294 + cold 123 + free-list link 4 + the touched log's
+Memory: 448 bytes per connection (hot 305 + cold 131 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
-timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 432 bytes.
-100,000 connections take 43 MB.
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 448 bytes.
+100,000 connections take 45 MB (seven 64-byte cache lines each).
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
@@ -264,6 +264,13 @@ TCB_HOT_DTYPE = np.dtype(
         ("min_rtt_us", np.int32),  # smallest RTT sample in the last 300 s, -1 = none (Linux
         # tcp_min_rtt with tcp_min_rtt_wlen)
         ("min_rtt_stamp_s", np.uint32),  # when it was taken, s
+        # RACK's reordering window (RFC 8985 §6.2 steps 3-4, fsdp.tcp.rack)
+        ("rack_fack", np.uint32),  # RACK.fack: end of the highest segment SACKed, while
+        # TF_SACKED_OUT (Linux tcp_highest_sack_seq; otherwise SND.UNA stands for it)
+        ("rack_dsack_round", np.uint32),  # SND.NXT when a D-SACK last widened the window
+        ("rack_reo_wnd_mult", np.uint8),  # RACK.reo_wnd_mult (Linux rack.reo_wnd_steps)
+        ("rack_reo_wnd_persist", np.uint8),  # recoveries the widened window outlasts
+        ("rack_state", np.uint8),  # rack.RACK_REORDERING_SEEN, rack.RACK_DSACK_ROUND
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -326,6 +333,8 @@ TCB_COLD_DTYPE = np.dtype(
         ("segs_in", np.uint32),  # statistics (tcp_info)
         ("segs_out", np.uint32),  # uint32
         ("total_retrans", np.uint32),  # uint32
+        ("reord_seen", np.uint32),  # reorderings detected (Linux tcpi_reord_seen)
+        ("dsack_dups", np.uint32),  # segments the peer reported received twice (tcpi_dsack_dups)
         ("bytes_acked", np.int64),  # int64
         ("bytes_received", np.int64),  # int64
     ]
@@ -346,6 +355,7 @@ class TcbTable(NamedTuple):
 _HOT_DEFAULTS = {
     "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS,
     "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1, "min_rtt_us": -1,
+    "rack_reo_wnd_mult": 1,
     "rto": TCP_INITIAL_RTO_US,
     "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
@@ -444,6 +454,11 @@ def _reset(t, i):
     h.rack_rtt_us[i] = 0
     h.min_rtt_us[i] = -1
     h.min_rtt_stamp_s[i] = 0
+    h.rack_fack[i] = 0
+    h.rack_dsack_round[i] = 0
+    h.rack_reo_wnd_mult[i] = 1
+    h.rack_reo_wnd_persist[i] = 0
+    h.rack_state[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1
@@ -497,6 +512,8 @@ def _reset(t, i):
     c.segs_in[i] = 0
     c.segs_out[i] = 0
     c.total_retrans[i] = 0
+    c.reord_seen[i] = 0
+    c.dsack_dups[i] = 0
     c.bytes_acked[i] = 0
     c.bytes_received[i] = 0
 

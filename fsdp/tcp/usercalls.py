@@ -215,6 +215,8 @@ CI_RCV_WSCALE = 22
 CI_FLAGS = 23  # TF_* bits
 CI_ERROR = 24  # pending errno (not cleared)
 CI_BACKLOG = 25  # listeners: accept queue length
+CI_REORD_SEEN = 26  # reorderings detected (RFC 8985 §6.2 step 3; Linux tcpi_reord_seen)
+CI_DSACK_DUPS = 27  # segments the peer reported received twice (D-SACK; tcpi_dsack_dups)
 CI_SIZE = 32
 
 M32 = 0xFFFFFFFF
@@ -1019,6 +1021,8 @@ def tcp_conn_info_k(core, cid, out):
     out[CI_RCV_WSCALE] = h.rcv_wscale[cid] if ws else -1
     out[CI_FLAGS] = f
     out[CI_ERROR] = c.error[cid]
+    out[CI_REORD_SEEN] = c.reord_seen[cid]
+    out[CI_DSACK_DUPS] = c.dsack_dups[cid]
     return np.int64(0)
 
 

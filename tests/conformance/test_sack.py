@@ -5,6 +5,7 @@ As Linux (RACK, RFC 8985) may declare a segment lost from a single SACK after mi
 scenarios check what must have happened after the DupThresh-th SACK, which both RACK and RFC 6675
 agree on."""
 
+import pytest
 from helpers import MSS, TS_MSS, handshake_passive, syn_options, watch
 from scapy.layers.inet import IP
 
@@ -148,6 +149,62 @@ def test_lost_retransmission_is_found_and_resent(h):
     h.advance(0.05)  # 7's resend is SACKed well after min_RTT: no ambiguity (§6.2 step 2)
     assert sack_acks(c, 1 + M, [[blk(14, 15), blk(2, 8)]]) == [[1]]
     assert watch(c, 0.3) == []
+
+
+def reordered_flight(h):
+    """``paced_flight`` (segments 1..11 out, RTT 200 ms), then reordering: 2 is SACKed and 1,
+    never retransmitted, arrives right after (RFC 8985 §6.2 step 3, Linux reord_seen); 3..14
+    are then outstanding.  Returns the connection and the TSval of the first flight (segment
+    3's), for ACKs that echo a late original."""
+    c = handshake_passive(h, 8080, rtt=0.2)
+    c.sock.send(b"s" * (60 * M))
+    first = c.recv()
+    assert len(first) == 10
+    h.advance(0.2)
+    c.send("A", ack=1 + M)
+    assert [(s.seq - 1) // M for s in c.recv()] == [10, 11]
+    assert sack_acks(c, 1 + M, [[blk(2, 3)]]) == [[12]]
+    assert sack_acks(c, 1 + 3 * M, [[]]) == [[13, 14]]
+    return c, first[3].tsval
+
+
+def test_after_reordering_three_sacks_wait_out_the_reordering_window(h):
+    """RFC 8985 §6.2 step 4 (Linux tcp_rack_reo_wnd once reord_seen): after reordering the
+    window is no longer 0 when DupThresh segments are SACKed: the third SACK above the hole 3
+    sends new data only, and the reordering timer resends 3 min_RTT/4 = 50 ms later."""
+    c, _ = reordered_flight(h)
+    out = sack_acks(c, 1 + 3 * M, [[blk(4, 5)], [blk(4, 6)], [blk(4, 7)]])
+    assert out == [[15], [16], [17]]
+    late = watch(c, 0.1)
+    assert [(s.seq - 1) // M for _, s in late] == [3]
+    assert 0.03 <= late[0][0] <= 0.09, late[0][0]
+
+
+@pytest.mark.parametrize("dsack", [True, False], ids=["dsack", "no_dsack"])
+def test_a_dsack_after_reordering_widens_the_window(h, dsack):
+    """RFC 8985 §6.2 step 4 (Linux tcp_rack_update_reo_wnd): the original 3 was only late (its
+    ACK echoes the original's timestamp) and the peer D-SACKs the resend: the retransmission
+    was spurious, so reo_wnd_mult becomes 2 and the next hole (8, with 9 SACKed) waits
+    min_RTT/4 * 2 = 100 ms for the reordering timer.  Without the D-SACK it waits 50 ms."""
+    c, ts0 = reordered_flight(h)
+    sack_acks(c, 1 + 3 * M, [[blk(4, 5)], [blk(4, 6)], [blk(4, 7)]])
+    assert [(s.seq - 1) // M for _, s in watch(c, 0.1)] == [3]
+    resent = []
+    c.send("A", ack=1 + 7 * M, tsecr=ts0)
+    resent += retransmitted(c.recv(), before=18)
+    c.send("A", ack=1 + 7 * M, tsecr=ts0, sack=[blk(3, 4)] if dsack else None)
+    resent += retransmitted(c.recv(), before=18)
+    c.send("A", ack=1 + 8 * M, tsecr=ts0)
+    resent += retransmitted(c.recv(), before=18)
+    c.send("A", ack=1 + 8 * M, tsecr=ts0, sack=[blk(9, 10)])
+    resent += retransmitted(c.recv(), before=18)
+    assert resent == []
+    late = [(t, s) for t, s in watch(c, 0.3) if (s.seq - 1) // M < 18]
+    assert [(s.seq - 1) // M for _, s in late] == [8]
+    if dsack:
+        assert 0.08 <= late[0][0] <= 0.15, late[0][0]
+    else:
+        assert 0.03 <= late[0][0] <= 0.075, late[0][0]
 
 
 def test_sack_blocks_beyond_snd_nxt_are_ignored(h):

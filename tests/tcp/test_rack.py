@@ -3,12 +3,17 @@ Linux's tcp_rack_reo_wnd, and the windowed minimum RTT."""
 
 from fsdp.tcp.rack import (
     RACK_MIN_RTT_WINDOW_S,
+    RACK_REO_WND_PERSIST,
     rack_advance,
+    rack_dsack,
     rack_min_rtt_update,
+    rack_note_reordering,
+    rack_recovery_done,
     rack_reo_wnd,
     rack_sent_after,
+    rack_update_reo_wnd,
 )
-from fsdp.tcp.tcb import tcb_alloc, tcb_table_create
+from fsdp.tcp.tcb import TF_TLP_OUT, tcb_alloc, tcb_table_create
 
 S = 1_000_000
 
@@ -81,3 +86,78 @@ def test_min_rtt_ages_out_after_the_window():
     assert h.min_rtt_us[cid] == 9000
     rack_min_rtt_update(t, cid, 7000, (3 + RACK_MIN_RTT_WINDOW_S) * S)
     assert h.min_rtt_us[cid] == 7000
+
+
+def test_once_reordering_is_seen_the_window_is_never_zero():
+    """RFC 8985 §6.2 step 4 (Linux tcp_rack_reo_wnd with reord_seen): after reordering the
+    window stays min_RTT/4 in recovery and past DupThresh SACKed segments, scaled by
+    RACK.reo_wnd_mult and bounded by SRTT."""
+    t, cid = conn()
+    h = t.hot
+    h.srtt[cid] = 200_000 << 3
+    rack_min_rtt_update(t, cid, 200_000, 0)
+    assert rack_reo_wnd(t, cid, True, 0, 3) == 0
+    rack_note_reordering(t, cid)
+    assert t.cold.reord_seen[cid] == 1
+    assert rack_reo_wnd(t, cid, True, 0, 3) == 50_000
+    assert rack_reo_wnd(t, cid, False, 5, 3) == 50_000
+    h.rack_reo_wnd_mult[cid] = 3
+    assert rack_reo_wnd(t, cid, True, 0, 3) == 150_000
+    h.rack_reo_wnd_mult[cid] = 5
+    assert rack_reo_wnd(t, cid, True, 0, 3) == 200_000  # at most SRTT
+
+
+def dsack_conn(retransmitted=1):
+    t, cid = conn()
+    h = t.hot
+    h.mss[cid] = 1000
+    h.max_sndwnd[cid] = 64_000
+    t.cold.total_retrans[cid] = retransmitted
+    return t, cid
+
+
+def test_a_dsack_counts_for_rack_as_linux_tcp_dsack_seen():
+    """Linux tcp_dsack_seen: segments received twice are counted (one per MSS); the D-SACK
+    shows a spurious retransmission only once reordering was seen, never for more segments
+    than were retransmitted, a range wider than the peer's largest window, or a loss probe's
+    copy."""
+    t, cid = dsack_conn(retransmitted=3)
+    assert not rack_dsack(t, cid, 5000, 6000)  # no reordering seen yet
+    assert t.cold.dsack_dups[cid] == 1
+    rack_note_reordering(t, cid)
+    assert rack_dsack(t, cid, 5000, 6000)
+    assert not rack_dsack(t, cid, 5000, 5000)  # empty
+    assert not rack_dsack(t, cid, 0, 65_000)  # wider than any window offered
+    assert t.cold.dsack_dups[cid] == 2
+    assert not rack_dsack(t, cid, 5000, 6500)  # two segments: 4 > 3 retransmitted
+    assert t.cold.dsack_dups[cid] == 4
+    t, cid = dsack_conn(retransmitted=5)
+    rack_note_reordering(t, cid)
+    t.hot.tflags[cid] |= TF_TLP_OUT
+    t.hot.tlp_high_seq[cid] = 9000
+    assert not rack_dsack(t, cid, 8000, 9000)  # the probe's copy
+    assert rack_dsack(t, cid, 7000, 8000)
+
+
+def test_the_window_grows_once_per_round_and_lasts_sixteen_recoveries():
+    """RFC 8985 §6.2 step 4: a spurious retransmission widens the window by one step, at most
+    once until SND.UNA passes the SND.NXT of that step; the widening lasts
+    RACK_REO_WND_PERSIST recoveries, then the multiplier is 1 again."""
+    t, cid = conn()
+    h = t.hot
+    h.snd_una[cid] = 1000
+    h.snd_nxt[cid] = 5000
+    assert not rack_update_reo_wnd(t, cid, False)
+    assert rack_update_reo_wnd(t, cid, True)
+    assert h.rack_reo_wnd_mult[cid] == 2 and h.rack_reo_wnd_persist[cid] == RACK_REO_WND_PERSIST
+    h.snd_una[cid] = 4000
+    h.snd_nxt[cid] = 9000
+    assert not rack_update_reo_wnd(t, cid, True)  # the same round
+    h.snd_una[cid] = 5000
+    assert rack_update_reo_wnd(t, cid, True)  # the round is over
+    assert h.rack_reo_wnd_mult[cid] == 3
+    for _ in range(RACK_REO_WND_PERSIST - 1):
+        rack_recovery_done(t, cid)
+    assert h.rack_reo_wnd_mult[cid] == 3
+    rack_recovery_done(t, cid)
+    assert h.rack_reo_wnd_mult[cid] == 1 and h.rack_reo_wnd_persist[cid] == 0

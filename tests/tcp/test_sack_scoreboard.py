@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from fsdp.pool.pool import frame_alloc, frame_free, pool_audit, pool_create
 from fsdp.tcp.frameflags import (
+    FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
     FRAME_F_TCP_LOST,
     FRAME_F_TCP_RETRANS,
@@ -29,7 +30,7 @@ from fsdp.tcp.sack_scoreboard import (
     scoreboard_sacked_bytes,
     scoreboard_update,
 )
-from fsdp.tcp.tcb import tcb_alloc, tcb_table_create
+from fsdp.tcp.tcb import TF_SACKED_OUT, tcb_alloc, tcb_table_create
 
 M32 = 0xFFFFFFFF
 
@@ -455,10 +456,38 @@ def test_sack_gives_an_rtt_sample_by_karns_rule():
     blocks = np.zeros(8, np.int64)
     blocks[:2] = [1100, 1400]
     got = scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1000)
-    assert tuple(int(x) for x in got) == (300, 200, 300)
+    assert tuple(int(x) for x in got) == (300, 200, 300, 0)
     blocks[:2] = [1100, 1400]
     assert tuple(int(x) for x in scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1100)) == (
-        0, -1, -1)
+        0, -1, -1, 0)
+
+
+def _sack_reordered(c, *edges):
+    """One ACK's SACK blocks as the engine takes them: (newly SACKed, reordering seen); the
+    engine then sets TF_SACKED_OUT, which makes hot.rack_fack RACK.fack for the next ACK."""
+    blocks = np.zeros(8, np.int64)
+    blocks[: len(edges)] = edges
+    got = scoreboard_update(c.pool, c.t, c.cid, blocks, len(edges) // 2, 0)
+    if got[0] > 0:
+        c.t.hot.tflags[c.cid] |= TF_SACKED_OUT
+    return int(got[0]), bool(got[3])
+
+
+def test_a_segment_sacked_below_the_highest_one_delivered_is_reordering():
+    """RFC 8985 §6.2 step 3 (Linux tcp_sacktag_one / tcp_check_sack_reordering): a segment
+    never retransmitted that is newly SACKed below RACK.fack, the highest sequence delivered
+    before, arrived out of order; one that was retransmitted proves nothing, and blocks of
+    one ACK are taken in sequence order (two at once above the cumulative ACK: no
+    reordering)."""
+    c = rack_conn([100] * 6)
+    assert _sack_reordered(c, 1300, 1400, 1100, 1200) == (200, False)
+    assert c.t.hot.rack_fack[c.cid] == 1400
+    assert _sack_reordered(c, 1200, 1400, 1100, 1200) == (100, True)  # 2 below 3
+    c.pool.flags[c.fids[0]] |= FRAME_F_TCP_RETRANS
+    c.pool.flags[c.fids[0]] |= FRAME_F_TCP_EVER_RETRANS
+    assert _sack_reordered(c, 1000, 1400) == (100, False)  # 0 was resent
+    assert _sack_reordered(c, 1000, 1500) == (100, False)  # 4 above 3
+    assert c.t.hot.rack_fack[c.cid] == 1500
 
 
 def test_rack_orders_sends_of_the_same_microsecond_by_transmission():
