@@ -166,6 +166,10 @@ STAT_NAMES = (
     "tcp_dsacks_recv",  # D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv)
     "tcp_sack_reorder",  # ACKs that showed reordering (Linux TCPSACKReorder)
     "tcp_reo_wnd_grown",  # D-SACKs that widened the reordering window (spurious retransmits)
+    # undoing a reduction shown spurious (RFC 3522, RFC 3708, RFC 4015; fsdp.tcp.undo)
+    "tcp_undo_recovery",  # fast recoveries undone by timestamps (Linux TCPFull/PartialUndo)
+    "tcp_undo_dsack",  # reductions undone: every retransmission D-SACKed (TCPDSACKUndo)
+    "tcp_undo_loss",  # RTO recoveries undone (Linux TCPLossUndo)
 )
 
 STAT_RX_FRAMES = 0
@@ -308,6 +312,9 @@ STAT_IP_FRAG_FAILS = 136
 STAT_TCP_DSACKS_RECV = 137
 STAT_TCP_SACK_REORDER = 138
 STAT_TCP_REO_WND_GROWN = 139
+STAT_TCP_UNDO_RECOVERY = 140
+STAT_TCP_UNDO_DSACK = 141
+STAT_TCP_UNDO_LOSS = 142
 
 STAT_COUNT = len(STAT_NAMES)
 

@@ -92,6 +92,7 @@ import numpy as np
 from numba import njit
 
 from fsdp.tcp.tcb import CC_CUBIC, TCP_INFINITE_SSTHRESH, TF_IN_RECOVERY
+from fsdp.tcp.undo import undo_init
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_lt
 
 # --- constants -------------------------------------------------------------------------------
@@ -138,9 +139,11 @@ def _clamp_cwnd(cwnd, mss):
 
 @njit(inline="always", cache=True)
 def _clamp_ssthresh(ssthresh, mss):
-    """ssthresh within [2 SMSS, TCP_INFINITE_SSTHRESH] (RFC 5681 eq. 4's floor)."""
-    if ssthresh > _INF:
-        ssthresh = np.int64(_INF)
+    """ssthresh within [2 SMSS, TCP_INFINITE_SSTHRESH] (RFC 5681 eq. 4's floor), in whole
+    segments below that: Linux counts packets, so half of an 11-segment flight is 5, not 5.5."""
+    if ssthresh >= _INF:
+        return np.int64(_INF)
+    ssthresh = (ssthresh // mss) * mss
     if ssthresh < 2 * mss:
         ssthresh = 2 * mss
     return ssthresh
@@ -507,17 +510,46 @@ def cc_exit_recovery(t, cid, flight_size):
 
 
 @njit(cache=True)
+def cc_leave_recovery(t, cid):
+    """Leave fast recovery without the full ACK's cwnd = ssthresh: an undo restored the window
+    (fsdp.tcp.undo; Linux tcp_try_keep_open after one).  ``recover`` then trails at snd_una - 1,
+    as outside any episode, so the next loss starts a new one."""
+    h = t.hot
+    h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
+    h.prr_out[cid] = 0
+    h.dupacks[cid] = 0
+    h.recover[cid] = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
+    _reset_growth_state(t, cid)
+
+
+@njit(cache=True)
+def cc_current_ssthresh(t, cid):
+    """Linux tcp_current_ssthresh outside a reduction: ssthresh, or 3/4 of cwnd if more, in
+    whole segments as Linux computes it (what an undo may restore, what idling keeps)."""
+    h = t.hot
+    mss = _mss(t, cid)
+    segs = np.int64(h.cwnd[cid]) // mss
+    cur = ((segs >> 1) + (segs >> 2)) * mss
+    ssthresh = np.int64(h.ssthresh[cid])
+    return ssthresh if ssthresh > cur else cur
+
+
+@njit(cache=True)
 def cc_on_rto(t, cid, flight_size, now):
     """Retransmission timeout (RFC 5681 §3.1 eq. 4 and LW, RFC 6582 §3.2 step 4, Linux
     tcp_enter_loss).
 
     ssthresh is reduced (NewReno max(FlightSize/2, 2*SMSS), CUBIC as at recovery entry) unless
     this loss episode already reduced it (``snd_una < recover``: a backed-off RTO, or an RTO
-    during fast recovery).  cwnd = 1 SMSS, fast recovery ends, recover = snd_max, dupacks = 0;
-    CUBIC forgets W_max and its epoch (Linux bictcp_state on TCP_CA_Loss)."""
+    during fast recovery); a reduction starts an episode an undo may revert (fsdp.tcp.undo,
+    cwnd kept as ``prr_prior_cwnd``: Linux tcp_enter_loss's prior_ssthresh and prior_cwnd).
+    cwnd = 1 SMSS, fast recovery ends, recover = snd_max, dupacks = 0; CUBIC forgets W_max
+    and its epoch (Linux bictcp_state on TCP_CA_Loss)."""
     h = t.hot
     mss = _mss(t, cid)
     if not seq_lt(h.snd_una[cid], h.recover[cid]):
+        undo_init(t, cid, cc_current_ssthresh(t, cid))
+        h.prr_prior_cwnd[cid] = h.cwnd[cid]
         if h.cc_algo[cid] == CC_CUBIC:
             ssthresh = np.int64(h.cwnd[cid]) * CUBIC_BETA // CUBIC_BETA_SCALE
         else:
@@ -554,10 +586,7 @@ def cc_after_idle(t, cid, now, rto):
         return False
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
-    ssthresh = np.int64(h.ssthresh[cid])
-    current = (cwnd >> 1) + (cwnd >> 2)  # Linux tcp_current_ssthresh
-    if current > ssthresh:
-        h.ssthresh[cid] = _clamp_ssthresh(current, mss)
+    h.ssthresh[cid] = _clamp_ssthresh(cc_current_ssthresh(t, cid), mss)
     restart = min(cc_initial_window(mss), cwnd)
     idle -= rto
     while idle > 0 and cwnd > restart:

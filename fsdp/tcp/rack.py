@@ -53,6 +53,7 @@ RACK_REORDERING_SEEN = 1  # RFC 8985 RACK.reordering_seen (Linux tp->reord_seen 
 RACK_DSACK_ROUND = 2  # a D-SACK widened the window this round: rack_dsack_round is its end
 RACK_REO_WND_PERSIST = 16  # recoveries a widened window lasts (Linux TCP_RACK_RECOVERY_THRESH)
 RACK_REO_WND_MULT_MAX = 255
+RACK_MAX_REORDERING = 300  # segments (Linux net.ipv4.tcp_max_reordering)
 
 
 @njit(inline="always", cache=True)
@@ -122,28 +123,38 @@ def rack_reo_wnd(t, cid, in_recovery, sacked_segs, dupthresh):
 
 
 @njit(cache=True)
-def rack_note_reordering(t, cid):
-    """RFC 8985 §6.2 step 3: an ACK delivered a never-retransmitted segment below RACK.fack
-    (Linux tcp_check_sack_reordering; counted in ``tcpi_reord_seen``)."""
-    t.hot.rack_state[cid] |= np.uint8(RACK_REORDERING_SEEN)
+def rack_note_reordering(t, cid, low_seq, fack, reordering):
+    """RFC 8985 §6.2 step 3: an ACK delivered a never-retransmitted segment starting at
+    ``low_seq`` below RACK.fack (Linux tcp_check_sack_reordering; counted in
+    ``tcpi_reord_seen``).  The degree of reordering, ``fack`` - ``low_seq`` in segments, raises
+    the connection's ``hot.reordering`` (Linux tp->reordering, at most RACK_MAX_REORDERING)
+    above the current ``reordering`` (DupThresh) when it exceeds it."""
+    h = t.hot
+    h.rack_state[cid] |= np.uint8(RACK_REORDERING_SEEN)
     c = t.cold
     if c.reord_seen[cid] != 0xFFFFFFFF:
         c.reord_seen[cid] += 1
+    mss = np.int64(h.mss[cid])
+    metric = (np.int64(fack) - np.int64(low_seq)) & 0xFFFFFFFF
+    if mss <= 0 or metric >= 0x80000000 or metric <= np.int64(reordering) * mss:
+        return
+    segs = (metric + mss - 1) // mss
+    h.reordering[cid] = segs if segs < RACK_MAX_REORDERING else RACK_MAX_REORDERING
 
 
 @njit(cache=True)
 def rack_dsack(t, cid, left, right):
-    """A D-SACK block [left, right) arrived (RFC 2883): count the segments it reports received
-    twice and say whether it shows a spurious retransmission for RACK (Linux tcp_dsack_seen).
-    Not if it is empty or wider than the largest window the peer offered, if more segments
-    were reported twice than were ever retransmitted (a duplicating network, not the sender),
-    if it is the copy a loss probe made (RFC 8985 §7.4 deals with those), or before any
-    reordering was seen (the window then stays 0 in recovery anyway)."""
+    """A D-SACK block [left, right) arrived (RFC 2883), as Linux tcp_dsack_seen: returns (the
+    segments it reports received twice, 0 if it is dubious; whether it shows RACK a spurious
+    retransmission).  Dubious: empty, wider than the largest window the peer offered, or more
+    segments reported twice than were ever retransmitted (a duplicating network, not the
+    sender).  Not for RACK: the copy a loss probe made (RFC 8985 §7.4 deals with those), or
+    any before reordering was seen (the window then stays 0 in recovery anyway)."""
     h = t.hot
     c = t.cold
     n = (np.int64(right) - np.int64(left)) & 0xFFFFFFFF
     if n == 0 or n >= 0x80000000 or n > np.int64(h.max_sndwnd[cid]):
-        return False
+        return np.int64(0), False
     mss = np.int64(h.mss[cid])
     dups = (n + mss - 1) // mss if (mss > 0 and n > mss) else np.int64(1)
     tlp_copy = (
@@ -153,8 +164,8 @@ def rack_dsack(t, cid, left, right):
     total = np.int64(c.dsack_dups[cid]) + dups
     c.dsack_dups[cid] = total if total < 0xFFFFFFFF else np.int64(0xFFFFFFFF)
     if total > np.int64(c.total_retrans[cid]):
-        return False
-    return (h.rack_state[cid] & RACK_REORDERING_SEEN) != 0 and not tlp_copy
+        return np.int64(0), False
+    return dups, (h.rack_state[cid] & RACK_REORDERING_SEEN) != 0 and not tlp_copy
 
 
 @njit(cache=True)

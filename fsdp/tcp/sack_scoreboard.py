@@ -175,10 +175,10 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     blocks ``blocks[0:2*n_blocks]`` (left0, right0, left1, ...; int64 sequence numbers) covers
     whole; returns (the sequence numbers newly SACKed, the earliest and the latest send time
     of the newly SACKed frames never retransmitted, -1 if none: Linux's first_sackt and
-    last_sackt, an RTT sample by Karn's rule; whether one of those lies below RACK.fack, the
-    highest sequence delivered before it: reordering, RFC 8985 §6.2 step 3).  Each newly
-    SACKed frame was delivered at ``now``: RACK learns of it (``rack.rack_advance``), and
-    ``hot.rack_fack`` follows the highest.
+    last_sackt, an RTT sample by Karn's rule; the lowest start of one of those below RACK.fack,
+    the highest sequence delivered before it, -1 if none: reordering, RFC 8985 §6.2 step 3).
+    Each newly SACKed frame was delivered at ``now``: RACK learns of it (``rack.rack_advance``),
+    and ``hot.rack_fack`` follows the highest.
 
     Blocks are clipped to [snd_una, snd_max]; an empty or inverted one is skipped, and so is a
     D-SACK first block (``scoreboard_dsack``).  A newly SACKed frame loses FRAME_F_TCP_LOST (it
@@ -198,14 +198,14 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     first_sackt = np.int64(-1)
     last_sackt = np.int64(-1)
     if top == una:
-        return np.int64(0), first_sackt, last_sackt, False
+        return np.int64(0), first_sackt, last_sackt, np.int64(-1)
     newly = np.int64(0)
     # RACK.fack once the cumulative part of this ACK is taken: frames are walked in sequence
     # order, so a frame newly SACKed below it arrived after one sent later (RFC 8985 §6.2 step 3)
     fack = una
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
         fack = np.int64(h.rack_fack[cid])
-    reordered = False
+    reord = np.int64(-1)
     fid = h.snd_q_head[cid]
     while _is_sent(t, cid, pool, fid, smax):
         s = _frame_start(pool, fid, una)
@@ -234,12 +234,12 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
                             last_sackt = xmit
                     if seq_gt(e, fack):
                         fack = e
-                    elif not resent and seq_lt(e, fack):
-                        reordered = True
+                    elif not resent and seq_lt(e, fack) and reord < 0:
+                        reord = s  # frames are walked in order: the first is the lowest
                     break
         fid = pool.next[fid]
     h.rack_fack[cid] = fack
-    return newly, first_sackt, last_sackt, reordered
+    return newly, first_sackt, last_sackt, reord
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -407,6 +407,29 @@ def scoreboard_mark_lost(pool, t, cid, fid):
         return False
     pool.flags[fid] = (flags | FRAME_F_TCP_LOST) & _CLEAR_RETRANS
     return True
+
+
+@njit(cache=True)
+def scoreboard_unmark_lost(pool, t, cid):
+    """Clear every FRAME_F_TCP_LOST mark: an undo showed the losses were not (Linux
+    tcp_undo_cwnd_reduction with unmark_loss; fsdp.tcp.undo)."""
+    fid = t.hot.snd_q_head[cid]
+    while fid >= 0:
+        pool.flags[fid] = pool.flags[fid] & _CLEAR_LOST
+        fid = pool.next[fid]
+
+
+@njit(cache=True)
+def scoreboard_retrans_out(pool, t, cid):
+    """Whether a frame retransmitted in this episode is still out: neither SACKed nor marked
+    lost again (Linux ``retrans_out > 0``)."""
+    smax = np.int64(t.hot.snd_max[cid])
+    fid = t.hot.snd_q_head[cid]
+    while _is_sent(t, cid, pool, fid, smax):
+        if (pool.flags[fid] & (FRAME_F_TCP_RETRANS | FRAME_F_TCP_SACKED)) == FRAME_F_TCP_RETRANS:
+            return True
+        fid = pool.next[fid]
+    return False
 
 
 @njit(cache=True)

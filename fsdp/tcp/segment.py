@@ -93,6 +93,9 @@ from fsdp.core.stats import (
     STAT_TCP_SYNCOOKIES_SENT,
     STAT_TCP_TW_KILLED,
     STAT_TCP_TW_REOPENED,
+    STAT_TCP_UNDO_DSACK,
+    STAT_TCP_UNDO_LOSS,
+    STAT_TCP_UNDO_RECOVERY,
 )
 from fsdp.core.timerwheel import (
     TIMER_FIN_WAIT_2,
@@ -111,12 +114,14 @@ from fsdp.core.vars import (
 )
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.cc import (
+    cc_current_ssthresh,
     cc_end_dupacks,
     cc_enter_recovery,
     cc_exit_recovery,
     cc_init,
     cc_is_cwnd_limited,
     cc_is_full_ack,
+    cc_leave_recovery,
     cc_limited_transmit_allowed,
     cc_may_enter_recovery,
     cc_on_ack,
@@ -157,6 +162,7 @@ from fsdp.tcp.listen import (
 from fsdp.tcp.neighbor import neigh_confirm
 from fsdp.tcp.rack import (
     RACK_NO_DUPTHRESH,
+    RACK_REO_WND_PERSIST,
     rack_advance,
     rack_dsack,
     rack_min_rtt_update,
@@ -185,7 +191,9 @@ from fsdp.tcp.sack_scoreboard import (
     scoreboard_is_lost,
     scoreboard_lost_bytes,
     scoreboard_mark_lost,
+    scoreboard_retrans_out,
     scoreboard_sacked_bytes,
+    scoreboard_unmark_lost,
     scoreboard_update,
 )
 from fsdp.tcp.tcb import (
@@ -238,6 +246,7 @@ from fsdp.tcp.tcp_output import (
     tcp_receive_window,
     tcp_recovery_pipe,
     tcp_reno_sacked,
+    tcp_reordering,
     tcp_rto_us,
     tcp_rtt_sample,
     tcp_send_reply_ack,
@@ -245,6 +254,13 @@ from fsdp.tcp.tcp_output import (
     tcp_set_xmit_timer,
     tcp_tmpl_ip_fields,
     tcp_ts_now,
+)
+from fsdp.tcp.undo import (
+    undo_active,
+    undo_cwnd_reduction,
+    undo_dsack,
+    undo_init,
+    undo_may,
 )
 from fsdp.tcp.urgent import tcp_urg, tcp_urg_acked
 from fsdp.wire.tcp import (
@@ -560,7 +576,7 @@ def tcp_sndbuf_expand(core, cid):
     segs = np.int64(h.cwnd[cid]) // mss
     if segs < 10:
         segs = np.int64(10)
-    r = np.int64(core.cfg[CFG_TCP_REORDERING]) + 1
+    r = tcp_reordering(core, cid) + 1
     if segs < r:
         segs = r
     per = np.int64(1)
@@ -1073,10 +1089,10 @@ ACK_OK = 1
 @kernel
 def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     """Free the frames SEG.ACK covers; returns (bytes acked, of them bytes the peer had
-    SACKed, RTT sample µs or -1, the shortest RTT among them or -1, reordering seen): Karn's
-    rule, from the earliest and the latest sent frame never retransmitted (Linux seq_rtt_us,
-    ca_rtt_us); a hole below ``prior_fack`` (RACK.fack before this ACK) filled by a frame never
-    retransmitted is reordering (RFC 8985 §6.2 step 3, Linux tcp_clean_rtx_queue)."""
+    SACKed, RTT sample µs or -1, the shortest RTT among them or -1, where reordering began or
+    -1): Karn's rule, from the earliest and the latest sent frame never retransmitted (Linux
+    seq_rtt_us, ca_rtt_us); a hole below ``prior_fack`` (RACK.fack before this ACK) filled by a
+    frame never retransmitted is reordering (RFC 8985 §6.2 step 3, Linux tcp_clean_rtx_queue)."""
     pool = core.pool
     h = core.tcb.hot
     acked = np.int64(0)
@@ -1084,7 +1100,7 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     first_xmit = np.int64(-1)
     last_xmit = np.int64(-1)
     retrans_acked = False
-    reordered = False
+    reord = np.int64(-1)
     fid = h.snd_q_head[cid]
     while fid >= 0:
         seq = pool.tag[fid]
@@ -1115,8 +1131,8 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
                 first_xmit = xmit
             if xmit > last_xmit:
                 last_xmit = xmit
-            if (fl & FRAME_F_TCP_SACKED) == 0 and seq_lt(seq, prior_fack):
-                reordered = True
+            if (fl & FRAME_F_TCP_SACKED) == 0 and seq_lt(seq, prior_fack) and reord < 0:
+                reord = np.int64(seq)  # the queue is in order: the first is the lowest
         if (fl & FRAME_F_TCP_SACKED) == 0:  # newly delivered (RFC 8985 §6.2)
             rack_advance(core.tcb, cid, xmit, frame_xmit_order(pool, fid),
                          (fl & FRAME_F_TCP_EVER_RETRANS) != 0, now)  # fmt: skip
@@ -1141,7 +1157,7 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
         ca_rtt = now - last_xmit
-    return acked, sacked, rtt, ca_rtt, reordered
+    return acked, sacked, rtt, ca_rtt, reord
 
 
 @kernel_inline
@@ -1214,7 +1230,7 @@ def tcp_ack(core, cid, now):
     sack_first = np.int64(-1)
     sack_last = np.int64(-1)
     lost_before = np.int64(-1)
-    reordered = False
+    reord = np.int64(-1)
     # RACK.fack before this ACK (RFC 8985 §6.2 step 3; Linux prior_fack)
     prior_fack = una
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
@@ -1235,16 +1251,21 @@ def tcp_ack(core, cid, now):
             # did these blocks show a new loss?  (RFC 6937bis SafeACK; RACK says so itself)
             lost_before = scoreboard_lost_bytes(pool, t, cid, dupthresh)
         spurious = False
+        dups = np.int64(0)
         if scoreboard_dsack(t, cid, blocks, nb):
             core.stats[STAT_TCP_DSACKS_RECV] += 1
-            spurious = rack_dsack(t, cid, blocks[0], blocks[1])
-        sack_new, sack_first, sack_last, reordered = scoreboard_update(
+            dups, spurious = rack_dsack(t, cid, blocks[0], blocks[1])
+            if dups > 0:
+                undo_dsack(t, cid, blocks[1], una, dups)
+        sack_new, sack_first, sack_last, reord = scoreboard_update(
             pool, t, cid, blocks, nb, now
         )
         if sack_new > 0:
             h.tflags[cid] |= np.uint32(TF_SACKED_OUT)
         if rack_update_reo_wnd(t, cid, spurious):
             core.stats[STAT_TCP_REO_WND_GROWN] += 1
+        if dups > 0 and (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0:
+            _try_undo_dsack(core, cid)  # after recovery (Linux: in Open and Disorder too)
     if not had_flight:
         c.probes_out[cid] = 0
         if advanced:
@@ -1255,15 +1276,15 @@ def tcp_ack(core, cid, now):
     rtt = np.int64(-1)
     ca_rtt = np.int64(-1)
     if advanced:
-        acked, sacked_acked, rtt, ca_rtt, cum_reordered = _clean_rtx_queue(
+        acked, sacked_acked, rtt, ca_rtt, cum_reord = _clean_rtx_queue(
             core, cid, ack, prior_fack, now
         )
-        reordered = reordered or cum_reordered
+        if cum_reord >= 0:
+            reord = cum_reord  # below any the SACK blocks showed
         if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
             h.tflags[cid] &= ~np.uint32(TF_SACKED_OUT)
-    if reordered:
-        core.stats[STAT_TCP_SACK_REORDER] += 1
-        rack_note_reordering(t, cid)
+    if reord >= 0:
+        _note_reordering(core, cid, reord)
     if rtt < 0 and sack_first >= 0:
         # no cumulative sample: the newly SACKed frames give one (Linux sack_rtt_us)
         rtt = now - sack_first
@@ -1279,6 +1300,8 @@ def tcp_ack(core, cid, now):
         tcp_rtt_sample(core, cid, rtt, now)
         rack_min_rtt_update(t, cid, ca_rtt, now)  # the shortest of this ACK's samples
         core.stats[STAT_TCP_RTT_SAMPLES] += 1
+    # Eifel detection (RFC 3522), read before the retransmission stamp may be cleared below
+    delayed = undo_active(t, cid) and _packet_delayed(core, cid)
     if advanced:
         h.retrans_stamp[cid] = 0 if tcp_flight(core, cid) == 0 else h.retrans_stamp[cid]
         neigh_confirm(core, np.int64(c.rip[cid]), now)  # forward progress proves the path
@@ -1294,8 +1317,82 @@ def tcp_ack(core, cid, now):
         _tlp_ack(core, cid, ack, advanced, sack_new, now)
     # RFC 6937 DeliveredData: the advance of SND.UNA plus the change in SACKed bytes
     delivered = acked - sacked_acked + sack_new
-    _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, now)
+    _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, now)
     return ACK_OK
+
+
+@kernel_inline
+def _note_reordering(core, cid, low_seq):
+    """An ACK showed reordering from ``low_seq`` up to RACK.fack (the highest SACKed, or
+    SND.UNA): RFC 8985 §6.2 step 3, Linux tcp_check_sack_reordering."""
+    h = core.tcb.hot
+    fack = np.int64(h.snd_una[cid])
+    if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], fack):
+        fack = np.int64(h.rack_fack[cid])
+    core.stats[STAT_TCP_SACK_REORDER] += 1
+    rack_note_reordering(core.tcb, cid, low_seq, fack, tcp_reordering(core, cid))
+
+
+@kernel_inline
+def _packet_delayed(core, cid):
+    """Linux tcp_packet_delayed (RFC 3522 §2, Eifel detection): this ACK echoes a timestamp our
+    side sent before the episode's first retransmission, so an original got through.  With
+    nothing retransmitted yet (no stamp) the ACK cannot be for a retransmission either -- but
+    not without SACK at or past ``recover`` (Linux clears the stamp there while it holds its
+    state), nor in SYN-SENT."""
+    h = core.tcb.hot
+    stamp = np.int64(h.retrans_stamp[cid])
+    if stamp != 0:
+        if (h.tflags[cid] & TF_TS_OK) == 0 or not _has_ts(core):
+            return False
+        ecr = core.tcp_opt[TOPT_TS_ECR]
+        return ecr != 0 and seq_lt(ecr, tcp_ts_now(core, cid, stamp))
+    if (h.tflags[cid] & TF_SACK_OK) == 0 and seq_geq(h.snd_una[cid], h.recover[cid]):
+        return False
+    return h.state[cid] != TCPS_SYN_SENT
+
+
+@kernel_inline
+def _any_retrans_done(core, cid):
+    """Linux tcp_any_retrans_done: a retransmission is out, or the oldest segment was ever
+    retransmitted."""
+    pool = core.pool
+    head = core.tcb.hot.snd_q_head[cid]
+    if head >= 0 and (pool.flags[head] & FRAME_F_TCP_EVER_RETRANS) != 0:
+        return True
+    return scoreboard_retrans_out(pool, core.tcb, cid)
+
+
+@kernel_inline
+def _retrans_stamp_cleanup(core, cid):
+    """Linux tcp_retrans_stamp_cleanup: with no retransmission left to date, the next episode
+    (Eifel detection, the give-up clock) starts from its own first retransmission."""
+    if not _any_retrans_done(core, cid):
+        core.tcb.hot.retrans_stamp[cid] = 0
+
+
+@kernel
+def _undo(core, cid, unmark_lost):
+    """Revert the episode's window reduction (fsdp.tcp.undo; Linux tcp_undo_cwnd_reduction),
+    and with ``unmark_lost`` forget which frames it took for lost."""
+    if unmark_lost:
+        scoreboard_unmark_lost(core.pool, core.tcb, cid)
+    undo_cwnd_reduction(core.tcb, cid)
+
+
+@kernel
+def _try_undo_dsack(core, cid):
+    """Linux tcp_try_undo_dsack: every retransmission of the episode was D-SACKed (RFC 3708):
+    undo it, and keep RACK's wider window one recovery longer.  True if it undid."""
+    t = core.tcb
+    if not undo_may(t, cid, False):
+        return False
+    core.stats[STAT_TCP_UNDO_DSACK] += 1
+    h = t.hot
+    p = np.int64(h.rack_reo_wnd_persist[cid]) + 1
+    h.rack_reo_wnd_persist[cid] = p if p < RACK_REO_WND_PERSIST else RACK_REO_WND_PERSIST
+    _undo(core, cid, False)
+    return True
 
 
 @kernel_inline
@@ -1330,12 +1427,15 @@ def _grow_cwnd(t, cid, delivered, now):
 
 
 @kernel
-def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, now):
+def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, now):
     """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6675 SACK
     recovery (losses found by RACK, RFC 8985 §6, when ``tcp_recovery`` is 1), RFC 6582 NewReno
     without SACK, RFC 6937 PRR setting cwnd in both, RFC 3042 limited transmit; RTO recovery
-    ends here.  ``acked``: bytes newly ACKed cumulatively; ``delivered``: RFC 6937
-    DeliveredData; ``lost_before``: lost bytes before this ACK's SACK blocks (-1: not taken)."""
+    ends here; a reduction shown spurious is undone (fsdp.tcp.undo, as Linux's
+    tcp_fastretrans_alert and tcp_process_loss).  ``acked``: bytes newly ACKed cumulatively;
+    ``delivered``: RFC 6937 DeliveredData; ``lost_before``: lost bytes before this ACK's SACK
+    blocks (-1: not taken); ``delayed``: the ACK echoes a timestamp from before the episode's
+    first retransmission (``_packet_delayed``)."""
     s = core.tcp_seg
     t = core.tcb
     h = t.hot
@@ -1345,38 +1445,92 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     dupthresh = tcp_loss_dupthresh(core, cid)
     rack = dupthresh == RACK_NO_DUPTHRESH
     sack_on = (f & TF_SACK_OK) != 0
+    # RFC 8985 §6.2 step 5, on the ACKs Linux calls dubious (tcp_ack_is_dubious: SACK
+    # information, SACKed data outstanding, or recovery); a plain cumulative ACK leaves every
+    # frame sent after the one it ACKed, and the walk would cost O(flight) per ACK
+    rack_dubious = rack and delivered > 0 and (
+        sack_new > 0 or (f & (TF_SACKED_OUT | TF_IN_RECOVERY)) != 0
+    )
     # cwnd grows on an ACK that advances SND.UNA, by what it delivered: a segment SACKed
     # earlier was delivered then (when nothing grows) and does not count again (Linux
     # tcp_cong_control: tcp_may_raise_cwnd, then tcp_cong_avoid with the newly delivered)
     if (f & TF_IN_LOSS) != 0:
+        if acked > 0 and undo_may(t, cid, delayed):
+            # the RTO was spurious (RFC 3522 / RFC 4015; Linux tcp_try_undo_loss): the window
+            # comes back and nothing more is taken for lost; without SACK Linux keeps its
+            # Loss state until SND.UNA passes ``recover``
+            core.stats[STAT_TCP_UNDO_LOSS] += 1
+            _undo(core, cid, True)
+            if sack_on:
+                h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
+                cc_leave_recovery(t, cid)
+            return
         if seq_geq(ack, h.recover[cid]):
             h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
             h.dupacks[cid] = 0
-            rack_recovery_done(t, cid)
+            if undo_may(t, cid, delayed):  # Linux tcp_try_undo_recovery in its Loss state
+                core.stats[STAT_TCP_UNDO_LOSS] += 1
+                _undo(core, cid, False)
+            else:
+                rack_recovery_done(t, cid)
+            _retrans_stamp_cleanup(core, cid)
         elif acked > 0:
             _grow_cwnd(t, cid, delivered, now)
         if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
             _grow_cwnd(t, cid, delivered, now)
         return
-    rack_lost = np.int64(0)
-    if rack and delivered > 0 and (
-        sack_new > 0 or (f & (TF_SACKED_OUT | TF_IN_RECOVERY)) != 0
-    ):
-        # RFC 8985 §6.2 step 5, on the ACKs Linux calls dubious (tcp_ack_is_dubious: SACK
-        # information, SACKed data outstanding, or recovery); a plain cumulative ACK leaves
-        # every frame sent after the one it ACKed, and the walk would cost O(flight) per ACK
-        rack_lost = tcp_rack_detect_loss(core, cid, now)
     if (f & TF_IN_RECOVERY) != 0:
+        if not sack_on:
+            delivered = _reno_delivered(core, cid, acked, is_dup)
         if acked > 0 and cc_is_full_ack(t, cid, ack):
-            cc_exit_recovery(t, cid, tcp_flight(core, cid))
-            h.dupacks[cid] = 0
-            rack_recovery_done(t, cid)
+            # without SACK, an ACK exactly at recover is one Linux still holds in recovery
+            # (PRR, no growth); fsdp ends it there, with cwnd = ssthresh as Linux then has
+            grow = sack_on or seq_gt(ack, h.recover[cid])
+            if undo_may(t, cid, delayed):
+                # Linux tcp_try_undo_recovery: the window PRR left, or the one before, if more
+                core.stats[STAT_TCP_UNDO_RECOVERY] += 1
+                _undo(core, cid, False)
+                cc_leave_recovery(t, cid)
+            else:
+                cc_exit_recovery(t, cid, tcp_flight(core, cid))
+                h.dupacks[cid] = 0
+                rack_recovery_done(t, cid)
+            _retrans_stamp_cleanup(core, cid)
+            if grow:
+                # out of recovery, the same ACK grows the window by what it delivered (Linux
+                # tcp_cong_control runs after tcp_fastretrans_alert has left Recovery)
+                _grow_cwnd(t, cid, delivered, now)
             return
+        undone = False
+        if acked > 0 and delayed:
+            # Linux tcp_try_undo_partial (RFC 3522): the hole was filled by a late original
+            # -- reordering; with retransmissions still out, new data is clocked out by PRR
+            # but nothing more is marked lost or resent
+            _note_reordering(core, cid, (np.int64(ack) - acked) & M32)  # from the old SND.UNA
+            if scoreboard_retrans_out(pool, t, cid):
+                cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), True)
+                return
+            _retrans_stamp_cleanup(core, cid)
+            core.stats[STAT_TCP_UNDO_RECOVERY] += 1
+            _undo(core, cid, True)
+            undone = True
+        elif _try_undo_dsack(core, cid):
+            undone = True
+        if undone:
+            # out of recovery (Linux tcp_try_keep_open), where a loss now evident starts a
+            # new episode at once
+            cc_leave_recovery(t, cid)
+            rack_lost = tcp_rack_detect_loss(core, cid, now) if rack_dubious else np.int64(0)
+            if rack_lost > 0 and cc_may_enter_recovery(t, cid, ack, True):
+                tcp_enter_fast_recovery(core, cid, delivered, False, now)
+            elif acked > 0:
+                _grow_cwnd(t, cid, delivered, now)
+            return
+        rack_lost = tcp_rack_detect_loss(core, cid, now) if rack_dubious else np.int64(0)
         newly_lost = False
         if acked > 0:
             core.stats[STAT_TCP_PARTIAL_ACKS] += 1
         if not sack_on:
-            delivered = _reno_delivered(core, cid, acked, is_dup)
             if acked > 0:
                 # RFC 6582 §3.2 step 5: the first unacknowledged segment is lost too; PRR
                 # says when it goes (Linux tcp_newreno_mark_lost)
@@ -1387,6 +1541,7 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
             newly_lost = scoreboard_lost_bytes(pool, t, cid, dupthresh) > lost_before
         cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), acked > 0 and not newly_lost)
         return
+    rack_lost = tcp_rack_detect_loss(core, cid, now) if rack_dubious else np.int64(0)
     if acked > 0:
         cc_end_dupacks(t, cid)
         if rack_lost == 0 or not cc_may_enter_recovery(t, cid, ack, True):
@@ -1414,6 +1569,10 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
             delivered = np.int64(h.mss[cid])  # this duplicate ACK (already counted)
         tcp_enter_fast_recovery(core, cid, delivered, not rack, now)
         return
+    if sack_new > 0 and tcp_reordering(core, cid) > np.int64(core.cfg[CFG_TCP_REORDERING]):
+        # on a path seen to reorder deeply, a SACK is progress enough to grow cwnd (Linux
+        # tcp_may_raise_cwnd: FLAG_FORWARD_PROGRESS once tp->reordering exceeds the sysctl)
+        _grow_cwnd(t, cid, delivered, now)
     if (
         is_dup and not sack_on and h.dupacks[cid] <= 2
         and cc_limited_transmit_allowed(t, cid, h.dupacks[cid])
@@ -1429,12 +1588,17 @@ def tcp_enter_fast_recovery(core, cid, delivered, mark_head, now):
     ssthresh from FlightSize without what limited transmit sent, start a scoreboard episode,
     mark the first unacknowledged segment lost (``mark_head``: not when RACK has marked what is
     lost, as Linux) and let PRR's first quota (``delivered`` bytes this event delivered) send
-    the fast retransmission.  From an ACK or the RACK reordering timer."""
+    the fast retransmission.  The reduction may later be undone (fsdp.tcp.undo).  From an ACK
+    or the RACK reordering timer."""
     t = core.tcb
     h = t.hot
     pool = core.pool
     core.stats[STAT_TCP_RECOVERY_EPISODES] += 1
     core.stats[STAT_TCP_FAST_RETRANS] += 1
+    # a new episode, which an undo may revert; its first retransmission dates it (Linux
+    # tcp_enter_recovery: tcp_retrans_stamp_cleanup, tcp_init_undo)
+    _retrans_stamp_cleanup(core, cid)
+    undo_init(t, cid, cc_current_ssthresh(t, cid))
     flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
     cc_enter_recovery(t, cid, flight, now)
     if (h.tflags[cid] & TF_SACK_OK) != 0:

@@ -36,10 +36,10 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 448 bytes per connection (hot 305 + cold 131 + free-list link 4 + the touched log's
+Memory: 460 bytes per connection (hot 317 + cold 131 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
-timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 448 bytes.
-100,000 connections take 45 MB (seven 64-byte cache lines each).
+timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 464 bytes.
+100,000 connections take 46 MB.
 
 Refcounts.  Numba increfs every array of a table argument when a kernel is entered and decrefs it
 after the argument's last use; unless its pruning pass can pair the two, each call pays two
@@ -52,6 +52,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from fsdp.tcp.undo import UNDO_NONE
 
 # --- states (RFC 9293 §3.3.2); the values are fsdp's own, the names Linux ss prints -------------
 TCPS_CLOSED = 0
@@ -271,6 +273,12 @@ TCB_HOT_DTYPE = np.dtype(
         ("rack_reo_wnd_mult", np.uint8),  # RACK.reo_wnd_mult (Linux rack.reo_wnd_steps)
         ("rack_reo_wnd_persist", np.uint8),  # recoveries the widened window outlasts
         ("rack_state", np.uint8),  # rack.RACK_REORDERING_SEEN, rack.RACK_DSACK_ROUND
+        ("reordering", np.uint16),  # DupThresh raised by reordering seen (Linux tp->reordering;
+        # 0 = the stack's tcp_reordering: tcp_output.tcp_reordering)
+        # undoing a reduction that proves spurious (RFC 3522, RFC 4015; fsdp.tcp.undo)
+        ("undo_marker", np.uint32),  # SND.UNA when the episode began (Linux undo_marker)
+        ("undo_retrans", np.int16),  # its retransmissions not D-SACKed; undo.UNDO_NONE: none
+        ("prior_ssthresh", np.uint32),  # ssthresh before the reduction, 0 = none (Linux)
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -355,7 +363,7 @@ class TcbTable(NamedTuple):
 _HOT_DEFAULTS = {
     "state": TCPS_CLOSED, "mss": TCP_DEFAULT_MSS, "rcv_mss": TCP_DEFAULT_MSS,
     "rcv_ratio": TCP_DEFAULT_RCV_RATIO, "srtt": -1, "min_rtt_us": -1,
-    "rack_reo_wnd_mult": 1,
+    "rack_reo_wnd_mult": 1, "undo_retrans": UNDO_NONE,
     "rto": TCP_INITIAL_RTO_US,
     "ssthresh": TCP_INFINITE_SSTHRESH, "cc_algo": CC_NEWRENO, "snd_q_head": -1,
     "snd_q_tail": -1, "snd_q_unsent": -1, "rcv_q_head": -1, "rcv_q_tail": -1, "ooo_head": -1,
@@ -459,6 +467,10 @@ def _reset(t, i):
     h.rack_reo_wnd_mult[i] = 1
     h.rack_reo_wnd_persist[i] = 0
     h.rack_state[i] = 0
+    h.reordering[i] = 0
+    h.undo_marker[i] = 0
+    h.undo_retrans[i] = UNDO_NONE
+    h.prior_ssthresh[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

@@ -111,6 +111,7 @@ from fsdp.tcp.tcb import (
     TF_WSCALE_OK,
 )
 from fsdp.tcp.tcbops import arm, armed, disarm, expires, is_alloc
+from fsdp.tcp.undo import undo_note_retransmit
 from fsdp.tcp.urgent import tcp_urg_pointer, tcp_urg_probe_due
 from fsdp.wire.byteorder import set_u16, set_u32
 from fsdp.wire.checksum import checksum
@@ -831,6 +832,7 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
             h.retrans_stamp[cid] = now
         pool.flags[fid] = fl | FRAME_F_TCP_RETRANS | FRAME_F_TCP_EVER_RETRANS
         core.tcb.cold.total_retrans[cid] += 1
+        undo_note_retransmit(core.tcb, cid)
         core.stats[STAT_TCP_RETRANS_SEGS] += 1
     else:
         if n > 0 and now - h.ack_lrcv_us[cid] < np.int64(h.ack_ato[cid]):
@@ -967,6 +969,15 @@ def tcp_can_send_data(st):
     )
 
 
+@kernel_inline
+def tcp_reordering(core, cid):
+    """The connection's DupThresh (Linux tp->reordering): the stack's ``tcp_reordering``, or
+    more once the connection saw deeper reordering (``rack.rack_note_reordering``)."""
+    r = np.int64(core.tcb.hot.reordering[cid])
+    base = np.int64(core.cfg[CFG_TCP_REORDERING])
+    return r if r > base else base
+
+
 @kernel
 def tcp_loss_dupthresh(core, cid):
     """The DupThresh the scoreboard's IsLost uses: ``tcp_reordering``, or, when RACK finds the
@@ -974,7 +985,7 @@ def tcp_loss_dupthresh(core, cid):
     that only RACK's marks make a frame lost."""
     if (core.tcb.hot.tflags[cid] & TF_SACK_OK) != 0 and core.cfg[CFG_TCP_RECOVERY] != 0:
         return np.int64(RACK_NO_DUPTHRESH)
-    return np.int64(core.cfg[CFG_TCP_REORDERING])
+    return tcp_reordering(core, cid)
 
 
 @kernel
@@ -987,7 +998,7 @@ def tcp_rack_detect_loss(core, cid, now):
     t = core.tcb
     busy = (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) != 0
     wnd = rack_reo_wnd(t, cid, busy, scoreboard_sacked_segments(pool, t, cid),
-                       core.cfg[CFG_TCP_REORDERING])  # fmt: skip
+                       tcp_reordering(core, cid))  # fmt: skip
     lost, timeout = scoreboard_rack_detect_loss(pool, t, cid, now, wnd)
     if timeout > 0:
         arm(core, cid, TIMER_REORDER, now + timeout + TCP_TIMEOUT_MIN_US)

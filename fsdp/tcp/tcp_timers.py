@@ -15,6 +15,7 @@ import numpy as np
 
 from fsdp.core.config import (
     CFG_TCP_ORPHAN_RETRIES,
+    CFG_TCP_REORDERING,
     CFG_TCP_RETRIES2,
     CFG_TCP_RTO_INITIAL_US,
     CFG_TCP_RTO_MAX_US,
@@ -50,7 +51,7 @@ from fsdp.tcp.conn import tcp_conn_free, tcp_set_closed
 from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.rack import RACK_NO_DUPTHRESH
-from fsdp.tcp.sack_scoreboard import scoreboard_clear
+from fsdp.tcp.sack_scoreboard import scoreboard_clear, scoreboard_sacked_segments
 from fsdp.tcp.segment import tcp_enter_fast_recovery
 from fsdp.tcp.tcb import (
     TCPS_CLOSED,
@@ -211,6 +212,12 @@ def _rto_fire(core, cid, now):
             _write_err(core, cid, now)
             return
     core.stats[STAT_TCP_TIMEOUTS] += 1
+    if (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0 and h.reordering[cid] != 0 and (
+        scoreboard_sacked_segments(pool, t, cid) >= core.cfg[CFG_TCP_REORDERING]
+    ):
+        # a timeout with DupThresh segments SACKed was a loss the raised DupThresh missed
+        # (Linux tcp_enter_loss brings tp->reordering back to the sysctl)
+        h.reordering[cid] = 0
     # RFC 5681 §3.1 / RFC 6675 §5.1: ssthresh, cwnd = 1 SMSS, everything outstanding is lost
     cc_on_rto(t, cid, tcp_flight(core, cid), now)
     scoreboard_clear(pool, t, cid)

@@ -189,22 +189,69 @@ def test_a_dsack_after_reordering_widens_the_window(h, dsack):
     c, ts0 = reordered_flight(h)
     sack_acks(c, 1 + 3 * M, [[blk(4, 5)], [blk(4, 6)], [blk(4, 7)]])
     assert [(s.seq - 1) // M for _, s in watch(c, 0.1)] == [3]
-    resent = []
     c.send("A", ack=1 + 7 * M, tsecr=ts0)
-    resent += retransmitted(c.recv(), before=18)
+    assert [(s.seq - 1) // M for s in c.recv()] == [18, 19]  # Eifel: an undo, see below
     c.send("A", ack=1 + 7 * M, tsecr=ts0, sack=[blk(3, 4)] if dsack else None)
-    resent += retransmitted(c.recv(), before=18)
+    assert c.recv() == []
     c.send("A", ack=1 + 8 * M, tsecr=ts0)
-    resent += retransmitted(c.recv(), before=18)
+    assert [(s.seq - 1) // M for s in c.recv()] == [20, 21]
     c.send("A", ack=1 + 8 * M, tsecr=ts0, sack=[blk(9, 10)])
-    resent += retransmitted(c.recv(), before=18)
-    assert resent == []
-    late = [(t, s) for t, s in watch(c, 0.3) if (s.seq - 1) // M < 18]
+    assert [(s.seq - 1) // M for s in c.recv()] == [22, 23]
+    late = watch(c, 0.3)
     assert [(s.seq - 1) // M for _, s in late] == [8]
     if dsack:
         assert 0.08 <= late[0][0] <= 0.15, late[0][0]
     else:
         assert 0.03 <= late[0][0] <= 0.075, late[0][0]
+
+
+def test_a_late_original_undoes_the_reduction(h):
+    """RFC 3522 §2 (Eifel detection) and RFC 4015 (Linux tcp_try_undo_partial): the ACK that
+    fills the hole echoes the timestamp of the original 3, sent before its retransmission, so
+    the retransmission was not needed: recovery ends, cwnd and ssthresh come back (slow start
+    again) and the ACK, which delivered one segment, releases two."""
+    c, ts0 = reordered_flight(h)
+    sack_acks(c, 1 + 3 * M, [[blk(4, 5)], [blk(4, 6)], [blk(4, 7)]])
+    assert [(s.seq - 1) // M for _, s in watch(c, 0.1)] == [3]
+    c.send("A", ack=1 + 7 * M, tsecr=ts0)
+    assert [(s.seq - 1) // M for s in c.recv()] == [18, 19]
+    c.send("A", ack=1 + 9 * M, tsecr=ts0)
+    assert [(s.seq - 1) // M for s in c.recv()] == [20, 21, 22, 23]
+
+
+def fast_retransmit_of_1(h):
+    """``paced_flight``, then SACKs of 2, 2-3, 2-4: 1 is resent (cwnd 11, ssthresh 5)."""
+    c = paced_flight(h)
+    assert sack_acks(c, 1 + M, [[blk(2, 3)], [blk(2, 4)], [blk(2, 5)]]) == [[12], [13], [1]]
+    return c
+
+
+def test_a_dsack_after_recovery_undoes_the_reduction(h):
+    """RFC 3708 / RFC 2883 §4 (Linux tcp_try_undo_dsack, also once recovery is over): the full
+    ACK ends recovery at ssthresh (5, grown to 7 by the ACK: 14..20 go); then the peer
+    D-SACKs the only retransmission, so it was not needed: cwnd is back to 11 and the D-SACK
+    itself releases four segments.  Without it the duplicate ACK releases nothing."""
+    c = fast_retransmit_of_1(h)
+    assert sack_acks(c, 1 + 14 * M, [[]]) == [[14, 15, 16, 17, 18, 19, 20]]
+    assert sack_acks(c, 1 + 14 * M, [[blk(1, 2)]]) == [[21, 22, 23, 24]]
+    assert sack_acks(c, 1 + 16 * M, [[]]) == [[25, 26, 27, 28]]
+
+
+def test_a_duplicate_ack_without_dsack_undoes_nothing(h):
+    c = fast_retransmit_of_1(h)
+    assert sack_acks(c, 1 + 14 * M, [[]]) == [[14, 15, 16, 17, 18, 19, 20]]
+    assert sack_acks(c, 1 + 14 * M, [[]]) == [[]]
+    assert sack_acks(c, 1 + 16 * M, [[]]) == [[21, 22]]
+
+
+def test_a_dsack_in_recovery_undoes_it(h):
+    """Linux tcp_try_undo_dsack in recovery: after a partial ACK (nothing released, PRR) the
+    D-SACK of the retransmitted 1 shows it spurious: recovery ends with the window restored,
+    and the D-SACK releases 14 and 15."""
+    c = fast_retransmit_of_1(h)
+    assert sack_acks(c, 1 + 5 * M, [[]]) == [[]]
+    assert sack_acks(c, 1 + 5 * M, [[blk(1, 2)]]) == [[14, 15]]
+    assert sack_acks(c, 1 + 7 * M, [[]]) == [[16, 17, 18, 19]]
 
 
 def test_sack_blocks_beyond_snd_nxt_are_ignored(h):

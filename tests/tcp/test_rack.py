@@ -97,7 +97,7 @@ def test_once_reordering_is_seen_the_window_is_never_zero():
     h.srtt[cid] = 200_000 << 3
     rack_min_rtt_update(t, cid, 200_000, 0)
     assert rack_reo_wnd(t, cid, True, 0, 3) == 0
-    rack_note_reordering(t, cid)
+    rack_note_reordering(t, cid, 0, 0, 3)
     assert t.cold.reord_seen[cid] == 1
     assert rack_reo_wnd(t, cid, True, 0, 3) == 50_000
     assert rack_reo_wnd(t, cid, False, 5, 3) == 50_000
@@ -105,6 +105,20 @@ def test_once_reordering_is_seen_the_window_is_never_zero():
     assert rack_reo_wnd(t, cid, True, 0, 3) == 150_000
     h.rack_reo_wnd_mult[cid] = 5
     assert rack_reo_wnd(t, cid, True, 0, 3) == 200_000  # at most SRTT
+
+
+def test_deep_reordering_raises_dupthresh():
+    """Linux tcp_check_sack_reordering: reordering over more than DupThresh segments raises
+    the connection's tp->reordering to that many segments (rounded up, at most 300)."""
+    t, cid = conn()
+    h = t.hot
+    h.mss[cid] = 1000
+    rack_note_reordering(t, cid, 10_000, 13_000, 3)  # 3 segments: not more than 3
+    assert h.reordering[cid] == 0 and t.cold.reord_seen[cid] == 1
+    rack_note_reordering(t, cid, 10_000, 14_500, 3)
+    assert h.reordering[cid] == 5
+    rack_note_reordering(t, cid, 0xFFFFF000, 1_000_000, 5)  # across the wrap, capped
+    assert h.reordering[cid] == 300 and t.cold.reord_seen[cid] == 3
 
 
 def dsack_conn(retransmitted=1):
@@ -122,21 +136,21 @@ def test_a_dsack_counts_for_rack_as_linux_tcp_dsack_seen():
     than were retransmitted, a range wider than the peer's largest window, or a loss probe's
     copy."""
     t, cid = dsack_conn(retransmitted=3)
-    assert not rack_dsack(t, cid, 5000, 6000)  # no reordering seen yet
+    assert rack_dsack(t, cid, 5000, 6000) == (1, False)  # no reordering seen yet
     assert t.cold.dsack_dups[cid] == 1
-    rack_note_reordering(t, cid)
-    assert rack_dsack(t, cid, 5000, 6000)
-    assert not rack_dsack(t, cid, 5000, 5000)  # empty
-    assert not rack_dsack(t, cid, 0, 65_000)  # wider than any window offered
+    rack_note_reordering(t, cid, 0, 0, 3)
+    assert rack_dsack(t, cid, 5000, 6000) == (1, True)
+    assert rack_dsack(t, cid, 5000, 5000) == (0, False)  # empty
+    assert rack_dsack(t, cid, 0, 65_000) == (0, False)  # wider than any window offered
     assert t.cold.dsack_dups[cid] == 2
-    assert not rack_dsack(t, cid, 5000, 6500)  # two segments: 4 > 3 retransmitted
+    assert rack_dsack(t, cid, 5000, 6500) == (0, False)  # two segments: 4 > 3 retransmitted
     assert t.cold.dsack_dups[cid] == 4
     t, cid = dsack_conn(retransmitted=5)
-    rack_note_reordering(t, cid)
+    rack_note_reordering(t, cid, 0, 0, 3)
     t.hot.tflags[cid] |= TF_TLP_OUT
     t.hot.tlp_high_seq[cid] = 9000
-    assert not rack_dsack(t, cid, 8000, 9000)  # the probe's copy
-    assert rack_dsack(t, cid, 7000, 8000)
+    assert rack_dsack(t, cid, 8000, 9000) == (1, False)  # the probe's copy
+    assert rack_dsack(t, cid, 7000, 8000) == (1, True)
 
 
 def test_the_window_grows_once_per_round_and_lasts_sixteen_recoveries():

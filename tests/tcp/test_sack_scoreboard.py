@@ -456,10 +456,10 @@ def test_sack_gives_an_rtt_sample_by_karns_rule():
     blocks = np.zeros(8, np.int64)
     blocks[:2] = [1100, 1400]
     got = scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1000)
-    assert tuple(int(x) for x in got) == (300, 200, 300, 0)
+    assert tuple(int(x) for x in got) == (300, 200, 300, -1)
     blocks[:2] = [1100, 1400]
     assert tuple(int(x) for x in scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1100)) == (
-        0, -1, -1, 0)
+        0, -1, -1, -1)
 
 
 def _sack_reordered(c, *edges):
@@ -470,7 +470,7 @@ def _sack_reordered(c, *edges):
     got = scoreboard_update(c.pool, c.t, c.cid, blocks, len(edges) // 2, 0)
     if got[0] > 0:
         c.t.hot.tflags[c.cid] |= TF_SACKED_OUT
-    return int(got[0]), bool(got[3])
+    return int(got[0]), int(got[3])
 
 
 def test_a_segment_sacked_below_the_highest_one_delivered_is_reordering():
@@ -480,13 +480,13 @@ def test_a_segment_sacked_below_the_highest_one_delivered_is_reordering():
     one ACK are taken in sequence order (two at once above the cumulative ACK: no
     reordering)."""
     c = rack_conn([100] * 6)
-    assert _sack_reordered(c, 1300, 1400, 1100, 1200) == (200, False)
+    assert _sack_reordered(c, 1300, 1400, 1100, 1200) == (200, -1)
     assert c.t.hot.rack_fack[c.cid] == 1400
-    assert _sack_reordered(c, 1200, 1400, 1100, 1200) == (100, True)  # 2 below 3
+    assert _sack_reordered(c, 1200, 1400, 1100, 1200) == (100, 1200)  # 2 below 3
     c.pool.flags[c.fids[0]] |= FRAME_F_TCP_RETRANS
     c.pool.flags[c.fids[0]] |= FRAME_F_TCP_EVER_RETRANS
-    assert _sack_reordered(c, 1000, 1400) == (100, False)  # 0 was resent
-    assert _sack_reordered(c, 1000, 1500) == (100, False)  # 4 above 3
+    assert _sack_reordered(c, 1000, 1400) == (100, -1)  # 0 was resent
+    assert _sack_reordered(c, 1000, 1500) == (100, -1)  # 4 above 3
     assert c.t.hot.rack_fack[c.cid] == 1500
 
 
