@@ -170,6 +170,7 @@ STAT_NAMES = (
     "tcp_undo_recovery",  # fast recoveries undone by timestamps (Linux TCPFull/PartialUndo)
     "tcp_undo_dsack",  # reductions undone: every retransmission D-SACKed (TCPDSACKUndo)
     "tcp_undo_loss",  # RTO recoveries undone (Linux TCPLossUndo)
+    "tcp_spurious_rtos",  # of them, shown spurious by F-RTO (RFC 5682; TCPSpuriousRTOs)
 )
 
 STAT_RX_FRAMES = 0
@@ -315,6 +316,7 @@ STAT_TCP_REO_WND_GROWN = 139
 STAT_TCP_UNDO_RECOVERY = 140
 STAT_TCP_UNDO_DSACK = 141
 STAT_TCP_UNDO_LOSS = 142
+STAT_TCP_SPURIOUS_RTOS = 143
 
 STAT_COUNT = len(STAT_NAMES)
 

@@ -176,9 +176,10 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     whole; returns (the sequence numbers newly SACKed, the earliest and the latest send time
     of the newly SACKed frames never retransmitted, -1 if none: Linux's first_sackt and
     last_sackt, an RTT sample by Karn's rule; the lowest start of one of those below RACK.fack,
-    the highest sequence delivered before it, -1 if none: reordering, RFC 8985 §6.2 step 3).
-    Each newly SACKed frame was delivered at ``now``: RACK learns of it (``rack.rack_advance``),
-    and ``hot.rack_fack`` follows the highest.
+    the highest sequence delivered before it, -1 if none: reordering, RFC 8985 §6.2 step 3;
+    whether one of those ends at or below ``recover``: F-RTO's "not retransmitted, sent before
+    the RTO", Linux FLAG_ORIG_SACK_ACKED).  Each newly SACKed frame was delivered at ``now``:
+    RACK learns of it (``rack.rack_advance``), and ``hot.rack_fack`` follows the highest.
 
     Blocks are clipped to [snd_una, snd_max]; an empty or inverted one is skipped, and so is a
     D-SACK first block (``scoreboard_dsack``).  A newly SACKed frame loses FRAME_F_TCP_LOST (it
@@ -198,7 +199,7 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     first_sackt = np.int64(-1)
     last_sackt = np.int64(-1)
     if top == una:
-        return np.int64(0), first_sackt, last_sackt, np.int64(-1)
+        return np.int64(0), first_sackt, last_sackt, np.int64(-1), False
     newly = np.int64(0)
     # RACK.fack once the cumulative part of this ACK is taken: frames are walked in sequence
     # order, so a frame newly SACKed below it arrived after one sent later (RFC 8985 §6.2 step 3)
@@ -206,6 +207,8 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
         fack = np.int64(h.rack_fack[cid])
     reord = np.int64(-1)
+    orig = False
+    recover = np.int64(h.recover[cid])
     fid = h.snd_q_head[cid]
     while _is_sent(t, cid, pool, fid, smax):
         s = _frame_start(pool, fid, una)
@@ -232,6 +235,8 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
                             first_sackt = xmit
                         if xmit > last_sackt:
                             last_sackt = xmit
+                        if seq_leq(e, recover):
+                            orig = True
                     if seq_gt(e, fack):
                         fack = e
                     elif not resent and seq_lt(e, fack) and reord < 0:
@@ -239,7 +244,7 @@ def scoreboard_update(pool, t, cid, blocks, n_blocks, now):
                     break
         fid = pool.next[fid]
     h.rack_fack[cid] = fack
-    return newly, first_sackt, last_sackt, reord
+    return newly, first_sackt, last_sackt, reord, orig
 
 
 # --- queries ---------------------------------------------------------------------------------

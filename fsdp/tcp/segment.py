@@ -85,6 +85,7 @@ from fsdp.core.stats import (
     STAT_TCP_RTT_SAMPLES,
     STAT_TCP_SACK_RECOVERY,
     STAT_TCP_SACK_REORDER,
+    STAT_TCP_SPURIOUS_RTOS,
     STAT_TCP_SYN_BACKLOG_FULL,
     STAT_TCP_SYN_CHALLENGE,
     STAT_TCP_SYN_FIN,
@@ -256,6 +257,7 @@ from fsdp.tcp.tcp_output import (
     tcp_ts_now,
 )
 from fsdp.tcp.undo import (
+    FRTO_NEW_DATA,
     undo_active,
     undo_cwnd_reduction,
     undo_dsack,
@@ -1090,9 +1092,11 @@ ACK_OK = 1
 def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     """Free the frames SEG.ACK covers; returns (bytes acked, of them bytes the peer had
     SACKed, RTT sample µs or -1, the shortest RTT among them or -1, where reordering began or
-    -1): Karn's rule, from the earliest and the latest sent frame never retransmitted (Linux
-    seq_rtt_us, ca_rtt_us); a hole below ``prior_fack`` (RACK.fack before this ACK) filled by a
-    frame never retransmitted is reordering (RFC 8985 §6.2 step 3, Linux tcp_clean_rtx_queue)."""
+    -1, whether a frame never retransmitted nor SACKed and ending at or below ``recover`` was
+    among them: F-RTO's Linux FLAG_ORIG_SACK_ACKED): Karn's rule, from the earliest and the
+    latest sent frame never retransmitted (Linux seq_rtt_us, ca_rtt_us); a hole below
+    ``prior_fack`` (RACK.fack before this ACK) filled by a frame never retransmitted is
+    reordering (RFC 8985 §6.2 step 3, Linux tcp_clean_rtx_queue)."""
     pool = core.pool
     h = core.tcb.hot
     acked = np.int64(0)
@@ -1101,6 +1105,8 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     last_xmit = np.int64(-1)
     retrans_acked = False
     reord = np.int64(-1)
+    orig = False
+    recover = np.int64(h.recover[cid])
     fid = h.snd_q_head[cid]
     while fid >= 0:
         seq = pool.tag[fid]
@@ -1131,8 +1137,11 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
                 first_xmit = xmit
             if xmit > last_xmit:
                 last_xmit = xmit
-            if (fl & FRAME_F_TCP_SACKED) == 0 and seq_lt(seq, prior_fack) and reord < 0:
-                reord = np.int64(seq)  # the queue is in order: the first is the lowest
+            if (fl & FRAME_F_TCP_SACKED) == 0:
+                if seq_lt(seq, prior_fack) and reord < 0:
+                    reord = np.int64(seq)  # the queue is in order: the first is the lowest
+                if seq_leq(end, recover):
+                    orig = True
         if (fl & FRAME_F_TCP_SACKED) == 0:  # newly delivered (RFC 8985 §6.2)
             rack_advance(core.tcb, cid, xmit, frame_xmit_order(pool, fid),
                          (fl & FRAME_F_TCP_EVER_RETRANS) != 0, now)  # fmt: skip
@@ -1157,7 +1166,7 @@ def _clean_rtx_queue(core, cid, ack, prior_fack, now):
     if first_xmit >= 0 and not retrans_acked:
         rtt = now - first_xmit
         ca_rtt = now - last_xmit
-    return acked, sacked, rtt, ca_rtt, reord
+    return acked, sacked, rtt, ca_rtt, reord, orig
 
 
 @kernel_inline
@@ -1231,6 +1240,7 @@ def tcp_ack(core, cid, now):
     sack_last = np.int64(-1)
     lost_before = np.int64(-1)
     reord = np.int64(-1)
+    orig_acked = False
     # RACK.fack before this ACK (RFC 8985 §6.2 step 3; Linux prior_fack)
     prior_fack = una
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
@@ -1257,7 +1267,7 @@ def tcp_ack(core, cid, now):
             dups, spurious = rack_dsack(t, cid, blocks[0], blocks[1])
             if dups > 0:
                 undo_dsack(t, cid, blocks[1], una, dups)
-        sack_new, sack_first, sack_last, reord = scoreboard_update(
+        sack_new, sack_first, sack_last, reord, orig_acked = scoreboard_update(
             pool, t, cid, blocks, nb, now
         )
         if sack_new > 0:
@@ -1276,9 +1286,10 @@ def tcp_ack(core, cid, now):
     rtt = np.int64(-1)
     ca_rtt = np.int64(-1)
     if advanced:
-        acked, sacked_acked, rtt, ca_rtt, cum_reord = _clean_rtx_queue(
+        acked, sacked_acked, rtt, ca_rtt, cum_reord, cum_orig = _clean_rtx_queue(
             core, cid, ack, prior_fack, now
         )
+        orig_acked = orig_acked or cum_orig
         if cum_reord >= 0:
             reord = cum_reord  # below any the SACK blocks showed
         if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
@@ -1317,7 +1328,9 @@ def tcp_ack(core, cid, now):
         _tlp_ack(core, cid, ack, advanced, sack_new, now)
     # RFC 6937 DeliveredData: the advance of SND.UNA plus the change in SACKed bytes
     delivered = acked - sacked_acked + sack_new
-    _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, now)
+    _congestion_control(
+        core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, orig_acked, now
+    )
     return ACK_OK
 
 
@@ -1427,7 +1440,9 @@ def _grow_cwnd(t, cid, delivered, now):
 
 
 @kernel
-def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, now):
+def _congestion_control(
+    core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, orig_acked, now
+):
     """Loss detection and recovery on an ACK: RFC 5681 §3.2 fast retransmit, RFC 6675 SACK
     recovery (losses found by RACK, RFC 8985 §6, when ``tcp_recovery`` is 1), RFC 6582 NewReno
     without SACK, RFC 6937 PRR setting cwnd in both, RFC 3042 limited transmit; RTO recovery
@@ -1435,7 +1450,8 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     tcp_fastretrans_alert and tcp_process_loss).  ``acked``: bytes newly ACKed cumulatively;
     ``delivered``: RFC 6937 DeliveredData; ``lost_before``: lost bytes before this ACK's SACK
     blocks (-1: not taken); ``delayed``: the ACK echoes a timestamp from before the episode's
-    first retransmission (``_packet_delayed``)."""
+    first retransmission (``_packet_delayed``); ``orig_acked``: it (S)ACKed a segment never
+    retransmitted and sent before ``recover`` (F-RTO, ``_process_loss``)."""
     s = core.tcp_seg
     t = core.tcb
     h = t.hot
@@ -1455,29 +1471,7 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
     # earlier was delivered then (when nothing grows) and does not count again (Linux
     # tcp_cong_control: tcp_may_raise_cwnd, then tcp_cong_avoid with the newly delivered)
     if (f & TF_IN_LOSS) != 0:
-        if acked > 0 and undo_may(t, cid, delayed):
-            # the RTO was spurious (RFC 3522 / RFC 4015; Linux tcp_try_undo_loss): the window
-            # comes back and nothing more is taken for lost; without SACK Linux keeps its
-            # Loss state until SND.UNA passes ``recover``
-            core.stats[STAT_TCP_UNDO_LOSS] += 1
-            _undo(core, cid, True)
-            if sack_on:
-                h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
-                cc_leave_recovery(t, cid)
-            return
-        if seq_geq(ack, h.recover[cid]):
-            h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
-            h.dupacks[cid] = 0
-            if undo_may(t, cid, delayed):  # Linux tcp_try_undo_recovery in its Loss state
-                core.stats[STAT_TCP_UNDO_LOSS] += 1
-                _undo(core, cid, False)
-            else:
-                rack_recovery_done(t, cid)
-            _retrans_stamp_cleanup(core, cid)
-        elif acked > 0:
-            _grow_cwnd(t, cid, delivered, now)
-        if (h.tflags[cid] & TF_IN_LOSS) == 0 and acked > 0:
-            _grow_cwnd(t, cid, delivered, now)
+        _process_loss(core, cid, acked, delivered, is_dup, sack_new, delayed, orig_acked, now)
         return
     if (f & TF_IN_RECOVERY) != 0:
         if not sack_on:
@@ -1580,6 +1574,73 @@ def _congestion_control(core, cid, acked, delivered, is_dup, sack_new, lost_befo
         # RFC 3042: one new segment, cwnd unchanged (with SACK, RFC 6675 §5 step 3: pipe
         # gives the room, tcp_output.tcp_push)
         h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)
+
+
+@kernel
+def _process_loss(core, cid, acked, delivered, is_dup, sack_new, delayed, orig_acked, now):
+    """An ACK in RTO recovery (``TF_IN_LOSS``), as Linux tcp_process_loss: an RTO shown
+    spurious is undone -- by the timestamp the ACK echoes (RFC 3522, Linux tcp_try_undo_loss)
+    or by F-RTO (RFC 5682 step 3b: a segment sent before the RTO and never retransmitted
+    arrived); F-RTO's step 2b sends new data on the first ACK that advances SND.UNA, and a
+    duplicate ACK or SACK after it (step 3a) says the loss was real.  Recovery ends once
+    SND.UNA reaches ``recover``; meanwhile cwnd grows by what each ACK delivered."""
+    s = core.tcp_seg
+    t = core.tcb
+    h = t.hot
+    ack = s[SEG_ACK]
+    recovered = seq_geq(ack, h.recover[cid])
+    if acked > 0 and undo_may(t, cid, delayed):
+        _undo_loss(core, cid, False, delivered, now)  # Eifel (RFC 3522)
+        return
+    if h.frto[cid] != 0:
+        if orig_acked:
+            _undo_loss(core, cid, True, delivered, now)  # step 3b
+            return
+        if seq_gt(h.snd_nxt[cid], h.recover[cid]):
+            if sack_new > 0 or is_dup:
+                h.frto[cid] = 0  # step 3a: new data went out and the hole is still there
+        elif acked > 0 and not recovered:
+            # step 2b: new data, if the send queue and the peer's window have some (sent by
+            # tcp_output.tcp_push once cwnd has grown below); else back to retransmitting
+            h.recover[cid] = h.snd_nxt[cid]
+            if h.snd_q_unsent[cid] >= 0 and seq_gt(
+                (np.int64(h.snd_una[cid]) + np.int64(h.snd_wnd[cid])) & M32, h.snd_nxt[cid]
+            ):
+                h.frto[cid] = FRTO_NEW_DATA
+            else:
+                h.frto[cid] = 0
+    if recovered:
+        h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
+        h.dupacks[cid] = 0
+        h.frto[cid] = 0
+        if undo_may(t, cid, delayed):  # Linux tcp_try_undo_recovery in its Loss state
+            core.stats[STAT_TCP_UNDO_LOSS] += 1
+            _undo(core, cid, False)
+        else:
+            rack_recovery_done(t, cid)
+        _retrans_stamp_cleanup(core, cid)
+    if acked > 0:
+        _grow_cwnd(t, cid, delivered, now)
+
+
+@kernel
+def _undo_loss(core, cid, frto_undo, delivered, now):
+    """The RTO was spurious (RFC 3522 Eifel detection, or RFC 5682 F-RTO: ``frto_undo``; RFC
+    4015's response; Linux tcp_try_undo_loss): the window comes back, nothing more is taken for
+    lost, and with SACK (or after F-RTO) RTO recovery is over -- without, Linux keeps its Loss
+    state until SND.UNA passes ``recover``.  The ACK then grows cwnd by what it delivered."""
+    t = core.tcb
+    h = t.hot
+    core.stats[STAT_TCP_UNDO_LOSS] += 1
+    if frto_undo:
+        core.stats[STAT_TCP_SPURIOUS_RTOS] += 1
+    _undo(core, cid, True)
+    h.rexmit_count[cid] = 0
+    h.frto[cid] = 0
+    if frto_undo or (h.tflags[cid] & TF_SACK_OK) != 0:
+        h.tflags[cid] &= ~np.uint32(TF_IN_LOSS)
+        cc_leave_recovery(t, cid)
+    _grow_cwnd(t, cid, delivered, now)
 
 
 @kernel

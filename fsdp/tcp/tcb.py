@@ -36,7 +36,7 @@ Columns the engine borrows from Linux's ``tcp_sock`` keep Linux's names (``rcv_w
 ``rcv_ssthresh``, ``window_clamp``, ``mdev``, ``ack_ato`` ...), so its code can be read side by
 side with ``net/ipv4/tcp_*.c``.
 
-Memory: 460 bytes per connection (hot 317 + cold 131 + free-list link 4 + the touched log's
+Memory: 461 bytes per connection (hot 318 + cold 131 + free-list link 4 + the touched log's
 stamp 8; the records are packed), excluding queued frames and the timer wheel's 16 bytes per
 timer; ``tcb_bytes_per_conn()`` computes it from the dtypes and a test holds it within 464 bytes.
 100,000 connections take 46 MB.
@@ -279,6 +279,8 @@ TCB_HOT_DTYPE = np.dtype(
         ("undo_marker", np.uint32),  # SND.UNA when the episode began (Linux undo_marker)
         ("undo_retrans", np.int16),  # its retransmissions not D-SACKed; undo.UNDO_NONE: none
         ("prior_ssthresh", np.uint32),  # ssthresh before the reduction, 0 = none (Linux)
+        ("frto", np.uint8),  # F-RTO after an RTO (RFC 5682, Linux tp->frto): 0 off, 1 on,
+        # 2 = step 2b, the next send is new data (undo.FRTO_NEW_DATA)
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -471,6 +473,7 @@ def _reset(t, i):
     h.undo_marker[i] = 0
     h.undo_retrans[i] = UNDO_NONE
     h.prior_ssthresh[i] = 0
+    h.frto[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

@@ -67,6 +67,7 @@ from fsdp.tcp.tcb import (
     TF_PMTU_LOCKED,
 )
 from fsdp.tcp.tcp_output import tcp_push, tcp_split_frame, tcp_tmpl_ip_fields
+from fsdp.tcp.undo import UNDO_NONE
 from fsdp.wire.icmp import (
     ICMP_DEST_UNREACH,
     ICMP_PARAM_PROBLEM,
@@ -248,4 +249,8 @@ def _simple_retransmit(core, cid, now):
         h.recover[cid] = h.snd_max[cid]
         h.dupacks[cid] = 0
         h.tflags[cid] = (f & ~np.uint32(TF_IN_RECOVERY)) | np.uint32(TF_IN_LOSS)
+        # nothing to undo, no F-RTO: no timeout (Linux: prior_ssthresh = undo_marker = 0)
+        h.undo_retrans[cid] = UNDO_NONE
+        h.prior_ssthresh[cid] = 0
+        h.frto[cid] = 0
     tcp_push(core, cid, now)

@@ -111,7 +111,7 @@ from fsdp.tcp.tcb import (
     TF_WSCALE_OK,
 )
 from fsdp.tcp.tcbops import arm, armed, disarm, expires, is_alloc
-from fsdp.tcp.undo import undo_note_retransmit
+from fsdp.tcp.undo import FRTO_NEW_DATA, FRTO_ON, undo_note_retransmit
 from fsdp.tcp.urgent import tcp_urg_pointer, tcp_urg_probe_due
 from fsdp.wire.byteorder import set_u16, set_u32
 from fsdp.wire.checksum import checksum
@@ -1060,6 +1060,17 @@ def tcp_push(core, cid, now):
     dupthresh = tcp_loss_dupthresh(core, cid)
     if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) != 0:
         pipe = tcp_recovery_pipe(core, cid)
+        if h.frto[cid] == FRTO_NEW_DATA:
+            # RFC 5682 step 2b (Linux tcp_xmit_recovery with REXMIT_NEW): new data rather than
+            # the segments the RTO took for lost; those only if no new data can go
+            h.frto[cid] = FRTO_ON
+            sent_from = h.snd_max[cid]
+            fresh = tcp_output_new(core, cid, cwnd - pipe, now)
+            if seq_gt(h.snd_nxt[cid], h.recover[cid]):
+                limited = cwnd - pipe - seq_diff(h.snd_max[cid], sent_from) < mss
+                cc_cwnd_validate(t, cid, limited, tcp_flight(core, cid))
+                return fresh
+            h.frto[cid] = 0
         while pipe + mss <= cwnd or (pipe == 0 and sent == 0):
             fid = scoreboard_next_seg(pool, t, cid, dupthresh)
             if fid < 0:

@@ -14,6 +14,7 @@ handler of the same batch freed.
 import numpy as np
 
 from fsdp.core.config import (
+    CFG_TCP_FRTO,
     CFG_TCP_ORPHAN_RETRIES,
     CFG_TCP_REORDERING,
     CFG_TCP_RETRIES2,
@@ -92,6 +93,7 @@ from fsdp.tcp.tcp_output import (
     tcp_split_frame,
     tcp_xmit_frame,
 )
+from fsdp.tcp.undo import FRTO_ON
 from fsdp.wire.tcp import seq_diff
 
 ETIMEDOUT = 110
@@ -212,12 +214,17 @@ def _rto_fire(core, cid, now):
             _write_err(core, cid, now)
             return
     core.stats[STAT_TCP_TIMEOUTS] += 1
-    if (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0 and h.reordering[cid] != 0 and (
+    new_episode = (h.tflags[cid] & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0
+    if new_episode and h.reordering[cid] != 0 and (
         scoreboard_sacked_segments(pool, t, cid) >= core.cfg[CFG_TCP_REORDERING]
     ):
         # a timeout with DupThresh segments SACKed was a loss the raised DupThresh missed
         # (Linux tcp_enter_loss brings tp->reordering back to the sysctl)
         h.reordering[cid] = 0
+    # F-RTO (RFC 5682) may show the timeout spurious: after one from outside recovery, or a
+    # backed-off one (Linux tcp_enter_loss: new_recovery || icsk_retransmits)
+    frto = core.cfg[CFG_TCP_FRTO] != 0 and (new_episode or h.rexmit_count[cid] > 0)
+    h.frto[cid] = FRTO_ON if frto else 0
     # RFC 5681 §3.1 / RFC 6675 §5.1: ssthresh, cwnd = 1 SMSS, everything outstanding is lost
     cc_on_rto(t, cid, tcp_flight(core, cid), now)
     scoreboard_clear(pool, t, cid)

@@ -18,9 +18,15 @@ timestamp from before the first retransmission (``segment._packet_delayed``) -- 
 fast or RTO recovery, at a partial ACK in fast recovery (Eifel: then the lost marks go too),
 on any ACK of an RTO recovery, and on a D-SACK once recovery is over.
 
-Linux also does F-RTO (RFC 5682) on RTOs, which fsdp does not (RFC_COMPLIANCE), and
-decrements ``undo_retrans`` for a D-SACK above SND.UNA that covers a retransmitted segment;
-fsdp counts D-SACKs at or below SND.UNA only (Linux's "dumb counting" of forgotten data).
+An RTO may also be shown spurious by F-RTO (RFC 5682, SACK-enhanced as Linux's
+tcp_process_loss; ``hot.frto``): the first ACK after it that advances SND.UNA sends new data
+rather than more retransmissions (step 2b); if the next one (S)ACKs a segment sent before the
+RTO that was never retransmitted, the RTO was spurious and is undone (step 3b); a duplicate
+ACK or a SACK of the new data says the loss was real (step 3a), and the lost segments go.
+
+Linux also decrements ``undo_retrans`` for a D-SACK above SND.UNA that covers a retransmitted
+segment; fsdp counts D-SACKs at or below SND.UNA only (Linux's "dumb counting" of forgotten
+data).
 """
 
 import numpy as np
@@ -29,6 +35,9 @@ from numba import njit
 from fsdp.wire.tcp import seq_gt, seq_leq
 
 UNDO_NONE = -2  # no episode that may be undone (Linux undo_marker == 0)
+# hot.frto: F-RTO (RFC 5682) after an RTO, as Linux tcp_process_loss
+FRTO_ON = 1  # the RTO may prove spurious: the ACKs after it decide
+FRTO_NEW_DATA = 2  # step 2b: the next send is new data, not the segments the RTO marked lost
 UNDO_NO_RETRANS = -1  # an episode, nothing retransmitted yet (Linux undo_retrans == -1)
 _UNDO_RETRANS_MAX = 0x7FFF
 

@@ -293,3 +293,70 @@ def test_timestamps_give_rtt_sample_despite_synack_retransmission(h):
     c.recv()
     seen = watch(c, 0.8, 0.02)
     assert seen and seen[0][0] < 0.8
+
+
+# --- F-RTO (RFC 5682) and undo after a timeout --------------------------------------------------
+TS_M = 1448  # payload of a full segment with timestamps
+
+
+def rto_after_a_silent_flight(h, **options):
+    """30 segments queued, the first 10 sent (0..9) and never ACKed: the loss probe sends new
+    data (10) at about 2*SRTT, the RTO resends 0 at about 0.5 s.  Returns the connection and
+    the TSval of the first flight."""
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.send(b"s" * (30 * TS_M))
+    first = c.recv()
+    assert len(first) == 10
+    seen = watch(c, 0.7)
+    assert [(s.seq - 1) // TS_M for _, s in seen] == [10, 0]
+    assert in_window(seen[1][0], 0.4, 0.7)
+    return c, first[0].tsval
+
+
+def acks(c, *steps) -> list[list[int]]:
+    """One ACK per (ack segment, SACK blocks as segment ranges, tsecr) step; the segments
+    (numbers) each released."""
+    out = []
+    for ack, sacked, tsecr in steps:
+        sack = [(1 + a * TS_M, 1 + b * TS_M) for a, b in sacked]
+        c.send("A", ack=1 + ack * TS_M, sack=sack or None, tsecr=tsecr)
+        out.append([(s.seq - 1) // TS_M for s in c.recv()])
+    return out
+
+
+def test_frto_sends_new_data_after_a_timeout_then_resends_what_was_lost(h):
+    """RFC 5682 §2.1 step 2b (Linux tcp_process_loss, tcp_frto 2): the first ACK after the RTO
+    that advances SND.UNA sends two new segments (11, 12), not 1 and 2; duplicate ACKs that
+    SACK them (step 3a) show the loss was real, and the lost segments go one per ACK, then two
+    per partial ACK (slow start from the loss window)."""
+    c, _ = rto_after_a_silent_flight(h)
+    assert acks(c, (1, [], None)) == [[11, 12]]
+    assert acks(c, (1, [(11, 12)], None), (1, [(11, 13)], None),
+                (2, [(11, 13)], None), (3, [(11, 13)], None)) == [[1], [2], [3, 4], [5, 6]]
+
+
+def test_frto_finds_a_spurious_timeout_and_undoes_it(h):
+    """RFC 5682 step 3b, RFC 4015 (Linux tcp_try_undo_loss with frto_undo): after the new data
+    of step 2b, an ACK for 1 and 2 -- sent before the RTO and never retransmitted -- shows the
+    originals were only delayed: cwnd and ssthresh come back (slow start again) and sending
+    goes on with new data, no retransmission."""
+    c, _ = rto_after_a_silent_flight(h)
+    assert acks(c, (1, [], None), (3, [], None), (5, [], None), (7, [], None)) == [
+        [11, 12], [13, 14], [15, 16, 17, 18], [19, 20, 21, 22]]
+
+
+def test_eifel_detects_a_spurious_timeout_by_its_timestamp(h):
+    """RFC 3522 §2 / RFC 4015 (Linux tcp_try_undo_loss via tcp_packet_delayed): the first ACK
+    after the RTO echoes the timestamp of the original 0, sent before the retransmission: the
+    timeout was spurious and is undone at once -- the window is back (10, grown to 11 by the
+    ACK), and one new segment goes; then two ACKed segments release four."""
+    c, ts0 = rto_after_a_silent_flight(h)
+    assert acks(c, (1, [], ts0), (3, [], ts0), (5, [], ts0)) == [
+        [11], [12, 13, 14, 15], [16, 17, 18, 19]]
+
+
+def test_without_frto_a_timeout_goes_back_n(harness_factory):
+    """``tcp_frto`` 0 (Linux's sysctl): after the RTO the lost segments go again in order, as
+    slow start from one segment allows (RFC 5681 §3.1, RFC 6298 §5)."""
+    c, _ = rto_after_a_silent_flight(harness_factory(tcp_frto=0))
+    assert acks(c, (1, [], None), (3, [], None), (5, [], None)) == [[1, 2], [3, 4, 5, 6], [7, 8, 9]]

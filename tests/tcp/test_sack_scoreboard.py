@@ -456,10 +456,10 @@ def test_sack_gives_an_rtt_sample_by_karns_rule():
     blocks = np.zeros(8, np.int64)
     blocks[:2] = [1100, 1400]
     got = scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1000)
-    assert tuple(int(x) for x in got) == (300, 200, 300, -1)
+    assert tuple(int(x) for x in got) == (300, 200, 300, -1, 0)
     blocks[:2] = [1100, 1400]
     assert tuple(int(x) for x in scoreboard_update(c.pool, c.t, c.cid, blocks, 1, 1100)) == (
-        0, -1, -1, -1)
+        0, -1, -1, -1, 0)
 
 
 def _sack_reordered(c, *edges):
