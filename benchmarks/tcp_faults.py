@@ -10,11 +10,13 @@ the stacks run until the connection is gone, and ``stack.audit()`` checks both f
 frames.  Reports MB, seconds, goodput and the TCP recovery counters of ``stack.stats()``.
 
     python benchmarks/tcp_faults.py [--megabytes N] [--drop P] [--reorder P] [--duplicate P]
-                                    [--seed S] [--tcp-recovery 0|1] [--stall-seconds T]
+                                    [--seed S] [--tcp-recovery 0|1] [--tcp-frto 0|2]
+                                    [--stall-seconds T]
                                     [--json-only]
 
 ``--tcp-recovery`` is the stacks' option: 1 (default, as Linux) finds losses with RACK (RFC 8985
-§6), 0 with RFC 6675's DupThresh rule; run both with one seed to compare them.
+§6), 0 with RFC 6675's DupThresh rule; run both with one seed to compare them.  ``--tcp-frto``
+likewise: 2 (default, as Linux) runs F-RTO (RFC 5682) after a timeout, 0 goes back N at once.
 
 Prints a table, then one JSON object as the last line of stdout.  Exits non-zero with one line
 on stderr if the digests differ, a side errs, the audit fails, or the transfer makes no
@@ -52,6 +54,7 @@ COUNTERS = (
     "tcp_undo_recovery",
     "tcp_undo_dsack",
     "tcp_undo_loss",
+    "tcp_spurious_rtos",
     "tcp_ofo_queued",
     "tcp_ofo_dropped",
     "tcp_out_of_window",
@@ -92,7 +95,7 @@ class _Direction:
 
 
 def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
-        tcp_recovery: int = 1) -> dict:
+        tcp_recovery: int = 1, tcp_frto: int = 2) -> dict:
     from fsdp.apps.bench_kernels import (
         SR_DRAIN,
         SR_TIME,
@@ -111,7 +114,7 @@ def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
     from fsdp.tcp.usercalls import tcp_close, tcp_shutdown
 
     total = int(megabytes * 1e6)
-    with BenchPair(tcp_recovery=tcp_recovery) as pair:
+    with BenchPair(tcp_recovery=tcp_recovery, tcp_frto=tcp_frto) as pair:
         for p in pair.ports:
             p.set_faults(**faults)
         lid = pair.listen(PORT)
@@ -258,6 +261,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tcp-recovery", type=int, choices=(0, 1), default=1,
                     help="1: RACK loss detection (default); 0: RFC 6675 DupThresh")
+    ap.add_argument("--tcp-frto", type=int, choices=(0, 1, 2), default=2,
+                    help="F-RTO after a timeout (RFC 5682): 2 (default, as Linux), 0 off")
     ap.add_argument(
         "--stall-seconds", type=float, default=15.0, help="fail when no byte moves for this long"
     )
@@ -281,7 +286,8 @@ def main(argv=None) -> int:
     }
     machine = machine_info()
     try:
-        res = run(args.megabytes, faults, args.stall_seconds, args.timeout, args.tcp_recovery)
+        res = run(args.megabytes, faults, args.stall_seconds, args.timeout, args.tcp_recovery,
+                  args.tcp_frto)
     except (RuntimeError, OSError, ValueError) as e:
         print(f"tcp_faults: {e}", file=sys.stderr)
         return 1
@@ -291,6 +297,7 @@ def main(argv=None) -> int:
         "megabytes": args.megabytes,
         "faults": faults,
         "tcp_recovery": args.tcp_recovery,
+        "tcp_frto": args.tcp_frto,
         **res,
     }
     if not args.json_only:
@@ -298,7 +305,8 @@ def main(argv=None) -> int:
         print(
             f"TCP both ways over a faulty sim wire: drop {args.drop}, reorder {args.reorder}, "
             f"duplicate {args.duplicate}, seed {args.seed} (both ports); tcp_recovery "
-            f"{args.tcp_recovery} ({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'})"
+            f"{args.tcp_recovery} ({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'}), "
+            f"tcp_frto {args.tcp_frto}"
         )
         print(
             f"machine: {out['machine']}, {out['processor']}, {out['cpu_count']} CPUs, "
