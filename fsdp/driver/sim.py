@@ -65,6 +65,7 @@ from fsdp.driver.sim_layout import (
     FDIR_MAX_LOAD_DEN,
     FDIR_MAX_LOAD_NUM,
     FDIR_QUEUE,
+    FLT_CE_MARK,
     FLT_CORRUPT,
     FLT_DELAY_US,
     FLT_DROP,
@@ -913,14 +914,17 @@ class SimPort:
         rate_bps: int = 0,
         seed: int = 0,
         reorder_us: int = 100,
+        ce_mark: float = 0.0,
     ) -> None:
         """Egress faults on everything this port transmits (like netem on its link).
 
         Probabilities are per frame.  ``reorder``: the frame is held back ``reorder_us`` longer
         so frames sent after it overtake it.  ``delay_us`` +/- uniform ``jitter_us``;
         ``rate_bps`` paces frames (bits of frame bytes).  Each queue draws from its own xorshift
-        stream seeded from (seed, MAC, queue), so a run is reproducible.  Call with no arguments
-        to clear.
+        stream seeded from (seed, MAC, queue), so a run is reproducible.  ``ce_mark``: an
+        ECN-capable (ECT) IPv4 frame not corrupted is marked CE, Congestion Experienced (RFC 3168
+        §5, what an AQM router does rather than drop it); Not-ECT frames are left alone.  Call
+        with no arguments to clear.
         """
         self._check_open()
         cfg = np.zeros(FLT_NF, np.int64)
@@ -928,6 +932,7 @@ class SimPort:
         cfg[FLT_DUP] = _as_prob(duplicate, "duplicate")
         cfg[FLT_REORDER] = _as_prob(reorder, "reorder")
         cfg[FLT_CORRUPT] = _as_prob(corrupt, "corrupt")
+        cfg[FLT_CE_MARK] = _as_prob(ce_mark, "ce_mark")
         cfg[FLT_DELAY_US] = _as_int(delay_us, "delay_us", 0, 10**9)
         cfg[FLT_JITTER_US] = _as_int(jitter_us, "jitter_us", 0, 10**9)
         cfg[FLT_RATE_BPS] = _as_int(rate_bps, "rate_bps", 0, 10**13)
@@ -940,6 +945,7 @@ class SimPort:
                 FLT_DUP,
                 FLT_REORDER,
                 FLT_CORRUPT,
+                FLT_CE_MARK,
                 FLT_DELAY_US,
                 FLT_JITTER_US,
                 FLT_RATE_BPS,

@@ -40,6 +40,7 @@ from fsdp.driver.sim_layout import (
     FDIR_NF,
     FDIR_QUEUE,
     FDIR_VALID,
+    FLT_CE_MARK,
     FLT_CORRUPT,
     FLT_DELAY_US,
     FLT_DROP,
@@ -66,6 +67,7 @@ from fsdp.driver.sim_layout import (
     RING_HEAD,
     RING_TAIL,
     SIMQ_STAT_DELAY_OVERFLOW,
+    SIMQ_STAT_FAULT_CE,
     SIMQ_STAT_FAULT_CORRUPT,
     SIMQ_STAT_FAULT_DELAY,
     SIMQ_STAT_FAULT_DROP,
@@ -497,6 +499,28 @@ def _sync_faults(g, ctl, priv):
 # --------------------------------------------------------------------------- rings and delivery
 
 
+MARK_CE = -2  # in place of a corrupt bit: the copy is marked CE (FLT_CE_MARK)
+
+
+@njit(cache=True)
+def _is_ect(buf, off, n):
+    """An IPv4 frame whose ECN field says ECT(0) or ECT(1): a router may mark it CE instead of
+    dropping it (RFC 3168 §5)."""
+    if n < ETH_HLEN + 20 or get_u16(buf, off + 12) != ETHERTYPE_IPV4:
+        return False
+    e = buf[off + ETH_HLEN + 1] & 3
+    return e == 1 or e == 2
+
+
+@njit(cache=True)
+def _mark_ce(buf, ip):
+    """Set the ECN field of the IPv4 header at ``ip`` to CE and fix its header checksum."""
+    buf[ip + 1] |= np.uint8(3)
+    hlen = np.int64(buf[ip] & 0xF) * 4
+    set_u16(buf, ip + 10, 0)
+    set_u16(buf, ip + 10, checksum(buf, ip, hlen))
+
+
 @njit(cache=True)
 def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
     """Copy one frame into ring (this queue) -> (port p, queue dq); 1 if written, 0 if full."""
@@ -521,6 +545,8 @@ def _ring_push(g, ctl, ring, priv, p, dq, buf, off, n, csum, corrupt_bit):
         tx_csum_fill(ring, base, n)
     if corrupt_bit >= 0:
         ring[base + (corrupt_bit >> 3)] ^= np.uint8(0x80 >> (corrupt_bit & 7))
+    elif corrupt_bit == MARK_CE:
+        _mark_ce(ring, base + ETH_HLEN)
     if pend == 0:  # the burst's end publishes the tail and rings the doorbell (_ring_bells)
         priv[g.p_pushed + priv[QS_PUSHED]] = dst
         priv[QS_PUSHED] += 1
@@ -698,7 +724,8 @@ def _dl_release(g, ctl, rss, ring, priv, dl, now):
 
 @njit(cache=True)
 def _tx_faulty(g, ctl, rss, ring, priv, dl, buf, off, n, csum, now):
-    """Egress with faults (netem-like): drop, duplicate, corrupt, rate, delay/jitter, reorder."""
+    """Egress with faults (netem-like): drop, duplicate, corrupt, CE marks, rate, delay/jitter,
+    reorder."""
     f = g.c_faults + g.port * FLT_NF
     st = g.c_stats
     if ctl[f + FLT_DROP] > 0 and _rand(priv) < ctl[f + FLT_DROP]:
@@ -713,6 +740,10 @@ def _tx_faulty(g, ctl, rss, ring, priv, dl, buf, off, n, csum, now):
         if ctl[f + FLT_CORRUPT] > 0 and _rand(priv) < ctl[f + FLT_CORRUPT]:
             ctl[st + SIMQ_STAT_FAULT_CORRUPT] += 1
             corrupt_bit = _rand(priv) % (n * 8)
+        elif ctl[f + FLT_CE_MARK] > 0 and _is_ect(buf, off, n) and (
+                _rand(priv) < ctl[f + FLT_CE_MARK]):
+            ctl[st + SIMQ_STAT_FAULT_CE] += 1
+            corrupt_bit = MARK_CE
         release = now
         rate = ctl[f + FLT_RATE_BPS]
         if rate > 0:

@@ -98,6 +98,7 @@ FLT_DELAY_US = 7
 FLT_JITTER_US = 8
 FLT_RATE_BPS = 9
 FLT_REORDER_US = 10  # how long a reordered frame is held back so later frames overtake it
+FLT_CE_MARK = 11  # an ECN-capable IPv4 frame is marked CE (RFC 3168 §5), as an AQM router would
 FLT_NF = 16
 FLT_PROB_ONE = 1 << 53
 
@@ -119,7 +120,8 @@ SIMQ_STAT_TX_BAD_LEN = 13  # dropped: longer than MAX_FRAME_LEN, or off/length o
 SIMQ_STAT_WIRE_COPIES = 14  # copies written into rings (one per destination queue)
 SIMQ_STAT_RX_CSUM_BAD = 15  # received with a bad checksum (rx_csum offload on)
 SIMQ_STAT_TX_RUNT = 16  # sent shorter than an Ethernet header (carried anyway, to queue 0)
-SIMQ_STAT_N = 17
+SIMQ_STAT_FAULT_CE = 17  # ECN-capable frames marked CE (FLT_CE_MARK)
+SIMQ_STAT_N = 18
 SIMQ_STAT_NAMES = (
     "tx_frames",
     "tx_bytes",
@@ -138,6 +140,7 @@ SIMQ_STAT_NAMES = (
     "wire_copies",
     "rx_csum_bad",
     "tx_runt",
+    "fault_ce",
 )
 STAT_STRIDE = 32  # 256 bytes per queue: no two cores' counters share a cache line
 

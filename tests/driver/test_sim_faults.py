@@ -8,6 +8,7 @@ arrive out of order, delayed frames arrive exactly when the virtual clock reache
 import struct
 
 import pytest
+from scapy.layers.inet import IP
 
 from ._sim import MAC_A, MAC_B, assert_port_clean, small_wire, udp_frame
 
@@ -92,6 +93,44 @@ def test_corrupt_flips_exactly_one_bit(pair):
         corrupted += bits
     assert within(corrupted, 0.1 * N, 300)
     assert a.stats()["fault_corrupt"] == corrupted
+
+
+def test_ce_mark_marks_only_ect_frames(pair):
+    """RFC 3168 §5, as an AQM router: an ECN-capable frame may be marked CE (its IP header
+    checksum fixed); a Not-ECT frame never is (a router would drop it instead)."""
+    a, b = pair
+    a.set_faults(ce_mark=0.1, seed=9)
+    ect = udp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000, 2000, bytes(8), tos=0x22)
+    plain = udp_frame(MAC_A, MAC_B, "10.0.0.1", "10.0.0.2", 1000, 2000, bytes(8), tos=0x20)
+    got = []
+    for i in range(N):
+        a.inject(ect if i % 2 else plain)
+        if i % 500 == 499:
+            got += b.drain()
+    got += b.drain()
+    assert len(got) == N
+    marked = 0
+    for i, f in enumerate(got):
+        if i % 2 == 0:
+            assert f == plain
+            continue
+        ip = IP(f[14:])
+        assert ip.tos in (0x22, 0x23)
+        assert checksum_ok(f[14:34])
+        if ip.tos == 0x23:
+            marked += 1
+            assert f[:15] + f[16:24] + f[26:] == ect[:15] + ect[16:24] + ect[26:]
+        else:
+            assert f == ect
+    assert within(marked, 0.1 * N / 2, 200)
+    assert a.stats()["fault_ce"] == marked
+
+
+def checksum_ok(header: bytes) -> bool:
+    s = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
 
 
 def test_reorder_really_reorders(pair):
@@ -228,6 +267,7 @@ def test_clearing_faults(pair):
         {"rate_bps": -1},
         {"seed": -1},
         {"reorder_us": None},
+        {"ce_mark": 1.5},
     ],
 )
 def test_bad_fault_arguments_raise(pair, kw):
