@@ -64,14 +64,13 @@ _MAX_FRAME = 65536
 
 # The namespace's TCP profile (written explicitly so results never depend on the host's
 # settings).  Stock Linux 6.x values, except where fsdp's documented defaults differ:
-# NewReno congestion control (DESIGN.md §4; a host default of bbr would pace) and no ECN
-# (fsdp does not negotiate it; Linux's default 2 would answer an ECN-setup SYN with ECE).
+# NewReno congestion control (DESIGN.md §4; a host default of bbr would pace).
 SYSCTL_DEFAULTS: dict[str, str] = {
     "net/ipv4/tcp_timestamps": "1",
     "net/ipv4/tcp_sack": "1",
     "net/ipv4/tcp_dsack": "1",
     "net/ipv4/tcp_window_scaling": "1",
-    "net/ipv4/tcp_ecn": "0",
+    "net/ipv4/tcp_ecn": "2",
     "net/ipv4/tcp_congestion_control": "reno",
     "net/ipv4/tcp_rmem": "4096 131072 33554432",
     "net/ipv4/tcp_wmem": "4096 16384 4194304",

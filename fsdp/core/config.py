@@ -71,6 +71,7 @@ CFG_RFD = 55  # receive flow deliver: active opens pick ports whose replies RSS 
 CFG_IPFRAG_TIME_US = 56  # how long a datagram's fragments are kept (Linux ipfrag_time)
 CFG_TCP_RECOVERY = 57  # TCP_RECOVERY_RACK: RACK loss detection with SACK (Linux tcp_recovery)
 CFG_TCP_FRTO = 58  # F-RTO after a retransmission timeout (RFC 5682; Linux tcp_frto)
+CFG_TCP_ECN = 59  # ECN (RFC 3168): 0 off, 1 asked for and accepted, 2 accepted (Linux tcp_ecn)
 CFG_SIZE = 64
 
 
@@ -129,6 +130,9 @@ class StackOptions:
     tcp_reordering: int = 3  # duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)
     tcp_recovery: int = 1  # 1: RACK (RFC 8985 §6) finds losses with SACK, as Linux; 0: RFC 6675
     tcp_frto: int = 2  # F-RTO after an RTO (RFC 5682; Linux's default 2), 0: go-back-N at once
+    # ECN (RFC 3168), as Linux's tcp_ecn: 2 (its default) accepts it when a peer's SYN asks,
+    # 1 also asks for it in our SYNs, 0 never uses it
+    tcp_ecn: int = 2
     tcp_time_wait: float = 60.0  # s in TIME-WAIT (2*MSL; Linux TCP_TIMEWAIT_LEN)
     tcp_max_reass: int = 0  # out-of-order bytes held per connection, 0 = its receive buffer
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
@@ -216,6 +220,7 @@ class StackOptions:
         positive_int("tcp_reordering", 1, 300)
         positive_int("tcp_recovery", 0, 1)
         positive_int("tcp_frto", 0, 2)
+        positive_int("tcp_ecn", 0, 2)
         positive_int("tcp_max_reass", 0, 1 << 30)
         positive_int("somaxconn", 1, 1 << 20)
         for name in ("tcp_rto_initial", "tcp_rto_max", "tcp_time_wait"):
@@ -312,6 +317,7 @@ def cfg_create(
     cfg[CFG_TCP_REORDERING] = opts.tcp_reordering
     cfg[CFG_TCP_RECOVERY] = opts.tcp_recovery
     cfg[CFG_TCP_FRTO] = opts.tcp_frto
+    cfg[CFG_TCP_ECN] = opts.tcp_ecn
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)

@@ -171,6 +171,10 @@ STAT_NAMES = (
     "tcp_undo_dsack",  # reductions undone: every retransmission D-SACKed (TCPDSACKUndo)
     "tcp_undo_loss",  # RTO recoveries undone (Linux TCPLossUndo)
     "tcp_spurious_rtos",  # of them, shown spurious by F-RTO (RFC 5682; TCPSpuriousRTOs)
+    # Explicit Congestion Notification (RFC 3168; fsdp.tcp.ecn)
+    "tcp_ecn_negotiated",  # connections that agreed on ECN in their handshake
+    "tcp_ecn_ce_recv",  # data segments that arrived marked CE (congestion experienced)
+    "tcp_ecn_cwr_episodes",  # window reductions an ECE started (Linux's CWR state)
 )
 
 STAT_RX_FRAMES = 0
@@ -317,6 +321,9 @@ STAT_TCP_UNDO_RECOVERY = 140
 STAT_TCP_UNDO_DSACK = 141
 STAT_TCP_UNDO_LOSS = 142
 STAT_TCP_SPURIOUS_RTOS = 143
+STAT_TCP_ECN_NEGOTIATED = 144
+STAT_TCP_ECN_CE_RECV = 145
+STAT_TCP_ECN_CWR_EPISODES = 146
 
 STAT_COUNT = len(STAT_NAMES)
 

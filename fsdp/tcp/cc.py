@@ -19,6 +19,9 @@ Engine call points::
     ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)  (if cc_is_cwnd_limited)
     dup ACK 1 and 2 ... cc_limited_transmit_allowed(t, cid, dupacks)          (RFC 3042)
     dup ACK 3 / SACK loss ... if cc_may_enter_recovery(...): cc_enter_recovery(...)
+                              (in an ECN reduction: cc_cwr_to_recovery)
+    ACK with ECE (RFC 3168) ... cc_enter_cwr(t, cid); every ACK then cc_prr_ack until
+                              cc_cwr_done(t, cid, ack): cc_end_cwr
     every ACK in recovery ... cc_is_full_ack(t, cid, ack) ? cc_exit_recovery
                               : cc_prr_ack(t, cid, delivered, pipe, safe_ack)     (RFC 6937)
     data sent in recovery, or by limited transmit ... cc_prr_sent(t, cid, nbytes)
@@ -50,6 +53,11 @@ Choices (RFC vs Linux), each also at its function:
 * Full ACK (RFC 6582 §3.2 step 6): option (2), ``cwnd = ssthresh``, as Linux
   (tcp_end_cwnd_reduction).  PRR has held the flight near ssthresh, so there is no burst
   unless the full ACK covers much more than the flight PRR left (everything outstanding).
+* ECN (RFC 3168 §6.1.2, fsdp.tcp.ecn): an ECE halves *cwnd* (NewReno ``max(cwnd/2, 2*SMSS)``,
+  as RFC 3168 says and Linux's tcp_reno_ssthresh; CUBIC as at a loss), and PRR brings cwnd
+  down as in fast recovery, without retransmitting (Linux's CWR state, ``ECN_IN_CWR`` in
+  ``ecn_flags``); it ends with cwnd = ssthresh once an ACK passes the SND.NXT of its start
+  (``recover``).  A loss found meanwhile keeps that reduction (Linux tcp_enter_recovery).
 * RTO: cwnd = 1 SMSS (RFC 5681 LW); ssthresh is reduced only once per loss episode (Linux
   tcp_enter_loss: not again while ``snd_una < recover``, so a backed-off second RTO or an RTO
   in fast recovery keeps the ssthresh already halved; RFC 5681 §3.1 likewise reduces only if
@@ -91,8 +99,9 @@ convergence and TCP friendliness on, no HyStart):
 import numpy as np
 from numba import njit
 
+from fsdp.tcp.ecn import ECN_IN_CWR, ecn_queue_cwr
 from fsdp.tcp.tcb import CC_CUBIC, TCP_INFINITE_SSTHRESH, TF_IN_RECOVERY
-from fsdp.tcp.undo import undo_init
+from fsdp.tcp.undo import UNDO_NONE, undo_init
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_lt
 
 # --- constants -------------------------------------------------------------------------------
@@ -382,9 +391,12 @@ def cc_may_enter_recovery(t, cid, ack, sack_recovery):
     ACK "covers more than recover" (``ack > recover``; an ACK at recover may be the last
     retransmission's, so duplicates of it prove nothing; Linux holds its Recovery state until
     an ACK above high_seq).  With SACK the scoreboard tells a new loss: ``ack >= recover``
-    (Linux).  Also RFC 6675 §5.1's rule after an RTO."""
+    (Linux).  Also RFC 6675 §5.1's rule after an RTO.  During an ECN reduction ``recover`` is
+    that reduction's, and a loss may start recovery at once (Linux's CWR state)."""
     if (t.hot.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
+    if (t.hot.ecn_flags[cid] & ECN_IN_CWR) != 0:
+        return True
     if sack_recovery:
         return seq_geq(ack, t.hot.recover[cid])
     return seq_gt(ack, t.hot.recover[cid])
@@ -408,6 +420,17 @@ def cc_enter_recovery(t, cid, flight_size, now):
     W_max (fast convergence, RFC 9438 §4.7).  cwnd is left for ``cc_prr_ack`` to set on this
     same ACK; RecoverFS := cwnd (Linux prior_cwnd; RFC 6937 uses snd.nxt - snd.una), and
     prr_delivered = prr_out = 0.  recover = snd_max; TF_IN_RECOVERY set."""
+    _init_cwnd_reduction(t, cid, flight_size)
+    h = t.hot
+    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
+
+
+@njit(cache=True)
+def _init_cwnd_reduction(t, cid, newreno_basis):
+    """Start a window reduction (Linux tcp_init_cwnd_reduction): ssthresh from ``newreno_basis``
+    halved (NewReno) or from cwnd (CUBIC, with W_max and fast convergence), RecoverFS := cwnd,
+    PRR's counts from 0, recover = snd_max, and CWR queued for an ECN peer."""
     h = t.hot
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
@@ -419,13 +442,67 @@ def cc_enter_recovery(t, cid, flight_size, now):
         ssthresh = cwnd * CUBIC_BETA // CUBIC_BETA_SCALE
         _cubic_reset(t, cid)
     else:
-        ssthresh = np.int64(flight_size) // 2
+        ssthresh = np.int64(newreno_basis) // 2
         _newreno_cnt_reset(t, cid)
     h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
     h.prr_prior_cwnd[cid] = _clamp_cwnd(cwnd, mss)
     h.prr_delivered[cid] = 0
     h.prr_out[cid] = 0
     h.recover[cid] = h.snd_max[cid]
+    ecn_queue_cwr(t, cid)
+
+
+@njit(cache=True)
+def cc_in_cwr(t, cid):
+    """In an ECN window reduction (Linux's CWR state)."""
+    return (t.hot.ecn_flags[cid] & ECN_IN_CWR) != 0
+
+
+@njit(cache=True)
+def cc_counts_prr_out(t, cid):
+    """Data sent now counts toward PRR's prr_out: in fast recovery or an ECN reduction (Linux
+    tcp_in_cwnd_reduction)."""
+    h = t.hot
+    return (h.tflags[cid] & TF_IN_RECOVERY) != 0 or (h.ecn_flags[cid] & ECN_IN_CWR) != 0
+
+
+@njit(cache=True)
+def cc_enter_cwr(t, cid):
+    """An ACK echoed congestion (ECE, RFC 3168 §6.1.2) outside any reduction: halve the window,
+    PRR to bring cwnd down over the next ACKs, CWR queued (Linux tcp_enter_cwr).  The reduction
+    cannot be undone (Linux: undo_marker = 0)."""
+    h = t.hot
+    h.prior_ssthresh[cid] = 0
+    h.undo_retrans[cid] = UNDO_NONE
+    _init_cwnd_reduction(t, cid, h.cwnd[cid])
+    h.ecn_flags[cid] |= np.uint8(ECN_IN_CWR)
+
+
+@njit(cache=True)
+def cc_cwr_done(t, cid, ack):
+    """The ECN reduction ends once ``ack`` passes the SND.NXT of its start -- held past it so
+    that the CWR sent there reached the peer (Linux tcp_fastretrans_alert, TCP_CA_CWR)."""
+    return (t.hot.ecn_flags[cid] & ECN_IN_CWR) != 0 and seq_gt(ack, t.hot.recover[cid])
+
+
+@njit(cache=True)
+def cc_end_cwr(t, cid):
+    """End the ECN reduction: cwnd = ssthresh (Linux tcp_end_cwnd_reduction)."""
+    h = t.hot
+    mss = _mss(t, cid)
+    h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
+    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    h.prr_out[cid] = 0
+    _reset_growth_state(t, cid)
+
+
+@njit(cache=True)
+def cc_cwr_to_recovery(t, cid):
+    """A loss found during an ECN reduction starts fast recovery within it: ssthresh, PRR's
+    counts and ``recover`` stay (Linux tcp_enter_recovery: no second tcp_init_cwnd_reduction
+    while tcp_in_cwnd_reduction)."""
+    h = t.hot
+    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
     h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
 
 
@@ -490,7 +567,8 @@ def cc_end_dupacks(t, cid):
     snd_una, and one below it as RFC 6582's initial ISS is)."""
     h = t.hot
     h.dupacks[cid] = 0
-    h.prr_out[cid] = 0
+    if (h.ecn_flags[cid] & ECN_IN_CWR) == 0:
+        h.prr_out[cid] = 0  # (an ECN reduction's PRR keeps counting)
     below = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
     if seq_gt(below, h.recover[cid]):
         h.recover[cid] = below
@@ -505,6 +583,7 @@ def cc_exit_recovery(t, cid, flight_size):
     mss = _mss(t, cid)
     h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
+    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
     h.prr_out[cid] = 0
     _reset_growth_state(t, cid)
 
@@ -557,6 +636,8 @@ def cc_on_rto(t, cid, flight_size, now):
         h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
     h.cwnd[cid] = mss
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
+    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    ecn_queue_cwr(t, cid)  # Linux tcp_enter_loss: the next new data carries CWR
     h.recover[cid] = h.snd_max[cid]
     h.dupacks[cid] = 0
     h.prr_out[cid] = 0

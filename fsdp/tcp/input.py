@@ -38,6 +38,7 @@ from fsdp.tcp.segment import (
     SEG_ACK,
     SEG_DPORT,
     SEG_DST,
+    SEG_ECN,
     SEG_FLAGS,
     SEG_KIND,
     SEG_LEN,
@@ -208,6 +209,7 @@ def tcp_input(core, fid, dst_kind, now):
     s[SEG_URP] = tcp_urp(buf, off)
     s[SEG_KIND] = dst_kind
     s[SEG_TOS] = buf[ip_off + 1] & 0xFC  # (ECN bits: RFC 3168 §6.1.1, never reflected)
+    s[SEG_ECN] = buf[ip_off + 1] & 0x3  # (fsdp.tcp.ecn)
     tcp_parse_options(buf, off, hlen, (flags & TH_SYN) != 0, core.tcp_opt)
     if dst_kind != DST_UNICAST:
         core.stats[STAT_TCP_NOT_UNICAST] += 1  # TCP is point to point (Linux: PACKET_HOST)

@@ -36,6 +36,7 @@ from fsdp.core.config import (
     CFG_TCP_ABORT_ON_OVERFLOW,
     CFG_TCP_CHALLENGE_ACK_LIMIT,
     CFG_TCP_DSACK,
+    CFG_TCP_ECN,
     CFG_TCP_FIN_TIMEOUT_US,
     CFG_TCP_INVALID_RATELIMIT_US,
     CFG_TCP_MAX_REASS,
@@ -64,6 +65,9 @@ from fsdp.core.stats import (
     STAT_TCP_DSACKS_SENT,
     STAT_TCP_DUP_ACKS_IN,
     STAT_TCP_DUP_DATA,
+    STAT_TCP_ECN_CE_RECV,
+    STAT_TCP_ECN_CWR_EPISODES,
+    STAT_TCP_ECN_NEGOTIATED,
     STAT_TCP_ESTAB_RESETS,
     STAT_TCP_FAST_RETRANS,
     STAT_TCP_LISTEN_DROPS,
@@ -116,9 +120,14 @@ from fsdp.core.vars import (
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.cc import (
     cc_current_ssthresh,
+    cc_cwr_done,
+    cc_cwr_to_recovery,
+    cc_end_cwr,
     cc_end_dupacks,
+    cc_enter_cwr,
     cc_enter_recovery,
     cc_exit_recovery,
+    cc_in_cwr,
     cc_init,
     cc_is_cwnd_limited,
     cc_is_full_ack,
@@ -136,6 +145,18 @@ from fsdp.tcp.conn import (
     tcp_set_closed,
     tcp_time_wait_restart,
     tcp_wscale_for_clamp,
+)
+from fsdp.tcp.ecn import (
+    ECN_QUICKACKS,
+    ECN_RX_QUIET,
+    IPTOS_ECN_CE,
+    ecn_accept_cwr,
+    ecn_check_ce,
+    ecn_echoed,
+    ecn_init,
+    ecn_on,
+    ecn_rcv_synack,
+    ecn_syn_asks,
 )
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_EVER_RETRANS,
@@ -243,6 +264,7 @@ from fsdp.tcp.tcp_output import (
     tcp_full_space,
     tcp_ip_fields_from_listener,
     tcp_loss_dupthresh,
+    tcp_open_pipe,
     tcp_rack_detect_loss,
     tcp_receive_window,
     tcp_recovery_pipe,
@@ -305,6 +327,7 @@ SEG_DPORT = 8
 SEG_URP = 9
 SEG_KIND = 10  # DST_UNICAST / DST_BROADCAST
 SEG_TOS = 11  # its IP TOS without the ECN bits (what a reply not from a socket carries)
+SEG_ECN = 12  # its IP ECN field (RFC 3168 §5; fsdp.tcp.ecn)
 SEG_SIZE = 16
 SEG_REOPEN = -3  # tcp_segment: a SYN reopens a TIME-WAIT 4-tuple (RFC 6191)
 
@@ -313,6 +336,7 @@ TCP_SYNCOOKIE_WINDOW_US = 120_000_000  # cookies are checked 2 min after the las
 TCP_TS_OPT_MASK = 0x3F  # cookie TSval low bits: window scale (0xF = none) and SACK (0x10)
 _TSOPT_NO_WSCALE = 0xF
 _TSOPT_SACK = 0x10
+_TSOPT_ECN = 0x20  # ... and ECN agreed (Linux TS_OPT_ECN)
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -399,6 +423,12 @@ def tcp_send_challenge_ack(core, cid, now):
 def tcp_enter_quickack(core, cid):
     """Linux tcp_enter_quickack_mode: ACK the next segments at once (up to 16, or what the
     window allows), leave pingpong mode, reset the ACK timeout."""
+    _enter_quickack(core, cid, TCP_MAX_QUICKACKS)
+
+
+@kernel_inline
+def _enter_quickack(core, cid, max_quickacks):
+    """tcp_enter_quickack with at most ``max_quickacks`` quick ACKs (Linux's argument)."""
     h = core.tcb.hot
     rm = np.int64(h.rcv_mss[cid])
     if rm < 1:
@@ -406,8 +436,8 @@ def tcp_enter_quickack(core, cid):
     q = np.int64(h.rcv_wnd[cid]) // (2 * rm)
     if q == 0:
         q = np.int64(2)
-    if q > TCP_MAX_QUICKACKS:
-        q = np.int64(TCP_MAX_QUICKACKS)
+    if q > max_quickacks:
+        q = np.int64(max_quickacks)
     if q > h.ack_quick[cid]:
         h.ack_quick[cid] = q
     h.tflags[cid] &= ~np.uint32(TF_PINGPONG)
@@ -661,6 +691,7 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
     h.tflags[cid] |= np.uint32(TF_PASSIVE)
     set_state(core, cid, TCPS_SYN_RECEIVED)
     _apply_syn_options(core, cid, True)
+    ecn_init(t, cid, ecn_syn_asks(core.cfg[CFG_TCP_ECN], s[SEG_FLAGS], s[SEG_ECN]))
     irs = s[SEG_SEQ]
     c.irs[cid] = irs
     h.rcv_nxt[cid] = (irs + 1) & M32
@@ -695,14 +726,16 @@ def _syn_received_child(core, lid, fid, now, iss, from_cookie):
 @kernel_inline
 def _cookie_ts_options(core, tsval_now, cid):
     """Linux cookie_init_timestamp: with timestamps, a cookie SYN-ACK's TSval carries the
-    window scale and SACK permission in its low 6 bits (what RFC 4987 §3.6 says a cookie
-    cannot hold); returns the TSval to send."""
+    window scale, SACK permission and ECN agreement in its low 6 bits (what RFC 4987 §3.6 says
+    a cookie cannot hold); returns the TSval to send."""
     h = core.tcb.hot
     opts = np.int64(_TSOPT_NO_WSCALE)
     if (h.tflags[cid] & TF_WSCALE_OK) != 0:
         opts = np.int64(h.snd_wscale[cid])
     if (h.tflags[cid] & TF_SACK_OK) != 0:
         opts |= _TSOPT_SACK
+    if ecn_on(core.tcb, cid):
+        opts |= _TSOPT_ECN
     ts = (tsval_now & ~np.int64(TCP_TS_OPT_MASK)) | opts
     if seq_gt(ts, tsval_now):
         ts -= 1 << 6
@@ -791,8 +824,9 @@ def _send_cookie_synack(core, lid, now):
         return
     h = core.tcb.hot
     if (h.tflags[cid] & TF_TS_OK) == 0:
-        # Linux: without timestamps a cookie cannot carry window scale or SACK: none offered
+        # Linux: without timestamps a cookie cannot carry window scale, SACK or ECN: none
         h.tflags[cid] &= ~np.uint32(TF_WSCALE_OK | TF_SACK_OK)
+        ecn_init(core.tcb, cid, False)
         h.rcv_wscale[cid] = 0
         tcp_initial_rcv_window(core, cid)
     else:
@@ -800,7 +834,7 @@ def _send_cookie_synack(core, lid, now):
         now_ts = tcp_ts_now(core, cid, now)
         want = _cookie_ts_options(core, now_ts, cid)
         h.ts_offset[cid] = (np.int64(h.ts_offset[cid]) + seq_diff(want, now_ts)) & M32
-    tcp_send_syn(core, cid, now)
+    tcp_send_syn(core, cid, False, now)
     core.stats[STAT_TCP_SYNCOOKIES_SENT] += 1
     listen_note_overflow(ls, lid, now)
     tcp_conn_free(core, cid)
@@ -835,11 +869,13 @@ def _cookie_ack(core, lid, fid, now):
     p = o[TOPT_PRESENT]
     # Rebuild the SYN's options: MSS from the cookie, the rest from the echoed TSval.
     sack_ok = False
+    ecn_ok = False
     ws = np.int64(-1)
     ts_ok = (p & OPTF_TS) != 0 and core.cfg[CFG_TCP_TIMESTAMPS] != 0 and o[TOPT_TS_ECR] != 0
     if ts_ok:
         bits = o[TOPT_TS_ECR] & TCP_TS_OPT_MASK
         sack_ok = (bits & _TSOPT_SACK) != 0 and core.cfg[CFG_TCP_SACK] != 0
+        ecn_ok = (bits & _TSOPT_ECN) != 0 and core.cfg[CFG_TCP_ECN] != 0  # Linux cookie_ecn_ok
         if (bits & 0xF) != _TSOPT_NO_WSCALE and core.cfg[CFG_TCP_WINDOW_SCALING] != 0:
             ws = bits & 0xF
     cid = tcp_conn_alloc(core, s[SEG_DST], s[SEG_DPORT], s[SEG_SRC], s[SEG_SPORT])
@@ -865,6 +901,7 @@ def _cookie_ack(core, lid, fid, now):
     else:
         h.rcv_wscale[cid] = 0
     h.tflags[cid] |= f
+    ecn_init(t, cid, ecn_ok)
     c.peer_mss[cid] = syncookie_mss(idx)
     c.irs[cid] = peer_isn
     c.iss[cid] = cookie
@@ -919,6 +956,8 @@ def _syn_recv_established(core, cid, now):
     disarm(core, cid, TIMER_RTO)
     set_state(core, cid, TCPS_ESTABLISHED)
     tcp_established(core, cid, now)
+    if ecn_on(t, cid):
+        core.stats[STAT_TCP_ECN_NEGOTIATED] += 1
     lid = c.listener[cid]
     if lid >= 0 and c.owner[cid] < 0:
         if (h.tflags[cid] & TF_SYNCOOKIE) == 0:  # a cookie's child was never on the SYN list
@@ -970,6 +1009,8 @@ def _synsent_input(core, cid, fid, now):
             return
         # fourth check the SYN bit: our SYN is ACKed -> ESTABLISHED
         _apply_syn_options(core, cid, False)
+        if ecn_rcv_synack(t, cid, flags):
+            core.stats[STAT_TCP_ECN_NEGOTIATED] += 1
         if (h.tflags[cid] & TF_TS_OK) != 0 and not _has_ts(core):
             h.tflags[cid] &= ~np.uint32(TF_TS_OK)
         irs = s[SEG_SEQ]
@@ -1013,6 +1054,7 @@ def _synsent_input(core, cid, fid, now):
     if (flags & TH_SYN) != 0:
         # simultaneous open (Figure 8): SYN-RECEIVED, send SYN,ACK
         _apply_syn_options(core, cid, False)
+        ecn_rcv_synack(t, cid, flags)
         irs = s[SEG_SEQ]
         c.irs[cid] = irs
         h.rcv_nxt[cid] = (irs + 1) & M32
@@ -1516,7 +1558,9 @@ def _congestion_control(
             cc_leave_recovery(t, cid)
             rack_lost = tcp_rack_detect_loss(core, cid, now) if rack_dubious else np.int64(0)
             if rack_lost > 0 and cc_may_enter_recovery(t, cid, ack, True):
-                tcp_enter_fast_recovery(core, cid, delivered, False, now)
+                tcp_enter_fast_recovery(
+                    core, cid, delivered, False, ecn_echoed(t, cid, s[SEG_FLAGS]), now
+                )
             elif acked > 0:
                 _grow_cwnd(t, cid, delivered, now)
             return
@@ -1535,14 +1579,21 @@ def _congestion_control(
             newly_lost = scoreboard_lost_bytes(pool, t, cid, dupthresh) > lost_before
         cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), acked > 0 and not newly_lost)
         return
+    # open, or in an ECN reduction (Linux's CWR state), which ends once the ACK passes the
+    # SND.NXT of its start; an ECE starts one (RFC 3168 §6.1.2) unless recovery starts here
+    ece = ecn_echoed(t, cid, s[SEG_FLAGS])
+    if cc_cwr_done(t, cid, ack):
+        cc_end_cwr(t, cid)
     rack_lost = tcp_rack_detect_loss(core, cid, now) if rack_dubious else np.int64(0)
     if acked > 0:
         cc_end_dupacks(t, cid)
         if rack_lost == 0 or not cc_may_enter_recovery(t, cid, ack, True):
-            _grow_cwnd(t, cid, delivered, now)
+            _open_cwnd(core, cid, delivered, ece, True, now)
             tcp_sndbuf_expand(core, cid)  # Linux tcp_new_space: the buffer follows cwnd
             return
     elif not is_dup and sack_new == 0:
+        if ece:
+            _open_cwnd(core, cid, delivered, ece, False, now)
         return
     if is_dup and sack_on and sack_new == 0:
         # RFC 6675 §2: with SACK an ACK is a duplicate only if it SACKs new data (blocks
@@ -1561,9 +1612,11 @@ def _congestion_control(
     if enter and cc_may_enter_recovery(t, cid, ack, sack_on):
         if not sack_on:
             delivered = np.int64(h.mss[cid])  # this duplicate ACK (already counted)
-        tcp_enter_fast_recovery(core, cid, delivered, not rack, now)
+        tcp_enter_fast_recovery(core, cid, delivered, not rack, ece, now)
         return
-    if sack_new > 0 and tcp_reordering(core, cid) > np.int64(core.cfg[CFG_TCP_REORDERING]):
+    if ece or cc_in_cwr(t, cid):
+        _open_cwnd(core, cid, delivered, ece, False, now)
+    elif sack_new > 0 and tcp_reordering(core, cid) > np.int64(core.cfg[CFG_TCP_REORDERING]):
         # on a path seen to reorder deeply, a SACK is progress enough to grow cwnd (Linux
         # tcp_may_raise_cwnd: FLAG_FORWARD_PROGRESS once tp->reordering exceeds the sysctl)
         _grow_cwnd(t, cid, delivered, now)
@@ -1574,6 +1627,22 @@ def _congestion_control(
         # RFC 3042: one new segment, cwnd unchanged (with SACK, RFC 6675 §5 step 3: pipe
         # gives the room, tcp_output.tcp_push)
         h.tflags[cid] |= np.uint32(TF_LIMITED_XMIT)
+
+
+@kernel_inline
+def _open_cwnd(core, cid, delivered, ece, advanced, now):
+    """cwnd on an ACK outside fast and RTO recovery that starts none: an ECE starts an ECN
+    reduction (RFC 3168 §6.1.2; Linux tcp_try_to_open -> tcp_enter_cwr), during which PRR sets
+    cwnd from what each ACK ``delivered`` (Linux tcp_cong_control: tcp_cwnd_reduction, no
+    growth); otherwise an ACK that ``advanced`` SND.UNA grows it."""
+    t = core.tcb
+    if ece and not cc_in_cwr(t, cid):
+        core.stats[STAT_TCP_ECN_CWR_EPISODES] += 1
+        cc_enter_cwr(t, cid)
+    if cc_in_cwr(t, cid):
+        cc_prr_ack(t, cid, delivered, tcp_open_pipe(core, cid), advanced)
+    elif advanced:
+        _grow_cwnd(t, cid, delivered, now)
 
 
 @kernel
@@ -1644,13 +1713,15 @@ def _undo_loss(core, cid, frto_undo, delivered, now):
 
 
 @kernel
-def tcp_enter_fast_recovery(core, cid, delivered, mark_head, now):
+def tcp_enter_fast_recovery(core, cid, delivered, mark_head, ece, now):
     """Start fast recovery (RFC 5681 §3.2 step 2, RFC 6675 §5 step 4, RFC 6937 §3.1): reduce
     ssthresh from FlightSize without what limited transmit sent, start a scoreboard episode,
     mark the first unacknowledged segment lost (``mark_head``: not when RACK has marked what is
     lost, as Linux) and let PRR's first quota (``delivered`` bytes this event delivered) send
-    the fast retransmission.  The reduction may later be undone (fsdp.tcp.undo).  From an ACK
-    or the RACK reordering timer."""
+    the fast retransmission.  The reduction may later be undone (fsdp.tcp.undo), unless the ACK
+    also echoed congestion (``ece``, RFC 3168) or an ECN reduction was under way, which recovery
+    continues rather than reducing again (Linux tcp_enter_recovery).  From an ACK or the RACK
+    reordering timer."""
     t = core.tcb
     h = t.hot
     pool = core.pool
@@ -1659,9 +1730,13 @@ def tcp_enter_fast_recovery(core, cid, delivered, mark_head, now):
     # a new episode, which an undo may revert; its first retransmission dates it (Linux
     # tcp_enter_recovery: tcp_retrans_stamp_cleanup, tcp_init_undo)
     _retrans_stamp_cleanup(core, cid)
-    undo_init(t, cid, cc_current_ssthresh(t, cid))
-    flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
-    cc_enter_recovery(t, cid, flight, now)
+    in_cwr = cc_in_cwr(t, cid)
+    undo_init(t, cid, 0 if in_cwr or ece else cc_current_ssthresh(t, cid))
+    if in_cwr:
+        cc_cwr_to_recovery(t, cid)
+    else:
+        flight = tcp_flight(core, cid) - np.int64(h.prr_out[cid])
+        cc_enter_recovery(t, cid, flight, now)
     if (h.tflags[cid] & TF_SACK_OK) != 0:
         core.stats[STAT_TCP_SACK_RECOVERY] += 1
     scoreboard_enter_recovery(pool, t, cid)
@@ -1720,6 +1795,18 @@ def _event_data_recv(core, cid, fid, now):
     n = core.tcp_seg[SEG_LEN]
     if n >= 128:
         _grow_window(core, cid, fid, n)
+
+
+@kernel_inline
+def _ecn_check_ce(core, cid):
+    """A data segment arrived (in order or not): its ECN field may demand ECE of us (RFC 3168
+    §6.1.3), and a first CE mark or a likely retransmission is ACKed quickly (Linux
+    tcp_ecn_check_ce; fsdp.tcp.ecn)."""
+    ip_ecn = core.tcp_seg[SEG_ECN]
+    if ip_ecn == IPTOS_ECN_CE and ecn_on(core.tcb, cid):
+        core.stats[STAT_TCP_ECN_CE_RECV] += 1
+    if ecn_check_ce(core.tcb, cid, ip_ecn) != ECN_RX_QUIET:
+        _enter_quickack(core, cid, ECN_QUICKACKS)
 
 
 @kernel_inline
@@ -1869,6 +1956,7 @@ def _data_queue(core, cid, fid, now):
             # tcp_event_data_recv()", after queueing); a bare FIN before any data keeps ato 0
             _measure_rcv_mss(core, cid, fid)
             _event_data_recv(core, cid, fid, now)
+            _ecn_check_ce(core, cid)
         else:
             frame_free(pool, fid)
         had_ooo = h.ooo_head[cid] >= 0
@@ -1920,6 +2008,7 @@ def _data_queue(core, cid, fid, now):
         h.tflags[cid] |= np.uint32(TF_ACK_NOW)
         frame_free(pool, fid)
         return np.int64(cid)
+    _ecn_check_ce(core, cid)
     mx = core.cfg[CFG_TCP_MAX_REASS]
     if mx <= 0:
         mx = np.int64(h.rcv_buf[cid])
@@ -2104,6 +2193,8 @@ def _sync_input(core, cid, fid, now):
     if r == ACK_BAD:
         frame_free(pool, fid)
         return np.int64(cid)
+    if ecn_accept_cwr(t, cid, flags) and s[SEG_LEN] > 0:
+        h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # the sender's window may be one segment
     st = h.state[cid]
     fin_acked = (h.tflags[cid] & TF_FIN_SENT) != 0 and np.int64(h.snd_una[cid]) == np.int64(
         h.snd_max[cid])

@@ -281,6 +281,7 @@ TCB_HOT_DTYPE = np.dtype(
         ("prior_ssthresh", np.uint32),  # ssthresh before the reduction, 0 = none (Linux)
         ("frto", np.uint8),  # F-RTO after an RTO (RFC 5682, Linux tp->frto): 0 off, 1 on,
         # 2 = step 2b, the next send is new data (undo.FRTO_NEW_DATA)
+        ("ecn_flags", np.uint8),  # ecn.ECN_* (RFC 3168; Linux tp->ecn_flags)
         # queues: chains of pool frames through pool.next
         ("snd_q_head", np.int32),  # oldest frame (from snd_una)
         ("snd_q_tail", np.int32),  # int32
@@ -474,6 +475,7 @@ def _reset(t, i):
     h.undo_retrans[i] = UNDO_NONE
     h.prior_ssthresh[i] = 0
     h.frto[i] = 0
+    h.ecn_flags[i] = 0
     h.snd_q_head[i] = -1
     h.snd_q_tail[i] = -1
     h.snd_q_unsent[i] = -1

@@ -56,7 +56,14 @@ from fsdp.core.timerwheel import (
 from fsdp.core.vars import V_IP_ID, V_TCP_XMIT_ORDER
 from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import FRAME_F_TX_CSUM, HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
-from fsdp.tcp.cc import cc_after_idle, cc_cwnd_validate, cc_prr_sent
+from fsdp.tcp.cc import (
+    cc_after_idle,
+    cc_counts_prr_out,
+    cc_cwnd_validate,
+    cc_in_cwr,
+    cc_prr_sent,
+)
+from fsdp.tcp.ecn import ecn_syn_flags, ecn_xmit
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_EVER_RETRANS,
     FRAME_F_TCP_FIN,
@@ -126,6 +133,7 @@ from fsdp.wire.tcp import (
     TH_URG,
     seq_diff,
     seq_gt,
+    seq_lt,
     tcp_build,
     tcp_set_checksum,
     tcp_write_sack_option,
@@ -235,10 +243,10 @@ def tcp_tmpl_resolve(core, cid):
 
 
 @kernel_inline
-def _emit(core, cid, fid, tcp_len, ident, now):
+def _emit(core, cid, fid, tcp_len, ident, ect, now):
     """Send the TCP segment at ``pool.data[fid, HEADROOM:HEADROOM+tcp_len]``: template headers
     when the next hop is cached, else through ip_output; IPv4 id ``ident`` (-1: the core's
-    counter).  Takes ownership."""
+    counter), IP ECN field ``ect`` (fsdp.tcp.ecn).  Takes ownership."""
     pool = core.pool
     h = core.tcb.hot
     buf = pool.data[fid]
@@ -253,7 +261,7 @@ def _emit(core, cid, fid, tcp_len, ident, now):
     if (h.tflags[cid] & TF_TMPL_MAC) == 0 and not tcp_tmpl_resolve(core, cid):
         pool.off[fid] = HEADROOM
         pool.length[fid] = tcp_len
-        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(c.tos[cid]),
+        ip_output(core, fid, rip, np.int64(IPPROTO_TCP), np.int64(c.tos[cid]) | ect,
                   tcp_ttl(core, cid), (h.tflags[cid] & TF_PMTU_LOCKED) == 0, ident, now)
         return
     row = core.tcp_tmpl[cid]
@@ -261,6 +269,7 @@ def _emit(core, cid, fid, tcp_len, ident, now):
     for i in range(_TMPL_PORTS):
         buf[base + i] = row[i]
     ip = base + ETH_HLEN
+    buf[ip + 1] = (buf[ip + 1] & 0xFC) | ect
     set_u16(buf, ip + 2, IP_HLEN_MIN + tcp_len)
     if ident < 0:
         ident = core.var[V_IP_ID]
@@ -406,6 +415,10 @@ def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
     else:
         win = tcp_select_window(core, cid)
     ack = np.int64(h.rcv_nxt[cid]) if (flags & TH_ACK) != 0 else np.int64(0)
+    ect = np.int64(0)
+    if st != TCPS_TIME_WAIT:  # (Linux answers from TIME-WAIT without the socket's ECN state)
+        # only data never sent before is ECN-capable (RFC 3168 §6.1.5; fsdp.tcp.ecn)
+        flags, ect = ecn_xmit(core.tcb, cid, flags, n > 0 and not seq_lt(seq, h.snd_max[cid]))
     urp = np.int64(0)
     if (hf & TF_URG_MODE) != 0:
         up = tcp_urg_pointer(core, cid, seq & M32)  # RFC 9293 §3.8.5 (fsdp.tcp.urgent)
@@ -426,7 +439,7 @@ def tcp_xmit(core, cid, seq, flags, src_fid, src_off, n, opts_kind, now):
         tcp_ack_sent(core, cid)
     # IP id 0 on a SYN-ACK, as Linux (its request sockets build it with ip_build_and_send_pkt)
     ident = np.int64(0) if (flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK) else np.int64(-1)
-    _emit(core, cid, fid, hlen + n, ident, now)
+    _emit(core, cid, fid, hlen + n, ident, ect, now)
     return True
 
 
@@ -493,13 +506,15 @@ def tcp_send_rst(core, cid, now):
 
 
 @kernel
-def tcp_send_syn(core, cid, now):
-    """The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), sent or sent again."""
+def tcp_send_syn(core, cid, again, now):
+    """The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), sent or sent ``again``, with the ECN
+    setup bits (fsdp.tcp.ecn)."""
     h = core.tcb.hot
     flags = TH_SYN
     if h.state[cid] == TCPS_SYN_RECEIVED:
         flags |= TH_ACK
         tcp_ip_fields_from_listener(core, cid)
+    flags = ecn_syn_flags(core.tcb, cid, flags, again)
     iss = np.int64(core.tcb.cold.iss[cid])
     return tcp_xmit(core, cid, iss, flags, -1, 0, 0, OPTS_SYN, now)
 
@@ -823,7 +838,7 @@ def tcp_xmit_frame(core, cid, fid, now, rexmit):
     if not tcp_xmit(core, cid, seq, flags, fid, pool.off[fid], n, OPTS_NORMAL, now):
         return False
     end = (seq + frame_seq_len(pool, fid)) & M32
-    if (h.tflags[cid] & TF_IN_RECOVERY) != 0:
+    if cc_counts_prr_out(core.tcb, cid):
         cc_prr_sent(core.tcb, cid, frame_seq_len(pool, fid))  # RFC 6937 prr_out
     if rexmit:
         if h.retrans_stamp[cid] == 0:
@@ -1020,6 +1035,16 @@ def tcp_recovery_pipe(core, cid):
     return pipe if pipe > 0 else np.int64(0)
 
 
+@kernel_inline
+def tcp_open_pipe(core, cid):
+    """In flight outside fast and RTO recovery: the flight, or with SACKed data outstanding
+    what the scoreboard counts, so that what left the network makes room (RFC 6675 §5 step 3,
+    limited transmit by pipe; Linux always counts tcp_packets_in_flight)."""
+    if (core.tcb.hot.tflags[cid] & TF_SACKED_OUT) != 0:
+        return tcp_recovery_pipe(core, cid)
+    return tcp_flight(core, cid)
+
+
 @kernel
 def tcp_reno_sacked(core, cid):
     """Without SACK: the bytes the duplicate ACKs of this recovery stand for, one SMSS each,
@@ -1082,12 +1107,8 @@ def tcp_push(core, cid, now):
             sent += 1
             pipe += frame_seq_len(pool, fid)
         room = cwnd - pipe
-    elif (f & TF_SACKED_OUT) != 0:
-        # SACKed data outstanding: what left the network makes room (RFC 6675 §5 step 3,
-        # limited transmit by pipe; Linux always counts tcp_packets_in_flight)
-        room = cwnd - tcp_recovery_pipe(core, cid)
     else:
-        room = cwnd - tcp_flight(core, cid)
+        room = cwnd - tcp_open_pipe(core, cid)
     fresh = 0
     sent_from = h.snd_max[cid]
     had_new_data = h.snd_q_unsent[cid] >= 0
@@ -1095,7 +1116,8 @@ def tcp_push(core, cid, now):
         fresh = tcp_output_new(core, cid, room, now)
         if fresh > 0:
             tcp_schedule_loss_probe(core, cid, now, False)  # Linux tcp_write_xmit
-            if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) == 0 and h.dupacks[cid] > 0:
+            if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) == 0 and h.dupacks[cid] > 0 and not (
+                    cc_in_cwr(t, cid)):
                 # limited transmit by pipe: kept out of the FlightSize of ssthresh
                 cc_prr_sent(t, cid, seq_diff(h.snd_max[cid], sent_from))
                 core.stats[STAT_TCP_LIMITED_TRANSMIT] += fresh
@@ -1187,7 +1209,7 @@ def tcp_output(core, cid, now):
     if (f & TF_SEND_SYN) != 0:
         h.tflags[cid] &= ~np.uint32(TF_SEND_SYN)
         if st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
-            tcp_send_syn(core, cid, now)
+            tcp_send_syn(core, cid, False, now)
     if tcp_can_send_data(st):
         if (f & TF_LIMITED_XMIT) != 0:
             h.tflags[cid] &= ~np.uint32(TF_LIMITED_XMIT)
@@ -1198,7 +1220,8 @@ def tcp_output(core, cid, now):
                     if tcp_xmit_frame(core, cid, fid, now, False):
                         h.snd_q_unsent[cid] = pool.next[fid]
                         core.stats[STAT_TCP_LIMITED_TRANSMIT] += 1
-                        # kept out of the FlightSize that sets ssthresh (RFC 5681 §3.2)
-                        cc_prr_sent(core.tcb, cid, frame_seq_len(pool, fid))
+                        if not cc_counts_prr_out(core.tcb, cid):
+                            # kept out of the FlightSize that sets ssthresh (RFC 5681 §3.2)
+                            cc_prr_sent(core.tcb, cid, frame_seq_len(pool, fid))
         tcp_push(core, cid, now)
     tcp_ack_snd_check(core, cid, now)

@@ -175,7 +175,7 @@ def _rto_fire(core, cid, now):
         core.stats[STAT_TCP_TIMEOUTS] += 1
         core.stats[STAT_TCP_SYN_RETRANS] += 1
         h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)  # Karn
-        tcp_send_syn(core, cid, now)
+        tcp_send_syn(core, cid, True, now)
         h.rexmit_count[cid] += 1
         tcp_arm_rto(core, cid, now)
         _clamp_rto_to_user_timeout(core, cid, user_timeout, now)
@@ -250,7 +250,7 @@ def _synack_fire(core, cid, now):
         return
     core.stats[STAT_TCP_SYNACK_RETRANS] += 1
     h.tflags[cid] &= ~np.uint32(TF_RTT_TIMING)
-    tcp_send_syn(core, cid, now)
+    tcp_send_syn(core, cid, True, now)
     h.rexmit_count[cid] += 1
     tmo = core.cfg[CFG_TCP_RTO_INITIAL_US] << np.int64(h.rexmit_count[cid])
     mx = core.cfg[CFG_TCP_RTO_MAX_US]
@@ -390,7 +390,7 @@ def _reorder_fire(core, cid, now):
     if (f & (TF_IN_RECOVERY | TF_IN_LOSS)) == 0 and cc_may_enter_recovery(
         core.tcb, cid, h.snd_una[cid], True
     ):
-        tcp_enter_fast_recovery(core, cid, np.int64(h.mss[cid]), False, now)
+        tcp_enter_fast_recovery(core, cid, np.int64(h.mss[cid]), False, False, now)
 
 
 @kernel

@@ -32,6 +32,7 @@ data).
 import numpy as np
 from numba import njit
 
+from fsdp.tcp.ecn import ecn_withdraw_cwr
 from fsdp.wire.tcp import seq_gt, seq_leq
 
 UNDO_NONE = -2  # no episode that may be undone (Linux undo_marker == 0)
@@ -102,4 +103,5 @@ def undo_cwnd_reduction(t, cid):
             h.cwnd[cid] = pc
         if prior > np.int64(h.ssthresh[cid]):
             h.ssthresh[cid] = prior
+            ecn_withdraw_cwr(t, cid)  # the CWR not yet sent is no longer true (Linux)
     h.undo_retrans[cid] = UNDO_NONE

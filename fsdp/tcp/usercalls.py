@@ -31,6 +31,7 @@ from fsdp.core.config import (
     CFG_RFD,
     CFG_SOMAXCONN,
     CFG_TCP_CC,
+    CFG_TCP_ECN,
     CFG_TCP_FIN_TIMEOUT_US,
     CFG_TCP_KEEPALIVE_INTVL_US,
     CFG_TCP_KEEPALIVE_PROBES,
@@ -62,6 +63,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
+from fsdp.tcp.ecn import ecn_init
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
 from fsdp.tcp.isn import isn_generate
@@ -460,6 +462,7 @@ def tcp_connect_k(core, lip, lport, rip, rport, ip_fields, now):
     if core.cfg[CFG_TCP_WINDOW_SCALING] != 0:
         f |= TF_WSCALE_OK
     h.tflags[cid] |= f
+    ecn_init(t, cid, core.cfg[CFG_TCP_ECN] == 1)  # ECN asked for in the SYN (fsdp.tcp.ecn)
     set_state(core, cid, TCPS_SYN_SENT)
     iss = isn_generate(core.isn_secret, lip, lport, rip, rport, now)
     c.iss[cid] = iss

@@ -110,6 +110,7 @@ class Seg:
         self.win = t.window
         self.urg = t.urgptr  # the urgent pointer field (meaningful when "U" is in flags)
         ip = pkt[IP]
+        self.ecn = ip.tos & 3  # the IP ECN field (RFC 3168 §5): 0 Not-ECT, 2 ECT(0), 3 CE
         n = ip.len - 4 * ip.ihl - 4 * t.dataofs  # the TCP payload, Ethernet padding excluded
         self.data = bytes(t.payload)[:n]
         self.len = len(self.data)
@@ -160,8 +161,9 @@ class Conn:
     def seg(self, flags: str = "A", seq: int | None = None, ack: int | None = None,
             data: bytes = b"", *, win: int | None = None, options: list | None = None,
             tsval: int | None = None, tsecr: int | None = None, sack: list | None = None,
-            urg: int = 0, chksum: int | None = None, dataofs: int | None = None):
-        """A segment from the peer, numbers relative; timestamps added when negotiated."""
+            urg: int = 0, chksum: int | None = None, dataofs: int | None = None, tos: int = 0):
+        """A segment from the peer, numbers relative; timestamps added when negotiated; IP TOS
+        ``tos`` (its low two bits the ECN field)."""
         seq = self.snd_nxt if seq is None else seq
         ack = self.rcv_nxt if ack is None else ack
         if options is None:
@@ -186,7 +188,7 @@ class Conn:
                 seq=seq_add(self.peer_isn, seq),
                 ack=seq_add(self.isn, ack) if "A" in flags else 0,
                 window=win, options=options, urgptr=urg, **kw)
-        pkt = IP(src=PEER_IP, dst=LOCAL_IP) / t
+        pkt = IP(src=PEER_IP, dst=LOCAL_IP, tos=tos) / t
         if data:
             pkt = pkt / Raw(data)
         return pkt
@@ -245,19 +247,20 @@ def listen(h, port: int, backlog: int = 16):
 
 def syn_ack_of(h, port: int, *, pport: int = 40000, options: list | None = None,
                win: int = PEER_WIN, peer_isn: int = PEER_ISN, listener=None,
-               flags: str = "S") -> tuple[Conn, Seg]:
-    """Send a SYN to a listening ``port`` and return (conn, the stack's SYN-ACK)."""
+               flags: str = "S", tos: int = 0) -> tuple[Conn, Seg]:
+    """Send a SYN (control bits ``flags``, IP TOS ``tos``) to a listening ``port`` and return
+    (conn, the stack's SYN-ACK, which may carry ECE: RFC 3168 §6.1.1)."""
     opts = syn_options() if options is None else options
     names = [n for n, _ in opts]
     c = Conn(h, port, pport, peer_isn=peer_isn, ts="Timestamp" in names,
              sack="SAckOK" in names,
              wscale=dict((n, v) for n, v in opts if n == "WScale").get("WScale"))
     c.listener = listener
-    h.send(IP(src=PEER_IP, dst=LOCAL_IP) / TCP(
+    h.send(IP(src=PEER_IP, dst=LOCAL_IP, tos=tos) / TCP(
         sport=pport, dport=port, flags=flags, seq=peer_isn, window=win, options=opts))
     c.snd_nxt = 1
     segs = [p for p in h.recv()]
-    synacks = [p for p in segs if TCP in p and p[TCP].flags == "SA"]
+    synacks = [p for p in segs if TCP in p and p[TCP].flags in ("SA", "SAE")]
     assert len(synacks) == 1 and len(segs) == 1, f"expected one SYN-ACK, got {segs}"
     p = synacks[0]
     c.isn = p[TCP].seq
@@ -281,7 +284,7 @@ def accept(listener):
 
 def handshake_passive(h, port: int = 8080, *, pport: int = 40000, options: list | None = None,
                       win: int = PEER_WIN, ack_win: int | None = None,
-                      listener=None, rtt: float = 0.0) -> Conn:
+                      listener=None, rtt: float = 0.0, syn_flags: str = "S") -> Conn:
     """listen(port); SYN ->; <- SYN-ACK; ACK ->; accept().  ``c.sock`` is the accepted socket.
 
     ``rtt``: seconds the peer waits before its ACK, i.e. the first RTT sample the stack takes
@@ -289,7 +292,8 @@ def handshake_passive(h, port: int = 8080, *, pport: int = 40000, options: list 
     """
     if listener is None:
         listener = listen(h, port)
-    c, sa = syn_ack_of(h, port, pport=pport, options=options, win=win, listener=listener)
+    c, sa = syn_ack_of(h, port, pport=pport, options=options, win=win, listener=listener,
+                       flags=syn_flags)
     c.synack = sa
     if rtt:
         h.advance(rtt)
@@ -308,7 +312,7 @@ def connect_start(h, pport: int = 9000, *, lport: int | None = None) -> tuple[Co
     err = s.connect_ex((PEER_IP, pport))
     assert err == errno.EINPROGRESS, errno.errorcode.get(err, err)
     frames = h.recv()
-    assert len(frames) == 1 and TCP in frames[0] and frames[0][TCP].flags == "S", frames
+    assert len(frames) == 1 and TCP in frames[0] and frames[0][TCP].flags in ("S", "SEC"), frames
     p = frames[0]
     c = Conn(h, p[TCP].sport, pport)
     c.sock = s
@@ -323,12 +327,12 @@ def connect_start(h, pport: int = 9000, *, lport: int | None = None) -> tuple[Co
     return c, syn
 
 
-def complete_connect(c: Conn) -> Seg:
-    """The peer's SYN-ACK to a pending connect() (``connect_start``); the stack answers with the
-    ACK that completes the open, which is returned."""
+def complete_connect(c: Conn, flags: str = "SA") -> Seg:
+    """The peer's SYN-ACK (control bits ``flags``) to a pending connect() (``connect_start``);
+    the stack answers with the ACK that completes the open, which is returned."""
     opts = [(n, (v[0], c.syn.tsval) if n == "Timestamp" else v)
             for n, v in syn_options(c.tsval())]
-    c.send("SA", 0, 1, options=opts)
+    c.send(flags, 0, 1, options=opts)
     c.snd_nxt = 1  # (the SYN-ACK's SYN takes sequence number 0)
     (ack,) = c.recv()
     assert (ack.flags, ack.seq, ack.ack) == ("A", 1, 1)
