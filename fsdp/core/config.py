@@ -126,7 +126,7 @@ class StackOptions:
     tcp_slow_start_after_idle: int = 1  # RFC 5681 §4.1 restart window after an idle period
     tcp_rfc1337: int = 0  # 1: a RST does not end TIME-WAIT (RFC 1337); Linux's default is 0
     tcp_delayed_ack: int = 1  # RFC 1122 §4.2.3.2 / RFC 9293 §3.8.6.3 (Linux: 40 ms minimum)
-    tcp_init_cwnd: int = 10  # segments, RFC 6928
+    tcp_init_cwnd: int = 10  # initial window, segments (RFC 6928; Linux route initcwnd)
     tcp_reordering: int = 3  # duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)
     tcp_recovery: int = 1  # 1: RACK (RFC 8985 §6) finds losses with SACK, as Linux; 0: RFC 6675
     tcp_frto: int = 2  # F-RTO after an RTO (RFC 5682; Linux's default 2), 0: go-back-N at once

@@ -164,7 +164,7 @@ STAT_NAMES = (
     "ip_frag_fails",  # datagrams over the MTU not sent: DF set, or no frame (FragFails)
     # RACK's reordering window (RFC 8985 §6.2 steps 3-4; fsdp.tcp.rack)
     "tcp_dsacks_recv",  # D-SACK blocks received (RFC 2883; Linux TCPDSACKRecv)
-    "tcp_sack_reorder",  # ACKs that showed reordering (Linux TCPSACKReorder)
+    "tcp_sack_reorder",  # ACKs whose SACK or cumulative ACK showed reordering (TCPSACKReorder)
     "tcp_reo_wnd_grown",  # D-SACKs that widened the reordering window (spurious retransmits)
     # undoing a reduction shown spurious (RFC 3522, RFC 3708, RFC 4015; fsdp.tcp.undo)
     "tcp_undo_recovery",  # fast recoveries undone by timestamps (Linux TCPFull/PartialUndo)
@@ -175,6 +175,7 @@ STAT_NAMES = (
     "tcp_ecn_negotiated",  # connections that agreed on ECN in their handshake
     "tcp_ecn_ce_recv",  # data segments that arrived marked CE (congestion experienced)
     "tcp_ecn_cwr_episodes",  # window reductions an ECE started (Linux's CWR state)
+    "tcp_ts_reorder",  # holes filled by the original, as a timestamp showed (TCPTSReorder)
 )
 
 STAT_RX_FRAMES = 0
@@ -324,6 +325,7 @@ STAT_TCP_SPURIOUS_RTOS = 143
 STAT_TCP_ECN_NEGOTIATED = 144
 STAT_TCP_ECN_CE_RECV = 145
 STAT_TCP_ECN_CWR_EPISODES = 146
+STAT_TCP_TS_REORDER = 147
 
 STAT_COUNT = len(STAT_NAMES)
 

@@ -14,7 +14,7 @@ columns are read through ``np.int64`` so that no uint32/int64 mix becomes a floa
 
 Engine call points::
 
-    established (MSS known) ... cc_init(t, cid, mss)
+    established (MSS known) ... cc_init(t, cid, mss, iw_segs)
     after sending ... cc_cwnd_validate(t, cid, limited, flight)               (RFC 7661)
     ACK of new data, not in recovery ... cc_on_ack(t, cid, acked, now)  (if cc_is_cwnd_limited)
     dup ACK 1 and 2 ... cc_limited_transmit_allowed(t, cid, dupacks)          (RFC 3042)
@@ -27,14 +27,20 @@ Engine call points::
     data sent in recovery, or by limited transmit ... cc_prr_sent(t, cid, nbytes)
     ACK of new data outside recovery ... cc_end_dupacks(t, cid)
     RTO ... cc_on_rto(t, cid, flight, now)
-    sending with nothing in flight ... cc_after_idle(t, cid, now, rto)
+    sending with nothing in flight ... cc_after_idle(t, cid, now, rto, iw_segs)
 
 Choices (RFC vs Linux), each also at its function:
 
-* Slow start: RFC 3465 appropriate byte counting with L = 2*SMSS: ``cwnd += min(acked, 2*mss)``
-  per ACK, so delayed ACKs still double cwnd per RTT.  Linux counts every newly ACKed segment
-  with no limit, which RFC 3465 §2.2 forbids above L = 2.  As Linux's tcp_slow_start, cwnd stops
-  at ssthresh and the rest of the ACK counts toward congestion avoidance.
+* Slow start: byte counting (RFC 3465) of everything an ACK newly delivered, with no per-ACK
+  limit, as Linux's tcp_slow_start: a stretch ACK (delayed ACKs, ACK thinning, a receiver's
+  GRO) counts every segment it covers, so cwnd doubles per RTT whatever the ACK pattern.
+  RFC 5681 §3.1 says "at most SMSS" per ACK and RFC 3465 §2.2 L = 2*SMSS; Linux dropped that
+  limit (its tcp_abc sysctl went in 3.9), and the peers fsdp meets are held to Linux
+  (tests/conformance/test_data_ack.py).  cwnd stops at ssthresh and the rest of the ACK counts
+  toward congestion avoidance.
+* Initial window: RFC 6928's ``min(10*MSS, max(2*MSS, 14600))``; the stack option
+  ``tcp_init_cwnd`` (Linux's route initcwnd) sets another number of segments, also the restart
+  window after idle (Linux tcp_init_cwnd).
 * NewReno congestion avoidance: RFC 3465 §2.1 byte counting (RFC 5681 §3.1 allows it), cwnd +=
   SMSS per cwnd bytes ACKed, exactly Linux's tcp_cong_avoid_ai in bytes.  The counter lives in
   ``cc_w_max`` (which CUBIC uses for W_max; NewReno has no W_max).  RFC 5681's per-ACK
@@ -101,13 +107,12 @@ from numba import njit
 
 from fsdp.tcp.ecn import ECN_IN_CWR, ecn_queue_cwr
 from fsdp.tcp.tcb import CC_CUBIC, TCP_INFINITE_SSTHRESH, TF_IN_RECOVERY
-from fsdp.tcp.undo import UNDO_NONE, undo_init
+from fsdp.tcp.undo import undo_clear, undo_init
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_lt
 
 # --- constants -------------------------------------------------------------------------------
 CC_IW_MAX_BYTES = 14600  # RFC 6928 §2: IW = min(10*MSS, max(2*MSS, 14600))
 CC_IW_SEGMENTS = 10
-CC_ABC_L = 2  # RFC 3465 §2.2: slow start grows at most L*SMSS per ACK (L <= 2)
 CC_DUPTHRESH = 3  # RFC 5681 §3.2: the third duplicate ACK starts fast retransmit
 CC_LIMITED_TRANSMIT_MAX = 2  # RFC 3042 §2: the first two duplicate ACKs
 # Largest cwnd: RFC 7323 §2.3 caps the peer's window at 65535 << 14 < 2^30, so a larger cwnd is
@@ -159,11 +164,14 @@ def _clamp_ssthresh(ssthresh, mss):
 
 
 @njit(cache=True)
-def cc_initial_window(mss):
-    """RFC 6928 §2: ``min(10*MSS, max(2*MSS, 14600))`` bytes."""
+def cc_initial_window(mss, segs=CC_IW_SEGMENTS):
+    """RFC 6928 §2: ``min(10*MSS, max(2*MSS, 14600))`` bytes; another number of segments
+    ``segs`` (``tcp_init_cwnd``, Linux's route initcwnd) is that many MSS."""
     mss = np.int64(mss)
     if mss < 1:
         mss = np.int64(1)
+    if segs != CC_IW_SEGMENTS:
+        return max(np.int64(segs), np.int64(1)) * mss
     return min(CC_IW_SEGMENTS * mss, max(2 * mss, np.int64(CC_IW_MAX_BYTES)))
 
 
@@ -283,14 +291,14 @@ def _cubic_congestion_avoidance(t, cid, cwnd, acked, mss, now):
 
 # --- public API ------------------------------------------------------------------------------
 @njit(cache=True)
-def cc_init(t, cid, mss):
+def cc_init(t, cid, mss, iw_segs=CC_IW_SEGMENTS):
     """Start congestion control for a new connection (call when the send MSS is known).
 
-    cwnd = RFC 6928 initial window, ssthresh "arbitrarily high" (RFC 5681 §3.1), no duplicate
-    ACKs, recover = snd_una - 1 (RFC 6582 §3.2: ISS once the SYN is acknowledged), CUBIC and
-    NewReno state cleared."""
+    cwnd = the initial window (``cc_initial_window``), ssthresh "arbitrarily high" (RFC 5681
+    §3.1), no duplicate ACKs, recover = snd_una - 1 (RFC 6582 §3.2: ISS once the SYN is
+    acknowledged), CUBIC and NewReno state cleared."""
     h = t.hot
-    h.cwnd[cid] = cc_initial_window(mss)
+    h.cwnd[cid] = cc_initial_window(mss, iw_segs)
     h.ssthresh[cid] = _INF
     h.dupacks[cid] = 0
     h.recover[cid] = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
@@ -349,8 +357,9 @@ def cc_on_ack(t, cid, acked_bytes, now):
     """An ACK that advanced SND.UNA outside recovery delivered ``acked_bytes`` (not counting
     bytes SACKed by earlier ACKs: Linux's newly delivered): grow cwnd.
 
-    Slow start: ``cwnd += min(acked, 2*SMSS)`` (RFC 3465 L = 2), stopping at ssthresh with the
-    remainder counted in congestion avoidance (Linux tcp_slow_start).  Congestion avoidance:
+    Slow start: ``cwnd += acked`` (byte counting without RFC 3465's per-ACK limit, as Linux),
+    stopping at ssthresh with the remainder counted in congestion avoidance (Linux
+    tcp_slow_start).  Congestion avoidance:
     NewReno +1 SMSS per cwnd bytes ACKed (RFC 3465 §2.1), or CUBIC (RFC 9438 §4).  Call it only
     while the sender is cwnd-limited (RFC 7661, Linux tcp_is_cwnd_limited); does nothing in
     recovery."""
@@ -362,10 +371,9 @@ def cc_on_ack(t, cid, acked_bytes, now):
     cwnd = np.int64(h.cwnd[cid])
     ssthresh = np.int64(h.ssthresh[cid])
     if cwnd < ssthresh:
-        inc = min(acked, CC_ABC_L * mss)
         room = ssthresh - cwnd
-        if inc <= room:
-            h.cwnd[cid] = _clamp_cwnd(cwnd + inc, mss)
+        if acked <= room:
+            h.cwnd[cid] = _clamp_cwnd(cwnd + acked, mss)
             return
         cwnd = ssthresh
         acked -= room
@@ -472,8 +480,7 @@ def cc_enter_cwr(t, cid):
     PRR to bring cwnd down over the next ACKs, CWR queued (Linux tcp_enter_cwr).  The reduction
     cannot be undone (Linux: undo_marker = 0)."""
     h = t.hot
-    h.prior_ssthresh[cid] = 0
-    h.undo_retrans[cid] = UNDO_NONE
+    undo_clear(t, cid)
     _init_cwnd_reduction(t, cid, h.cwnd[cid])
     h.ecn_flags[cid] |= np.uint8(ECN_IN_CWR)
 
@@ -646,13 +653,14 @@ def cc_on_rto(t, cid, flight_size, now):
 
 
 @njit(cache=True)
-def cc_after_idle(t, cid, now, rto):
+def cc_after_idle(t, cid, now, rto, iw_segs=CC_IW_SEGMENTS):
     """About to send: if nothing is in flight, account for the idle time since the last data
     sent (``last_snd_us``).  Returns True if the restart window was applied.
 
     CUBIC moves its epoch forward by the idle time (Linux CA_EVENT_TX_START).  If idle longer
     than ``rto`` (RFC 5681 §4.1; Linux tcp_cwnd_restart): ssthresh = max(ssthresh, 3/4 cwnd)
-    and cwnd is halved per RTO of idle time, but not below min(IW, cwnd)."""
+    and cwnd is halved per RTO of idle time, but not below min(IW, cwnd), IW of ``iw_segs``
+    segments as at the start."""
     h = t.hot
     if np.int64(h.snd_una[cid]) != np.int64(h.snd_max[cid]):
         return False
@@ -668,7 +676,7 @@ def cc_after_idle(t, cid, now, rto):
     mss = _mss(t, cid)
     cwnd = np.int64(h.cwnd[cid])
     h.ssthresh[cid] = _clamp_ssthresh(cc_current_ssthresh(t, cid), mss)
-    restart = min(cc_initial_window(mss), cwnd)
+    restart = min(cc_initial_window(mss, iw_segs), cwnd)
     idle -= rto
     while idle > 0 and cwnd > restart:
         cwnd >>= 1

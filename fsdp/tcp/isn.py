@@ -26,8 +26,9 @@ low 24 bits are a MAC over everything the cookie stands for, so changing the pee
 accept), instead of shifting to a neighbouring MSS.  On the final ACK (``cookie = SEG.ACK - 1``,
 ``peer_isn = SEG.SEQ - 1``) ``syncookie_check`` subtracts ``H1`` and ``peer_isn``, accepts the
 current and the previous period only (``SYNCOOKIE_MAX_AGE``), and checks the MAC.  A blind forger
-passes with about 2/2^8 * 2^-22 = 2^-29 per ACK.  Limitation: only the MSS survives a cookie;
-window scale, SACK permission and timestamps are not encoded (Linux hides them in TSval).
+passes with about 2/2^8 * 2^-22 = 2^-29 per ACK.  The cookie itself carries only the MSS; with
+timestamps, window scale, SACK permission and the ECN agreement ride in the SYN-ACK's TSval, as
+Linux's cookie_init_timestamp (``segment._cookie_ts_options``); without them they are lost.
 
 Secrets: 256 bits, a 128-bit key for ISNs (and timestamp offsets) and an independent 128-bit key
 for cookies, as four uint64 words: ``host_secret_create()`` gives every stack of this machine's

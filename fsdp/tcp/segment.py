@@ -38,6 +38,7 @@ from fsdp.core.config import (
     CFG_TCP_DSACK,
     CFG_TCP_ECN,
     CFG_TCP_FIN_TIMEOUT_US,
+    CFG_TCP_INIT_CWND,
     CFG_TCP_INVALID_RATELIMIT_US,
     CFG_TCP_MAX_REASS,
     CFG_TCP_MAX_SYN_BACKLOG,
@@ -96,6 +97,7 @@ from fsdp.core.stats import (
     STAT_TCP_SYNCOOKIES_FAILED,
     STAT_TCP_SYNCOOKIES_RECV,
     STAT_TCP_SYNCOOKIES_SENT,
+    STAT_TCP_TS_REORDER,
     STAT_TCP_TW_KILLED,
     STAT_TCP_TW_REOPENED,
     STAT_TCP_UNDO_DSACK,
@@ -631,7 +633,7 @@ def tcp_established(core, cid, now):
     h = core.tcb.hot
     tcp_sync_mss(core, cid)
     tcp_init_rcv_mss(core, cid)
-    cc_init(core.tcb, cid, np.int64(h.mss[cid]))
+    cc_init(core.tcb, cid, np.int64(h.mss[cid]), core.cfg[CFG_TCP_INIT_CWND])
     # Linux tcp_init_buffer_space: the window is clamped to what the buffer is worth now
     full = tcp_full_space(core, cid)
     c = core.tcb.cold
@@ -1337,7 +1339,7 @@ def tcp_ack(core, cid, now):
         if (h.tflags[cid] & TF_SACKED_OUT) != 0 and scoreboard_sacked_bytes(pool, t, cid) == 0:
             h.tflags[cid] &= ~np.uint32(TF_SACKED_OUT)
     if reord >= 0:
-        _note_reordering(core, cid, reord)
+        _note_reordering(core, cid, reord, False)
     if rtt < 0 and sack_first >= 0:
         # no cumulative sample: the newly SACKed frames give one (Linux sack_rtt_us)
         rtt = now - sack_first
@@ -1377,14 +1379,15 @@ def tcp_ack(core, cid, now):
 
 
 @kernel_inline
-def _note_reordering(core, cid, low_seq):
+def _note_reordering(core, cid, low_seq, by_ts):
     """An ACK showed reordering from ``low_seq`` up to RACK.fack (the highest SACKed, or
-    SND.UNA): RFC 8985 §6.2 step 3, Linux tcp_check_sack_reordering."""
+    SND.UNA): RFC 8985 §6.2 step 3, Linux tcp_check_sack_reordering; ``by_ts``: a timestamp
+    showed it (the original filled the hole: Linux counts TCPTSReorder, not TCPSACKReorder)."""
     h = core.tcb.hot
     fack = np.int64(h.snd_una[cid])
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], fack):
         fack = np.int64(h.rack_fack[cid])
-    core.stats[STAT_TCP_SACK_REORDER] += 1
+    core.stats[STAT_TCP_TS_REORDER if by_ts else STAT_TCP_SACK_REORDER] += 1
     rack_note_reordering(core.tcb, cid, low_seq, fack, tcp_reordering(core, cid))
 
 
@@ -1542,7 +1545,7 @@ def _congestion_control(
             # Linux tcp_try_undo_partial (RFC 3522): the hole was filled by a late original
             # -- reordering; with retransmissions still out, new data is clocked out by PRR
             # but nothing more is marked lost or resent
-            _note_reordering(core, cid, (np.int64(ack) - acked) & M32)  # from the old SND.UNA
+            _note_reordering(core, cid, (np.int64(ack) - acked) & M32, True)  # old SND.UNA on
             if scoreboard_retrans_out(pool, t, cid):
                 cc_prr_ack(t, cid, delivered, tcp_recovery_pipe(core, cid), True)
                 return

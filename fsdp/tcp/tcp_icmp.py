@@ -45,6 +45,7 @@ from fsdp.core.stats import (
     STAT_TCP_PMTU_REDUCED,
 )
 from fsdp.tcp.conn import tcp_set_closed
+from fsdp.tcp.ecn import ECN_IN_CWR
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_LOST,
@@ -67,7 +68,7 @@ from fsdp.tcp.tcb import (
     TF_PMTU_LOCKED,
 )
 from fsdp.tcp.tcp_output import tcp_push, tcp_split_frame, tcp_tmpl_ip_fields
-from fsdp.tcp.undo import UNDO_NONE
+from fsdp.tcp.undo import undo_clear
 from fsdp.wire.icmp import (
     ICMP_DEST_UNREACH,
     ICMP_PARAM_PROBLEM,
@@ -249,8 +250,7 @@ def _simple_retransmit(core, cid, now):
         h.recover[cid] = h.snd_max[cid]
         h.dupacks[cid] = 0
         h.tflags[cid] = (f & ~np.uint32(TF_IN_RECOVERY)) | np.uint32(TF_IN_LOSS)
-        # nothing to undo, no F-RTO: no timeout (Linux: prior_ssthresh = undo_marker = 0)
-        h.undo_retrans[cid] = UNDO_NONE
-        h.prior_ssthresh[cid] = 0
+        h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)  # (Linux's CWR state gives way to Loss)
+        undo_clear(core.tcb, cid)  # nothing to undo, and no F-RTO: this was no timeout
         h.frto[cid] = 0
     tcp_push(core, cid, now)

@@ -30,6 +30,7 @@ from fsdp.core.config import (
     CFG_MAC,
     CFG_NETMASK,
     CFG_TCP_DELAYED_ACK,
+    CFG_TCP_INIT_CWND,
     CFG_TCP_RECOVERY,
     CFG_TCP_REORDERING,
     CFG_TCP_RTO_MAX_US,
@@ -1080,7 +1081,8 @@ def tcp_push(core, cid, now):
     sent = 0
     if h.snd_q_unsent[cid] >= 0 and tcp_flight(core, cid) == 0:
         if core.cfg[CFG_TCP_SLOW_START_AFTER_IDLE] != 0:
-            cc_after_idle(t, cid, now, tcp_rto_us(core, cid))  # RFC 5681 §4.1
+            # RFC 5681 §4.1
+            cc_after_idle(t, cid, now, tcp_rto_us(core, cid), core.cfg[CFG_TCP_INIT_CWND])
         cwnd = np.int64(h.cwnd[cid])
     dupthresh = tcp_loss_dupthresh(core, cid)
     if (f & (TF_IN_LOSS | TF_IN_RECOVERY)) != 0:

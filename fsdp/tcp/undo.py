@@ -53,6 +53,15 @@ def undo_init(t, cid, prior_ssthresh):
 
 
 @njit(cache=True)
+def undo_clear(t, cid):
+    """A reduction that may not be undone (Linux: prior_ssthresh = undo_marker = 0): an ECN
+    reduction, a path MTU drop's resend."""
+    h = t.hot
+    h.undo_retrans[cid] = UNDO_NONE
+    h.prior_ssthresh[cid] = 0
+
+
+@njit(cache=True)
 def undo_active(t, cid):
     """An episode may still be undone (Linux ``tp->undo_marker != 0``)."""
     return t.hot.undo_retrans[cid] != UNDO_NONE

@@ -60,7 +60,7 @@ def test_truncated_tcp_header_is_dropped(h):
 
 
 def test_bad_option_length_keeps_the_segment(h):
-    """RFC 9293 §3.1 (MUST-64: be prepared for an illegal option length): as Linux, option parsing
+    """RFC 9293 §3.1 (MUST-7: be prepared for an illegal option length): as Linux, option parsing
     stops but the data segment itself is processed and acknowledged."""
     c = handshake_passive(h, 8080)
     raw = IP(src=PEER_IP, dst=LOCAL_IP) / TCP(

@@ -4,6 +4,7 @@ the sender's initial window and slow start (RFC 6928, RFC 5681 §3.1), Nagle (RF
 
 import socket
 
+import pytest
 from helpers import TS_MSS, handshake_passive, read_all, watch
 
 
@@ -189,9 +190,19 @@ def test_initial_window_is_ten_segments(h):
     assert [s.seq for s in segs] == [1 + i * TS_MSS for i in range(10)]
 
 
+@pytest.mark.parametrize("iw", [4, 20])
+def test_initial_window_follows_tcp_init_cwnd(harness_factory, iw):
+    """RFC 6928 §2 allows other initial windows; ``tcp_init_cwnd`` sets it in segments (Linux:
+    the route's initcwnd)."""
+    h = harness_factory(tcp_init_cwnd=iw)
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.send(b"w" * 40 * TS_MSS)
+    assert [s.seq for s in c.burst()] == [1 + i * TS_MSS for i in range(iw)]
+
+
 def test_slow_start_grows_by_acked_segments(h):
-    """RFC 5681 §3.1 (cwnd += SMSS per ACK in slow start; RFC 3465 byte counting, L=2): an ACK
-    for two segments opens room for four more (two replacing, two from growth)."""
+    """RFC 5681 §3.1 (slow start; RFC 3465 byte counting): an ACK for two segments opens room
+    for four more (two replacing, two from growth)."""
     c = handshake_passive(h, 8080)
     c.sock.send(b"w" * 60000)
     segs = c.recv()
@@ -199,6 +210,18 @@ def test_slow_start_grows_by_acked_segments(h):
     c.send("A", ack=1 + 2 * TS_MSS)
     more = c.recv()
     assert [s.seq for s in more] == [1 + i * TS_MSS for i in range(10, 14)]
+
+
+@pytest.mark.parametrize("acked", [5, 10])
+def test_slow_start_counts_every_segment_a_stretch_ack_covers(h, acked):
+    """As Linux's tcp_slow_start (not RFC 3465's L = 2*SMSS per ACK): an ACK covering ``acked``
+    segments grows cwnd by ``acked`` segments, so it releases twice that many."""
+    c = handshake_passive(h, 8080, rtt=0.1)
+    c.sock.send(b"w" * 60 * TS_MSS)
+    assert len(c.burst()) == 10
+    c.send("A", ack=1 + acked * TS_MSS)
+    more = c.burst()
+    assert [s.seq for s in more] == [1 + i * TS_MSS for i in range(10, 10 + 2 * acked)]
 
 
 def test_cwnd_does_not_grow_while_the_application_limits_the_sender(h):

@@ -1,9 +1,10 @@
 """fsdp.tcp.cc: NewReno and CUBIC trajectories against hand-computed values and a float model.
 
 Numbers follow the RFCs' own arithmetic with SMSS = 1000 bytes unless said otherwise: slow start
-(RFC 5681 §3.1 + RFC 3465 L = 2), congestion avoidance (+1 SMSS per RTT), fast recovery (RFC 6582
-§3.2 steps 1, 2 and 6 with RFC 6937 PRR), RTO (RFC 5681 eq. 4, LW), restart after idle (RFC 5681
-§4.1 as Linux), limited transmit (RFC 3042), CUBIC (RFC 9438 §4, Linux constants).
+(RFC 5681 §3.1 with RFC 3465 byte counting, no per-ACK limit as Linux), congestion avoidance
+(+1 SMSS per RTT), fast recovery (RFC 6582 §3.2 steps 1, 2 and 6 with RFC 6937 PRR), RTO (RFC
+5681 eq. 4, LW), restart after idle (RFC 5681 §4.1 as Linux), limited transmit (RFC 3042), CUBIC
+(RFC 9438 §4, Linux constants).
 """
 
 import math
@@ -151,7 +152,7 @@ def test_init(algo):
 
 # --- slow start ------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", [CC_NEWRENO, CC_CUBIC])
-@pytest.mark.parametrize("per_ack", [1, 2])  # every segment ACKed / delayed ACKs
+@pytest.mark.parametrize("per_ack", [1, 2, 5])  # every segment ACKed / delayed / stretch ACKs
 def test_slow_start_doubles_per_rtt(algo, per_ack):
     t, cid = conn(algo)
     for expected in (20000, 40000, 80000, 160000):
@@ -162,16 +163,22 @@ def test_slow_start_doubles_per_rtt(algo, per_ack):
         assert cwnd(t, cid) == expected
 
 
-def test_slow_start_abc_limit_and_small_acks():
+def test_slow_start_counts_a_stretch_ack_whole_and_small_acks():
     t, cid = conn()
     send(t, cid, 50000)
-    ack(t, cid, 10 * MSS)  # a stretch ACK: RFC 3465 L = 2 SMSS
-    assert cwnd(t, cid) == 12000
+    ack(t, cid, 10 * MSS)  # a stretch ACK counts every segment (Linux tcp_slow_start)
+    assert cwnd(t, cid) == 20000
     ack(t, cid, 300)  # a short segment counts its bytes
-    assert cwnd(t, cid) == 12300
+    assert cwnd(t, cid) == 20300
     cc_on_ack(t, cid, 0, 0)
     cc_on_ack(t, cid, -5, 0)
-    assert cwnd(t, cid) == 12300
+    assert cwnd(t, cid) == 20300
+
+
+def test_initial_window_of_tcp_init_cwnd():
+    assert cc_initial_window(1000, 4) == 4000  # segments (Linux's route initcwnd)
+    assert cc_initial_window(1448, 20) == 28960  # not capped at 14600 bytes
+    assert cc_initial_window(9000) == 18000  # RFC 6928's default: max(2*MSS, 14600) at most
 
 
 def test_slow_start_stops_at_ssthresh_rest_to_congestion_avoidance():
