@@ -29,6 +29,14 @@ def ecn_conn(h, **kw):
     return c
 
 
+def data_ecn(c) -> int:
+    """The IP ECN field of the segment a 100-byte write sends."""
+    c.sock.send(b"x" * 100)
+    (d,) = c.recv()
+    assert d.len == 100
+    return d.ecn
+
+
 # ---- negotiation (RFC 3168 §6.1.1) ----
 def test_ecn_setup_syn_gets_ecn_setup_synack(h):
     """An ECN-setup SYN (ECE and CWR) is answered by an ECN-setup SYN-ACK: ECE without CWR, the
@@ -71,18 +79,14 @@ def test_syn_cookie_keeps_ecn_in_the_timestamp(harness_factory):
     h = harness_factory(tcp_syncookies=2)
     c = handshake_passive(h, 8080, syn_flags="SEC")
     assert c.synack.flags == "SAE"
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, ECT0)
+    assert data_ecn(c) == ECT0
 
 
 def test_syn_cookie_without_timestamps_has_no_ecn(harness_factory):
     h = harness_factory(tcp_syncookies=2)
     c = handshake_passive(h, 8080, syn_flags="SEC", options=syn_options(ts=None))
     assert c.synack.flags == "SA"
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, NOT_ECT)
+    assert data_ecn(c) == NOT_ECT
 
 
 def test_default_connect_does_not_ask(h):
@@ -91,9 +95,7 @@ def test_default_connect_does_not_ask(h):
     c, syn = connect_start(h)
     assert syn.flags == "S"
     complete_connect(c, "SAE")
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, NOT_ECT)
+    assert data_ecn(c) == NOT_ECT
 
 
 def test_tcp_ecn_1_asks_in_the_syn(harness_factory):
@@ -101,18 +103,14 @@ def test_tcp_ecn_1_asks_in_the_syn(harness_factory):
     c, syn = connect_start(h)
     assert (syn.flags, syn.ecn) == ("SEC", NOT_ECT)
     complete_connect(c, "SAE")
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, ECT0)
+    assert data_ecn(c) == ECT0
 
 
 def test_synack_without_ece_declines(harness_factory):
     h = harness_factory(tcp_ecn=1)
     c, _ = connect_start(h)
     complete_connect(c, "SA")
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, NOT_ECT)
+    assert data_ecn(c) == NOT_ECT
 
 
 def test_resent_syn_does_not_ask(harness_factory):
@@ -124,9 +122,7 @@ def test_resent_syn_does_not_ask(harness_factory):
     (again,) = c.recv()
     assert (again.flags, again.seq) == ("S", syn.seq)
     complete_connect(c, "SAE")
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, ECT0)
+    assert data_ecn(c) == ECT0
 
 
 # ---- what is ECN-capable (RFC 3168 §6.1.5, §6.1.6) ----
@@ -145,9 +141,7 @@ def test_new_data_is_ect0_acks_and_retransmissions_are_not(h):
 
 def test_without_ecn_nothing_is_ect(h):
     c = handshake_passive(h, 8080)
-    c.sock.send(b"x" * 100)
-    (d,) = c.recv()
-    assert (d.len, d.ecn) == (100, NOT_ECT)
+    assert data_ecn(c) == NOT_ECT
 
 
 # ---- the receiver: CE is echoed by ECE until CWR (RFC 3168 §6.1.3) ----
