@@ -10,13 +10,16 @@ the stacks run until the connection is gone, and ``stack.audit()`` checks both f
 frames.  Reports MB, seconds, goodput and the TCP recovery counters of ``stack.stats()``.
 
     python benchmarks/tcp_faults.py [--megabytes N] [--drop P] [--reorder P] [--duplicate P]
-                                    [--seed S] [--tcp-recovery 0|1] [--tcp-frto 0|2]
-                                    [--stall-seconds T]
+                                    [--ce-mark P] [--seed S] [--tcp-recovery 0|1]
+                                    [--tcp-frto 0|2] [--tcp-ecn 0|1|2] [--stall-seconds T]
                                     [--json-only]
 
 ``--tcp-recovery`` is the stacks' option: 1 (default, as Linux) finds losses with RACK (RFC 8985
 §6), 0 with RFC 6675's DupThresh rule; run both with one seed to compare them.  ``--tcp-frto``
 likewise: 2 (default, as Linux) runs F-RTO (RFC 5682) after a timeout, 0 goes back N at once.
+``--ce-mark P`` marks ECN-capable frames CE on the wire (an AQM router's RFC 3168 marking), and
+``--tcp-ecn 1`` makes the stacks ask for ECN: compare ``--drop P --tcp-ecn 0`` with
+``--drop 0 --ce-mark P --tcp-ecn 1`` to see the same congestion signal answered without losses.
 
 Prints a table, then one JSON object as the last line of stdout.  Exits non-zero with one line
 on stderr if the digests differ, a side errs, the audit fails, or the transfer makes no
@@ -55,6 +58,8 @@ COUNTERS = (
     "tcp_undo_dsack",
     "tcp_undo_loss",
     "tcp_spurious_rtos",
+    "tcp_ecn_ce_recv",
+    "tcp_ecn_cwr_episodes",
     "tcp_ofo_queued",
     "tcp_ofo_dropped",
     "tcp_out_of_window",
@@ -64,7 +69,8 @@ COUNTERS = (
     "tcp_bad_csum",
     "tcp_no_frame",
 )
-WIRE_COUNTERS = ("tx_frames", "fault_drop", "fault_dup", "fault_reorder", "ring_full", "rx_nobuf")
+WIRE_COUNTERS = ("tx_frames", "fault_drop", "fault_dup", "fault_reorder", "fault_ce", "ring_full",
+                 "rx_nobuf")
 
 
 class Stalled(RuntimeError):
@@ -95,7 +101,7 @@ class _Direction:
 
 
 def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
-        tcp_recovery: int = 1, tcp_frto: int = 2) -> dict:
+        tcp_recovery: int = 1, tcp_frto: int = 2, tcp_ecn: int = 2) -> dict:
     from fsdp.apps.bench_kernels import (
         SR_DRAIN,
         SR_TIME,
@@ -114,7 +120,7 @@ def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
     from fsdp.tcp.usercalls import tcp_close, tcp_shutdown
 
     total = int(megabytes * 1e6)
-    with BenchPair(tcp_recovery=tcp_recovery, tcp_frto=tcp_frto) as pair:
+    with BenchPair(tcp_recovery=tcp_recovery, tcp_frto=tcp_frto, tcp_ecn=tcp_ecn) as pair:
         for p in pair.ports:
             p.set_faults(**faults)
         lid = pair.listen(PORT)
@@ -258,11 +264,15 @@ def main(argv=None) -> int:
     ap.add_argument("--drop", type=float, default=0.05)
     ap.add_argument("--reorder", type=float, default=0.05)
     ap.add_argument("--duplicate", type=float, default=0.01)
+    ap.add_argument("--ce-mark", type=float, default=0.0,
+                    help="probability that an ECN-capable frame is marked CE (RFC 3168)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tcp-recovery", type=int, choices=(0, 1), default=1,
                     help="1: RACK loss detection (default); 0: RFC 6675 DupThresh")
     ap.add_argument("--tcp-frto", type=int, choices=(0, 1, 2), default=2,
                     help="F-RTO after a timeout (RFC 5682): 2 (default, as Linux), 0 off")
+    ap.add_argument("--tcp-ecn", type=int, choices=(0, 1, 2), default=2,
+                    help="ECN (RFC 3168): 2 (default, as Linux) accepts, 1 also asks, 0 never")
     ap.add_argument(
         "--stall-seconds", type=float, default=15.0, help="fail when no byte moves for this long"
     )
@@ -282,12 +292,13 @@ def main(argv=None) -> int:
         "drop": args.drop,
         "reorder": args.reorder,
         "duplicate": args.duplicate,
+        "ce_mark": args.ce_mark,
         "seed": args.seed,
     }
     machine = machine_info()
     try:
         res = run(args.megabytes, faults, args.stall_seconds, args.timeout, args.tcp_recovery,
-                  args.tcp_frto)
+                  args.tcp_frto, args.tcp_ecn)
     except (RuntimeError, OSError, ValueError) as e:
         print(f"tcp_faults: {e}", file=sys.stderr)
         return 1
@@ -298,15 +309,17 @@ def main(argv=None) -> int:
         "faults": faults,
         "tcp_recovery": args.tcp_recovery,
         "tcp_frto": args.tcp_frto,
+        "tcp_ecn": args.tcp_ecn,
         **res,
     }
     if not args.json_only:
         mb = res["bytes_each_way"] / 1e6
         print(
             f"TCP both ways over a faulty sim wire: drop {args.drop}, reorder {args.reorder}, "
-            f"duplicate {args.duplicate}, seed {args.seed} (both ports); tcp_recovery "
-            f"{args.tcp_recovery} ({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'}), "
-            f"tcp_frto {args.tcp_frto}"
+            f"duplicate {args.duplicate}, CE mark {args.ce_mark}, seed {args.seed} (both ports); "
+            f"tcp_recovery {args.tcp_recovery} "
+            f"({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'}), "
+            f"tcp_frto {args.tcp_frto}, tcp_ecn {args.tcp_ecn}"
         )
         print(
             f"machine: {out['machine']}, {out['processor']}, {out['cpu_count']} CPUs, "

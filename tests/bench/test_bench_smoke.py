@@ -78,6 +78,21 @@ def test_tcp_faults_tiny(capsys):
     )
 
 
+def test_tcp_faults_ecn_marks_instead_of_drops(capsys):
+    """``--ce-mark`` with ``--tcp-ecn 1``: congestion signalled by CE marks, answered by window
+    reductions, nothing lost and nothing resent."""
+    rc, out, err = _run(capsys, "tcp_faults", "--megabytes", "1", "--drop", "0", "--reorder", "0",
+                        "--duplicate", "0", "--ce-mark", "0.05", "--tcp-ecn", "1",
+                        "--stall-seconds", "20")
+    assert rc == 0, err
+    res = _last_json(out)
+    assert res["sha256_match"] and res["audit"] == "ok" and not res["problems"]
+    c, s = res["counters"]["client"], res["counters"]["server"]
+    assert res["wire"]["client"]["fault_ce"] + res["wire"]["server"]["fault_ce"] > 0
+    assert c["tcp_ecn_cwr_episodes"] > 0 and s["tcp_ecn_cwr_episodes"] > 0
+    assert c["tcp_retrans_segs"] == 0 and s["tcp_retrans_segs"] == 0
+
+
 def test_tcp_faults_stall_fails_clearly(capsys):
     # a wire that drops everything: no handshake, no progress -> exit 1, one line on stderr
     rc, out, err = _run(
