@@ -245,3 +245,34 @@ def test_fast_recovery_also_sends_cwr(h):
     assert not any("C" in s.flags for s in before)
     assert after and [("C" in s.flags, s.ecn) for s in after] == [(True, ECT0)] + [
         (False, ECT0)] * (len(after) - 1)
+
+
+def test_ece_on_a_duplicate_ack_reduces_with_nothing_delivered(h):
+    """An ECE on a duplicate ACK starts the reduction (ssthresh = cwnd/2) though nothing was
+    delivered: PRR sends nothing for it (Linux tcp_cwnd_reduction returns early), data written
+    later goes within cwnd, its first segment with CWR; once the reduction ends, cwnd is
+    ssthresh: five segments."""
+    c = ecn_conn(h)
+    c.sock.send(b"d" * (4 * M))
+    assert len(c.burst()) == 4
+    c.send("AE", ack=1)
+    assert c.burst() == []
+    c.sock.send(b"e" * (4 * M))
+    more = c.burst()
+    assert [(s.seq, "C" in s.flags) for s in more] == [(1 + (4 + i) * M, i == 0) for i in range(4)]
+    c.send("A", ack=1 + 8 * M)
+    assert c.burst() == []
+    c.sock.send(b"f" * (20 * M))
+    assert [s.seq for s in c.burst()] == [1 + (8 + i) * M for i in range(5)]
+
+
+def test_ce_on_out_of_order_data_is_echoed(h):
+    """A CE mark on a segment above a hole counts too: the duplicate ACK (with its SACK block)
+    carries ECE, and so does the ACK of the filled hole."""
+    c = ecn_conn(h)
+    c.send("PA", seq=11, data=b"b" * 10, tos=CE)
+    (a,) = c.recv()
+    assert (a.flags, a.ack, a.sack) == ("AE", 1, [(11, 21)])
+    c.send("PA", seq=1, data=b"a" * 10, tos=ECT0)
+    (a,) = c.recv()
+    assert (a.flags, a.ack) == ("AE", 21)
