@@ -10,6 +10,7 @@ import socket
 import pytest
 from helpers import (
     PEER_IP,
+    TS_MSS,
     accept,
     connect_start,
     handshake_passive,
@@ -360,3 +361,28 @@ def test_without_frto_a_timeout_goes_back_n(harness_factory):
     slow start from one segment allows (RFC 5681 §3.1, RFC 6298 §5)."""
     c, _ = rto_after_a_silent_flight(harness_factory(tcp_frto=0))
     assert acks(c, (1, [], None), (3, [], None), (5, [], None)) == [[1, 2], [3, 4, 5, 6], [7, 8, 9]]
+
+
+def test_a_timeout_also_resends_what_went_just_before_it(h):
+    """RFC 5681 §3.1 / RFC 6675 §5.1 after an RTO: everything outstanding is taken for lost,
+    also segments sent shortly before the timeout fired -- as Linux 6.18 does here (no SACK, so
+    no loss probe; RACK.rtt 200 ms, three segments sent ~100 ms before the RTO).  The RTO
+    resends the first unacknowledged segment; its ACK (cwnd 2) releases the next two again; the
+    backed-off RTO resends the next, and its ACK the two after it."""
+    M = TS_MSS
+    c = handshake_passive(h, 8080, rtt=0.1, options=syn_options(sack=False))
+    c.sock.send(b"a" * M)
+    c.burst()
+    h.advance(0.2)
+    c.send("A", ack=1 + M)  # RACK.rtt and the RTT: 200 ms
+    c.sock.send(b"b" * M)  # segment 1, timed by the RTO
+    assert [(s.seq - 1) // M for s in c.recv()] == [1]
+    h.advance(0.3)
+    c.sock.send(b"c" * (3 * M))  # segments 2-4, ~100 ms before the RTO fires
+    assert [(s.seq - 1) // M for s in c.recv()] == [2, 3, 4]
+    assert [(s.seq - 1) // M for _, s in watch(c, 0.2)] == [1]
+    c.send("A", ack=1 + 2 * M)
+    assert [(s.seq - 1) // M for s in c.burst()] == [2, 3]
+    assert [(s.seq - 1) // M for _, s in watch(c, 1.0)] == [2]
+    c.send("A", ack=1 + 3 * M)
+    assert [(s.seq - 1) // M for s in c.burst()] == [3, 4]
