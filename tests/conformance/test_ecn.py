@@ -276,3 +276,27 @@ def test_ce_on_out_of_order_data_is_echoed(h):
     c.send("PA", seq=1, data=b"a" * 10, tos=ECT0)
     (a,) = c.recv()
     assert (a.flags, a.ack) == ("AE", 21)
+
+
+def test_loss_found_during_the_reduction_does_not_reduce_again(h):
+    """Segment 0 lost, every ACK with ECE: the first SACK starts the ECN reduction (one segment,
+    with CWR), the second finds the loss and fast recovery goes on within the same reduction
+    (Linux tcp_enter_recovery: no second halving); PRR then sends a new segment per two SACKs,
+    the partial ACK resends segment 9, and the full ACK ends it all with cwnd = ssthresh (5),
+    grown by one on the next ACK."""
+    c = ecn_conn(h)
+    c.sock.send(b"d" * (40 * M))
+    assert len(c.burst()) == 10
+    sent = []
+    for k in range(2, 9):
+        c.send("AE", ack=1, sack=[(1 + M, 1 + k * M)])
+        sent.append([((s.seq - 1) // M, "C" in s.flags, s.ecn) for s in c.burst()])
+    assert sent == [[(10, True, ECT0)], [(0, False, NOT_ECT)], [], [(11, False, ECT0)], [],
+                    [(12, False, ECT0)], []]
+    c.send("AE", ack=1 + 9 * M, sack=[(1 + 10 * M, 1 + 12 * M)])
+    assert [((s.seq - 1) // M, s.ecn) for s in c.burst()] == [(9, NOT_ECT), (13, ECT0),
+                                                              (14, ECT0), (15, ECT0)]
+    c.send("A", ack=1 + 14 * M)
+    assert [(s.seq - 1) // M for s in c.burst()] == [16, 17, 18]
+    c.send("A", ack=1 + 18 * M)
+    assert [(s.seq - 1) // M for s in c.burst()] == [19, 20, 21, 22, 23]
