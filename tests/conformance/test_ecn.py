@@ -15,6 +15,7 @@ from helpers import (
     read_all,
     syn_ack_of,
     syn_options,
+    watch,
 )
 from test_data_ack import make_interactive
 
@@ -300,3 +301,20 @@ def test_loss_found_during_the_reduction_does_not_reduce_again(h):
     assert [(s.seq - 1) // M for s in c.burst()] == [16, 17, 18]
     c.send("A", ack=1 + 18 * M)
     assert [(s.seq - 1) // M for s in c.burst()] == [19, 20, 21, 22, 23]
+
+
+def test_timeout_during_the_reduction_queues_cwr_again(h):
+    """An RTO during an ECN reduction: no second reduction (Linux tcp_enter_loss keeps ssthresh
+    while SND.UNA is below the reduction's end), cwnd 1; the loss probe (new data, ECT) and the
+    RTO's resends (Not-ECT, no CWR) go first; the ACK of the resent segment lets F-RTO send new
+    data, the first with CWR again (tcp_enter_loss queues it)."""
+    c = ecn_conn(h)
+    c.sock.send(b"d" * (40 * M))
+    assert len(c.burst()) == 10
+    c.send("AE", ack=1 + 2 * M)
+    assert [((s.seq - 1) // M, "C" in s.flags) for s in c.burst()] == [(10, True)]
+    sent = [((s.seq - 1) // M, "C" in s.flags, s.ecn) for _, s in watch(c, 1.5, 0.02)]
+    assert sent == [(11, False, ECT0), (2, False, NOT_ECT), (2, False, NOT_ECT)]
+    c.send("A", ack=1 + 3 * M)
+    assert [((s.seq - 1) // M, "C" in s.flags, s.ecn) for s in c.burst()] == [
+        (12, True, ECT0), (13, False, ECT0)]
