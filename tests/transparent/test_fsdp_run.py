@@ -341,7 +341,7 @@ def test_prefork_a_dead_worker_is_reported_and_the_others_take_its_flows(wire, t
 
     prog = tmp_path / "srv.py"
     prog.write_text(
-        "import os, socket, sys\n"
+        "import os, socket, sys, time\n"
         "if os.environ['FSDP_QUEUE'] == '1':\n"
         "    sys.exit(3)\n"
         "ls = socket.create_server(('0.0.0.0', 7000))\n"
@@ -349,7 +349,23 @@ def test_prefork_a_dead_worker_is_reported_and_the_others_take_its_flows(wire, t
         "for _ in range(12):\n"
         "    c, _ = ls.accept()\n"
         "    c.sendall(c.recv(64).upper())\n"
-        "    c.close()\n")
+        "    c.close()\n"
+        # Stay until the other worker has been reaped (a zombie still shows in /proc), so that
+        # the report comes while this one serves: if RSS put all 12 flows here, these could be
+        # done before worker 1 even finished starting up.
+        "def siblings():\n"
+        "    n = 0\n"
+        "    for p in os.listdir('/proc'):\n"
+        "        if p.isdigit() and int(p) != os.getpid():\n"
+        "            try:\n"
+        "                with open(f'/proc/{p}/stat') as f:\n"
+        "                    n += int(f.read().rsplit(')', 1)[1].split()[1]) == os.getppid()\n"
+        "            except (OSError, ValueError, IndexError):\n"
+        "                pass\n"
+        "    return n\n"
+        "deadline = time.monotonic() + 30\n"
+        "while siblings() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n")
     cmd = [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--cores",
            "2", "--", sys.executable, str(prog)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
