@@ -403,7 +403,7 @@ def cc_may_enter_recovery(t, cid, ack, sack_recovery):
     that reduction's, and a loss may start recovery at once (Linux's CWR state)."""
     if (t.hot.tflags[cid] & TF_IN_RECOVERY) != 0:
         return False
-    if (t.hot.ecn_flags[cid] & ECN_IN_CWR) != 0:
+    if cc_in_cwr(t, cid):
         return True
     if sack_recovery:
         return seq_geq(ack, t.hot.recover[cid])
@@ -430,7 +430,7 @@ def cc_enter_recovery(t, cid, flight_size, now):
     prr_delivered = prr_out = 0.  recover = snd_max; TF_IN_RECOVERY set."""
     _init_cwnd_reduction(t, cid, flight_size)
     h = t.hot
-    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    cc_leave_cwr(t, cid)
     h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
 
 
@@ -467,11 +467,17 @@ def cc_in_cwr(t, cid):
 
 
 @njit(cache=True)
+def cc_leave_cwr(t, cid):
+    """Out of the ECN reduction's state: it ended, or recovery or an RTO took over."""
+    t.hot.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+
+
+@njit(cache=True)
 def cc_counts_prr_out(t, cid):
     """Data sent now counts toward PRR's prr_out: in fast recovery or an ECN reduction (Linux
     tcp_in_cwnd_reduction)."""
     h = t.hot
-    return (h.tflags[cid] & TF_IN_RECOVERY) != 0 or (h.ecn_flags[cid] & ECN_IN_CWR) != 0
+    return (h.tflags[cid] & TF_IN_RECOVERY) != 0 or cc_in_cwr(t, cid)
 
 
 @njit(cache=True)
@@ -489,7 +495,7 @@ def cc_enter_cwr(t, cid):
 def cc_cwr_done(t, cid, ack):
     """The ECN reduction ends once ``ack`` passes the SND.NXT of its start -- held past it so
     that the CWR sent there reached the peer (Linux tcp_fastretrans_alert, TCP_CA_CWR)."""
-    return (t.hot.ecn_flags[cid] & ECN_IN_CWR) != 0 and seq_gt(ack, t.hot.recover[cid])
+    return cc_in_cwr(t, cid) and seq_gt(ack, t.hot.recover[cid])
 
 
 @njit(cache=True)
@@ -498,7 +504,7 @@ def cc_end_cwr(t, cid):
     h = t.hot
     mss = _mss(t, cid)
     h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
-    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    cc_leave_cwr(t, cid)
     h.prr_out[cid] = 0
     _reset_growth_state(t, cid)
 
@@ -509,7 +515,7 @@ def cc_cwr_to_recovery(t, cid):
     counts and ``recover`` stay (Linux tcp_enter_recovery: no second tcp_init_cwnd_reduction
     while tcp_in_cwnd_reduction)."""
     h = t.hot
-    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    cc_leave_cwr(t, cid)
     h.tflags[cid] = h.tflags[cid] | TF_IN_RECOVERY
 
 
@@ -574,7 +580,7 @@ def cc_end_dupacks(t, cid):
     snd_una, and one below it as RFC 6582's initial ISS is)."""
     h = t.hot
     h.dupacks[cid] = 0
-    if (h.ecn_flags[cid] & ECN_IN_CWR) == 0:
+    if not cc_in_cwr(t, cid):
         h.prr_out[cid] = 0  # (an ECN reduction's PRR keeps counting)
     below = (np.int64(h.snd_una[cid]) - 1) & 0xFFFFFFFF
     if seq_gt(below, h.recover[cid]):
@@ -590,7 +596,7 @@ def cc_exit_recovery(t, cid, flight_size):
     mss = _mss(t, cid)
     h.cwnd[cid] = _clamp_cwnd(np.int64(h.ssthresh[cid]), mss)
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
-    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    cc_leave_cwr(t, cid)
     h.prr_out[cid] = 0
     _reset_growth_state(t, cid)
 
@@ -643,7 +649,7 @@ def cc_on_rto(t, cid, flight_size, now):
         h.ssthresh[cid] = _clamp_ssthresh(ssthresh, mss)
     h.cwnd[cid] = mss
     h.tflags[cid] = h.tflags[cid] & _NOT_IN_RECOVERY
-    h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)
+    cc_leave_cwr(t, cid)
     ecn_queue_cwr(t, cid)  # Linux tcp_enter_loss: the next new data carries CWR
     h.recover[cid] = h.snd_max[cid]
     h.dupacks[cid] = 0

@@ -44,8 +44,8 @@ from fsdp.core.stats import (
     STAT_TCP_LISTEN_DROPS,
     STAT_TCP_PMTU_REDUCED,
 )
+from fsdp.tcp.cc import cc_leave_cwr
 from fsdp.tcp.conn import tcp_set_closed
-from fsdp.tcp.ecn import ECN_IN_CWR
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import (
     FRAME_F_TCP_LOST,
@@ -250,7 +250,7 @@ def _simple_retransmit(core, cid, now):
         h.recover[cid] = h.snd_max[cid]
         h.dupacks[cid] = 0
         h.tflags[cid] = (f & ~np.uint32(TF_IN_RECOVERY)) | np.uint32(TF_IN_LOSS)
-        h.ecn_flags[cid] &= ~np.uint8(ECN_IN_CWR)  # (Linux's CWR state gives way to Loss)
+        cc_leave_cwr(core.tcb, cid)  # (Linux's CWR state gives way to Loss)
         undo_clear(core.tcb, cid)  # nothing to undo, and no F-RTO: this was no timeout
         h.frto[cid] = 0
     tcp_push(core, cid, now)
