@@ -15,6 +15,9 @@ _jitcache.configure()  # before any jitted module is imported
 _numba_patches.install()  # (compile-time only: see the module)
 
 from fsdp.core.stack import Stack, default_stack, poll_all_stacks  # noqa: E402
+from fsdp.sockapi import tls as _tls  # noqa: E402
+
+_tls.install()  # ssl.SSLContext.wrap_socket takes fsdp sockets too (fsdp/sockapi/tls.py)
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,9 @@ the program's process:
 What goes to fsdp: AF_INET SOCK_STREAM sockets whose first ``bind()``/``connect()`` names a
 non-loopback IPv4 address or the wildcard (``""``/``0.0.0.0``).  What stays on the kernel:
 loopback (127.0.0.0/8), IPv6, AF_UNIX, UDP and raw sockets, sockets made from an fd
-(``fromfd``, ``socketpair``), DNS.  Not covered: ``select.poll``/``select.epoll`` used directly,
-TLS (``ssl`` needs a kernel fd), ``os.sendfile`` (``socket.sendfile`` falls back to send),
+(``fromfd``, ``socketpair``), DNS.  TLS works: ``ssl.SSLContext.wrap_socket`` of an fsdp socket
+runs OpenSSL over memory BIOs (:mod:`fsdp.sockapi.tls`).  Not covered: ``select.poll``/
+``select.epoll`` used directly, ``os.sendfile`` (``socket.sendfile`` falls back to send),
 ``dup``/``detach`` of an fsdp socket (EOPNOTSUPP), child processes (they run on the kernel).
 Running the program without ``fsdp run`` is the rollback.
 """

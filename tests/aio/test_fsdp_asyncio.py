@@ -91,6 +91,56 @@ def test_streams_echo_a_few_hundred_kb(stacks):
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
 
 
+def test_tls_streams_echo_with_the_certificate_checked(stacks):
+    """asyncio's TLS (its sslproto over memory BIOs) on fsdp transports: start_server(ssl=)
+    and open_connection(ssl=, server_hostname=), the client checking the server's
+    certificate against the test CA (tests/sockapi/certs)."""
+    import ssl
+    from pathlib import Path
+
+    certs = Path(__file__).resolve().parents[1] / "sockapi" / "certs"
+    server, client = stacks
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certs / "server.pem")
+    cctx = ssl.create_default_context(cafile=certs / "ca.pem")
+    payload = os.urandom(400_000)
+
+    async def handle(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await asyncio.start_server(handle, "10.9.0.1", 7443, ssl=sctx)
+        loop._fsdp_stack = client
+        reader, writer = await asyncio.open_connection("10.9.0.1", 7443, ssl=cctx,
+                                                       server_hostname="fsdp.test")
+        tls = writer.get_extra_info("ssl_object")
+        facts = (tls.version(), tls.getpeercert()["subject"][0][0][1])
+        writer.write(payload)
+        await writer.drain()
+        got = b""
+        while len(got) < len(payload):
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            got += chunk
+        writer.close()
+        # a client without the CA: the handshake fails on its certificate check
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("10.9.0.1", 7443, ssl=ssl.create_default_context(),
+                                          server_hostname="fsdp.test")
+        srv.close()
+        await srv.wait_closed()
+        return facts, got
+
+    facts, got = run(main(), server)
+    assert facts == ("TLSv1.3", "fsdp.test")
+    assert got == payload
+
+
 def test_create_server_with_protocol_and_transport_close_gives_eof(stacks):
     server, client = stacks
 

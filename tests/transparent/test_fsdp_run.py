@@ -288,6 +288,71 @@ def test_asyncio_echo_server_and_client(wire):
         finish(server)
 
 
+CERTS = os.path.join(ROOT, "tests", "sockapi", "certs")
+
+HTTPS_SERVER = """
+import http.server, ssl, sys
+httpd = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1] + "/server.pem")
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print("serving https", isinstance(httpd.socket, ssl.SSLSocket), flush=True)
+httpd.serve_forever()
+"""
+
+HTTPS_CLIENT = """
+import hashlib, http.client, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1] + "/ca.pem")
+# urllib: HTTPS, the certificate checked against the test CA
+ctx_ip = ssl.create_default_context(cafile=sys.argv[1] + "/ca.pem")
+ctx_ip.check_hostname = False  # (the certificate names fsdp.test, not 10.8.0.1)
+r = urllib.request.urlopen("https://10.8.0.1:8443/page.txt", context=ctx_ip, timeout=20)
+body = r.read()
+print(r.status, len(body), hashlib.sha256(body).hexdigest())
+# http.client with the host name checked, over a socket wrapped before it connects
+c = http.client.HTTPSConnection("10.8.0.1", 8443, context=ctx, timeout=20)
+s = c.sock = ctx.wrap_socket(__import__("socket").socket(), server_hostname="fsdp.test")
+s.settimeout(20)
+s.connect(("10.8.0.1", 8443))
+version = s.version()  # (http.client closes the socket once the response is read)
+c.request("GET", "/page.txt")
+resp = c.getresponse()
+print(resp.status, len(resp.read()), version, type(s).__name__)
+# a client that does not trust the CA is refused by its own check
+try:
+    urllib.request.urlopen("https://10.8.0.1:8443/page.txt", timeout=20)
+except urllib.error.URLError as e:
+    print("refused", type(e.reason).__name__)
+"""
+
+
+def test_https_server_and_clients_over_tls(wire, tmp_path):
+    """TLS on fsdp connections (fsdp/sockapi/tls.py): an unmodified http.server wrapped with
+    ``SSLContext.wrap_socket``, and urllib / http.client over HTTPS."""
+    import hashlib
+
+    body = os.urandom(200_000)
+    (tmp_path / "page.txt").write_bytes(body)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--",
+         "python", "-c", HTTPS_SERVER, CERTS], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        wait_for_line(server, "serving https True")
+        client = subprocess.run(
+            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
+             "python", "-c", HTTPS_CLIENT, CERTS],
+            capture_output=True, text=True, env=_env(), timeout=120)
+        assert client.returncode == 0, client.stderr
+        lines = client.stdout.splitlines()
+        assert lines[0].split() == ["200", str(len(body)), hashlib.sha256(body).hexdigest()]
+        assert lines[1].split() == ["200", str(len(body)), "TLSv1.3", "TransparentTLSSocket"]
+        assert lines[2] == "refused SSLCertVerificationError"
+    finally:
+        out, err = finish(server)
+    assert err.count('"GET /page.txt HTTP/1.1" 200') == 2  # http.server's access log
+
+
 def test_loopback_unix_and_udp_stay_on_the_kernel(wire):
     code = (
         "import socket\n"
