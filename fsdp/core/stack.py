@@ -176,6 +176,9 @@ def idle_sleep(seconds: float) -> None:
     queue_sleep(s._cores[0].nic, _sleep_bound(s, seconds), s.poll)
 
 
+_kernel_poll = select.poll  # (transparent mode puts its own in the module; this is the kernel's)
+
+
 def idle_wait_fd(fd: int, seconds: float) -> None:
     """:func:`idle_sleep` that also ends when kernel fd ``fd`` (an epoll fd: a kernel selector's)
     becomes readable.  A futex cannot sleep in poll(2), so the doorbell comes as the fd of the
@@ -187,7 +190,7 @@ def idle_wait_fd(fd: int, seconds: float) -> None:
             relay = s._port.bell_relay(0)
         except (AttributeError, ValueError):  # a NIC without relays, a port from another process
             relay = None
-    poller = select.poll()
+    poller = _kernel_poll()
     poller.register(fd, select.POLLIN)
     if relay is None:
         poller.poll(math.ceil(seconds * 1e3))

@@ -20,6 +20,7 @@ import ipaddress
 import math
 import operator
 import os
+import select as _select
 import socket as _stdsocket
 import struct
 import sys
@@ -30,6 +31,7 @@ import numpy as np
 
 from fsdp.sockapi import fastcall
 from fsdp.tcp import usercalls as uc
+from fsdp.tcp.tcb import TCPS_TIME_WAIT, TF_SND_SHUTDOWN
 from fsdp.tcp.urgent import URG_RECV_EOF
 
 _EV_READABLE = uc.EV_READABLE
@@ -65,6 +67,14 @@ _CC_BY_NAME = {name: algo for algo, name in _CC_NAMES.items()}
 POLL_READ = 1  # = selectors.EVENT_READ
 POLL_WRITE = 2  # = selectors.EVENT_WRITE
 POLL_PRI = 4  # urgent data (select()'s exceptional condition; no selectors event)
+
+# poll()/epoll masks (Linux tcp_poll; select.POLL* = select.EPOLL* values)
+_POLLNVAL = _select.POLLNVAL
+_POLLIN_ALL = _select.POLLIN | _select.POLLRDNORM
+_POLLOUT_ALL = _select.POLLOUT | _select.POLLWRNORM
+_POLL_RCV_SHUTDOWN = _POLLIN_ALL | getattr(_select, "POLLRDHUP", 0x2000)
+_POLL_UNCONNECTED = _POLLOUT_ALL | _select.POLLHUP  # TCP_CLOSE, sk_shutdown 0
+_POLL_OVER = _POLL_UNCONNECTED | _POLL_RCV_SHUTDOWN  # tcp_done: SHUTDOWN_MASK too
 
 
 def socket_from_fileno(fd) -> Socket | None:
@@ -451,6 +461,56 @@ class Socket:
         if st & uc.EV_URGENT:
             ev |= POLL_PRI
         return ev
+
+    def _linux_poll_mask(self) -> int:
+        """What poll()/epoll say of this socket on Linux (tcp_poll's mask, in select's POLL*
+        values, before the caller's event mask): a listener POLLIN with a connection to
+        accept; a socket neither connected nor connecting POLLOUT | POLLHUP (Linux's
+        TCP_CLOSE), plus POLLIN | POLLRDHUP once reading is shut down; a connection POLLIN
+        with data or the peer's FIN (POLLRDHUP then too), POLLOUT with send space or sending
+        shut down, POLLPRI with urgent data, POLLHUP once both directions are shut down;
+        POLLERR while an error is pending; a connecting one nothing but that.  A connection
+        that is over (RST, timeout, TIME-WAIT: Linux's tcp_done) is all of IN, OUT, RDHUP,
+        HUP.  Does not poll the stack."""
+        if self._closed or self._stack._closed:
+            return _POLLNVAL  # (its fd is closed)
+        if self._lids is not None:
+            return _POLLIN_ALL if self._poll_events() & POLL_READ else 0
+        if self._cid < 0:
+            return _POLL_UNCONNECTED | (_POLL_RCV_SHUTDOWN if self._rcv_shutdown else 0)
+        st = self._status()
+        err = _select.POLLERR if st & _EV_ERROR else 0
+        if st & _EV_CONNECTED:
+            mask = err
+            if st & uc.EV_EOF:
+                mask |= _POLL_RCV_SHUTDOWN
+            if st & _EV_ERROR:  # (EV_READABLE / EV_WRITABLE also say "an error" then)
+                info = self._stack._conn_info(self._core, self._cid)
+                if info["rcv_q"] > 0:
+                    mask |= _POLLIN_ALL
+                if st & _EV_WRITABLE and info["snd_q"] < self.getsockopt(
+                        _stdsocket.SOL_SOCKET, _stdsocket.SO_SNDBUF):
+                    mask |= _POLLOUT_ALL
+            else:
+                if st & _EV_READABLE:
+                    mask |= _POLLIN_ALL
+                if st & _EV_WRITABLE:
+                    mask |= _POLLOUT_ALL
+            if st & uc.EV_URGENT:
+                mask |= _select.POLLPRI
+            if st & uc.EV_EOF and self._send_shut_down():
+                mask |= _select.POLLHUP  # sk_shutdown == SHUTDOWN_MASK
+            return mask
+        if not st & uc.EV_CLOSED and self._stack._conn_info(
+                self._core, self._cid)["state"] != TCPS_TIME_WAIT:
+            # SYN-SENT: not connected, nothing but an error or a read side shut down
+            return err | (_POLL_RCV_SHUTDOWN if st & uc.EV_EOF else 0)
+        return _POLL_OVER | err | (_select.POLLPRI if st & uc.EV_URGENT else 0)
+
+    def _send_shut_down(self) -> bool:
+        out = np.zeros(uc.CI_SIZE, np.int64)
+        uc.tcp_conn_info(self._core_state(), self._cid, out)
+        return bool(int(out[uc.CI_FLAGS]) & TF_SND_SHUTDOWN)
 
     # ---- addresses ----
     def bind(self, address) -> None:

@@ -9,14 +9,15 @@ the program's process:
   ``http.client``/``urllib`` and asyncio's sockets are fsdp's where the address says so;
 * ``selectors.DefaultSelector`` (and ``SelectSelector``/``PollSelector``/``EpollSelector``) for
   :class:`fsdp.selectors.FsdpSelector`, which asyncio's default loop and ``socketserver`` use;
-* ``select.select`` for a version that understands fsdp sockets.
+* ``select.select``, ``select.poll`` and ``select.epoll`` for versions that understand fsdp
+  sockets (:mod:`fsdp.transparent.select`).
 
 What goes to fsdp: AF_INET SOCK_STREAM sockets whose first ``bind()``/``connect()`` names a
 non-loopback IPv4 address or the wildcard (``""``/``0.0.0.0``).  What stays on the kernel:
 loopback (127.0.0.0/8), IPv6, AF_UNIX, UDP and raw sockets, sockets made from an fd
 (``fromfd``, ``socketpair``), DNS.  TLS works: ``ssl.SSLContext.wrap_socket`` of an fsdp socket
-runs OpenSSL over memory BIOs (:mod:`fsdp.sockapi.tls`).  Not covered: ``select.poll``/
-``select.epoll`` used directly, ``os.sendfile`` (``socket.sendfile`` falls back to send),
+runs OpenSSL over memory BIOs (:mod:`fsdp.sockapi.tls`).  Not covered: ``os.sendfile``
+(``socket.sendfile`` falls back to send),
 ``dup``/``detach`` of an fsdp socket (EOPNOTSUPP), child processes (they run on the kernel).
 Running the program without ``fsdp run`` is the rollback.
 """
@@ -122,13 +123,19 @@ def install(stack=None) -> None:
     _saved = {
         (_socket, "socket"): _socket.socket,
         (_select, "select"): _select.select,
+        (_select, "poll"): _select.poll,
     }
+    if hasattr(_select, "epoll"):
+        _saved[(_select, "epoll")] = _select.epoll
     for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector"):
         if hasattr(_selectors, name):
             _saved[(_selectors, name)] = getattr(_selectors, name)
             setattr(_selectors, name, fsdp_selectors.FsdpSelector)
     _socket.socket = TransparentSocket
     _select.select = fsdp_select.select
+    _select.poll = fsdp_select.poll
+    if hasattr(_select, "epoll"):
+        _select.epoll = fsdp_select.epoll
 
 
 def uninstall() -> None:

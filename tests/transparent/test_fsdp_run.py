@@ -353,6 +353,94 @@ def test_https_server_and_clients_over_tls(wire, tmp_path):
     assert err.count('"GET /page.txt HTTP/1.1" 200') == 2  # http.server's access log
 
 
+EPOLL_ECHO = """
+import select, socket
+# the classic edge-triggered epoll server: non-blocking, read and write until EAGAIN
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", 7010))
+ls.listen()
+ls.setblocking(False)
+ep = select.epoll()
+ep.register(ls.fileno(), select.EPOLLIN | select.EPOLLET)
+print("epoll echo", type(ep).__module__, flush=True)
+conns, out, served = {}, {}, 0
+while served < 2:
+    for fd, ev in ep.poll():
+        if fd == ls.fileno():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except BlockingIOError:
+                    break
+                c.setblocking(False)
+                conns[c.fileno()], out[c.fileno()] = c, b""
+                ep.register(c.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLET)
+            continue
+        c = conns[fd]
+        closed = False
+        if ev & select.EPOLLIN:
+            while True:
+                try:
+                    d = c.recv(65536)
+                except BlockingIOError:
+                    break
+                if not d:
+                    closed = True
+                    break
+                out[fd] += d
+        while out[fd]:
+            try:
+                out[fd] = out[fd][c.send(out[fd]):]
+            except BlockingIOError:
+                break
+        if closed and not out[fd]:
+            ep.unregister(fd)
+            c.close()
+            served += 1
+"""
+
+POLL_CLIENT = """
+import select, socket, sys
+# a client that waits with select.poll (as urllib3 checks its pooled connections)
+payload = bytes(range(256)) * 1000
+for _ in range(2):
+    s = socket.create_connection(("10.8.0.1", 7010), timeout=20)
+    p = select.poll()
+    p.register(s, select.POLLIN)
+    assert p.poll(0) == [], "nothing to read yet"
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        assert p.poll(20000), "timed out"
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    print(len(got), got == payload, p.poll(0)[0][1] & select.POLLIN != 0)
+    s.close()
+"""
+
+
+def test_epoll_edge_triggered_server_and_poll_client(wire):
+    """Unmodified programs that use select.epoll and select.poll themselves."""
+    server = fsdp_run(wire, "10.8.0.1/24", "python", "-c", EPOLL_ECHO)
+    try:
+        line = wait_for_line(server, "epoll echo")
+        assert "fsdp.transparent.select" in line
+        client = subprocess.run(
+            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
+             "python", "-c", POLL_CLIENT],
+            capture_output=True, text=True, env=_env(), timeout=120)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.split() == [str(256 * 1000), "True", "True"] * 2
+        out, err = server.communicate(timeout=30)  # it served its two clients and exited
+        assert server.returncode == 0, err
+    finally:
+        finish(server)
+
+
 def test_loopback_unix_and_udp_stay_on_the_kernel(wire):
     code = (
         "import socket\n"
