@@ -168,6 +168,32 @@ def scoreboard_dsack(t, cid, blocks, n_blocks):
     return False
 
 
+@njit(cache=True)
+def scoreboard_dsack_resent(pool, t, cid, left, right):
+    """Segments of the retransmission queue inside the D-SACK block [left, right) that were
+    ever retransmitted: those the peer received twice because they were sent twice (Linux
+    tcp_sacktag_one with dup_sack on a TCPCB_RETRANS skb, which takes them off undo_retrans).
+    Frames the ACK's cumulative part covers still count (the queue is cleaned after)."""
+    h = t.hot
+    mss = np.int64(h.mss[cid])
+    smax = h.snd_max[cid]
+    left &= _MASK32
+    right &= _MASK32
+    n = np.int64(0)
+    fid = h.snd_q_head[cid]
+    while _is_sent(t, cid, pool, fid, smax):
+        s = pool.tag[fid] & _MASK32
+        if seq_geq(s, right):
+            break
+        e = _frame_end(pool, fid)
+        if (seq_leq(left, s) and seq_leq(e, right)
+                and (pool.flags[fid] & (FRAME_F_TCP_RETRANS | FRAME_F_TCP_EVER_RETRANS)) != 0):
+            length = np.int64(pool.length[fid])
+            n += (length + mss - 1) // mss if (mss > 0 and length > mss) else np.int64(1)
+        fid = pool.next[fid]
+    return n
+
+
 # --- Update ----------------------------------------------------------------------------------
 @njit(cache=True)
 def scoreboard_update(pool, t, cid, blocks, n_blocks, now):

@@ -211,6 +211,7 @@ from fsdp.tcp.sack_scoreboard import (
     frame_xmit_order,
     frame_xmit_time,
     scoreboard_dsack,
+    scoreboard_dsack_resent,
     scoreboard_enter_recovery,
     scoreboard_is_lost,
     scoreboard_lost_bytes,
@@ -1285,6 +1286,7 @@ def tcp_ack(core, cid, now):
     lost_before = np.int64(-1)
     reord = np.int64(-1)
     orig_acked = False
+    dsack_delivered = np.int64(0)
     # RACK.fack before this ACK (RFC 8985 §6.2 step 3; Linux prior_fack)
     prior_fack = una
     if (h.tflags[cid] & TF_SACKED_OUT) != 0 and seq_gt(h.rack_fack[cid], una):
@@ -1310,7 +1312,13 @@ def tcp_ack(core, cid, now):
             core.stats[STAT_TCP_DSACKS_RECV] += 1
             dups, spurious = rack_dsack(t, cid, blocks[0], blocks[1])
             if dups > 0:
-                undo_dsack(t, cid, blocks[1], una, dups)
+                # a spurious retransmission was delivered too (Linux tcp_dsack_seen:
+                # sack_delivered), which PRR and the window's growth count
+                dsack_delivered = dups * np.int64(h.mss[cid])
+                resent = np.int64(0)
+                if seq_gt(blocks[1], una):  # in the queue still: its retransmitted segments
+                    resent = scoreboard_dsack_resent(pool, t, cid, blocks[0], blocks[1])
+                undo_dsack(t, cid, blocks[1], una, dups, resent)
         sack_new, sack_first, sack_last, reord, orig_acked = scoreboard_update(
             pool, t, cid, blocks, nb, now
         )
@@ -1370,8 +1378,9 @@ def tcp_ack(core, cid, now):
         disarm(core, cid, TIMER_PERSIST)
     if (h.tflags[cid] & TF_TLP_OUT) != 0:
         _tlp_ack(core, cid, ack, advanced, sack_new, now)
-    # RFC 6937 DeliveredData: the advance of SND.UNA plus the change in SACKed bytes
-    delivered = acked - sacked_acked + sack_new
+    # RFC 6937 DeliveredData: the advance of SND.UNA plus the change in SACKed bytes, plus
+    # what a valid D-SACK reported delivered twice (as Linux counts it)
+    delivered = acked - sacked_acked + sack_new + dsack_delivered
     _congestion_control(
         core, cid, acked, delivered, is_dup, sack_new, lost_before, delayed, orig_acked, now
     )

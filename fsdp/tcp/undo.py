@@ -24,9 +24,9 @@ rather than more retransmissions (step 2b); if the next one (S)ACKs a segment se
 RTO that was never retransmitted, the RTO was spurious and is undone (step 3b); a duplicate
 ACK or a SACK of the new data says the loss was real (step 3a), and the lost segments go.
 
-Linux also decrements ``undo_retrans`` for a D-SACK above SND.UNA that covers a retransmitted
-segment; fsdp counts D-SACKs at or below SND.UNA only (Linux's "dumb counting" of forgotten
-data).
+A D-SACK at or below SND.UNA counts the segments it reports (Linux's "dumb counting" of
+forgotten data); one above SND.UNA counts the retransmitted segments of the queue it covers,
+as Linux's tcp_sacktag_one does.
 """
 
 import numpy as np
@@ -79,15 +79,17 @@ def undo_note_retransmit(t, cid):
 
 
 @njit(cache=True)
-def undo_dsack(t, cid, right, prior_una, dups):
-    """A valid D-SACK reported ``dups`` segments received twice, ending at ``right``: if they
-    lie at or below the SND.UNA before this ACK and after the episode began, that many of its
-    retransmissions were not needed (Linux tcp_check_dsack)."""
+def undo_dsack(t, cid, right, prior_una, dups, resent):
+    """A valid D-SACK, ending at ``right`` after the episode began, reported segments received
+    twice: ``dups`` of them if it lies at or below the SND.UNA before this ACK (data already
+    forgotten: Linux tcp_check_dsack's "dumb counting"), else the ``resent`` retransmitted
+    segments of the queue it covers (``scoreboard_dsack_resent``; Linux tcp_sacktag_one).
+    That many of the episode's retransmissions were not needed."""
     h = t.hot
     r = np.int64(h.undo_retrans[cid])
-    if r <= 0 or not seq_leq(right, prior_una) or not seq_gt(right, h.undo_marker[cid]):
+    if r <= 0 or not seq_gt(right, h.undo_marker[cid]):
         return
-    r -= dups
+    r -= dups if seq_leq(right, prior_una) else resent
     h.undo_retrans[cid] = r if r > 0 else np.int64(0)
 
 

@@ -254,6 +254,46 @@ def test_a_dsack_in_recovery_undoes_it(h):
     assert sack_acks(c, 1 + 7 * M, [[]]) == [[16, 17, 18, 19]]
 
 
+@pytest.mark.parametrize("dsack_above", [True, False], ids=["dsack_above_una", "no_dsack"])
+def test_a_dsack_above_snd_una_counts_for_the_undo(h, dsack_above):
+    """RFC 3708 / RFC 2883 §4 with two retransmissions, 1 and 5 (Linux counts both ways:
+    tcp_check_dsack for data below SND.UNA, tcp_sacktag_one for a D-SACK inside the second
+    block, above it).  The resend of 5 is D-SACKed while 1 is still missing; after the full
+    ACK the D-SACK of 1 leaves no retransmission unaccounted for, so the reduction is undone:
+    cwnd 11 again, and that D-SACK releases five segments.  Without the first D-SACK one
+    retransmission is still unexplained: nothing is undone."""
+    c = fast_retransmit_of_1(h)
+    out = sack_acks(c, 1 + M, [[blk(6, 7), blk(2, 5)], [blk(6, 8), blk(2, 5)],
+                               [blk(6, 9), blk(2, 5)], [blk(6, 10), blk(2, 5)]])
+    assert out == [[], [5], [], [14]]  # 5 is lost too (RACK: 7, sent after it, SACKed)
+    late_5 = [blk(5, 6), blk(2, 10)] if dsack_above else [blk(2, 10)]
+    assert sack_acks(c, 1 + M, [late_5]) == ([[15]] if dsack_above else [[]])
+    assert sack_acks(c, 1 + 14 * M, [[]]) == (
+        [[16, 17, 18, 19]] if dsack_above else [[15, 16, 17, 18, 19]])
+    if dsack_above:
+        assert sack_acks(c, 1 + 14 * M, [[blk(1, 2)]]) == [[20, 21, 22, 23, 24]]
+        assert sack_acks(c, 1 + 16 * M, [[]]) == [[25, 26, 27, 28]]
+    else:
+        assert sack_acks(c, 1 + 14 * M, [[blk(1, 2)]]) == [[]]
+        assert sack_acks(c, 1 + 16 * M, [[]]) == [[20, 21]]
+
+
+@pytest.mark.parametrize("dsack", [True, False], ids=["dsack", "no_dsack"])
+def test_a_dsack_counts_as_delivered_for_prr(h, dsack):
+    """RFC 6937 DeliveredData with a D-SACK (Linux tcp_dsack_seen: "a spurious retransmission
+    is delivered"): in recovery, a D-SACK of the resent 5, already SACKed, adds nothing new to
+    the scoreboard but PRR counts the segment delivered twice and sends one (15); the same
+    ACK without the D-SACK sends nothing, and the full ACK then has one more to send."""
+    c = fast_retransmit_of_1(h)
+    out = sack_acks(c, 1 + M, [[blk(6, 7), blk(2, 5)], [blk(6, 8), blk(2, 5)],
+                               [blk(6, 9), blk(2, 5)], [blk(6, 10), blk(2, 5)]])
+    assert out == [[], [5], [], [14]]
+    assert sack_acks(c, 1 + M, [[blk(2, 10)]]) == [[]]
+    again = [blk(5, 6), blk(2, 10)] if dsack else [blk(2, 10)]
+    assert sack_acks(c, 1 + M, [again, [blk(2, 11)]]) == ([[15], []] if dsack else [[], []])
+    assert sack_acks(c, 1 + 14 * M, [[]]) == ([[16, 17, 18]] if dsack else [[15, 16, 17, 18]])
+
+
 def test_sack_blocks_beyond_snd_nxt_are_ignored(h):
     """RFC 2018 §8 / RFC 6675 §5 (only valid SACK information counts): blocks above SND.NXT are
     ignored, so ACKs carrying only them trigger no retransmission."""

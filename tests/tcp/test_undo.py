@@ -49,21 +49,25 @@ def test_undo_needs_every_retransmission_dsacked_or_a_delayed_ack():
     undo_note_retransmit(t, cid)
     undo_note_retransmit(t, cid)
     assert t.hot.undo_retrans[cid] == 2
-    undo_dsack(t, cid, 5000 + MSS, 9000, 1)
+    undo_dsack(t, cid, 5000 + MSS, 9000, 1, 0)
     assert not undo_may(t, cid, False)
-    undo_dsack(t, cid, 5000 + 2 * MSS, 9000, 3)  # never below 0
+    undo_dsack(t, cid, 5000 + 2 * MSS, 9000, 3, 0)  # never below 0
     assert t.hot.undo_retrans[cid] == 0 and undo_may(t, cid, False)
 
 
-def test_dsack_counts_only_for_data_of_the_episode_below_snd_una():
-    """Linux tcp_check_dsack's counting: the D-SACKed range must end after the episode began
-    and at or below the SND.UNA before this ACK."""
+def test_dsack_counts_data_of_the_episode_below_snd_una_and_retransmissions_above():
+    """Linux tcp_check_dsack's counting: the D-SACKed range must end after the episode began;
+    at or below the SND.UNA before this ACK it counts the segments it reports, above it the
+    retransmitted segments it covers (tcp_sacktag_one)."""
     t, cid = episode(una=5000)
     undo_note_retransmit(t, cid)
-    undo_dsack(t, cid, 5000, 9000, 1)  # ends where the episode began: older data
-    undo_dsack(t, cid, 9500, 9000, 1)  # above the SND.UNA before the ACK
+    undo_note_retransmit(t, cid)
+    undo_dsack(t, cid, 5000, 9000, 1, 1)  # ends where the episode began: older data
+    undo_dsack(t, cid, 9500, 9000, 1, 0)  # above the SND.UNA before the ACK, no resend in it
+    assert t.hot.undo_retrans[cid] == 2
+    undo_dsack(t, cid, 9500, 9000, 1, 1)  # above it, covering one retransmitted segment
     assert t.hot.undo_retrans[cid] == 1
-    undo_dsack(t, cid, 6000, 9000, 1)
+    undo_dsack(t, cid, 6000, 9000, 1, 0)
     assert t.hot.undo_retrans[cid] == 0
 
 
