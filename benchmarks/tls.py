@@ -9,7 +9,8 @@ run by run; server pinned to CPU 1, client to CPU 0 where there are two:
   sequentially for ``--seconds``: connections/s.  The handshake's public-key operations are
   most of it; what a stack adds shows here as the gap between the two columns;
 * bulk: one TLS connection sends ``--megabytes`` to the server with ``sendall``, the server
-  reads it with ``recv_into`` and answers with the byte count: MB/s of plaintext.
+  reads it with ``recv_into`` and answers with the byte count: MB/s of plaintext; and the same
+  over plain TCP (the control: what the stacks do without TLS).
 
 What fsdp's TLS is: ``fsdp/sockapi/tls.py`` (OpenSSL over memory BIOs, the records carried by
 the fsdp socket).  The kernel's: CPython's ``SSLSocket`` (OpenSSL on the fd).
@@ -74,7 +75,9 @@ def serve(world: str, wire: str) -> None:
     while True:
         conn, _ = ls.accept()
         try:
-            tc = ctx.wrap_socket(conn, server_side=True)
+            conn.settimeout(20)
+            kind = conn.recv(1)  # b"T": TLS from here on; b"P": plain TCP (the control)
+            tc = ctx.wrap_socket(conn, server_side=True) if kind == b"T" else conn
             n = tc.recv_into(buf)
             if n >= 9 and buf[0] == ord("B"):  # bulk: b"B", the length, then the bytes
                 want = int.from_bytes(buf[1:9], "big")
@@ -107,11 +110,12 @@ def _client_runs(make, world: str, port: int, seconds: float, megabytes: int) ->
     ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
     req = b"G" * MSG
 
-    def connect():
+    def connect(tls=True):
         s = make()
         s.settimeout(20)
         s.connect((host, port))
-        return ctx.wrap_socket(s, server_hostname="fsdp.test")
+        s.sendall(b"T" if tls else b"P")
+        return ctx.wrap_socket(s, server_hostname="fsdp.test") if tls else s
 
     def recv_exactly(tc, n):
         got = b""
@@ -135,17 +139,22 @@ def _client_runs(make, world: str, port: int, seconds: float, megabytes: int) ->
 
     total = megabytes << 20
     block = b"x" * (1 << 16)
-    tc = connect()
-    t0 = time.perf_counter()
-    tc.sendall(b"B" + total.to_bytes(8, "big"))
-    for _ in range(total // len(block)):
-        tc.sendall(block)
-    counted = int.from_bytes(recv_exactly(tc, 8), "big")
-    bulk_s = time.perf_counter() - t0
-    tc.close()
-    if counted != total:
-        raise RuntimeError(f"bulk: the server counted {counted} bytes, {total} were sent")
-    return {"short_conn_per_s": short, "bulk_mb_per_s": megabytes / bulk_s}
+
+    def bulk(tls):
+        tc = connect(tls)
+        t0 = time.perf_counter()
+        tc.sendall(b"B" + total.to_bytes(8, "big"))
+        for _ in range(total // len(block)):
+            tc.sendall(block)
+        counted = int.from_bytes(recv_exactly(tc, 8), "big")
+        seconds = time.perf_counter() - t0
+        tc.close()
+        if counted != total:
+            raise RuntimeError(f"bulk: the server counted {counted} bytes, {total} were sent")
+        return megabytes / seconds
+
+    return {"short_conn_per_s": short, "bulk_mb_per_s": bulk(True),
+            "plain_bulk_mb_per_s": bulk(False)}
 
 
 def one_run(world: str, seconds: float, megabytes: int) -> dict:
@@ -188,11 +197,12 @@ def main(argv=None) -> int:
     out = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                        "openssl": ssl.OPENSSL_VERSION},
            "runs": args.runs, "seconds": args.seconds, "megabytes": args.megabytes}
+    keys = ("short_conn_per_s", "bulk_mb_per_s", "plain_bulk_mb_per_s")
     for world, rows in results.items():
-        for key in ("short_conn_per_s", "bulk_mb_per_s"):
+        for key in keys:
             out[f"{world}_{key}"] = round(statistics.median(r[key] for r in rows), 1)
             out[f"{world}_{key}_all"] = [round(r[key], 1) for r in rows]
-    for key in ("short_conn_per_s", "bulk_mb_per_s"):
+    for key in keys:
         out[f"ratio_{key}"] = round(out[f"fsdp_{key}"] / out[f"kernel_{key}"], 2)
     if not args.json_only:
         print(f"{'TLS 1.3, stdlib ssl':28} {'fsdp':>10} {'kernel':>10} {'ratio':>7}")
@@ -200,6 +210,9 @@ def main(argv=None) -> int:
               f"{out['kernel_short_conn_per_s']:>10.0f} {out['ratio_short_conn_per_s']:>7.2f}")
         print(f"{'bulk MB/s (one connection)':28} {out['fsdp_bulk_mb_per_s']:>10.0f} "
               f"{out['kernel_bulk_mb_per_s']:>10.0f} {out['ratio_bulk_mb_per_s']:>7.2f}")
+        print(f"{'  the same without TLS':28} {out['fsdp_plain_bulk_mb_per_s']:>10.0f} "
+              f"{out['kernel_plain_bulk_mb_per_s']:>10.0f} "
+              f"{out['ratio_plain_bulk_mb_per_s']:>7.2f}")
         print(f"(medians of {args.runs} runs each, alternating; {os.cpu_count()} CPUs, "
               f"{ssl.OPENSSL_VERSION})")
     print(json.dumps(out))
