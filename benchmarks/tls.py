@@ -187,6 +187,7 @@ def main(argv=None) -> int:
         print("tls.py: --seconds, --megabytes and --runs must be positive", file=sys.stderr)
         return 2
     results = {"fsdp": [], "kernel": []}
+    cpus = os.sched_getaffinity(0)  # (the client pins this process: given back after)
     try:
         for _ in range(args.runs):
             for world in ("fsdp", "kernel"):
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError, ValueError) as e:
         print(f"tls.py: {e}", file=sys.stderr)
         return 1
+    finally:
+        os.sched_setaffinity(0, cpus)
     out = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                        "openssl": ssl.OPENSSL_VERSION},
            "runs": args.runs, "seconds": args.seconds, "megabytes": args.megabytes}

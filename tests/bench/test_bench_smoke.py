@@ -304,3 +304,17 @@ def test_compile_time_both_ways_on_a_tiny_module(capsys, tmp_path):
 def test_compile_time_bad_arguments_one_line(capsys, argv):
     rc, _, err = _run(capsys, "compile_time", *argv)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("compile_time:")
+
+
+def test_tls_tiny(capsys):
+    """benchmarks/tls.py: both worlds, both workloads, the table and the JSON (the pinning and
+    the server processes included); a bad argument is one line and exit 2."""
+    rc, out, err = _run(capsys, "tls", "--seconds", "0.2", "--megabytes", "2", "--runs", "1")
+    assert rc == 0, err
+    res = _last_json(out)
+    for world in ("fsdp", "kernel"):
+        assert res[f"{world}_short_conn_per_s"] > 0
+        assert res[f"{world}_bulk_mb_per_s"] > 0 and res[f"{world}_plain_bulk_mb_per_s"] > 0
+    assert "short connections/s" in out
+    rc, out, err = _run(capsys, "tls", "--runs", "0")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
