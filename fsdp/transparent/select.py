@@ -59,6 +59,22 @@ def _split(objs):
     return fsdp_part, kernel_part
 
 
+def _checked_timeout(timeout, type_error: str, per_second: int):
+    """A timeout argument (not None) as the stdlib checks it: a float that is a number, or an
+    integer that fits a _PyTime_t once counted in 1/``per_second`` units."""
+    if isinstance(timeout, float):
+        if timeout != timeout:
+            raise ValueError("Invalid value NaN (not a number)")
+        return timeout
+    try:
+        timeout = operator.index(timeout)
+    except TypeError:
+        raise TypeError(type_error) from None
+    if abs(timeout) > (2 ** 63 - 1) // per_second:
+        raise OverflowError("timestamp too large to convert to C _PyTime_t")
+    return timeout
+
+
 def _wait(fsdp_ready, kernel_ready, has_kernel: bool, timeout):
     """Poll every fsdp stack and ask the kernel about its fds until one of them has
     something (``fsdp_ready()`` / ``kernel_ready(wait_s)`` return it, else None) or
@@ -105,18 +121,7 @@ def select(rlist, wlist, xlist, timeout=None):
 
     rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
     if timeout is not None:
-        # the stdlib's checks and texts
-        if isinstance(timeout, float):
-            if timeout != timeout:
-                raise ValueError("Invalid value NaN (not a number)")
-        else:
-            try:
-                timeout = operator.index(timeout)
-            except TypeError:
-                raise TypeError("timeout must be a float or None") from None
-            if abs(timeout) > (2 ** 63 - 1) // 10 ** 9:
-                raise OverflowError("timestamp too large to convert to C _PyTime_t")
-        timeout = float(timeout)
+        timeout = float(_checked_timeout(timeout, "timeout must be a float or None", 10 ** 9))
         if timeout < 0:
             raise ValueError("timeout must be non-negative")
     fr, kr = _split(rlist)
@@ -157,16 +162,9 @@ def _ms_timeout(timeout):
     with the stdlib's checks and rounding (up, to whole milliseconds)."""
     if timeout is None:
         return None
-    if isinstance(timeout, float):
-        if timeout != timeout:
-            raise ValueError("Invalid value NaN (not a number)")
-        ms = math.ceil(timeout)
-    else:
-        try:
-            ms = operator.index(timeout)
-        except TypeError:
-            raise TypeError("timeout must be an integer or None") from None
-    if abs(ms) > (2 ** 63 - 1) // 10 ** 6:
+    ms = _checked_timeout(timeout, "timeout must be an integer or None", 10 ** 6)
+    ms = math.ceil(ms)
+    if abs(ms) > (2 ** 63 - 1) // 10 ** 6:  # (a float's too)
         raise OverflowError("timestamp too large to convert to C _PyTime_t")
     return None if ms < 0 else ms / 1000
 
@@ -357,14 +355,7 @@ class epoll(_Registry):
         if self._k.closed:
             raise ValueError("I/O operation on closed epoll object")
         if timeout is not None:
-            if isinstance(timeout, float):
-                if timeout != timeout:
-                    raise ValueError("Invalid value NaN (not a number)")
-            else:
-                try:
-                    timeout = operator.index(timeout)
-                except TypeError:
-                    raise TypeError("timeout must be an integer or None") from None
+            timeout = _checked_timeout(timeout, "timeout must be an integer or None", 10 ** 9)
             timeout = None if timeout < 0 else math.ceil(timeout * 1000) / 1000
         maxevents = operator.index(maxevents)
         if maxevents == -1:

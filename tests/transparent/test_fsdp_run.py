@@ -27,6 +27,13 @@ def fsdp_run(wire, ip, *program, **kw):
                             env=_env(), **kw)
 
 
+def run_client(wire, *program, ip="10.8.0.2/24", timeout=120):
+    """``fsdp run`` of a client program to the end (another process on ``wire``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", ip, "--", *program],
+        capture_output=True, text=True, env=_env(), timeout=timeout)
+
+
 def wait_for_line(proc, text, timeout=60):
     """Read the server's stdout until a line containing ``text`` (it is listening then); fail
     after ``timeout`` seconds even if no line comes at all (a reader thread does the reads)."""
@@ -224,10 +231,7 @@ def test_socketserver_echo_and_select(wire):
     try:
         line = wait_for_line(server, "listening")
         assert "('0.0.0.0', 7007) fsdp.transparent.socket" in line
-        client = subprocess.run(
-            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
-             "python", "-c", SOCKET_CLIENT],
-            capture_output=True, text=True, env=_env(), timeout=120)
+        client = run_client(wire, "python", "-c", SOCKET_CLIENT)
         assert client.returncode == 0, client.stderr
         want = sum(len(b"LINE %d OF CLIENT 0\n" % k) for k in range(100))
         assert client.stdout.split() == [str(want), str(want)]
@@ -278,10 +282,7 @@ def test_asyncio_echo_server_and_client(wire):
     try:
         line = wait_for_line(server, "serving")
         assert "FsdpSelector ('0.0.0.0', 7008)" in line
-        client = subprocess.run(
-            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
-             "python", "-c", ASYNCIO_CLIENT],
-            capture_output=True, text=True, env=_env(), timeout=120)
+        client = run_client(wire, "python", "-c", ASYNCIO_CLIENT)
         assert client.returncode == 0, client.stderr
         assert client.stdout.split() == [str(256 * 800), "True"]
     finally:
@@ -333,16 +334,10 @@ def test_https_server_and_clients_over_tls(wire, tmp_path):
 
     body = os.urandom(200_000)
     (tmp_path / "page.txt").write_bytes(body)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.1/24", "--",
-         "python", "-c", HTTPS_SERVER, CERTS], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=_env())
+    server = fsdp_run(wire, "10.8.0.1/24", "python", "-c", HTTPS_SERVER, CERTS, cwd=tmp_path)
     try:
         wait_for_line(server, "serving https True")
-        client = subprocess.run(
-            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
-             "python", "-c", HTTPS_CLIENT, CERTS],
-            capture_output=True, text=True, env=_env(), timeout=120)
+        client = run_client(wire, "python", "-c", HTTPS_CLIENT, CERTS)
         assert client.returncode == 0, client.stderr
         lines = client.stdout.splitlines()
         assert lines[0].split() == ["200", str(len(body)), hashlib.sha256(body).hexdigest()]
@@ -429,10 +424,7 @@ def test_epoll_edge_triggered_server_and_poll_client(wire):
     try:
         line = wait_for_line(server, "epoll echo")
         assert "fsdp.transparent.select" in line
-        client = subprocess.run(
-            [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.2/24", "--",
-             "python", "-c", POLL_CLIENT],
-            capture_output=True, text=True, env=_env(), timeout=120)
+        client = run_client(wire, "python", "-c", POLL_CLIENT)
         assert client.returncode == 0, client.stderr
         assert client.stdout.split() == [str(256 * 1000), "True", "True"] * 2
         out, err = server.communicate(timeout=30)  # it served its two clients and exited
@@ -452,9 +444,7 @@ def test_loopback_unix_and_udp_stay_on_the_kernel(wire):
         "print(type(u).__name__)\n"
         "p, q = socket.socketpair(); p.send(b'u'); print(q.recv(1))\n"
     )
-    p = subprocess.run(
-        [sys.executable, "-m", "fsdp", "run", "--nic", wire, "--ip", "10.8.0.3/24", "--",
-         "python", "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    p = run_client(wire, "python", "-c", code, ip="10.8.0.3/24")
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["b'k'", "True", "TransparentSocket", "b'u'"]
 
