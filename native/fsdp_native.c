@@ -475,7 +475,8 @@ static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 /* send(data, flags=0): bytes, bytearray or a contiguous memoryview, on a connection; what the
- * send buffer took, or Python's way when it took nothing (it waits or says EAGAIN) */
+ * send buffer took, or Python's way when it took nothing (it waits or says EAGAIN) or, on a
+ * blocking socket, only part (Linux queues all of a blocking send) */
 static PyObject *sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames) {
     if (kwnames == NULL && (nargs == 1 || nargs == 2) && zero_flags(args, nargs, 1)
@@ -490,13 +491,17 @@ static PyObject *sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nar
             return call_python(sk.py_send, self, args, nargs, kwnames);
         }
         if (view.len > 0 && (e = usual_connection(self, &core, &cid, &eref))) {
+            Py_ssize_t len = view.len;
             int rc = call(e, core, OP_SEND, cid, 0, view.len, 0, 0, view.buf, view.len, &ret);
             PyBuffer_Release(&view);
             Py_DECREF(eref);
             if (rc < 0)
                 return NULL;
-            if (ret >= 0)
+            if (ret == len || (ret >= 0 && SLOT(self, SLOT_TIMEOUT) != Py_None))
                 return PyLong_FromLongLong(ret);
+            if (ret > 0) /* a blocking send queues it all, as Linux's (Socket._send_rest) */
+                return PyObject_CallMethod(self, "_send_rest", "OiL", args[0], 0,
+                                           (long long)ret);
             if (ret != -EAGAIN)
                 return raise_errno(-ret);
         } else {

@@ -748,11 +748,56 @@ class Socket:
             return _raise_if_error(rc)
 
         rc = ready()  # the usual case, space in the send buffer, without _wait's set-up
+        if flags & _MSG_DONTWAIT:
+            if rc is None:
+                raise _oserror(errno.EAGAIN)
+            return rc
+        if self._timeout is None and (rc is None or rc < n):
+            return self._send_rest(view, flags, rc or 0)
         if rc is not None:
             return rc
-        if flags & _MSG_DONTWAIT:
-            raise _oserror(errno.EAGAIN)
-        return self._wait(ready, "send", tried=True)
+
+        def writable_then_ready():
+            # CPython polls a timed socket for POLLOUT first, which Linux gives once half the
+            # send buffer is free (sk_stream_is_writeable), then sends what fits
+            if not self._status() & (_EV_WRITABLE | _EV_ERROR):
+                return None
+            return ready()
+
+        return self._wait(writable_then_ready, "send", tried=True)
+
+    def _send_rest(self, data, flags, sent: int) -> int:
+        """A blocking send() once its first ``sent`` bytes were taken: Linux's tcp_sendmsg
+        queues the rest too, waiting for room (woken once half the send buffer is free:
+        sk_stream_write_space), and returns the whole count; an error once some bytes were
+        taken ends it with those (Linux: ``if (copied) goto out``).  fsdp._native's send calls
+        this when the send buffer took only part of a blocking send."""
+        view = _readable_view(data)
+        total = view.nbytes
+        try:
+            while sent < total:
+                sent += self._send_when_writable(view[sent:], flags)
+        except OSError:
+            if sent:
+                return sent
+            raise
+        return sent
+
+    def _send_when_writable(self, view, flags) -> int:
+        n = view.nbytes
+        arr = fastcall.send_array(view, n)
+        stack = self._stack
+        send = _tcp_send_array if not flags & _MSG_OOB else _tcp_send_oob_array
+
+        def ready():
+            if not self._status() & (_EV_WRITABLE | _EV_ERROR):
+                return None
+            rc = send(stack._refs[self._core], self._cid, arr, n, stack._clock())
+            if rc == -errno.EAGAIN:
+                return None
+            return _raise_if_error(rc)
+
+        return self._wait(ready, "send")
 
     def sendall(self, data, flags: int = 0) -> None:
         sent = 0

@@ -147,9 +147,12 @@ def test_capture_errors_are_one_line(fresh_wire, tmp_path):
             fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.2/24", stats_segment=False):
         r = _fsdp("capture", "--out", str(tmp_path / "no-dir" / "x.pcap"), "--pid", me)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
-        if len(live_segments()) > 1:  # (other processes' stacks count too)
+        # two running stacks (a second one here: other processes' come and go) and no
+        # --pid: the capture must be told which
+        with fsdp.Stack(nic=f"sim:{fresh_wire}", ip="10.4.2.4/24"):
+            assert len(live_segments()) > 1
             r = _fsdp("capture", "--out", str(tmp_path / "x.pcap"), "--seconds", "0.1")
-            assert r.returncode == 1 and "choose with --pid P or --all" in r.stderr
+            assert r.returncode == 1 and "choose with --pid P or --all" in r.stderr, r.stderr
         # nothing was left switched on by the failure: the stack can capture itself
         a.capture(str(tmp_path / "own.pcap"))
         a.stop_capture()

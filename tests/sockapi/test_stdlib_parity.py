@@ -1757,6 +1757,46 @@ def bind_again_after_the_connection_ended(w):
 
 
 @scenario
+def blocking_send_queues_it_all(w):
+    """Linux's tcp_sendmsg: a blocking send() waits for room until all of it is queued and
+    returns the whole count (a program that ignores send()'s count loses nothing); with a
+    timeout CPython polls for POLLOUT and sends what fits then: less than asked."""
+    import threading
+
+    ls, c, s = w.pair()
+    big = b"b" * 12_000_000
+    got = []
+    first_read = threading.Event()
+    go_on = threading.Event()
+
+    def reader():
+        n = 0
+        while True:
+            if n >= len(big) and not go_on.is_set():
+                first_read.set()
+                go_on.wait(30)  # (nobody reads while the timed send runs: it cannot take all)
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            n += len(chunk)
+        got.append(n)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    c.settimeout(None)
+    r = [rec(c.send, big)]
+    first_read.wait(30)
+    c.settimeout(5)
+    part = c.send(big)
+    r.append(0 < part < len(big))
+    go_on.set()
+    c.shutdown(stdsocket.SHUT_WR)
+    t.join(30)
+    r.append(got == [len(big) + part])
+    return r
+
+
+@scenario
 def listen_again_sets_the_backlog(w):
     """A second listen() changes only the backlog, and it counts at once: with backlog 0 and
     a connection queued, the next SYN is dropped (the connect times out); with room again,
