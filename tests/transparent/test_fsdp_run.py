@@ -184,7 +184,9 @@ def test_prefork_workers_each_serve_their_queue(wire, tmp_path):
                     data += chunk
                 c.close()
                 assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"prefork\n"), data
-        segs = [(h, a) for h, a in live_segments() if h["ip"] == "10.8.0.1/24"]
+        # (this wire's: another test's server may run on 10.8.0.1 in another worker)
+        segs = [(h, a) for h, a in live_segments()
+                if h["ip"] == "10.8.0.1/24" and h["nic"] == wire]
         assert len({h["pid"] for h, _ in segs}) == 2  # one stack per worker process
         opens = {}
         for h, a in segs:  # each worker's stack runs one core: its queue's
