@@ -45,6 +45,9 @@ ECN_QUEUE_CWR = 1 << 1  # the window was reduced: the next new data segment carr
 ECN_DEMAND_CWR = 1 << 2  # CE received: every segment carries ECE until a CWR arrives
 ECN_SEEN = 1 << 3  # an ECT or CE segment arrived (a later Not-ECT one is likely a retransmission)
 ECN_IN_CWR = 1 << 4  # reducing the window after an ECE (Linux's TCP_CA_CWR state, RFC 3168 §6.1.2)
+# the last segment sent was ECT(0): getsockopt(IP_TOS) shows it, as Linux's inet->tos, which
+# tcp_ecn_send sets (INET_ECN_xmit) and clears (INET_ECN_dontxmit) with each send
+ECN_LAST_ECT = 1 << 5
 
 # the ECN field of the IP header (RFC 3168 §5): the low two bits of the TOS byte
 IPTOS_ECN_MASK = 0x3
@@ -123,12 +126,23 @@ def ecn_xmit(t, cid, flags, new_data):
     ect = IPTOS_ECN_NOT_ECT
     if new_data:
         ect = IPTOS_ECN_ECT0
+        ef |= ECN_LAST_ECT
         if (ef & ECN_QUEUE_CWR) != 0:
             flags |= TH_CWR
-            h.ecn_flags[cid] = ef & ~ECN_QUEUE_CWR
+            ef &= ~ECN_QUEUE_CWR
+    else:
+        ef &= ~ECN_LAST_ECT
+    h.ecn_flags[cid] = ef
     if (ef & ECN_DEMAND_CWR) != 0:
         flags |= TH_ECE
     return flags, ect
+
+
+@njit(cache=True)
+def ecn_tos_bits(t, cid):
+    """The ECN bits getsockopt(IP_TOS) adds to the TOS byte: ECT(0) if the last segment sent
+    was ECT (Linux inet->tos after tcp_ecn_send), else none."""
+    return IPTOS_ECN_ECT0 if (np.int64(t.hot.ecn_flags[cid]) & ECN_LAST_ECT) != 0 else 0
 
 
 @njit(cache=True)

@@ -63,7 +63,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
-from fsdp.tcp.ecn import ecn_init
+from fsdp.tcp.ecn import ecn_init, ecn_tos_bits
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
 from fsdp.tcp.isn import isn_generate
@@ -948,7 +948,7 @@ def tcp_getopt_k(core, cid, opt):
     if opt == OPT_CONGESTION:
         return np.int64(h.cc_algo[cid])
     if opt == OPT_TOS:
-        return np.int64(c.tos[cid])
+        return np.int64(c.tos[cid]) | ecn_tos_bits(core.tcb, cid)
     if opt == OPT_TTL:
         return tcp_ttl(core, cid)
     return np.int64(-EINVAL)

@@ -140,6 +140,36 @@ def test_new_data_is_ect0_acks_and_retransmissions_are_not(h):
     assert again and all((s.seq, s.len, s.ecn) == (d.seq, 100, NOT_ECT) for s in again)
 
 
+def test_ip_tos_shows_the_ect_bit_of_the_last_send(h):
+    """Linux's inet->tos follows tcp_ecn_send (INET_ECN_xmit / INET_ECN_dontxmit):
+    getsockopt(IP_TOS) has ECT(0) after a new data segment and not after a pure ACK; an
+    IP_TOS set meanwhile keeps the bit TCP owns (__ip_sock_set_tos); without ECN it never
+    shows."""
+    import socket
+
+    def tos(sock):
+        return sock.getsockopt(socket.IPPROTO_IP, socket.IP_TOS)
+
+    c = ecn_conn(h)
+    seen = [tos(c.sock)]
+    c.sock.send(b"x" * 100)
+    c.recv()
+    seen.append(tos(c.sock))
+    c.send("PA", ack=1, data=b"y" * 10, tos=ECT0)  # (its ACK is a pure ACK, Not-ECT)
+    c.recv()
+    seen.append(tos(c.sock))
+    c.send("A", ack=101)
+    c.sock.send(b"z" * 100)
+    c.recv()
+    c.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+    seen.append(tos(c.sock))
+    assert seen == [0, ECT0, 0, 0x10 | ECT0]
+    plain = handshake_passive(h, 8081)
+    plain.sock.send(b"x" * 100)
+    plain.recv()
+    assert tos(plain.sock) == 0
+
+
 def test_without_ecn_nothing_is_ect(h):
     c = handshake_passive(h, 8080)
     assert data_ecn(c) == NOT_ECT

@@ -33,6 +33,7 @@ from fsdp.tcp.ecn import (
     ecn_rcv_synack,
     ecn_syn_asks,
     ecn_syn_flags,
+    ecn_tos_bits,
     ecn_xmit,
 )
 from fsdp.tcp.tcb import CC_CUBIC, TF_IN_RECOVERY, tcb_alloc, tcb_table_create
@@ -92,6 +93,19 @@ def test_only_new_data_is_ect_and_takes_the_queued_cwr():
     assert ecn_xmit(t, cid, TH_ACK, True) == (TH_ACK, IPTOS_ECN_ECT0)  # CWR went once
     t, cid = conn(False)
     assert ecn_xmit(t, cid, TH_ACK, True) == (TH_ACK, IPTOS_ECN_NOT_ECT)
+
+
+def test_ip_tos_shows_whether_the_last_send_was_ect():
+    """Linux's inet->tos: INET_ECN_xmit on new data, INET_ECN_dontxmit on anything else."""
+    t, cid = conn()
+    assert ecn_tos_bits(t, cid) == 0
+    ecn_xmit(t, cid, TH_ACK | TH_PSH, True)
+    assert ecn_tos_bits(t, cid) == IPTOS_ECN_ECT0
+    ecn_xmit(t, cid, TH_ACK, False)
+    assert ecn_tos_bits(t, cid) == 0
+    t, cid = conn(False)
+    ecn_xmit(t, cid, TH_ACK | TH_PSH, True)
+    assert ecn_tos_bits(t, cid) == 0
 
 
 def test_ce_demands_ece_until_cwr():
