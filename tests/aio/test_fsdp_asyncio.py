@@ -141,6 +141,48 @@ def test_tls_streams_echo_with_the_certificate_checked(stacks):
     assert got == payload
 
 
+def test_starttls_upgrades_a_clear_connection(stacks):
+    """StreamWriter.start_tls (loop.start_tls) on fsdp transports: a line in clear, then TLS on
+    the same connection, both ways (the STARTTLS pattern of SMTP, IMAP, LDAP)."""
+    import ssl
+    from pathlib import Path
+
+    certs = Path(__file__).resolve().parents[1] / "sockapi" / "certs"
+    server, client = stacks
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certs / "server.pem")
+    cctx = ssl.create_default_context(cafile=certs / "ca.pem")
+
+    async def handle(reader, writer):
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"GO\n")
+        await writer.drain()
+        await writer.start_tls(sctx)
+        writer.write(b"secure:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await asyncio.start_server(handle, "10.9.0.1", 7444)
+        loop._fsdp_stack = client
+        reader, writer = await asyncio.open_connection("10.9.0.1", 7444)
+        writer.write(b"STARTTLS\n")
+        await writer.drain()
+        go = await reader.readline()
+        await writer.start_tls(cctx, server_hostname="fsdp.test")
+        writer.write(b"hello\n")
+        await writer.drain()
+        answer = await reader.readline()
+        version = writer.get_extra_info("ssl_object").version()
+        writer.close()
+        srv.close()
+        await srv.wait_closed()
+        return go, answer, version
+
+    assert run(main(), server) == (b"GO\n", b"secure:hello\n", "TLSv1.3")
+
+
 def test_create_server_with_protocol_and_transport_close_gives_eof(stacks):
     server, client = stacks
 
