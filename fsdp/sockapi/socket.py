@@ -756,15 +756,8 @@ class Socket:
             return self._send_rest(view, flags, rc or 0)
         if rc is not None:
             return rc
-
-        def writable_then_ready():
-            # CPython polls a timed socket for POLLOUT first, which Linux gives once half the
-            # send buffer is free (sk_stream_is_writeable), then sends what fits
-            if not self._status() & (_EV_WRITABLE | _EV_ERROR):
-                return None
-            return ready()
-
-        return self._wait(writable_then_ready, "send", tried=True)
+        # CPython polls a timed socket for POLLOUT first, then sends what fits
+        return self._send_when_writable(view, flags)
 
     def _send_rest(self, data, flags, sent: int) -> int:
         """A blocking send() once its first ``sent`` bytes were taken: Linux's tcp_sendmsg
@@ -784,6 +777,8 @@ class Socket:
         return sent
 
     def _send_when_writable(self, view, flags) -> int:
+        """One send once the socket is writable as Linux's poll says it (half the send buffer
+        free: sk_stream_is_writeable), waiting as the timeout says: what fits then."""
         n = view.nbytes
         arr = fastcall.send_array(view, n)
         stack = self._stack

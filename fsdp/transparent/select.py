@@ -273,16 +273,23 @@ class epoll(_Registry):
     sees every edge; EPOLLONESHOT reports once until the next modify()."""
 
     def __init__(self, sizehint=-1, flags=0):
-        self._registry_init(_kernel_epoll(sizehint, flags))
-        self._edge: dict[int, tuple] = {}  # EPOLLET fds: what was last reported
-        self._spent: set[int] = set()  # EPOLLONESHOT fds reported since their modify()
+        self._epoll_init(_kernel_epoll(sizehint, flags))
 
     @classmethod
     def fromfd(cls, fd):
         self = cls.__new__(cls)
-        self._registry_init(_kernel_epoll.fromfd(fd))
-        self._edge, self._spent = {}, set()
+        self._epoll_init(_kernel_epoll.fromfd(fd))
         return self
+
+    def _epoll_init(self, kernel_epoll) -> None:
+        import numpy as np
+
+        from fsdp.tcp.usercalls import CI_SIZE
+
+        self._registry_init(kernel_epoll)
+        self._edge: dict[int, tuple] = {}  # EPOLLET fds: what was last reported
+        self._spent: set[int] = set()  # EPOLLONESHOT fds reported since their modify()
+        self._info = np.zeros(CI_SIZE, np.int64)  # _traffic's scratch (no allocation a pass)
 
     @property
     def closed(self):
@@ -373,7 +380,7 @@ class epoll(_Registry):
                     continue
                 ev = sock._linux_poll_mask() & (mask | _ALWAYS)
                 if ev and mask & _stdselect.EPOLLET:
-                    seen = (ev, _traffic(sock))
+                    seen = (ev, _traffic(sock, self._info))
                     if self._edge.get(fd) == seen:
                         continue
                     self._edge[fd] = seen
@@ -394,13 +401,11 @@ class epoll(_Registry):
         return ((f or []) + (k or []))[:maxevents]
 
 
-def _traffic(sock) -> tuple:
-    """Counters that move with each event Linux would wake an edge-triggered epoll for."""
-    import numpy as np
-
+def _traffic(sock, out) -> tuple:
+    """Counters that move with each event Linux would wake an edge-triggered epoll for
+    (``out``: the epoll's int64[CI_SIZE] scratch row for the engine's answers)."""
     from fsdp.tcp import usercalls as uc
 
-    out = np.zeros(uc.CI_SIZE, np.int64)
     if sock._lids is not None:
         queued = 0
         for core, lid in zip(sock._stack._refs, sock._lids, strict=False):

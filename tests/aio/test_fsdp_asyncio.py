@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import socket as stdsocket
+import ssl
 import time
 
 import pytest
@@ -91,18 +92,23 @@ def test_streams_echo_a_few_hundred_kb(stacks):
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
 
 
+def tls_contexts():
+    """(server context with the test certificate, client context trusting the test CA):
+    tests/sockapi/certs."""
+    from pathlib import Path
+
+    certs = Path(__file__).resolve().parents[1] / "sockapi" / "certs"
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certs / "server.pem")
+    return sctx, ssl.create_default_context(cafile=certs / "ca.pem")
+
+
 def test_tls_streams_echo_with_the_certificate_checked(stacks):
     """asyncio's TLS (its sslproto over memory BIOs) on fsdp transports: start_server(ssl=)
     and open_connection(ssl=, server_hostname=), the client checking the server's
     certificate against the test CA (tests/sockapi/certs)."""
-    import ssl
-    from pathlib import Path
-
-    certs = Path(__file__).resolve().parents[1] / "sockapi" / "certs"
     server, client = stacks
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(certs / "server.pem")
-    cctx = ssl.create_default_context(cafile=certs / "ca.pem")
+    sctx, cctx = tls_contexts()
     payload = os.urandom(400_000)
 
     async def handle(reader, writer):
@@ -144,14 +150,8 @@ def test_tls_streams_echo_with_the_certificate_checked(stacks):
 def test_starttls_upgrades_a_clear_connection(stacks):
     """StreamWriter.start_tls (loop.start_tls) on fsdp transports: a line in clear, then TLS on
     the same connection, both ways (the STARTTLS pattern of SMTP, IMAP, LDAP)."""
-    import ssl
-    from pathlib import Path
-
-    certs = Path(__file__).resolve().parents[1] / "sockapi" / "certs"
     server, client = stacks
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(certs / "server.pem")
-    cctx = ssl.create_default_context(cafile=certs / "ca.pem")
+    sctx, cctx = tls_contexts()
 
     async def handle(reader, writer):
         assert await reader.readline() == b"STARTTLS\n"
