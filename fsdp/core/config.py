@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from fsdp.pool.pool import FRAME_SIZE
+
 # ---- cfg array indices (read-only configuration seen by the jitted loop) ----
 CFG_IP = 0
 CFG_NETMASK = 1
@@ -72,6 +74,9 @@ CFG_IPFRAG_TIME_US = 56  # how long a datagram's fragments are kept (Linux ipfra
 CFG_TCP_RECOVERY = 57  # TCP_RECOVERY_RACK: RACK loss detection with SACK (Linux tcp_recovery)
 CFG_TCP_FRTO = 58  # F-RTO after a retransmission timeout (RFC 5682; Linux tcp_frto)
 CFG_TCP_ECN = 59  # ECN (RFC 3168): 0 off, 1 asked for and accepted, 2 accepted (Linux tcp_ecn)
+CFG_TCP_MODERATE_RCVBUF = 60  # receive-buffer autotuning (fsdp.tcp.drs; Linux tcp_moderate_rcvbuf)
+CFG_TCP_RCVBUF_AUTO_MAX = 61  # the most autotuning gives one connection: tcp_rmem[2], at most a
+#                               quarter of the core's packet pool
 CFG_SIZE = 64
 
 
@@ -133,6 +138,11 @@ class StackOptions:
     # ECN (RFC 3168), as Linux's tcp_ecn: 2 (its default) accepts it when a peer's SYN asks,
     # 1 also asks for it in our SYNs, 0 never uses it
     tcp_ecn: int = 2
+    # receive-buffer autotuning (Linux tcp_moderate_rcvbuf): a connection whose application keeps
+    # up grows its buffer, and the window it offers, towards what the path needs
+    # (fsdp.tcp.drs); never past tcp_rmem[2] or a quarter of the core's pool, never when the
+    # application set SO_RCVBUF
+    tcp_moderate_rcvbuf: int = 1
     tcp_time_wait: float = 60.0  # s in TIME-WAIT (2*MSL; Linux TCP_TIMEWAIT_LEN)
     tcp_max_reass: int = 0  # out-of-order bytes held per connection, 0 = its receive buffer
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
@@ -197,7 +207,7 @@ class StackOptions:
         positive_int("mtu", 576, 9000)
         for name in ("tcp_timestamps", "tcp_sack", "tcp_dsack", "tcp_window_scaling",
                      "tcp_abort_on_overflow", "tcp_slow_start_after_idle", "tcp_rfc1337",
-                     "tcp_delayed_ack"):
+                     "tcp_delayed_ack", "tcp_moderate_rcvbuf"):
             v = getattr(self, name)
             if isinstance(v, bool):
                 setattr(self, name, int(v))
@@ -318,6 +328,10 @@ def cfg_create(
     cfg[CFG_TCP_RECOVERY] = opts.tcp_recovery
     cfg[CFG_TCP_FRTO] = opts.tcp_frto
     cfg[CFG_TCP_ECN] = opts.tcp_ecn
+    cfg[CFG_TCP_MODERATE_RCVBUF] = opts.tcp_moderate_rcvbuf
+    # a quarter of the pool: one connection that stops reading after its buffer grew cannot
+    # leave the core's other connections without frames (the role of Linux's tcp_mem limits)
+    cfg[CFG_TCP_RCVBUF_AUTO_MAX] = min(opts.tcp_rmem[2], opts.pool_frames * FRAME_SIZE // 4)
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)

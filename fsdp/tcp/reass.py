@@ -443,6 +443,19 @@ def reass_free(pool, t, cid):
     return n
 
 
+@njit(cache=True)
+def reass_last_end(pool, t, cid):
+    """The sequence number after the highest out-of-order data held (Linux
+    ``TCP_SKB_CB(tp->ooo_last_skb)->end_seq``), or ``rcv_nxt`` when none is held.  Walks the
+    queue: O(frames held)."""
+    f = t.hot.ooo_head[cid]
+    if f < 0:
+        return np.int64(t.hot.rcv_nxt[cid])
+    while pool.next[f] >= 0:
+        f = pool.next[f]
+    return np.int64(_frame_end(pool, f))
+
+
 # --- SACK blocks we send ----------------------------------------------------------------------
 class SackState(NamedTuple):
     """Per-connection SACK blocks to send (RFC 2018 §4) and the pending D-SACK (RFC 2883).

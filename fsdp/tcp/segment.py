@@ -148,6 +148,12 @@ from fsdp.tcp.conn import (
     tcp_time_wait_restart,
     tcp_wscale_for_clamp,
 )
+from fsdp.tcp.drs import (
+    drs_init,
+    drs_ofo_queued,
+    drs_rtt_measure,
+    drs_rtt_measure_ts,
+)
 from fsdp.tcp.ecn import (
     ECN_QUICKACKS,
     ECN_RX_QUIET,
@@ -642,6 +648,7 @@ def tcp_established(core, cid, now):
         c.window_clamp[cid] = full
     if np.int64(h.rcv_ssthresh[cid]) > np.int64(c.window_clamp[cid]):
         h.rcv_ssthresh[cid] = c.window_clamp[cid]
+    drs_init(core, cid, now)
     tcp_sndbuf_expand(core, cid)
     h.last_snd_us[cid] = now
     h.last_rcv_us[cid] = now
@@ -1787,6 +1794,7 @@ def _event_data_recv(core, cid, fid, now):
     the first data segment starts quick-ACK mode; the receive window may grow.  ``fid`` is the
     segment, already queued."""
     h = core.tcb.hot
+    drs_rtt_measure(core, cid, now)
     if h.ack_ato[cid] == 0:
         tcp_enter_quickack(core, cid)
     else:
@@ -1837,7 +1845,10 @@ def _grow_window(core, cid, fid, n):
     ts_win = (rx_truesize(core.pool, fid) * ratio) >> 8
     incr = np.int64(0)
     if ts_win <= n:
-        incr = 2 * np.int64(core.tcb.cold.adv_mss[cid])
+        adv = np.int64(core.tcb.cold.adv_mss[cid])
+        if (h.tflags[cid] & TF_TS_OK) != 0:
+            adv -= 12  # Linux's tp->advmss leaves the timestamp option out
+        incr = 2 * adv
     else:
         # __tcp_grow_window: a small segment earns growth only while the window is small
         tsz = ts_win >> 1
@@ -2021,18 +2032,31 @@ def _data_queue(core, cid, fid, now):
         frame_free(pool, fid)
         return np.int64(cid)
     _ecn_check_ce(core, cid)
+    # Linux 6.17+ tcp_data_queue_ofo: out-of-order segments measure the peer's MSS and the
+    # payload ratio too ("tcp: call tcp_measure_rcv_mss() for ooo packets")
+    _measure_rcv_mss(core, cid, fid)
     mx = core.cfg[CFG_TCP_MAX_REASS]
     if mx <= 0:
         mx = np.int64(h.rcv_buf[cid])
     pool.tag[fid] = seq
+    ssthresh_before = h.rcv_ssthresh[cid]
+    quick_before = h.ack_quick[cid]
     if sack_on:
+        # Linux tcp_data_queue_ofo: a segment it holds grows the window, before it is charged
+        # (for non-SACK flows it does not: "do not grow window to force DUPACK")
+        _grow_window(core, cid, fid, n)
         r = reass_insert_sack(pool, t, core.sack, cid, fid, seq, n, fin, mx)
     else:
         r = reass_insert(pool, t, cid, fid, seq, n, fin, mx)
+    if r <= 0 and n > 0:
+        # dropped, or every byte already held: Linux grows nothing for it
+        h.rcv_ssthresh[cid] = ssthresh_before
+        h.ack_quick[cid] = quick_before
     if r < 0:
         core.stats[STAT_TCP_OFO_DROPPED] += 1
     else:
         core.stats[STAT_TCP_OFO_QUEUED] += 1
+        drs_ofo_queued(core, cid)
     h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # RFC 5681 §4.2: out-of-order data, ACK at once
     return np.int64(cid)
 
@@ -2192,6 +2216,7 @@ def _sync_input(core, cid, fid, now):
         frame_free(pool, fid)
         return np.int64(cid)
     h.last_rcv_us[cid] = now
+    was_established = st == TCPS_ESTABLISHED
     if st == TCPS_SYN_RECEIVED:
         ack = s[SEG_ACK]
         if not (seq_gt(ack, h.snd_una[cid]) and seq_leq(ack, h.snd_max[cid])):
@@ -2207,6 +2232,10 @@ def _sync_input(core, cid, fid, now):
         return np.int64(cid)
     if ecn_accept_cwr(t, cid, flags) and s[SEG_LEN] > 0:
         h.tflags[cid] |= np.uint32(TF_ACK_NOW)  # the sender's window may be one segment
+    if was_established and (h.tflags[cid] & TF_TS_OK) != 0 and _has_ts(core):
+        # Linux tcp_rcv_established, after tcp_ack: the receiver's RTT from the echo
+        n_seq = s[SEG_LEN] + (1 if (flags & TH_FIN) != 0 else 0)  # end_seq - seq
+        drs_rtt_measure_ts(core, cid, now, core.tcp_opt[TOPT_TS_ECR], n_seq)
     st = h.state[cid]
     fin_acked = (h.tflags[cid] & TF_FIN_SENT) != 0 and np.int64(h.snd_una[cid]) == np.int64(
         h.snd_max[cid])

@@ -332,6 +332,14 @@ TCB_COLD_DTYPE = np.dtype(
         ("syn_retries", np.uint8),  # TCP_SYNCNT, 0 = the stack's ``tcp_syn_retries``
         ("user_timeout_ms", np.uint32),  # TCP_USER_TIMEOUT (RFC 5482), 0 = none
         ("window_clamp", np.uint32),  # largest receive window to offer, bytes (TCP_WINDOW_CLAMP)
+        # receive-buffer autotuning (fsdp.tcp.drs, Linux rcv_rtt_est and rcvq_space)
+        ("rcv_rtt_us8", np.uint32),  # the receiver's RTT estimate, µs << 3, 0 = none yet
+        ("rcv_rtt_seq", np.uint32),  # RCV.NXT that ends the window being timed
+        ("rcv_rtt_time_us", np.int64),  # when that window began, 0 = not started
+        ("rcv_rtt_last_tsecr", np.uint32),  # the TSecr last sampled
+        ("rcvq_space", np.int32),  # bytes the application read in the last RTT measured
+        ("rcvq_seq", np.uint32),  # the read position (copied_seq) when this RTT began
+        ("rcvq_time_us", np.int64),  # when this RTT began
         ("error", np.int32),  # pending socket error (errno), 0 = none
         ("pmtu", np.uint16),  # path MTU learned from fragmentation needed (RFC 1191), 0 = none
         ("tos", np.uint8),  # IP_TOS of its segments (RFC 9293 MUST-48; a child: its listener's)
@@ -518,6 +526,13 @@ def _reset(t, i):
     c.syn_retries[i] = 0
     c.user_timeout_ms[i] = 0
     c.window_clamp[i] = 0
+    c.rcv_rtt_us8[i] = 0
+    c.rcv_rtt_seq[i] = 0
+    c.rcv_rtt_time_us[i] = 0
+    c.rcv_rtt_last_tsecr[i] = 0
+    c.rcvq_space[i] = 0
+    c.rcvq_seq[i] = 0
+    c.rcvq_time_us[i] = 0
     c.error[i] = 0
     c.soft_error[i] = 0
     c.pmtu[i] = 0

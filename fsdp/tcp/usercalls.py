@@ -63,6 +63,7 @@ from fsdp.driver.toeplitz import RETA_SIZE, rss_hash_ipv4_l4
 from fsdp.pool.pool import HEADROOM, MAX_FRAME_LEN, frame_alloc, frame_free
 from fsdp.tcp.cc import cc_set_algo
 from fsdp.tcp.conn import tcp_conn_alloc, tcp_conn_free
+from fsdp.tcp.drs import drs_adjust
 from fsdp.tcp.ecn import ecn_init, ecn_tos_bits
 from fsdp.tcp.flowtable import flow_lookup
 from fsdp.tcp.frameflags import FRAME_F_TCP_PSH, FRAME_F_TCP_SENT
@@ -671,6 +672,7 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
             if not marked:
                 h.rcv_q_bytes[cid] -= copied
                 tcb_touch(core.tcb, cid)  # maybe no longer readable (fsdp.core.loop.poll_status)
+            drs_adjust(core, cid, now)  # Linux tcp_recvmsg_locked: tcp_rcv_space_adjust
             _cleanup_rbuf(core, cid, copied, now)
         return copied
     st = h.state[cid]

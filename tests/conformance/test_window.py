@@ -4,6 +4,7 @@ persist probing (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17), the receive window an
 
 import socket
 
+import pytest
 from helpers import (
     LOCAL_IP,
     TS_MSS,
@@ -159,3 +160,97 @@ def test_receiver_sws_avoidance_no_tiny_window_update(h):
     assert c.recv() == []
     assert len(read_all(c.sock, 1300)) == 1300
     assert c.recv() == []
+
+
+# --- receive-buffer autotuning (Linux tcp_rcv_space_adjust; fsdp.tcp.drs) --------------------
+LONG_RTT = 1.0  # s: long enough that a whole round's segments reach the Linux harness within it
+
+
+def _sender_rounds(c, rounds: int, rtt: float = LONG_RTT) -> list[tuple[int, int, int]]:
+    """The peer plays a bulk sender on a path with ``rtt``: each round it sends the window last
+    offered, in bursts of 8 full segments that the application reads as they arrive, the
+    round's segments all echoing the TSval of the previous round's last ACK (so the receiver
+    measures ``rtt``); then it waits an RTT.  Returns (segments sent, the largest window
+    offered, SO_RCVBUF) for each round."""
+    wscale = c.synack.opts.get("WScale", 0)
+    win = c.synack.win  # a SYN's window is never scaled (RFC 7323 §2.2)
+    c.h.advance(rtt)
+    out = []
+    for _ in range(rounds):
+        ecr = c.last_tsval
+        n = win // M
+        sent = 0
+        largest = 0
+        while sent < n:
+            for _i in range(min(8, n - sent)):
+                c.send("A", data=b"d" * M, tsecr=ecr)
+            sent += min(8, n - sent)
+            c.h.advance(0.005)
+            assert len(read_all(c.sock)) > 0
+            largest = max([largest] + [s.win << wscale for s in c.recv()])
+        c.h.advance(0.005)
+        segs = c.recv()
+        largest = max([largest] + [s.win << wscale for s in segs])
+        out.append((n, largest, c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)))
+        win = largest
+        c.h.advance(rtt)
+    return out
+
+
+@pytest.mark.slow
+def test_the_receive_buffer_grows_when_the_application_keeps_up(h):
+    """Linux tcp_rcv_space_adjust / tcp_rcvbuf_grow (receive-buffer autotuning): over a 1 s
+    path, round 0 is read at 45 segments (65160 bytes) per RTT, more than the first estimate
+    (10 MSS); the buffer grows so that the window may double and more: 2 * 65160 plus twice
+    that scaled by the reading's growth (65160 / 14480), 1,042,560 bytes of window, a buffer of
+    1,042,560 * 256 / 170 (the payload ratio measured) = 1,569,972.  The window then opens by
+    two MSS per segment received (86,016 -> 233,472 -> 700,416) instead of stopping at what the
+    default 128 KiB allows."""
+    c = handshake_passive(h, 8080)
+    rounds = _sender_rounds(c, 3)
+    assert [(n, w) for n, w, _ in rounds] == [(45, 86016), (59, 233472), (161, 700416)]
+    assert [b for _, _, b in rounds][:2] == [131072, 1569972]
+    assert rounds[2][2] >= 1569972  # never shrinks (Linux may measure again within round 2)
+
+
+@pytest.mark.slow
+def test_a_receive_buffer_the_application_set_does_not_grow(h):
+    """Linux SOCK_RCVBUF_LOCK: SO_RCVBUF set on the listener (65536, doubled) is the
+    connection's for good; the same reading leaves the window at what it allows."""
+    lst = h.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    lst.bind((LOCAL_IP, 8080))
+    lst.listen(8)
+    c = handshake_passive(h, 8080, listener=lst)
+    assert _sender_rounds(c, 2) == [(45, 85596, 131072), (59, 85596, 131072)]
+
+
+@pytest.mark.slow
+def test_tcp_moderate_rcvbuf_0_turns_autotuning_off(harness_factory):
+    """The sysctl tcp_moderate_rcvbuf = 0: the buffer stays at tcp_rmem[1]."""
+    h = harness_factory(tcp_moderate_rcvbuf=0)
+    c = handshake_passive(h, 8080)
+    assert _sender_rounds(c, 2) == [(45, 86016, 131072), (59, 86016, 131072)]
+
+
+def test_out_of_order_data_grows_the_window_and_the_buffer(h):
+    """Linux tcp_data_queue_ofo: with SACK, each segment held out of order grows the window's
+    ceiling (rcv_ssthresh) by two MSS until the buffer's free space stops it, and measures the
+    payload ratio; the buffer grows to cover twice the first RTT's estimate plus the span held:
+    (2 * 14480 + 44 * 1448 + 1448) * 256 / 170 = 141,733.  Reading it all reopens that window."""
+    c = handshake_passive(h, 8080)
+    for k in range(1, 45):
+        c.send("A", seq=1 + k * M, data=b"o" * M)
+    h.advance(0.005)
+    acks = c.recv()
+    assert [(a.ack, a.sack) for a in acks] == [
+        (1, [(1 + M, 1 + (k + 1) * M)]) for k in range(1, 45)
+    ]
+    assert [a.win for a in acks] == [67, 70, 73, 75] + [78] * 40
+    assert c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 141733
+    c.send("A", seq=1, data=b"i" * M)
+    h.advance(0.01)
+    assert [a.ack for a in c.recv()] == [1 + 45 * M]
+    assert len(read_all(c.sock)) == 45 * M
+    (upd,) = c.recv()
+    assert (upd.ack, upd.win) == (1 + 45 * M, 78)
