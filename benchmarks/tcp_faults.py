@@ -10,8 +10,9 @@ the stacks run until the connection is gone, and ``stack.audit()`` checks both f
 frames.  Reports MB, seconds, goodput and the TCP recovery counters of ``stack.stats()``.
 
     python benchmarks/tcp_faults.py [--megabytes N] [--drop P] [--reorder P] [--duplicate P]
-                                    [--ce-mark P] [--seed S] [--tcp-recovery 0|1]
-                                    [--tcp-frto 0|2] [--tcp-ecn 0|1|2] [--stall-seconds T]
+                                    [--ce-mark P] [--delay-us D] [--seed S] [--tcp-recovery 0|1]
+                                    [--tcp-frto 0|2] [--tcp-ecn 0|1|2]
+                                    [--tcp-moderate-rcvbuf 0|1] [--stall-seconds T]
                                     [--json-only]
 
 ``--tcp-recovery`` is the stacks' option: 1 (default, as Linux) finds losses with RACK (RFC 8985
@@ -20,6 +21,8 @@ likewise: 2 (default, as Linux) runs F-RTO (RFC 5682) after a timeout, 0 goes ba
 ``--ce-mark P`` marks ECN-capable frames CE on the wire (an AQM router's RFC 3168 marking), and
 ``--tcp-ecn 1`` makes the stacks ask for ECN: compare ``--drop P --tcp-ecn 0`` with
 ``--drop 0 --ce-mark P --tcp-ecn 1`` to see the same congestion signal answered without losses.
+``--delay-us D`` makes a long path (RTT 2D); compare ``--tcp-moderate-rcvbuf 1`` (receive-buffer
+autotuning, as Linux) with 0 (the window stays at what the 128 KiB default buffer allows).
 
 Prints a table, then one JSON object as the last line of stdout.  Exits non-zero with one line
 on stderr if the digests differ, a side errs, the audit fails, or the transfer makes no
@@ -101,7 +104,8 @@ class _Direction:
 
 
 def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
-        tcp_recovery: int = 1, tcp_frto: int = 2, tcp_ecn: int = 2) -> dict:
+        tcp_recovery: int = 1, tcp_frto: int = 2, tcp_ecn: int = 2,
+        tcp_moderate_rcvbuf: int = 1) -> dict:
     from fsdp.apps.bench_kernels import (
         SR_DRAIN,
         SR_TIME,
@@ -120,7 +124,8 @@ def run(megabytes: float, faults: dict, stall_s: float, timeout_s: float,
     from fsdp.tcp.usercalls import tcp_close, tcp_shutdown
 
     total = int(megabytes * 1e6)
-    with BenchPair(tcp_recovery=tcp_recovery, tcp_frto=tcp_frto, tcp_ecn=tcp_ecn) as pair:
+    with BenchPair(tcp_recovery=tcp_recovery, tcp_frto=tcp_frto, tcp_ecn=tcp_ecn,
+                   tcp_moderate_rcvbuf=tcp_moderate_rcvbuf) as pair:
         for p in pair.ports:
             p.set_faults(**faults)
         lid = pair.listen(PORT)
@@ -267,6 +272,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ce-mark", type=float, default=0.0,
                     help="probability that an ECN-capable frame is marked CE (RFC 3168)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--delay-us", type=int, default=0,
+                    help="one-way delay of each port (a long path: RTT = twice this)")
+    ap.add_argument("--tcp-moderate-rcvbuf", type=int, choices=(0, 1), default=1,
+                    help="receive-buffer autotuning (1, as Linux) or the fixed tcp_rmem[1]")
     ap.add_argument("--tcp-recovery", type=int, choices=(0, 1), default=1,
                     help="1: RACK loss detection (default); 0: RFC 6675 DupThresh")
     ap.add_argument("--tcp-frto", type=int, choices=(0, 1, 2), default=2,
@@ -293,12 +302,13 @@ def main(argv=None) -> int:
         "reorder": args.reorder,
         "duplicate": args.duplicate,
         "ce_mark": args.ce_mark,
+        "delay_us": args.delay_us,
         "seed": args.seed,
     }
     machine = machine_info()
     try:
         res = run(args.megabytes, faults, args.stall_seconds, args.timeout, args.tcp_recovery,
-                  args.tcp_frto, args.tcp_ecn)
+                  args.tcp_frto, args.tcp_ecn, args.tcp_moderate_rcvbuf)
     except (RuntimeError, OSError, ValueError) as e:
         print(f"tcp_faults: {e}", file=sys.stderr)
         return 1
@@ -310,16 +320,19 @@ def main(argv=None) -> int:
         "tcp_recovery": args.tcp_recovery,
         "tcp_frto": args.tcp_frto,
         "tcp_ecn": args.tcp_ecn,
+        "tcp_moderate_rcvbuf": args.tcp_moderate_rcvbuf,
         **res,
     }
     if not args.json_only:
         mb = res["bytes_each_way"] / 1e6
         print(
             f"TCP both ways over a faulty sim wire: drop {args.drop}, reorder {args.reorder}, "
-            f"duplicate {args.duplicate}, CE mark {args.ce_mark}, seed {args.seed} (both ports); "
+            f"duplicate {args.duplicate}, CE mark {args.ce_mark}, delay {args.delay_us} µs, "
+            f"seed {args.seed} (both ports); "
             f"tcp_recovery {args.tcp_recovery} "
             f"({'RACK' if args.tcp_recovery else 'RFC 6675 DupThresh'}), "
-            f"tcp_frto {args.tcp_frto}, tcp_ecn {args.tcp_ecn}"
+            f"tcp_frto {args.tcp_frto}, tcp_ecn {args.tcp_ecn}, "
+            f"tcp_moderate_rcvbuf {args.tcp_moderate_rcvbuf}"
         )
         print(
             f"machine: {out['machine']}, {out['processor']}, {out['cpu_count']} CPUs, "

@@ -58,8 +58,12 @@ class Harness:
         self._clock = _VirtualClock()
         self._outbox: list[bytes] = []
         self._sockets: list = []
+        # 2048 ring slots (a sim wire's default is 256): the stack's receive ring bounds the
+        # buffer autotuning grows to (fsdp.core.config.rcvbuf_autotune_max), and scenarios that
+        # read Linux's autotuned values need it at 2 MiB or more; the peer only ever sends what a
+        # scenario scripts, so the ring never fills
         self._wire = SimWire.private(name=f"harness-{next(_harness_ids)}", max_ports=2,
-                                     max_queues=max(cores, 1))
+                                     max_queues=max(cores, 1), ring_slots=2048)
         self._peer = self._wire.attach(n_queues=1, mac=peer_mac_int, promisc=True)
         stack_port = self._wire.attach(n_queues=cores, mac=mac_int)
         # A prefix that puts the peer on-link: /24 when they share one, else their common prefix.

@@ -75,8 +75,7 @@ CFG_TCP_RECOVERY = 57  # TCP_RECOVERY_RACK: RACK loss detection with SACK (Linux
 CFG_TCP_FRTO = 58  # F-RTO after a retransmission timeout (RFC 5682; Linux tcp_frto)
 CFG_TCP_ECN = 59  # ECN (RFC 3168): 0 off, 1 asked for and accepted, 2 accepted (Linux tcp_ecn)
 CFG_TCP_MODERATE_RCVBUF = 60  # receive-buffer autotuning (fsdp.tcp.drs; Linux tcp_moderate_rcvbuf)
-CFG_TCP_RCVBUF_AUTO_MAX = 61  # the most autotuning gives one connection: tcp_rmem[2], at most a
-#                               quarter of the core's packet pool
+CFG_TCP_RCVBUF_AUTO_MAX = 61  # the most autotuning gives one connection (rcvbuf_autotune_max)
 CFG_SIZE = 64
 
 
@@ -140,8 +139,7 @@ class StackOptions:
     tcp_ecn: int = 2
     # receive-buffer autotuning (Linux tcp_moderate_rcvbuf): a connection whose application keeps
     # up grows its buffer, and the window it offers, towards what the path needs
-    # (fsdp.tcp.drs); never past tcp_rmem[2] or a quarter of the core's pool, never when the
-    # application set SO_RCVBUF
+    # (fsdp.tcp.drs); never past rcvbuf_autotune_max(), never when the application set SO_RCVBUF
     tcp_moderate_rcvbuf: int = 1
     tcp_time_wait: float = 60.0  # s in TIME-WAIT (2*MSL; Linux TCP_TIMEWAIT_LEN)
     tcp_max_reass: int = 0  # out-of-order bytes held per connection, 0 = its receive buffer
@@ -268,9 +266,30 @@ def us(seconds: float) -> int:
     return int(round(seconds * 1_000_000))
 
 
+# What a full 1514-byte frame charges to a receive buffer (reass.rx_truesize, Linux's skb
+# truesize of such a frame): a buffer of k of these offers a window of about k segments.
+FULL_FRAME_TRUESIZE = 2176
+
+
+def rcvbuf_autotune_max(opts: StackOptions, rx_ring_slots: int = 0) -> int:
+    """The largest receive buffer autotuning gives a connection (fsdp.tcp.drs): tcp_rmem[2], as
+    Linux, and two bounds of fsdp's own.  A quarter of the core's packet pool: a connection that
+    stops reading after its buffer grew cannot leave the core's other connections without
+    frames (the role of Linux's tcp_mem limits).  And, where the NIC queue's receive ring is
+    known (``rx_ring_slots``), half of it in full frames: the sender may send a whole window in
+    one burst, and a userspace stack's receive ring is the only buffer between the wire and the
+    loop that drains it; a window larger than the ring turns bursts into ring-full drops (a
+    window of 1,900 segments into a 256-slot sim ring cut a bulk stream from ~880 to ~150 MB/s).
+    """
+    cap = min(opts.tcp_rmem[2], opts.pool_frames * FRAME_SIZE // 4)
+    if rx_ring_slots > 0:
+        cap = min(cap, (rx_ring_slots // 2) * FULL_FRAME_TRUESIZE)
+    return cap
+
+
 def cfg_create(
     opts: StackOptions, *, ip: int, netmask: int, gateway: int, mac: int, core_id: int,
-    n_cores: int, arp_reply_core: int,
+    n_cores: int, arp_reply_core: int, rx_ring_slots: int = 0,
 ) -> np.ndarray:
     cfg = np.zeros(CFG_SIZE, np.int64)
     cfg[CFG_IP] = ip
@@ -329,9 +348,7 @@ def cfg_create(
     cfg[CFG_TCP_FRTO] = opts.tcp_frto
     cfg[CFG_TCP_ECN] = opts.tcp_ecn
     cfg[CFG_TCP_MODERATE_RCVBUF] = opts.tcp_moderate_rcvbuf
-    # a quarter of the pool: one connection that stops reading after its buffer grew cannot
-    # leave the core's other connections without frames (the role of Linux's tcp_mem limits)
-    cfg[CFG_TCP_RCVBUF_AUTO_MAX] = min(opts.tcp_rmem[2], opts.pool_frames * FRAME_SIZE // 4)
+    cfg[CFG_TCP_RCVBUF_AUTO_MAX] = rcvbuf_autotune_max(opts, rx_ring_slots)
     cfg[CFG_TCP_TIME_WAIT_US] = us(opts.tcp_time_wait)
     cfg[CFG_SOMAXCONN] = opts.somaxconn
     cfg[CFG_RFD] = int(opts.receive_flow_deliver)

@@ -27,6 +27,7 @@ from fsdp.core.vars import (
     V_TX_OVF_HEAD,
     V_TX_OVF_TAIL,
 )
+from fsdp.driver.api import nic_rx_ring_slots
 from fsdp.driver.pcap import capture_ring_create
 from fsdp.driver.toeplitz import RETA_SIZE, RSS_IPV4_L4_BYTES
 from fsdp.pool.pool import Pool, pool_create
@@ -89,6 +90,7 @@ def core_state_create(
     cfg = cfg_create(
         opts, ip=ip, netmask=netmask, gateway=gateway, mac=mac, core_id=core_id,
         n_cores=n_cores, arp_reply_core=arp_reply_core,
+        rx_ring_slots=nic_rx_ring_slots(nic_queue),
     )
     var = np.zeros(V_SIZE, np.int64)
     var[V_ARP_TIMER_US] = NO_DEADLINE

@@ -103,6 +103,13 @@ def nic_redirect(q, pool, fid, queue):
     return 0 if backend.redirect is None else backend.redirect(q, pool, fid, queue)
 
 
+def nic_rx_ring_slots(q) -> int:
+    """The frames queue ``q``'s receive ring holds from one sender (0 where the backend does not
+    say): the burst it absorbs before dropping.  Python only (read once, when a core is made)."""
+    geo = getattr(q, "geo", None)
+    return int(getattr(geo, "ring_slots", 0) or 0)
+
+
 def nic_borrow(q):
     """The queue with its arrays borrowed (``fsdp.driver.jitmem.borrow``): take it once at the
     top of a jitted poll pass (with ``borrow_pool(pool)``) and pass it to every ``nic_*`` call

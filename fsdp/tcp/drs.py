@@ -33,8 +33,10 @@ fsdp does the same, with the same arithmetic, so it offers the windows Linux doe
 Where fsdp differs: Linux measures after each socket buffer a read copies, and coalesces arriving
 segments into buffers of up to 64 KB; fsdp keeps one frame per segment, so it measures once per
 read, after the copy (the bytes read by the whole call, less what it left queued).  And the most
-a connection's buffer grows to is also bounded by a quarter of the core's packet pool
-(``CFG_TCP_RCVBUF_AUTO_MAX``): a single core's pool is the memory Linux's tcp_mem limits guard.
+a connection's buffer grows to (``CFG_TCP_RCVBUF_AUTO_MAX``, ``config.rcvbuf_autotune_max``) has
+two bounds of fsdp's own besides tcp_rmem[2]: a quarter of the core's packet pool (the memory
+Linux's tcp_mem limits guard), and half the NIC queue's receive ring in full frames (the burst a
+userspace stack's ring absorbs; on a default 256-slot sim wire that is a 185 KB window).
 """
 
 import numpy as np

@@ -11,16 +11,21 @@ import socket
 import time
 
 import fsdp
+from fsdp.driver.sim import SimWire
 
 _wires = itertools.count()
 SIZE = 3_000_000
 ONE_WAY_US = 25_000
 
 
-def transfer(rcvbuf: int | None = None, **server_options) -> tuple[int, float]:
-    """Send SIZE bytes client -> server over a 50 ms RTT; returns the receiving socket's
-    SO_RCVBUF at the end and the seconds the transfer took."""
-    wire = f"sim:drs-{os.getpid()}-{next(_wires)}"
+def transfer(rcvbuf: int | None = None, ring_slots: int | None = None,
+             **server_options) -> tuple[int, float]:
+    """Send SIZE bytes client -> server over a 50 ms RTT (on a wire with ``ring_slots`` receive
+    rings, else the default 256); returns the receiving socket's SO_RCVBUF at the end and the
+    seconds the transfer took."""
+    name = f"drs-{os.getpid()}-{next(_wires)}"
+    wire = f"sim:{name}"
+    geometry = SimWire.open(name, ring_slots=ring_slots) if ring_slots else None
     server = fsdp.Stack(nic=wire, ip="10.9.1.1/24", **server_options)
     client = fsdp.Stack(nic=wire, ip="10.9.1.2/24", tcp_wmem="4096 16384 33554432")
     try:
@@ -60,15 +65,17 @@ def transfer(rcvbuf: int | None = None, **server_options) -> tuple[int, float]:
     finally:
         client.close()
         server.close()
+        if geometry is not None:
+            geometry.close()
 
 
 def test_a_receiver_that_keeps_up_grows_its_buffer():
     """From the 128 KiB default (an 86 KB window: 1.7 MB/s over 50 ms) the buffer grows to
-    megabytes, so the transfer is no longer window-bound; with ``tcp_moderate_rcvbuf=0`` it
-    stays."""
+    what the receive ring bounds it to (a 185 KB window), so the transfer takes fewer round
+    trips; with ``tcp_moderate_rcvbuf=0`` it stays."""
     grown, _ = transfer()
     fixed, took_fixed = transfer(tcp_moderate_rcvbuf=0)
-    assert grown == 4 << 20  # a quarter of the default pool (8192 frames) bounds it
+    assert grown == 128 * 2176  # half the sim wire's 256-slot receive ring, in full frames
     assert fixed == 131072
     # the fixed window is what bounds that transfer: 3 MB at 86 KB per 50 ms RTT takes at
     # least ~1.75 s (how much faster the grown one is depends on this host's load: the
@@ -82,7 +89,9 @@ def test_so_rcvbuf_set_by_the_application_is_kept():
     assert transfer(rcvbuf=200_000)[0] == 400_000
 
 
-def test_the_core_pool_bounds_the_growth():
-    """fsdp's own bound: a connection's buffer grows to at most a quarter of its core's packet
-    pool (1024 frames of 2 KiB here: 512 KiB), so one connection cannot hold the core's frames."""
-    assert transfer(pool_frames=1024)[0] == 1024 * 2048 // 4
+def test_the_core_pool_and_the_receive_ring_bound_the_growth():
+    """fsdp's own bounds: a quarter of the core's packet pool (1024 frames of 2 KiB here: 512
+    KiB), so one connection cannot hold the core's frames; and half the NIC queue's receive ring
+    in full frames (a 2048-slot ring: 1024 x 2176 bytes), so a window's burst fits the ring."""
+    assert transfer(pool_frames=1024, ring_slots=4096)[0] == 1024 * 2048 // 4
+    assert transfer(ring_slots=2048)[0] == 1024 * 2176
