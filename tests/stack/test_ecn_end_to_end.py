@@ -5,7 +5,8 @@ single retransmission; without ECN nothing is ECN-capable and nothing is marked.
 import hashlib
 import itertools
 import os
-import time
+
+from bulk_pair import connected_pair, stream
 
 import fsdp
 
@@ -19,31 +20,9 @@ def transfer(client_ecn: int, ce_mark: float, size: int = 3_000_000):
     try:
         client.port.set_faults(ce_mark=ce_mark, seed=11)  # the client's data, both ways' frames
         server.port.set_faults(ce_mark=ce_mark, seed=12)
-        ls = server.socket()
-        ls.bind(("0.0.0.0", 9000))
-        ls.listen()
-        c = client.socket()
-        c.settimeout(5)
-        c.connect(("10.9.0.1", 9000))
-        ls.settimeout(5)
-        s, _ = ls.accept()
-        c.setblocking(False)
-        s.setblocking(False)
+        c, s = connected_pair(server, client, "10.9.0.1")
         data = os.urandom(size)
-        sent = 0
-        got = bytearray()
-        deadline = time.monotonic() + 120
-        while len(got) < size:
-            assert time.monotonic() < deadline, f"stalled at {len(got)} of {size} bytes"
-            if sent < size:
-                try:
-                    sent += c.send(data[sent : sent + 65536])
-                except BlockingIOError:
-                    pass
-            try:
-                got += s.recv(65536)
-            except BlockingIOError:
-                fsdp.poll_all_stacks()
+        got = stream(c, s, data)
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
         return server.stats(), client.stats(), client.port.stats(), server.port.stats()
     finally:

@@ -10,6 +10,8 @@ import os
 import socket
 import time
 
+from bulk_pair import connected_pair, stream
+
 import fsdp
 from fsdp.driver.sim import SimWire
 
@@ -20,8 +22,8 @@ ONE_WAY_US = 25_000
 
 def transfer(rcvbuf: int | None = None, ring_slots: int | None = None,
              **server_options) -> tuple[int, float]:
-    """Send SIZE bytes client -> server over a 50 ms RTT (on a wire with ``ring_slots`` receive
-    rings, else the default 256); returns the receiving socket's SO_RCVBUF at the end and the
+    """Send SIZE bytes client -> server over a 50 ms RTT (on a wire whose receive rings have
+    ``ring_slots`` slots, else the default 256); returns the receiving socket's SO_RCVBUF at the end and the
     seconds the transfer took."""
     name = f"drs-{os.getpid()}-{next(_wires)}"
     wire = f"sim:{name}"
@@ -31,34 +33,10 @@ def transfer(rcvbuf: int | None = None, ring_slots: int | None = None,
     try:
         client.port.set_faults(delay_us=ONE_WAY_US)
         server.port.set_faults(delay_us=ONE_WAY_US)
-        ls = server.socket()
-        if rcvbuf is not None:
-            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        ls.bind(("0.0.0.0", 9000))
-        ls.listen()
-        c = client.socket()
-        c.settimeout(5)
-        c.connect(("10.9.1.1", 9000))
-        ls.settimeout(5)
-        s, _ = ls.accept()
-        c.setblocking(False)
-        s.setblocking(False)
+        c, s = connected_pair(server, client, "10.9.1.1", rcvbuf=rcvbuf)
         data = os.urandom(SIZE)
-        sent = 0
-        got = bytearray()
         start = time.monotonic()
-        deadline = start + 120
-        while len(got) < SIZE:
-            assert time.monotonic() < deadline, f"stalled at {len(got)} of {SIZE} bytes"
-            if sent < SIZE:
-                try:
-                    sent += c.send(data[sent : sent + 65536])
-                except BlockingIOError:
-                    pass
-            try:
-                got += s.recv(1 << 20)
-            except BlockingIOError:
-                fsdp.poll_all_stacks()
+        got = stream(c, s, data, recv_size=1 << 20)
         took = time.monotonic() - start
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
         return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), took
