@@ -194,6 +194,9 @@ def tcp_purge_queues(core, cid, keep_rcv):
         h.rcv_q_tail[cid] = -1
         h.rcv_q_bytes[cid] = 0
         h.rcv_mem[cid] = 0
+        h.rcv_mem_pending[cid] = 0
+        h.rcv_skb_frags[cid] = 0
+        h.rcv_skb_room[cid] = 0
 
 
 @kernel

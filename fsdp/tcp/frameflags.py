@@ -14,6 +14,10 @@ FRAME_F_TCP_SENT = 0x1000  # sent at least once
 FRAME_F_TCP_PSH = 0x2000  # the segment goes out with PSH (the last one of an application write)
 FRAME_F_TCP_EVER_RETRANS = 0x4000  # sent more than once, ever (Karn's rule: no RTT sample; the
 # scoreboard's FRAME_F_TCP_RETRANS is cleared at each recovery episode)
+# Receive-queue frames: how Linux would have queued the segment (tcp_try_coalesce into the socket
+# buffer before it), which sets what it charges the receive buffer (reass.rcvq_charge)
+FRAME_F_TCP_RX_FRAG = 0x8000  # added to the buffer before as a page fragment
+FRAME_F_TCP_RX_COPIED = 0x10000  # copied into the tailroom of the buffer before
 
 # Send-queue frames keep their latest transmission time (µs, big-endian int64) in the first 8
 # bytes of the frame's headroom (payload starts at pool.off >= HEADROOM): Linux's per-skb

@@ -94,7 +94,7 @@ import numpy as np
 from numba import njit
 
 from fsdp.pool.pool import FRAME_SIZE, HEADROOM, frame_free, frame_free_chain
-from fsdp.tcp.frameflags import FRAME_F_TCP_FIN
+from fsdp.tcp.frameflags import FRAME_F_TCP_FIN, FRAME_F_TCP_RX_COPIED, FRAME_F_TCP_RX_FRAG
 from fsdp.tcp.tcb import tcb_touch
 from fsdp.wire.tcp import seq_geq, seq_gt, seq_leq, seq_lt
 
@@ -167,7 +167,75 @@ def rx_truesize(pool, fid):
 
 
 @njit(inline="always", cache=True)
+def rx_tailroom(pool, fid):
+    """The tailroom of the socket buffer Linux builds for received frame ``fid``
+    (``rx_truesize``'s data area less the frame and NET_SKB_PAD): 0..63 bytes."""
+    wire = np.int64(pool.off[fid]) + np.int64(pool.length[fid]) - HEADROOM
+    return ((wire + 64 + 63) & ~np.int64(63)) - (wire + 64)
+
+
+SKB_STRUCT_SIZE = 256  # SKB_DATA_ALIGN(sizeof(struct sk_buff)): what a stolen head does not keep
+MAX_SKB_FRAGS = 17
+
+
+@njit(inline="always", cache=True)
+def rx_charge(pool, fid):
+    """What receive-queue frame ``fid`` charges the receive buffer (``rcvq_charge``)."""
+    f = pool.flags[fid]
+    if f & FRAME_F_TCP_RX_COPIED:
+        return np.int64(0)
+    if f & FRAME_F_TCP_RX_FRAG:
+        return rx_truesize(pool, fid) - SKB_STRUCT_SIZE
+    return rx_truesize(pool, fid)
+
+
+@njit(inline="always", cache=True)
+def rcvq_charge(pool, h, cid, f):
+    """Charge frame ``f``, about to join the receive queue, as Linux's tcp_queue_rcv does: it
+    coalesces a segment into the queue's last socket buffer (tcp_try_coalesce /
+    skb_try_coalesce) when that buffer has tailroom for the payload (copied: charged nothing) or
+    fewer than MAX_SKB_FRAGS fragments (its head becomes a fragment: charged its truesize less
+    struct sk_buff, 1920 bytes for a full frame); otherwise the segment is a buffer of its own,
+    charged its truesize (2176).  Observed on Linux 6.18 with SO_MEMINFO (LINUX_NOTES §23): 20
+    full segments queued unread charge 2176, then 1920 each, then 2176 again at the 19th."""
+    tail = h.rcv_q_tail[cid]
+    if tail >= 0 and (pool.flags[tail] & FRAME_F_TCP_FIN) == 0:
+        n = np.int64(pool.length[f])
+        room = np.int64(h.rcv_skb_room[cid])
+        if n <= room:
+            pool.flags[f] |= FRAME_F_TCP_RX_COPIED
+            h.rcv_skb_room[cid] = room - n
+            return
+        if h.rcv_skb_frags[cid] < MAX_SKB_FRAGS:
+            pool.flags[f] |= FRAME_F_TCP_RX_FRAG
+            h.rcv_skb_frags[cid] += 1
+            h.rcv_skb_room[cid] = 0
+            h.rcv_mem[cid] += rx_truesize(pool, f) - SKB_STRUCT_SIZE
+            return
+    pool.flags[f] &= ~np.uint32(FRAME_F_TCP_RX_FRAG | FRAME_F_TCP_RX_COPIED)
+    h.rcv_skb_frags[cid] = 0
+    h.rcv_skb_room[cid] = rx_tailroom(pool, f)
+    h.rcv_mem[cid] += rx_truesize(pool, f)
+
+
+@njit(inline="always", cache=True)
+def rcvq_release(pool, h, cid, f):
+    """Frame ``f``, the head of the receive queue, has been read whole: Linux releases a socket
+    buffer's charge when its last byte is read, so the charge of ``f`` waits with the frames
+    read before it until the frame that ends its buffer (the queue's last one, or one followed
+    by a frame that starts a buffer)."""
+    nxt = pool.next[f]
+    c = rx_charge(pool, f)
+    if nxt < 0 or (pool.flags[nxt] & (FRAME_F_TCP_RX_FRAG | FRAME_F_TCP_RX_COPIED)) == 0:
+        h.rcv_mem[cid] -= np.int64(h.rcv_mem_pending[cid]) + c
+        h.rcv_mem_pending[cid] = 0
+    else:
+        h.rcv_mem_pending[cid] += c
+
+
+@njit(inline="always", cache=True)
 def _rcvq_append(pool, h, cid, f):
+    rcvq_charge(pool, h, cid, f)
     tail = h.rcv_q_tail[cid]
     pool.next[f] = -1
     if tail >= 0:
@@ -176,7 +244,6 @@ def _rcvq_append(pool, h, cid, f):
         h.rcv_q_head[cid] = f
     h.rcv_q_tail[cid] = f
     h.rcv_q_bytes[cid] += pool.length[f]
-    h.rcv_mem[cid] += rx_truesize(pool, f)
 
 
 @njit(inline="always", cache=True)

@@ -203,6 +203,7 @@ from fsdp.tcp.rack import (
 from fsdp.tcp.reass import (
     REASS_FIN_REACHED,
     SACK_MAX_BLOCKS,
+    rcvq_charge,
     reass_deliver,
     reass_deliver_sack,
     reass_free,
@@ -1964,6 +1965,7 @@ def _data_queue(core, cid, fid, now):
             pool.tag[fid] = seq
             pool.next[fid] = -1
             pool.flags[fid] = pool.flags[fid] & ~np.uint32(FRAME_F_TCP_FIN)
+            rcvq_charge(pool, h, cid, fid)
             tail = h.rcv_q_tail[cid]
             if tail >= 0:
                 pool.next[tail] = fid
@@ -1972,7 +1974,6 @@ def _data_queue(core, cid, fid, now):
             h.rcv_q_tail[cid] = fid
             h.rcv_q_bytes[cid] += n
             tcb_touch(core.tcb, cid)  # readable (fsdp.core.loop.poll_status)
-            h.rcv_mem[cid] += rx_truesize(pool, fid)
             core.tcb.cold.bytes_received[cid] += n
             h.rcv_nxt[cid] = (rn + n) & M32
             # only data drives the delayed-ACK clock (Linux: "if (skb->len)

@@ -221,6 +221,10 @@ TCB_HOT_DTYPE = np.dtype(
         ("snd_sml", np.uint32),  # end of the last small segment sent (Minshall's Nagle)
         ("rcv_mem", np.int32),  # receive queue charge: Linux sk_rmem_alloc, the skb truesize of
         # each queued frame (reass.rx_truesize); the window is rcv_ratio of SO_RCVBUF minus it
+        ("rcv_mem_pending", np.int32),  # charge of frames read whose socket buffer is not yet
+        # wholly read (Linux frees a buffer, and its charge, at its last byte: reass.rcvq_release)
+        ("rcv_skb_frags", np.int8),  # fragments of the queue's last socket buffer (Linux nr_frags)
+        ("rcv_skb_room", np.int8),  # its tailroom while it has none (reass.rx_tailroom)
         ("rcv_ratio", np.int16),  # payload share of that charge in 1/256 (Linux scaling_ratio)
         # options (RFC 7323, RFC 9293 §3.7.1)
         ("mss", np.int32),  # effective send MSS (payload bytes per segment)
@@ -439,6 +443,9 @@ def _reset(t, i):
     h.snd_buf[i] = 0
     h.snd_sml[i] = 0
     h.rcv_mem[i] = 0
+    h.rcv_mem_pending[i] = 0
+    h.rcv_skb_frags[i] = 0
+    h.rcv_skb_room[i] = 0
     h.rcv_ratio[i] = TCP_DEFAULT_RCV_RATIO
     h.mss[i] = TCP_DEFAULT_MSS
     h.snd_wscale[i] = 0

@@ -42,7 +42,7 @@ from fsdp.core.stats import STAT_TCP_URG_IN
 from fsdp.driver.jitmem import copy_bytes
 from fsdp.pool.pool import frame_free
 from fsdp.tcp.kernel import kernel, kernel_inline
-from fsdp.tcp.reass import rx_truesize
+from fsdp.tcp.reass import rcvq_release
 from fsdp.tcp.tcb import (
     TCPS_CLOSED,
     TF_FIN_RECEIVED,
@@ -84,7 +84,7 @@ def _consume(core, cid, k):
     fid = h.rcv_q_head[cid]
     ln = np.int64(pool.length[fid])
     if k >= ln:
-        h.rcv_mem[cid] -= rx_truesize(pool, fid)
+        rcvq_release(pool, h, cid, fid)
         nxt = pool.next[fid]
         pool.next[fid] = -1
         frame_free(pool, fid)

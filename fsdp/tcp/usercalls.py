@@ -83,7 +83,7 @@ from fsdp.tcp.listen import (
     listen_remove,
     listen_syn_remove,
 )
-from fsdp.tcp.reass import rx_truesize
+from fsdp.tcp.reass import rcvq_release
 from fsdp.tcp.segment import tcp_initial_rcv_window, tcp_sync_mss
 from fsdp.tcp.tcb import (
     CC_CUBIC,
@@ -656,7 +656,7 @@ def tcp_recv_k(core, cid, out, off, n, peek, now):
         nxt = pool.next[fid]
         if not peek:
             if k == ln:
-                h.rcv_mem[cid] -= rx_truesize(pool, fid)
+                rcvq_release(pool, h, cid, fid)
                 pool.next[fid] = -1
                 frame_free(pool, fid)
                 h.rcv_q_head[cid] = nxt

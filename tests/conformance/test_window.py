@@ -254,3 +254,25 @@ def test_out_of_order_data_grows_the_window_and_the_buffer(h):
     assert len(read_all(c.sock)) == 45 * M
     (upd,) = c.recv()
     assert (upd.ack, upd.win) == (1 + 45 * M, 78)
+
+
+def test_queued_segments_are_charged_as_linux_coalesces_them(h):
+    """Linux tcp_queue_rcv / skb_try_coalesce: a full segment queued behind another joins its
+    socket buffer as a page fragment and is charged 1920 bytes, not its 2176 (up to 17
+    fragments a buffer, then a new one).  Twenty full segments left unread: the window first
+    grows (67 .. 78), holds at 78 on the sixth, then falls by one unit (1024) a segment.  Reading
+    3000 bytes frees no buffer (Linux frees a buffer at its last byte): no window update, and the
+    next segment's ACK offers one unit less (63)."""
+    c = handshake_passive(h, 8080)
+    wins = []
+    for _ in range(20):
+        c.send("A", data=b"d" * M)
+        h.advance(0.002)
+        wins += [s.win for s in c.recv()]
+    assert wins == [67, 70, 73, 75, 78, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67, 66, 65, 64]
+    assert len(c.sock.recv(3000)) == 3000
+    h.advance(0.002)
+    assert c.recv() == []
+    c.send("A", data=b"e" * M)
+    h.advance(0.002)
+    assert [s.win for s in c.recv()] == [63]
