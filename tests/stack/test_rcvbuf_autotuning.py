@@ -23,8 +23,8 @@ ONE_WAY_US = 25_000
 def transfer(rcvbuf: int | None = None, ring_slots: int | None = None,
              **server_options) -> tuple[int, float]:
     """Send SIZE bytes client -> server over a 50 ms RTT (on a wire whose receive rings have
-    ``ring_slots`` slots, else the default 256); returns the receiving socket's SO_RCVBUF at the end and the
-    seconds the transfer took."""
+    ``ring_slots`` slots, else the default 256); returns the receiving socket's SO_RCVBUF at
+    the end and the seconds the transfer took."""
     name = f"drs-{os.getpid()}-{next(_wires)}"
     wire = f"sim:{name}"
     geometry = SimWire.open(name, ring_slots=ring_slots) if ring_slots else None
