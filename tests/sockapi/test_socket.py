@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from bulk_pair import stream
 
 import fsdp
 
@@ -231,23 +232,9 @@ def test_bulk_transfer_with_faults_is_intact(pair):
     c.settimeout(60)
     s.settimeout(60)
     data = os.urandom(2_000_000)
-    sent = 0
-    got = bytearray()
     c.setblocking(False)
     s.setblocking(False)
-    deadline = time.monotonic() + 120
-    while len(got) < len(data):
-        assert time.monotonic() < deadline, f"stalled at {len(got)} of {len(data)} bytes"
-        if sent < len(data):
-            try:
-                sent += c.send(data[sent : sent + 65536])
-            except BlockingIOError:
-                pass
-        try:
-            chunk = s.recv(65536)
-            got += chunk
-        except BlockingIOError:
-            fsdp.poll_all_stacks()
+    got = stream(c, s, data)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
 
 

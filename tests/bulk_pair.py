@@ -1,5 +1,5 @@
-"""One connection between two fsdp stacks and a bulk stream over it: what the end-to-end stack
-tests (ECN, receive-buffer autotuning) share."""
+"""One connection between two fsdp stacks and a bulk stream over it: what the end-to-end tests
+(ECN, receive-buffer autotuning, a bulk stream under faults) share."""
 
 import socket
 import time
