@@ -44,15 +44,14 @@ import numpy as np
 from fsdp.core.config import CFG_TCP_MODERATE_RCVBUF, CFG_TCP_RCVBUF_AUTO_MAX
 from fsdp.tcp.kernel import kernel, kernel_inline
 from fsdp.tcp.reass import reass_last_end
-from fsdp.tcp.tcb import TF_RCVBUF_LOCK, TF_TS_OK
-from fsdp.tcp.tcp_output import tcp_ts_now
+from fsdp.tcp.tcb import TF_RCVBUF_LOCK
+from fsdp.tcp.tcp_output import tcp_advmss, tcp_ts_now
 from fsdp.tcp.urgent import tcp_copied_seq
 from fsdp.wire.tcp import seq_diff, seq_lt
 
 M32 = 0xFFFFFFFF
 TCP_INIT_CWND = 10  # Linux's constant, not the stack option: the first RTT's read estimate
 TCP_TS_MS_MAX = 0x7FFFFFFF // 1000  # Linux tcp_rtt_tsopt_us: a larger delta is no sample
-TCPOLEN_TSTAMP_ALIGNED = 12
 
 
 @kernel_inline
@@ -112,9 +111,7 @@ def drs_init(core, cid, now):
     c = core.tcb.cold
     c.rcvq_time_us[cid] = now
     c.rcvq_seq[cid] = tcp_copied_seq(core, cid)
-    adv = np.int64(c.adv_mss[cid])
-    if (h.tflags[cid] & TF_TS_OK) != 0:
-        adv -= TCPOLEN_TSTAMP_ALIGNED  # Linux's tp->advmss leaves the option out
+    adv = tcp_advmss(core, cid)
     space = np.int64(h.rcv_ssthresh[cid])
     if np.int64(h.rcv_wnd[cid]) < space:
         space = np.int64(h.rcv_wnd[cid])

@@ -269,6 +269,7 @@ from fsdp.tcp.tcbops import arm, disarm, keepalive_idle_us, set_state
 from fsdp.tcp.tcp_output import (
     TCP_ATO_MIN_US,
     frame_seq_len,
+    tcp_advmss,
     tcp_flight,
     tcp_free_space,
     tcp_full_space,
@@ -556,10 +557,7 @@ def tcp_sync_mss(core, cid):
 def tcp_init_rcv_mss(core, cid):
     """Linux tcp_initialize_rcv_mss: a conservative first guess of the peer's segment size."""
     h = core.tcb.hot
-    c = core.tcb.cold
-    adv = np.int64(c.adv_mss[cid])
-    if (h.tflags[cid] & TF_TS_OK) != 0:
-        adv -= 12
+    adv = tcp_advmss(core, cid)
     hint = adv if adv < np.int64(h.mss[cid]) else np.int64(h.mss[cid])
     half = np.int64(h.rcv_wnd[cid]) // 2
     if hint > half:
@@ -1846,10 +1844,7 @@ def _grow_window(core, cid, fid, n):
     ts_win = (rx_truesize(core.pool, fid) * ratio) >> 8
     incr = np.int64(0)
     if ts_win <= n:
-        adv = np.int64(core.tcb.cold.adv_mss[cid])
-        if (h.tflags[cid] & TF_TS_OK) != 0:
-            adv -= 12  # Linux's tp->advmss leaves the timestamp option out
-        incr = 2 * adv
+        incr = 2 * tcp_advmss(core, cid)
     else:
         # __tcp_grow_window: a small segment earns growth only while the window is small
         tsz = ts_win >> 1
@@ -1875,9 +1870,7 @@ def _measure_rcv_mss(core, cid, fid):
     h = core.tcb.hot
     c = core.tcb.cold
     n = core.tcp_seg[SEG_LEN]
-    adv = np.int64(c.adv_mss[cid])
-    if (h.tflags[cid] & TF_TS_OK) != 0:
-        adv -= 12
+    adv = tcp_advmss(core, cid)
     rm = np.int64(h.rcv_mss[cid])
     if n < rm:
         return

@@ -157,6 +157,16 @@ OPTS_SYN = 1  # SYN / SYN-ACK options (the TF_* bits say which were negotiated /
 OPTS_NONE = 2  # no options at all
 
 
+@kernel_inline
+def tcp_advmss(core, cid):
+    """Linux tp->advmss: the MSS we advertised, less the timestamp option once it is agreed
+    (the payload of a full segment from the peer)."""
+    adv = np.int64(core.tcb.cold.adv_mss[cid])
+    if (core.tcb.hot.tflags[cid] & TF_TS_OK) != 0:
+        adv -= 12
+    return adv
+
+
 # --- clocks ---------------------------------------------------------------------------------
 @kernel
 def tcp_ts_now(core, cid, now):
