@@ -8,6 +8,7 @@ import pytest
 from helpers import (
     LOCAL_IP,
     TS_MSS,
+    handshake_active,
     handshake_passive,
     read_all,
     syn_options,
@@ -172,8 +173,12 @@ def _sender_rounds(c, rounds: int, rtt: float = LONG_RTT) -> list[tuple[int, int
     round's segments all echoing the TSval of the previous round's last ACK (so the receiver
     measures ``rtt``); then it waits an RTT.  Returns (segments sent, the largest window
     offered, SO_RCVBUF) for each round."""
-    wscale = c.synack.opts.get("WScale", 0)
-    win = c.synack.win  # a SYN's window is never scaled (RFC 7323 §2.2)
+    if c.listener is not None:  # a passive open: the SYN-ACK's window, never scaled (§2.2)
+        wscale = c.synack.opts.get("WScale", 0)
+        win = c.synack.win
+    else:  # an active open: the window of its ACK of our SYN-ACK
+        wscale = c.syn.opts.get("WScale", 0)
+        win = c.handshake_ack.win << wscale
     c.h.advance(rtt)
     out = []
     for _ in range(rounds):
@@ -211,6 +216,18 @@ def test_the_receive_buffer_grows_when_the_application_keeps_up(h):
     assert [(n, w) for n, w, _ in rounds] == [(45, 86016), (59, 233472), (161, 700416)]
     assert [b for _, _, b in rounds][:2] == [131072, 1569972]
     assert rounds[2][2] >= 1569972  # never shrinks (Linux may measure again within round 2)
+
+
+@pytest.mark.slow
+def test_the_receive_buffer_of_an_active_open_grows_too(h):
+    """The same on the connecting side (Linux tcp_init_buffer_space from tcp_finish_connect):
+    its ACK offers 63 units (64,512 bytes), so round 0 is 44 segments (63,712 bytes) and the
+    buffer grows to (2 * 63712 + 2 * (2 * 63712 * 49232 // 14480)) * 256 / 170 = 1,496,705."""
+    c = handshake_active(h)
+    rounds = _sender_rounds(c, 3)
+    assert [(n, w) for n, w, _ in rounds] == [(44, 86016), (59, 233472), (161, 700416)]
+    assert [b for _, _, b in rounds][:2] == [131072, 1496705]
+    assert rounds[2][2] >= 1496705
 
 
 @pytest.mark.slow
